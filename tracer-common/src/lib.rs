@@ -1,0 +1,213 @@
+//! Types shared by the eBPF programs (tracer-ebpf) and the userspace daemon (tracer).
+//!
+//! Everything here is `no_std` and `#[repr(C)]`; layouts are asserted at compile time so that
+//! both sides agree on every byte. The `user` feature adds the `aya::Pod` impls.
+#![no_std]
+
+use core::mem::size_of;
+
+/// Every probe the tracer knows, in the order of [`PROBES`]. The value indexes `PROBE_STATS`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ProbeId {
+    PinUserPagesFast = 0,
+    PinUserPages,
+    PinUserPagesRemote,
+    PinUserPagesUnlocked,
+    UnpinUserPage,
+    UnpinUserPages,
+    UnpinUserPagesDirtyLock,
+    UnpinUserPageRangeDirtyLock,
+    UnpinFolio,
+    UnpinUserFolio,
+    UnpinFolios,
+    PinAccounting,
+    BlockRqIssue,
+    BlockRqComplete,
+}
+
+/// Number of [`ProbeId`]s (size of the `PROBE_STATS` array).
+pub const PROBE_COUNT: u32 = ProbeId::BlockRqComplete as u32 + 1;
+
+/// What a probe observes; decides what its [`ProbeStat::amount`] counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeRole {
+    /// A pin entry point (`pin_user_pages*`): amount = pages the call returned as pinned.
+    Pin,
+    /// An unpin variant: amount = pages (or folio references) the call was asked to release.
+    Unpin,
+    /// The kernel's own FOLL_PIN accounting (`mod_node_page_state` for `NR_FOLL_PIN_*`):
+    /// the exact counter behind /proc/vmstat nr_foll_pin_acquired / nr_foll_pin_released.
+    Accounting,
+    /// Block request issued to the driver: amount = 0 (hits are requests).
+    BlockIssue,
+    /// Block request completed: amount = bytes completed.
+    BlockComplete,
+}
+
+/// How a probe attaches when the kernel allows its preferred form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attach {
+    /// fentry (BTF trampoline on function entry); kprobe fallback.
+    Fentry,
+    /// fexit (BTF trampoline on function return); kretprobe fallback.
+    Fexit,
+    /// BTF-typed tracepoint (tp_btf); no fallback needed, it needs neither kprobes nor ftrace.
+    TpBtf,
+}
+
+/// One probe: the kernel function or tracepoint and the programs that can observe it.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeDef {
+    pub id: ProbeId,
+    pub target: &'static str,
+    pub role: ProbeRole,
+    pub attach: Attach,
+    /// Name of the BTF-based program (fentry, fexit or tp_btf) in the eBPF object.
+    pub btf_program: &'static str,
+    /// Name of the kprobe/kretprobe fallback program, if there is one.
+    pub kprobe_program: Option<&'static str>,
+}
+
+macro_rules! probe {
+    ($id:ident, $target:literal, $role:ident, Fentry) => {
+        ProbeDef {
+            id: ProbeId::$id,
+            target: $target,
+            role: ProbeRole::$role,
+            attach: Attach::Fentry,
+            btf_program: concat!("fentry_", $target),
+            kprobe_program: Some(concat!("kprobe_", $target)),
+        }
+    };
+    ($id:ident, $target:literal, $role:ident, Fexit) => {
+        ProbeDef {
+            id: ProbeId::$id,
+            target: $target,
+            role: ProbeRole::$role,
+            attach: Attach::Fexit,
+            btf_program: concat!("fexit_", $target),
+            kprobe_program: Some(concat!("kretprobe_", $target)),
+        }
+    };
+    ($id:ident, $target:literal, $role:ident, TpBtf) => {
+        ProbeDef {
+            id: ProbeId::$id,
+            target: $target,
+            role: ProbeRole::$role,
+            attach: Attach::TpBtf,
+            btf_program: concat!("tp_btf_", $target),
+            kprobe_program: None,
+        }
+    };
+}
+
+/// The probe catalogue. Index i holds the probe whose id is i.
+pub const PROBES: [ProbeDef; PROBE_COUNT as usize] = [
+    probe!(PinUserPagesFast, "pin_user_pages_fast", Pin, Fexit),
+    probe!(PinUserPages, "pin_user_pages", Pin, Fexit),
+    probe!(PinUserPagesRemote, "pin_user_pages_remote", Pin, Fexit),
+    probe!(PinUserPagesUnlocked, "pin_user_pages_unlocked", Pin, Fexit),
+    probe!(UnpinUserPage, "unpin_user_page", Unpin, Fentry),
+    probe!(UnpinUserPages, "unpin_user_pages", Unpin, Fentry),
+    probe!(UnpinUserPagesDirtyLock, "unpin_user_pages_dirty_lock", Unpin, Fentry),
+    probe!(UnpinUserPageRangeDirtyLock, "unpin_user_page_range_dirty_lock", Unpin, Fentry),
+    probe!(UnpinFolio, "unpin_folio", Unpin, Fentry),
+    probe!(UnpinUserFolio, "unpin_user_folio", Unpin, Fentry),
+    probe!(UnpinFolios, "unpin_folios", Unpin, Fentry),
+    probe!(PinAccounting, "mod_node_page_state", Accounting, Fentry),
+    probe!(BlockRqIssue, "block_rq_issue", BlockIssue, TpBtf),
+    probe!(BlockRqComplete, "block_rq_complete", BlockComplete, TpBtf),
+];
+
+/// Per-probe counters (`PROBE_STATS`, a per-CPU array indexed by [`ProbeId`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeStat {
+    /// Times the probe ran and counted something.
+    pub hits: u64,
+    /// What the probe counts (see [`ProbeRole`]).
+    pub amount: u64,
+}
+
+/// Length of a task's comm, as in the kernel.
+pub const COMM_LEN: usize = 16;
+
+/// Per-process FOLL_PIN accounting (`PROC_STATS`, a per-CPU hash keyed by tgid).
+///
+/// Pages are attributed to the task that was current when the kernel counted them: pins to the
+/// pinning task; releases to whatever task ran the release (a kworker, or the task an
+/// interrupt landed on, for asynchronous completions).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcStat {
+    pub pages_pinned: u64,
+    pub pages_unpinned: u64,
+    /// comm of the thread that created the entry; zero on the other CPUs' copies.
+    pub comm: [u8; COMM_LEN],
+}
+
+impl ProcStat {
+    pub const ZERO: ProcStat = ProcStat { pages_pinned: 0, pages_unpinned: 0, comm: [0; COMM_LEN] };
+}
+
+/// Why an event was not counted (`LOST`, a per-CPU array indexed by this enum).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LostReason {
+    /// `PROC_STATS` was full: the pages were counted in the totals but not per process.
+    ProcMapFull = 0,
+    /// A probe ran with an index out of range (a bug; should stay 0).
+    BadIndex,
+}
+
+/// Slots of `PIN_TOTALS` (a per-CPU array): the exact FOLL_PIN totals, kept apart from
+/// `PROC_STATS` so that they stay exact even when that map is full.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinTotal {
+    Acquired = 0,
+    Released = 1,
+}
+
+/// Number of [`PinTotal`] slots.
+pub const PIN_TOTALS: u32 = 2;
+
+/// Number of [`LostReason`]s.
+pub const LOST_REASONS: u32 = LostReason::BadIndex as u32 + 1;
+
+/// Map and global names shared by both sides.
+pub mod names {
+    pub const PROBE_STATS: &str = "PROBE_STATS";
+    pub const PROC_STATS: &str = "PROC_STATS";
+    pub const LOST: &str = "LOST";
+    pub const PIN_TOTALS: &str = "PIN_TOTALS";
+    /// Value of `NR_FOLL_PIN_ACQUIRED` in the running kernel's `enum node_stat_item`.
+    pub const NR_FOLL_PIN_ACQUIRED: &str = "NR_FOLL_PIN_ACQUIRED";
+    /// Value of `NR_FOLL_PIN_RELEASED` in the running kernel's `enum node_stat_item`.
+    pub const NR_FOLL_PIN_RELEASED: &str = "NR_FOLL_PIN_RELEASED";
+}
+
+/// Capacity of `PROC_STATS`.
+pub const MAX_PROCS: u32 = 16384;
+
+/// Sentinel for "this node_stat_item is not known": never matches a real item.
+pub const ITEM_UNKNOWN: u32 = u32::MAX;
+
+const _: () = assert!(size_of::<ProbeStat>() == 16);
+const _: () = assert!(size_of::<ProcStat>() == 32);
+const _: () = {
+    let mut i = 0;
+    while i < PROBES.len() {
+        assert!(PROBES[i].id as usize == i, "PROBES must be indexed by ProbeId");
+        i += 1;
+    }
+};
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain #[repr(C)] structs of integers and byte arrays, no padding (asserted above).
+    unsafe impl aya::Pod for super::ProbeStat {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ProcStat {}
+}

@@ -1,0 +1,248 @@
+//! The only module that talks to aya: loads the embedded eBPF object, attaches each probe of
+//! the plan by the first method the kernel accepts, and reads the counter maps.
+
+use std::{collections::BTreeMap, error::Error as StdError};
+
+use aya::{
+    maps::{MapError, PerCpuArray, PerCpuHashMap},
+    programs::{BtfTracePoint, FEntry, FExit, KProbe, ProgramError},
+    Btf, Ebpf, EbpfError, EbpfLoader,
+};
+use tracer_common::{names, ProbeStat, ProcStat, LOST_REASONS, PIN_TOTALS, PROBE_COUNT};
+
+use crate::{
+    kernel::Facts,
+    plan::{Method, PlannedProbe, ProbeOutcome},
+    stats::{comm_to_string, ProcCounts, Snapshot},
+};
+
+/// The eBPF object built by build.rs (empty in stub mode).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer.bpf.o"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("this tracer binary was built without its eBPF programs (stub mode: bpf-linker or /usr/bin/rustc was missing at build time); run scripts/setup.sh and rebuild")]
+    Stub,
+    #[error("loading the eBPF object needs root (CAP_BPF and CAP_PERFMON): {0}")]
+    Permission(String),
+    #[error("loading the eBPF object failed: {0}")]
+    Object(String),
+    #[error("no probe could attach on this kernel; `tracer check` lists each probe with the reason")]
+    NothingAttached,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("reading map {map}: {source}")]
+pub struct ReadError {
+    map: &'static str,
+    #[source]
+    source: MapError,
+}
+
+/// Loaded programs and their maps; dropping it detaches everything.
+pub struct Tracer {
+    ebpf: Ebpf,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    pub outcomes: Vec<ProbeOutcome>,
+}
+
+impl Tracer {
+    /// Loads the object and attaches every probe it can. Errors only when nothing can run.
+    pub fn load(facts: &Facts, plan: &[PlannedProbe]) -> Result<Tracer, LoadError> {
+        if OBJECT.is_empty() {
+            return Err(LoadError::Stub);
+        }
+        raise_memlock_limit();
+        let btf = Btf::from_sys_fs().ok();
+        let (acquired, released) = facts.foll_pin_items.clone().unwrap_or((u32::MAX, u32::MAX));
+        let mut ebpf = EbpfLoader::new()
+            .btf(btf.as_ref())
+            .override_global(names::NR_FOLL_PIN_ACQUIRED, &acquired, true)
+            .override_global(names::NR_FOLL_PIN_RELEASED, &released, true)
+            .load(OBJECT)
+            .map_err(load_error)?;
+        // Kept alive for as long as the programs: dropping it closes the log map.
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                log::warn!("eBPF log forwarding unavailable: {e}");
+                None
+            }
+        };
+        let mut outcomes = Vec::with_capacity(plan.len());
+        for planned in plan {
+            let mut outcome =
+                ProbeOutcome { def: planned.def, attached: None, failures: planned.ruled_out.clone() };
+            for &(method, program) in &planned.candidates {
+                match attach(&mut ebpf, btf.as_ref(), method, program, planned.def.target) {
+                    Ok(()) => {
+                        outcome.attached = Some(method);
+                        break;
+                    }
+                    Err(why) => outcome.failures.push((method, explain(method, why))),
+                }
+            }
+            outcome.failures.sort_by_key(|(m, _)| planned.preference(*m));
+            outcomes.push(outcome);
+        }
+        if outcomes.iter().all(|o| o.attached.is_none()) {
+            return Err(LoadError::NothingAttached);
+        }
+        Ok(Tracer { ebpf, logger, outcomes })
+    }
+
+    /// Reads every counter map, summed over CPUs.
+    pub fn snapshot(&mut self) -> Result<Snapshot, ReadError> {
+        if let Some(logger) = self.logger.as_mut() {
+            logger.flush();
+        }
+        let mut snap = Snapshot::default();
+        let probes = per_cpu_array::<ProbeStat>(&self.ebpf, names::PROBE_STATS)?;
+        for i in 0..PROBE_COUNT {
+            for v in probes.get(&i, 0).map_err(|source| ReadError { map: names::PROBE_STATS, source })?.iter() {
+                snap.probes[i as usize].hits += v.hits;
+                snap.probes[i as usize].amount += v.amount;
+            }
+        }
+        let totals = sum_per_cpu_u64(&self.ebpf, names::PIN_TOTALS, PIN_TOTALS)?;
+        snap.pages_pinned = totals[0];
+        snap.pages_unpinned = totals[1];
+        let lost = sum_per_cpu_u64(&self.ebpf, names::LOST, LOST_REASONS)?;
+        snap.lost.copy_from_slice(&lost);
+        snap.procs = self.procs()?;
+        Ok(snap)
+    }
+
+    fn procs(&self) -> Result<BTreeMap<u32, ProcCounts>, ReadError> {
+        let err = |source| ReadError { map: names::PROC_STATS, source };
+        let map = self.ebpf.map(names::PROC_STATS).ok_or(err(MapError::InvalidName {
+            name: names::PROC_STATS.into(),
+        }))?;
+        let procs = PerCpuHashMap::<_, u32, ProcStat>::try_from(map).map_err(err)?;
+        let mut out = BTreeMap::new();
+        for entry in procs.iter() {
+            let (tgid, values) = entry.map_err(err)?;
+            let mut p = ProcCounts::default();
+            for v in values.iter() {
+                p.pages_pinned += v.pages_pinned;
+                p.pages_unpinned += v.pages_unpinned;
+                if p.comm.is_empty() && v.comm[0] != 0 {
+                    p.comm = comm_to_string(&v.comm);
+                }
+            }
+            out.insert(tgid, p);
+        }
+        Ok(out)
+    }
+}
+
+fn per_cpu_array<'a, T: aya::Pod>(
+    ebpf: &'a Ebpf,
+    name: &'static str,
+) -> Result<PerCpuArray<&'a aya::maps::MapData, T>, ReadError> {
+    let map = ebpf
+        .map(name)
+        .ok_or(ReadError { map: name, source: MapError::InvalidName { name: name.into() } })?;
+    PerCpuArray::try_from(map).map_err(|source| ReadError { map: name, source })
+}
+
+fn sum_per_cpu_u64(ebpf: &Ebpf, name: &'static str, len: u32) -> Result<Vec<u64>, ReadError> {
+    let array = per_cpu_array::<u64>(ebpf, name)?;
+    (0..len)
+        .map(|i| {
+            array
+                .get(&i, 0)
+                .map(|values| values.iter().sum())
+                .map_err(|source| ReadError { map: name, source })
+        })
+        .collect()
+}
+
+fn attach(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    method: Method,
+    program: &str,
+    target: &str,
+) -> Result<(), String> {
+    let prog = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("program {program} missing from the eBPF object (build mismatch)"))?;
+    let no_btf = || "kernel BTF unavailable".to_string();
+    let result: Result<(), ProgramError> = match method {
+        Method::Fentry => {
+            let p: &mut FEntry = prog.try_into().map_err(|e| describe(&e))?;
+            p.load(target, btf.ok_or_else(no_btf)?).and_then(|()| p.attach().map(drop))
+        }
+        Method::Fexit => {
+            let p: &mut FExit = prog.try_into().map_err(|e| describe(&e))?;
+            p.load(target, btf.ok_or_else(no_btf)?).and_then(|()| p.attach().map(drop))
+        }
+        Method::TpBtf => {
+            let p: &mut BtfTracePoint = prog.try_into().map_err(|e| describe(&e))?;
+            p.load(target, btf.ok_or_else(no_btf)?).and_then(|()| p.attach().map(drop))
+        }
+        Method::Kprobe | Method::Kretprobe => {
+            let p: &mut KProbe = prog.try_into().map_err(|e| describe(&e))?;
+            p.load().and_then(|()| p.attach(target, 0).map(drop))
+        }
+    };
+    result.map_err(|e| describe(&e))
+}
+
+/// Adds what a bare errno means for this kind of program.
+fn explain(method: Method, why: String) -> String {
+    let why = why.trim_end_matches("Verifier output:").trim_end().trim_end_matches('.').to_string();
+    let refused = why.contains("Operation not permitted") || why.contains("os error 1)");
+    if refused && matches!(method, Method::Fentry | Method::Fexit) {
+        format!("{why}: this kernel refuses BPF trampolines (ftrace function attach disabled or locked)")
+    } else {
+        why
+    }
+}
+
+/// An error with its causes, on one line.
+fn describe(e: &dyn StdError) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(cause) = cur {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        cur = cause.source();
+    }
+    // Verifier logs span lines; keep one line of bounded length.
+    let mut one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.len() > 400 {
+        let mut cut = 400;
+        while !one_line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        one_line.truncate(cut);
+        one_line.push_str(" ...");
+    }
+    one_line
+}
+
+fn load_error(e: EbpfError) -> LoadError {
+    let text = describe(&e);
+    let denied = text.contains("Operation not permitted") || text.contains("Permission denied");
+    if denied {
+        LoadError::Permission(text)
+    } else {
+        LoadError::Object(text)
+    }
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones to the memcg, so a
+/// failure here (no CAP_SYS_RESOURCE) is harmless on them.
+fn raise_memlock_limit() {
+    let limit = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit with a valid pointer to a local struct.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) };
+    if rc != 0 {
+        log::debug!("cannot raise RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error());
+    }
+}

@@ -1,0 +1,36 @@
+//! tracer: eBPF pin accounting for Linux. See README.md and docs/.
+
+mod cli;
+mod ebpf;
+mod kernel;
+mod output;
+mod plan;
+mod run;
+mod stats;
+mod vmstat;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_target(false)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => run::check(&args),
+        Command::Run(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(run::run(args))),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("tracer: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
