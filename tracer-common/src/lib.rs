@@ -24,10 +24,16 @@ pub enum ProbeId {
     PinAccounting,
     BlockRqIssue,
     BlockRqComplete,
+    BlockBioQueue,
+    BlockBioComplete,
+    IomapDioBegin,
+    IomapDioComplete,
+    SysEnter,
+    SysExit,
 }
 
 /// Number of [`ProbeId`]s (size of the `PROBE_STATS` array).
-pub const PROBE_COUNT: u32 = ProbeId::BlockRqComplete as u32 + 1;
+pub const PROBE_COUNT: u32 = ProbeId::SysExit as u32 + 1;
 
 /// What a probe observes; decides what its [`ProbeStat::amount`] counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +49,8 @@ pub enum ProbeRole {
     BlockIssue,
     /// Block request completed: amount = bytes completed.
     BlockComplete,
+    /// Other start or end points of the latency figures (bio queue/complete, iomap DIO).
+    Latency,
 }
 
 /// How a probe attaches when the kernel allows its preferred form.
@@ -118,6 +126,12 @@ pub const PROBES: [ProbeDef; PROBE_COUNT as usize] = [
     probe!(PinAccounting, "mod_node_page_state", Accounting, Fentry),
     probe!(BlockRqIssue, "block_rq_issue", BlockIssue, TpBtf),
     probe!(BlockRqComplete, "block_rq_complete", BlockComplete, TpBtf),
+    probe!(BlockBioQueue, "block_bio_queue", Latency, TpBtf),
+    probe!(BlockBioComplete, "block_bio_complete", Latency, TpBtf),
+    probe!(IomapDioBegin, "iomap_dio_rw_begin", Latency, TpBtf),
+    probe!(IomapDioComplete, "iomap_dio_complete", Latency, TpBtf),
+    probe!(SysEnter, "sys_enter", Latency, TpBtf),
+    probe!(SysExit, "sys_exit", Latency, TpBtf),
 ];
 
 /// Per-probe counters (`PROBE_STATS`, a per-CPU array indexed by [`ProbeId`]).
@@ -159,6 +173,10 @@ pub enum LostReason {
     ProcMapFull = 0,
     /// A probe ran with an index out of range (a bug; should stay 0).
     BadIndex,
+    /// The event ring buffer was full: a latency record was dropped.
+    RingFull,
+    /// A start-time map (request, bio or iocb) was full: that I/O is not measured.
+    StartMapFull,
 }
 
 /// Slots of `PIN_TOTALS` (a per-CPU array): the exact FOLL_PIN totals, kept apart from
@@ -174,7 +192,93 @@ pub enum PinTotal {
 pub const PIN_TOTALS: u32 = 2;
 
 /// Number of [`LostReason`]s.
-pub const LOST_REASONS: u32 = LostReason::BadIndex as u32 + 1;
+pub const LOST_REASONS: u32 = LostReason::StartMapFull as u32 + 1;
+
+/// Kernel struct member offsets (bytes) read from BTF in userspace and passed to the programs
+/// as the global `OFFSETS` (Rust eBPF has no CO-RE). [`OFFSET_UNKNOWN`] marks a member this
+/// kernel does not have; figures that need it are then not produced.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offsets {
+    /// struct request: part (struct block_device *), cmd_flags, bio, __data_len.
+    pub rq_part: u32,
+    pub rq_cmd_flags: u32,
+    pub rq_bio: u32,
+    pub rq_data_len: u32,
+    /// struct block_device: bd_dev.
+    pub bdev_dev: u32,
+    /// struct bio: bi_next, bi_bdev, bi_opf, bi_iter.bi_size.
+    pub bio_next: u32,
+    pub bio_bdev: u32,
+    pub bio_opf: u32,
+    pub bio_size: u32,
+    /// struct kiocb: ki_filp; struct file: f_inode; struct inode: i_sb; struct super_block: s_dev.
+    pub kiocb_filp: u32,
+    pub file_inode: u32,
+    pub inode_sb: u32,
+    pub sb_dev: u32,
+    /// struct iov_iter: data_source (true for writes), count.
+    pub iter_data_source: u32,
+    pub iter_count: u32,
+    pub _reserved: u32,
+}
+
+/// An offset this kernel does not have.
+pub const OFFSET_UNKNOWN: u32 = u32::MAX;
+
+impl Offsets {
+    pub const UNKNOWN: Offsets = Offsets {
+        rq_part: OFFSET_UNKNOWN,
+        rq_cmd_flags: OFFSET_UNKNOWN,
+        rq_bio: OFFSET_UNKNOWN,
+        rq_data_len: OFFSET_UNKNOWN,
+        bdev_dev: OFFSET_UNKNOWN,
+        bio_next: OFFSET_UNKNOWN,
+        bio_bdev: OFFSET_UNKNOWN,
+        bio_opf: OFFSET_UNKNOWN,
+        bio_size: OFFSET_UNKNOWN,
+        kiocb_filp: OFFSET_UNKNOWN,
+        file_inode: OFFSET_UNKNOWN,
+        inode_sb: OFFSET_UNKNOWN,
+        sb_dev: OFFSET_UNKNOWN,
+        iter_data_source: OFFSET_UNKNOWN,
+        iter_count: OFFSET_UNKNOWN,
+        _reserved: 0,
+    };
+}
+
+/// What a [`LatencyEvent`] measured.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LatencyKind {
+    /// Request issued to the driver -> request completed (blktrace/btt D2C).
+    D2c = 0,
+    /// Bio queued (submit_bio) -> bio completed (btt Q2C).
+    Q2c = 1,
+    /// iomap Direct I/O: iomap_dio_rw_begin -> iomap_dio_complete (the filesystem's DIO call).
+    Dio = 2,
+    /// A read/write-family system call that did iomap Direct I/O: entry -> exit (what a
+    /// synchronous fio engine reports as clat).
+    Syscall = 3,
+}
+
+/// One measured I/O, streamed through the `EVENTS` ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LatencyEvent {
+    /// A [`LatencyKind`].
+    pub kind: u32,
+    /// Kernel dev_t (major << 20 | minor); 0 when unknown.
+    pub dev: u32,
+    /// REQ_OP_* of the request or bio (low 8 bits of cmd_flags / bi_opf); for DIO 0 = read,
+    /// 1 = write (the REQ_OP_READ / REQ_OP_WRITE values).
+    pub op: u32,
+    pub _pad: u32,
+    pub bytes: u64,
+    /// bpf_ktime_get_ns at the start and the end.
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
 
 /// Map and global names shared by both sides.
 pub mod names {
@@ -182,6 +286,9 @@ pub mod names {
     pub const PROC_STATS: &str = "PROC_STATS";
     pub const LOST: &str = "LOST";
     pub const PIN_TOTALS: &str = "PIN_TOTALS";
+    pub const EVENTS: &str = "EVENTS";
+    /// The [`super::Offsets`] global.
+    pub const OFFSETS: &str = "OFFSETS";
     /// Value of `NR_FOLL_PIN_ACQUIRED` in the running kernel's `enum node_stat_item`.
     pub const NR_FOLL_PIN_ACQUIRED: &str = "NR_FOLL_PIN_ACQUIRED";
     /// Value of `NR_FOLL_PIN_RELEASED` in the running kernel's `enum node_stat_item`.
@@ -196,6 +303,8 @@ pub const ITEM_UNKNOWN: u32 = u32::MAX;
 
 const _: () = assert!(size_of::<ProbeStat>() == 16);
 const _: () = assert!(size_of::<ProcStat>() == 32);
+const _: () = assert!(size_of::<Offsets>() == 64);
+const _: () = assert!(size_of::<LatencyEvent>() == 40);
 const _: () = {
     let mut i = 0;
     while i < PROBES.len() {
@@ -210,4 +319,8 @@ mod pod {
     unsafe impl aya::Pod for super::ProbeStat {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ProcStat {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Offsets {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::LatencyEvent {}
 }

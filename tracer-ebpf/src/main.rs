@@ -8,7 +8,7 @@
 #![no_main]
 
 mod accounting;
-mod block;
+mod latency;
 mod maps;
 mod pin;
 mod unpin;

@@ -37,6 +37,9 @@ pub struct RunArgs {
     pub interval: Option<Duration>,
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Latency percentiles to report, comma-separated.
+    #[arg(long, value_name = "LIST", default_value = "50,90,99,99.9,99.99", value_parser = Percentiles::parse)]
+    pub percentiles: Percentiles,
     /// Run COMMAND under the tracer; trace until it exits and exit with its status.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -46,6 +49,16 @@ pub struct RunArgs {
 pub struct CheckArgs {
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+/// A percentile list (`--percentiles 50,99.9`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Percentiles(pub Vec<f64>);
+
+impl Percentiles {
+    fn parse(s: &str) -> Result<Percentiles, String> {
+        crate::latency::parse_percentiles(s).map(Percentiles)
+    }
 }
 
 /// Parses a positive number of seconds ("2", "0.5").
@@ -76,5 +89,10 @@ mod tests {
         let Command::Run(run) = cli.command else { panic!("expected run") };
         assert_eq!(run.format, Format::Json);
         assert_eq!(run.command, vec![OsString::from("dd"), OsString::from("if=x")]);
+        assert_eq!(run.percentiles, Percentiles(vec![50.0, 90.0, 99.0, 99.9, 99.99]));
+        let cli = Cli::try_parse_from(["tracer", "run", "--percentiles", "50,99.9"]).unwrap();
+        let Command::Run(run) = cli.command else { panic!("expected run") };
+        assert_eq!(run.percentiles, Percentiles(vec![50.0, 99.9]));
+        assert!(Cli::try_parse_from(["tracer", "run", "--percentiles", "50,200"]).is_err());
     }
 }

@@ -4,7 +4,7 @@
 use std::{collections::HashSet, fs, path::Path};
 
 use btf_rs::{Btf, Type};
-use tracer_common::{Attach, PROBES};
+use tracer_common::{Attach, Offsets, OFFSET_UNKNOWN, PROBES};
 
 /// Facts the probe plan is made from. Plain data, so the plan is testable without a kernel.
 #[derive(Clone, Debug)]
@@ -23,6 +23,12 @@ pub struct Facts {
     pub kprobes: Result<(), String>,
     /// `NR_FOLL_PIN_ACQUIRED` / `NR_FOLL_PIN_RELEASED` in `enum node_stat_item`, or why unknown.
     pub foll_pin_items: Result<(u32, u32), String>,
+    /// Struct member offsets the latency programs read.
+    pub offsets: Offsets,
+    /// `struct.member` paths this kernel's BTF does not have (their offsets are unknown).
+    pub offsets_missing: Vec<String>,
+    /// `enum req_op` values and their names ("read", "write", "flush", ...).
+    pub req_ops: std::collections::BTreeMap<u32, String>,
 }
 
 const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
@@ -39,6 +45,9 @@ impl Facts {
             kallsyms: HashSet::new(),
             kprobes: Err(why.to_string()),
             foll_pin_items: Err(why.to_string()),
+            offsets: Offsets::UNKNOWN,
+            offsets_missing: Vec::new(),
+            req_ops: Default::default(),
         }
     }
 
@@ -67,6 +76,8 @@ impl Facts {
                     }
                 }
                 facts.foll_pin_items = foll_pin_items(&btf);
+                (facts.offsets, facts.offsets_missing) = read_offsets(&btf);
+                facts.req_ops = enum_values(&btf, "req_op", "REQ_OP_");
             }
             Err(e) => {
                 let why = format!("kernel BTF unreadable at {BTF_PATH}: {e}");
@@ -115,6 +126,124 @@ fn foll_pin_items(btf: &Btf) -> Result<(u32, u32), String> {
     Err("node_stat_item in kernel BTF is not an enum".into())
 }
 
+/// Members of `enum name`, value -> lower-case name without `prefix`.
+fn enum_values(btf: &Btf, name: &str, prefix: &str) -> std::collections::BTreeMap<u32, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for t in btf.resolve_types_by_name(name).unwrap_or_default() {
+        if let Type::Enum(e) = t {
+            for m in &e.members {
+                if let Ok(n) = btf.resolve_name(m) {
+                    if n != "REQ_OP_LAST" {
+                        out.entry(m.val()).or_insert_with(|| n.trim_start_matches(prefix).to_lowercase());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The offsets of [`Offsets`], each as `struct` + member path.
+const OFFSET_PATHS: [(&str, &str); 15] = [
+    ("request", "part"),
+    ("request", "cmd_flags"),
+    ("request", "bio"),
+    ("request", "__data_len"),
+    ("block_device", "bd_dev"),
+    ("bio", "bi_next"),
+    ("bio", "bi_bdev"),
+    ("bio", "bi_opf"),
+    ("bio", "bi_iter.bi_size"),
+    ("kiocb", "ki_filp"),
+    ("file", "f_inode"),
+    ("inode", "i_sb"),
+    ("super_block", "s_dev"),
+    ("iov_iter", "data_source"),
+    ("iov_iter", "count"),
+];
+
+fn read_offsets(btf: &Btf) -> (Offsets, Vec<String>) {
+    let mut values = [OFFSET_UNKNOWN; 15];
+    let mut missing = Vec::new();
+    for (slot, (st, path)) in values.iter_mut().zip(OFFSET_PATHS) {
+        match member_offset(btf, st, path) {
+            Some(off) => *slot = off,
+            None => missing.push(format!("{st}.{path}")),
+        }
+    }
+    let [rq_part, rq_cmd_flags, rq_bio, rq_data_len, bdev_dev, bio_next, bio_bdev, bio_opf, bio_size, kiocb_filp, file_inode, inode_sb, sb_dev, iter_data_source, iter_count] =
+        values;
+    let offsets = Offsets {
+        rq_part,
+        rq_cmd_flags,
+        rq_bio,
+        rq_data_len,
+        bdev_dev,
+        bio_next,
+        bio_bdev,
+        bio_opf,
+        bio_size,
+        kiocb_filp,
+        file_inode,
+        inode_sb,
+        sb_dev,
+        iter_data_source,
+        iter_count,
+        _reserved: 0,
+    };
+    (offsets, missing)
+}
+
+/// Byte offset of `path` (members separated by '.') inside `struct name`, looking through
+/// anonymous structs and unions.
+fn member_offset(btf: &Btf, name: &str, path: &str) -> Option<u32> {
+    let types = btf.resolve_types_by_name(name).ok()?;
+    let mut ty = types.into_iter().find(|t| matches!(t, Type::Struct(s) if !s.members.is_empty()))?;
+    let mut bits = 0u32;
+    for field in path.split('.') {
+        let (off, member_ty) = find_member(btf, &ty, field)?;
+        bits += off;
+        ty = member_ty;
+    }
+    bits.is_multiple_of(8).then_some(bits / 8)
+}
+
+/// Bit offset and (typedef-stripped) type of member `field` of struct/union `ty`.
+fn find_member(btf: &Btf, ty: &Type, field: &str) -> Option<(u32, Type)> {
+    let members = match ty {
+        Type::Struct(s) | Type::Union(s) => &s.members,
+        _ => return None,
+    };
+    for m in members {
+        let name = btf.resolve_name(m).unwrap_or_default();
+        let mty = strip(btf, btf.resolve_chained_type(m).ok()?)?;
+        if name == field {
+            return Some((m.bit_offset(), mty));
+        }
+        if name.is_empty() {
+            if let Some((off, t)) = find_member(btf, &mty, field) {
+                return Some((m.bit_offset() + off, t));
+            }
+        }
+    }
+    None
+}
+
+/// Follows typedefs and qualifiers to the underlying type.
+fn strip(btf: &Btf, mut ty: Type) -> Option<Type> {
+    for _ in 0..16 {
+        ty = match &ty {
+            Type::Typedef(t) => btf.resolve_chained_type(t).ok()?,
+            Type::Const(t) => btf.resolve_chained_type(t).ok()?,
+            Type::Volatile(t) => btf.resolve_chained_type(t).ok()?,
+            Type::Restrict(t) => btf.resolve_chained_type(t).ok()?,
+            Type::TypeTag(t) => btf.resolve_chained_type(t).ok()?,
+            _ => return Some(ty),
+        };
+    }
+    None
+}
+
 /// Whether the kernel can create kprobes: the kprobe PMU is registered exactly when
 /// CONFIG_KPROBES (and perf) are built in.
 pub fn kprobe_support(pmu: &Path) -> Result<(), String> {
@@ -147,6 +276,24 @@ fn parse_kallsyms(text: &str, wanted: &HashSet<&str>) -> HashSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads the host's own BTF when it has one (every kernel we support does); the offsets of
+    /// these long-stable members must all resolve, nested and anonymous members included.
+    #[test]
+    fn offsets_resolve_from_the_running_kernels_btf() {
+        let Ok(btf) = Btf::from_file(BTF_PATH) else {
+            eprintln!("no {BTF_PATH}: skipped");
+            return;
+        };
+        let (offsets, missing) = read_offsets(&btf);
+        assert!(missing.is_empty(), "missing: {missing:?}");
+        assert_eq!(offsets.iter_count % 8, 0);
+        assert_ne!(offsets.bio_size, OFFSET_UNKNOWN);
+        assert_eq!(member_offset(&btf, "request", "no_such_member"), None);
+        let ops = enum_values(&btf, "req_op", "REQ_OP_");
+        assert_eq!(ops.get(&0).map(String::as_str), Some("read"));
+        assert_eq!(ops.get(&1).map(String::as_str), Some("write"));
+    }
 
     #[test]
     fn kallsyms_keeps_text_symbols_we_want() {

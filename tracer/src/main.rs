@@ -3,6 +3,7 @@
 mod cli;
 mod ebpf;
 mod kernel;
+mod latency;
 mod output;
 mod plan;
 mod run;

@@ -5,6 +5,7 @@ use serde::Serialize;
 use tracer_common::{ProbeId, ProbeRole};
 
 use crate::{
+    latency::{kind_name, size_name, Key, Stats},
     plan::ProbeOutcome,
     stats::{ProcCounts, Snapshot},
     vmstat::FollPin,
@@ -17,6 +18,7 @@ fn role_name(role: ProbeRole) -> &'static str {
         ProbeRole::Accounting => "pin_accounting",
         ProbeRole::BlockIssue => "block_issue",
         ProbeRole::BlockComplete => "block_complete",
+        ProbeRole::Latency => "latency",
     }
 }
 
@@ -167,6 +169,85 @@ pub fn process_records(procs: &std::collections::BTreeMap<u32, ProcCounts>) -> V
         .collect()
 }
 
+/// One latency row (`"type": "latency"`).
+#[derive(Serialize, Debug, PartialEq)]
+pub struct LatencyRecord {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// "interval" or "cumulative".
+    pub scope: &'static str,
+    /// "d2c" (issue -> complete), "q2c" (bio queued -> complete), "dio" (iomap DIO call).
+    pub figure: &'static str,
+    pub device: String,
+    /// "major:minor".
+    pub dev: String,
+    pub op: String,
+    /// Size class ("4k", "128k", ...; "all" for every size together).
+    pub size: String,
+    pub count: u64,
+    pub min_ns: u64,
+    pub mean_ns: u64,
+    pub stddev_ns: u64,
+    pub max_ns: u64,
+    /// "p50", "p99.9", ... -> nanoseconds.
+    pub percentiles: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Names the rows need: device names by dev_t and operation names by REQ_OP value.
+pub trait Names {
+    fn device(&self, dev: u32) -> String;
+    fn op(&self, op: u32) -> String;
+}
+
+pub fn latency_records(rows: &[(Key, Stats)], scope: &'static str, names: &dyn Names) -> Vec<LatencyRecord> {
+    rows.iter()
+        .map(|(k, st)| LatencyRecord {
+            kind: "latency",
+            scope,
+            figure: kind_name(k.kind),
+            device: names.device(k.dev),
+            dev: format!("{}:{}", k.dev >> 20, k.dev & 0xfffff),
+            op: names.op(k.op),
+            size: size_name(k.size_class),
+            count: st.count,
+            min_ns: st.min_ns,
+            mean_ns: st.mean_ns.round() as u64,
+            stddev_ns: st.stddev_ns.round() as u64,
+            max_ns: st.max_ns,
+            percentiles: st
+                .percentiles
+                .iter()
+                .map(|(p, v)| (format!("p{p}"), serde_json::Value::from(*v)))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Latency rows as a text table in microseconds.
+pub fn latency_text(records: &[LatencyRecord]) -> String {
+    let Some(first) = records.first() else { return String::new() };
+    let pcts: Vec<&String> = first.percentiles.keys().collect();
+    let mut s = format!("latency ({}), microseconds:\n", first.scope);
+    s.push_str(&format!("  {:<4} {:<10} {:<8} {:>5} {:>9} {:>9} {:>9} {:>9}", "FIG", "DEVICE", "OP", "SIZE", "COUNT", "MEAN", "STDDEV", "MIN"));
+    for p in &pcts {
+        s.push_str(&format!(" {:>9}", p));
+    }
+    s.push_str(&format!(" {:>9}\n", "MAX"));
+    let us = |ns: u64| format!("{:.1}", ns as f64 / 1000.0);
+    for r in records {
+        s.push_str(&format!(
+            "  {:<4} {:<10} {:<8} {:>5} {:>9} {:>9} {:>9} {:>9}",
+            r.figure, r.device, r.op, r.size, r.count, us(r.mean_ns), us(r.stddev_ns), us(r.min_ns)
+        ));
+        for p in &pcts {
+            let v = r.percentiles.get(*p).and_then(|v| v.as_u64()).unwrap_or(0);
+            s.push_str(&format!(" {:>9}", us(v)));
+        }
+        s.push_str(&format!(" {:>9}\n", us(r.max_ns)));
+    }
+    s
+}
+
 /// One NDJSON line.
 pub fn json_line<T: Serialize>(record: &T) -> String {
     serde_json::to_string(record).expect("records serialize: plain data, string keys")
@@ -303,12 +384,45 @@ mod tests {
         assert!(!text.contains("pinned 0"), "{text}");
     }
 
+    struct FakeNames;
+    impl Names for FakeNames {
+        fn device(&self, _dev: u32) -> String {
+            "vda".into()
+        }
+        fn op(&self, op: u32) -> String {
+            if op == 0 { "read".into() } else { format!("op{op}") }
+        }
+    }
+
+    #[test]
+    fn latency_rows_render_with_percentiles_in_order() {
+        use crate::latency::Latency;
+        use tracer_common::{LatencyEvent, LatencyKind};
+        let mut l = Latency::default();
+        for ns in [100_000u64, 200_000, 300_000] {
+            l.record(&LatencyEvent { kind: LatencyKind::D2c as u32, dev: 254 << 20, op: 0, _pad: 0, bytes: 4096, start_ns: 0, end_ns: ns });
+        }
+        let recs = latency_records(&l.cumulative(&[50.0, 99.9]), "cumulative", &FakeNames);
+        assert_eq!(recs.len(), 2, "an all-sizes row and a 4k row");
+        let v: serde_json::Value = serde_json::from_str(&json_line(&recs[0])).unwrap();
+        assert_eq!(v["type"], "latency");
+        assert_eq!(v["dev"], "254:0");
+        assert_eq!(v["op"], "read");
+        assert_eq!(v["size"], "all");
+        assert_eq!(v["count"], 3);
+        assert!(v["percentiles"]["p50"].as_u64().unwrap().abs_diff(200_000) < 200);
+        let text = latency_text(&recs);
+        assert!(text.contains("latency (cumulative)"), "{text}");
+        assert!(text.contains("p50") && text.contains("p99.9"), "{text}");
+        assert!(text.contains("d2c  vda"), "{text}");
+    }
+
     #[test]
     fn probe_table_names_each_missing_probe_with_its_reason() {
         let o = outcomes(&[ProbeId::BlockRqIssue]);
         let recs: Vec<_> = o.iter().map(ProbeRecord::from_outcome).collect();
         let text = probes_text(&recs, "6.18.0");
-        assert!(text.contains("1 of 14 probes attached"), "{text}");
+        assert!(text.contains("1 of 20 probes attached"), "{text}");
         assert!(text.contains("MISSING  pin_user_pages_fast"), "{text}");
         assert!(text.contains("no BTF FUNC record"), "{text}");
     }

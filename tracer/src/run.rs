@@ -7,13 +7,17 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use tokio::{process::Command, time::MissedTickBehavior};
+use tokio::{io::unix::AsyncFd, process::Command, time::MissedTickBehavior};
 
 use crate::{
     cli::{CheckArgs, Format, RunArgs},
-    ebpf::{LoadError, Tracer},
+    ebpf::{EventStream, LoadError, Tracer},
     kernel::Facts,
-    output::{figures_text, json_line, probes_brief, probes_text, process_records, Figures, ProbeRecord},
+    latency::{Key, Latency, Stats},
+    output::{
+        figures_text, json_line, latency_records, latency_text, probes_brief, probes_text, process_records, Figures,
+        Names, ProbeRecord,
+    },
     plan::{plan, ProbeOutcome},
     stats::Snapshot,
     vmstat,
@@ -66,6 +70,19 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         log::info!("probe {} missing; figures that need it are reported as unverifiable", r.target);
     }
 
+    let mut events = match tracer.take_events() {
+        // SAFETY: the stream owns the ring buffer map, whose fd stays open and unchanged for as
+        // long as the stream (and so the AsyncFd) lives.
+        Some(stream) => Some(
+            unsafe { AsyncFd::register_with_interest(stream, tokio::io::Interest::READABLE) }
+                .map_err(|e| anyhow::anyhow!("polling the event ring buffer: {e}"))?,
+        ),
+        None => None,
+    };
+    let mut latency = Latency::default();
+    let names = SysNames::new(&facts);
+    let percentiles = &args.percentiles.0;
+
     let vm_start = vmstat::read();
     let first = tracer.snapshot()?;
     let started = Instant::now();
@@ -96,7 +113,13 @@ pub async fn run(args: RunArgs) -> Result<i32> {
             }
             () = sleep_until(deadline) => break,
             _ = tokio::signal::ctrl_c() => break,
+            ready = readable(&mut events) => {
+                let mut guard = ready.context("polling the event ring buffer")?;
+                guard.get_inner_mut().drain(|ev| latency.record(ev));
+                guard.clear_ready();
+            }
             _ = tick(&mut ticker) => {
+                drain(&mut events, &mut latency);
                 let now = (tracer.snapshot()?, vmstat::read(), Instant::now());
                 let span = now.0.since(&prev.0);
                 let vm = now.1.zip(prev.1).map(|(n, p)| n.since(p));
@@ -105,6 +128,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
                     now.2.duration_since(started).as_secs_f64(),
                     now.2.duration_since(prev.2).as_secs_f64(), vm,
                 );
+                sink.latency(&latency.take_interval(percentiles), "interval", &names);
                 sink.figures(&f, &span);
                 prev = now;
             }
@@ -117,6 +141,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
             exit_status = Some(c.wait().await.context("waiting for the traced command")?);
         }
     }
+    drain(&mut events, &mut latency);
     let last = tracer.snapshot()?;
     let vm_end = vmstat::read();
     let elapsed = started.elapsed().as_secs_f64();
@@ -131,6 +156,10 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     );
     let code = exit_status.map(exit_code);
     summary.command_exit_status = code;
+    if latency.invalid > 0 {
+        log::warn!("{} latency events had an end before their start and were not recorded", latency.invalid);
+    }
+    sink.latency(&latency.cumulative(percentiles), "cumulative", &names);
     sink.figures(&summary, &span);
     Ok(code.unwrap_or(0))
 }
@@ -149,6 +178,14 @@ impl Sink {
         self.text(&(json_line(record) + "\n"));
     }
 
+    fn latency(&mut self, rows: &[(Key, Stats)], scope: &'static str, names: &dyn Names) {
+        let records = latency_records(rows, scope, names);
+        match self.format {
+            Format::Text => self.text(&latency_text(&records)),
+            Format::Json => records.iter().for_each(|r| self.json(r)),
+        }
+    }
+
     /// Processes first, then the figures: in NDJSON the summary is the last line.
     fn figures(&mut self, f: &Figures, span: &Snapshot) {
         let procs = process_records(&span.procs);
@@ -159,6 +196,49 @@ impl Sink {
                 self.json(f);
             }
         }
+    }
+}
+
+fn drain(events: &mut Option<AsyncFd<EventStream>>, latency: &mut Latency) {
+    if let Some(fd) = events.as_mut() {
+        fd.get_mut().drain(|ev| latency.record(ev));
+    }
+}
+
+async fn readable(
+    events: &mut Option<AsyncFd<EventStream>>,
+) -> std::io::Result<tokio::io::unix::AsyncFdReadyMutGuard<'_, EventStream>> {
+    match events {
+        Some(fd) => fd.readable_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Device names from /sys/dev/block, operation names from the kernel's `enum req_op`.
+struct SysNames {
+    ops: std::collections::BTreeMap<u32, String>,
+}
+
+impl SysNames {
+    fn new(facts: &Facts) -> SysNames {
+        SysNames { ops: facts.req_ops.clone() }
+    }
+}
+
+impl Names for SysNames {
+    fn device(&self, dev: u32) -> String {
+        let (major, minor) = (dev >> 20, dev & 0xfffff);
+        if dev == 0 {
+            return "?".into();
+        }
+        std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/uevent"))
+            .ok()
+            .and_then(|t| t.lines().find_map(|l| l.strip_prefix("DEVNAME=").map(str::to_string)))
+            .unwrap_or_else(|| format!("{major}:{minor}"))
+    }
+
+    fn op(&self, op: u32) -> String {
+        self.ops.get(&op).cloned().unwrap_or_else(|| format!("op{op}"))
     }
 }
 

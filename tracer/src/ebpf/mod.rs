@@ -1,14 +1,18 @@
 //! The only module that talks to aya: loads the embedded eBPF object, attaches each probe of
 //! the plan by the first method the kernel accepts, and reads the counter maps.
 
-use std::{collections::BTreeMap, error::Error as StdError};
+use std::{
+    collections::BTreeMap,
+    error::Error as StdError,
+    os::fd::{AsRawFd, RawFd},
+};
 
 use aya::{
-    maps::{MapError, PerCpuArray, PerCpuHashMap},
+    maps::{MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePoint, FEntry, FExit, KProbe, ProgramError},
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
-use tracer_common::{names, ProbeStat, ProcStat, LOST_REASONS, PIN_TOTALS, PROBE_COUNT};
+use tracer_common::{names, LatencyEvent, ProbeStat, ProcStat, LOST_REASONS, PIN_TOTALS, PROBE_COUNT};
 
 use crate::{
     kernel::Facts,
@@ -59,6 +63,7 @@ impl Tracer {
             .btf(btf.as_ref())
             .override_global(names::NR_FOLL_PIN_ACQUIRED, &acquired, true)
             .override_global(names::NR_FOLL_PIN_RELEASED, &released, true)
+            .override_global(names::OFFSETS, &facts.offsets, true)
             .load(OBJECT)
             .map_err(load_error)?;
         // Kept alive for as long as the programs: dropping it closes the log map.
@@ -89,6 +94,18 @@ impl Tracer {
             return Err(LoadError::NothingAttached);
         }
         Ok(Tracer { ebpf, logger, outcomes })
+    }
+
+    /// The latency event stream (once; later calls return None).
+    pub fn take_events(&mut self) -> Option<EventStream> {
+        let map = self.ebpf.take_map(names::EVENTS)?;
+        match RingBuf::try_from(map) {
+            Ok(ring) => Some(EventStream { ring }),
+            Err(e) => {
+                log::warn!("event ring buffer unusable: {e}");
+                None
+            }
+        }
     }
 
     /// Reads every counter map, summed over CPUs.
@@ -133,6 +150,33 @@ impl Tracer {
             out.insert(tgid, p);
         }
         Ok(out)
+    }
+}
+
+/// Records streamed by the eBPF programs. Poll its fd for readability, then [`Self::drain`].
+pub struct EventStream {
+    ring: RingBuf<MapData>,
+}
+
+impl EventStream {
+    /// Hands every available record to `f`; returns how many there were.
+    pub fn drain(&mut self, mut f: impl FnMut(&LatencyEvent)) -> usize {
+        let mut n = 0;
+        while let Some(item) = self.ring.next() {
+            if item.len() >= std::mem::size_of::<LatencyEvent>() {
+                // SAFETY: the kernel wrote a LatencyEvent (size checked; read unaligned).
+                let ev = unsafe { std::ptr::read_unaligned(item.as_ptr() as *const LatencyEvent) };
+                f(&ev);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+impl AsRawFd for EventStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.ring.as_raw_fd()
     }
 }
 

@@ -1,0 +1,70 @@
+#!/bin/sh
+# Guest side of the "pins = /proc/vmstat" VM test (run by `cargo xtask vm-test`).
+#
+# For each device and workload: read /proc/vmstat's FOLL_PIN counters (refreshed), run the
+# workload under `tracer run --format json`, read the counters again, and print one line
+#   CASE <name> status=<rc> pinned=<P> unpinned=<U> lost=<L> accounting=<measured|unverifiable> vm_acquired=<A> vm_released=<R>
+# The host side parses these lines and checks them; this script only measures.
+set -u
+
+refresh() { echo 1 > /proc/sys/vm/stat_refresh 2>/dev/null; }
+vmstat_field() { awk -v k="$1" '$1 == k { print $2 }' /proc/vmstat; }
+json_int() { sed -n "s/.*\"type\":\"summary\".*\"$1\":\([0-9]*\).*/\1/p" "$2" | tail -1; }
+json_str() { sed -n "s/.*\"type\":\"summary\".*\"$1\":\"\([a-z]*\)\".*/\1/p" "$2" | tail -1; }
+
+# case NAME COMMAND...: one measured run.
+case_run() {
+    name=$1; shift
+    refresh
+    a0=$(vmstat_field nr_foll_pin_acquired); r0=$(vmstat_field nr_foll_pin_released)
+    tracer run --format json -- "$@" > /tmp/case.json 2> /tmp/case.err
+    rc=$?
+    refresh
+    a1=$(vmstat_field nr_foll_pin_acquired); r1=$(vmstat_field nr_foll_pin_released)
+    if [ $rc -ne 0 ]; then
+        echo "case $name failed (exit $rc):"; tail -5 /tmp/case.err; tail -3 /tmp/case.json
+    fi
+    echo "CASE $name status=$rc pinned=$(json_int pages_pinned /tmp/case.json)" \
+        "unpinned=$(json_int pages_unpinned /tmp/case.json) lost=$(json_int lost_events /tmp/case.json)" \
+        "accounting=$(json_str pin_accounting /tmp/case.json)" \
+        "vm_acquired=$((a1 - a0)) vm_released=$((r1 - r0))"
+}
+
+fio_job() { # fio_job TARGET RW ENGINE [extra...]
+    target=$1; rw=$2; engine=$3; shift 3
+    fio --name=t --filename="$target" --rw="$rw" --ioengine="$engine" --direct=1 --bs=16k \
+        --size=8m --io_size=8m --iodepth=8 --output=/dev/null "$@"
+}
+
+tracer check || echo "CHECK-FAILED"
+
+devices=""
+for d in /dev/nullb0 /dev/vda /dev/nvme0n1; do
+    [ -b "$d" ] && devices="$devices $d" || echo "device $d missing"
+done
+
+for dev in $devices; do
+    n=$(basename "$dev")
+    case_run "$n-dd-read" dd if="$dev" of=/dev/null bs=64k count=103 iflag=direct
+    case_run "$n-dd-write" dd if=/dev/zero of="$dev" bs=64k count=64 oflag=direct
+    case_run "$n-fio-randread-libaio" fio_job "$dev" randread libaio
+    case_run "$n-fio-randwrite-psync" fio_job "$dev" randwrite psync
+    case_run "$n-fio-randrw-io_uring" fio_job "$dev" randrw io_uring
+done
+
+for dev in /dev/vda /dev/nvme0n1; do
+    [ -b "$dev" ] || continue
+    n=$(basename "$dev")
+    mnt=/mnt/$n
+    mkdir -p "$mnt"
+    if mkfs.ext4 -q -F "$dev" && mount -t ext4 "$dev" "$mnt"; then
+        case_run "$n-ext4-dd-write" dd if=/dev/zero of="$mnt/f" bs=64k count=128 oflag=direct
+        case_run "$n-ext4-dd-read" dd if="$mnt/f" of=/dev/null bs=64k iflag=direct
+        case_run "$n-ext4-fio-randread-libaio" fio_job "$mnt/f" randread libaio
+        case_run "$n-ext4-fio-randwrite-io_uring" fio_job "$mnt/f" randwrite io_uring
+        umount "$mnt"
+    else
+        echo "CASE $n-ext4-setup status=1 pinned= unpinned= lost= accounting= vm_acquired=0 vm_released=0"
+    fi
+done
+echo "CASES-DONE"
