@@ -30,11 +30,8 @@ case_run() {
         "vm_acquired=$((a1 - a0)) vm_released=$((r1 - r0))"
 }
 
-fio_job() { # fio_job TARGET RW ENGINE [extra...]
-    target=$1; rw=$2; engine=$3; shift 3
-    fio --name=t --filename="$target" --rw="$rw" --ioengine="$engine" --direct=1 --bs=16k \
-        --size=8m --io_size=8m --iodepth=8 --output=/dev/null "$@"
-}
+# fio, O_DIRECT, 8 MiB in 16 KiB blocks at queue depth 8: fio ... --filename=X --rw=Y --ioengine=Z
+FIO="fio --name=t --direct=1 --bs=16k --size=8m --io_size=8m --iodepth=8 --output=/dev/null"
 
 tracer check || echo "CHECK-FAILED"
 
@@ -47,9 +44,9 @@ for dev in $devices; do
     n=$(basename "$dev")
     case_run "$n-dd-read" dd if="$dev" of=/dev/null bs=64k count=103 iflag=direct
     case_run "$n-dd-write" dd if=/dev/zero of="$dev" bs=64k count=64 oflag=direct
-    case_run "$n-fio-randread-libaio" fio_job "$dev" randread libaio
-    case_run "$n-fio-randwrite-psync" fio_job "$dev" randwrite psync
-    case_run "$n-fio-randrw-io_uring" fio_job "$dev" randrw io_uring
+    case_run "$n-fio-randread-libaio" $FIO --filename="$dev" --rw=randread --ioengine=libaio
+    case_run "$n-fio-randwrite-psync" $FIO --filename="$dev" --rw=randwrite --ioengine=psync
+    case_run "$n-fio-randrw-io_uring" $FIO --filename="$dev" --rw=randrw --ioengine=io_uring
 done
 
 for dev in /dev/vda /dev/nvme0n1; do
@@ -60,8 +57,8 @@ for dev in /dev/vda /dev/nvme0n1; do
     if mkfs.ext4 -q -F "$dev" && mount -t ext4 "$dev" "$mnt"; then
         case_run "$n-ext4-dd-write" dd if=/dev/zero of="$mnt/f" bs=64k count=128 oflag=direct
         case_run "$n-ext4-dd-read" dd if="$mnt/f" of=/dev/null bs=64k iflag=direct
-        case_run "$n-ext4-fio-randread-libaio" fio_job "$mnt/f" randread libaio
-        case_run "$n-ext4-fio-randwrite-io_uring" fio_job "$mnt/f" randwrite io_uring
+        case_run "$n-ext4-fio-randread-libaio" $FIO --filename="$mnt/f" --rw=randread --ioengine=libaio
+        case_run "$n-ext4-fio-randwrite-io_uring" $FIO --filename="$mnt/f" --rw=randwrite --ioengine=io_uring
         umount "$mnt"
     else
         echo "CASE $n-ext4-setup status=1 pinned= unpinned= lost= accounting= vm_acquired=0 vm_released=0"

@@ -2,6 +2,10 @@
 //!
 //! `cargo xtask --help` lists them. Everything here is host tooling; nothing is shipped.
 
+mod apt;
+mod console;
+mod cpio;
+mod initramfs;
 mod kernels;
 mod vm;
 
