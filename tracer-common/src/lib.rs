@@ -30,10 +30,13 @@ pub enum ProbeId {
     IomapDioComplete,
     SysEnter,
     SysExit,
+    BioIovIterGetPages,
+    BioEndio,
+    BioReleasePages,
 }
 
 /// Number of [`ProbeId`]s (size of the `PROBE_STATS` array).
-pub const PROBE_COUNT: u32 = ProbeId::SysExit as u32 + 1;
+pub const PROBE_COUNT: u32 = ProbeId::BioReleasePages as u32 + 1;
 
 /// What a probe observes; decides what its [`ProbeStat::amount`] counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,6 +135,9 @@ pub const PROBES: [ProbeDef; PROBE_COUNT as usize] = [
     probe!(IomapDioComplete, "iomap_dio_complete", Latency, TpBtf),
     probe!(SysEnter, "sys_enter", Latency, TpBtf),
     probe!(SysExit, "sys_exit", Latency, TpBtf),
+    probe!(BioIovIterGetPages, "bio_iov_iter_get_pages", Latency, Fexit),
+    probe!(BioEndio, "bio_endio", Latency, Fentry),
+    probe!(BioReleasePages, "__bio_release_pages", Latency, Fentry),
 ];
 
 /// Per-probe counters (`PROBE_STATS`, a per-CPU array indexed by [`ProbeId`]).
@@ -260,6 +266,11 @@ pub enum LatencyKind {
     /// A read/write-family system call that did iomap Direct I/O: entry -> exit (what a
     /// synchronous fio engine reports as clat).
     Syscall = 3,
+    /// A bio's user pages, from acquisition (bio_iov_iter_get_pages: pinned, or referenced on
+    /// kernels whose DIO takes FOLL_GET references) to their release (__bio_release_pages).
+    PinHold = 4,
+    /// Bio completion (bio_endio) -> release of its pages (__bio_release_pages).
+    UnpinLag = 5,
 }
 
 /// One measured I/O, streamed through the `EVENTS` ring buffer.

@@ -5,9 +5,9 @@
 
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
-    macros::{btf_tracepoint, map},
+    macros::{btf_tracepoint, fentry, fexit, kprobe, kretprobe, map},
     maps::{HashMap, RingBuf},
-    programs::BtfTracePointContext,
+    programs::{BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
 use tracer_common::{LatencyEvent, LatencyKind, LostReason, Offsets, ProbeId, OFFSET_UNKNOWN};
 
@@ -300,6 +300,127 @@ fn try_dio_complete(iocb: u64, ret: i64) -> u32 {
         // SAFETY: helper without preconditions.
         let now = unsafe { bpf_ktime_get_ns() };
         emit(LatencyKind::Dio, start.dev, start.op, bytes, start.start_ns, now);
+    }
+    0
+}
+
+/// A bio whose user pages were acquired for I/O.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct BioPages {
+    acquired_ns: u64,
+    /// bio_endio time; 0 until the bio completes.
+    ended_ns: u64,
+    bytes: u64,
+    dev: u32,
+    op: u32,
+}
+
+/// bio address -> its pages' acquisition (from bio_iov_iter_get_pages to __bio_release_pages).
+#[map(name = "BIO_PAGES")]
+static BIO_PAGES: HashMap<u64, BioPages> = HashMap::with_max_entries(IN_FLIGHT, 0);
+
+/// Entry arguments of bio_iov_iter_get_pages for the kretprobe fallback, by thread.
+#[map(name = "GET_PAGES_ARG")]
+static GET_PAGES_ARG: HashMap<u32, u64> = HashMap::with_max_entries(IN_FLIGHT, 0);
+
+/// int bio_iov_iter_get_pages(struct bio *bio, struct iov_iter *iter, ...)
+#[fexit(function = "bio_iov_iter_get_pages")]
+pub fn fexit_bio_iov_iter_get_pages(ctx: FExitContext) -> u32 {
+    try_bio_got_pages(ctx.arg::<u64>(0), ctx.ret::<i64>().unwrap_or(-1))
+}
+
+#[kprobe]
+pub fn kprobe_bio_iov_iter_get_pages(ctx: ProbeContext) -> u32 {
+    let _ = GET_PAGES_ARG.insert(&current_tid(), &ctx.arg::<u64>(0).unwrap_or(0), 0);
+    0
+}
+
+#[kretprobe]
+pub fn kretprobe_bio_iov_iter_get_pages(ctx: RetProbeContext) -> u32 {
+    let tid = current_tid();
+    // SAFETY: the value is copied out before the entry is removed.
+    let Some(bio) = (unsafe { GET_PAGES_ARG.get(&tid) }).copied() else { return 0 };
+    let _ = GET_PAGES_ARG.remove(&tid);
+    try_bio_got_pages(bio, ctx.ret::<i64>())
+}
+
+#[inline(always)]
+fn try_bio_got_pages(bio: u64, ret: i64) -> u32 {
+    if ret != 0 {
+        return 0;
+    }
+    count(ProbeId::BioIovIterGetPages, 0);
+    let off = offsets();
+    // A bio can be filled in several calls: keep the first acquisition time.
+    // SAFETY: read-only copy.
+    if unsafe { BIO_PAGES.get(&bio) }.is_some() {
+        return 0;
+    }
+    let bdev: u64 = read_at(bio, off.bio_bdev).unwrap_or(0);
+    let pages = BioPages {
+        // SAFETY: helper without preconditions.
+        acquired_ns: unsafe { bpf_ktime_get_ns() },
+        ended_ns: 0,
+        bytes: read_at::<u32>(bio, off.bio_size).unwrap_or(0) as u64,
+        dev: read_at(bdev, off.bdev_dev).unwrap_or(0),
+        op: read_at::<u32>(bio, off.bio_opf).map_or(u32::MAX, |f| f & 0xff),
+    };
+    if BIO_PAGES.insert(&bio, &pages, 0).is_err() {
+        lost(LostReason::StartMapFull);
+    }
+    0
+}
+
+/// void bio_endio(struct bio *bio)
+#[fentry(function = "bio_endio")]
+pub fn fentry_bio_endio(ctx: FEntryContext) -> u32 {
+    try_bio_endio(ctx.arg::<u64>(0))
+}
+
+#[kprobe]
+pub fn kprobe_bio_endio(ctx: ProbeContext) -> u32 {
+    try_bio_endio(ctx.arg::<u64>(0).unwrap_or(0))
+}
+
+#[inline(always)]
+fn try_bio_endio(bio: u64) -> u32 {
+    if let Some(pages) = BIO_PAGES.get_ptr_mut(&bio) {
+        count(ProbeId::BioEndio, 0);
+        // SAFETY: the entry of a bio being completed; only its completion writes ended_ns.
+        unsafe {
+            if (*pages).ended_ns == 0 {
+                (*pages).ended_ns = bpf_ktime_get_ns();
+            }
+        }
+    }
+    0
+}
+
+/// void __bio_release_pages(struct bio *bio, bool mark_dirty)
+#[fentry(function = "__bio_release_pages")]
+#[allow(non_snake_case)] // named after the kernel function, as the catalogue expects
+pub fn fentry___bio_release_pages(ctx: FEntryContext) -> u32 {
+    try_bio_release_pages(ctx.arg::<u64>(0))
+}
+
+#[kprobe]
+#[allow(non_snake_case)]
+pub fn kprobe___bio_release_pages(ctx: ProbeContext) -> u32 {
+    try_bio_release_pages(ctx.arg::<u64>(0).unwrap_or(0))
+}
+
+#[inline(always)]
+fn try_bio_release_pages(bio: u64) -> u32 {
+    count(ProbeId::BioReleasePages, 0);
+    // SAFETY: the value is copied out before the entry is removed.
+    let Some(pages) = (unsafe { BIO_PAGES.get(&bio) }).copied() else { return 0 };
+    let _ = BIO_PAGES.remove(&bio);
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    emit(LatencyKind::PinHold, pages.dev, pages.op, pages.bytes, pages.acquired_ns, now);
+    if pages.ended_ns != 0 {
+        emit(LatencyKind::UnpinLag, pages.dev, pages.op, pages.bytes, pages.ended_ns, now);
     }
     0
 }

@@ -76,7 +76,15 @@ impl Latency {
 }
 
 fn kind_of(raw: u32) -> Option<LatencyKind> {
-    [LatencyKind::D2c, LatencyKind::Q2c, LatencyKind::Dio, LatencyKind::Syscall].into_iter().find(|k| *k as u32 == raw)
+    [
+        LatencyKind::D2c,
+        LatencyKind::Q2c,
+        LatencyKind::Dio,
+        LatencyKind::Syscall,
+        LatencyKind::PinHold,
+        LatencyKind::UnpinLag,
+    ]
+    .into_iter().find(|k| *k as u32 == raw)
 }
 
 /// log2 of `bytes` rounded up to a power of two (4096 -> 12, 4097 -> 13); 0 for 0 or 1 byte.
@@ -125,6 +133,8 @@ pub fn kind_name(kind: LatencyKind) -> &'static str {
         LatencyKind::Q2c => "q2c",
         LatencyKind::Dio => "dio",
         LatencyKind::Syscall => "sys",
+        LatencyKind::PinHold => "hold",
+        LatencyKind::UnpinLag => "unpin_lag",
     }
 }
 

@@ -234,12 +234,23 @@ impl Names for SysNames {
         std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/uevent"))
             .ok()
             .and_then(|t| t.lines().find_map(|l| l.strip_prefix("DEVNAME=").map(str::to_string)))
+            .or_else(|| hidden_disk(major, minor))
             .unwrap_or_else(|| format!("{major}:{minor}"))
     }
 
     fn op(&self, op: u32) -> String {
         self.ops.get(&op).cloned().unwrap_or_else(|| format!("op{op}"))
     }
+}
+
+/// Hidden disks (the per-path devices of native NVMe multipath, nvme0c0n1) are not in
+/// /sys/dev/block, but they are in /sys/block.
+fn hidden_disk(major: u32, minor: u32) -> Option<String> {
+    let want = format!("{major}:{minor}");
+    std::fs::read_dir("/sys/block").ok()?.flatten().find_map(|entry| {
+        let dev = std::fs::read_to_string(entry.path().join("dev")).ok()?;
+        (dev.trim() == want).then(|| entry.file_name().to_string_lossy().into_owned())
+    })
 }
 
 async fn wait(child: &mut Option<tokio::process::Child>) -> std::io::Result<ExitStatus> {

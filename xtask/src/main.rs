@@ -3,10 +3,12 @@
 //! `cargo xtask --help` lists them. Everything here is host tooling; nothing is shipped.
 
 mod apt;
+mod bench;
 mod console;
 mod cpio;
 mod initramfs;
 mod kernels;
+mod suite;
 mod vm;
 
 use std::path::PathBuf;
@@ -30,6 +32,29 @@ enum Cmd {
     },
     /// Boot a stock Debian kernel in QEMU and run COMMAND as root inside it.
     Vm(vm::VmArgs),
+    /// The whole test suite: host tests, host live run, harness tests, VM tests on every kernel.
+    Test(suite::TestArgs),
+    /// Benchmarks (results go to docs/benchmarks.md).
+    Bench {
+        #[command(subcommand)]
+        which: BenchCmd,
+    },
+    /// `tracer run` inside a stock-kernel VM with a demo workload: fio plus a process that keeps
+    /// pages pinned (io_uring registered buffers) past the end of the trace.
+    Demo {
+        /// Kernel to boot (a name from kernels.toml).
+        #[arg(long, default_value = "6.12")]
+        kernel: String,
+        /// Seconds to trace.
+        #[arg(long, default_value_t = 20)]
+        duration: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Tracer latency percentiles against fio's clat percentiles for the same runs.
+    Latency(bench::LatencyBenchArgs),
 }
 
 fn main() {
@@ -37,6 +62,9 @@ fn main() {
     let result: Result<i32> = match cli.cmd {
         Cmd::Kernels { names } => kernels::fetch_all(&names).map(|_| 0),
         Cmd::Vm(args) => vm::run(args),
+        Cmd::Test(args) => suite::test(&args),
+        Cmd::Bench { which: BenchCmd::Latency(args) } => bench::latency(&args),
+        Cmd::Demo { kernel, duration } => suite::demo(&kernel, duration),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -1,9 +1,161 @@
 //! The VM test suite: runs the guest scripts of test/vm/ on every kernel and checks what they
 //! measured. Guest scripts only measure and print `CASE` lines; the verdicts are made here.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, process::Command, time::Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+
+use crate::{vm, workspace_root};
+
+/// `cargo xtask test` options.
+#[derive(clap::Args, Debug)]
+pub struct TestArgs {
+    /// Only the VM tests of these kernels (default: every kernel of kernels.toml we test).
+    #[arg(long = "kernel", value_name = "NAME")]
+    pub kernels: Vec<String>,
+    /// Skip the host tiers (cargo test, host live run) and run only the VM tests.
+    #[arg(long)]
+    pub vm_only: bool,
+}
+
+/// Kernels the suite boots, with what DIO does on each.
+const KERNELS: [(&str, DioPins); 3] =
+    [("6.1", DioPins::Referenced), ("6.12", DioPins::Pinned), ("sid", DioPins::Pinned)];
+
+/// Cases the pins script runs per kernel (5 per raw device x 3, 4 per ext4 device x 2).
+const DIO_CASES: usize = 23;
+
+/// The whole suite: host tests, the host live run, the harness's own failure-mode tests, and
+/// the VM tests on every kernel. Runs everything, then reports every failure.
+pub fn test(args: &TestArgs) -> Result<i32> {
+    let started = Instant::now();
+    let mut results: Vec<(String, Result<String>)> = Vec::new();
+    let mut step = |name: &str, f: &mut dyn FnMut() -> Result<String>| {
+        eprintln!("\n=== {name} ===");
+        let t = Instant::now();
+        let r = f();
+        match &r {
+            Ok(msg) => eprintln!("=== {name}: ok ({:.0} s) {msg}", t.elapsed().as_secs_f64()),
+            Err(e) => eprintln!("=== {name}: FAILED ({:.0} s): {e:#}", t.elapsed().as_secs_f64()),
+        }
+        results.push((name.to_string(), r));
+    };
+    if !args.vm_only {
+        step("host: cargo test --workspace", &mut || cargo(&["test", "--workspace", "--quiet"]).map(|_| String::new()));
+    }
+    step("build: tracer (release, with eBPF)", &mut || {
+        cargo(&["build", "--release", "-p", "tracer"]).map(|_| String::new())
+    });
+    if !args.vm_only {
+        step("host: tracer check / run (tracepoints only here)", &mut host_live);
+    }
+    step("harness: failure modes (panic, timeout, missing verdict)", &mut || {
+        cargo(&["test", "-p", "xtask", "--quiet", "--test", "vm", "--", "--ignored"]).map(|_| String::new())
+    });
+    for (kernel, expect) in KERNELS {
+        if !args.kernels.is_empty() && !args.kernels.iter().any(|k| k == kernel) {
+            continue;
+        }
+        step(&format!("vm {kernel}: pins = /proc/vmstat"), &mut || dio_pins(kernel, expect));
+        step(&format!("vm {kernel}: latency"), &mut || latency(kernel));
+    }
+    let failed: Vec<&String> = results.iter().filter(|(_, r)| r.is_err()).map(|(n, _)| n).collect();
+    eprintln!("\n=== {} steps, {} failed, {:.1} min ===", results.len(), failed.len(), started.elapsed().as_secs_f64() / 60.0);
+    for (name, r) in &results {
+        match r {
+            Ok(msg) => eprintln!("  ok      {name} {msg}"),
+            Err(e) => eprintln!("  FAILED  {name}: {}", format!("{e:#}").lines().next().unwrap_or_default()),
+        }
+    }
+    Ok(if failed.is_empty() { 0 } else { 1 })
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(args)
+        .current_dir(workspace_root())
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Boots `kernel`, runs `script` (a file of test/vm/) and returns the console log.
+fn run_script(kernel: &str, script: &str, timeout: u32) -> Result<String> {
+    let path = workspace_root().join("test/vm").join(script);
+    let args = vm::args_from([
+        "--kernel".to_string(),
+        kernel.to_string(),
+        "--no-build".to_string(),
+        "--timeout".to_string(),
+        timeout.to_string(),
+        "--add".to_string(),
+        path.display().to_string(),
+        "--".to_string(),
+        format!("sh /root/{script}"),
+    ])?;
+    let (code, log) = vm::run_logged(args)?;
+    let console = std::fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()))?;
+    if code != 0 {
+        bail!("{script} exited {code} (log: {})", log.display());
+    }
+    Ok(console)
+}
+
+/// The host can attach only tracepoints: `tracer check` must exit 0 and explain every missing
+/// probe, `tracer run --duration 2` must run degraded and exit 0.
+fn host_live() -> Result<String> {
+    let tracer = workspace_root().join("target/release/tracer");
+    let check = Command::new(&tracer).args(["check"]).output()?;
+    let text = String::from_utf8_lossy(&check.stdout);
+    if !check.status.success() {
+        bail!("tracer check exited {}: {}", check.status, String::from_utf8_lossy(&check.stderr));
+    }
+    let missing = text.matches("MISSING").count();
+    let reasons = text.lines().filter(|l| l.starts_with("             ")).count();
+    if missing > 0 && reasons < missing {
+        bail!("tracer check names {missing} missing probes but gives only {reasons} reasons:\n{text}");
+    }
+    let run = Command::new(&tracer).args(["run", "--duration", "2", "--format", "json"]).output()?;
+    if !run.status.success() {
+        bail!("tracer run --duration 2 exited {}: {}", run.status, String::from_utf8_lossy(&run.stderr));
+    }
+    let out = String::from_utf8_lossy(&run.stdout);
+    let last = out.lines().last().unwrap_or_default();
+    if !last.contains("\"type\":\"summary\"") {
+        bail!("the last line of tracer run --format json is not the summary: {last}");
+    }
+    Ok(format!("({missing} probes missing, each with a reason)"))
+}
+
+fn dio_pins(kernel: &str, expect: DioPins) -> Result<String> {
+    let console = run_script(kernel, "dio-pins.sh", 1800)?;
+    let cases = check_run(&console, expect, DIO_CASES)?;
+    check_probe_plan(kernel, &console)?;
+    let pages: u64 = cases.iter().filter_map(|c| c.int("pinned")).sum();
+    Ok(format!("({} cases, {pages} pages pinned in all, each equal to the vmstat delta)", cases.len()))
+}
+
+/// What `tracer check` must say on each kernel.
+fn check_probe_plan(kernel: &str, console: &str) -> Result<()> {
+    let must: &[&str] = match kernel {
+        "6.1" => &["MISSING  unpin_user_folio", "MISSING  unpin_folio ", "ok       mod_node_page_state"],
+        _ => &["ok       pin_user_pages_fast", "ok       unpin_user_folio", "ok       mod_node_page_state"],
+    };
+    for m in must {
+        if !console.contains(m) {
+            bail!("tracer check output lacks {m:?}");
+        }
+    }
+    Ok(())
+}
+
+fn latency(kernel: &str) -> Result<String> {
+    let console = run_script(kernel, "latency.sh", 1200)?;
+    check_latency(&console)
+}
 
 /// One measured case from a guest script (see test/vm/dio-pins.sh).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,6 +245,129 @@ pub fn check_run(console: &str, expect: DioPins, min_cases: usize) -> Result<Vec
     Ok(cases)
 }
 
+/// One tracer latency record printed by latency.sh.
+#[derive(Debug, serde::Deserialize)]
+struct LatencyRec {
+    figure: String,
+    dev: String,
+    op: String,
+    size: String,
+    scope: String,
+    count: u64,
+    percentiles: BTreeMap<String, f64>,
+}
+
+fn latency_records(console: &str, phase: &str) -> Vec<LatencyRec> {
+    let prefix = format!("REC {phase} ");
+    console
+        .lines()
+        .filter_map(|l| l.trim_end_matches('\r').strip_prefix(&prefix))
+        .filter(|j| j.contains("\"type\":\"latency\""))
+        .filter_map(|j| serde_json::from_str::<LatencyRec>(j).ok())
+        .filter(|r| r.scope == "cumulative" && r.size == "all" && r.op == "read")
+        .collect()
+}
+
+fn find<'a>(recs: &'a [LatencyRec], figure: &str, dev: &str) -> Result<&'a LatencyRec> {
+    recs.iter()
+        .find(|r| r.figure == figure && r.dev == dev)
+        .with_context(|| format!("no {figure} read figure for device {dev}"))
+}
+
+/// A `NAME=VALUE` word the guest script printed on a `DEVICES` line.
+fn guest_value(console: &str, name: &str) -> Result<String> {
+    let key = format!("{name}=");
+    console
+        .lines()
+        .filter(|l| l.starts_with("DEVICES "))
+        .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix(&key).map(str::to_string)))
+        .with_context(|| format!("the guest did not print {name}"))
+}
+
+/// Checks the latency script's records (see test/vm/latency.sh).
+pub fn check_latency(console: &str) -> Result<String> {
+    if !console.contains("LATENCY-DONE") {
+        bail!("latency.sh did not finish");
+    }
+    for phase in ["two-devices", "dm-base", "dm-delay", "ext4"] {
+        if !console.contains(&format!("PHASE {phase} status=0")) {
+            bail!("phase {phase} failed");
+        }
+    }
+    // 1. virtio-blk and NVMe apart, each with its own figures.
+    let two = latency_records(console, "two-devices");
+    let vda = find(&two, "d2c", &guest_value(console, "vda")?)?;
+
+    // NVMe requests run on the namespace, or under native multipath on its hidden path device
+    // (nvme0c0n1), which has the same major and no dev attribute in sysfs.
+    let vda_dev = guest_value(console, "vda")?;
+    let nvme_major = guest_value(console, "nvme0n1")?.split(':').next().unwrap_or_default().to_string();
+    let nvme = two
+        .iter()
+        .find(|r| r.figure == "d2c" && r.dev != vda_dev && r.dev.split(':').next() == Some(nvme_major.as_str()))
+        .with_context(|| format!("no d2c read figure for an NVMe device (major {nvme_major})"))?;
+    if vda.count < 300 || nvme.count < 300 {
+        bail!("two devices: {} virtio and {} NVMe reads, expected 300 each", vda.count, nvme.count);
+    }
+    // 2. dm-delay: median of the delayed device within 5% of delay + base.
+    let delay_ms: f64 = guest_value(console, "delay_ms")?.parse().context("delay_ms")?;
+    let (base_recs, delayed_recs) = (latency_records(console, "dm-base"), latency_records(console, "dm-delay"));
+    let base = find(&base_recs, "q2c", &guest_value(console, "d0")?)?;
+    let delayed = find(&delayed_recs, "q2c", &guest_value(console, "dlong")?)?;
+    let base_p50 = base.percentiles["p50"];
+    let expected = delay_ms * 1e6 + base_p50;
+    let got = delayed.percentiles["p50"];
+    let off = (got / expected - 1.0) * 100.0;
+    if off.abs() > 5.0 || delayed.count < 25 {
+        bail!(
+            "dm-delay: median {:.2} ms vs {delay_ms} ms + base {:.3} ms = {:.2} ms ({off:+.1}%), {} I/Os",
+            got / 1e6,
+            base_p50 / 1e6,
+            expected / 1e6,
+            delayed.count
+        );
+    }
+    // 3. Pin hold time and completion -> unpin lag on ext4, beside the DIO and syscall figures.
+    let ext4 = latency_records(console, "ext4");
+    let dev = guest_value(console, "nvme0n1")?;
+    let mut figures = Vec::new();
+    // The iomap DIO tracepoints (and so the dio and sys figures) exist only on newer kernels.
+    let iomap = console.contains("\"target\":\"iomap_dio_rw_begin\",\"role\":\"latency\",\"attached\":\"tp_btf\"");
+    let wanted: &[&str] = if iomap { &["hold", "unpin_lag", "dio", "sys"] } else { &["hold", "unpin_lag"] };
+    for &figure in wanted {
+        let r = find(&ext4, figure, &dev)?;
+        if r.count < 500 {
+            bail!("ext4: {figure} has {} reads, expected at least 500", r.count);
+        }
+        figures.push(format!("{figure} p50 {:.1} us", r.percentiles["p50"] / 1e3));
+    }
+    Ok(format!(
+        "(dm-delay {delay_ms} ms: median {:.2} ms, {off:+.2}% of delay+base {:.3} ms; base {} I/Os; {})",
+        got / 1e6,
+        base_p50 / 1e6,
+        base.count,
+        figures.join(", ")
+    ))
+}
+
+/// `cargo xtask demo`: the demo script in a VM, its console streamed.
+pub fn demo(kernel: &str, seconds: u32) -> Result<i32> {
+    let script = workspace_root().join("test/vm/demo.sh");
+    cargo(&["build", "--release", "-p", "tracer"])?;
+    let args = vm::args_from([
+        "--kernel".to_string(),
+        kernel.to_string(),
+        "--no-build".to_string(),
+        "--timeout".to_string(),
+        (seconds + 300).to_string(),
+        "--add".to_string(),
+        script.display().to_string(),
+        "--".to_string(),
+        format!("DEMO_SECONDS={seconds} sh /root/demo.sh"),
+    ])?;
+    vm::run(args)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -126,6 +401,33 @@ mod tests {
         let empty = "CASE x status=0 pinned= unpinned= lost=0 accounting=unverifiable vm_acquired=0 vm_released=0\nCASES-DONE";
         let err = check_run(empty, DioPins::Referenced, 1).unwrap_err().to_string();
         assert!(err.contains("not measured") && err.contains("pages pinned  !="), "{err}");
+    }
+
+    /// The verdicts of real VM runs, recorded from their consoles (tests/fixtures/).
+    #[test]
+    fn recorded_vm_runs_pass_their_checks() {
+        let dir = crate::workspace_root().join("xtask/tests/fixtures");
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+        for (file, kernel, expect) in [
+            ("dio-pins-6.1.log", "6.1", DioPins::Referenced),
+            ("dio-pins-6.12.log", "6.12", DioPins::Pinned),
+            ("dio-pins-sid.log", "sid", DioPins::Pinned),
+        ] {
+            let console = read(file);
+            let cases = check_run(&console, expect, DIO_CASES).unwrap_or_else(|e| panic!("{file}: {e:#}"));
+            assert_eq!(cases.len(), DIO_CASES);
+            check_probe_plan(kernel, &console).unwrap_or_else(|e| panic!("{file}: {e:#}"));
+            // The other kernel's expectation must fail on the same data.
+            let other = if expect == DioPins::Pinned { DioPins::Referenced } else { DioPins::Pinned };
+            assert!(check_run(&console, other, DIO_CASES).is_err(), "{file}");
+        }
+        let latency = read("latency-6.12.log");
+        let verdict = check_latency(&latency).unwrap();
+        assert!(verdict.contains("dm-delay 200 ms"), "{verdict}");
+        assert!(verdict.contains("sys p50"), "iomap figures are required where the tracepoints attach: {verdict}");
+        // A slower median breaks the 5% bound.
+        let slow = latency.replace("\"p50\":203554815", "\"p50\":215000000");
+        assert!(check_latency(&slow).unwrap_err().to_string().contains("dm-delay"));
     }
 
     #[test]

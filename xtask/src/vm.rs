@@ -88,6 +88,23 @@ pub struct VmArgs {
 }
 
 pub fn run(args: VmArgs) -> Result<i32> {
+    run_logged(args).map(|(code, _log)| code)
+}
+
+/// Parses `cargo xtask vm` arguments (without the leading "vm"), for tasks that boot VMs.
+pub fn args_from<I: IntoIterator<Item = String>>(argv: I) -> Result<VmArgs> {
+    #[derive(clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        vm: VmArgs,
+    }
+    use clap::Parser as _;
+    let argv = std::iter::once("vm".to_string()).chain(argv);
+    Ok(Wrapper::try_parse_from(argv)?.vm)
+}
+
+/// Like [`run`], and also returns the path of the console log.
+pub fn run_logged(args: VmArgs) -> Result<(i32, PathBuf)> {
     if args.timeout == 0 {
         bail!("--timeout must be at least 1 second");
     }
@@ -191,7 +208,7 @@ pub fn run(args: VmArgs) -> Result<i32> {
         report.elapsed.as_secs_f64(),
         log_path.display()
     );
-    report.into_result(args.timeout, &log_path)
+    report.into_result(args.timeout, &log_path).map(|code| (code, log_path))
 }
 
 /// The initrd: the cached base archive with the per-run archive appended.

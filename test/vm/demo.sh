@@ -1,0 +1,16 @@
+#!/bin/sh
+# The demo behind `./x run --vm`: `tracer run` with figures every 2 s while fio does Direct I/O
+# on the virtio and NVMe disks, and a second fio registers io_uring fixed buffers
+# (FOLL_LONGTERM pins) and keeps them pinned after the trace ends, which the summary shows as
+# a positive net of pinned pages.
+set -u
+D=${DEMO_SECONDS:-20}
+echo "demo: tracing for $D s: fio O_DIRECT on /dev/vda and /dev/nvme0n1, plus a process holding pinned buffers"
+tracer run --interval 2 --duration "$D" -- sh -c "
+    fio --name=holder --filename=/dev/nullb0 --ioengine=io_uring --fixedbufs --direct=1 \
+        --rw=read --bs=64k --iodepth=16 --time_based --runtime=3600 --rate_iops=1 \
+        --output=/dev/null &
+    fio --name=vda --filename=/dev/vda --name=nvme --filename=/dev/nvme0n1 --direct=1 \
+        --rw=randrw --bs=16k --ioengine=libaio --iodepth=8 --time_based --runtime=$D \
+        --output=/dev/null
+"
