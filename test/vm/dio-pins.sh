@@ -11,6 +11,9 @@ refresh() { echo 1 > /proc/sys/vm/stat_refresh 2>/dev/null; }
 vmstat_field() { awk -v k="$1" '$1 == k { print $2 }' /proc/vmstat; }
 json_int() { sed -n "s/.*\"type\":\"summary\".*\"$1\":\([0-9]*\).*/\1/p" "$2" | tail -1; }
 json_str() { sed -n "s/.*\"type\":\"summary\".*\"$1\":\"\([a-z]*\)\".*/\1/p" "$2" | tail -1; }
+# ledger_pages GROUP FILE: pages of a group ("pinned", "matched", ...) of the ledger record
+ledger_pages() { grep '"type":"ledger"' "$2" | sed 's/,"owners".*//' | sed -n "s/.*\"$1\":{\"bios\":[0-9]*,\"pages\":\([0-9]*\)}.*/\1/p" | tail -1; }
+ledger_verdict() { grep '"type":"ledger"' "$1" | sed -n 's/.*"verdict":"\([a-z ]*\)".*/\1/p' | tr ' ' _ | tail -1; }
 
 # case NAME COMMAND...: one measured run.
 case_run() {
@@ -27,7 +30,10 @@ case_run() {
     echo "CASE $name status=$rc pinned=$(json_int pages_pinned /tmp/case.json)" \
         "unpinned=$(json_int pages_unpinned /tmp/case.json) lost=$(json_int lost_events /tmp/case.json)" \
         "accounting=$(json_str pin_accounting /tmp/case.json)" \
-        "vm_acquired=$((a1 - a0)) vm_released=$((r1 - r0))"
+        "vm_acquired=$((a1 - a0)) vm_released=$((r1 - r0))" \
+        "ledger=$(ledger_verdict /tmp/case.json) ledger_pinned=$(ledger_pages pinned /tmp/case.json)" \
+        "ledger_referenced=$(ledger_pages referenced /tmp/case.json) ledger_matched=$(ledger_pages matched /tmp/case.json)" \
+        "ledger_acquired=$(ledger_pages acquired /tmp/case.json) ${CASE_NOTE:-}"
 }
 
 # fio, O_DIRECT, 8 MiB in 16 KiB blocks at queue depth 8: fio ... --filename=X --rw=Y --ioengine=Z
@@ -48,6 +54,24 @@ for dev in $devices; do
     case_run "$n-fio-randwrite-psync" $FIO --filename="$dev" --rw=randwrite --ioengine=psync
     case_run "$n-fio-randrw-io_uring" $FIO --filename="$dev" --rw=randrw --ioengine=io_uring
 done
+
+# iomap DIO on xfs and btrfs (files laid out by fio first). btrfs falls back to buffered I/O for
+# O_DIRECT writes to files with data checksums: no pins, which the host check accepts for it.
+fs_cases() { # fs_cases FS DEV
+    fs=$1; dev=$2; n=$(basename "$dev"); mnt=/mnt/$n-$fs
+    mkdir -p "$mnt"
+    if mkfs."$fs" -f "$dev" > /dev/null 2>&1 && mount -t "$fs" "$dev" "$mnt"; then
+        case_run "$n-$fs-fio-randread-libaio" $FIO --filename="$mnt/f" --rw=randread --ioengine=libaio
+        [ "$fs" = btrfs ] && CASE_NOTE=note=may_buffer
+        case_run "$n-$fs-fio-randwrite-io_uring" $FIO --filename="$mnt/f" --rw=randwrite --ioengine=io_uring
+        CASE_NOTE=
+        umount "$mnt"
+    else
+        echo "CASE $n-$fs-setup status=1 pinned= unpinned= lost= accounting= vm_acquired=0 vm_released=0"
+    fi
+}
+[ -b /dev/nvme0n1 ] && fs_cases xfs /dev/nvme0n1
+[ -b /dev/vda ] && fs_cases btrfs /dev/vda
 
 for dev in /dev/vda /dev/nvme0n1; do
     [ -b "$dev" ] || continue

@@ -226,7 +226,22 @@ pub struct Offsets {
     /// struct iov_iter: data_source (true for writes), count.
     pub iter_data_source: u32,
     pub iter_count: u32,
-    pub _reserved: u32,
+    /// struct bio: bi_io_vec, bi_vcnt, bi_flags, bi_status.
+    pub bio_io_vec: u32,
+    pub bio_vcnt: u32,
+    pub bio_flags: u32,
+    pub bio_status: u32,
+    /// struct bio_vec: bv_page, bv_len, bv_offset; and its size.
+    pub bvec_page: u32,
+    pub bvec_len: u32,
+    pub bvec_offset: u32,
+    pub bvec_size: u32,
+    /// Bit number of BIO_PAGE_PINNED in bi_flags ([`OFFSET_UNKNOWN`] on kernels whose bios hold
+    /// FOLL_GET references instead: they have BIO_NO_PAGE_REF).
+    pub bio_pinned_bit: u32,
+    /// Bit number of BIO_NO_PAGE_REF in bi_flags (kernels before the FOLL_PIN conversion; a bio
+    /// with it set holds no page references, e.g. one built over a bvec iterator).
+    pub bio_no_page_ref_bit: u32,
 }
 
 /// An offset this kernel does not have.
@@ -249,7 +264,16 @@ impl Offsets {
         sb_dev: OFFSET_UNKNOWN,
         iter_data_source: OFFSET_UNKNOWN,
         iter_count: OFFSET_UNKNOWN,
-        _reserved: 0,
+        bio_io_vec: OFFSET_UNKNOWN,
+        bio_vcnt: OFFSET_UNKNOWN,
+        bio_flags: OFFSET_UNKNOWN,
+        bio_status: OFFSET_UNKNOWN,
+        bvec_page: OFFSET_UNKNOWN,
+        bvec_len: OFFSET_UNKNOWN,
+        bvec_offset: OFFSET_UNKNOWN,
+        bvec_size: OFFSET_UNKNOWN,
+        bio_pinned_bit: OFFSET_UNKNOWN,
+        bio_no_page_ref_bit: OFFSET_UNKNOWN,
     };
 }
 
@@ -273,10 +297,22 @@ pub enum LatencyKind {
     UnpinLag = 5,
 }
 
+/// What a ring buffer record is: the first 4 bytes of every record of `EVENTS`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordType {
+    /// A [`LatencyEvent`].
+    Latency = 1,
+    /// A [`BioRecord`].
+    Bio = 2,
+}
+
 /// One measured I/O, streamed through the `EVENTS` ring buffer.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LatencyEvent {
+    /// [`RecordType::Latency`].
+    pub record: u32,
     /// A [`LatencyKind`].
     pub kind: u32,
     /// Kernel dev_t (major << 20 | minor); 0 when unknown.
@@ -284,11 +320,117 @@ pub struct LatencyEvent {
     /// REQ_OP_* of the request or bio (low 8 bits of cmd_flags / bi_opf); for DIO 0 = read,
     /// 1 = write (the REQ_OP_READ / REQ_OP_WRITE values).
     pub op: u32,
-    pub _pad: u32,
     pub bytes: u64,
     /// bpf_ktime_get_ns at the start and the end.
     pub start_ns: u64,
     pub end_ns: u64,
+}
+
+/// The task an event ran in, captured in the kernel (async completions run elsewhere, so the
+/// owner of a pin is captured when the pin is taken).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub tgid: u32,
+    pub pid: u32,
+    pub cgroup: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// What happened to a bio's user pages (`BioRecord::event`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BioEvent {
+    /// bio_iov_iter_get_pages returned 0: the bio holds its user pages (pinned, or referenced
+    /// with FOLL_GET on kernels whose DIO does that; see [`BIO_FLAG_PINNED`]).
+    Acquire = 0,
+    /// bio_endio: the I/O completed (`status` = bi_status).
+    End = 1,
+    /// __bio_release_pages: the pages are unpinned (or put).
+    Release = 2,
+}
+
+/// `BioRecord::flags`: the bio's pages are FOLL_PIN pins (BIO_PAGE_PINNED), not references.
+pub const BIO_FLAG_PINNED: u32 = 1 << 0;
+/// `BioRecord::flags`: the release marks the pages dirty (mark_dirty = true).
+pub const BIO_FLAG_MARK_DIRTY: u32 = 1 << 1;
+/// `BioRecord::flags`: ran in hard interrupt context.
+pub const BIO_FLAG_HARDIRQ: u32 = 1 << 2;
+/// `BioRecord::flags`: ran in soft interrupt context.
+pub const BIO_FLAG_SOFTIRQ: u32 = 1 << 3;
+/// `BioRecord::flags`: the bio had more vecs than [`BIO_MAX_VECS`]; `pages` is truncated.
+pub const BIO_FLAG_TRUNCATED: u32 = 1 << 4;
+
+/// Vecs of a bio recorded page by page in one [`BioRecord`].
+pub const BIO_MAX_VECS: usize = 16;
+
+/// Bytes of raw `struct bio_vec` array a [`BioWire`] carries.
+pub const BIO_WIRE_VEC_BYTES: usize = 256;
+
+/// A bio-level ledger event as the kernel writes it into `EVENTS` (`RecordType::Bio`).
+/// The bio's vec array is copied raw, with the `struct bio_vec` layout of the running kernel,
+/// in one read (a page-by-page loop is too much for the 6.1 verifier); userspace turns it into a
+/// [`BioRecord`] (tracer/src/decode.rs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BioWire {
+    /// [`RecordType::Bio`].
+    pub record: u32,
+    /// A [`BioEvent`].
+    pub event: u32,
+    pub ts_ns: u64,
+    pub bio: u64,
+    pub dev: u32,
+    pub op: u32,
+    pub flags: u32,
+    pub status: i32,
+    pub bytes: u32,
+    /// bio->bi_vcnt.
+    pub nr_vecs: u32,
+    pub owner: Owner,
+    /// sizeof(struct bio_vec) and the offsets of bv_page, bv_len, bv_offset in it.
+    pub bvec_size: u8,
+    pub bvec_page: u8,
+    pub bvec_len: u8,
+    pub bvec_offset: u8,
+    /// Bytes of `vecs` filled (0 for End, or when the layout is unknown).
+    pub vec_bytes: u32,
+    pub vecs: [u8; BIO_WIRE_VEC_BYTES],
+}
+
+/// A bio-level ledger event (`RecordType::Bio`), decoded from a [`BioWire`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BioRecord {
+    /// [`RecordType::Bio`].
+    pub record: u32,
+    /// A [`BioEvent`].
+    pub event: u32,
+    /// bpf_ktime_get_ns.
+    pub ts_ns: u64,
+    /// The bio's address (identity while it lives; reused after bio_put).
+    pub bio: u64,
+    /// Kernel dev_t of bio->bi_bdev (major << 20 | minor); 0 when unknown.
+    pub dev: u32,
+    /// REQ_OP_* (bi_opf & 0xff).
+    pub op: u32,
+    /// `BIO_FLAG_*`.
+    pub flags: u32,
+    /// End: bi_status (0 = success).
+    pub status: i32,
+    /// Bytes of the bio (bi_iter.bi_size) when the event ran; at Release and End the iterator
+    /// may have been advanced, so only Acquire's figure is the I/O size.
+    pub bytes: u32,
+    pub _pad: u32,
+    /// The task the event ran in.
+    pub owner: Owner,
+    /// bio->bi_vcnt.
+    pub nr_vecs: u32,
+    /// Pages across the recorded vecs (a vec covers DIV_ROUND_UP(offset + len, PAGE_SIZE)).
+    pub nr_pages: u32,
+    /// struct page address of the first page of each vec (Acquire and Release).
+    pub pages: [u64; BIO_MAX_VECS],
+    /// Pages covered by each vec.
+    pub vec_pages: [u16; BIO_MAX_VECS],
 }
 
 /// Map and global names shared by both sides.
@@ -314,8 +456,11 @@ pub const ITEM_UNKNOWN: u32 = u32::MAX;
 
 const _: () = assert!(size_of::<ProbeStat>() == 16);
 const _: () = assert!(size_of::<ProcStat>() == 32);
-const _: () = assert!(size_of::<Offsets>() == 64);
+const _: () = assert!(size_of::<Offsets>() == 100);
 const _: () = assert!(size_of::<LatencyEvent>() == 40);
+const _: () = assert!(size_of::<Owner>() == 32);
+const _: () = assert!(size_of::<BioRecord>() == 248);
+const _: () = assert!(size_of::<BioWire>() == 48 + 32 + 8 + BIO_WIRE_VEC_BYTES);
 const _: () = {
     let mut i = 0;
     while i < PROBES.len() {
@@ -334,4 +479,8 @@ mod pod {
     unsafe impl aya::Pod for super::Offsets {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::LatencyEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::BioRecord {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::BioWire {}
 }

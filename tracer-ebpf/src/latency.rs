@@ -2,38 +2,35 @@
 //! Direct I/O begin -> complete. All tp_btf, so they run on hosts that allow only tracepoints.
 //! Start times wait in hash maps keyed by the request, bio or kiocb address; each completion
 //! streams one [`LatencyEvent`] through the `EVENTS` ring buffer.
+//!
+//! The start maps are LRU maps: an I/O whose completion the probes never see (a bio split or
+//! merged past [`MAX_BIOS_PER_RQ`], a request requeued elsewhere) leaves a stale entry, and
+//! LRU eviction reclaims the stalest entries first instead of refusing new I/Os once the map
+//! has filled up with them over a long run.
 
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
-    macros::{btf_tracepoint, fentry, fexit, kprobe, kretprobe, map},
-    maps::{HashMap, RingBuf},
-    programs::{BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext},
+    helpers::bpf_ktime_get_ns,
+    macros::{btf_tracepoint, map},
+    maps::LruHashMap,
+    programs::BtfTracePointContext,
 };
-use tracer_common::{LatencyEvent, LatencyKind, LostReason, Offsets, ProbeId, OFFSET_UNKNOWN};
+use tracer_common::{LatencyEvent, LatencyKind, LostReason, ProbeId, RecordType};
 
-use crate::maps::{count, lost};
+use crate::maps::{count, current_tid, lost, offsets, read_at, EVENTS};
 
-/// Kernel struct offsets from BTF, patched by the loader.
-#[unsafe(no_mangle)]
-static OFFSETS: Offsets = Offsets::UNKNOWN;
 
-/// Bytes of the event ring buffer (a power of two multiple of the page size).
-const EVENTS_BYTES: u32 = 8 << 20;
 /// Requests, bios and DIO calls in flight that can be timed at once.
-const IN_FLIGHT: u32 = 65536;
+pub const IN_FLIGHT: u32 = 65536;
 /// Bios of one request followed at completion (merged bios beyond this are not timed).
 const MAX_BIOS_PER_RQ: usize = 16;
 
-#[map(name = "EVENTS")]
-static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
-
 /// request address -> issue time.
 #[map(name = "RQ_START")]
-static RQ_START: HashMap<u64, u64> = HashMap::with_max_entries(IN_FLIGHT, 0);
+static RQ_START: LruHashMap<u64, u64> = LruHashMap::with_max_entries(IN_FLIGHT, 0);
 
 /// bio address -> queue time.
 #[map(name = "BIO_START")]
-static BIO_START: HashMap<u64, u64> = HashMap::with_max_entries(IN_FLIGHT, 0);
+static BIO_START: LruHashMap<u64, u64> = LruHashMap::with_max_entries(IN_FLIGHT, 0);
 
 /// What a DIO call looked like when it began.
 #[repr(C)]
@@ -47,29 +44,14 @@ struct DioStart {
 
 /// kiocb address -> DIO start.
 #[map(name = "DIO_START")]
-static DIO_START: HashMap<u64, DioStart> = HashMap::with_max_entries(IN_FLIGHT, 0);
+static DIO_START: LruHashMap<u64, DioStart> = LruHashMap::with_max_entries(IN_FLIGHT, 0);
+
 
 #[inline(always)]
-fn offsets() -> Offsets {
-    // SAFETY: read-only global patched by the loader; volatile keeps the compiler from folding it.
-    unsafe { core::ptr::read_volatile(&OFFSETS) }
-}
-
-/// Reads a `T` at `base + off`; None when the offset is unknown or the read faults.
-#[inline(always)]
-fn read_at<T>(base: u64, off: u32) -> Option<T> {
-    if base == 0 || off == OFFSET_UNKNOWN {
-        return None;
-    }
-    // SAFETY: bpf_probe_read_kernel tolerates any address and reports faults.
-    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
-}
-
-#[inline(always)]
-fn emit(kind: LatencyKind, dev: u32, op: u32, bytes: u64, start_ns: u64, end_ns: u64) {
+pub fn emit(kind: LatencyKind, dev: u32, op: u32, bytes: u64, start_ns: u64, end_ns: u64) {
     match EVENTS.reserve::<LatencyEvent>(0) {
         Some(mut entry) => {
-            entry.write(LatencyEvent { kind: kind as u32, dev, op, _pad: 0, bytes, start_ns, end_ns });
+            entry.write(LatencyEvent { record: RecordType::Latency as u32, kind: kind as u32, dev, op, bytes, start_ns, end_ns });
             entry.submit(0);
         }
         None => lost(LostReason::RingFull),
@@ -77,7 +59,7 @@ fn emit(kind: LatencyKind, dev: u32, op: u32, bytes: u64, start_ns: u64, end_ns:
 }
 
 #[inline(always)]
-fn remember(map: &HashMap<u64, u64>, key: u64, ts: u64) {
+fn remember(map: &LruHashMap<u64, u64>, key: u64, ts: u64) {
     if map.insert(&key, &ts, 0).is_err() {
         lost(LostReason::StartMapFull);
     }
@@ -185,7 +167,7 @@ struct SysStart {
 
 /// thread id -> read/write system call in progress.
 #[map(name = "SYS_START")]
-static SYS_START: HashMap<u32, SysStart> = HashMap::with_max_entries(IN_FLIGHT, 0);
+static SYS_START: LruHashMap<u32, SysStart> = LruHashMap::with_max_entries(IN_FLIGHT, 0);
 
 /// x86_64 system calls that can do Direct I/O on a file: read, write, pread64, pwrite64,
 /// readv, writev, preadv, pwritev, preadv2, pwritev2 (the x86_64 syscall ABI is fixed).
@@ -194,10 +176,6 @@ fn is_rw_syscall(id: i64) -> bool {
     matches!(id, 0 | 1 | 17 | 18 | 19 | 20 | 295 | 296 | 327 | 328)
 }
 
-#[inline(always)]
-fn current_tid() -> u32 {
-    aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32
-}
 
 /// sys_enter(struct pt_regs *regs, long id)
 #[btf_tracepoint(function = "sys_enter")]
@@ -304,123 +282,3 @@ fn try_dio_complete(iocb: u64, ret: i64) -> u32 {
     0
 }
 
-/// A bio whose user pages were acquired for I/O.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct BioPages {
-    acquired_ns: u64,
-    /// bio_endio time; 0 until the bio completes.
-    ended_ns: u64,
-    bytes: u64,
-    dev: u32,
-    op: u32,
-}
-
-/// bio address -> its pages' acquisition (from bio_iov_iter_get_pages to __bio_release_pages).
-#[map(name = "BIO_PAGES")]
-static BIO_PAGES: HashMap<u64, BioPages> = HashMap::with_max_entries(IN_FLIGHT, 0);
-
-/// Entry arguments of bio_iov_iter_get_pages for the kretprobe fallback, by thread.
-#[map(name = "GET_PAGES_ARG")]
-static GET_PAGES_ARG: HashMap<u32, u64> = HashMap::with_max_entries(IN_FLIGHT, 0);
-
-/// int bio_iov_iter_get_pages(struct bio *bio, struct iov_iter *iter, ...)
-#[fexit(function = "bio_iov_iter_get_pages")]
-pub fn fexit_bio_iov_iter_get_pages(ctx: FExitContext) -> u32 {
-    try_bio_got_pages(ctx.arg::<u64>(0), ctx.ret::<i64>().unwrap_or(-1))
-}
-
-#[kprobe]
-pub fn kprobe_bio_iov_iter_get_pages(ctx: ProbeContext) -> u32 {
-    let _ = GET_PAGES_ARG.insert(&current_tid(), &ctx.arg::<u64>(0).unwrap_or(0), 0);
-    0
-}
-
-#[kretprobe]
-pub fn kretprobe_bio_iov_iter_get_pages(ctx: RetProbeContext) -> u32 {
-    let tid = current_tid();
-    // SAFETY: the value is copied out before the entry is removed.
-    let Some(bio) = (unsafe { GET_PAGES_ARG.get(&tid) }).copied() else { return 0 };
-    let _ = GET_PAGES_ARG.remove(&tid);
-    try_bio_got_pages(bio, ctx.ret::<i64>())
-}
-
-#[inline(always)]
-fn try_bio_got_pages(bio: u64, ret: i64) -> u32 {
-    if ret != 0 {
-        return 0;
-    }
-    count(ProbeId::BioIovIterGetPages, 0);
-    let off = offsets();
-    // A bio can be filled in several calls: keep the first acquisition time.
-    // SAFETY: read-only copy.
-    if unsafe { BIO_PAGES.get(&bio) }.is_some() {
-        return 0;
-    }
-    let bdev: u64 = read_at(bio, off.bio_bdev).unwrap_or(0);
-    let pages = BioPages {
-        // SAFETY: helper without preconditions.
-        acquired_ns: unsafe { bpf_ktime_get_ns() },
-        ended_ns: 0,
-        bytes: read_at::<u32>(bio, off.bio_size).unwrap_or(0) as u64,
-        dev: read_at(bdev, off.bdev_dev).unwrap_or(0),
-        op: read_at::<u32>(bio, off.bio_opf).map_or(u32::MAX, |f| f & 0xff),
-    };
-    if BIO_PAGES.insert(&bio, &pages, 0).is_err() {
-        lost(LostReason::StartMapFull);
-    }
-    0
-}
-
-/// void bio_endio(struct bio *bio)
-#[fentry(function = "bio_endio")]
-pub fn fentry_bio_endio(ctx: FEntryContext) -> u32 {
-    try_bio_endio(ctx.arg::<u64>(0))
-}
-
-#[kprobe]
-pub fn kprobe_bio_endio(ctx: ProbeContext) -> u32 {
-    try_bio_endio(ctx.arg::<u64>(0).unwrap_or(0))
-}
-
-#[inline(always)]
-fn try_bio_endio(bio: u64) -> u32 {
-    if let Some(pages) = BIO_PAGES.get_ptr_mut(&bio) {
-        count(ProbeId::BioEndio, 0);
-        // SAFETY: the entry of a bio being completed; only its completion writes ended_ns.
-        unsafe {
-            if (*pages).ended_ns == 0 {
-                (*pages).ended_ns = bpf_ktime_get_ns();
-            }
-        }
-    }
-    0
-}
-
-/// void __bio_release_pages(struct bio *bio, bool mark_dirty)
-#[fentry(function = "__bio_release_pages")]
-#[allow(non_snake_case)] // named after the kernel function, as the catalogue expects
-pub fn fentry___bio_release_pages(ctx: FEntryContext) -> u32 {
-    try_bio_release_pages(ctx.arg::<u64>(0))
-}
-
-#[kprobe]
-#[allow(non_snake_case)]
-pub fn kprobe___bio_release_pages(ctx: ProbeContext) -> u32 {
-    try_bio_release_pages(ctx.arg::<u64>(0).unwrap_or(0))
-}
-
-#[inline(always)]
-fn try_bio_release_pages(bio: u64) -> u32 {
-    count(ProbeId::BioReleasePages, 0);
-    // SAFETY: the value is copied out before the entry is removed.
-    let Some(pages) = (unsafe { BIO_PAGES.get(&bio) }).copied() else { return 0 };
-    let _ = BIO_PAGES.remove(&bio);
-    // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-    emit(LatencyKind::PinHold, pages.dev, pages.op, pages.bytes, pages.acquired_ns, now);
-    if pages.ended_ns != 0 {
-        emit(LatencyKind::UnpinLag, pages.dev, pages.op, pages.bytes, pages.ended_ns, now);
-    }
-    0
-}

@@ -8,6 +8,7 @@
 #![no_main]
 
 mod accounting;
+mod bio;
 mod latency;
 mod maps;
 mod pin;

@@ -2,14 +2,46 @@
 
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel},
     macros::map,
-    maps::{PerCpuArray, PerCpuHashMap},
+    maps::{PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use tracer_common::{
-    LostReason, PinTotal, ProbeId, ProbeStat, ProcStat, LOST_REASONS, MAX_PROCS, PIN_TOTALS,
-    PROBE_COUNT,
+    LostReason, Offsets, PinTotal, ProbeId, ProbeStat, ProcStat, LOST_REASONS, MAX_PROCS, OFFSET_UNKNOWN,
+    PIN_TOTALS, PROBE_COUNT,
 };
+
+/// Bytes of the event ring buffer (a power of two multiple of the page size).
+const EVENTS_BYTES: u32 = 8 << 20;
+
+/// Records for userspace (`RecordType`-tagged: latency events and bio records).
+#[map(name = "EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+/// Kernel struct offsets from BTF, patched by the loader.
+#[unsafe(no_mangle)]
+static OFFSETS: Offsets = Offsets::UNKNOWN;
+
+#[inline(always)]
+pub fn offsets() -> Offsets {
+    // SAFETY: read-only global patched by the loader; volatile keeps the compiler from folding it.
+    unsafe { core::ptr::read_volatile(&OFFSETS) }
+}
+
+/// Reads a `T` at `base + off`; None when the offset is unknown or the read faults.
+#[inline(always)]
+pub fn read_at<T>(base: u64, off: u32) -> Option<T> {
+    if base == 0 || off == OFFSET_UNKNOWN {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_kernel tolerates any address and reports faults.
+    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
+}
+
+#[inline(always)]
+pub fn current_tid() -> u32 {
+    bpf_get_current_pid_tgid() as u32
+}
 
 #[map(name = "PROBE_STATS")]
 static PROBE_STATS: PerCpuArray<ProbeStat> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);

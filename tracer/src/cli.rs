@@ -1,6 +1,6 @@
 //! Command line (clap derive).
 
-use std::{ffi::OsString, time::Duration};
+use std::{ffi::OsString, path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -15,6 +15,10 @@ pub struct Cli {
 pub enum Command {
     /// Trace pins and unpins until the duration ends, COMMAND exits, or Ctrl-C.
     Run(RunArgs),
+    /// Like `run`, and write every event record to FILE for `tracer report`.
+    Record(RecordArgs),
+    /// Replay a record file: print what `tracer run` printed at the end, with the pin ledger.
+    Report(ReportArgs),
     /// Print the probe plan for this kernel: each probe attached or missing, with the reason.
     Check(CheckArgs),
 }
@@ -40,9 +44,38 @@ pub struct RunArgs {
     /// Latency percentiles to report, comma-separated.
     #[arg(long, value_name = "LIST", default_value = "50,90,99,99.9,99.99", value_parser = Percentiles::parse)]
     pub percentiles: Percentiles,
+    /// A bio completed this many seconds before the end and still holding its pages is a leak
+    /// suspect (pin ledger; docs/ledger.md).
+    #[arg(long, value_name = "S", default_value = "1", value_parser = parse_seconds)]
+    pub leak_grace: Duration,
     /// Run COMMAND under the tracer; trace until it exits and exit with its status.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RecordArgs {
+    /// The record file to write (format: docs/ledger.md).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// A record file written by `tracer record`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Latency percentiles to report, comma-separated.
+    #[arg(long, value_name = "LIST", default_value = "50,90,99,99.9,99.99", value_parser = Percentiles::parse)]
+    pub percentiles: Percentiles,
+    /// A bio completed this many seconds before the end of the recording and still holding
+    /// its pages is a leak suspect.
+    #[arg(long, value_name = "S", default_value = "1", value_parser = parse_seconds)]
+    pub leak_grace: Duration,
 }
 
 #[derive(clap::Args, Debug)]
@@ -94,5 +127,19 @@ mod tests {
         let Command::Run(run) = cli.command else { panic!("expected run") };
         assert_eq!(run.percentiles, Percentiles(vec![50.0, 99.9]));
         assert!(Cli::try_parse_from(["tracer", "run", "--percentiles", "50,200"]).is_err());
+    }
+
+    #[test]
+    fn record_takes_the_run_options_and_a_file() {
+        let cli = Cli::try_parse_from(["tracer", "record", "-o", "x.rec", "--duration", "2", "--", "fio", "j"]).unwrap();
+        let Command::Record(rec) = cli.command else { panic!("expected record") };
+        assert_eq!(rec.output, PathBuf::from("x.rec"));
+        assert_eq!(rec.run.duration, Some(Duration::from_secs(2)));
+        assert_eq!(rec.run.leak_grace, Duration::from_secs(1));
+        assert_eq!(rec.run.command, vec![OsString::from("fio"), OsString::from("j")]);
+        assert!(Cli::try_parse_from(["tracer", "record", "--duration", "2"]).is_err(), "-o is required");
+        let cli = Cli::try_parse_from(["tracer", "report", "x.rec", "--format", "json", "--leak-grace", "0.5"]).unwrap();
+        let Command::Report(rep) = cli.command else { panic!("expected report") };
+        assert_eq!((rep.file, rep.format, rep.leak_grace), (PathBuf::from("x.rec"), Format::Json, Duration::from_millis(500)));
     }
 }

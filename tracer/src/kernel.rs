@@ -144,7 +144,7 @@ fn enum_values(btf: &Btf, name: &str, prefix: &str) -> std::collections::BTreeMa
 }
 
 /// The offsets of [`Offsets`], each as `struct` + member path.
-const OFFSET_PATHS: [(&str, &str); 15] = [
+const OFFSET_PATHS: [(&str, &str); 22] = [
     ("request", "part"),
     ("request", "cmd_flags"),
     ("request", "bio"),
@@ -160,10 +160,17 @@ const OFFSET_PATHS: [(&str, &str); 15] = [
     ("super_block", "s_dev"),
     ("iov_iter", "data_source"),
     ("iov_iter", "count"),
+    ("bio", "bi_io_vec"),
+    ("bio", "bi_vcnt"),
+    ("bio", "bi_flags"),
+    ("bio", "bi_status"),
+    ("bio_vec", "bv_page"),
+    ("bio_vec", "bv_len"),
+    ("bio_vec", "bv_offset"),
 ];
 
 fn read_offsets(btf: &Btf) -> (Offsets, Vec<String>) {
-    let mut values = [OFFSET_UNKNOWN; 15];
+    let mut values = [OFFSET_UNKNOWN; 22];
     let mut missing = Vec::new();
     for (slot, (st, path)) in values.iter_mut().zip(OFFSET_PATHS) {
         match member_offset(btf, st, path) {
@@ -171,7 +178,7 @@ fn read_offsets(btf: &Btf) -> (Offsets, Vec<String>) {
             None => missing.push(format!("{st}.{path}")),
         }
     }
-    let [rq_part, rq_cmd_flags, rq_bio, rq_data_len, bdev_dev, bio_next, bio_bdev, bio_opf, bio_size, kiocb_filp, file_inode, inode_sb, sb_dev, iter_data_source, iter_count] =
+    let [rq_part, rq_cmd_flags, rq_bio, rq_data_len, bdev_dev, bio_next, bio_bdev, bio_opf, bio_size, kiocb_filp, file_inode, inode_sb, sb_dev, iter_data_source, iter_count, bio_io_vec, bio_vcnt, bio_flags, bio_status, bvec_page, bvec_len, bvec_offset] =
         values;
     let offsets = Offsets {
         rq_part,
@@ -189,9 +196,41 @@ fn read_offsets(btf: &Btf) -> (Offsets, Vec<String>) {
         sb_dev,
         iter_data_source,
         iter_count,
-        _reserved: 0,
+        bio_io_vec,
+        bio_vcnt,
+        bio_flags,
+        bio_status,
+        bvec_page,
+        bvec_len,
+        bvec_offset,
+        bvec_size: struct_size(btf, "bio_vec").unwrap_or(OFFSET_UNKNOWN),
+        bio_pinned_bit: enumerator(btf, "BIO_PAGE_PINNED").unwrap_or(OFFSET_UNKNOWN),
+        bio_no_page_ref_bit: enumerator(btf, "BIO_NO_PAGE_REF").unwrap_or(OFFSET_UNKNOWN),
     };
     (offsets, missing)
+}
+
+/// Size in bytes of `struct name`.
+fn struct_size(btf: &Btf, name: &str) -> Option<u32> {
+    btf.resolve_types_by_name(name).ok()?.into_iter().find_map(|t| match t {
+        Type::Struct(s) if !s.members.is_empty() => u32::try_from(s.size()).ok(),
+        _ => None,
+    })
+}
+
+/// Value of the enumerator `name` in any enum of the BTF, anonymous ones included (the bio
+/// flags are an anonymous enum). Scans every type once; kernel BTF has ~150k types.
+fn enumerator(btf: &Btf, name: &str) -> Option<u32> {
+    let mut id = 1;
+    while let Ok(t) = btf.resolve_type_by_id(id) {
+        if let Type::Enum(e) = &t {
+            if let Some(m) = e.members.iter().find(|m| btf.resolve_name(*m).is_ok_and(|n| n == name)) {
+                return Some(m.val());
+            }
+        }
+        id += 1;
+    }
+    None
 }
 
 /// Byte offset of `path` (members separated by '.') inside `struct name`, looking through
@@ -290,6 +329,9 @@ mod tests {
         assert_eq!(offsets.iter_count % 8, 0);
         assert_ne!(offsets.bio_size, OFFSET_UNKNOWN);
         assert_eq!(member_offset(&btf, "request", "no_such_member"), None);
+        assert_eq!(offsets.bvec_size, 16);
+        // Bit 0 on every kernel that pins DIO pages (6.2+); absent before.
+        assert!(matches!(offsets.bio_pinned_bit, 0 | OFFSET_UNKNOWN), "{}", offsets.bio_pinned_bit);
         let ops = enum_values(&btf, "req_op", "REQ_OP_");
         assert_eq!(ops.get(&0).map(String::as_str), Some("read"));
         assert_eq!(ops.get(&1).map(String::as_str), Some("write"));

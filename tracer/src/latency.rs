@@ -41,7 +41,8 @@ pub fn new_histogram() -> Histogram<u64> {
 pub struct Latency {
     cumulative: BTreeMap<Key, Histogram<u64>>,
     interval: BTreeMap<Key, Histogram<u64>>,
-    /// Events whose end precedes their start (clock misuse; should stay 0).
+    /// Events whose end precedes their start, or records that could not be decoded (should
+    /// stay 0).
     pub invalid: u64,
 }
 
@@ -62,6 +63,12 @@ impl Latency {
                 map.entry(key).or_insert_with(new_histogram).saturating_record(ns);
             }
         }
+    }
+
+    /// Counts a ring buffer record that could not be decoded.
+    pub fn undecodable(&mut self, e: crate::decode::DecodeError) {
+        log::warn!("undecodable event record: {e}");
+        self.invalid += 1;
     }
 
     /// Figures since the start of the trace.
@@ -151,11 +158,12 @@ pub fn size_name(class: Option<u32>) -> String {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+    use tracer_common::RecordType;
 
     use super::*;
 
     fn ev(kind: LatencyKind, bytes: u64, ns: u64) -> LatencyEvent {
-        LatencyEvent { kind: kind as u32, dev: 0xfe0_0000, op: 0, _pad: 0, bytes, start_ns: 1000, end_ns: 1000 + ns }
+        LatencyEvent { record: RecordType::Latency as u32, kind: kind as u32, dev: 0xfe0_0000, op: 0, bytes, start_ns: 1000, end_ns: 1000 + ns }
     }
 
     #[test]

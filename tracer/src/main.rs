@@ -1,11 +1,14 @@
 //! tracer: eBPF pin accounting for Linux. See README.md and docs/.
 
 mod cli;
+mod decode;
 mod ebpf;
 mod kernel;
 mod latency;
+mod ledger;
 mod output;
 mod plan;
+mod record;
 mod run;
 mod stats;
 mod vmstat;
@@ -21,11 +24,9 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => run::check(&args),
-        Command::Run(args) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(run::run(args))),
+        Command::Run(args) => runtime().and_then(|rt| rt.block_on(run::run(args, None))),
+        Command::Record(args) => runtime().and_then(|rt| rt.block_on(run::run(args.run, Some(&args.output)))),
+        Command::Report(args) => run::report(&args),
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -34,4 +35,8 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }

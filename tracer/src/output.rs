@@ -6,6 +6,7 @@ use tracer_common::{ProbeId, ProbeRole};
 
 use crate::{
     latency::{kind_name, size_name, Key, Stats},
+    ledger::{seconds, Count, Group, Judgement, LedgerSnapshot, PagesSeen, Timing},
     plan::ProbeOutcome,
     stats::{ProcCounts, Snapshot},
     vmstat::FollPin,
@@ -107,6 +108,9 @@ pub struct Figures {
     /// Summary only: probes that could not attach (details in the probe records).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub probes_missing: Vec<&'static str>,
+    /// Summary only: the pin ledger's verdict (details in the `ledger` record).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<&'static str>,
 }
 
 impl Figures {
@@ -148,6 +152,7 @@ impl Figures {
             },
             command_exit_status: None,
             probes_missing: outcomes.iter().filter(|o| o.attached.is_none()).map(|o| o.def.target).collect(),
+            ledger: None,
         }
     }
 }
@@ -324,11 +329,360 @@ pub fn figures_text(f: &Figures, procs: &[ProcessRecord]) -> String {
             s.push_str(&format!("  {:>8} {:<16} {:>12} {:>16}\n", p.tgid, p.comm, p.pages_pinned, p.pages_unpinned));
         }
     }
+    if let Some(verdict) = f.ledger {
+        s.push_str(&format!("pin ledger: {verdict}\n"));
+    }
     if let Some(code) = f.command_exit_status {
         s.push_str(&format!("command exit status: {code}\n"));
     }
     if !f.probes_missing.is_empty() {
         s.push_str(&format!("probes missing: {}\n", f.probes_missing.join(", ")));
+    }
+    s
+}
+
+/// The pin ledger at the end of a run (`"type": "ledger"`; docs/ledger.md).
+#[derive(Serialize, Debug, PartialEq)]
+pub struct LedgerRecord {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// "clean", "unverifiable", "leaks found" or "mismatches found".
+    pub verdict: &'static str,
+    pub reasons: Vec<String>,
+    pub grace_s: f64,
+    pub acquired: Count,
+    pub pinned: Count,
+    pub referenced: Count,
+    pub ended: Count,
+    pub released: Count,
+    pub matched: Count,
+    pub mismatched: Count,
+    pub in_flight: Count,
+    pub releasing: Count,
+    pub leaked: Count,
+    pub unknown_origin: Count,
+    pub ends_untracked: u64,
+    pub truncated_bios: u64,
+    pub invalid_records: u64,
+    pub hold: TimingRecord,
+    pub unpin_lag: TimingRecord,
+    pub pages_held: u64,
+    pub pages_shared: u64,
+    pub owners: Vec<LedgerOwner>,
+    pub devices: Vec<LedgerDevice>,
+    pub leaks: Vec<LeakRecord>,
+    pub leaks_not_listed: u64,
+    pub mismatches: Vec<MismatchRecord>,
+    pub mismatches_not_listed: u64,
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+pub struct TimingRecord {
+    pub count: u64,
+    pub mean_ns: Option<u64>,
+    pub max_ns: Option<u64>,
+}
+
+impl TimingRecord {
+    fn of(t: &Timing) -> TimingRecord {
+        TimingRecord { count: t.count, mean_ns: t.mean_ns(), max_ns: (t.count > 0).then_some(t.max_ns) }
+    }
+}
+
+/// Bios or pages by their fate, for one owner or device.
+#[derive(Serialize, Debug, PartialEq)]
+pub struct Fates {
+    pub acquired: u64,
+    pub released: u64,
+    pub in_flight: u64,
+    pub releasing: u64,
+    pub leaked: u64,
+}
+
+/// One owner's or device's share, as `"bios": {...}, "pages": {...}` (so that the top-level
+/// counts of the ledger record are the only `"acquired": {"bios": ...}` of its line).
+#[derive(Serialize, Debug, PartialEq)]
+pub struct GroupCounts {
+    pub bios: Fates,
+    pub pages: Fates,
+}
+
+impl GroupCounts {
+    fn of(g: &Group) -> GroupCounts {
+        let fates = |f: fn(&Count) -> u64| Fates {
+            acquired: f(&g.acquired),
+            released: f(&g.matched),
+            in_flight: f(&g.in_flight),
+            releasing: f(&g.releasing),
+            leaked: f(&g.leaked),
+        };
+        GroupCounts { bios: fates(|c| c.bios), pages: fates(|c| c.pages) }
+    }
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+pub struct LedgerOwner {
+    pub tgid: u32,
+    pub comm: String,
+    #[serde(flatten)]
+    pub counts: GroupCounts,
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+pub struct LedgerDevice {
+    pub device: String,
+    pub dev: String,
+    pub op: String,
+    #[serde(flatten)]
+    pub counts: GroupCounts,
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+pub struct LeakRecord {
+    /// "freed_without_release" or "not_released".
+    pub kind: &'static str,
+    /// The bio's address, hex.
+    pub bio: String,
+    pub tgid: u32,
+    pub pid: u32,
+    pub comm: String,
+    pub cgroup: u64,
+    pub device: String,
+    pub dev: String,
+    pub op: String,
+    pub pinned: bool,
+    pub pages: u64,
+    pub first_page: String,
+    pub acquired_age_ns: u64,
+    pub ended_age_ns: Option<u64>,
+    pub status: Option<i32>,
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+pub struct PagesRecord {
+    pub vecs: u32,
+    pub pages: u64,
+    pub pinned: bool,
+    pub first_page: String,
+}
+
+impl PagesRecord {
+    fn of(p: &PagesSeen) -> PagesRecord {
+        PagesRecord { vecs: p.vecs, pages: p.pages, pinned: p.pinned, first_page: hex(p.first_page) }
+    }
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+pub struct MismatchRecord {
+    pub bio: String,
+    pub tgid: u32,
+    pub pid: u32,
+    pub comm: String,
+    pub device: String,
+    pub dev: String,
+    pub op: String,
+    pub acquired: PagesRecord,
+    pub released: PagesRecord,
+    pub differences: Vec<&'static str>,
+    pub first_vec: Option<usize>,
+}
+
+/// A duration in a readable unit: "850 ns", "12.3 us", "2.50 ms", "1.234 s".
+fn duration(ns: u64) -> String {
+    match ns {
+        0..1_000 => format!("{ns} ns"),
+        1_000..1_000_000 => format!("{:.1} us", ns as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.2} ms", ns as f64 / 1e6),
+        _ => format!("{:.3} s", ns as f64 / 1e9),
+    }
+}
+
+fn hex(addr: u64) -> String {
+    format!("{addr:#x}")
+}
+
+fn dev_name(dev: u32) -> String {
+    format!("{}:{}", dev >> 20, dev & 0xfffff)
+}
+
+pub fn ledger_record(s: &LedgerSnapshot, j: &Judgement, names: &dyn Names) -> LedgerRecord {
+    let t = &s.totals;
+    LedgerRecord {
+        kind: "ledger",
+        verdict: j.verdict.name(),
+        reasons: j.reasons.clone(),
+        grace_s: round3(s.grace_ns as f64 / 1e9),
+        acquired: t.acquired,
+        pinned: t.pinned,
+        referenced: t.referenced,
+        ended: t.ended,
+        released: t.released,
+        matched: t.matched,
+        mismatched: t.mismatched,
+        in_flight: t.in_flight,
+        releasing: t.releasing,
+        leaked: t.leaked,
+        unknown_origin: t.unknown_origin,
+        ends_untracked: t.ends_untracked,
+        truncated_bios: t.truncated_bios,
+        invalid_records: t.invalid_records,
+        hold: TimingRecord::of(&t.hold),
+        unpin_lag: TimingRecord::of(&t.unpin_lag),
+        pages_held: s.pages_held,
+        pages_shared: s.pages_shared,
+        owners: s
+            .owners
+            .iter()
+            .map(|o| LedgerOwner { tgid: o.tgid, comm: o.comm.clone(), counts: GroupCounts::of(&o.counts) })
+            .collect(),
+        devices: s
+            .devices
+            .iter()
+            .map(|d| LedgerDevice {
+                device: names.device(d.dev),
+                dev: dev_name(d.dev),
+                op: names.op(d.op),
+                counts: GroupCounts::of(&d.counts),
+            })
+            .collect(),
+        leaks: s
+            .leaks
+            .iter()
+            .map(|l| LeakRecord {
+                kind: l.kind.name(),
+                bio: hex(l.bio),
+                tgid: l.tgid,
+                pid: l.pid,
+                comm: l.comm.clone(),
+                cgroup: l.cgroup,
+                device: names.device(l.dev),
+                dev: dev_name(l.dev),
+                op: names.op(l.op),
+                pinned: l.pinned,
+                pages: l.pages,
+                first_page: hex(l.first_page),
+                acquired_age_ns: l.acquired_age_ns,
+                ended_age_ns: l.ended_age_ns,
+                status: l.status,
+            })
+            .collect(),
+        leaks_not_listed: s.leaks_not_listed,
+        mismatches: s
+            .mismatches
+            .iter()
+            .map(|m| MismatchRecord {
+                bio: hex(m.bio),
+                tgid: m.tgid,
+                pid: m.pid,
+                comm: m.comm.clone(),
+                device: names.device(m.dev),
+                dev: dev_name(m.dev),
+                op: names.op(m.op),
+                acquired: PagesRecord::of(&m.acquired),
+                released: PagesRecord::of(&m.released),
+                differences: m.differences.clone(),
+                first_vec: m.first_vec,
+            })
+            .collect(),
+        mismatches_not_listed: s.mismatches_not_listed,
+    }
+}
+
+/// The ledger as text.
+pub fn ledger_text(r: &LedgerRecord) -> String {
+    let mut s = format!("pin ledger (bio pages: acquired -> completed -> released): {}\n", r.verdict);
+    for why in &r.reasons {
+        s.push_str(&format!("  - {why}\n"));
+    }
+    let row = |s: &mut String, name: &str, c: &Count, note: String| {
+        s.push_str(&format!("  {name:<14} {:>10} {:>12}{}\n", c.bios, c.pages, note));
+    };
+    s.push_str(&format!("  {:<14} {:>10} {:>12}\n", "", "BIOS", "PAGES"));
+    row(&mut s, "acquired", &r.acquired, format!("   pinned {}, referenced {} pages", r.pinned.pages, r.referenced.pages));
+    row(&mut s, "completed", &r.ended, String::new());
+    row(&mut s, "released", &r.matched, String::new());
+    row(&mut s, "in flight", &r.in_flight, "   not completed yet".into());
+    row(&mut s, "releasing", &r.releasing, format!("   completed less than {} s ago", r.grace_s));
+    row(&mut s, "leaked", &r.leaked, String::new());
+    row(&mut s, "mismatched", &r.mismatched, String::new());
+    row(&mut s, "unknown origin", &r.unknown_origin, "   released, acquired before the trace".into());
+    let d = |ns: Option<u64>| ns.map_or("-".to_string(), duration);
+    s.push_str(&format!(
+        "  hold: mean {}, max {}; unpin lag: mean {}, max {}\n",
+        d(r.hold.mean_ns),
+        d(r.hold.max_ns),
+        d(r.unpin_lag.mean_ns),
+        d(r.unpin_lag.max_ns)
+    ));
+    s.push_str(&format!("  pages held at the end: {} ({} by more than one bio)\n", r.pages_held, r.pages_shared));
+    if r.ends_untracked + r.truncated_bios + r.invalid_records > 0 {
+        s.push_str(&format!(
+            "  completions of untracked bios {}, truncated bios {}, invalid records {}\n",
+            r.ends_untracked, r.truncated_bios, r.invalid_records
+        ));
+    }
+    let header =
+        format!(" {:>10} {:>10} {:>10} {:>10} {:>10}", "ACQUIRED", "RELEASED", "IN FLIGHT", "RELEASING", "LEAKED");
+    let counts = |c: &GroupCounts| {
+        let p = &c.pages;
+        format!(" {:>10} {:>10} {:>10} {:>10} {:>10}", p.acquired, p.released, p.in_flight, p.releasing, p.leaked)
+    };
+    if !r.owners.is_empty() {
+        s.push_str(&format!("  pages by the task that acquired them:\n  {:>8} {:<16}{header}\n", "TGID", "COMM"));
+        for o in &r.owners {
+            s.push_str(&format!("  {:>8} {:<16}{}\n", o.tgid, o.comm, counts(&o.counts)));
+        }
+    }
+    if !r.devices.is_empty() {
+        s.push_str(&format!("  pages by device and operation:\n  {:<10} {:<14}{header}\n", "DEVICE", "OP"));
+        for d in &r.devices {
+            s.push_str(&format!("  {:<10} {:<14}{}\n", d.device, d.op, counts(&d.counts)));
+        }
+    }
+    if !r.leaks.is_empty() {
+        s.push_str("  leaks:\n");
+        for l in &r.leaks {
+            let what = if l.kind == "freed_without_release" { "freed without release" } else { "not released" };
+            let ended = l.ended_age_ns.map_or("never completed".to_string(), |ns| format!("completed {} ago", seconds(ns)));
+            s.push_str(&format!(
+                "    bio {} {} {}: {} {} pages of {} (tgid {}, pid {}) {what}; acquired {} ago, {ended}\n",
+                l.bio,
+                l.device,
+                l.op,
+                l.pages,
+                if l.pinned { "pinned" } else { "referenced" },
+                l.comm,
+                l.tgid,
+                l.pid,
+                seconds(l.acquired_age_ns),
+            ));
+        }
+        if r.leaks_not_listed > 0 {
+            s.push_str(&format!("    ... and {} more\n", r.leaks_not_listed));
+        }
+    }
+    if !r.mismatches.is_empty() {
+        s.push_str("  mismatches:\n");
+        let side = |p: &PagesRecord| {
+            format!("{} vecs / {} {} pages from {}", p.vecs, p.pages, if p.pinned { "pinned" } else { "referenced" }, p.first_page)
+        };
+        for m in &r.mismatches {
+            let from = m.first_vec.map_or(String::new(), |i| format!(" from vec {i}"));
+            s.push_str(&format!(
+                "    bio {} {} {} of {} (tgid {}): acquired {}, released {} (differ: {}{from})\n",
+                m.bio,
+                m.device,
+                m.op,
+                m.comm,
+                m.tgid,
+                side(&m.acquired),
+                side(&m.released),
+                m.differences.join(", ")
+            ));
+        }
+        if r.mismatches_not_listed > 0 {
+            s.push_str(&format!("    ... and {} more\n", r.mismatches_not_listed));
+        }
     }
     s
 }
@@ -397,10 +751,10 @@ mod tests {
     #[test]
     fn latency_rows_render_with_percentiles_in_order() {
         use crate::latency::Latency;
-        use tracer_common::{LatencyEvent, LatencyKind};
+        use tracer_common::{LatencyEvent, LatencyKind, RecordType};
         let mut l = Latency::default();
         for ns in [100_000u64, 200_000, 300_000] {
-            l.record(&LatencyEvent { kind: LatencyKind::D2c as u32, dev: 254 << 20, op: 0, _pad: 0, bytes: 4096, start_ns: 0, end_ns: ns });
+            l.record(&LatencyEvent { record: RecordType::Latency as u32, kind: LatencyKind::D2c as u32, dev: 254 << 20, op: 0, bytes: 4096, start_ns: 0, end_ns: ns });
         }
         let recs = latency_records(&l.cumulative(&[50.0, 99.9]), "cumulative", &FakeNames);
         assert_eq!(recs.len(), 2, "an all-sizes row and a 4k row");
@@ -422,7 +776,7 @@ mod tests {
         let o = outcomes(&[ProbeId::BlockRqIssue]);
         let recs: Vec<_> = o.iter().map(ProbeRecord::from_outcome).collect();
         let text = probes_text(&recs, "6.18.0");
-        assert!(text.contains("1 of 20 probes attached"), "{text}");
+        assert!(text.contains(&format!("1 of {} probes attached", PROBES.len())), "{text}");
         assert!(text.contains("MISSING  pin_user_pages_fast"), "{text}");
         assert!(text.contains("no BTF FUNC record"), "{text}");
     }

@@ -95,7 +95,8 @@ pub fn latency(args: &LatencyBenchArgs) -> Result<i32> {
             let iops = read["iops"].as_f64().unwrap_or(0.0);
             for line in String::from_utf8_lossy(&out.stdout).lines() {
                 let Ok(r) = serde_json::from_str::<Record>(line) else { continue };
-                if r.kind != "latency" || r.scope != "cumulative" || r.op != "read" || r.size != "all" {
+                // 4 KiB reads only: the disk also serves the rest of the machine.
+                if r.kind != "latency" || r.scope != "cumulative" || r.op != "read" || r.size != "4k" {
                     continue;
                 }
                 let p = |k: &str| r.percentiles.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN) / 1000.0;

@@ -12,7 +12,7 @@ use aya::{
     programs::{BtfTracePoint, FEntry, FExit, KProbe, ProgramError},
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
-use tracer_common::{names, LatencyEvent, ProbeStat, ProcStat, LOST_REASONS, PIN_TOTALS, PROBE_COUNT};
+use tracer_common::{names, ProbeStat, ProcStat, LOST_REASONS, PIN_TOTALS, PROBE_COUNT};
 
 use crate::{
     kernel::Facts,
@@ -159,16 +159,12 @@ pub struct EventStream {
 }
 
 impl EventStream {
-    /// Hands every available record to `f`; returns how many there were.
-    pub fn drain(&mut self, mut f: impl FnMut(&LatencyEvent)) -> usize {
+    /// Hands the bytes of every available record to `f`; returns how many there were.
+    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
         let mut n = 0;
         while let Some(item) = self.ring.next() {
-            if item.len() >= std::mem::size_of::<LatencyEvent>() {
-                // SAFETY: the kernel wrote a LatencyEvent (size checked; read unaligned).
-                let ev = unsafe { std::ptr::read_unaligned(item.as_ptr() as *const LatencyEvent) };
-                f(&ev);
-                n += 1;
-            }
+            f(&item);
+            n += 1;
         }
         n
     }
@@ -257,17 +253,20 @@ fn describe(e: &dyn StdError) -> String {
         }
         cur = cause.source();
     }
-    // Verifier logs span lines; keep one line of bounded length.
-    let mut one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.len() > 400 {
-        let mut cut = 400;
-        while !one_line.is_char_boundary(cut) {
-            cut -= 1;
+    // Verifier logs span many lines and end with the cause: keep the head of the message and
+    // the tail of the log, on one line.
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.split_once("Verifier output:") {
+        Some((head, log)) if log.trim().len() > 300 => {
+            let log = log.trim();
+            let mut cut = log.len() - 300;
+            while !log.is_char_boundary(cut) {
+                cut += 1;
+            }
+            format!("{head}Verifier output (end): ...{}", &log[cut..])
         }
-        one_line.truncate(cut);
-        one_line.push_str(" ...");
+        _ => one_line,
     }
-    one_line
 }
 
 fn load_error(e: EbpfError) -> LoadError {

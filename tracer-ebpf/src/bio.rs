@@ -1,0 +1,234 @@
+//! Bios and their user pages: bio_iov_iter_get_pages (the bio acquires its user pages),
+//! bio_endio (the I/O completes), __bio_release_pages (the pages are unpinned or put). Each
+//! streams a [`BioRecord`] for the pin ledger, with the owner, the flags and the pages of the
+//! bio's vecs; the hold and unpin-lag latency figures are measured here too.
+
+// Program names follow the kernel functions they probe (`fentry___bio_release_pages`), as the
+// catalogue in tracer-common expects.
+#![allow(non_snake_case)]
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated},
+    macros::{fentry, fexit, kprobe, kretprobe, map},
+    maps::LruHashMap,
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
+};
+use tracer_common::{
+    BioEvent, BioWire, LatencyKind, LostReason, Owner, ProbeId, RecordType, BIO_FLAG_MARK_DIRTY,
+    BIO_FLAG_PINNED, BIO_FLAG_TRUNCATED, BIO_WIRE_VEC_BYTES, COMM_LEN, OFFSET_UNKNOWN,
+};
+
+use crate::{
+    latency::{emit, IN_FLIGHT},
+    maps::{count, current_tid, lost, offsets, read_at, EVENTS},
+};
+
+/// A bio whose user pages were acquired for I/O.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct BioPages {
+    acquired_ns: u64,
+    /// bio_endio time; 0 until the bio completes.
+    ended_ns: u64,
+    bytes: u64,
+    dev: u32,
+    op: u32,
+}
+
+/// bio address -> its pages' acquisition (from bio_iov_iter_get_pages to __bio_release_pages).
+#[map(name = "BIO_PAGES")]
+static BIO_PAGES: LruHashMap<u64, BioPages> = LruHashMap::with_max_entries(IN_FLIGHT, 0);
+
+/// Entry arguments of bio_iov_iter_get_pages for the kretprobe fallback, by thread.
+#[map(name = "GET_PAGES_ARG")]
+static GET_PAGES_ARG: LruHashMap<u32, u64> = LruHashMap::with_max_entries(IN_FLIGHT, 0);
+
+/// int bio_iov_iter_get_pages(struct bio *bio, struct iov_iter *iter, ...)
+#[fexit(function = "bio_iov_iter_get_pages")]
+pub fn fexit_bio_iov_iter_get_pages(ctx: FExitContext) -> u32 {
+    try_bio_got_pages(ctx.arg::<u64>(0), ctx.ret::<i64>().unwrap_or(-1))
+}
+
+#[kprobe]
+pub fn kprobe_bio_iov_iter_get_pages(ctx: ProbeContext) -> u32 {
+    let _ = GET_PAGES_ARG.insert(&current_tid(), &ctx.arg::<u64>(0).unwrap_or(0), 0);
+    0
+}
+
+#[kretprobe]
+pub fn kretprobe_bio_iov_iter_get_pages(ctx: RetProbeContext) -> u32 {
+    let tid = current_tid();
+    // SAFETY: the value is copied out before the entry is removed.
+    let Some(bio) = (unsafe { GET_PAGES_ARG.get(&tid) }).copied() else { return 0 };
+    let _ = GET_PAGES_ARG.remove(&tid);
+    try_bio_got_pages(bio, ctx.ret::<i64>())
+}
+
+/// Whether a bio holds its pages: pinned (BIO_PAGE_PINNED set, 6.2+) or referenced
+/// (BIO_NO_PAGE_REF clear, before). A bio over a bvec iterator (io_uring fixed buffers, loop
+/// with direct I/O) holds nothing and is never released page by page.
+#[inline(always)]
+fn holds_pages(bio: u64) -> bool {
+    let off = offsets();
+    let bi_flags = read_at::<u16>(bio, off.bio_flags).unwrap_or(0) as u32;
+    if off.bio_pinned_bit != OFFSET_UNKNOWN {
+        (bi_flags >> (off.bio_pinned_bit & 15)) & 1 == 1
+    } else if off.bio_no_page_ref_bit != OFFSET_UNKNOWN {
+        (bi_flags >> (off.bio_no_page_ref_bit & 15)) & 1 == 0
+    } else {
+        true
+    }
+}
+
+#[inline(always)]
+fn try_bio_got_pages(bio: u64, ret: i64) -> u32 {
+    if ret != 0 || !holds_pages(bio) {
+        return 0;
+    }
+    count(ProbeId::BioIovIterGetPages, 0);
+    let off = offsets();
+    record(BioEvent::Acquire, bio, 0, 0);
+    // A bio can be filled in several calls: keep the first acquisition time.
+    // SAFETY: read-only copy.
+    if unsafe { BIO_PAGES.get(&bio) }.is_some() {
+        return 0;
+    }
+    let bdev: u64 = read_at(bio, off.bio_bdev).unwrap_or(0);
+    let pages = BioPages {
+        // SAFETY: helper without preconditions.
+        acquired_ns: unsafe { bpf_ktime_get_ns() },
+        ended_ns: 0,
+        bytes: read_at::<u32>(bio, off.bio_size).unwrap_or(0) as u64,
+        dev: read_at(bdev, off.bdev_dev).unwrap_or(0),
+        op: read_at::<u32>(bio, off.bio_opf).map_or(u32::MAX, |f| f & 0xff),
+    };
+    if BIO_PAGES.insert(&bio, &pages, 0).is_err() {
+        lost(LostReason::StartMapFull);
+    }
+    0
+}
+
+/// void bio_endio(struct bio *bio)
+#[fentry(function = "bio_endio")]
+pub fn fentry_bio_endio(ctx: FEntryContext) -> u32 {
+    try_bio_endio(ctx.arg::<u64>(0))
+}
+
+#[kprobe]
+pub fn kprobe_bio_endio(ctx: ProbeContext) -> u32 {
+    try_bio_endio(ctx.arg::<u64>(0).unwrap_or(0))
+}
+
+#[inline(always)]
+fn try_bio_endio(bio: u64) -> u32 {
+    if let Some(pages) = BIO_PAGES.get_ptr_mut(&bio) {
+        count(ProbeId::BioEndio, 0);
+        let status: u8 = read_at(bio, offsets().bio_status).unwrap_or(0);
+        record(BioEvent::End, bio, 0, status as i32);
+        // SAFETY: the entry of a bio being completed; only its completion writes ended_ns.
+        unsafe {
+            if (*pages).ended_ns == 0 {
+                (*pages).ended_ns = bpf_ktime_get_ns();
+            }
+        }
+    }
+    0
+}
+
+/// void __bio_release_pages(struct bio *bio, bool mark_dirty)
+#[fentry(function = "__bio_release_pages")]
+pub fn fentry___bio_release_pages(ctx: FEntryContext) -> u32 {
+    try_bio_release_pages(ctx.arg::<u64>(0), ctx.arg::<u64>(1) & 0xff != 0)
+}
+
+#[kprobe]
+pub fn kprobe___bio_release_pages(ctx: ProbeContext) -> u32 {
+    try_bio_release_pages(ctx.arg::<u64>(0).unwrap_or(0), ctx.arg::<u64>(1).unwrap_or(0) & 0xff != 0)
+}
+
+#[inline(always)]
+fn try_bio_release_pages(bio: u64, mark_dirty: bool) -> u32 {
+    count(ProbeId::BioReleasePages, 0);
+    record(BioEvent::Release, bio, if mark_dirty { BIO_FLAG_MARK_DIRTY } else { 0 }, 0);
+    // SAFETY: the value is copied out before the entry is removed.
+    let Some(pages) = (unsafe { BIO_PAGES.get(&bio) }).copied() else { return 0 };
+    let _ = BIO_PAGES.remove(&bio);
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    emit(LatencyKind::PinHold, pages.dev, pages.op, pages.bytes, pages.acquired_ns, now);
+    if pages.ended_ns != 0 {
+        emit(LatencyKind::UnpinLag, pages.dev, pages.op, pages.bytes, pages.ended_ns, now);
+    }
+    0
+}
+
+/// Streams one [`BioWire`]: the owner, the bio's device, op and flags, and for Acquire and
+/// Release the bio's vec array, copied raw in one read.
+#[inline(always)]
+fn record(event: BioEvent, bio: u64, extra_flags: u32, status: i32) {
+    let Some(mut entry) = EVENTS.reserve::<BioWire>(0) else {
+        lost(LostReason::RingFull);
+        return;
+    };
+    let off = offsets();
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let bdev: u64 = read_at(bio, off.bio_bdev).unwrap_or(0);
+    let mut flags = extra_flags;
+    if off.bio_pinned_bit != OFFSET_UNKNOWN {
+        let bi_flags: u16 = read_at(bio, off.bio_flags).unwrap_or(0);
+        if (bi_flags as u32 >> (off.bio_pinned_bit & 15)) & 1 == 1 {
+            flags |= BIO_FLAG_PINNED;
+        }
+    }
+    let nr_vecs = read_at::<u16>(bio, off.bio_vcnt).unwrap_or(0) as u32;
+    let layout_known = off.bvec_size != OFFSET_UNKNOWN && off.bvec_size > 0 && off.bvec_size < 256;
+    let w = entry.as_mut_ptr();
+    // SAFETY: `w` points at the reserved, exclusively owned ring buffer slot of a BioWire; every
+    // field is written before submit, `vecs` partly, which userspace bounds with `vec_bytes`.
+    unsafe {
+        (*w).record = RecordType::Bio as u32;
+        (*w).event = event as u32;
+        (*w).ts_ns = bpf_ktime_get_ns();
+        (*w).bio = bio;
+        (*w).dev = read_at(bdev, off.bdev_dev).unwrap_or(0);
+        (*w).op = read_at::<u32>(bio, off.bio_opf).map_or(u32::MAX, |f| f & 0xff);
+        (*w).flags = flags;
+        (*w).status = status;
+        (*w).bytes = read_at(bio, off.bio_size).unwrap_or(0);
+        (*w).nr_vecs = nr_vecs;
+        (*w).owner = Owner {
+            tgid: (pid_tgid >> 32) as u32,
+            pid: pid_tgid as u32,
+            cgroup: bpf_get_current_cgroup_id(),
+            comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
+        };
+        (*w).bvec_size = off.bvec_size as u8;
+        (*w).bvec_page = off.bvec_page as u8;
+        (*w).bvec_len = off.bvec_len as u8;
+        (*w).bvec_offset = off.bvec_offset as u8;
+        (*w).vec_bytes = 0;
+        if !matches!(event, BioEvent::End) && layout_known {
+            let vecs: u64 = read_at(bio, off.bio_io_vec).unwrap_or(0);
+            // One fixed-size read (a variable size loses its bound in the verifier): the array
+            // plus whatever follows it; userspace reads only `vec_bytes` of it.
+            let mut size = nr_vecs * off.bvec_size;
+            if size > BIO_WIRE_VEC_BYTES as u32 {
+                size = BIO_WIRE_VEC_BYTES as u32;
+                (*w).flags |= BIO_FLAG_TRUNCATED;
+            }
+            if vecs != 0 && size > 0 {
+                let rc = generated::bpf_probe_read_kernel(
+                    core::ptr::addr_of_mut!((*w).vecs) as *mut c_void,
+                    BIO_WIRE_VEC_BYTES as u32,
+                    vecs as *const c_void,
+                );
+                if rc == 0 {
+                    (*w).vec_bytes = size;
+                }
+            }
+        }
+    }
+    entry.submit(0);
+}

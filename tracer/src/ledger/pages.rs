@@ -1,0 +1,127 @@
+//! A bio's user pages as a [`BioRecord`] names them: one span per bio vec.
+
+use tracer_common::{BioRecord, BIO_MAX_VECS};
+
+/// One bio vec: the struct page address of its first page and how many pages it covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub first: u64,
+    pub pages: u16,
+}
+
+/// A record's vecs (at most [`BIO_MAX_VECS`]) and the bio's vec count.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageList {
+    spans: Vec<Span>,
+    /// bi_vcnt; more than `spans.len()` when the record was truncated.
+    nr_vecs: u32,
+}
+
+/// Lists with more pages than this are counted but not followed page by page (a record with
+/// nonsense vec sizes must not fill memory).
+const MAX_PAGES_FOLLOWED: u64 = 1 << 16;
+
+impl PageList {
+    pub fn of(rec: &BioRecord) -> PageList {
+        let n = (rec.nr_vecs as usize).min(BIO_MAX_VECS);
+        PageList {
+            spans: (0..n).map(|i| Span { first: rec.pages[i], pages: rec.vec_pages[i] }).collect(),
+            nr_vecs: rec.nr_vecs,
+        }
+    }
+
+    /// Pages across the recorded vecs.
+    pub fn pages(&self) -> u64 {
+        self.spans.iter().map(|s| s.pages as u64).sum()
+    }
+
+    pub fn nr_vecs(&self) -> u32 {
+        self.nr_vecs
+    }
+
+    /// The bio had more vecs than a record holds: pages beyond them are not counted.
+    pub fn truncated(&self) -> bool {
+        self.nr_vecs as usize > self.spans.len()
+    }
+
+    /// Whether `self` is `earlier` with pages added, as a bio that is filled in several calls
+    /// grows: bio_add_page appends vecs or extends the last one, and never changes the others.
+    pub fn extends(&self, earlier: &PageList) -> bool {
+        let grew =
+            self.nr_vecs > earlier.nr_vecs || (self.nr_vecs == earlier.nr_vecs && self.pages() > earlier.pages());
+        if !grew || self.spans.len() < earlier.spans.len() {
+            return false;
+        }
+        earlier.spans.iter().zip(&self.spans).enumerate().all(|(i, (old, new))| {
+            let last = i + 1 == earlier.nr_vecs as usize;
+            old.first == new.first && (old.pages == new.pages || (last && new.pages > old.pages))
+        })
+    }
+
+    /// Index of the first recorded vec where the two lists differ (a missing vec counts).
+    pub fn first_difference(&self, other: &PageList) -> Option<usize> {
+        let common = self.spans.len().min(other.spans.len());
+        (0..common)
+            .find(|&i| self.spans[i] != other.spans[i])
+            .or_else(|| (self.spans.len() != other.spans.len()).then_some(common))
+    }
+
+    /// The struct page address of the first page of the first vec (0 if none).
+    pub fn first_page(&self) -> u64 {
+        self.spans.first().map_or(0, |s| s.first)
+    }
+
+    /// Every page followed one by one: a vec of n pages starting at struct page P covers
+    /// P, P + S, ..., P + (n-1)·S where S is the size of struct page (the pages of a bio vec are
+    /// physically contiguous, so their struct pages are adjacent in the vmemmap). Vecs whose
+    /// page could not be read (0) are skipped, and so are implausibly large lists.
+    pub fn each_page(&self, struct_page_size: u64) -> impl Iterator<Item = u64> + '_ {
+        let follow = self.pages() <= MAX_PAGES_FOLLOWED;
+        self.spans
+            .iter()
+            .filter(move |s| follow && s.first != 0)
+            .flat_map(move |s| (0..s.pages as u64).map(move |k| s.first.wrapping_add(k.wrapping_mul(struct_page_size))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(spans: &[(u64, u16)], nr_vecs: u32) -> PageList {
+        PageList { spans: spans.iter().map(|&(first, pages)| Span { first, pages }).collect(), nr_vecs }
+    }
+
+    #[test]
+    fn growth_is_appending_or_extending_the_last_vec() {
+        let one = list(&[(0x1000, 2)], 1);
+        assert!(list(&[(0x1000, 2), (0x9000, 1)], 2).extends(&one), "appended vec");
+        assert!(list(&[(0x1000, 3)], 1).extends(&one), "last vec grew");
+        assert!(list(&[(0x1000, 3), (0x9000, 1)], 2).extends(&one), "grew and appended");
+        assert!(!one.extends(&one), "the same list is no growth");
+        assert!(!list(&[(0x2000, 3)], 1).extends(&one), "another first page");
+        assert!(!list(&[(0x1000, 1), (0x9000, 4)], 2).extends(&one), "a vec shrank");
+        let two = list(&[(0x1000, 2), (0x9000, 1)], 2);
+        assert!(!list(&[(0x1000, 3), (0x9000, 1)], 2).extends(&two), "only the last vec may grow");
+        assert!(list(&[(0x1000, 1)], 1).extends(&PageList::default()));
+    }
+
+    #[test]
+    fn pages_are_followed_by_struct_page_stride() {
+        let l = list(&[(0x1000, 2), (0, 5), (0x9000, 1)], 3);
+        assert_eq!(l.pages(), 8);
+        assert_eq!(l.each_page(64).collect::<Vec<_>>(), vec![0x1000, 0x1040, 0x9000]);
+        assert_eq!(l.first_difference(&l), None);
+        assert_eq!(l.first_difference(&list(&[(0x1000, 2), (0, 4)], 2)), Some(1));
+        assert_eq!(l.first_difference(&list(&[(0x1000, 2)], 1)), Some(1));
+    }
+
+    #[test]
+    fn truncation_and_huge_lists() {
+        let t = list(&[(0x1000, 1)], 40);
+        assert!(t.truncated());
+        let huge = list(&[(0x1000, u16::MAX), (0x100_0000, u16::MAX)], 2);
+        assert_eq!(huge.each_page(64).count(), 0);
+        assert_eq!(huge.pages(), 2 * u16::MAX as u64);
+    }
+}

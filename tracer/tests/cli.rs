@@ -1,0 +1,252 @@
+//! The tracer binary from the outside: arguments, exit statuses, error lines, and `tracer
+//! report` on record files written here byte by byte from docs/ledger.md (so the format is
+//! documented well enough to write one).
+
+use std::{mem::offset_of, path::PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::{json, Value};
+use tracer_common::{BioWire, LatencyEvent, Owner};
+
+fn tracer() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tracer"))
+}
+
+/// A fresh path in cargo's temporary directory for integration tests.
+fn temp(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli");
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    dir.join(name)
+}
+
+/// `BioWire` offsets as docs/ledger.md gives them.
+mod doc {
+    pub const EVENT: usize = 4;
+    pub const TS_NS: usize = 8;
+    pub const BIO: usize = 16;
+    pub const DEV: usize = 24;
+    pub const OP: usize = 28;
+    pub const FLAGS: usize = 32;
+    pub const NR_VECS: usize = 44;
+    pub const TGID: usize = 48;
+    pub const PID: usize = 52;
+    pub const COMM: usize = 64;
+    pub const BVEC_SIZE: usize = 80;
+    pub const VEC_BYTES: usize = 84;
+    pub const VECS: usize = 88;
+    pub const SIZE: usize = 344;
+}
+
+#[test]
+fn the_documented_bio_layout_is_the_real_one() {
+    assert_eq!(offset_of!(BioWire, event), doc::EVENT);
+    assert_eq!(offset_of!(BioWire, ts_ns), doc::TS_NS);
+    assert_eq!(offset_of!(BioWire, bio), doc::BIO);
+    assert_eq!(offset_of!(BioWire, dev), doc::DEV);
+    assert_eq!(offset_of!(BioWire, op), doc::OP);
+    assert_eq!(offset_of!(BioWire, flags), doc::FLAGS);
+    assert_eq!(offset_of!(BioWire, nr_vecs), doc::NR_VECS);
+    assert_eq!(offset_of!(BioWire, owner) + offset_of!(Owner, tgid), doc::TGID);
+    assert_eq!(offset_of!(BioWire, owner) + offset_of!(Owner, pid), doc::PID);
+    assert_eq!(offset_of!(BioWire, owner) + offset_of!(Owner, comm), doc::COMM);
+    assert_eq!(offset_of!(BioWire, bvec_size), doc::BVEC_SIZE);
+    assert_eq!(offset_of!(BioWire, vec_bytes), doc::VEC_BYTES);
+    assert_eq!(offset_of!(BioWire, vecs), doc::VECS);
+    assert_eq!(std::mem::size_of::<BioWire>(), doc::SIZE);
+    assert_eq!(std::mem::size_of::<LatencyEvent>(), 40);
+}
+
+const ACQUIRE: u32 = 0;
+const END: u32 = 1;
+const RELEASE: u32 = 2;
+const MS: u64 = 1_000_000;
+
+/// A bio record: `vecs` = (struct page address, pages), in the x86_64 bio_vec layout.
+fn bio(event: u32, addr: u64, ts: u64, task: (u32, u32, &str), vecs: &[(u64, u32)]) -> Vec<u8> {
+    let mut b = vec![0u8; doc::SIZE];
+    let mut put = |at: usize, v: &[u8]| b[at..at + v.len()].copy_from_slice(v);
+    put(0, &2u32.to_le_bytes());
+    put(doc::EVENT, &event.to_le_bytes());
+    put(doc::TS_NS, &ts.to_le_bytes());
+    put(doc::BIO, &addr.to_le_bytes());
+    put(doc::DEV, &(254u32 << 20).to_le_bytes());
+    put(doc::OP, &1u32.to_le_bytes());
+    put(doc::FLAGS, &1u32.to_le_bytes()); // BIO_FLAG_PINNED
+    put(doc::NR_VECS, &(vecs.len() as u32).to_le_bytes());
+    put(doc::TGID, &task.0.to_le_bytes());
+    put(doc::PID, &task.1.to_le_bytes());
+    put(doc::COMM, task.2.as_bytes());
+    put(doc::BVEC_SIZE, &[16, 0, 8, 12]);
+    put(doc::VEC_BYTES, &(16 * vecs.len() as u32).to_le_bytes());
+    for (i, &(page, pages)) in vecs.iter().enumerate() {
+        put(doc::VECS + 16 * i, &page.to_le_bytes());
+        put(doc::VECS + 16 * i + 8, &(pages * 4096).to_le_bytes());
+    }
+    b
+}
+
+fn frame(out: &mut Vec<u8>, kind: u8, payload: &[u8]) {
+    out.push(kind);
+    out.extend((payload.len() as u32).to_le_bytes());
+    out.extend(payload);
+}
+
+/// A record file: header, records, trailer, as docs/ledger.md describes them.
+fn record_file(records: &[Vec<u8>], end_ns: u64) -> Vec<u8> {
+    let probe = |target: &str, attached: &str| json!({"target": target, "role": "latency", "attached": attached, "reasons": []});
+    let meta = json!({
+        "tracer_version": "0.1.0",
+        "kernel_release": "6.12.0-test",
+        "start_unix_ns": 1_700_000_000_000_000_000u64,
+        "start_monotonic_ns": 1_000 * MS,
+        "byte_order": "little",
+        "record_sizes": {"latency": 40, "bio": 344},
+        "probes": [
+            probe("bio_iov_iter_get_pages", "fexit"),
+            probe("bio_endio", "fentry"),
+            probe("__bio_release_pages", "fentry"),
+        ],
+        "req_ops": {"0": "read", "1": "write"},
+        "command": ["dd", "if=/dev/vda", "iflag=direct"],
+    });
+    let meta = serde_json::to_vec(&meta).expect("JSON");
+    let mut f = b"TRACEREC".to_vec();
+    f.extend(1u32.to_le_bytes());
+    f.extend((meta.len() as u32).to_le_bytes());
+    f.extend(&meta);
+    for r in records {
+        frame(&mut f, 1, r);
+    }
+    let trailer = json!({
+        "records": records.len(),
+        "end_monotonic_ns": end_ns,
+        "devices": {"254:0": "vda"},
+        "command_exit_status": 0,
+    });
+    frame(&mut f, 2, &serde_json::to_vec(&trailer).expect("JSON"));
+    f
+}
+
+const DD: (u32, u32, &str) = (4242, 4242, "dd");
+const IRQ: (u32, u32, &str) = (0, 0, "swapper/0");
+
+/// dd: one bio released in time, one completed and never released, one released with other
+/// pages than it acquired, and a release of pages acquired before the trace.
+fn leaky_run() -> Vec<Vec<u8>> {
+    let a = [(0xffff_ea00_0400_0000, 4), (0xffff_ea00_0400_8000, 2)];
+    let b = [(0xffff_ea00_0500_0000, 16)];
+    let d = [(0xffff_ea00_0700_0000, 1), (0xffff_ea00_0700_0040, 1)];
+    let d_released = [(0xffff_ea00_0700_0000, 1), (0xffff_ea00_0800_0040, 1)];
+    vec![
+        bio(ACQUIRE, 0xffff_8880_0d00_0000, 1_050 * MS, DD, &d),
+        bio(END, 0xffff_8880_0d00_0000, 1_060 * MS, IRQ, &[]),
+        bio(RELEASE, 0xffff_8880_0d00_0000, 1_061 * MS, IRQ, &d_released),
+        bio(ACQUIRE, 0xffff_8880_0a00_0000, 1_100 * MS, DD, &a),
+        bio(ACQUIRE, 0xffff_8880_0b00_0000, 1_100 * MS, DD, &b),
+        bio(END, 0xffff_8880_0a00_0000, 1_101 * MS, IRQ, &[]),
+        bio(RELEASE, 0xffff_8880_0a00_0000, 1_102 * MS, IRQ, &a),
+        bio(END, 0xffff_8880_0b00_0000, 1_103 * MS, IRQ, &[]),
+        bio(RELEASE, 0xffff_8880_0c00_0000, 1_104 * MS, IRQ, &[(0xffff_ea00_0600_0000, 1)]),
+    ]
+}
+
+fn write(name: &str, bytes: &[u8]) -> PathBuf {
+    let path = temp(name);
+    std::fs::write(&path, bytes).expect("a temporary file");
+    path
+}
+
+#[test]
+fn help_lists_the_commands() {
+    tracer()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("record").and(predicate::str::contains("report")));
+    tracer().args(["report", "--help"]).assert().success().stdout(predicate::str::contains("--leak-grace"));
+}
+
+#[test]
+fn bad_arguments_exit_2_with_a_message() {
+    for args in [
+        &["frobnicate"][..],
+        &["run", "--duration", "soon"],
+        &["report"],
+        &["report", "f", "--format", "xml"],
+        &["record", "--duration", "1"],
+    ] {
+        tracer().args(args).assert().code(2).stderr(predicate::str::contains("error:"));
+    }
+}
+
+#[test]
+fn report_on_a_missing_file_is_one_line_and_exit_1() {
+    tracer()
+        .args(["report", "/nonexistent"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr("tracer: cannot open /nonexistent: No such file or directory\n");
+}
+
+#[test]
+fn report_on_garbage_is_one_line_and_exit_1() {
+    let path = write("garbage.rec", b"this is not a record file at all\n");
+    tracer()
+        .arg("report")
+        .arg(&path)
+        .assert()
+        .code(1)
+        .stderr(format!("tracer: {}: not a tracer record file (bad magic)\n", path.display()));
+}
+
+#[test]
+fn report_on_a_truncated_file_is_one_line_and_exit_1() {
+    let full = record_file(&leaky_run(), 5_000 * MS);
+    let path = write("truncated.rec", &full[..full.len() - 30]);
+    let out = tracer().arg("report").arg(&path).assert().code(1).get_output().stderr.clone();
+    let err = String::from_utf8(out).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("truncated record file: the trailer ends early"), "{err}");
+}
+
+#[test]
+fn report_prints_the_ledger_and_its_verdict() {
+    let path = write("leaky.rec", &record_file(&leaky_run(), 5_000 * MS));
+    let out = tracer().arg("report").arg(&path).assert().success().get_output().stdout.clone();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.starts_with(&format!("record file {}: 9 records", path.display())), "{out}");
+    assert!(out.contains("command: dd if=/dev/vda iflag=direct"), "{out}");
+    assert!(out.contains("pin ledger: leaks found\ncommand exit status: 0\n"), "{out}");
+    let start = out.find("pin ledger (").expect("a ledger section");
+    let end = out.find("--- summary").expect("a summary");
+    insta::assert_snapshot!("leaky_ledger_text", &out[start..end]);
+}
+
+#[test]
+fn report_json_ends_with_the_summary_and_its_ledger_verdict() {
+    let path = write("leaky-json.rec", &record_file(&leaky_run(), 5_000 * MS));
+    let out =
+        tracer().arg("report").arg(&path).args(["--format", "json"]).assert().success().get_output().stdout.clone();
+    let lines: Vec<Value> = String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let last = lines.last().unwrap();
+    assert_eq!((&last["type"], &last["ledger"]), (&json!("summary"), &json!("leaks found")));
+    let ledger = lines.iter().find(|l| l["type"] == "ledger").unwrap();
+    assert_eq!(ledger["leaked"], json!({"bios": 1, "pages": 16}));
+    assert_eq!(ledger["matched"], json!({"bios": 2, "pages": 8}));
+    assert_eq!(ledger["mismatched"], json!({"bios": 1, "pages": 2}));
+    assert_eq!(ledger["mismatches"][0]["differences"], json!(["pages"]));
+    assert_eq!(ledger["mismatches"][0]["first_vec"], 1);
+    assert_eq!(ledger["unknown_origin"], json!({"bios": 1, "pages": 1}));
+    assert_eq!(ledger["leaks"][0]["bio"], "0xffff88800b000000");
+    assert_eq!(ledger["leaks"][0]["comm"], "dd");
+}
+
+#[test]
+fn a_longer_grace_period_leaves_only_the_mismatch() {
+    let path = write("grace.rec", &record_file(&leaky_run(), 5_000 * MS));
+    tracer().arg("report").arg(&path).args(["--leak-grace", "10"]).assert().success().stdout(
+        predicate::str::contains("pin ledger: mismatches found").and(predicate::str::contains("leaked: 1 bio").not()),
+    );
+}
