@@ -250,3 +250,52 @@ fn a_longer_grace_period_leaves_only_the_mismatch() {
         predicate::str::contains("pin ledger: mismatches found").and(predicate::str::contains("leaked: 1 bio").not()),
     );
 }
+
+/// Record files written in the stock-kernel VMs (tests/fixtures/README.md): replaying them on
+/// the host gives the verdicts the VM runs gave.
+fn replay_fixture(name: &str) -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let out = tracer().args(["report", "--format", "json"]).arg(&path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let ledger = text.lines().find(|l| l.contains("\"type\":\"ledger\"")).expect("a ledger record");
+    let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["type"], "summary");
+    let mut ledger: serde_json::Value = serde_json::from_str(ledger).unwrap();
+    ledger["summary"] = summary;
+    ledger
+}
+
+#[test]
+fn recorded_612_dio_pins_every_page_and_releases_it() {
+    let l = replay_fixture("6.12-dd-read.rec");
+    assert_eq!(l["verdict"], "clean");
+    // 16 reads of 64 KiB: 16 bios, 256 pages, all FOLL_PIN, all released, = the kernel's count.
+    assert_eq!(l["pinned"]["bios"], 16);
+    assert_eq!(l["pinned"]["pages"], 256);
+    assert_eq!(l["referenced"]["pages"], 0);
+    assert_eq!(l["matched"]["pages"], 256);
+    assert_eq!(l["summary"]["pages_pinned"], 256);
+    assert_eq!(l["summary"]["vmstat"]["nr_foll_pin_acquired"], 256);
+    assert_eq!(l["summary"]["lost_events"], 0);
+}
+
+#[test]
+fn recorded_61_dio_takes_references_not_pins() {
+    let l = replay_fixture("6.1-dd-read.rec");
+    assert_eq!(l["verdict"], "clean");
+    assert_eq!(l["referenced"]["pages"], 256);
+    assert_eq!(l["pinned"]["pages"], 0);
+    assert_eq!(l["matched"]["pages"], 256);
+    assert_eq!(l["summary"]["pages_pinned"], 0);
+}
+
+#[test]
+fn recorded_612_mixed_reads_and_writes_match_the_kernel_count() {
+    let l = replay_fixture("6.12-fio-randrw.rec");
+    assert_eq!(l["verdict"], "clean");
+    assert_eq!(l["matched"]["pages"], l["acquired"]["pages"]);
+    assert_eq!(l["pinned"]["pages"], l["summary"]["pages_pinned"]);
+    assert_eq!(l["summary"]["pages_pinned"], l["summary"]["pages_unpinned"]);
+    assert!(l["pinned"]["pages"].as_u64().unwrap() >= 256, "1 MiB of 16 KiB I/O");
+}

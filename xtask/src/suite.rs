@@ -16,6 +16,9 @@ pub struct TestArgs {
     /// Skip the host tiers (cargo test, host live run) and run only the VM tests.
     #[arg(long)]
     pub vm_only: bool,
+    /// Only the steps whose name contains this text (e.g. "latency", "replay").
+    #[arg(long, value_name = "TEXT")]
+    pub only: Option<String>,
 }
 
 /// Kernels the suite boots, with what DIO does on each.
@@ -32,6 +35,9 @@ pub fn test(args: &TestArgs) -> Result<i32> {
     let started = Instant::now();
     let mut results: Vec<(String, Result<String>)> = Vec::new();
     let mut step = |name: &str, f: &mut dyn FnMut() -> Result<String>| {
+        if args.only.as_deref().is_some_and(|only| !name.contains(only)) {
+            return;
+        }
         eprintln!("\n=== {name} ===");
         let t = Instant::now();
         let r = f();
@@ -59,6 +65,7 @@ pub fn test(args: &TestArgs) -> Result<i32> {
         }
         step(&format!("vm {kernel}: pins = /proc/vmstat"), &mut || dio_pins(kernel, expect));
         step(&format!("vm {kernel}: latency"), &mut || latency(kernel));
+        step(&format!("vm {kernel}: record in the VM, replay on the host"), &mut || replay(kernel));
     }
     let failed: Vec<&String> = results.iter().filter(|(_, r)| r.is_err()).map(|(n, _)| n).collect();
     eprintln!("\n=== {} steps, {} failed, {:.1} min ===", results.len(), failed.len(), started.elapsed().as_secs_f64() / 60.0);
@@ -271,6 +278,79 @@ pub fn check_run(console: &str, expect: DioPins, min_cases: usize) -> Result<Vec
         bail!("{} problem(s):\n  {}", problems.len(), problems.join("\n  "));
     }
     Ok(cases)
+}
+
+/// Records real workloads in the VM, ships the record files to the host, replays them with
+/// `tracer report` and requires the same ledger (and pin totals) as the live run printed.
+fn replay(kernel: &str) -> Result<String> {
+    let console = run_script(kernel, "replay.sh", 900)?;
+    let dir = workspace_root().join("target/vm/records");
+    std::fs::create_dir_all(&dir)?;
+    let tracer = workspace_root().join("target/release/tracer");
+    let mut done = Vec::new();
+    for name in ["dd-read", "fio-randrw"] {
+        let bytes = shipped_file(&console, name)?;
+        let path = dir.join(format!("{kernel}-{name}.rec"));
+        std::fs::write(&path, &bytes)?;
+        let live_ledger = marked_line(&console, "LEDGER", name)?;
+        let live_summary = marked_line(&console, "SUMMARY", name)?;
+        let out = Command::new(&tracer).args(["report", "--format", "json"]).arg(&path).output()?;
+        if !out.status.success() {
+            bail!("tracer report {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let replayed_ledger = text.lines().find(|l| l.contains("\"type\":\"ledger\"")).unwrap_or_default();
+        if replayed_ledger != live_ledger {
+            bail!("{name}: replayed ledger differs from the live one\n  live:     {live_ledger}\n  replayed: {replayed_ledger}");
+        }
+        let replayed_summary = text.lines().last().unwrap_or_default();
+        for key in ["pages_pinned", "pages_unpinned", "lost_events", "ledger"] {
+            if json_field(replayed_summary, key) != json_field(&live_summary, key) {
+                bail!("{name}: summary field {key} differs: live {live_summary} replayed {replayed_summary}");
+            }
+        }
+        let verdict = json_field(&live_ledger, "verdict").unwrap_or_default();
+        if verdict != "\"clean\"" {
+            bail!("{name}: ledger verdict {verdict}");
+        }
+        done.push(format!("{name} {} bytes", bytes.len()));
+    }
+    Ok(format!("(replayed {}: ledger and totals identical; files in target/vm/records)", done.join(", ")))
+}
+
+/// The line `TAG NAME <rest>` of the console, as `<rest>`.
+fn marked_line(console: &str, tag: &str, name: &str) -> Result<String> {
+    let prefix = format!("{tag} {name} ");
+    console
+        .lines()
+        .find_map(|l| l.trim_end_matches('\r').strip_prefix(&prefix).map(str::to_string))
+        .with_context(|| format!("no {tag} line for {name}"))
+}
+
+/// A top-level field of a JSON line, as JSON text.
+fn json_field(line: &str, key: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    v.get(key).map(|x| x.to_string())
+}
+
+/// The bytes shipped between `RECORD-BEGIN NAME` and `RECORD-END NAME` (base64 lines).
+fn shipped_file(console: &str, name: &str) -> Result<Vec<u8>> {
+    let begin = format!("RECORD-BEGIN {name}");
+    let end = format!("RECORD-END {name}");
+    let body: String = console
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .skip_while(|l| *l != begin)
+        .skip(1)
+        .take_while(|l| *l != end)
+        .collect();
+    if body.is_empty() {
+        bail!("the guest shipped no record file for {name}");
+    }
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(body.as_bytes())
+        .with_context(|| format!("record file {name}: bad base64"))
 }
 
 /// One tracer latency record printed by latency.sh.

@@ -1,0 +1,21 @@
+#!/bin/sh
+# Guest side of the replay test (run by `cargo xtask test`): record real workloads with
+# `tracer record`, print what the live run concluded, and ship each record file to the host
+# (base64 between markers). The host replays the files with `tracer report` and compares.
+set -u
+
+ship() { # ship NAME COMMAND...
+    name=$1; shift
+    tracer record -o /tmp/$name.rec --format json -- "$@" > /tmp/$name.json 2> /tmp/$name.err
+    echo "RECORDED $name status=$?"
+    grep '"type":"ledger"' /tmp/$name.json | sed "s/^/LEDGER $name /"
+    grep '"type":"summary"' /tmp/$name.json | sed "s/^/SUMMARY $name /"
+    echo "RECORD-BEGIN $name"
+    base64 /tmp/$name.rec
+    echo "RECORD-END $name"
+}
+
+ship dd-read dd if=/dev/vda of=/dev/null bs=64k count=16 iflag=direct
+ship fio-randrw fio --name=t --filename=/dev/nvme0n1 --direct=1 --bs=16k --size=4m --io_size=1m \
+    --iodepth=4 --ioengine=libaio --rw=randrw --output=/dev/null
+echo "REPLAY-DONE"
