@@ -78,6 +78,10 @@ pub struct ProbeDef {
     pub btf_program: &'static str,
     /// Name of the kprobe/kretprobe fallback program, if there is one.
     pub kprobe_program: Option<&'static str>,
+    /// A second fentry program on the same function that records the calls the first one
+    /// misses when a call nests in it on the same CPU (an interrupt arriving while the first
+    /// program runs: the kernel skips a program that is already running on that CPU).
+    pub backup_program: Option<&'static str>,
 }
 
 macro_rules! probe {
@@ -89,6 +93,19 @@ macro_rules! probe {
             attach: Attach::Fentry,
             btf_program: concat!("fentry_", $target),
             kprobe_program: Some(concat!("kprobe_", $target)),
+            backup_program: None,
+        }
+    };
+    // fentry with a backup program for nested calls (see `ProbeDef::backup_program`).
+    ($id:ident, $target:literal, $role:ident, FentryWithBackup) => {
+        ProbeDef {
+            id: ProbeId::$id,
+            target: $target,
+            role: ProbeRole::$role,
+            attach: Attach::Fentry,
+            btf_program: concat!("fentry_", $target),
+            kprobe_program: Some(concat!("kprobe_", $target)),
+            backup_program: Some(concat!("nested_", $target)),
         }
     };
     ($id:ident, $target:literal, $role:ident, Fexit) => {
@@ -99,6 +116,19 @@ macro_rules! probe {
             attach: Attach::Fexit,
             btf_program: concat!("fexit_", $target),
             kprobe_program: Some(concat!("kretprobe_", $target)),
+            backup_program: None,
+        }
+    };
+    // fexit with no kretprobe twin: the program needs the entry arguments too.
+    ($id:ident, $target:literal, $role:ident, FexitOnly) => {
+        ProbeDef {
+            id: ProbeId::$id,
+            target: $target,
+            role: ProbeRole::$role,
+            attach: Attach::Fexit,
+            btf_program: concat!("fexit_", $target),
+            kprobe_program: None,
+            backup_program: None,
         }
     };
     ($id:ident, $target:literal, $role:ident, TpBtf) => {
@@ -109,6 +139,7 @@ macro_rules! probe {
             attach: Attach::TpBtf,
             btf_program: concat!("tp_btf_", $target),
             kprobe_program: None,
+            backup_program: None,
         }
     };
 }
@@ -126,7 +157,7 @@ pub const PROBES: [ProbeDef; PROBE_COUNT as usize] = [
     probe!(UnpinFolio, "unpin_folio", Unpin, Fentry),
     probe!(UnpinUserFolio, "unpin_user_folio", Unpin, Fentry),
     probe!(UnpinFolios, "unpin_folios", Unpin, Fentry),
-    probe!(PinAccounting, "mod_node_page_state", Accounting, Fentry),
+    probe!(PinAccounting, "mod_node_page_state", Accounting, FentryWithBackup),
     probe!(BlockRqIssue, "block_rq_issue", BlockIssue, TpBtf),
     probe!(BlockRqComplete, "block_rq_complete", BlockComplete, TpBtf),
     probe!(BlockBioQueue, "block_bio_queue", Latency, TpBtf),
@@ -135,9 +166,9 @@ pub const PROBES: [ProbeDef; PROBE_COUNT as usize] = [
     probe!(IomapDioComplete, "iomap_dio_complete", Latency, TpBtf),
     probe!(SysEnter, "sys_enter", Latency, TpBtf),
     probe!(SysExit, "sys_exit", Latency, TpBtf),
-    probe!(BioIovIterGetPages, "bio_iov_iter_get_pages", Latency, Fexit),
-    probe!(BioEndio, "bio_endio", Latency, Fentry),
-    probe!(BioReleasePages, "__bio_release_pages", Latency, Fentry),
+    probe!(BioIovIterGetPages, "bio_iov_iter_get_pages", Latency, FexitOnly),
+    probe!(BioEndio, "bio_endio", Latency, FentryWithBackup),
+    probe!(BioReleasePages, "__bio_release_pages", Latency, FentryWithBackup),
 ];
 
 /// Per-probe counters (`PROBE_STATS`, a per-CPU array indexed by [`ProbeId`]).
@@ -439,6 +470,8 @@ pub mod names {
     pub const PROC_STATS: &str = "PROC_STATS";
     pub const LOST: &str = "LOST";
     pub const PIN_TOTALS: &str = "PIN_TOTALS";
+    /// Per-CPU array indexed by ProbeId: nested calls a backup program recorded.
+    pub const RESCUED: &str = "RESCUED";
     pub const EVENTS: &str = "EVENTS";
     /// The [`super::Offsets`] global.
     pub const OFFSETS: &str = "OFFSETS";

@@ -11,9 +11,9 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated},
-    macros::{fentry, fexit, kprobe, kretprobe, map},
+    macros::{fentry, fexit, kprobe, map},
     maps::LruHashMap,
-    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
+    programs::{FEntryContext, FExitContext, ProbeContext},
 };
 use tracer_common::{
     BioEvent, BioWire, LatencyKind, LostReason, Owner, ProbeId, RecordType, BIO_FLAG_MARK_DIRTY,
@@ -22,7 +22,7 @@ use tracer_common::{
 
 use crate::{
     latency::{emit, IN_FLIGHT},
-    maps::{count, current_tid, lost, offsets, read_at, EVENTS},
+    maps::{as_backup, as_primary, count, lost, offsets, read_at, EVENTS},
 };
 
 /// A bio whose user pages were acquired for I/O.
@@ -41,29 +41,11 @@ struct BioPages {
 #[map(name = "BIO_PAGES")]
 static BIO_PAGES: LruHashMap<u64, BioPages> = LruHashMap::with_max_entries(IN_FLIGHT, 0);
 
-/// Entry arguments of bio_iov_iter_get_pages for the kretprobe fallback, by thread.
-#[map(name = "GET_PAGES_ARG")]
-static GET_PAGES_ARG: LruHashMap<u32, u64> = LruHashMap::with_max_entries(IN_FLIGHT, 0);
-
-/// int bio_iov_iter_get_pages(struct bio *bio, struct iov_iter *iter, ...)
+/// int bio_iov_iter_get_pages(struct bio *bio, struct iov_iter *iter, ...). No kretprobe twin:
+/// a kretprobe cannot see the bio argument.
 #[fexit(function = "bio_iov_iter_get_pages")]
 pub fn fexit_bio_iov_iter_get_pages(ctx: FExitContext) -> u32 {
     try_bio_got_pages(ctx.arg::<u64>(0), ctx.ret::<i64>().unwrap_or(-1))
-}
-
-#[kprobe]
-pub fn kprobe_bio_iov_iter_get_pages(ctx: ProbeContext) -> u32 {
-    let _ = GET_PAGES_ARG.insert(&current_tid(), &ctx.arg::<u64>(0).unwrap_or(0), 0);
-    0
-}
-
-#[kretprobe]
-pub fn kretprobe_bio_iov_iter_get_pages(ctx: RetProbeContext) -> u32 {
-    let tid = current_tid();
-    // SAFETY: the value is copied out before the entry is removed.
-    let Some(bio) = (unsafe { GET_PAGES_ARG.get(&tid) }).copied() else { return 0 };
-    let _ = GET_PAGES_ARG.remove(&tid);
-    try_bio_got_pages(bio, ctx.ret::<i64>())
 }
 
 /// Whether a bio holds its pages: pinned (BIO_PAGE_PINNED set, 6.2+) or referenced
@@ -113,7 +95,13 @@ fn try_bio_got_pages(bio: u64, ret: i64) -> u32 {
 /// void bio_endio(struct bio *bio)
 #[fentry(function = "bio_endio")]
 pub fn fentry_bio_endio(ctx: FEntryContext) -> u32 {
-    try_bio_endio(ctx.arg::<u64>(0))
+    as_primary(ProbeId::BioEndio, || try_bio_endio(ctx.arg::<u64>(0)))
+}
+
+/// The backup of `fentry_bio_endio` for calls nested in it (see `as_backup`).
+#[fentry(function = "bio_endio")]
+pub fn nested_bio_endio(ctx: FEntryContext) -> u32 {
+    as_backup(ProbeId::BioEndio, || try_bio_endio(ctx.arg::<u64>(0)))
 }
 
 #[kprobe]
@@ -140,7 +128,13 @@ fn try_bio_endio(bio: u64) -> u32 {
 /// void __bio_release_pages(struct bio *bio, bool mark_dirty)
 #[fentry(function = "__bio_release_pages")]
 pub fn fentry___bio_release_pages(ctx: FEntryContext) -> u32 {
-    try_bio_release_pages(ctx.arg::<u64>(0), ctx.arg::<u64>(1) & 0xff != 0)
+    as_primary(ProbeId::BioReleasePages, || try_bio_release_pages(ctx.arg::<u64>(0), ctx.arg::<u64>(1) & 0xff != 0))
+}
+
+/// The backup of `fentry___bio_release_pages` for calls nested in it (see `as_backup`).
+#[fentry(function = "__bio_release_pages")]
+pub fn nested___bio_release_pages(ctx: FEntryContext) -> u32 {
+    as_backup(ProbeId::BioReleasePages, || try_bio_release_pages(ctx.arg::<u64>(0), ctx.arg::<u64>(1) & 0xff != 0))
 }
 
 #[kprobe]

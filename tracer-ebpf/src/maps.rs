@@ -38,6 +38,46 @@ pub fn read_at<T>(base: u64, off: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
 }
 
+/// Per-CPU, indexed by ProbeId: 1 while the primary program of a probe with a backup runs.
+#[map(name = "ACTIVE")]
+static ACTIVE: PerCpuArray<u32> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
+
+/// Per-CPU, indexed by ProbeId: nested calls a backup program recorded for its primary.
+#[map(name = "RESCUED")]
+static RESCUED: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
+
+/// Runs `f` as the primary program of `probe`, marked active on this CPU meanwhile.
+#[inline(always)]
+pub fn as_primary(probe: ProbeId, f: impl FnOnce() -> u32) -> u32 {
+    let flag = ACTIVE.get_ptr_mut(probe as u32);
+    if let Some(p) = flag {
+        // SAFETY: this CPU's slot.
+        unsafe { *p = 1 };
+    }
+    let rc = f();
+    if let Some(p) = flag {
+        // SAFETY: this CPU's slot.
+        unsafe { *p = 0 };
+    }
+    rc
+}
+
+/// Runs `f` only for a call that nested in the primary program of `probe` on this CPU (the
+/// kernel skips the primary then), and counts it as rescued.
+#[inline(always)]
+pub fn as_backup(probe: ProbeId, f: impl FnOnce() -> u32) -> u32 {
+    // SAFETY: this CPU's slot.
+    let active = ACTIVE.get_ptr_mut(probe as u32).is_some_and(|p| unsafe { *p } == 1);
+    if !active {
+        return 0;
+    }
+    if let Some(p) = RESCUED.get_ptr_mut(probe as u32) {
+        // SAFETY: this CPU's slot.
+        unsafe { *p += 1 };
+    }
+    f()
+}
+
 #[inline(always)]
 pub fn current_tid() -> u32 {
     bpf_get_current_pid_tgid() as u32

@@ -54,6 +54,13 @@ impl ProbeRecord {
     }
 }
 
+/// A probe whose program the kernel skipped (recursion_misses).
+#[derive(Serialize, Debug, PartialEq)]
+pub struct Skipped {
+    pub target: &'static str,
+    pub runs: u64,
+}
+
 /// Calls and pages seen at one pin or unpin entry point.
 #[derive(Serialize, Debug, PartialEq)]
 pub struct EntryPoint {
@@ -108,6 +115,10 @@ pub struct Figures {
     /// Summary only: probes that could not attach (details in the probe records).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub probes_missing: Vec<&'static str>,
+    /// Probe runs the kernel skipped because the program was already running on that CPU
+    /// (counted in `lost_events` too); only probes with skips are listed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub probes_skipped: Vec<Skipped>,
     /// Summary only: the pin ledger's verdict (details in the `ledger` record).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ledger: Option<&'static str>,
@@ -152,6 +163,11 @@ impl Figures {
             },
             command_exit_status: None,
             probes_missing: outcomes.iter().filter(|o| o.attached.is_none()).map(|o| o.def.target).collect(),
+            probes_skipped: outcomes
+                .iter()
+                .filter(|o| span.missed[o.def.id as usize] > 0)
+                .map(|o| Skipped { target: o.def.target, runs: span.missed[o.def.id as usize] })
+                .collect(),
             ledger: None,
         }
     }
@@ -312,6 +328,12 @@ pub fn figures_text(f: &Figures, procs: &[ProcessRecord]) -> String {
         ));
     }
     s.push_str(&format!("lost events:    {}\n", f.lost_events));
+    for skip in &f.probes_skipped {
+        s.push_str(&format!(
+            "  {} skipped {} times (already running on that CPU: nested in an interrupt)\n",
+            skip.target, skip.runs
+        ));
+    }
     if !f.entry_points.is_empty() {
         s.push_str(&format!("  {:<34} {:>6} {:>10} {:>12}\n", "ENTRY POINT", "ROLE", "CALLS", "PAGES"));
         for e in &f.entry_points {

@@ -101,6 +101,9 @@ fn plan_one(facts: &Facts, def: ProbeDef) -> PlannedProbe {
         Ok(()) => p.candidates.push((btf_method, def.btf_program)),
         Err(why) => p.ruled_out.push((btf_method, why)),
     }
+    if let (Some(method), None) = (kprobe_method, def.kprobe_program) {
+        p.ruled_out.push((method, "no kprobe twin for this probe (it needs the entry arguments at return)".into()));
+    }
     if let (Some(method), Some(program)) = (kprobe_method, def.kprobe_program) {
         let kprobe_ok = match &facts.kprobes {
             Err(why) => Err(why.clone()),

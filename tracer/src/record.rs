@@ -184,6 +184,9 @@ pub struct ProbeCount {
     pub target: String,
     pub hits: u64,
     pub amount: u64,
+    /// Runs the kernel skipped (recursion_misses).
+    #[serde(default)]
+    pub missed: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,9 +220,14 @@ impl Counters {
         Counters {
             probes: PROBES
                 .iter()
-                .zip(s.probes.iter())
-                .filter(|(_, stat)| stat.hits > 0 || stat.amount > 0)
-                .map(|(def, stat)| ProbeCount { target: def.target.into(), hits: stat.hits, amount: stat.amount })
+                .zip(s.probes.iter().zip(s.missed.iter()))
+                .filter(|(_, (stat, missed))| stat.hits > 0 || stat.amount > 0 || **missed > 0)
+                .map(|(def, (stat, missed))| ProbeCount {
+                    target: def.target.into(),
+                    hits: stat.hits,
+                    amount: stat.amount,
+                    missed: *missed,
+                })
                 .collect(),
             pages_pinned: s.pages_pinned,
             pages_unpinned: s.pages_unpinned,
@@ -244,6 +252,7 @@ impl Counters {
             if let Some(i) = PROBES.iter().position(|d| d.target == p.target) {
                 s.probes[i].hits = p.hits;
                 s.probes[i].amount = p.amount;
+                s.missed[i] = p.missed;
             }
         }
         for p in &self.processes {

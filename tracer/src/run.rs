@@ -403,7 +403,10 @@ impl Pipeline {
             .filter(|o| o.attached.is_none())
             .map(|o| o.def.target.to_string())
             .collect();
-        let lost = end.span.lost[LostReason::RingFull as usize] + self.undecodable;
+        // Ledger records lost in the ring buffer, undecodable, or never produced because the
+        // kernel skipped a ledger probe (it was already running on that CPU).
+        let skipped: u64 = ledger::PROBES_NEEDED.iter().map(|&id| end.span.missed[id as usize]).sum();
+        let lost = end.span.lost[LostReason::RingFull as usize] + self.undecodable + skipped;
         let judgement = judge(&ledger, &missing, lost);
         if self.findings > 0 {
             log::info!("{} leaks or mismatches found while the records streamed", self.findings);

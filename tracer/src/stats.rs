@@ -25,6 +25,9 @@ pub struct Snapshot {
     pub procs: BTreeMap<u32, ProcCounts>,
     /// Indexed by tracer_common::LostReason.
     pub lost: [u64; LOST_REASONS as usize],
+    /// Indexed by ProbeId: times the probe's program did not run because it was already
+    /// running on that CPU (an interrupt nested in it), from the kernel's recursion_misses.
+    pub missed: [u64; PROBE_COUNT as usize],
 }
 
 impl Default for Snapshot {
@@ -35,14 +38,15 @@ impl Default for Snapshot {
             pages_unpinned: 0,
             procs: BTreeMap::new(),
             lost: [0; LOST_REASONS as usize],
+            missed: [0; PROBE_COUNT as usize],
         }
     }
 }
 
 impl Snapshot {
-    /// Events seen by a probe but not fully recorded.
+    /// Events seen by a probe but not fully recorded, and probe runs the kernel skipped.
     pub fn lost_events(&self) -> u64 {
-        self.lost.iter().sum()
+        self.lost.iter().sum::<u64>() + self.missed.iter().sum::<u64>()
     }
 
     /// What happened between `earlier` and `self` (counters only grow; saturate if a map
@@ -56,6 +60,9 @@ impl Snapshot {
         d.pages_pinned = self.pages_pinned.saturating_sub(earlier.pages_pinned);
         d.pages_unpinned = self.pages_unpinned.saturating_sub(earlier.pages_unpinned);
         for (now, then) in d.lost.iter_mut().zip(earlier.lost.iter()) {
+            *now = now.saturating_sub(*then);
+        }
+        for (now, then) in d.missed.iter_mut().zip(earlier.missed.iter()) {
             *now = now.saturating_sub(*then);
         }
         d.procs = self
@@ -97,12 +104,13 @@ mod tests {
         b.procs.get_mut(&7).unwrap().pages_pinned = 25;
         b.procs.get_mut(&7).unwrap().pages_unpinned = 20;
         b.lost[0] = 3;
+        b.missed[1] = 2;
         let d = b.since(&a);
         assert_eq!((d.pages_pinned, d.pages_unpinned), (15, 16));
         assert_eq!(d.probes[0], ProbeStat { hits: 3, amount: 15 });
         assert_eq!(d.procs.len(), 1);
         assert_eq!(d.procs[&7].pages_unpinned, 16);
-        assert_eq!(d.lost_events(), 3);
+        assert_eq!(d.lost_events(), 5, "lost records and skipped probe runs");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::{
     collections::BTreeMap,
     error::Error as StdError,
-    os::fd::{AsRawFd, RawFd},
+    os::fd::{AsFd, AsRawFd, RawFd},
 };
 
 use aya::{
@@ -82,6 +82,13 @@ impl Tracer {
                 match attach(&mut ebpf, btf.as_ref(), method, program, planned.def.target) {
                     Ok(()) => {
                         outcome.attached = Some(method);
+                        if let (Method::Fentry, Some(backup)) = (method, planned.def.backup_program) {
+                            // Without it, calls nesting in the primary on one CPU are skipped
+                            // (and counted as lost): worse, not broken.
+                            if let Err(why) = attach(&mut ebpf, btf.as_ref(), method, backup, planned.def.target) {
+                                log::warn!("{backup}: {why}; nested calls of {} will be lost", planned.def.target);
+                            }
+                        }
                         break;
                     }
                     Err(why) => outcome.failures.push((method, explain(method, why))),
@@ -127,6 +134,20 @@ impl Tracer {
         let lost = sum_per_cpu_u64(&self.ebpf, names::LOST, LOST_REASONS)?;
         snap.lost.copy_from_slice(&lost);
         snap.procs = self.procs()?;
+        let rescued = sum_per_cpu_u64(&self.ebpf, names::RESCUED, PROBE_COUNT)?;
+        for o in &self.outcomes {
+            let Some(method) = o.attached else { continue };
+            let name = match method {
+                Method::Kprobe | Method::Kretprobe => o.def.kprobe_program.unwrap_or(o.def.btf_program),
+                _ => o.def.btf_program,
+            };
+            let Some(Ok(fd)) = self.ebpf.program(name).map(|p| p.fd()) else { continue };
+            match recursion_misses(fd.as_fd()) {
+                // Calls the backup program recorded are not lost.
+                Ok(n) => snap.missed[o.def.id as usize] = n.saturating_sub(rescued[o.def.id as usize]),
+                Err(e) => log::debug!("recursion_misses of {name}: {e}"),
+            }
+        }
         Ok(snap)
     }
 
@@ -288,4 +309,33 @@ fn raise_memlock_limit() {
     if rc != 0 {
         log::debug!("cannot raise RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error());
     }
+}
+
+/// `bpf_prog_info.recursion_misses` of a loaded program: runs the kernel skipped because the
+/// program was already running on that CPU. aya 0.14 does not expose the field, so this asks
+/// the kernel directly (BPF_OBJ_GET_INFO_BY_FD).
+fn recursion_misses(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u64> {
+    use std::os::fd::AsRawFd as _;
+    #[repr(C)]
+    struct InfoByFd {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    // SAFETY: bpf_prog_info is plain integers; all zeroes is a valid value.
+    let mut info: aya_obj::generated::bpf_prog_info = unsafe { std::mem::zeroed() };
+    let attr = InfoByFd {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: std::mem::size_of_val(&info) as u32,
+        info: &mut info as *mut _ as u64,
+    };
+    // SAFETY: the kernel writes at most info_len bytes into `info`, which outlives the call.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &attr as *const InfoByFd, std::mem::size_of::<InfoByFd>())
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(info.recursion_misses)
 }

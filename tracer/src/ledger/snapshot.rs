@@ -313,14 +313,20 @@ pub fn judge(snap: &LedgerSnapshot, missing_probes: &[String], lost_records: u64
             "{lost_records} records lost: a lost release looks like a leak and a lost acquisition hides one"
         ));
     }
-    let verdict = if !missing_probes.is_empty() {
+    // Each lost record can fake one finding (a lost release leaves a bio looking leaked; a lost
+    // acquisition makes a reused address look mismatched). Findings that lost records can
+    // explain are not reported as facts: no false alarms.
+    let findings = t.leaked.bios + t.mismatched.bios;
+    let explained = lost_records > 0 && findings <= lost_records;
+    if explained && findings > 0 {
+        reasons.push(format!("all {findings} findings may come from the {lost_records} lost records"));
+    }
+    let verdict = if !missing_probes.is_empty() || explained {
         Verdict::Unverifiable
     } else if t.leaked.bios > 0 {
         Verdict::LeaksFound
     } else if t.mismatched.bios > 0 {
         Verdict::MismatchesFound
-    } else if lost_records > 0 {
-        Verdict::Unverifiable
     } else {
         Verdict::Clean
     };
