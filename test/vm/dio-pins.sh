@@ -73,7 +73,15 @@ fs_cases() { # fs_cases FS DEV
 [ -b /dev/nvme0n1 ] && fs_cases xfs /dev/nvme0n1
 [ -b /dev/vda ] && fs_cases btrfs /dev/vda
 
-for dev in /dev/vda /dev/nvme0n1; do
+# A memory-backed null_blk device (configfs) can hold a file system: nullb1, 256 MiB.
+nb=/sys/kernel/config/nullb/nullb1
+if [ -d /sys/kernel/config/nullb ] && mkdir -p "$nb" && echo 256 > "$nb/size" && echo 1 > "$nb/memory_backed" \
+    && echo 1 > "$nb/power"; then
+    for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/nullb1 ] && break; sleep 0.2; done
+fi
+[ -b /dev/nullb1 ] || echo "memory-backed null_blk (nullb1) not available"
+
+for dev in /dev/vda /dev/nvme0n1 /dev/nullb1; do
     [ -b "$dev" ] || continue
     n=$(basename "$dev")
     mnt=/mnt/$n

@@ -78,26 +78,15 @@ pub struct ProbeDef {
     pub btf_program: &'static str,
     /// Name of the kprobe/kretprobe fallback program, if there is one.
     pub kprobe_program: Option<&'static str>,
-    /// A second fentry program on the same function that records the calls the first one
-    /// misses when a call nests in it on the same CPU (an interrupt arriving while the first
-    /// program runs: the kernel skips a program that is already running on that CPU).
+    /// A second BTF program on the same target that records the calls the first one misses:
+    /// the kernel skips a program that is already running on that CPU, which happens when an
+    /// interrupt arrives while it runs, or when it is preempted and another task on that CPU
+    /// hits the target. The backup runs only while the first is active on its CPU.
     pub backup_program: Option<&'static str>,
 }
 
 macro_rules! probe {
     ($id:ident, $target:literal, $role:ident, Fentry) => {
-        ProbeDef {
-            id: ProbeId::$id,
-            target: $target,
-            role: ProbeRole::$role,
-            attach: Attach::Fentry,
-            btf_program: concat!("fentry_", $target),
-            kprobe_program: Some(concat!("kprobe_", $target)),
-            backup_program: None,
-        }
-    };
-    // fentry with a backup program for nested calls (see `ProbeDef::backup_program`).
-    ($id:ident, $target:literal, $role:ident, FentryWithBackup) => {
         ProbeDef {
             id: ProbeId::$id,
             target: $target,
@@ -116,7 +105,7 @@ macro_rules! probe {
             attach: Attach::Fexit,
             btf_program: concat!("fexit_", $target),
             kprobe_program: Some(concat!("kretprobe_", $target)),
-            backup_program: None,
+            backup_program: Some(concat!("nested_", $target)),
         }
     };
     // fexit with no kretprobe twin: the program needs the entry arguments too.
@@ -128,7 +117,7 @@ macro_rules! probe {
             attach: Attach::Fexit,
             btf_program: concat!("fexit_", $target),
             kprobe_program: None,
-            backup_program: None,
+            backup_program: Some(concat!("nested_", $target)),
         }
     };
     ($id:ident, $target:literal, $role:ident, TpBtf) => {
@@ -139,7 +128,7 @@ macro_rules! probe {
             attach: Attach::TpBtf,
             btf_program: concat!("tp_btf_", $target),
             kprobe_program: None,
-            backup_program: None,
+            backup_program: Some(concat!("nested_", $target)),
         }
     };
 }
@@ -157,7 +146,7 @@ pub const PROBES: [ProbeDef; PROBE_COUNT as usize] = [
     probe!(UnpinFolio, "unpin_folio", Unpin, Fentry),
     probe!(UnpinUserFolio, "unpin_user_folio", Unpin, Fentry),
     probe!(UnpinFolios, "unpin_folios", Unpin, Fentry),
-    probe!(PinAccounting, "mod_node_page_state", Accounting, FentryWithBackup),
+    probe!(PinAccounting, "mod_node_page_state", Accounting, Fentry),
     probe!(BlockRqIssue, "block_rq_issue", BlockIssue, TpBtf),
     probe!(BlockRqComplete, "block_rq_complete", BlockComplete, TpBtf),
     probe!(BlockBioQueue, "block_bio_queue", Latency, TpBtf),
@@ -167,8 +156,8 @@ pub const PROBES: [ProbeDef; PROBE_COUNT as usize] = [
     probe!(SysEnter, "sys_enter", Latency, TpBtf),
     probe!(SysExit, "sys_exit", Latency, TpBtf),
     probe!(BioIovIterGetPages, "bio_iov_iter_get_pages", Latency, FexitOnly),
-    probe!(BioEndio, "bio_endio", Latency, FentryWithBackup),
-    probe!(BioReleasePages, "__bio_release_pages", Latency, FentryWithBackup),
+    probe!(BioEndio, "bio_endio", Latency, Fentry),
+    probe!(BioReleasePages, "__bio_release_pages", Latency, Fentry),
 ];
 
 /// Per-probe counters (`PROBE_STATS`, a per-CPU array indexed by [`ProbeId`]).

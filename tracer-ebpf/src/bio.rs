@@ -45,7 +45,14 @@ static BIO_PAGES: LruHashMap<u64, BioPages> = LruHashMap::with_max_entries(IN_FL
 /// a kretprobe cannot see the bio argument.
 #[fexit(function = "bio_iov_iter_get_pages")]
 pub fn fexit_bio_iov_iter_get_pages(ctx: FExitContext) -> u32 {
-    try_bio_got_pages(ctx.arg::<u64>(0), ctx.ret::<i64>().unwrap_or(-1))
+    as_primary(ProbeId::BioIovIterGetPages, || try_bio_got_pages(ctx.arg::<u64>(0), ctx.ret::<i64>().unwrap_or(-1)))
+}
+
+/// The twin of `fexit_bio_iov_iter_get_pages` for calls its run on this CPU makes the kernel
+/// skip (it runs preemptible: another task on the CPU can return from the function meanwhile).
+#[fexit(function = "bio_iov_iter_get_pages")]
+pub fn nested_bio_iov_iter_get_pages(ctx: FExitContext) -> u32 {
+    as_backup(ProbeId::BioIovIterGetPages, || try_bio_got_pages(ctx.arg::<u64>(0), ctx.ret::<i64>().unwrap_or(-1)))
 }
 
 /// Whether a bio holds its pages: pinned (BIO_PAGE_PINNED set, 6.2+) or referenced

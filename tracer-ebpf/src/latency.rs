@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 use tracer_common::{LatencyEvent, LatencyKind, LostReason, ProbeId, RecordType};
 
-use crate::maps::{count, current_tid, lost, offsets, read_at, EVENTS};
+use crate::maps::{as_backup, as_primary, count, current_tid, lost, offsets, read_at, EVENTS};
 
 
 /// Requests, bios and DIO calls in flight that can be timed at once.
@@ -68,7 +68,13 @@ fn remember(map: &LruHashMap<u64, u64>, key: u64, ts: u64) {
 /// block_rq_issue(struct request *rq)
 #[btf_tracepoint(function = "block_rq_issue")]
 pub fn tp_btf_block_rq_issue(ctx: BtfTracePointContext) -> u32 {
-    try_rq_issue(ctx.arg::<u64>(0))
+    as_primary(ProbeId::BlockRqIssue, || try_rq_issue(ctx.arg::<u64>(0)))
+}
+
+/// The twin of `tp_btf_block_rq_issue` for calls its run on this CPU makes the kernel skip.
+#[btf_tracepoint(function = "block_rq_issue")]
+pub fn nested_block_rq_issue(ctx: BtfTracePointContext) -> u32 {
+    as_backup(ProbeId::BlockRqIssue, || try_rq_issue(ctx.arg::<u64>(0)))
 }
 
 #[inline(always)]
@@ -82,7 +88,13 @@ fn try_rq_issue(rq: u64) -> u32 {
 /// block_rq_complete(struct request *rq, blk_status_t error, unsigned int nr_bytes)
 #[btf_tracepoint(function = "block_rq_complete")]
 pub fn tp_btf_block_rq_complete(ctx: BtfTracePointContext) -> u32 {
-    try_rq_complete(ctx.arg::<u64>(0), ctx.arg::<u64>(2) & 0xffff_ffff)
+    as_primary(ProbeId::BlockRqComplete, || try_rq_complete(ctx.arg::<u64>(0), ctx.arg::<u64>(2) & 0xffff_ffff))
+}
+
+/// The twin of `tp_btf_block_rq_complete` for calls its run on this CPU makes the kernel skip.
+#[btf_tracepoint(function = "block_rq_complete")]
+pub fn nested_block_rq_complete(ctx: BtfTracePointContext) -> u32 {
+    as_backup(ProbeId::BlockRqComplete, || try_rq_complete(ctx.arg::<u64>(0), ctx.arg::<u64>(2) & 0xffff_ffff))
 }
 
 #[inline(always)]
@@ -124,7 +136,13 @@ fn bio_done(bio: u64, dev: u32, op: u32, now: u64) {
 /// block_bio_queue(struct bio *bio)
 #[btf_tracepoint(function = "block_bio_queue")]
 pub fn tp_btf_block_bio_queue(ctx: BtfTracePointContext) -> u32 {
-    try_bio_queue(ctx.arg::<u64>(0))
+    as_primary(ProbeId::BlockBioQueue, || try_bio_queue(ctx.arg::<u64>(0)))
+}
+
+/// The twin of `tp_btf_block_bio_queue` for calls its run on this CPU makes the kernel skip.
+#[btf_tracepoint(function = "block_bio_queue")]
+pub fn nested_block_bio_queue(ctx: BtfTracePointContext) -> u32 {
+    as_backup(ProbeId::BlockBioQueue, || try_bio_queue(ctx.arg::<u64>(0)))
 }
 
 #[inline(always)]
@@ -139,7 +157,13 @@ fn try_bio_queue(bio: u64) -> u32 {
 /// (device mapper, ...), which never become requests.
 #[btf_tracepoint(function = "block_bio_complete")]
 pub fn tp_btf_block_bio_complete(ctx: BtfTracePointContext) -> u32 {
-    try_bio_complete(ctx.arg::<u64>(1))
+    as_primary(ProbeId::BlockBioComplete, || try_bio_complete(ctx.arg::<u64>(1)))
+}
+
+/// The twin of `tp_btf_block_bio_complete` for calls its run on this CPU makes the kernel skip.
+#[btf_tracepoint(function = "block_bio_complete")]
+pub fn nested_block_bio_complete(ctx: BtfTracePointContext) -> u32 {
+    as_backup(ProbeId::BlockBioComplete, || try_bio_complete(ctx.arg::<u64>(1)))
 }
 
 #[inline(always)]
@@ -180,7 +204,13 @@ fn is_rw_syscall(id: i64) -> bool {
 /// sys_enter(struct pt_regs *regs, long id)
 #[btf_tracepoint(function = "sys_enter")]
 pub fn tp_btf_sys_enter(ctx: BtfTracePointContext) -> u32 {
-    try_sys_enter(ctx.arg::<i64>(1))
+    as_primary(ProbeId::SysEnter, || try_sys_enter(ctx.arg::<i64>(1)))
+}
+
+/// The twin of `tp_btf_sys_enter` for calls its run on this CPU makes the kernel skip.
+#[btf_tracepoint(function = "sys_enter")]
+pub fn nested_sys_enter(ctx: BtfTracePointContext) -> u32 {
+    as_backup(ProbeId::SysEnter, || try_sys_enter(ctx.arg::<i64>(1)))
 }
 
 #[inline(always)]
@@ -205,7 +235,13 @@ fn try_sys_enter(id: i64) -> u32 {
 /// sys_exit(struct pt_regs *regs, long ret)
 #[btf_tracepoint(function = "sys_exit")]
 pub fn tp_btf_sys_exit(_ctx: BtfTracePointContext) -> u32 {
-    try_sys_exit()
+    as_primary(ProbeId::SysExit, || try_sys_exit())
+}
+
+/// The twin of `tp_btf_sys_exit` for calls its run on this CPU makes the kernel skip.
+#[btf_tracepoint(function = "sys_exit")]
+pub fn nested_sys_exit(_ctx: BtfTracePointContext) -> u32 {
+    as_backup(ProbeId::SysExit, || try_sys_exit())
 }
 
 #[inline(always)]
@@ -227,7 +263,13 @@ fn try_sys_exit() -> u32 {
 /// size_t done_before)
 #[btf_tracepoint(function = "iomap_dio_rw_begin")]
 pub fn tp_btf_iomap_dio_rw_begin(ctx: BtfTracePointContext) -> u32 {
-    try_dio_begin(ctx.arg::<u64>(0), ctx.arg::<u64>(1))
+    as_primary(ProbeId::IomapDioBegin, || try_dio_begin(ctx.arg::<u64>(0), ctx.arg::<u64>(1)))
+}
+
+/// The twin of `tp_btf_iomap_dio_rw_begin` for calls its run on this CPU makes the kernel skip.
+#[btf_tracepoint(function = "iomap_dio_rw_begin")]
+pub fn nested_iomap_dio_rw_begin(ctx: BtfTracePointContext) -> u32 {
+    as_backup(ProbeId::IomapDioBegin, || try_dio_begin(ctx.arg::<u64>(0), ctx.arg::<u64>(1)))
 }
 
 #[inline(always)]
@@ -265,7 +307,13 @@ fn try_dio_begin(iocb: u64, iter: u64) -> u32 {
 /// iomap_dio_complete(struct kiocb *iocb, int error, ssize_t ret)
 #[btf_tracepoint(function = "iomap_dio_complete")]
 pub fn tp_btf_iomap_dio_complete(ctx: BtfTracePointContext) -> u32 {
-    try_dio_complete(ctx.arg::<u64>(0), ctx.arg::<i64>(2))
+    as_primary(ProbeId::IomapDioComplete, || try_dio_complete(ctx.arg::<u64>(0), ctx.arg::<i64>(2)))
+}
+
+/// The twin of `tp_btf_iomap_dio_complete` for calls its run on this CPU makes the kernel skip.
+#[btf_tracepoint(function = "iomap_dio_complete")]
+pub fn nested_iomap_dio_complete(ctx: BtfTracePointContext) -> u32 {
+    as_backup(ProbeId::IomapDioComplete, || try_dio_complete(ctx.arg::<u64>(0), ctx.arg::<i64>(2)))
 }
 
 #[inline(always)]

@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use tracer_common::ProbeId;
 
-use crate::maps::count;
+use crate::maps::{as_backup, as_primary, count};
 
 #[inline(always)]
 fn try_pin_returned(probe: ProbeId, ret: i64) -> u32 {
@@ -21,10 +21,15 @@ fn try_pin_returned(probe: ProbeId, ret: i64) -> u32 {
 }
 
 macro_rules! pin_probe {
-    ($fexit:ident, $kretprobe:ident, $target:literal, $id:ident) => {
+    ($fexit:ident, $nested:ident, $kretprobe:ident, $target:literal, $id:ident) => {
         #[fexit(function = $target)]
         pub fn $fexit(ctx: FExitContext) -> u32 {
-            try_pin_returned(ProbeId::$id, ctx.ret::<i64>().unwrap_or(0))
+            as_primary(ProbeId::$id, || try_pin_returned(ProbeId::$id, ctx.ret::<i64>().unwrap_or(0)))
+        }
+
+        #[fexit(function = $target)]
+        pub fn $nested(ctx: FExitContext) -> u32 {
+            as_backup(ProbeId::$id, || try_pin_returned(ProbeId::$id, ctx.ret::<i64>().unwrap_or(0)))
         }
 
         #[kretprobe]
@@ -34,16 +39,18 @@ macro_rules! pin_probe {
     };
 }
 
-pin_probe!(fexit_pin_user_pages_fast, kretprobe_pin_user_pages_fast, "pin_user_pages_fast", PinUserPagesFast);
-pin_probe!(fexit_pin_user_pages, kretprobe_pin_user_pages, "pin_user_pages", PinUserPages);
+pin_probe!(fexit_pin_user_pages_fast, nested_pin_user_pages_fast, kretprobe_pin_user_pages_fast, "pin_user_pages_fast", PinUserPagesFast);
+pin_probe!(fexit_pin_user_pages, nested_pin_user_pages, kretprobe_pin_user_pages, "pin_user_pages", PinUserPages);
 pin_probe!(
     fexit_pin_user_pages_remote,
+    nested_pin_user_pages_remote,
     kretprobe_pin_user_pages_remote,
     "pin_user_pages_remote",
     PinUserPagesRemote
 );
 pin_probe!(
     fexit_pin_user_pages_unlocked,
+    nested_pin_user_pages_unlocked,
     kretprobe_pin_user_pages_unlocked,
     "pin_user_pages_unlocked",
     PinUserPagesUnlocked

@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use tracer_common::ProbeId;
 
-use crate::maps::count;
+use crate::maps::{as_backup, as_primary, count};
 
 #[inline(always)]
 fn try_unpin(probe: ProbeId, pages: u64) -> u32 {
@@ -19,10 +19,15 @@ fn try_unpin(probe: ProbeId, pages: u64) -> u32 {
 
 /// A variant that releases exactly one reference.
 macro_rules! unpin_one {
-    ($fentry:ident, $kprobe:ident, $target:literal, $id:ident) => {
+    ($fentry:ident, $nested:ident, $kprobe:ident, $target:literal, $id:ident) => {
         #[fentry(function = $target)]
         pub fn $fentry(_ctx: FEntryContext) -> u32 {
-            try_unpin(ProbeId::$id, 1)
+            as_primary(ProbeId::$id, || try_unpin(ProbeId::$id, 1))
+        }
+
+        #[fentry(function = $target)]
+        pub fn $nested(_ctx: FEntryContext) -> u32 {
+            as_backup(ProbeId::$id, || try_unpin(ProbeId::$id, 1))
         }
 
         #[kprobe]
@@ -34,10 +39,15 @@ macro_rules! unpin_one {
 
 /// A variant whose argument `$arg` is the number of references released.
 macro_rules! unpin_n {
-    ($fentry:ident, $kprobe:ident, $target:literal, $id:ident, $arg:literal) => {
+    ($fentry:ident, $nested:ident, $kprobe:ident, $target:literal, $id:ident, $arg:literal) => {
         #[fentry(function = $target)]
         pub fn $fentry(ctx: FEntryContext) -> u32 {
-            try_unpin(ProbeId::$id, ctx.arg::<u64>($arg))
+            as_primary(ProbeId::$id, || try_unpin(ProbeId::$id, ctx.arg::<u64>($arg)))
+        }
+
+        #[fentry(function = $target)]
+        pub fn $nested(ctx: FEntryContext) -> u32 {
+            as_backup(ProbeId::$id, || try_unpin(ProbeId::$id, ctx.arg::<u64>($arg)))
         }
 
         #[kprobe]
@@ -47,22 +57,20 @@ macro_rules! unpin_n {
     };
 }
 
-unpin_one!(fentry_unpin_user_page, kprobe_unpin_user_page, "unpin_user_page", UnpinUserPage);
-unpin_one!(fentry_unpin_folio, kprobe_unpin_folio, "unpin_folio", UnpinFolio);
-unpin_n!(fentry_unpin_user_pages, kprobe_unpin_user_pages, "unpin_user_pages", UnpinUserPages, 1);
-unpin_n!(
-    fentry_unpin_user_pages_dirty_lock,
+unpin_one!(fentry_unpin_user_page, nested_unpin_user_page, kprobe_unpin_user_page, "unpin_user_page", UnpinUserPage);
+unpin_one!(fentry_unpin_folio, nested_unpin_folio, kprobe_unpin_folio, "unpin_folio", UnpinFolio);
+unpin_n!(fentry_unpin_user_pages, nested_unpin_user_pages, kprobe_unpin_user_pages, "unpin_user_pages", UnpinUserPages, 1);
+unpin_n!(fentry_unpin_user_pages_dirty_lock, nested_unpin_user_pages_dirty_lock,
     kprobe_unpin_user_pages_dirty_lock,
     "unpin_user_pages_dirty_lock",
     UnpinUserPagesDirtyLock,
     1
 );
-unpin_n!(
-    fentry_unpin_user_page_range_dirty_lock,
+unpin_n!(fentry_unpin_user_page_range_dirty_lock, nested_unpin_user_page_range_dirty_lock,
     kprobe_unpin_user_page_range_dirty_lock,
     "unpin_user_page_range_dirty_lock",
     UnpinUserPageRangeDirtyLock,
     1
 );
-unpin_n!(fentry_unpin_user_folio, kprobe_unpin_user_folio, "unpin_user_folio", UnpinUserFolio, 1);
-unpin_n!(fentry_unpin_folios, kprobe_unpin_folios, "unpin_folios", UnpinFolios, 1);
+unpin_n!(fentry_unpin_user_folio, nested_unpin_user_folio, kprobe_unpin_user_folio, "unpin_user_folio", UnpinUserFolio, 1);
+unpin_n!(fentry_unpin_folios, nested_unpin_folios, kprobe_unpin_folios, "unpin_folios", UnpinFolios, 1);

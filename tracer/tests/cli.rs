@@ -1,6 +1,8 @@
 //! The tracer binary from the outside: arguments, exit statuses, error lines, and `tracer
 //! report` on record files written here byte by byte from docs/ledger.md (so the format is
 //! documented well enough to write one).
+// Test helpers outside #[test] functions unwrap too: a failure is the test's failure.
+#![allow(clippy::unwrap_used)]
 
 use std::{mem::offset_of, path::PathBuf};
 

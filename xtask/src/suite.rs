@@ -25,9 +25,9 @@ pub struct TestArgs {
 const KERNELS: [(&str, DioPins); 3] =
     [("6.1", DioPins::Referenced), ("6.12", DioPins::Pinned), ("sid", DioPins::Pinned)];
 
-/// Cases the pins script runs per kernel (5 per raw device x 3, 4 per ext4 device x 2, 2 on xfs,
-/// 2 on btrfs).
-const DIO_CASES: usize = 27;
+/// Cases the pins script runs per kernel (5 per raw device x 3; 4 per ext4 file system on
+/// virtio, NVMe and memory-backed null_blk; 2 on xfs; 2 on btrfs).
+const DIO_CASES: usize = 31;
 
 /// The whole suite: host tests, the host live run, the harness's own failure-mode tests, and
 /// the VM tests on every kernel. Runs everything, then reports every failure.

@@ -82,9 +82,10 @@ impl Tracer {
                 match attach(&mut ebpf, btf.as_ref(), method, program, planned.def.target) {
                     Ok(()) => {
                         outcome.attached = Some(method);
-                        if let (Method::Fentry, Some(backup)) = (method, planned.def.backup_program) {
-                            // Without it, calls nesting in the primary on one CPU are skipped
-                            // (and counted as lost): worse, not broken.
+                        let btf_method = matches!(method, Method::Fentry | Method::Fexit | Method::TpBtf);
+                        if let (true, Some(backup)) = (btf_method, planned.def.backup_program) {
+                            // Without it, calls the kernel skips while the primary runs on
+                            // that CPU are lost (and counted): worse, not broken.
                             if let Err(why) = attach(&mut ebpf, btf.as_ref(), method, backup, planned.def.target) {
                                 log::warn!("{backup}: {why}; nested calls of {} will be lost", planned.def.target);
                             }
