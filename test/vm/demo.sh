@@ -2,15 +2,21 @@
 # The demo behind `./x run --vm`: `tracer run` with figures every 2 s while fio does Direct I/O
 # on the virtio and NVMe disks, and a second fio registers io_uring fixed buffers
 # (FOLL_LONGTERM pins) and keeps them pinned after the trace ends, which the summary shows as
-# a positive net of pinned pages.
+# a positive net of pinned pages held by that process.
 set -u
 D=${DEMO_SECONDS:-20}
-echo "demo: tracing for $D s: fio O_DIRECT on /dev/vda and /dev/nvme0n1, plus a process holding pinned buffers"
-tracer run --interval 2 --duration "$D" -- sh -c "
+echo "demo: tracing for about $D s: fio O_DIRECT on /dev/vda and /dev/nvme0n1, plus a fio that"
+echo "demo: registers io_uring fixed buffers (long-term pins) and holds them past the end"
+tracer run --interval 2 -- sh -c "
     fio --name=holder --filename=/dev/nullb0 --ioengine=io_uring --fixedbufs --direct=1 \
         --rw=read --bs=64k --iodepth=16 --time_based --runtime=3600 --rate_iops=1 \
-        --output=/dev/null &
+        --eta=never --output=/dev/null &
     fio --name=vda --filename=/dev/vda --name=nvme --filename=/dev/nvme0n1 --direct=1 \
         --rw=randrw --bs=16k --ioengine=libaio --iodepth=8 --time_based --runtime=$D \
-        --output=/dev/null
+        --eta=never --output=/dev/null
 "
+status=$?
+echo
+echo "demo: 'net +N' above is the fixed buffers the holder fio still has pinned (see its row in"
+echo "demo: the process table); every Direct I/O bio was matched to its release (pin ledger)."
+exit $status
