@@ -83,6 +83,9 @@ pub struct ProbeDef {
     /// interrupt arrives while it runs, or when it is preempted and another task on that CPU
     /// hits the target. The backup runs only while the first is active on its CPU.
     pub backup_program: Option<&'static str>,
+    /// A second twin for the hottest targets (acts when the primary and the first twin are
+    /// both active on the CPU).
+    pub second_backup: Option<&'static str>,
 }
 
 macro_rules! probe {
@@ -95,6 +98,7 @@ macro_rules! probe {
             btf_program: concat!("fentry_", $target),
             kprobe_program: Some(concat!("kprobe_", $target)),
             backup_program: Some(concat!("nested_", $target)),
+            second_backup: None,
         }
     };
     ($id:ident, $target:literal, $role:ident, Fexit) => {
@@ -106,6 +110,7 @@ macro_rules! probe {
             btf_program: concat!("fexit_", $target),
             kprobe_program: Some(concat!("kretprobe_", $target)),
             backup_program: Some(concat!("nested_", $target)),
+            second_backup: None,
         }
     };
     // fexit with no kretprobe twin: the program needs the entry arguments too.
@@ -118,6 +123,7 @@ macro_rules! probe {
             btf_program: concat!("fexit_", $target),
             kprobe_program: None,
             backup_program: Some(concat!("nested_", $target)),
+            second_backup: None,
         }
     };
     ($id:ident, $target:literal, $role:ident, TpBtf) => {
@@ -129,6 +135,7 @@ macro_rules! probe {
             btf_program: concat!("tp_btf_", $target),
             kprobe_program: None,
             backup_program: Some(concat!("nested_", $target)),
+            second_backup: None,
         }
     };
 }
@@ -146,7 +153,7 @@ pub const PROBES: [ProbeDef; PROBE_COUNT as usize] = [
     probe!(UnpinFolio, "unpin_folio", Unpin, Fentry),
     probe!(UnpinUserFolio, "unpin_user_folio", Unpin, Fentry),
     probe!(UnpinFolios, "unpin_folios", Unpin, Fentry),
-    probe!(PinAccounting, "mod_node_page_state", Accounting, Fentry),
+    ProbeDef { second_backup: Some("nested2_mod_node_page_state"), ..probe!(PinAccounting, "mod_node_page_state", Accounting, Fentry) },
     probe!(BlockRqIssue, "block_rq_issue", BlockIssue, TpBtf),
     probe!(BlockRqComplete, "block_rq_complete", BlockComplete, TpBtf),
     probe!(BlockBioQueue, "block_bio_queue", Latency, TpBtf),

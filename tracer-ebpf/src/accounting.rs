@@ -12,7 +12,7 @@ use aya_ebpf::{
 };
 use tracer_common::{PinTotal, ProbeId, ITEM_UNKNOWN};
 
-use crate::maps::{as_backup, as_primary, count, count_process, count_total};
+use crate::maps::{as_backup, as_backup_at, as_primary, count, count_process, count_total};
 
 #[unsafe(no_mangle)]
 static NR_FOLL_PIN_ACQUIRED: u32 = ITEM_UNKNOWN;
@@ -24,11 +24,18 @@ pub fn fentry_mod_node_page_state(ctx: FEntryContext) -> u32 {
     as_primary(ProbeId::PinAccounting, || try_accounting(&ctx, ctx.arg::<u64>(1) as u32, ctx.arg::<i64>(2)))
 }
 
-/// The backup of `fentry_mod_node_page_state` for calls nested in it: interrupts update node
+/// The twin of `fentry_mod_node_page_state` for calls nested in it: interrupts update node
 /// statistics too, often while the primary runs in task context.
 #[fentry(function = "mod_node_page_state")]
 pub fn nested_mod_node_page_state(ctx: FEntryContext) -> u32 {
     as_backup(ProbeId::PinAccounting, || try_accounting(&ctx, ctx.arg::<u64>(1) as u32, ctx.arg::<i64>(2)))
+}
+
+/// A second twin: mod_node_page_state is hot enough (every CPU, every context) that calls nest
+/// two deep under preemption and interrupts.
+#[fentry(function = "mod_node_page_state")]
+pub fn nested2_mod_node_page_state(ctx: FEntryContext) -> u32 {
+    as_backup_at(ProbeId::PinAccounting, 2, || try_accounting(&ctx, ctx.arg::<u64>(1) as u32, ctx.arg::<i64>(2)))
 }
 
 #[kprobe]

@@ -38,7 +38,8 @@ pub fn read_at<T>(base: u64, off: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
 }
 
-/// Per-CPU, indexed by ProbeId: 1 while the primary program of a probe with a backup runs.
+/// Per-CPU, indexed by ProbeId: how many programs of the probe are doing its work on this CPU
+/// (the primary, and twins acting for calls the kernel skipped it for).
 #[map(name = "ACTIVE")]
 static ACTIVE: PerCpuArray<u32> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
 
@@ -46,36 +47,48 @@ static ACTIVE: PerCpuArray<u32> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
 #[map(name = "RESCUED")]
 static RESCUED: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
 
-/// Runs `f` as the primary program of `probe`, marked active on this CPU meanwhile.
+/// Runs `f` as the primary program of `probe`, counted active on this CPU meanwhile.
 #[inline(always)]
 pub fn as_primary(probe: ProbeId, f: impl FnOnce() -> u32) -> u32 {
-    let flag = ACTIVE.get_ptr_mut(probe as u32);
-    if let Some(p) = flag {
+    acting(probe, f)
+}
+
+#[inline(always)]
+fn acting(probe: ProbeId, f: impl FnOnce() -> u32) -> u32 {
+    let depth = ACTIVE.get_ptr_mut(probe as u32);
+    if let Some(p) = depth {
         // SAFETY: this CPU's slot.
-        unsafe { *p = 1 };
+        unsafe { *p += 1 };
     }
     let rc = f();
-    if let Some(p) = flag {
+    if let Some(p) = depth {
         // SAFETY: this CPU's slot.
-        unsafe { *p = 0 };
+        unsafe { *p = (*p).saturating_sub(1) };
     }
     rc
 }
 
-/// Runs `f` only for a call that nested in the primary program of `probe` on this CPU (the
-/// kernel skips the primary then), and counts it as rescued.
+/// Runs `f` as the twin at `level` (1, 2, ...) of `probe`: only for a call for which the kernel
+/// skipped the primary and the twins below, which it does exactly while they are active on
+/// this CPU (at least `level` of them). Counts the call as rescued.
 #[inline(always)]
-pub fn as_backup(probe: ProbeId, f: impl FnOnce() -> u32) -> u32 {
+pub fn as_backup_at(probe: ProbeId, level: u32, f: impl FnOnce() -> u32) -> u32 {
     // SAFETY: this CPU's slot.
-    let active = ACTIVE.get_ptr_mut(probe as u32).is_some_and(|p| unsafe { *p } == 1);
-    if !active {
+    let deep_enough = ACTIVE.get_ptr_mut(probe as u32).is_some_and(|p| unsafe { *p } >= level);
+    if !deep_enough {
         return 0;
     }
     if let Some(p) = RESCUED.get_ptr_mut(probe as u32) {
         // SAFETY: this CPU's slot.
         unsafe { *p += 1 };
     }
-    f()
+    acting(probe, f)
+}
+
+/// The first twin of `probe` (see [`as_backup_at`]).
+#[inline(always)]
+pub fn as_backup(probe: ProbeId, f: impl FnOnce() -> u32) -> u32 {
+    as_backup_at(probe, 1, f)
 }
 
 #[inline(always)]

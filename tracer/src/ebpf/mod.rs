@@ -83,11 +83,12 @@ impl Tracer {
                     Ok(()) => {
                         outcome.attached = Some(method);
                         let btf_method = matches!(method, Method::Fentry | Method::Fexit | Method::TpBtf);
-                        if let (true, Some(backup)) = (btf_method, planned.def.backup_program) {
-                            // Without it, calls the kernel skips while the primary runs on
-                            // that CPU are lost (and counted): worse, not broken.
-                            if let Err(why) = attach(&mut ebpf, btf.as_ref(), method, backup, planned.def.target) {
-                                log::warn!("{backup}: {why}; nested calls of {} will be lost", planned.def.target);
+                        // Without the twins, calls the kernel skips while the primary runs on
+                        // that CPU are lost (and counted): worse, not broken.
+                        let twins = [planned.def.backup_program, planned.def.second_backup];
+                        for twin in twins.into_iter().flatten().filter(|_| btf_method) {
+                            if let Err(why) = attach(&mut ebpf, btf.as_ref(), method, twin, planned.def.target) {
+                                log::warn!("{twin}: {why}; nested calls of {} will be lost", planned.def.target);
                             }
                         }
                         break;
