@@ -522,13 +522,20 @@ mod tests {
             ("dio-pins-sid.log", "sid", DioPins::Pinned),
         ] {
             let console = read(file);
-            let cases = check_run(&console, expect, 23).unwrap_or_else(|e| panic!("{file}: {e:#}"));
-            assert_eq!(cases.len(), 23, "recorded before the xfs and btrfs cases");
+            let cases = check_run(&console, expect, DIO_CASES).unwrap_or_else(|e| panic!("{file}: {e:#}"));
+            assert_eq!(cases.len(), DIO_CASES);
+            assert!(cases.iter().all(|c| c.str("ledger") == "clean"), "{file}: every ledger verdict clean");
             check_probe_plan(kernel, &console).unwrap_or_else(|e| panic!("{file}: {e:#}"));
             // The other kernel's expectation must fail on the same data.
             let other = if expect == DioPins::Pinned { DioPins::Referenced } else { DioPins::Pinned };
             assert!(check_run(&console, other, DIO_CASES).is_err(), "{file}");
         }
+        // The ledger must agree with the kernel's count: one page off fails.
+        let console = read("dio-pins-6.12.log");
+        let off = console.replacen("ledger_pinned=1648 ", "ledger_pinned=1647 ", 1);
+        assert_ne!(off, console);
+        let err = check_run(&off, DioPins::Pinned, DIO_CASES).unwrap_err().to_string();
+        assert!(err.contains("ledger saw 1647 pinned bio pages, kernel accounting 1648"), "{err}");
         let latency = read("latency-6.12.log");
         let verdict = check_latency(&latency).unwrap();
         assert!(verdict.contains("dm-delay 200 ms"), "{verdict}");
