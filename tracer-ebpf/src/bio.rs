@@ -22,7 +22,7 @@ use tracer_common::{
 
 use crate::{
     latency::{emit, IN_FLIGHT},
-    maps::{as_backup, as_primary, count, lost, offsets, read_at, EVENTS},
+    maps::{as_backup, as_primary, count, lost, offsets, read_at, submit_flags, EVENTS},
 };
 
 /// A bio whose user pages were acquired for I/O.
@@ -231,5 +231,5 @@ fn record(event: BioEvent, bio: u64, extra_flags: u32, status: i32) {
             }
         }
     }
-    entry.submit(0);
+    entry.submit(submit_flags());
 }

@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 use tracer_common::{LatencyEvent, LatencyKind, LostReason, ProbeId, RecordType};
 
-use crate::maps::{as_backup, as_primary, count, current_tid, lost, offsets, read_at, EVENTS};
+use crate::maps::{as_backup, as_primary, count, current_tid, lost, offsets, read_at, submit_flags, EVENTS};
 
 
 /// Requests, bios and DIO calls in flight that can be timed at once.
@@ -52,7 +52,7 @@ pub fn emit(kind: LatencyKind, dev: u32, op: u32, bytes: u64, start_ns: u64, end
     match EVENTS.reserve::<LatencyEvent>(0) {
         Some(mut entry) => {
             entry.write(LatencyEvent { record: RecordType::Latency as u32, kind: kind as u32, dev, op, bytes, start_ns, end_ns });
-            entry.submit(0);
+            entry.submit(submit_flags());
         }
         None => lost(LostReason::RingFull),
     }

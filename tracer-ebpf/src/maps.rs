@@ -22,6 +22,23 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 #[unsafe(no_mangle)]
 static OFFSETS: Offsets = Offsets::UNKNOWN;
 
+/// Data waiting in `EVENTS` above which a submit wakes the reader at once.
+const WAKE_AT_BYTES: u64 = (EVENTS_BYTES / 4) as u64;
+
+/// Flags for submitting a record: no wakeup (the reader polls every few milliseconds and a
+/// wakeup per record would cost a context switch per I/O), unless the buffer is filling up.
+#[inline(always)]
+pub fn submit_flags() -> u64 {
+    const BPF_RB_NO_WAKEUP: u64 = 1;
+    const BPF_RB_FORCE_WAKEUP: u64 = 2;
+    const BPF_RB_AVAIL_DATA: u64 = 0;
+    if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKE_AT_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
+}
+
 #[inline(always)]
 pub fn offsets() -> Offsets {
     // SAFETY: read-only global patched by the loader; volatile keeps the compiler from folding it.

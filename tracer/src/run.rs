@@ -142,6 +142,10 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
     });
     let mut prev = (first.clone(), vm_start, started);
     let mut exit_status = None;
+    // The programs submit records without waking us (one wakeup per I/O would cost a context
+    // switch per I/O) unless the ring buffer fills to a quarter: drain it on a short period.
+    let mut drain_tick = tokio::time::interval(std::time::Duration::from_millis(20));
+    drain_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             status = wait(&mut child) => {
@@ -150,6 +154,7 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
             }
             () = sleep_until(deadline) => break,
             _ = tokio::signal::ctrl_c() => break,
+            _ = drain_tick.tick() => drain(&mut events, &mut consumers),
             ready = readable(&mut events) => {
                 let mut guard = ready.context("polling the event ring buffer")?;
                 guard.get_inner_mut().drain(|bytes| consumers.take(bytes));
