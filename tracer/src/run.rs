@@ -301,21 +301,11 @@ fn recording_text(r: &RecordingRecord) -> String {
     s
 }
 
-/// "2024-05-01 12:00:00 UTC" (proleptic Gregorian calendar from days since 1970-01-01).
+/// "2024-05-01 12:00:00 UTC".
 fn utc(unix_ns: u64) -> String {
-    let secs = unix_ns / 1_000_000_000;
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Shift the epoch to 0000-03-01 so that leap days end each 4/100/400-year cycle.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem / 60 % 60, rem % 60)
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_ns / 1_000_000_000);
+    // RFC 3339 "2024-05-01T12:00:00Z", respelled.
+    humantime::format_rfc3339_seconds(t).to_string().replacen('T', " ", 1).replacen('Z', " UTC", 1)
 }
 
 fn ledger_config(grace: std::time::Duration) -> ledger::Config {
