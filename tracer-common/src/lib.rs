@@ -90,50 +90,26 @@ pub struct ProbeDef {
 
 macro_rules! probe {
     ($id:ident, $target:literal, $role:ident, Fentry) => {
-        ProbeDef {
-            id: ProbeId::$id,
-            target: $target,
-            role: ProbeRole::$role,
-            attach: Attach::Fentry,
-            btf_program: concat!("fentry_", $target),
-            kprobe_program: Some(concat!("kprobe_", $target)),
-            backup_program: Some(concat!("nested_", $target)),
-            second_backup: None,
-        }
+        probe!(@def $id, $target, $role, Fentry, "fentry_", Some(concat!("kprobe_", $target)))
     };
     ($id:ident, $target:literal, $role:ident, Fexit) => {
-        ProbeDef {
-            id: ProbeId::$id,
-            target: $target,
-            role: ProbeRole::$role,
-            attach: Attach::Fexit,
-            btf_program: concat!("fexit_", $target),
-            kprobe_program: Some(concat!("kretprobe_", $target)),
-            backup_program: Some(concat!("nested_", $target)),
-            second_backup: None,
-        }
+        probe!(@def $id, $target, $role, Fexit, "fexit_", Some(concat!("kretprobe_", $target)))
     };
     // fexit with no kretprobe twin: the program needs the entry arguments too.
     ($id:ident, $target:literal, $role:ident, FexitOnly) => {
-        ProbeDef {
-            id: ProbeId::$id,
-            target: $target,
-            role: ProbeRole::$role,
-            attach: Attach::Fexit,
-            btf_program: concat!("fexit_", $target),
-            kprobe_program: None,
-            backup_program: Some(concat!("nested_", $target)),
-            second_backup: None,
-        }
+        probe!(@def $id, $target, $role, Fexit, "fexit_", None)
     };
     ($id:ident, $target:literal, $role:ident, TpBtf) => {
+        probe!(@def $id, $target, $role, TpBtf, "tp_btf_", None)
+    };
+    (@def $id:ident, $target:literal, $role:ident, $attach:ident, $prefix:literal, $kprobe:expr) => {
         ProbeDef {
             id: ProbeId::$id,
             target: $target,
             role: ProbeRole::$role,
-            attach: Attach::TpBtf,
-            btf_program: concat!("tp_btf_", $target),
-            kprobe_program: None,
+            attach: Attach::$attach,
+            btf_program: concat!($prefix, $target),
+            kprobe_program: $kprobe,
             backup_program: Some(concat!("nested_", $target)),
             second_backup: None,
         }
