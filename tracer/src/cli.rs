@@ -39,15 +39,8 @@ pub struct RunArgs {
     /// Also print figures every S seconds (each labelled as an interval).
     #[arg(short, long, value_name = "S", value_parser = parse_seconds)]
     pub interval: Option<Duration>,
-    #[arg(short, long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-    /// Latency percentiles to report, comma-separated.
-    #[arg(long, value_name = "LIST", default_value = "50,90,99,99.9,99.99", value_parser = Percentiles::parse)]
-    pub percentiles: Percentiles,
-    /// A bio completed this many seconds before the end and still holding its pages is a leak
-    /// suspect (pin ledger; docs/ledger.md).
-    #[arg(long, value_name = "S", default_value = "1", value_parser = parse_seconds)]
-    pub leak_grace: Duration,
+    #[command(flatten)]
+    pub view: ViewArgs,
     /// Run COMMAND under the tracer; trace until it exits and exit with its status.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -67,13 +60,20 @@ pub struct ReportArgs {
     /// A record file written by `tracer record`.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+    #[command(flatten)]
+    pub view: ViewArgs,
+}
+
+/// How a run's figures are shown and judged: shared by `run`, `record` and `report`.
+#[derive(clap::Args, Debug)]
+pub struct ViewArgs {
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Latency percentiles to report, comma-separated.
     #[arg(long, value_name = "LIST", default_value = "50,90,99,99.9,99.99", value_parser = Percentiles::parse)]
     pub percentiles: Percentiles,
-    /// A bio completed this many seconds before the end of the recording and still holding
-    /// its pages is a leak suspect.
+    /// A bio completed this many seconds before the end of the run (or recording) and still
+    /// holding its pages is a leak suspect (pin ledger; docs/ledger.md).
     #[arg(long, value_name = "S", default_value = "1", value_parser = parse_seconds)]
     pub leak_grace: Duration,
 }
@@ -120,12 +120,12 @@ mod tests {
     fn command_after_double_dash() {
         let cli = Cli::try_parse_from(["tracer", "run", "--format", "json", "--", "dd", "if=x"]).unwrap();
         let Command::Run(run) = cli.command else { panic!("expected run") };
-        assert_eq!(run.format, Format::Json);
+        assert_eq!(run.view.format, Format::Json);
         assert_eq!(run.command, vec![OsString::from("dd"), OsString::from("if=x")]);
-        assert_eq!(run.percentiles, Percentiles(vec![50.0, 90.0, 99.0, 99.9, 99.99]));
+        assert_eq!(run.view.percentiles, Percentiles(vec![50.0, 90.0, 99.0, 99.9, 99.99]));
         let cli = Cli::try_parse_from(["tracer", "run", "--percentiles", "50,99.9"]).unwrap();
         let Command::Run(run) = cli.command else { panic!("expected run") };
-        assert_eq!(run.percentiles, Percentiles(vec![50.0, 99.9]));
+        assert_eq!(run.view.percentiles, Percentiles(vec![50.0, 99.9]));
         assert!(Cli::try_parse_from(["tracer", "run", "--percentiles", "50,200"]).is_err());
     }
 
@@ -135,11 +135,11 @@ mod tests {
         let Command::Record(rec) = cli.command else { panic!("expected record") };
         assert_eq!(rec.output, PathBuf::from("x.rec"));
         assert_eq!(rec.run.duration, Some(Duration::from_secs(2)));
-        assert_eq!(rec.run.leak_grace, Duration::from_secs(1));
+        assert_eq!(rec.run.view.leak_grace, Duration::from_secs(1));
         assert_eq!(rec.run.command, vec![OsString::from("fio"), OsString::from("j")]);
         assert!(Cli::try_parse_from(["tracer", "record", "--duration", "2"]).is_err(), "-o is required");
         let cli = Cli::try_parse_from(["tracer", "report", "x.rec", "--format", "json", "--leak-grace", "0.5"]).unwrap();
         let Command::Report(rep) = cli.command else { panic!("expected report") };
-        assert_eq!((rep.file, rep.format, rep.leak_grace), (PathBuf::from("x.rec"), Format::Json, Duration::from_millis(500)));
+        assert_eq!((rep.file, rep.view.format, rep.view.leak_grace), (PathBuf::from("x.rec"), Format::Json, Duration::from_millis(500)));
     }
 }

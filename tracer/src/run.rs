@@ -82,8 +82,8 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
         None => None,
     };
     let records: Vec<ProbeRecord> = tracer.outcomes.iter().map(ProbeRecord::from_outcome).collect();
-    let mut sink = Sink { format: args.format, out: std::io::stdout() };
-    match args.format {
+    let mut sink = Sink { format: args.view.format, out: std::io::stdout() };
+    match args.view.format {
         Format::Text => sink.text(&probes_brief(&records, &facts.release)),
         Format::Json => records.iter().for_each(|r| sink.json(r)),
     }
@@ -101,13 +101,13 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
         None => None,
     };
     let names = SysNames::new(&facts);
-    let percentiles = &args.percentiles.0;
+    let percentiles = &args.view.percentiles.0;
 
     let vm_start = vmstat::read();
     let first = tracer.snapshot()?;
     let started = Instant::now();
     let start_ns = monotonic_ns();
-    let mut consumers = Consumers { pipeline: Pipeline::new(ledger_config(args.leak_grace)), recorder: None };
+    let mut consumers = Consumers { pipeline: Pipeline::new(ledger_config(args.view.leak_grace)), recorder: None };
     if let (Some(file), Some(path)) = (file, record_to) {
         let meta = Metadata {
             tracer_version: env!("CARGO_PKG_VERSION").into(),
@@ -212,7 +212,7 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
         }
         let records = recorder.writer.records();
         recorder.writer.finish(trailer).map_err(|e| write_error(path, &e))?;
-        if args.format == Format::Text {
+        if args.view.format == Format::Text {
             sink.text(&format!("record file {}: {records} records\n", path.display()));
         }
     }
@@ -223,7 +223,7 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
 pub fn report(args: &ReportArgs) -> Result<i32> {
     let path = &args.file;
     let file = File::open(path).map_err(|e| anyhow!("cannot open {}: {}", path.display(), io_reason(&e)))?;
-    let mut sink = Sink { format: args.format, out: std::io::stdout() };
+    let mut sink = Sink { format: args.view.format, out: std::io::stdout() };
     replay(&path.display().to_string(), BufReader::new(file), args, &mut sink)?;
     Ok(0)
 }
@@ -232,7 +232,7 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
 fn replay<R: Read, W: Write>(name: &str, src: R, args: &ReportArgs, sink: &mut Sink<W>) -> Result<()> {
     let fail = |e: record::ReadError| anyhow!("{name}: {e}");
     let mut reader = Reader::new(src).map_err(fail)?;
-    let mut pipeline = Pipeline::new(ledger_config(args.leak_grace));
+    let mut pipeline = Pipeline::new(ledger_config(args.view.leak_grace));
     for raw in &mut reader {
         pipeline.consume(&raw.map_err(fail)?);
     }
@@ -258,7 +258,7 @@ fn replay<R: Read, W: Write>(name: &str, src: R, args: &ReportArgs, sink: &mut S
         records: trailer.records,
         command: meta.command.clone(),
     };
-    match args.format {
+    match args.view.format {
         Format::Text => {
             sink.text(&recording_text(&recording));
             sink.text(&probes_brief(&probes, &meta.kernel_release));
@@ -269,7 +269,7 @@ fn replay<R: Read, W: Write>(name: &str, src: R, args: &ReportArgs, sink: &mut S
         }
     }
     let names = FileNames { ops: meta.req_ops, devices: trailer.devices };
-    let fin = pipeline.finish(&ending, &args.percentiles.0);
+    let fin = pipeline.finish(&ending, &args.view.percentiles.0);
     sink.finish(&fin, &names);
     Ok(())
 }
@@ -611,7 +611,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        cli::Percentiles,
+        cli::{Percentiles, ViewArgs},
         record::tests::{bio_wire, metadata, trailer},
     };
 
@@ -622,9 +622,7 @@ mod tests {
     fn args(format: Format) -> ReportArgs {
         ReportArgs {
             file: "t.rec".into(),
-            format,
-            percentiles: Percentiles(vec![50.0]),
-            leak_grace: Duration::from_secs(1),
+            view: ViewArgs { format, percentiles: Percentiles(vec![50.0]), leak_grace: Duration::from_secs(1) },
         }
     }
 
