@@ -180,6 +180,8 @@ fn read_offsets(btf: &Btf) -> (Offsets, Vec<String>) {
     }
     let [rq_part, rq_cmd_flags, rq_bio, rq_data_len, bdev_dev, bio_next, bio_bdev, bio_opf, bio_size, kiocb_filp, file_inode, inode_sb, sb_dev, iter_data_source, iter_count, bio_io_vec, bio_vcnt, bio_flags, bio_status, bvec_page, bvec_len, bvec_offset] =
         values;
+    let [bio_pinned_bit, bio_no_page_ref_bit] =
+        enumerators(btf, ["BIO_PAGE_PINNED", "BIO_NO_PAGE_REF"]).map(|v| v.unwrap_or(OFFSET_UNKNOWN));
     let offsets = Offsets {
         rq_part,
         rq_cmd_flags,
@@ -204,8 +206,8 @@ fn read_offsets(btf: &Btf) -> (Offsets, Vec<String>) {
         bvec_len,
         bvec_offset,
         bvec_size: struct_size(btf, "bio_vec").unwrap_or(OFFSET_UNKNOWN),
-        bio_pinned_bit: enumerator(btf, "BIO_PAGE_PINNED").unwrap_or(OFFSET_UNKNOWN),
-        bio_no_page_ref_bit: enumerator(btf, "BIO_NO_PAGE_REF").unwrap_or(OFFSET_UNKNOWN),
+        bio_pinned_bit,
+        bio_no_page_ref_bit,
     };
     (offsets, missing)
 }
@@ -218,19 +220,27 @@ fn struct_size(btf: &Btf, name: &str) -> Option<u32> {
     })
 }
 
-/// Value of the enumerator `name` in any enum of the BTF, anonymous ones included (the bio
-/// flags are an anonymous enum). Scans every type once; kernel BTF has ~150k types.
-fn enumerator(btf: &Btf, name: &str) -> Option<u32> {
+/// Values of the enumerators `names` in any enum of the BTF, anonymous ones included (the bio
+/// flags are an anonymous enum). Scans every type once for all names; kernel BTF has ~150k
+/// types.
+fn enumerators<const N: usize>(btf: &Btf, names: [&str; N]) -> [Option<u32>; N] {
+    let mut found = [None; N];
     let mut id = 1;
     while let Ok(t) = btf.resolve_type_by_id(id) {
         if let Type::Enum(e) = &t {
-            if let Some(m) = e.members.iter().find(|m| btf.resolve_name(*m).is_ok_and(|n| n == name)) {
-                return Some(m.val());
+            for m in &e.members {
+                let Ok(member) = btf.resolve_name(m) else { continue };
+                if let Some(i) = names.iter().position(|n| *n == member) {
+                    found[i].get_or_insert(m.val());
+                }
             }
+        }
+        if found.iter().all(Option::is_some) {
+            break;
         }
         id += 1;
     }
-    None
+    found
 }
 
 /// Byte offset of `path` (members separated by '.') inside `struct name`, looking through
