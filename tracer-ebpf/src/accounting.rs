@@ -12,24 +12,20 @@ use aya_ebpf::{
 };
 use tracer_common::{PinTotal, ProbeId, ITEM_UNKNOWN};
 
-use crate::maps::{as_backup, as_backup_at, as_primary, count, count_process, count_total};
+use crate::maps::{as_backup_at, count, count_process, count_total};
 
 #[unsafe(no_mangle)]
 static NR_FOLL_PIN_ACQUIRED: u32 = ITEM_UNKNOWN;
 #[unsafe(no_mangle)]
 static NR_FOLL_PIN_RELEASED: u32 = ITEM_UNKNOWN;
 
-#[fentry(function = "mod_node_page_state")]
-pub fn fentry_mod_node_page_state(ctx: FEntryContext) -> u32 {
-    as_primary(ProbeId::PinAccounting, || try_accounting(&ctx, ctx.arg::<u64>(1) as u32, ctx.arg::<i64>(2)))
-}
-
-/// The twin of `fentry_mod_node_page_state` for calls nested in it: interrupts update node
-/// statistics too, often while the primary runs in task context.
-#[fentry(function = "mod_node_page_state")]
-pub fn nested_mod_node_page_state(ctx: FEntryContext) -> u32 {
-    as_backup(ProbeId::PinAccounting, || try_accounting(&ctx, ctx.arg::<u64>(1) as u32, ctx.arg::<i64>(2)))
-}
+with_twin!(
+    #[fentry(function = "mod_node_page_state")]
+    fentry_mod_node_page_state,
+    nested_mod_node_page_state,
+    ProbeId::PinAccounting,
+    |ctx: FEntryContext| try_accounting(&ctx, ctx.arg::<u64>(1) as u32, ctx.arg::<i64>(2))
+);
 
 /// A second twin: mod_node_page_state is hot enough (every CPU, every context) that calls nest
 /// two deep under preemption and interrupts.

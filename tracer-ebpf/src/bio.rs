@@ -22,7 +22,7 @@ use tracer_common::{
 
 use crate::{
     latency::{emit, IN_FLIGHT},
-    maps::{as_backup, as_primary, count, lost, offsets, read_at, submit_flags, EVENTS},
+    maps::{count, lost, offsets, read_at, submit_flags, EVENTS},
 };
 
 /// A bio whose user pages were acquired for I/O.
@@ -41,19 +41,15 @@ struct BioPages {
 #[map(name = "BIO_PAGES")]
 static BIO_PAGES: LruHashMap<u64, BioPages> = LruHashMap::with_max_entries(IN_FLIGHT, 0);
 
-/// int bio_iov_iter_get_pages(struct bio *bio, struct iov_iter *iter, ...). No kretprobe twin:
-/// a kretprobe cannot see the bio argument.
-#[fexit(function = "bio_iov_iter_get_pages")]
-pub fn fexit_bio_iov_iter_get_pages(ctx: FExitContext) -> u32 {
-    as_primary(ProbeId::BioIovIterGetPages, || try_bio_got_pages(ctx.arg::<u64>(0), ctx.ret::<i64>().unwrap_or(-1)))
-}
-
-/// The twin of `fexit_bio_iov_iter_get_pages` for calls its run on this CPU makes the kernel
-/// skip (it runs preemptible: another task on the CPU can return from the function meanwhile).
-#[fexit(function = "bio_iov_iter_get_pages")]
-pub fn nested_bio_iov_iter_get_pages(ctx: FExitContext) -> u32 {
-    as_backup(ProbeId::BioIovIterGetPages, || try_bio_got_pages(ctx.arg::<u64>(0), ctx.ret::<i64>().unwrap_or(-1)))
-}
+// int bio_iov_iter_get_pages(struct bio *bio, struct iov_iter *iter, ...). No kretprobe twin:
+// a kretprobe cannot see the bio argument.
+with_twin!(
+    #[fexit(function = "bio_iov_iter_get_pages")]
+    fexit_bio_iov_iter_get_pages,
+    nested_bio_iov_iter_get_pages,
+    ProbeId::BioIovIterGetPages,
+    |ctx: FExitContext| try_bio_got_pages(ctx.arg::<u64>(0), ctx.ret::<i64>().unwrap_or(-1))
+);
 
 /// Whether a bio holds its pages: pinned (BIO_PAGE_PINNED set, 6.2+) or referenced
 /// (BIO_NO_PAGE_REF clear, before). A bio over a bvec iterator (io_uring fixed buffers, loop
@@ -99,17 +95,14 @@ fn try_bio_got_pages(bio: u64, ret: i64) -> u32 {
     0
 }
 
-/// void bio_endio(struct bio *bio)
-#[fentry(function = "bio_endio")]
-pub fn fentry_bio_endio(ctx: FEntryContext) -> u32 {
-    as_primary(ProbeId::BioEndio, || try_bio_endio(ctx.arg::<u64>(0)))
-}
-
-/// The backup of `fentry_bio_endio` for calls nested in it (see `as_backup`).
-#[fentry(function = "bio_endio")]
-pub fn nested_bio_endio(ctx: FEntryContext) -> u32 {
-    as_backup(ProbeId::BioEndio, || try_bio_endio(ctx.arg::<u64>(0)))
-}
+// void bio_endio(struct bio *bio)
+with_twin!(
+    #[fentry(function = "bio_endio")]
+    fentry_bio_endio,
+    nested_bio_endio,
+    ProbeId::BioEndio,
+    |ctx: FEntryContext| try_bio_endio(ctx.arg::<u64>(0))
+);
 
 #[kprobe]
 pub fn kprobe_bio_endio(ctx: ProbeContext) -> u32 {
@@ -132,17 +125,14 @@ fn try_bio_endio(bio: u64) -> u32 {
     0
 }
 
-/// void __bio_release_pages(struct bio *bio, bool mark_dirty)
-#[fentry(function = "__bio_release_pages")]
-pub fn fentry___bio_release_pages(ctx: FEntryContext) -> u32 {
-    as_primary(ProbeId::BioReleasePages, || try_bio_release_pages(ctx.arg::<u64>(0), ctx.arg::<u64>(1) & 0xff != 0))
-}
-
-/// The backup of `fentry___bio_release_pages` for calls nested in it (see `as_backup`).
-#[fentry(function = "__bio_release_pages")]
-pub fn nested___bio_release_pages(ctx: FEntryContext) -> u32 {
-    as_backup(ProbeId::BioReleasePages, || try_bio_release_pages(ctx.arg::<u64>(0), ctx.arg::<u64>(1) & 0xff != 0))
-}
+// void __bio_release_pages(struct bio *bio, bool mark_dirty)
+with_twin!(
+    #[fentry(function = "__bio_release_pages")]
+    fentry___bio_release_pages,
+    nested___bio_release_pages,
+    ProbeId::BioReleasePages,
+    |ctx: FEntryContext| try_bio_release_pages(ctx.arg::<u64>(0), ctx.arg::<u64>(1) & 0xff != 0)
+);
 
 #[kprobe]
 pub fn kprobe___bio_release_pages(ctx: ProbeContext) -> u32 {

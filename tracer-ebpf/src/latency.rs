@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 use tracer_common::{LatencyEvent, LatencyKind, LostReason, ProbeId, RecordType};
 
-use crate::maps::{as_backup, as_primary, count, current_tid, lost, offsets, read_at, submit_flags, EVENTS};
+use crate::maps::{count, current_tid, lost, offsets, read_at, submit_flags, EVENTS};
 
 
 /// Requests, bios and DIO calls in flight that can be timed at once.
@@ -65,17 +65,14 @@ fn remember(map: &LruHashMap<u64, u64>, key: u64, ts: u64) {
     }
 }
 
-/// block_rq_issue(struct request *rq)
-#[btf_tracepoint(function = "block_rq_issue")]
-pub fn tp_btf_block_rq_issue(ctx: BtfTracePointContext) -> u32 {
-    as_primary(ProbeId::BlockRqIssue, || try_rq_issue(ctx.arg::<u64>(0)))
-}
-
-/// The twin of `tp_btf_block_rq_issue` for calls its run on this CPU makes the kernel skip.
-#[btf_tracepoint(function = "block_rq_issue")]
-pub fn nested_block_rq_issue(ctx: BtfTracePointContext) -> u32 {
-    as_backup(ProbeId::BlockRqIssue, || try_rq_issue(ctx.arg::<u64>(0)))
-}
+// block_rq_issue(struct request *rq)
+with_twin!(
+    #[btf_tracepoint(function = "block_rq_issue")]
+    tp_btf_block_rq_issue,
+    nested_block_rq_issue,
+    ProbeId::BlockRqIssue,
+    |ctx: BtfTracePointContext| try_rq_issue(ctx.arg::<u64>(0))
+);
 
 #[inline(always)]
 fn try_rq_issue(rq: u64) -> u32 {
@@ -85,17 +82,14 @@ fn try_rq_issue(rq: u64) -> u32 {
     0
 }
 
-/// block_rq_complete(struct request *rq, blk_status_t error, unsigned int nr_bytes)
-#[btf_tracepoint(function = "block_rq_complete")]
-pub fn tp_btf_block_rq_complete(ctx: BtfTracePointContext) -> u32 {
-    as_primary(ProbeId::BlockRqComplete, || try_rq_complete(ctx.arg::<u64>(0), ctx.arg::<u64>(2) & 0xffff_ffff))
-}
-
-/// The twin of `tp_btf_block_rq_complete` for calls its run on this CPU makes the kernel skip.
-#[btf_tracepoint(function = "block_rq_complete")]
-pub fn nested_block_rq_complete(ctx: BtfTracePointContext) -> u32 {
-    as_backup(ProbeId::BlockRqComplete, || try_rq_complete(ctx.arg::<u64>(0), ctx.arg::<u64>(2) & 0xffff_ffff))
-}
+// block_rq_complete(struct request *rq, blk_status_t error, unsigned int nr_bytes)
+with_twin!(
+    #[btf_tracepoint(function = "block_rq_complete")]
+    tp_btf_block_rq_complete,
+    nested_block_rq_complete,
+    ProbeId::BlockRqComplete,
+    |ctx: BtfTracePointContext| try_rq_complete(ctx.arg::<u64>(0), ctx.arg::<u64>(2) & 0xffff_ffff)
+);
 
 #[inline(always)]
 fn try_rq_complete(rq: u64, nr_bytes: u64) -> u32 {
@@ -133,17 +127,14 @@ fn bio_done(bio: u64, dev: u32, op: u32, now: u64) {
     }
 }
 
-/// block_bio_queue(struct bio *bio)
-#[btf_tracepoint(function = "block_bio_queue")]
-pub fn tp_btf_block_bio_queue(ctx: BtfTracePointContext) -> u32 {
-    as_primary(ProbeId::BlockBioQueue, || try_bio_queue(ctx.arg::<u64>(0)))
-}
-
-/// The twin of `tp_btf_block_bio_queue` for calls its run on this CPU makes the kernel skip.
-#[btf_tracepoint(function = "block_bio_queue")]
-pub fn nested_block_bio_queue(ctx: BtfTracePointContext) -> u32 {
-    as_backup(ProbeId::BlockBioQueue, || try_bio_queue(ctx.arg::<u64>(0)))
-}
+// block_bio_queue(struct bio *bio)
+with_twin!(
+    #[btf_tracepoint(function = "block_bio_queue")]
+    tp_btf_block_bio_queue,
+    nested_block_bio_queue,
+    ProbeId::BlockBioQueue,
+    |ctx: BtfTracePointContext| try_bio_queue(ctx.arg::<u64>(0))
+);
 
 #[inline(always)]
 fn try_bio_queue(bio: u64) -> u32 {
@@ -153,18 +144,15 @@ fn try_bio_queue(bio: u64) -> u32 {
     0
 }
 
-/// block_bio_complete(struct request_queue *q, struct bio *bio): bios of bio-based devices
-/// (device mapper, ...), which never become requests.
-#[btf_tracepoint(function = "block_bio_complete")]
-pub fn tp_btf_block_bio_complete(ctx: BtfTracePointContext) -> u32 {
-    as_primary(ProbeId::BlockBioComplete, || try_bio_complete(ctx.arg::<u64>(1)))
-}
-
-/// The twin of `tp_btf_block_bio_complete` for calls its run on this CPU makes the kernel skip.
-#[btf_tracepoint(function = "block_bio_complete")]
-pub fn nested_block_bio_complete(ctx: BtfTracePointContext) -> u32 {
-    as_backup(ProbeId::BlockBioComplete, || try_bio_complete(ctx.arg::<u64>(1)))
-}
+// block_bio_complete(struct request_queue *q, struct bio *bio): bios of bio-based devices
+// (device mapper, ...), which never become requests.
+with_twin!(
+    #[btf_tracepoint(function = "block_bio_complete")]
+    tp_btf_block_bio_complete,
+    nested_block_bio_complete,
+    ProbeId::BlockBioComplete,
+    |ctx: BtfTracePointContext| try_bio_complete(ctx.arg::<u64>(1))
+);
 
 #[inline(always)]
 fn try_bio_complete(bio: u64) -> u32 {
@@ -201,17 +189,14 @@ fn is_rw_syscall(id: i64) -> bool {
 }
 
 
-/// sys_enter(struct pt_regs *regs, long id)
-#[btf_tracepoint(function = "sys_enter")]
-pub fn tp_btf_sys_enter(ctx: BtfTracePointContext) -> u32 {
-    as_primary(ProbeId::SysEnter, || try_sys_enter(ctx.arg::<i64>(1)))
-}
-
-/// The twin of `tp_btf_sys_enter` for calls its run on this CPU makes the kernel skip.
-#[btf_tracepoint(function = "sys_enter")]
-pub fn nested_sys_enter(ctx: BtfTracePointContext) -> u32 {
-    as_backup(ProbeId::SysEnter, || try_sys_enter(ctx.arg::<i64>(1)))
-}
+// sys_enter(struct pt_regs *regs, long id)
+with_twin!(
+    #[btf_tracepoint(function = "sys_enter")]
+    tp_btf_sys_enter,
+    nested_sys_enter,
+    ProbeId::SysEnter,
+    |ctx: BtfTracePointContext| try_sys_enter(ctx.arg::<i64>(1))
+);
 
 #[inline(always)]
 fn try_sys_enter(id: i64) -> u32 {
@@ -232,17 +217,14 @@ fn try_sys_enter(id: i64) -> u32 {
     0
 }
 
-/// sys_exit(struct pt_regs *regs, long ret)
-#[btf_tracepoint(function = "sys_exit")]
-pub fn tp_btf_sys_exit(_ctx: BtfTracePointContext) -> u32 {
-    as_primary(ProbeId::SysExit, || try_sys_exit())
-}
-
-/// The twin of `tp_btf_sys_exit` for calls its run on this CPU makes the kernel skip.
-#[btf_tracepoint(function = "sys_exit")]
-pub fn nested_sys_exit(_ctx: BtfTracePointContext) -> u32 {
-    as_backup(ProbeId::SysExit, || try_sys_exit())
-}
+// sys_exit(struct pt_regs *regs, long ret)
+with_twin!(
+    #[btf_tracepoint(function = "sys_exit")]
+    tp_btf_sys_exit,
+    nested_sys_exit,
+    ProbeId::SysExit,
+    |_ctx: BtfTracePointContext| try_sys_exit()
+);
 
 #[inline(always)]
 fn try_sys_exit() -> u32 {
@@ -259,18 +241,15 @@ fn try_sys_exit() -> u32 {
     0
 }
 
-/// iomap_dio_rw_begin(struct kiocb *iocb, struct iov_iter *iter, unsigned int dio_flags,
-/// size_t done_before)
-#[btf_tracepoint(function = "iomap_dio_rw_begin")]
-pub fn tp_btf_iomap_dio_rw_begin(ctx: BtfTracePointContext) -> u32 {
-    as_primary(ProbeId::IomapDioBegin, || try_dio_begin(ctx.arg::<u64>(0), ctx.arg::<u64>(1)))
-}
-
-/// The twin of `tp_btf_iomap_dio_rw_begin` for calls its run on this CPU makes the kernel skip.
-#[btf_tracepoint(function = "iomap_dio_rw_begin")]
-pub fn nested_iomap_dio_rw_begin(ctx: BtfTracePointContext) -> u32 {
-    as_backup(ProbeId::IomapDioBegin, || try_dio_begin(ctx.arg::<u64>(0), ctx.arg::<u64>(1)))
-}
+// iomap_dio_rw_begin(struct kiocb *iocb, struct iov_iter *iter, unsigned int dio_flags,
+// size_t done_before)
+with_twin!(
+    #[btf_tracepoint(function = "iomap_dio_rw_begin")]
+    tp_btf_iomap_dio_rw_begin,
+    nested_iomap_dio_rw_begin,
+    ProbeId::IomapDioBegin,
+    |ctx: BtfTracePointContext| try_dio_begin(ctx.arg::<u64>(0), ctx.arg::<u64>(1))
+);
 
 #[inline(always)]
 fn try_dio_begin(iocb: u64, iter: u64) -> u32 {
@@ -304,17 +283,14 @@ fn try_dio_begin(iocb: u64, iter: u64) -> u32 {
     0
 }
 
-/// iomap_dio_complete(struct kiocb *iocb, int error, ssize_t ret)
-#[btf_tracepoint(function = "iomap_dio_complete")]
-pub fn tp_btf_iomap_dio_complete(ctx: BtfTracePointContext) -> u32 {
-    as_primary(ProbeId::IomapDioComplete, || try_dio_complete(ctx.arg::<u64>(0), ctx.arg::<i64>(2)))
-}
-
-/// The twin of `tp_btf_iomap_dio_complete` for calls its run on this CPU makes the kernel skip.
-#[btf_tracepoint(function = "iomap_dio_complete")]
-pub fn nested_iomap_dio_complete(ctx: BtfTracePointContext) -> u32 {
-    as_backup(ProbeId::IomapDioComplete, || try_dio_complete(ctx.arg::<u64>(0), ctx.arg::<i64>(2)))
-}
+// iomap_dio_complete(struct kiocb *iocb, int error, ssize_t ret)
+with_twin!(
+    #[btf_tracepoint(function = "iomap_dio_complete")]
+    tp_btf_iomap_dio_complete,
+    nested_iomap_dio_complete,
+    ProbeId::IomapDioComplete,
+    |ctx: BtfTracePointContext| try_dio_complete(ctx.arg::<u64>(0), ctx.arg::<i64>(2))
+);
 
 #[inline(always)]
 fn try_dio_complete(iocb: u64, ret: i64) -> u32 {

@@ -7,10 +7,11 @@
 #![no_std]
 #![no_main]
 
+#[macro_use]
+mod maps;
 mod accounting;
 mod bio;
 mod latency;
-mod maps;
 mod pin;
 mod unpin;
 

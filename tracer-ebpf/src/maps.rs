@@ -64,6 +64,22 @@ static ACTIVE: PerCpuArray<u32> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
 #[map(name = "RESCUED")]
 static RESCUED: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
 
+/// Defines a probe's program and its twin on the same target (see [`as_backup`]): the twin
+/// does the same work, only for the calls the kernel skips the program for.
+macro_rules! with_twin {
+    (#[$attr:meta] $primary:ident, $twin:ident, $id:expr, |$ctx:ident: $ty:ty| $body:expr) => {
+        #[$attr]
+        pub fn $primary($ctx: $ty) -> u32 {
+            $crate::maps::as_primary($id, || $body)
+        }
+
+        #[$attr]
+        pub fn $twin($ctx: $ty) -> u32 {
+            $crate::maps::as_backup($id, || $body)
+        }
+    };
+}
+
 /// Runs `f` as the primary program of `probe`, counted active on this CPU meanwhile.
 #[inline(always)]
 pub fn as_primary(probe: ProbeId, f: impl FnOnce() -> u32) -> u32 {

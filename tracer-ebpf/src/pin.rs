@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use tracer_common::ProbeId;
 
-use crate::maps::{as_backup, as_primary, count};
+use crate::maps::count;
 
 #[inline(always)]
 fn try_pin_returned(probe: ProbeId, ret: i64) -> u32 {
@@ -22,15 +22,9 @@ fn try_pin_returned(probe: ProbeId, ret: i64) -> u32 {
 
 macro_rules! pin_probe {
     ($fexit:ident, $nested:ident, $kretprobe:ident, $target:literal, $id:ident) => {
-        #[fexit(function = $target)]
-        pub fn $fexit(ctx: FExitContext) -> u32 {
-            as_primary(ProbeId::$id, || try_pin_returned(ProbeId::$id, ctx.ret::<i64>().unwrap_or(0)))
-        }
-
-        #[fexit(function = $target)]
-        pub fn $nested(ctx: FExitContext) -> u32 {
-            as_backup(ProbeId::$id, || try_pin_returned(ProbeId::$id, ctx.ret::<i64>().unwrap_or(0)))
-        }
+        with_twin!(#[fexit(function = $target)] $fexit, $nested, ProbeId::$id, |ctx: FExitContext| {
+            try_pin_returned(ProbeId::$id, ctx.ret::<i64>().unwrap_or(0))
+        });
 
         #[kretprobe]
         pub fn $kretprobe(ctx: RetProbeContext) -> u32 {

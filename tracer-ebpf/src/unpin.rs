@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use tracer_common::ProbeId;
 
-use crate::maps::{as_backup, as_primary, count};
+use crate::maps::count;
 
 #[inline(always)]
 fn try_unpin(probe: ProbeId, pages: u64) -> u32 {
@@ -20,15 +20,9 @@ fn try_unpin(probe: ProbeId, pages: u64) -> u32 {
 /// A variant that releases exactly one reference.
 macro_rules! unpin_one {
     ($fentry:ident, $nested:ident, $kprobe:ident, $target:literal, $id:ident) => {
-        #[fentry(function = $target)]
-        pub fn $fentry(_ctx: FEntryContext) -> u32 {
-            as_primary(ProbeId::$id, || try_unpin(ProbeId::$id, 1))
-        }
-
-        #[fentry(function = $target)]
-        pub fn $nested(_ctx: FEntryContext) -> u32 {
-            as_backup(ProbeId::$id, || try_unpin(ProbeId::$id, 1))
-        }
+        with_twin!(#[fentry(function = $target)] $fentry, $nested, ProbeId::$id, |_ctx: FEntryContext| {
+            try_unpin(ProbeId::$id, 1)
+        });
 
         #[kprobe]
         pub fn $kprobe(_ctx: ProbeContext) -> u32 {
@@ -40,15 +34,9 @@ macro_rules! unpin_one {
 /// A variant whose argument `$arg` is the number of references released.
 macro_rules! unpin_n {
     ($fentry:ident, $nested:ident, $kprobe:ident, $target:literal, $id:ident, $arg:literal) => {
-        #[fentry(function = $target)]
-        pub fn $fentry(ctx: FEntryContext) -> u32 {
-            as_primary(ProbeId::$id, || try_unpin(ProbeId::$id, ctx.arg::<u64>($arg)))
-        }
-
-        #[fentry(function = $target)]
-        pub fn $nested(ctx: FEntryContext) -> u32 {
-            as_backup(ProbeId::$id, || try_unpin(ProbeId::$id, ctx.arg::<u64>($arg)))
-        }
+        with_twin!(#[fentry(function = $target)] $fentry, $nested, ProbeId::$id, |ctx: FEntryContext| {
+            try_unpin(ProbeId::$id, ctx.arg::<u64>($arg))
+        });
 
         #[kprobe]
         pub fn $kprobe(ctx: ProbeContext) -> u32 {
