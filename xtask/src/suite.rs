@@ -72,7 +72,8 @@ pub fn test(args: &TestArgs) -> Result<i32> {
     for (name, r) in &results {
         match r {
             Ok(msg) => eprintln!("  ok      {name} {msg}"),
-            Err(e) => eprintln!("  FAILED  {name}: {}", format!("{e:#}").lines().next().unwrap_or_default()),
+            // Every line of the cause: the summary is often all a CI log keeps.
+            Err(e) => eprintln!("  FAILED  {name}: {}", format!("{e:#}").replace('\n', "\n          ")),
         }
     }
     Ok(if failed.is_empty() { 0 } else { 1 })
