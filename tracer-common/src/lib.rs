@@ -33,10 +33,11 @@ pub enum ProbeId {
     BioIovIterGetPages,
     BioEndio,
     BioReleasePages,
+    GetUserPagesFast,
 }
 
 /// Number of [`ProbeId`]s (size of the `PROBE_STATS` array).
-pub const PROBE_COUNT: u32 = ProbeId::BioReleasePages as u32 + 1;
+pub const PROBE_COUNT: u32 = ProbeId::GetUserPagesFast as u32 + 1;
 
 /// What a probe observes; decides what its [`ProbeStat::amount`] counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +46,9 @@ pub enum ProbeRole {
     Pin,
     /// An unpin variant: amount = pages (or folio references) the call was asked to release.
     Unpin,
+    /// A FOLL_GET entry point used for I/O (`get_user_pages_fast`, behind iov_iter_get_pages2
+    /// and iov_iter_get_pages_alloc2): amount = pages the call returned with a reference.
+    Get,
     /// The kernel's own FOLL_PIN accounting (`mod_node_page_state` for `NR_FOLL_PIN_*`):
     /// the exact counter behind /proc/vmstat nr_foll_pin_acquired / nr_foll_pin_released.
     Accounting,
@@ -139,8 +143,12 @@ pub const PROBES: [ProbeDef; PROBE_COUNT as usize] = [
     probe!(SysEnter, "sys_enter", Latency, TpBtf),
     probe!(SysExit, "sys_exit", Latency, TpBtf),
     probe!(BioIovIterGetPages, "bio_iov_iter_get_pages", Latency, FexitOnly),
-    probe!(BioEndio, "bio_endio", Latency, Fentry),
-    probe!(BioReleasePages, "__bio_release_pages", Latency, Fentry),
+    ProbeDef { second_backup: Some("nested2_bio_endio"), ..probe!(BioEndio, "bio_endio", Latency, Fentry) },
+    ProbeDef {
+        second_backup: Some("nested2___bio_release_pages"),
+        ..probe!(BioReleasePages, "__bio_release_pages", Latency, Fentry)
+    },
+    probe!(GetUserPagesFast, "get_user_pages_fast", Get, Fexit),
 ];
 
 /// Per-probe counters (`PROBE_STATS`, a per-CPU array indexed by [`ProbeId`]).
@@ -186,6 +194,9 @@ pub enum LostReason {
     RingFull,
     /// A start-time map (request, bio or iocb) was full: that I/O is not measured.
     StartMapFull,
+    /// A pin or unpin call's kernel stack could not be stored (stack map full or a hash
+    /// collision): its record names no call path.
+    StackLost,
 }
 
 /// Slots of `PIN_TOTALS` (a per-CPU array): the exact FOLL_PIN totals, kept apart from
@@ -201,7 +212,7 @@ pub enum PinTotal {
 pub const PIN_TOTALS: u32 = 2;
 
 /// Number of [`LostReason`]s.
-pub const LOST_REASONS: u32 = LostReason::StartMapFull as u32 + 1;
+pub const LOST_REASONS: u32 = LostReason::StackLost as u32 + 1;
 
 /// Kernel struct member offsets (bytes) read from BTF in userspace and passed to the programs
 /// as the global `OFFSETS` (Rust eBPF has no CO-RE). [`OFFSET_UNKNOWN`] marks a member this
@@ -245,6 +256,10 @@ pub struct Offsets {
     /// Bit number of BIO_NO_PAGE_REF in bi_flags (kernels before the FOLL_PIN conversion; a bio
     /// with it set holds no page references, e.g. one built over a bvec iterator).
     pub bio_no_page_ref_bit: u32,
+    /// struct page: compound_head (a tail page stores its folio's head page address + 1).
+    pub page_compound_head: u32,
+    /// sizeof(struct page): the distance between the struct pages of adjacent pages.
+    pub struct_page_size: u32,
 }
 
 /// An offset this kernel does not have.
@@ -277,6 +292,8 @@ impl Offsets {
         bvec_size: OFFSET_UNKNOWN,
         bio_pinned_bit: OFFSET_UNKNOWN,
         bio_no_page_ref_bit: OFFSET_UNKNOWN,
+        page_compound_head: OFFSET_UNKNOWN,
+        struct_page_size: OFFSET_UNKNOWN,
     };
 }
 
@@ -308,6 +325,73 @@ pub enum RecordType {
     Latency = 1,
     /// A [`BioRecord`].
     Bio = 2,
+    /// A [`PagesWire`]: pages pinned, referenced or unpinned by one call.
+    Pages = 3,
+    /// A kernel stack, symbolized by userspace when a [`PagesWire`] first names its id, and
+    /// written into record files before that record (see tracer/src/decode.rs).
+    Stack = 4,
+}
+
+/// What a [`PagesWire`] reports.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageEvent {
+    /// A pin entry point (`pin_user_pages*`) returned these pages pinned (FOLL_PIN).
+    Pin = 0,
+    /// A FOLL_GET entry point returned these pages with a reference.
+    Get = 1,
+    /// An unpin variant releases these pins.
+    Unpin = 2,
+}
+
+/// Entries of one [`PagesWire`]; a call with more is split over several records.
+pub const PAGES_PER_RECORD: usize = 32;
+/// Records one call may produce; pages beyond `PAGES_PER_RECORD * PAGES_MAX_RECORDS` are
+/// counted (`nr`) but not listed, and the records say so ([`PAGES_FLAG_TRUNCATED`]).
+pub const PAGES_MAX_RECORDS: u32 = 16;
+
+/// `PagesWire::flags`: the unpin marks the pages dirty (make_dirty = true).
+pub const PAGES_FLAG_DIRTY: u32 = 1 << 0;
+/// `PagesWire::flags`: the call has more entries than its records list.
+pub const PAGES_FLAG_TRUNCATED: u32 = 1 << 1;
+/// `PagesWire::flags`: the entries are not listed at all (a kretprobe fallback cannot see the
+/// array): only `nr` is known.
+pub const PAGES_FLAG_UNLISTED: u32 = 1 << 2;
+
+/// One pin, reference or unpin call's pages (`RecordType::Pages`), in records of at most
+/// [`PAGES_PER_RECORD`] entries. All records of one call share `ts_ns`, `owner` and `stack`.
+///
+/// An entry is one page (`pages[i]`, its struct page) of the folio `folios[i]` (its head page),
+/// holding `refs` references; calls that name folios only (unpin_folio, unpin_user_folio,
+/// unpin_folios) leave `pages[i]` 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PagesWire {
+    /// [`RecordType::Pages`].
+    pub record: u32,
+    /// A [`PageEvent`].
+    pub event: u32,
+    /// bpf_ktime_get_ns of the call (the same in all its records).
+    pub ts_ns: u64,
+    /// The [`ProbeId`] that saw the call.
+    pub probe: u32,
+    /// gup_flags the caller passed (pins and references; FOLL_* values of the running kernel).
+    pub gup_flags: u32,
+    /// Entries of the whole call (pages, or folios for the folio variants).
+    pub nr: u32,
+    /// Index in the call of `pages[0]`.
+    pub first: u32,
+    /// Entries filled in this record.
+    pub n: u32,
+    /// References each entry holds or releases (1, or npages for unpin_user_folio).
+    pub refs: u32,
+    /// Kernel stack id in the `STACKS` map; negative when it could not be taken.
+    pub stack: i32,
+    /// `PAGES_FLAG_*`.
+    pub flags: u32,
+    pub owner: Owner,
+    pub pages: [u64; PAGES_PER_RECORD],
+    pub folios: [u64; PAGES_PER_RECORD],
 }
 
 /// One measured I/O, streamed through the `EVENTS` ring buffer.
@@ -445,6 +529,8 @@ pub mod names {
     /// Per-CPU array indexed by ProbeId: nested calls a backup program recorded.
     pub const RESCUED: &str = "RESCUED";
     pub const EVENTS: &str = "EVENTS";
+    /// Kernel stacks of pin, reference and unpin calls (a stack trace map).
+    pub const STACKS: &str = "STACKS";
     /// The [`super::Offsets`] global.
     pub const OFFSETS: &str = "OFFSETS";
     /// Value of `NR_FOLL_PIN_ACQUIRED` in the running kernel's `enum node_stat_item`.
@@ -461,7 +547,8 @@ pub const ITEM_UNKNOWN: u32 = u32::MAX;
 
 const _: () = assert!(size_of::<ProbeStat>() == 16);
 const _: () = assert!(size_of::<ProcStat>() == 32);
-const _: () = assert!(size_of::<Offsets>() == 100);
+const _: () = assert!(size_of::<Offsets>() == 108);
+const _: () = assert!(size_of::<PagesWire>() == 48 + 32 + 16 * PAGES_PER_RECORD);
 const _: () = assert!(size_of::<LatencyEvent>() == 40);
 const _: () = assert!(size_of::<Owner>() == 32);
 const _: () = assert!(size_of::<BioRecord>() == 248);
@@ -488,4 +575,6 @@ mod pod {
     unsafe impl aya::Pod for super::BioRecord {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::BioWire {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PagesWire {}
 }

@@ -12,27 +12,23 @@ use aya_ebpf::{
 };
 use tracer_common::{PinTotal, ProbeId, ITEM_UNKNOWN};
 
-use crate::maps::{as_backup_at, count, count_process, count_total};
+use crate::maps::{count, count_process, count_total};
 
 #[unsafe(no_mangle)]
 static NR_FOLL_PIN_ACQUIRED: u32 = ITEM_UNKNOWN;
 #[unsafe(no_mangle)]
 static NR_FOLL_PIN_RELEASED: u32 = ITEM_UNKNOWN;
 
+// Two twins: mod_node_page_state is hot enough (every CPU, every context) that calls nest two
+// deep under preemption and interrupts.
 with_twin!(
     #[fentry(function = "mod_node_page_state")]
     fentry_mod_node_page_state,
     nested_mod_node_page_state,
+    nested2_mod_node_page_state,
     ProbeId::PinAccounting,
     |ctx: FEntryContext| try_accounting(&ctx, ctx.arg::<u64>(1) as u32, ctx.arg::<i64>(2))
 );
-
-/// A second twin: mod_node_page_state is hot enough (every CPU, every context) that calls nest
-/// two deep under preemption and interrupts.
-#[fentry(function = "mod_node_page_state")]
-pub fn nested2_mod_node_page_state(ctx: FEntryContext) -> u32 {
-    as_backup_at(ProbeId::PinAccounting, 2, || try_accounting(&ctx, ctx.arg::<u64>(1) as u32, ctx.arg::<i64>(2)))
-}
 
 #[kprobe]
 pub fn kprobe_mod_node_page_state(ctx: ProbeContext) -> u32 {

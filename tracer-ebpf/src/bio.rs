@@ -100,6 +100,7 @@ with_twin!(
     #[fentry(function = "bio_endio")]
     fentry_bio_endio,
     nested_bio_endio,
+    nested2_bio_endio,
     ProbeId::BioEndio,
     |ctx: FEntryContext| try_bio_endio(ctx.arg::<u64>(0))
 );
@@ -130,6 +131,7 @@ with_twin!(
     #[fentry(function = "__bio_release_pages")]
     fentry___bio_release_pages,
     nested___bio_release_pages,
+    nested2___bio_release_pages,
     ProbeId::BioReleasePages,
     |ctx: FEntryContext| try_bio_release_pages(ctx.arg::<u64>(0), ctx.arg::<u64>(1) & 0xff != 0)
 );

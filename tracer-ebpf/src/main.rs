@@ -12,6 +12,7 @@ mod maps;
 mod accounting;
 mod bio;
 mod latency;
+mod pages;
 mod pin;
 mod unpin;
 

@@ -67,6 +67,15 @@ static RESCUED: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROBE_COUNT, 0)
 /// Defines a probe's program and its twin on the same target (see [`as_backup`]): the twin
 /// does the same work, only for the calls the kernel skips the program for.
 macro_rules! with_twin {
+    // With a second twin, for targets hot enough that calls nest two deep.
+    (#[$attr:meta] $primary:ident, $twin:ident, $twin2:ident, $id:expr, |$ctx:ident: $ty:ty| $body:expr) => {
+        with_twin!(#[$attr] $primary, $twin, $id, |$ctx: $ty| $body);
+
+        #[$attr]
+        pub fn $twin2($ctx: $ty) -> u32 {
+            $crate::maps::as_backup_at($id, 2, || $body)
+        }
+    };
     (#[$attr:meta] $primary:ident, $twin:ident, $id:expr, |$ctx:ident: $ty:ty| $body:expr) => {
         #[$attr]
         pub fn $primary($ctx: $ty) -> u32 {

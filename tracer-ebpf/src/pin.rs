@@ -1,51 +1,75 @@
-//! Pin entry points (`pin_user_pages*`): pages each call returned as pinned.
+//! Pin and reference entry points (`pin_user_pages*`, `get_user_pages_fast`): the pages each
+//! call returned, streamed as page records with the caller's gup_flags and stack.
 //!
 //! fexit reads the return value with bpf_get_func_ret, so the argument count (which differs
-//! between kernels for pin_user_pages and pin_user_pages_remote) does not matter.
+//! between kernels for pin_user_pages and pin_user_pages_remote) does not matter; the gup_flags
+//! and pages arguments keep their positions in every supported kernel. A kretprobe sees only
+//! the return value: the pages are counted, not listed.
 
 use aya_ebpf::{
     macros::{fexit, kretprobe},
     programs::{FExitContext, RetProbeContext},
+    EbpfContext,
 };
-use tracer_common::ProbeId;
+use aya_ebpf::programs::tracing::StackIdContext;
+use tracer_common::{PageEvent, ProbeId};
 
-use crate::maps::count;
+use crate::{
+    maps::count,
+    pages::{emit, Call, Source},
+};
 
 #[inline(always)]
-fn try_pin_returned(probe: ProbeId, ret: i64) -> u32 {
+fn try_returned<C: EbpfContext + StackIdContext>(
+    ctx: &C,
+    event: PageEvent,
+    probe: ProbeId,
+    ret: i64,
+    gup_flags: u32,
+    source: Source,
+) -> u32 {
     // A negative return is an error: nothing was pinned.
     if ret > 0 {
         count(probe, ret as u64);
+        emit(ctx, Call { event, probe, source, n: ret as u32, refs: 1, gup_flags, flags: 0 });
     }
     0
 }
 
-macro_rules! pin_probe {
-    ($fexit:ident, $nested:ident, $kretprobe:ident, $target:literal, $id:ident) => {
+/// `$flags` and `$pages`: argument positions of gup_flags and the pages array.
+macro_rules! returned_probe {
+    ($fexit:ident, $nested:ident, $kretprobe:ident, $target:literal, $event:ident, $id:ident, $flags:literal, $pages:literal) => {
         with_twin!(#[fexit(function = $target)] $fexit, $nested, ProbeId::$id, |ctx: FExitContext| {
-            try_pin_returned(ProbeId::$id, ctx.ret::<i64>().unwrap_or(0))
+            try_returned(
+                &ctx,
+                PageEvent::$event,
+                ProbeId::$id,
+                ctx.ret::<i64>().unwrap_or(0),
+                ctx.arg::<u64>($flags) as u32,
+                Source::PageArray(ctx.arg::<u64>($pages)),
+            )
         });
 
         #[kretprobe]
         pub fn $kretprobe(ctx: RetProbeContext) -> u32 {
-            try_pin_returned(ProbeId::$id, ctx.ret::<i64>())
+            try_returned(&ctx, PageEvent::$event, ProbeId::$id, ctx.ret::<i64>(), 0, Source::Unlisted)
         }
     };
 }
 
-pin_probe!(fexit_pin_user_pages_fast, nested_pin_user_pages_fast, kretprobe_pin_user_pages_fast, "pin_user_pages_fast", PinUserPagesFast);
-pin_probe!(fexit_pin_user_pages, nested_pin_user_pages, kretprobe_pin_user_pages, "pin_user_pages", PinUserPages);
-pin_probe!(
-    fexit_pin_user_pages_remote,
-    nested_pin_user_pages_remote,
-    kretprobe_pin_user_pages_remote,
-    "pin_user_pages_remote",
-    PinUserPagesRemote
-);
-pin_probe!(
-    fexit_pin_user_pages_unlocked,
-    nested_pin_user_pages_unlocked,
-    kretprobe_pin_user_pages_unlocked,
-    "pin_user_pages_unlocked",
-    PinUserPagesUnlocked
-);
+// int pin_user_pages_fast(unsigned long start, int nr_pages, unsigned int gup_flags, struct page **pages)
+returned_probe!(fexit_pin_user_pages_fast, nested_pin_user_pages_fast, kretprobe_pin_user_pages_fast,
+    "pin_user_pages_fast", Pin, PinUserPagesFast, 2, 3);
+// long pin_user_pages(unsigned long start, unsigned long nr_pages, unsigned int gup_flags, struct page **pages, ...)
+returned_probe!(fexit_pin_user_pages, nested_pin_user_pages, kretprobe_pin_user_pages,
+    "pin_user_pages", Pin, PinUserPages, 2, 3);
+// long pin_user_pages_remote(struct mm_struct *mm, unsigned long start, unsigned long nr_pages,
+//     unsigned int gup_flags, struct page **pages, ...)
+returned_probe!(fexit_pin_user_pages_remote, nested_pin_user_pages_remote, kretprobe_pin_user_pages_remote,
+    "pin_user_pages_remote", Pin, PinUserPagesRemote, 3, 4);
+// long pin_user_pages_unlocked(unsigned long start, unsigned long nr_pages, struct page **pages, unsigned int gup_flags)
+returned_probe!(fexit_pin_user_pages_unlocked, nested_pin_user_pages_unlocked, kretprobe_pin_user_pages_unlocked,
+    "pin_user_pages_unlocked", Pin, PinUserPagesUnlocked, 3, 2);
+// int get_user_pages_fast(unsigned long start, int nr_pages, unsigned int gup_flags, struct page **pages)
+returned_probe!(fexit_get_user_pages_fast, nested_get_user_pages_fast, kretprobe_get_user_pages_fast,
+    "get_user_pages_fast", Get, GetUserPagesFast, 2, 3);

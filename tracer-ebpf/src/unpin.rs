@@ -1,64 +1,80 @@
-//! Unpin variants: pages (or folio references) each call was asked to release.
-//!
-//! unpin_user_page and unpin_folio release one reference; the others take a count argument
-//! (npages, or nfolios for unpin_folios, one reference each).
+//! Unpin variants: the pins each call releases, streamed as page records (with make_dirty and
+//! the caller's stack).
 
 use aya_ebpf::{
     macros::{fentry, kprobe},
-    programs::{FEntryContext, ProbeContext},
+    programs::{tracing::StackIdContext, FEntryContext, ProbeContext},
+    EbpfContext,
 };
-use tracer_common::ProbeId;
+use tracer_common::{PageEvent, ProbeId, PAGES_FLAG_DIRTY};
 
-use crate::maps::count;
+use crate::{
+    maps::count,
+    pages::{emit, Call, Source},
+};
+
+/// How a variant names what it releases, from its arguments (a0, a1, a2).
+#[derive(Clone, Copy)]
+enum Shape {
+    /// (struct page *page)
+    OnePage,
+    /// (struct page **pages, unsigned long npages[, bool make_dirty])
+    Pages,
+    /// (struct page *page, unsigned long npages, bool make_dirty)
+    Range,
+    /// (struct folio *folio)
+    OneFolio,
+    /// (struct folio *folio, unsigned long npages): npages references of one folio.
+    FolioRefs,
+    /// (struct folio **folios, unsigned long nfolios)
+    Folios,
+}
 
 #[inline(always)]
-fn try_unpin(probe: ProbeId, pages: u64) -> u32 {
-    count(probe, pages);
+fn try_unpin<C: EbpfContext + StackIdContext>(ctx: &C, probe: ProbeId, shape: Shape, a0: u64, a1: u64, a2: u64) -> u32 {
+    let dirty = matches!(shape, Shape::Pages | Shape::Range) && a2 & 0xff != 0 && probe != ProbeId::UnpinUserPages;
+    let (source, n, refs) = match shape {
+        Shape::OnePage => (Source::Range(a0), 1, 1),
+        Shape::Pages => (Source::PageArray(a0), a1, 1),
+        Shape::Range => (Source::Range(a0), a1, 1),
+        Shape::OneFolio => (Source::Folio(a0), 1, 1),
+        Shape::FolioRefs => (Source::Folio(a0), 1, a1),
+        Shape::Folios => (Source::FolioArray(a0), a1, 1),
+    };
+    count(probe, n * refs);
+    let call = Call {
+        event: PageEvent::Unpin,
+        probe,
+        source,
+        n: n as u32,
+        refs: refs as u32,
+        gup_flags: 0,
+        flags: if dirty { PAGES_FLAG_DIRTY } else { 0 },
+    };
+    emit(ctx, call);
     0
 }
 
-/// A variant that releases exactly one reference.
-macro_rules! unpin_one {
-    ($fentry:ident, $nested:ident, $kprobe:ident, $target:literal, $id:ident) => {
-        with_twin!(#[fentry(function = $target)] $fentry, $nested, ProbeId::$id, |_ctx: FEntryContext| {
-            try_unpin(ProbeId::$id, 1)
-        });
-
-        #[kprobe]
-        pub fn $kprobe(_ctx: ProbeContext) -> u32 {
-            try_unpin(ProbeId::$id, 1)
-        }
-    };
-}
-
-/// A variant whose argument `$arg` is the number of references released.
-macro_rules! unpin_n {
-    ($fentry:ident, $nested:ident, $kprobe:ident, $target:literal, $id:ident, $arg:literal) => {
+macro_rules! unpin_probe {
+    ($fentry:ident, $nested:ident, $kprobe:ident, $target:literal, $id:ident, $shape:ident) => {
         with_twin!(#[fentry(function = $target)] $fentry, $nested, ProbeId::$id, |ctx: FEntryContext| {
-            try_unpin(ProbeId::$id, ctx.arg::<u64>($arg))
+            try_unpin(&ctx, ProbeId::$id, Shape::$shape, ctx.arg::<u64>(0), ctx.arg::<u64>(1), ctx.arg::<u64>(2))
         });
 
         #[kprobe]
         pub fn $kprobe(ctx: ProbeContext) -> u32 {
-            try_unpin(ProbeId::$id, ctx.arg::<u64>($arg).unwrap_or(0))
+            let arg = |i| ctx.arg::<u64>(i).unwrap_or(0);
+            try_unpin(&ctx, ProbeId::$id, Shape::$shape, arg(0), arg(1), arg(2))
         }
     };
 }
 
-unpin_one!(fentry_unpin_user_page, nested_unpin_user_page, kprobe_unpin_user_page, "unpin_user_page", UnpinUserPage);
-unpin_one!(fentry_unpin_folio, nested_unpin_folio, kprobe_unpin_folio, "unpin_folio", UnpinFolio);
-unpin_n!(fentry_unpin_user_pages, nested_unpin_user_pages, kprobe_unpin_user_pages, "unpin_user_pages", UnpinUserPages, 1);
-unpin_n!(fentry_unpin_user_pages_dirty_lock, nested_unpin_user_pages_dirty_lock,
-    kprobe_unpin_user_pages_dirty_lock,
-    "unpin_user_pages_dirty_lock",
-    UnpinUserPagesDirtyLock,
-    1
-);
-unpin_n!(fentry_unpin_user_page_range_dirty_lock, nested_unpin_user_page_range_dirty_lock,
-    kprobe_unpin_user_page_range_dirty_lock,
-    "unpin_user_page_range_dirty_lock",
-    UnpinUserPageRangeDirtyLock,
-    1
-);
-unpin_n!(fentry_unpin_user_folio, nested_unpin_user_folio, kprobe_unpin_user_folio, "unpin_user_folio", UnpinUserFolio, 1);
-unpin_n!(fentry_unpin_folios, nested_unpin_folios, kprobe_unpin_folios, "unpin_folios", UnpinFolios, 1);
+unpin_probe!(fentry_unpin_user_page, nested_unpin_user_page, kprobe_unpin_user_page, "unpin_user_page", UnpinUserPage, OnePage);
+unpin_probe!(fentry_unpin_folio, nested_unpin_folio, kprobe_unpin_folio, "unpin_folio", UnpinFolio, OneFolio);
+unpin_probe!(fentry_unpin_user_pages, nested_unpin_user_pages, kprobe_unpin_user_pages, "unpin_user_pages", UnpinUserPages, Pages);
+unpin_probe!(fentry_unpin_user_pages_dirty_lock, nested_unpin_user_pages_dirty_lock,
+    kprobe_unpin_user_pages_dirty_lock, "unpin_user_pages_dirty_lock", UnpinUserPagesDirtyLock, Pages);
+unpin_probe!(fentry_unpin_user_page_range_dirty_lock, nested_unpin_user_page_range_dirty_lock,
+    kprobe_unpin_user_page_range_dirty_lock, "unpin_user_page_range_dirty_lock", UnpinUserPageRangeDirtyLock, Range);
+unpin_probe!(fentry_unpin_user_folio, nested_unpin_user_folio, kprobe_unpin_user_folio, "unpin_user_folio", UnpinUserFolio, FolioRefs);
+unpin_probe!(fentry_unpin_folios, nested_unpin_folios, kprobe_unpin_folios, "unpin_folios", UnpinFolios, Folios);

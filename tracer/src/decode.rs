@@ -1,6 +1,8 @@
 //! Ring buffer records (raw bytes) to typed records. Pure.
 
-use tracer_common::{BioRecord, BioWire, LatencyEvent, RecordType, BIO_MAX_VECS};
+use tracer_common::{BioRecord, BioWire, LatencyEvent, PagesWire, RecordType, BIO_MAX_VECS, PAGES_PER_RECORD};
+
+use crate::ledger::{PagesRecord, StackRecord};
 
 /// x86_64 page size (the only architecture the stock kernels we support run on).
 const PAGE_SIZE: u64 = 4096;
@@ -8,10 +10,12 @@ const PAGE_SIZE: u64 = 4096;
 /// One record of the `EVENTS` ring buffer. Records are handled one at a time, so the size
 /// difference between the variants costs nothing worth a heap allocation per record.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
     Latency(LatencyEvent),
     Bio(BioRecord),
+    Pages(PagesRecord),
+    Stack(StackRecord),
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -20,6 +24,8 @@ pub enum DecodeError {
     Short(usize),
     #[error("unknown record type {0}")]
     UnknownType(u32),
+    #[error("stack record is malformed")]
+    BadStack,
 }
 
 /// Decodes one record. The first 4 bytes name its [`RecordType`].
@@ -30,6 +36,10 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         read::<LatencyEvent>(bytes).map(Record::Latency)
     } else if kind == RecordType::Bio as u32 {
         read::<BioWire>(bytes).map(|w| Record::Bio(bio_record(&w)))
+    } else if kind == RecordType::Pages as u32 {
+        read::<PagesWire>(bytes).map(|w| Record::Pages(pages_record(&w)))
+    } else if kind == RecordType::Stack as u32 {
+        stack_record(bytes).map(Record::Stack)
     } else {
         Err(DecodeError::UnknownType(kind))
     }
@@ -80,6 +90,67 @@ pub fn bio_record(w: &BioWire) -> BioRecord {
     rec
 }
 
+/// The listed entries of a page record.
+pub fn pages_record(w: &PagesWire) -> PagesRecord {
+    let n = (w.n as usize).min(PAGES_PER_RECORD);
+    PagesRecord {
+        event: w.event,
+        ts_ns: w.ts_ns,
+        probe: w.probe,
+        gup_flags: w.gup_flags,
+        nr: w.nr,
+        first: w.first,
+        refs: w.refs,
+        stack: w.stack,
+        flags: w.flags,
+        owner: w.owner,
+        entries: (0..n).map(|i| (w.pages[i], w.folios[i])).collect(),
+    }
+}
+
+/// Frames of one stack record at most.
+const MAX_FRAMES: usize = 127;
+
+/// A stack record as userspace writes it: type, id, frame count, then each frame as a u16
+/// length and UTF-8 bytes (native byte order, like the kernel's records).
+pub fn stack_bytes(s: &StackRecord) -> Vec<u8> {
+    let frames = &s.frames[..s.frames.len().min(MAX_FRAMES)];
+    let mut out = Vec::with_capacity(12 + frames.iter().map(|f| 2 + f.len()).sum::<usize>());
+    out.extend_from_slice(&(RecordType::Stack as u32).to_ne_bytes());
+    out.extend_from_slice(&s.id.to_ne_bytes());
+    out.extend_from_slice(&(frames.len() as u32).to_ne_bytes());
+    for f in frames {
+        let b = &f.as_bytes()[..f.len().min(u16::MAX as usize)];
+        out.extend_from_slice(&(b.len() as u16).to_ne_bytes());
+        out.extend_from_slice(b);
+    }
+    out
+}
+
+fn stack_record(bytes: &[u8]) -> Result<StackRecord, DecodeError> {
+    let word = |at: usize| -> Result<[u8; 4], DecodeError> {
+        bytes.get(at..at + 4).and_then(|b| b.try_into().ok()).ok_or(DecodeError::Short(bytes.len()))
+    };
+    let id = i32::from_ne_bytes(word(4)?);
+    let count = u32::from_ne_bytes(word(8)?) as usize;
+    if count > MAX_FRAMES {
+        return Err(DecodeError::BadStack);
+    }
+    let mut at = 12;
+    let mut frames = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = bytes.get(at..at + 2).ok_or(DecodeError::BadStack)?;
+        let len = u16::from_ne_bytes([len[0], len[1]]) as usize;
+        let text = bytes.get(at + 2..at + 2 + len).ok_or(DecodeError::BadStack)?;
+        frames.push(String::from_utf8_lossy(text).into_owned());
+        at += 2 + len;
+    }
+    if at != bytes.len() {
+        return Err(DecodeError::BadStack);
+    }
+    Ok(StackRecord { id, frames })
+}
+
 /// Copies a plain `#[repr(C)]` record out of `bytes`.
 fn read<T: Copy + Plain>(bytes: &[u8]) -> Result<T, DecodeError> {
     if bytes.len() < std::mem::size_of::<T>() {
@@ -94,6 +165,7 @@ fn read<T: Copy + Plain>(bytes: &[u8]) -> Result<T, DecodeError> {
 trait Plain {}
 impl Plain for LatencyEvent {}
 impl Plain for BioWire {}
+impl Plain for PagesWire {}
 
 /// The bytes of a record, as the kernel writes them (tests build records with it).
 #[cfg(test)]

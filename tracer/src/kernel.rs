@@ -6,6 +6,8 @@ use std::{collections::HashSet, fs, path::Path};
 use btf_rs::{Btf, Type};
 use tracer_common::{Attach, Offsets, OFFSET_UNKNOWN, PROBES};
 
+use crate::ledger::FollBits;
+
 /// Facts the probe plan is made from. Plain data, so the plan is testable without a kernel.
 #[derive(Clone, Debug)]
 pub struct Facts {
@@ -29,6 +31,8 @@ pub struct Facts {
     pub offsets_missing: Vec<String>,
     /// `enum req_op` values and their names ("read", "write", "flush", ...).
     pub req_ops: std::collections::BTreeMap<u32, String>,
+    /// Values of the FOLL_* flags the audit names.
+    pub foll: FollBits,
 }
 
 const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
@@ -48,6 +52,7 @@ impl Facts {
             offsets: Offsets::UNKNOWN,
             offsets_missing: Vec::new(),
             req_ops: Default::default(),
+            foll: FollBits::BEFORE_6_2,
         }
     }
 
@@ -76,7 +81,7 @@ impl Facts {
                     }
                 }
                 facts.foll_pin_items = foll_pin_items(&btf);
-                (facts.offsets, facts.offsets_missing) = read_offsets(&btf);
+                (facts.offsets, facts.offsets_missing, facts.foll) = read_offsets(&btf);
                 facts.req_ops = enum_values(&btf, "req_op", "REQ_OP_");
             }
             Err(e) => {
@@ -144,7 +149,7 @@ fn enum_values(btf: &Btf, name: &str, prefix: &str) -> std::collections::BTreeMa
 }
 
 /// The offsets of [`Offsets`], each as `struct` + member path.
-const OFFSET_PATHS: [(&str, &str); 22] = [
+const OFFSET_PATHS: [(&str, &str); 23] = [
     ("request", "part"),
     ("request", "cmd_flags"),
     ("request", "bio"),
@@ -167,10 +172,11 @@ const OFFSET_PATHS: [(&str, &str); 22] = [
     ("bio_vec", "bv_page"),
     ("bio_vec", "bv_len"),
     ("bio_vec", "bv_offset"),
+    ("page", "compound_head"),
 ];
 
-fn read_offsets(btf: &Btf) -> (Offsets, Vec<String>) {
-    let mut values = [OFFSET_UNKNOWN; 22];
+fn read_offsets(btf: &Btf) -> (Offsets, Vec<String>, FollBits) {
+    let mut values = [OFFSET_UNKNOWN; 23];
     let mut missing = Vec::new();
     for (slot, (st, path)) in values.iter_mut().zip(OFFSET_PATHS) {
         match member_offset(btf, st, path) {
@@ -178,10 +184,16 @@ fn read_offsets(btf: &Btf) -> (Offsets, Vec<String>) {
             None => missing.push(format!("{st}.{path}")),
         }
     }
-    let [rq_part, rq_cmd_flags, rq_bio, rq_data_len, bdev_dev, bio_next, bio_bdev, bio_opf, bio_size, kiocb_filp, file_inode, inode_sb, sb_dev, iter_data_source, iter_count, bio_io_vec, bio_vcnt, bio_flags, bio_status, bvec_page, bvec_len, bvec_offset] =
+    let [rq_part, rq_cmd_flags, rq_bio, rq_data_len, bdev_dev, bio_next, bio_bdev, bio_opf, bio_size, kiocb_filp, file_inode, inode_sb, sb_dev, iter_data_source, iter_count, bio_io_vec, bio_vcnt, bio_flags, bio_status, bvec_page, bvec_len, bvec_offset, page_compound_head] =
         values;
-    let [bio_pinned_bit, bio_no_page_ref_bit] =
-        enumerators(btf, ["BIO_PAGE_PINNED", "BIO_NO_PAGE_REF"]).map(|v| v.unwrap_or(OFFSET_UNKNOWN));
+    let [bio_pinned_bit, bio_no_page_ref_bit, foll_write, foll_longterm] =
+        enumerators(btf, ["BIO_PAGE_PINNED", "BIO_NO_PAGE_REF", "FOLL_WRITE", "FOLL_LONGTERM"]);
+    let [bio_pinned_bit, bio_no_page_ref_bit] = [bio_pinned_bit, bio_no_page_ref_bit].map(|v| v.unwrap_or(OFFSET_UNKNOWN));
+    // FOLL_* became enumerators (visible in BTF) in 6.2; before, they were #defines.
+    let foll = match (foll_write, foll_longterm) {
+        (Some(write), Some(longterm)) => FollBits { write, longterm },
+        _ => FollBits::BEFORE_6_2,
+    };
     let offsets = Offsets {
         rq_part,
         rq_cmd_flags,
@@ -208,8 +220,10 @@ fn read_offsets(btf: &Btf) -> (Offsets, Vec<String>) {
         bvec_size: struct_size(btf, "bio_vec").unwrap_or(OFFSET_UNKNOWN),
         bio_pinned_bit,
         bio_no_page_ref_bit,
+        page_compound_head,
+        struct_page_size: struct_size(btf, "page").unwrap_or(OFFSET_UNKNOWN),
     };
-    (offsets, missing)
+    (offsets, missing, foll)
 }
 
 /// Size in bytes of `struct name`.
@@ -334,8 +348,12 @@ mod tests {
             eprintln!("no {BTF_PATH}: skipped");
             return;
         };
-        let (offsets, missing) = read_offsets(&btf);
+        let (offsets, missing, foll) = read_offsets(&btf);
         assert!(missing.is_empty(), "missing: {missing:?}");
+        // x86_64 and arm64: compound_head is the word after flags; struct page is 64 bytes.
+        assert_eq!((offsets.page_compound_head, offsets.struct_page_size), (8, 64));
+        assert_eq!(foll.write, 1);
+        assert!(foll.longterm == FollBits::BEFORE_6_2.longterm || foll.longterm == 1 << 8, "{foll:?}");
         assert_eq!(offsets.iter_count % 8, 0);
         assert_ne!(offsets.bio_size, OFFSET_UNKNOWN);
         assert_eq!(member_offset(&btf, "request", "no_such_member"), None);

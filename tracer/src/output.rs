@@ -6,7 +6,7 @@ use tracer_common::{ProbeId, ProbeRole};
 
 use crate::{
     latency::{kind_name, size_name, Key, Stats},
-    ledger::{seconds, Count, Group, Judgement, LedgerSnapshot, PagesSeen, Timing},
+    ledger::{seconds, Count, Group, Judgement, LedgerSnapshot, PageSnapshot, PageTotals, PagesSeen, Timing},
     plan::ProbeOutcome,
     stats::{ProcCounts, Snapshot},
     vmstat::FollPin,
@@ -16,6 +16,7 @@ fn role_name(role: ProbeRole) -> &'static str {
     match role {
         ProbeRole::Pin => "pin",
         ProbeRole::Unpin => "unpin",
+        ProbeRole::Get => "get",
         ProbeRole::Accounting => "pin_accounting",
         ProbeRole::BlockIssue => "block_issue",
         ProbeRole::BlockComplete => "block_complete",
@@ -137,7 +138,7 @@ impl Figures {
         let stat = |id: ProbeId| attached(id).then(|| span.probes[id as usize]);
         let entry_points = outcomes
             .iter()
-            .filter(|o| matches!(o.def.role, ProbeRole::Pin | ProbeRole::Unpin) && o.attached.is_some())
+            .filter(|o| matches!(o.def.role, ProbeRole::Pin | ProbeRole::Unpin | ProbeRole::Get) && o.attached.is_some())
             .map(|o| EntryPoint {
                 function: o.def.target,
                 role: role_name(o.def.role),
@@ -802,4 +803,95 @@ mod tests {
         assert!(text.contains("MISSING  pin_user_pages_fast"), "{text}");
         assert!(text.contains("no BTF FUNC record"), "{text}");
     }
+}
+
+/// The page ledger and the call-path audit (`"type": "pages"`).
+#[derive(Serialize, Debug, PartialEq)]
+pub struct PageLedgerRecord {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(flatten)]
+    pub totals: PageTotals,
+    pub paths: Vec<PathRecord>,
+}
+
+/// One call path of the audit.
+#[derive(Serialize, Debug, PartialEq)]
+pub struct PathRecord {
+    /// "FOLL_PIN", "FOLL_PIN|FOLL_LONGTERM" or "FOLL_GET".
+    pub class: &'static str,
+    pub entry: String,
+    pub callers: Vec<String>,
+    pub calls: u64,
+    pub pages: u64,
+    pub with_bio: u64,
+    pub released_by: std::collections::BTreeMap<String, u64>,
+    pub released_dirty: u64,
+    pub outstanding: u64,
+    pub suspect: u64,
+}
+
+pub fn page_ledger_record(s: &PageSnapshot) -> PageLedgerRecord {
+    PageLedgerRecord {
+        kind: "pages",
+        totals: s.totals.clone(),
+        paths: s
+            .paths
+            .iter()
+            .map(|p| PathRecord {
+                class: p.class.map_or("?", |c| c.name()),
+                entry: p.entry.clone(),
+                callers: p.callers.clone(),
+                calls: p.calls,
+                pages: p.pages,
+                with_bio: p.with_bio,
+                released_by: p.released_by.clone(),
+                released_dirty: p.released_dirty,
+                outstanding: p.outstanding,
+                suspect: p.suspect,
+            })
+            .collect(),
+    }
+}
+
+/// The page ledger and the audit as text.
+pub fn page_ledger_text(r: &PageLedgerRecord) -> String {
+    let t = &r.totals;
+    let mut s = String::from("page ledger (pages of each pin call matched to their unpins):\n");
+    s.push_str(&format!(
+        "  pinned {} pages ({} long-term, {} tied to a bio, {} not listed); unpinned {} ({} matched, {} pinned before the trace)\n",
+        t.pinned, t.pinned_longterm, t.pinned_with_bio, t.unlisted, t.unpinned, t.unpinned_matched, t.unpinned_unknown_origin
+    ));
+    s.push_str(&format!(
+        "  still pinned at the end: {} ({} long-term, {} with a bio, {} held past the grace period)\n",
+        t.outstanding, t.outstanding_longterm, t.outstanding_with_bio, t.suspect
+    ));
+    if t.referenced > 0 {
+        s.push_str(&format!(
+            "  FOLL_GET references: {} pages ({} tied to a bio, {} released with it; others are dropped by put_page, which no probe sees)\n",
+            t.referenced, t.referenced_with_bio, t.referenced_released_with_bio
+        ));
+    }
+    if t.unknown_stacks > 0 {
+        s.push_str(&format!("  records without a known call path: {}\n", t.unknown_stacks));
+    }
+    if !r.paths.is_empty() {
+        s.push_str("  call paths:\n");
+    }
+    for p in &r.paths {
+        let via = if p.callers.is_empty() { "(call path unknown)".to_string() } else { p.callers.join(" <- ") };
+        s.push_str(&format!(
+            "    {:<22} {} <- {}\n      {} calls, {} pages, {} with a bio, {} outstanding ({} suspect)",
+            p.class, p.entry, via, p.calls, p.pages, p.with_bio, p.outstanding, p.suspect
+        ));
+        if !p.released_by.is_empty() {
+            let by: Vec<String> = p.released_by.iter().map(|(f, n)| format!("{f}: {n}")).collect();
+            s.push_str(&format!("; released by {}", by.join(", ")));
+        }
+        if p.released_dirty > 0 {
+            s.push_str(&format!(" ({} dirtied)", p.released_dirty));
+        }
+        s.push('\n');
+    }
+    s
 }

@@ -11,9 +11,10 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
-use tracer_common::{BioWire, LatencyEvent, PROBES};
+use tracer_common::{BioWire, LatencyEvent, PagesWire, PROBES};
 
 use crate::{
+    ledger::FollBits,
     output::ProbeRecord,
     plan::{Method, ProbeOutcome},
     stats::{ProcCounts, Snapshot},
@@ -55,6 +56,9 @@ pub struct Metadata {
     /// The traced command, if any.
     #[serde(default)]
     pub command: Vec<String>,
+    /// FOLL_* values of the traced kernel (files without them come from kernels before 6.2).
+    #[serde(default)]
+    pub foll: FollBits,
 }
 
 /// Sizes of the ring buffer record types, as the kernel writes them.
@@ -62,11 +66,25 @@ pub struct Metadata {
 pub struct RecordSizes {
     pub latency: u32,
     pub bio: u32,
+    /// Page records (0 in files from tracers that had none).
+    #[serde(default)]
+    pub pages: u32,
 }
 
 impl RecordSizes {
+    /// Whether this build reads a file of these sizes: the same layouts, or a file from
+    /// before page records (it holds none).
+    pub fn readable_here(&self) -> bool {
+        let this = RecordSizes::this_build();
+        *self == this || (self.pages == 0 && RecordSizes { pages: 0, ..this } == *self)
+    }
+
     pub fn this_build() -> RecordSizes {
-        RecordSizes { latency: std::mem::size_of::<LatencyEvent>() as u32, bio: std::mem::size_of::<BioWire>() as u32 }
+        RecordSizes {
+            latency: std::mem::size_of::<LatencyEvent>() as u32,
+            bio: std::mem::size_of::<BioWire>() as u32,
+            pages: std::mem::size_of::<PagesWire>() as u32,
+        }
     }
 }
 
@@ -395,7 +413,7 @@ impl<R: Read> Reader<R> {
         if meta.byte_order != host_byte_order() {
             return Err(ReadError::ByteOrder { file: meta.byte_order, host: host_byte_order() });
         }
-        if meta.record_sizes != RecordSizes::this_build() {
+        if !meta.record_sizes.readable_here() {
             return Err(ReadError::Layout {
                 version: meta.tracer_version,
                 file: meta.record_sizes,
@@ -505,10 +523,11 @@ fn empty_metadata() -> Metadata {
         start_unix_ns: 0,
         start_monotonic_ns: 0,
         byte_order: String::new(),
-        record_sizes: RecordSizes { latency: 0, bio: 0 },
+        record_sizes: RecordSizes { latency: 0, bio: 0, pages: 0 },
         probes: Vec::new(),
         req_ops: BTreeMap::new(),
         command: Vec::new(),
+        foll: FollBits::default(),
     }
 }
 
@@ -538,6 +557,7 @@ pub(crate) mod tests {
             }],
             req_ops: [(0, "read".to_string()), (1, "write".to_string())].into(),
             command: vec!["dd".into()],
+            foll: FollBits { write: 1, longterm: 1 << 8 },
         }
     }
 

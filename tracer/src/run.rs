@@ -25,10 +25,10 @@ use crate::{
     ebpf::{EventStream, LoadError, Tracer},
     kernel::Facts,
     latency::{Key, Latency, Stats},
-    ledger::{self, judge, Judgement, Ledger, LedgerSnapshot, Step},
+    ledger::{self, judge, FollBits, Judgement, Ledger, LedgerSnapshot, PageLedger, PageSnapshot, Step},
     output::{
-        figures_text, json_line, latency_records, latency_text, ledger_record, ledger_text, probes_brief,
-        probes_text, process_records, Figures, Names, ProbeRecord,
+        figures_text, json_line, latency_records, latency_text, ledger_record, ledger_text, page_ledger_record,
+        page_ledger_text, probes_brief, probes_text, process_records, Figures, Names, ProbeRecord,
     },
     plan::{plan, ProbeOutcome},
     record::{self, io_reason, Counters, Metadata, ProbeInfo, Reader, RecordSizes, Trailer, Writer},
@@ -107,7 +107,7 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
     let first = tracer.snapshot()?;
     let started = Instant::now();
     let start_ns = monotonic_ns();
-    let mut consumers = Consumers { pipeline: Pipeline::new(ledger_config(args.view.leak_grace)), recorder: None };
+    let mut consumers = Consumers { pipeline: Pipeline::new(ledger_config(args.view.leak_grace, facts.foll)), recorder: None };
     if let (Some(file), Some(path)) = (file, record_to) {
         let meta = Metadata {
             tracer_version: env!("CARGO_PKG_VERSION").into(),
@@ -118,6 +118,7 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
             record_sizes: RecordSizes::this_build(),
             probes: records.iter().map(ProbeInfo::from_record).collect(),
             req_ops: facts.req_ops.clone(),
+            foll: facts.foll,
             command: args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
         };
         let writer = Writer::new(BufWriter::new(file), &meta).map_err(|e| write_error(path, &e))?;
@@ -232,7 +233,7 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
 fn replay<R: Read, W: Write>(name: &str, src: R, args: &ReportArgs, sink: &mut Sink<W>) -> Result<()> {
     let fail = |e: record::ReadError| anyhow!("{name}: {e}");
     let mut reader = Reader::new(src).map_err(fail)?;
-    let mut pipeline = Pipeline::new(ledger_config(args.view.leak_grace));
+    let mut pipeline = Pipeline::new(ledger_config(args.view.leak_grace, reader.metadata().foll));
     for raw in &mut reader {
         pipeline.consume(&raw.map_err(fail)?);
     }
@@ -308,8 +309,8 @@ fn utc(unix_ns: u64) -> String {
     humantime::format_rfc3339_seconds(t).to_string().replacen('T', " ", 1).replacen('Z', " UTC", 1)
 }
 
-fn ledger_config(grace: std::time::Duration) -> ledger::Config {
-    ledger::Config { grace_ns: grace.as_nanos().min(u64::MAX as u128) as u64, ..ledger::Config::default() }
+fn ledger_config(grace: std::time::Duration, foll: FollBits) -> ledger::Config {
+    ledger::Config { grace_ns: grace.as_nanos().min(u64::MAX as u128) as u64, foll, ..ledger::Config::default() }
 }
 
 fn write_error(path: &Path, e: &std::io::Error) -> anyhow::Error {
@@ -320,6 +321,8 @@ fn write_error(path: &Path, e: &std::io::Error) -> anyhow::Error {
 pub struct Pipeline {
     latency: Latency,
     ledger: Ledger,
+    pages: PageLedger,
+    struct_page_size: u64,
     /// Records that could not be decoded.
     undecodable: u64,
     /// Leaks and mismatches found while the records streamed.
@@ -342,6 +345,7 @@ pub struct Ending {
 pub struct Final {
     pub latency: Vec<(Key, Stats)>,
     pub ledger: LedgerSnapshot,
+    pub pages: PageSnapshot,
     pub judgement: Judgement,
     pub span: Snapshot,
     pub summary: Figures,
@@ -363,17 +367,29 @@ impl Final {
 
 impl Pipeline {
     pub fn new(ledger: ledger::Config) -> Pipeline {
-        Pipeline { latency: Latency::default(), ledger: Ledger::new(ledger), undecodable: 0, findings: 0 }
+        Pipeline {
+            latency: Latency::default(),
+            pages: PageLedger::new(ledger.foll, ledger.grace_ns),
+            struct_page_size: ledger.struct_page_size,
+            ledger: Ledger::new(ledger),
+            undecodable: 0,
+            findings: 0,
+        }
     }
 
     /// One ring buffer record, as the kernel wrote it.
     pub fn consume(&mut self, bytes: &[u8]) {
         match decode(bytes) {
             Ok(Record::Latency(ev)) => self.latency.record(&ev),
-            Ok(Record::Bio(rec)) => match self.ledger.apply(&rec) {
-                Step::Acquired { freed: Some(_) } | Step::Released { mismatch: Some(_), .. } => self.findings += 1,
-                _ => {}
-            },
+            Ok(Record::Bio(rec)) => {
+                self.pages.bio(&rec, self.struct_page_size);
+                match self.ledger.apply(&rec) {
+                    Step::Acquired { freed: Some(_) } | Step::Released { mismatch: Some(_), .. } => self.findings += 1,
+                    _ => {}
+                }
+            }
+            Ok(Record::Pages(rec)) => self.pages.apply(&rec),
+            Ok(Record::Stack(stack)) => self.pages.stack(&stack),
             Err(e) => {
                 self.undecodable += 1;
                 self.latency.undecodable(e);
@@ -400,14 +416,19 @@ impl Pipeline {
             .collect();
         // Ledger records lost in the ring buffer, undecodable, or never produced because the
         // kernel skipped a ledger probe (it was already running on that CPU).
-        let skipped: u64 = ledger::PROBES_NEEDED.iter().map(|&id| end.span.missed[id as usize]).sum();
+        let skipped: u64 = tracer_common::PROBES
+            .iter()
+            .filter(|d| ledger::PROBES_NEEDED.contains(&d.id) || ledger::feeds_page_ledger(d.id))
+            .map(|d| end.span.missed[d.id as usize])
+            .sum();
         let lost = end.span.lost[LostReason::RingFull as usize] + self.undecodable + skipped;
-        let judgement = judge(&ledger, &missing, lost);
+        let pages = self.pages.snapshot(end.end_ns);
+        let judgement = judge(&ledger, &missing, lost).with_page_suspects(pages.totals.suspect, lost);
         if self.findings > 0 {
             log::info!("{} leaks or mismatches found while the records streamed", self.findings);
         }
         summary.ledger = Some(judgement.verdict.name());
-        Final { latency: self.latency.cumulative(percentiles), ledger, judgement, span: end.span.clone(), summary }
+        Final { latency: self.latency.cumulative(percentiles), ledger, pages, judgement, span: end.span.clone(), summary }
     }
 }
 
@@ -476,9 +497,16 @@ impl<W: Write> Sink<W> {
     fn finish(&mut self, fin: &Final, names: &dyn Names) {
         self.latency(&fin.latency, "cumulative", names);
         let ledger = ledger_record(&fin.ledger, &fin.judgement, names);
+        let pages = page_ledger_record(&fin.pages);
         match self.format {
-            Format::Text => self.text(&ledger_text(&ledger)),
-            Format::Json => self.json(&ledger),
+            Format::Text => {
+                self.text(&ledger_text(&ledger));
+                self.text(&page_ledger_text(&pages));
+            }
+            Format::Json => {
+                self.json(&ledger);
+                self.json(&pages);
+            }
         }
         self.figures(&fin.summary, &fin.span);
     }

@@ -2,19 +2,21 @@
 //! the plan by the first method the kernel accepts, and reads the counter maps.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashSet},
     error::Error as StdError,
     os::fd::{AsFd, AsRawFd, RawFd},
 };
 
 use aya::{
-    maps::{MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
     programs::{BtfTracePoint, FEntry, FExit, KProbe, ProgramError},
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
-use tracer_common::{names, ProbeStat, ProcStat, LOST_REASONS, PIN_TOTALS, PROBE_COUNT};
+use tracer_common::{names, PagesWire, ProbeStat, ProcStat, RecordType, LOST_REASONS, PIN_TOTALS, PROBE_COUNT};
 
 use crate::{
+    decode::stack_bytes,
+    ledger::StackRecord,
     kernel::Facts,
     plan::{Method, PlannedProbe, ProbeOutcome},
     stats::{comm_to_string, ProcCounts, Snapshot},
@@ -105,11 +107,18 @@ impl Tracer {
         Ok(Tracer { ebpf, logger, outcomes })
     }
 
-    /// The latency event stream (once; later calls return None).
+    /// The record stream (once; later calls return None).
     pub fn take_events(&mut self) -> Option<EventStream> {
         let map = self.ebpf.take_map(names::EVENTS)?;
+        let stacks = self.ebpf.take_map(names::STACKS).and_then(|m| match StackTraceMap::try_from(m) {
+            Ok(map) => Some(map),
+            Err(e) => {
+                log::warn!("stack map unusable, call paths will be unknown: {e}");
+                None
+            }
+        });
         match RingBuf::try_from(map) {
-            Ok(ring) => Some(EventStream { ring }),
+            Ok(ring) => Some(EventStream { ring, stacks: Stacks { map: stacks, symbols: None, seen: HashSet::new() } }),
             Err(e) => {
                 log::warn!("event ring buffer unusable: {e}");
                 None
@@ -179,17 +188,69 @@ impl Tracer {
 /// Records streamed by the eBPF programs. Poll its fd for readability, then [`Self::drain`].
 pub struct EventStream {
     ring: RingBuf<MapData>,
+    stacks: Stacks,
 }
 
 impl EventStream {
-    /// Hands the bytes of every available record to `f`; returns how many there were.
+    /// Hands the bytes of every available record to `f`; returns how many there were. A page
+    /// record whose kernel stack was not described yet is preceded by a stack record (see
+    /// [`crate::decode::stack_bytes`]), so the stream, and a record file of it, is complete.
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
         let mut n = 0;
         while let Some(item) = self.ring.next() {
+            if let Some(stack) = self.stacks.describe(&item) {
+                f(&stack);
+            }
             f(&item);
             n += 1;
         }
         n
+    }
+}
+
+/// The kernel stacks page records name, symbolized once each from /proc/kallsyms.
+struct Stacks {
+    map: Option<StackTraceMap<MapData>>,
+    /// Loaded on first use.
+    symbols: Option<BTreeMap<u64, String>>,
+    seen: HashSet<i32>,
+}
+
+impl Stacks {
+    /// The stack record for `record`'s stack, if it is a page record naming a stack not
+    /// described yet.
+    fn describe(&mut self, record: &[u8]) -> Option<Vec<u8>> {
+        let word = |at: usize| record.get(at..at + 4).and_then(|b| b.try_into().ok()).map(u32::from_ne_bytes);
+        if word(0)? != RecordType::Pages as u32 {
+            return None;
+        }
+        let id = word(std::mem::offset_of!(PagesWire, stack))? as i32;
+        if id < 0 || !self.seen.insert(id) {
+            return None;
+        }
+        let symbols = self.symbols.get_or_insert_with(|| {
+            aya::util::kernel_symbols().unwrap_or_else(|e| {
+                log::warn!("/proc/kallsyms unreadable, stacks stay addresses: {e}");
+                BTreeMap::new()
+            })
+        });
+        let frames = match self.map.as_ref().map(|m| m.get(&(id as u32), 0)) {
+            Some(Ok(trace)) => trace.frames().iter().map(|f| symbolize(symbols, f.ip)).collect(),
+            Some(Err(e)) => {
+                log::debug!("stack {id}: {e}");
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        Some(stack_bytes(&StackRecord { id, frames }))
+    }
+}
+
+/// "function+0xoff" for a kernel address, or the address in hex.
+fn symbolize(symbols: &BTreeMap<u64, String>, ip: u64) -> String {
+    match symbols.range(..=ip).next_back() {
+        Some((start, name)) => format!("{name}+{:#x}", ip - start),
+        None => format!("{ip:#x}"),
     }
 }
 

@@ -14,6 +14,7 @@
 //!   leaked (suspect); completed more recently = releasing.
 
 mod pages;
+mod pins;
 mod snapshot;
 
 #[cfg(test)]
@@ -26,20 +27,36 @@ use std::collections::{BTreeMap, HashMap};
 use tracer_common::{BioEvent, BioRecord, Owner, ProbeId, BIO_FLAG_PINNED};
 
 use self::pages::PageList;
+pub use self::pins::{FollBits, PageLedger, PageSnapshot, PageTotals, PagesRecord, StackRecord};
 pub use self::snapshot::{
     judge, seconds, Count, DeviceRow, Group, Judgement, LeakKind, LeakReport, LedgerSnapshot, MismatchReport, OwnerRow,
     PagesSeen, Timing, Totals,
 };
 use crate::stats::comm_to_string;
 
-/// The probes whose records the ledger is made of. Without any of them its verdict is
-/// unverifiable.
-pub const PROBES_NEEDED: [ProbeId; 3] = [ProbeId::BioIovIterGetPages, ProbeId::BioEndio, ProbeId::BioReleasePages];
+/// The probes whose records the ledgers (bio and page) are made of. Without any of them the
+/// verdict is unverifiable.
+pub const PROBES_NEEDED: [ProbeId; 6] = [
+    ProbeId::BioIovIterGetPages,
+    ProbeId::BioEndio,
+    ProbeId::BioReleasePages,
+    ProbeId::PinUserPagesFast,
+    ProbeId::UnpinUserPage,
+    ProbeId::UnpinUserPages,
+];
+
+/// Probes whose records feed the page ledger: a run they skipped lost records.
+pub fn feeds_page_ledger(id: ProbeId) -> bool {
+    matches!(tracer_common::PROBES[id as usize].role, tracer_common::ProbeRole::Pin | tracer_common::ProbeRole::Unpin | tracer_common::ProbeRole::Get)
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// A completed bio not released for this long is a leak suspect.
+    /// A completed bio not released for this long is a leak suspect; so is a pin (not
+    /// long-term, not tied to a bio) held this long.
     pub grace_ns: u64,
+    /// FOLL_* values of the traced kernel.
+    pub foll: FollBits,
     /// sizeof(struct page): the distance between the struct pages of adjacent pages (64 on
     /// x86_64 and arm64 kernels). Only the page-by-page holds use it.
     pub struct_page_size: u64,
@@ -49,7 +66,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Config {
-        Config { grace_ns: 1_000_000_000, struct_page_size: 64, max_reports: 100 }
+        Config { grace_ns: 1_000_000_000, foll: FollBits::BEFORE_6_2, struct_page_size: 64, max_reports: 100 }
     }
 }
 

@@ -332,3 +332,26 @@ pub fn judge(snap: &LedgerSnapshot, missing_probes: &[String], lost_records: u64
     };
     Judgement { verdict, reasons }
 }
+
+impl Judgement {
+    /// Adds the page ledger's findings: pins (not long-term, not tied to a bio) held past the
+    /// grace period. Lost records can fake them (a lost unpin record leaves its pages held),
+    /// so with any loss they make the verdict unverifiable, not "leaks found".
+    pub fn with_page_suspects(mut self, suspect_pages: u64, lost_records: u64) -> Judgement {
+        if suspect_pages == 0 {
+            return self;
+        }
+        self.reasons.push(format!(
+            "{suspect_pages} pinned pages held past the grace period (not FOLL_LONGTERM, not tied to a bio)"
+        ));
+        if lost_records > 0 {
+            self.reasons.push(format!("they may come from the {lost_records} lost records"));
+            if self.verdict == Verdict::Clean {
+                self.verdict = Verdict::Unverifiable;
+            }
+        } else if matches!(self.verdict, Verdict::Clean | Verdict::MismatchesFound) {
+            self.verdict = Verdict::LeaksFound;
+        }
+        self
+    }
+}

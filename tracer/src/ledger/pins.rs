@@ -1,0 +1,558 @@
+//! The page ledger: every page a pin entry point returned (FOLL_PIN) matched to the unpin that
+//! released it, folio by folio; every page a FOLL_GET entry point returned followed to its bio;
+//! and an audit per call path (the symbolized kernel stack of the call): FOLL_GET or FOLL_PIN,
+//! LONGTERM or not, how many pages, tied to a bio or not, and which release function ended them.
+//!
+//! Pure, like the bio ledger: fed with decoded [`PagesRecord`]s, [`StackRecord`]s and the bio
+//! records. Rules (docs/ledger.md, "Page ledger"):
+//! - A pin adds one hold per page to the page's folio (`folios[i]`, the head page the kernel
+//!   counts pins on). An unpin of a page takes the hold of that page, or else the folio's oldest;
+//!   an unpin that names only a folio (unpin_user_folio, unpin_folio, unpin_folios) takes the
+//!   folio's oldest holds. Counts per folio are exact either way; only which call a hold is
+//!   charged to can differ when one folio is pinned by several calls at once.
+//! - An unpin with no hold is of unknown origin (pinned before the trace started), never a leak.
+//! - A bio acquisition or release that names a held page ties that hold to a bio.
+//! - At a snapshot, holds tied to a bio are judged by the bio ledger; FOLL_LONGTERM holds are
+//!   long-term (io_uring registered buffers, RDMA, VFIO: held by design); other holds younger
+//!   than the grace period are held; older ones are leak suspects.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use tracer_common::{
+    BioEvent, BioRecord, Owner, PageEvent, BIO_FLAG_PINNED, PAGES_FLAG_DIRTY, PAGES_FLAG_UNLISTED, PAGES_MAX_RECORDS,
+    PAGES_PER_RECORD, PROBES,
+};
+
+use super::pages::PageList;
+
+/// Values of the FOLL_* flags the audit names, from the traced kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollBits {
+    pub write: u32,
+    pub longterm: u32,
+}
+
+impl FollBits {
+    /// Kernels before 6.2 define FOLL_* as macros (not in BTF): FOLL_WRITE 0x01,
+    /// FOLL_LONGTERM 0x10000.
+    pub const BEFORE_6_2: FollBits = FollBits { write: 0x01, longterm: 0x10000 };
+}
+
+impl Default for FollBits {
+    fn default() -> FollBits {
+        FollBits::BEFORE_6_2
+    }
+}
+
+/// A decoded [`tracer_common::PagesWire`]: one record of a call's entries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PagesRecord {
+    pub event: u32,
+    pub ts_ns: u64,
+    pub probe: u32,
+    pub gup_flags: u32,
+    pub nr: u32,
+    pub first: u32,
+    pub refs: u32,
+    pub stack: i32,
+    pub flags: u32,
+    pub owner: Owner,
+    /// (struct page or 0, folio) of each listed entry.
+    pub entries: Vec<(u64, u64)>,
+}
+
+/// A kernel stack, symbolized ("function+0xoff" per frame, innermost first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StackRecord {
+    pub id: i32,
+    pub frames: Vec<String>,
+}
+
+/// How a call path takes its pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    /// FOLL_GET references (get_user_pages_fast and the iov_iter_get_pages family).
+    FollGet,
+    /// FOLL_PIN pins.
+    FollPin,
+    /// FOLL_PIN | FOLL_LONGTERM pins (held by design until unregistered).
+    FollPinLongterm,
+}
+
+impl Class {
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::FollGet => "FOLL_GET",
+            Class::FollPin => "FOLL_PIN",
+            Class::FollPinLongterm => "FOLL_PIN|FOLL_LONGTERM",
+        }
+    }
+}
+
+/// One call path of the audit.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PathRow {
+    pub class: Option<Class>,
+    /// The entry point ("pin_user_pages_fast").
+    pub entry: String,
+    /// Its callers, innermost first, as function names.
+    pub callers: Vec<String>,
+    /// Calls and pages taken.
+    pub calls: u64,
+    pub pages: u64,
+    /// Of those pages: tied to a bio (named by a bio acquisition or release).
+    pub with_bio: u64,
+    /// Pages released, by release function ("unpin_user_folio <- __bio_release_pages").
+    pub released_by: BTreeMap<String, u64>,
+    /// Of the releases: those that marked the pages dirty.
+    pub released_dirty: u64,
+    /// At the snapshot: still held (long-term, held or suspect).
+    pub outstanding: u64,
+    /// Of those: held longer than the grace period, not long-term, not tied to a bio.
+    pub suspect: u64,
+}
+
+/// The page ledger's totals. At any moment
+/// `pinned = unpinned_matched + outstanding + unlisted`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PageTotals {
+    /// FOLL_PIN pages the pin entry points returned (listed or not).
+    pub pinned: u64,
+    /// Of those: FOLL_LONGTERM.
+    pub pinned_longterm: u64,
+    /// FOLL_PIN pages tied to a bio.
+    pub pinned_with_bio: u64,
+    /// Pin references the unpin variants released.
+    pub unpinned: u64,
+    /// Of those: matched to a pin seen in this trace.
+    pub unpinned_matched: u64,
+    /// Unpins with no pin seen (pinned before the trace, or by a call whose pages were not
+    /// listed).
+    pub unpinned_unknown_origin: u64,
+    /// Pins whose pages no record listed (a kretprobe fallback, or a call beyond the record
+    /// limit): counted, not followed.
+    pub unlisted: u64,
+    /// FOLL_GET pages returned (get_user_pages_fast), tied to a bio, and released with their
+    /// bio (__bio_release_pages). Others are released with put_page, which no probe sees.
+    pub referenced: u64,
+    pub referenced_with_bio: u64,
+    pub referenced_released_with_bio: u64,
+    /// At the snapshot: pins still held, by judgement.
+    pub outstanding: u64,
+    pub outstanding_longterm: u64,
+    pub outstanding_with_bio: u64,
+    pub suspect: u64,
+    /// Records naming a stack id no stack record described (or a lost stack).
+    pub unknown_stacks: u64,
+}
+
+/// The page ledger at a moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PageSnapshot {
+    pub totals: PageTotals,
+    /// Call paths, most pages first.
+    pub paths: Vec<PathRow>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Hold {
+    page: u64,
+    ts_ns: u64,
+    path: u32,
+    bio: bool,
+}
+
+/// Frames of the call path kept for the audit.
+const PATH_DEPTH: usize = 6;
+
+#[derive(Clone, Debug, Default)]
+pub struct PageLedger {
+    foll: FollBits,
+    grace_ns: u64,
+    stacks: HashMap<i32, Vec<String>>,
+    /// Audit rows; `path_index` finds them by (class, entry, callers).
+    paths: Vec<PathRow>,
+    path_index: HashMap<(Class, u32, Vec<String>), u32>,
+    /// FOLL_PIN holds by folio, oldest first.
+    holds: HashMap<u64, VecDeque<Hold>>,
+    /// Folio of each page with holds.
+    page_folio: HashMap<u64, u64>,
+    /// FOLL_GET references by page, oldest first (followed until their bio releases them).
+    refs: HashMap<u64, VecDeque<Hold>>,
+    totals: PageTotals,
+}
+
+/// FOLL_GET references followed at most; beyond, they are counted only.
+const MAX_REFS_FOLLOWED: usize = 1 << 20;
+
+impl PageLedger {
+    pub fn new(foll: FollBits, grace_ns: u64) -> PageLedger {
+        PageLedger { foll, grace_ns, ..PageLedger::default() }
+    }
+
+    pub fn stack(&mut self, s: &StackRecord) {
+        self.stacks.insert(s.id, s.frames.clone());
+    }
+
+    pub fn apply(&mut self, rec: &PagesRecord) {
+        if rec.event == PageEvent::Pin as u32 || rec.event == PageEvent::Get as u32 {
+            self.take(rec);
+        } else if rec.event == PageEvent::Unpin as u32 {
+            self.release(rec);
+        }
+    }
+
+    /// Function names of a stack's frames ("func+0x1a/0x80" -> "func"), without the tracer's
+    /// own frames (the BPF program and its trampoline).
+    fn callers(&mut self, stack: i32) -> Vec<String> {
+        let Some(frames) = self.stacks.get(&stack) else {
+            self.totals.unknown_stacks += 1;
+            return Vec::new();
+        };
+        frames
+            .iter()
+            .map(|f| f.split('+').next().unwrap_or(f).to_string())
+            .filter(|f| !f.starts_with("bpf_") && !f.starts_with("0x") && !f.is_empty())
+            .take(PATH_DEPTH)
+            .collect()
+    }
+
+    fn path(&mut self, class: Class, probe: u32, callers: Vec<String>) -> u32 {
+        let key = (class, probe, callers);
+        if let Some(&i) = self.path_index.get(&key) {
+            return i;
+        }
+        let i = self.paths.len() as u32;
+        let entry = PROBES.get(probe as usize).map_or("?", |d| d.target).to_string();
+        self.paths.push(PathRow { class: Some(class), entry, callers: key.2.clone(), ..PathRow::default() });
+        self.path_index.insert(key, i);
+        i
+    }
+
+    fn take(&mut self, rec: &PagesRecord) {
+        let class = if rec.event == PageEvent::Get as u32 {
+            Class::FollGet
+        } else if rec.gup_flags & self.foll.longterm != 0 {
+            Class::FollPinLongterm
+        } else {
+            Class::FollPin
+        };
+        let callers = self.callers(rec.stack);
+        let path = self.path(class, rec.probe, callers);
+        let row = &mut self.paths[path as usize];
+        let listed = rec.entries.len() as u64;
+        // The whole call is counted with its first record; later records only list entries.
+        let counted = if rec.first == 0 { rec.nr as u64 } else { 0 };
+        if rec.first == 0 {
+            row.calls += 1;
+            row.pages += counted;
+        }
+        let unlisted = if rec.flags & PAGES_FLAG_UNLISTED != 0 {
+            counted
+        } else if rec.first == 0 {
+            (rec.nr as u64).saturating_sub(PAGES_MAX_RECORDS as u64 * PAGES_PER_RECORD as u64)
+        } else {
+            0
+        };
+        if class == Class::FollGet {
+            self.totals.referenced += counted;
+            if self.refs.len() + listed as usize <= MAX_REFS_FOLLOWED {
+                for &(page, _) in &rec.entries {
+                    self.refs.entry(page).or_default().push_back(Hold { page, ts_ns: rec.ts_ns, path, bio: false });
+                }
+            }
+            return;
+        }
+        self.totals.pinned += counted;
+        self.totals.unlisted += unlisted;
+        if class == Class::FollPinLongterm {
+            self.totals.pinned_longterm += counted;
+        }
+        for &(page, folio) in &rec.entries {
+            self.holds.entry(folio).or_default().push_back(Hold { page, ts_ns: rec.ts_ns, path, bio: false });
+            if page != 0 {
+                self.page_folio.insert(page, folio);
+            }
+        }
+    }
+
+    /// The name of a release: the unpin variant and the function that called it.
+    fn release_name(&mut self, rec: &PagesRecord) -> String {
+        let variant = PROBES.get(rec.probe as usize).map_or("?", |d| d.target);
+        match self.callers(rec.stack).first() {
+            Some(caller) => format!("{variant} <- {caller}"),
+            None => variant.to_string(),
+        }
+    }
+
+    fn release(&mut self, rec: &PagesRecord) {
+        let name = self.release_name(rec);
+        let dirty = rec.flags & PAGES_FLAG_DIRTY != 0;
+        let refs = rec.refs.max(1);
+        for &(page, folio) in &rec.entries {
+            for _ in 0..refs {
+                self.totals.unpinned += 1;
+                match self.unhold(folio, page) {
+                    Some(hold) => {
+                        self.totals.unpinned_matched += 1;
+                        let row = &mut self.paths[hold.path as usize];
+                        *row.released_by.entry(name.clone()).or_insert(0) += 1;
+                        if dirty {
+                            row.released_dirty += 1;
+                        }
+                    }
+                    None => self.totals.unpinned_unknown_origin += 1,
+                }
+            }
+        }
+        // An unlisted unpin (kretprobe fallback) is counted only.
+        if rec.flags & PAGES_FLAG_UNLISTED != 0 && rec.first == 0 {
+            let n = rec.nr as u64 * refs as u64;
+            self.totals.unpinned += n;
+            self.totals.unpinned_unknown_origin += n;
+        }
+    }
+
+    /// Takes one hold of `folio`: the one of `page` if named, else the oldest.
+    fn unhold(&mut self, folio: u64, page: u64) -> Option<Hold> {
+        let queue = self.holds.get_mut(&folio)?;
+        let at = if page != 0 { queue.iter().position(|h| h.page == page).unwrap_or(0) } else { 0 };
+        let hold = queue.remove(at)?;
+        if queue.is_empty() {
+            self.holds.remove(&folio);
+        }
+        if hold.page != 0 && !self.holds.get(&folio).is_some_and(|q| q.iter().any(|h| h.page == hold.page)) {
+            self.page_folio.remove(&hold.page);
+        }
+        Some(hold)
+    }
+
+    /// A bio record: the held pages it names are tied to a bio; a referenced bio's release
+    /// releases its FOLL_GET references.
+    pub fn bio(&mut self, rec: &BioRecord, struct_page_size: u64) {
+        let pinned = rec.flags & BIO_FLAG_PINNED != 0;
+        let list = PageList::of(rec);
+        let release = rec.event == BioEvent::Release as u32;
+        if rec.event != BioEvent::Acquire as u32 && !release {
+            return;
+        }
+        for page in list.each_page(struct_page_size) {
+            if pinned {
+                let folio = self.page_folio.get(&page).copied().unwrap_or(page);
+                let Some(queue) = self.holds.get_mut(&folio) else { continue };
+                if let Some(h) = queue.iter_mut().find(|h| h.page == page && !h.bio) {
+                    h.bio = true;
+                    self.totals.pinned_with_bio += 1;
+                    self.paths[h.path as usize].with_bio += 1;
+                }
+            } else if let Some(queue) = self.refs.get_mut(&page) {
+                if let Some(h) = queue.iter_mut().find(|h| !h.bio) {
+                    h.bio = true;
+                    self.totals.referenced_with_bio += 1;
+                    self.paths[h.path as usize].with_bio += 1;
+                }
+                if release {
+                    if let Some(at) = queue.iter().position(|h| h.bio) {
+                        let h = queue.remove(at).unwrap_or(Hold { page, ts_ns: 0, path: 0, bio: true });
+                        self.totals.referenced_released_with_bio += 1;
+                        *self.paths[h.path as usize].released_by.entry("__bio_release_pages".into()).or_insert(0) += 1;
+                    }
+                    if queue.is_empty() {
+                        self.refs.remove(&page);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The ledger at `now_ns`.
+    pub fn snapshot(&self, now_ns: u64) -> PageSnapshot {
+        let mut totals = self.totals.clone();
+        let mut paths = self.paths.clone();
+        for queue in self.holds.values() {
+            for h in queue {
+                let row = &mut paths[h.path as usize];
+                row.outstanding += 1;
+                totals.outstanding += 1;
+                if row.class == Some(Class::FollPinLongterm) {
+                    totals.outstanding_longterm += 1;
+                } else if h.bio {
+                    totals.outstanding_with_bio += 1;
+                } else if now_ns.saturating_sub(h.ts_ns) >= self.grace_ns {
+                    row.suspect += 1;
+                    totals.suspect += 1;
+                }
+            }
+        }
+        paths.sort_by(|a, b| b.pages.cmp(&a.pages).then_with(|| a.entry.cmp(&b.entry)).then_with(|| a.callers.cmp(&b.callers)));
+        PageSnapshot { totals, paths }
+    }
+
+}
+
+#[cfg(test)]
+mod tests {
+    use tracer_common::{BioEvent, ProbeId, BIO_MAX_VECS, COMM_LEN, PAGES_FLAG_TRUNCATED};
+
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+    const FOLL: FollBits = FollBits { write: 1, longterm: 1 << 8 };
+
+    fn owner() -> Owner {
+        Owner { tgid: 7, pid: 7, cgroup: 1, comm: [b'f'; COMM_LEN] }
+    }
+
+    fn rec(event: PageEvent, probe: ProbeId, ts_ns: u64, entries: &[(u64, u64)]) -> PagesRecord {
+        PagesRecord {
+            event: event as u32,
+            ts_ns,
+            probe: probe as u32,
+            gup_flags: 0,
+            nr: entries.len() as u32,
+            first: 0,
+            refs: 1,
+            stack: 1,
+            flags: 0,
+            owner: owner(),
+            entries: entries.to_vec(),
+        }
+    }
+
+    fn ledger() -> PageLedger {
+        let mut l = PageLedger::new(FOLL, S);
+        l.stack(&StackRecord { id: 1, frames: vec!["bpf_prog_x+0x10".into(), "iov_iter_extract_pages+0x2".into(), "bio_iov_iter_get_pages+0x9".into()] });
+        l.stack(&StackRecord { id: 2, frames: vec!["__bio_release_pages+0x40/0x90".into(), "blkdev_bio_end_io+0x1".into()] });
+        l
+    }
+
+    fn bio(event: BioEvent, pinned: bool, first_page: u64, pages: u16) -> BioRecord {
+        let mut r = BioRecord {
+            record: 2,
+            event: event as u32,
+            ts_ns: 0,
+            bio: 0xb10,
+            dev: 1,
+            op: 0,
+            flags: if pinned { BIO_FLAG_PINNED } else { 0 },
+            status: 0,
+            bytes: 4096 * pages as u32,
+            _pad: 0,
+            owner: owner(),
+            nr_vecs: 1,
+            nr_pages: pages as u32,
+            pages: [0; BIO_MAX_VECS],
+            vec_pages: [0; BIO_MAX_VECS],
+        };
+        r.pages[0] = first_page;
+        r.vec_pages[0] = pages;
+        r
+    }
+
+    #[test]
+    fn pins_match_unpins_by_page_and_by_folio() {
+        let mut l = ledger();
+        // Two small pages, and two pages of one large folio (head 0x3000).
+        l.apply(&rec(PageEvent::Pin, ProbeId::PinUserPagesFast, 10, &[(0x1000, 0x1000), (0x1040, 0x1040), (0x3040, 0x3000), (0x3080, 0x3000)]));
+        let mut by_page = rec(PageEvent::Unpin, ProbeId::UnpinUserPages, 20, &[(0x1040, 0x1040), (0x1000, 0x1000)]);
+        by_page.stack = 2;
+        l.apply(&by_page);
+        let mut by_folio = rec(PageEvent::Unpin, ProbeId::UnpinUserFolio, 30, &[(0, 0x3000)]);
+        by_folio.refs = 2;
+        by_folio.stack = 2;
+        l.apply(&by_folio);
+        let s = l.snapshot(40);
+        assert_eq!((s.totals.pinned, s.totals.unpinned, s.totals.unpinned_matched), (4, 4, 4));
+        assert_eq!((s.totals.outstanding, s.totals.unpinned_unknown_origin), (0, 0));
+        let path = &s.paths[0];
+        assert_eq!(path.class, Some(Class::FollPin));
+        assert_eq!(path.entry, "pin_user_pages_fast");
+        assert_eq!(path.callers, ["iov_iter_extract_pages", "bio_iov_iter_get_pages"], "the BPF frame is dropped");
+        assert_eq!(path.released_by.get("unpin_user_pages <- __bio_release_pages"), Some(&2));
+        assert_eq!(path.released_by.get("unpin_user_folio <- __bio_release_pages"), Some(&2));
+    }
+
+    #[test]
+    fn unpins_without_a_pin_are_of_unknown_origin_never_leaks() {
+        let mut l = ledger();
+        l.apply(&rec(PageEvent::Unpin, ProbeId::UnpinUserPage, 5, &[(0x9000, 0x9000)]));
+        let s = l.snapshot(100 * S);
+        assert_eq!((s.totals.unpinned, s.totals.unpinned_unknown_origin, s.totals.suspect), (1, 1, 0));
+    }
+
+    #[test]
+    fn held_pins_are_judged_by_kind_bio_and_age() {
+        let mut l = ledger();
+        let mut longterm = rec(PageEvent::Pin, ProbeId::PinUserPages, 0, &[(0x1000, 0x1000)]);
+        longterm.gup_flags = FOLL.longterm | FOLL.write;
+        l.apply(&longterm);
+        l.apply(&rec(PageEvent::Pin, ProbeId::PinUserPagesFast, 0, &[(0x2000, 0x2000), (0x2040, 0x2040)]));
+        l.apply(&rec(PageEvent::Pin, ProbeId::PinUserPagesFast, 0, &[(0x5000, 0x5000)]));
+        l.bio(&bio(BioEvent::Acquire, true, 0x2000, 2), 64);
+        let young = l.snapshot(S / 2);
+        assert_eq!((young.totals.outstanding, young.totals.suspect), (4, 0));
+        let old = l.snapshot(5 * S);
+        assert_eq!(old.totals.outstanding_longterm, 1);
+        assert_eq!(old.totals.outstanding_with_bio, 2);
+        assert_eq!(old.totals.pinned_with_bio, 2);
+        assert_eq!(old.totals.suspect, 1, "only the pin neither long-term nor tied to a bio");
+        let longterm_row = old.paths.iter().find(|p| p.class == Some(Class::FollPinLongterm)).expect("a long-term path");
+        assert_eq!((longterm_row.pages, longterm_row.suspect), (1, 0));
+    }
+
+    #[test]
+    fn references_are_followed_to_their_bio_release() {
+        let mut l = ledger();
+        l.apply(&rec(PageEvent::Get, ProbeId::GetUserPagesFast, 0, &[(0x4000, 0x4000), (0x4040, 0x4040)]));
+        l.bio(&bio(BioEvent::Acquire, false, 0x4000, 2), 64);
+        l.bio(&bio(BioEvent::Release, false, 0x4000, 2), 64);
+        let s = l.snapshot(10 * S);
+        assert_eq!((s.totals.referenced, s.totals.referenced_with_bio, s.totals.referenced_released_with_bio), (2, 2, 2));
+        assert_eq!((s.totals.pinned, s.totals.suspect), (0, 0), "references are not pins");
+        assert_eq!(s.paths[0].class, Some(Class::FollGet));
+        assert_eq!(s.paths[0].released_by.get("__bio_release_pages"), Some(&2));
+    }
+
+    #[test]
+    fn a_call_spans_records_and_beyond_the_limit_is_counted_unlisted() {
+        let mut l = ledger();
+        let listed = PAGES_MAX_RECORDS as usize * PAGES_PER_RECORD;
+        let nr = listed as u32 + 10;
+        for first in (0..listed).step_by(PAGES_PER_RECORD) {
+            let entries: Vec<(u64, u64)> =
+                (first..first + PAGES_PER_RECORD).map(|i| (0x10_0000 + 64 * i as u64, 0x10_0000 + 64 * i as u64)).collect();
+            let mut r = rec(PageEvent::Pin, ProbeId::PinUserPages, 0, &entries);
+            r.nr = nr;
+            r.first = first as u32;
+            r.flags = PAGES_FLAG_TRUNCATED;
+            l.apply(&r);
+        }
+        let s = l.snapshot(0);
+        assert_eq!((s.totals.pinned, s.totals.unlisted, s.totals.outstanding), (nr as u64, 10, listed as u64));
+        assert_eq!((s.paths[0].calls, s.paths[0].pages), (1, nr as u64));
+    }
+
+    #[test]
+    fn unlisted_calls_are_counted_only() {
+        let mut l = ledger();
+        let mut r = rec(PageEvent::Pin, ProbeId::PinUserPagesRemote, 0, &[]);
+        r.nr = 8;
+        r.flags = PAGES_FLAG_UNLISTED;
+        l.apply(&r);
+        let s = l.snapshot(10 * S);
+        assert_eq!((s.totals.pinned, s.totals.unlisted, s.totals.outstanding, s.totals.suspect), (8, 8, 0, 0));
+    }
+
+    #[test]
+    fn unknown_stacks_are_counted_and_the_path_is_empty() {
+        let mut l = ledger();
+        let mut r = rec(PageEvent::Pin, ProbeId::PinUserPagesFast, 0, &[(0x1000, 0x1000)]);
+        r.stack = -14;
+        l.apply(&r);
+        let s = l.snapshot(0);
+        assert_eq!(s.totals.unknown_stacks, 1);
+        assert!(s.paths[0].callers.is_empty());
+    }
+}
