@@ -34,10 +34,11 @@ pub enum ProbeId {
     BioEndio,
     BioReleasePages,
     GetUserPagesFast,
+    FolioAddPin,
 }
 
 /// Number of [`ProbeId`]s (size of the `PROBE_STATS` array).
-pub const PROBE_COUNT: u32 = ProbeId::GetUserPagesFast as u32 + 1;
+pub const PROBE_COUNT: u32 = ProbeId::FolioAddPin as u32 + 1;
 
 /// What a probe observes; decides what its [`ProbeStat::amount`] counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,6 +150,9 @@ pub const PROBES: [ProbeDef; PROBE_COUNT as usize] = [
         ..probe!(BioReleasePages, "__bio_release_pages", Latency, Fentry)
     },
     probe!(GetUserPagesFast, "get_user_pages_fast", Get, Fexit),
+    // Legacy fs/direct-io.c (6.2+) adds pins to pinned folios without counting them in
+    // nr_foll_pin_acquired; their unpins are counted.
+    probe!(FolioAddPin, "folio_add_pin", Pin, Fentry),
 ];
 
 /// Per-probe counters (`PROBE_STATS`, a per-CPU array indexed by [`ProbeId`]).
@@ -344,34 +348,29 @@ pub enum PageEvent {
     Unpin = 2,
 }
 
-/// Entries of one [`PagesWire`]; a call with more is split over several records.
-pub const PAGES_PER_RECORD: usize = 32;
-/// Records one call may produce; pages beyond `PAGES_PER_RECORD * PAGES_MAX_RECORDS` are
-/// counted (`nr`) but not listed, and the records say so ([`PAGES_FLAG_TRUNCATED`]).
-pub const PAGES_MAX_RECORDS: u32 = 16;
+/// Entries one page record lists at most; a call with more is counted (`nr`) but lists only
+/// these ([`PAGES_FLAG_TRUNCATED`]). 256 pages cover the largest bio (BIO_MAX_VECS).
+pub const PAGES_MAX_ENTRIES: usize = 256;
 
-/// `PagesWire::flags`: the unpin marks the pages dirty (make_dirty = true).
+/// `PagesHeader::flags`: the unpin marks the pages dirty (make_dirty = true).
 pub const PAGES_FLAG_DIRTY: u32 = 1 << 0;
-/// `PagesWire::flags`: the call has more entries than its records list.
+/// `PagesHeader::flags`: the call has more entries than the record lists.
 pub const PAGES_FLAG_TRUNCATED: u32 = 1 << 1;
-/// `PagesWire::flags`: the entries are not listed at all (a kretprobe fallback cannot see the
+/// `PagesHeader::flags`: the entries are not listed at all (a kretprobe fallback cannot see the
 /// array): only `nr` is known.
 pub const PAGES_FLAG_UNLISTED: u32 = 1 << 2;
 
-/// One pin, reference or unpin call's pages (`RecordType::Pages`), in records of at most
-/// [`PAGES_PER_RECORD`] entries. All records of one call share `ts_ns`, `owner` and `stack`.
-///
-/// An entry is one page (`pages[i]`, its struct page) of the folio `folios[i]` (its head page),
-/// holding `refs` references; calls that name folios only (unpin_folio, unpin_user_folio,
-/// unpin_folios) leave `pages[i]` 0.
+/// One pin, reference or unpin call's pages (`RecordType::Pages`): a [`PagesHeader`] followed
+/// by `n` [`PageEntry`]s. The kernel builds it in a per-CPU [`PagesWire`] and streams only the
+/// filled part, so the record is `size_of::<PagesHeader>() + n * size_of::<PageEntry>()` bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PagesWire {
+pub struct PagesHeader {
     /// [`RecordType::Pages`].
     pub record: u32,
     /// A [`PageEvent`].
     pub event: u32,
-    /// bpf_ktime_get_ns of the call (the same in all its records).
+    /// bpf_ktime_get_ns of the call.
     pub ts_ns: u64,
     /// The [`ProbeId`] that saw the call.
     pub probe: u32,
@@ -379,9 +378,7 @@ pub struct PagesWire {
     pub gup_flags: u32,
     /// Entries of the whole call (pages, or folios for the folio variants).
     pub nr: u32,
-    /// Index in the call of `pages[0]`.
-    pub first: u32,
-    /// Entries filled in this record.
+    /// Entries listed after the header.
     pub n: u32,
     /// References each entry holds or releases (1, or npages for unpin_user_folio).
     pub refs: u32,
@@ -389,9 +386,25 @@ pub struct PagesWire {
     pub stack: i32,
     /// `PAGES_FLAG_*`.
     pub flags: u32,
+    pub _pad: u32,
     pub owner: Owner,
-    pub pages: [u64; PAGES_PER_RECORD],
-    pub folios: [u64; PAGES_PER_RECORD],
+}
+
+/// One page of a call: its struct page (0 when the call names only the folio) and its folio
+/// (head page), on which the kernel counts pins.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PageEntry {
+    pub page: u64,
+    pub folio: u64,
+}
+
+/// The largest page record: the per-CPU buffer the kernel builds records in.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PagesWire {
+    pub header: PagesHeader,
+    pub entries: [PageEntry; PAGES_MAX_ENTRIES],
 }
 
 /// One measured I/O, streamed through the `EVENTS` ring buffer.
@@ -548,7 +561,8 @@ pub const ITEM_UNKNOWN: u32 = u32::MAX;
 const _: () = assert!(size_of::<ProbeStat>() == 16);
 const _: () = assert!(size_of::<ProcStat>() == 32);
 const _: () = assert!(size_of::<Offsets>() == 108);
-const _: () = assert!(size_of::<PagesWire>() == 48 + 32 + 16 * PAGES_PER_RECORD);
+const _: () = assert!(size_of::<PagesHeader>() == 48 + 32);
+const _: () = assert!(size_of::<PagesWire>() == size_of::<PagesHeader>() + 16 * PAGES_MAX_ENTRIES);
 const _: () = assert!(size_of::<LatencyEvent>() == 40);
 const _: () = assert!(size_of::<Owner>() == 32);
 const _: () = assert!(size_of::<BioRecord>() == 248);
@@ -576,5 +590,5 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::BioWire {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for super::PagesWire {}
+    unsafe impl aya::Pod for super::PagesHeader {}
 }

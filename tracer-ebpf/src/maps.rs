@@ -209,3 +209,14 @@ pub fn count_process<C: EbpfContext>(ctx: &C, pinned: u64, unpinned: u64) {
         }
     }
 }
+
+/// Argument `n` of the traced function, read with bpf_get_func_arg (fentry/fexit). Unlike a
+/// direct context read, it takes any argument type: the verifier refuses direct reads of
+/// pointer-to-pointer arguments such as `struct page **pages` ("type PTR is not a struct").
+#[inline(always)]
+pub fn func_arg<C: EbpfContext>(ctx: &C, n: u32) -> u64 {
+    let mut value = 0u64;
+    // SAFETY: the helper writes one u64 through a valid pointer to a local; it checks `n`.
+    let rc = unsafe { aya_ebpf::helpers::generated::bpf_get_func_arg(ctx.as_ptr(), n, &mut value) };
+    if rc == 0 { value } else { 0 }
+}

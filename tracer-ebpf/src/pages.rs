@@ -1,16 +1,18 @@
 //! Page records: the pages one pin, reference or unpin call names, each with its folio (head
 //! page), the owner and the kernel stack of the call, streamed as [`PagesWire`] records.
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated},
     macros::map,
-    maps::StackTrace,
+    maps::{PerCpuArray, StackTrace},
     programs::tracing::StackIdContext,
 };
 use tracer_common::{
-    LostReason, Owner, PageEvent, PagesWire, ProbeId, RecordType, COMM_LEN, OFFSET_UNKNOWN, PAGES_FLAG_TRUNCATED,
-    PAGES_FLAG_UNLISTED, PAGES_MAX_RECORDS, PAGES_PER_RECORD,
+    LostReason, Owner, PageEntry, PageEvent, PagesHeader, PagesWire, ProbeId, RecordType, COMM_LEN, OFFSET_UNKNOWN,
+    PAGES_FLAG_TRUNCATED, PAGES_FLAG_UNLISTED, PAGES_MAX_ENTRIES,
 };
 
 use crate::maps::{lost, offsets, read_at, submit_flags, EVENTS};
@@ -18,6 +20,22 @@ use crate::maps::{lost, offsets, read_at, submit_flags, EVENTS};
 /// Kernel stacks of the calls (deduplicated by the kernel; ids are stable while the map lives).
 #[map(name = "STACKS")]
 static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
+
+/// Nesting levels of [`emit`] on one CPU (an interrupt can unpin while a program is building
+/// a record): each level builds its record in its own buffer.
+const SCRATCH_LEVELS: u32 = 4;
+
+/// Per-CPU buffers the records are built in (one per nesting level).
+#[map(name = "PAGES_SCRATCH")]
+static SCRATCH: PerCpuArray<PagesWire> = PerCpuArray::with_max_entries(SCRATCH_LEVELS, 0);
+
+/// Per-CPU, per level: a call's `struct page *` or `struct folio *` array, copied in one read.
+#[map(name = "PAGES_RAW")]
+static RAW: PerCpuArray<[u64; PAGES_MAX_ENTRIES]> = PerCpuArray::with_max_entries(SCRATCH_LEVELS, 0);
+
+/// Per-CPU: nesting level of [`emit`] in progress.
+#[map(name = "PAGES_DEPTH")]
+static DEPTH: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 /// Where a call's entries are.
 #[derive(Clone, Copy)]
@@ -57,12 +75,30 @@ fn folio_of(page: u64, compound_head: u32) -> u64 {
     }
 }
 
-/// Streams the call in records of up to [`PAGES_PER_RECORD`] entries.
+/// Streams the call as one record: the header and up to [`PAGES_MAX_ENTRIES`] entries, built
+/// in this CPU's buffer for the current nesting level and copied into the ring buffer.
 #[inline(always)]
 pub fn emit<C: EbpfContext + StackIdContext>(ctx: &C, call: Call) {
     if call.n == 0 {
         return;
     }
+    let Some(depth) = DEPTH.get_ptr_mut(0) else { return };
+    // SAFETY: this CPU's slot.
+    let level = unsafe { *depth };
+    if level >= SCRATCH_LEVELS {
+        lost(LostReason::RingFull);
+        return;
+    }
+    let (Some(w), Some(raw)) = (SCRATCH.get_ptr_mut(level), RAW.get_ptr_mut(level)) else { return };
+    // SAFETY: this CPU's slot; restored below on every path.
+    unsafe { *depth = level + 1 };
+    fill(ctx, call, w, raw);
+    // SAFETY: this CPU's slot.
+    unsafe { *depth = level };
+}
+
+#[inline(always)]
+fn fill<C: EbpfContext + StackIdContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; PAGES_MAX_ENTRIES]) {
     let off = offsets();
     let stack = match ctx.get_stackid(&STACKS, 0) {
         Ok(id) => id as i32,
@@ -71,74 +107,106 @@ pub fn emit<C: EbpfContext + StackIdContext>(ctx: &C, call: Call) {
             e.min(-1)
         }
     };
-    // SAFETY: helpers without preconditions.
-    let ts_ns = unsafe { bpf_ktime_get_ns() };
     let pid_tgid = bpf_get_current_pid_tgid();
-    let owner = Owner {
-        tgid: (pid_tgid >> 32) as u32,
-        pid: pid_tgid as u32,
-        // SAFETY: helper without preconditions.
-        cgroup: unsafe { bpf_get_current_cgroup_id() },
-        comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
-    };
     let listed = !matches!(call.source, Source::Unlisted);
     let mut flags = call.flags;
     if !listed {
         flags |= PAGES_FLAG_UNLISTED;
-    } else if call.n > PAGES_MAX_RECORDS * PAGES_PER_RECORD as u32 {
+    } else if call.n > PAGES_MAX_ENTRIES as u32 {
         flags |= PAGES_FLAG_TRUNCATED;
     }
-    let page_size = off.struct_page_size as u64;
-    let mut first: u32 = 0;
-    for _ in 0..PAGES_MAX_RECORDS {
-        if first >= call.n || (!listed && first > 0) {
-            break;
-        }
-        let Some(mut entry) = EVENTS.reserve::<PagesWire>(0) else {
-            lost(LostReason::RingFull);
-            return;
+    let n = if !listed { 0 } else if call.n > PAGES_MAX_ENTRIES as u32 { PAGES_MAX_ENTRIES as u32 } else { call.n };
+    // SAFETY: `w` is this CPU's buffer for this nesting level, exclusively ours meanwhile.
+    unsafe {
+        (*w).header = PagesHeader {
+            record: RecordType::Pages as u32,
+            event: call.event as u32,
+            // SAFETY: helper without preconditions.
+            ts_ns: bpf_ktime_get_ns(),
+            probe: call.probe as u32,
+            gup_flags: call.gup_flags,
+            nr: call.n,
+            n,
+            refs: call.refs,
+            stack,
+            flags,
+            _pad: 0,
+            owner: Owner {
+                tgid: (pid_tgid >> 32) as u32,
+                pid: pid_tgid as u32,
+                cgroup: bpf_get_current_cgroup_id(),
+                comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
+            },
         };
-        let left = call.n - first;
-        let n = if !listed { 0 } else if left > PAGES_PER_RECORD as u32 { PAGES_PER_RECORD as u32 } else { left };
-        let w = entry.as_mut_ptr();
-        // SAFETY: `w` is the reserved, exclusively owned slot of a PagesWire; every field is
-        // written before submit (entries past `n` are zeroed).
-        unsafe {
-            (*w).record = RecordType::Pages as u32;
-            (*w).event = call.event as u32;
-            (*w).ts_ns = ts_ns;
-            (*w).probe = call.probe as u32;
-            (*w).gup_flags = call.gup_flags;
-            (*w).nr = call.n;
-            (*w).first = first;
-            (*w).n = n;
-            (*w).refs = call.refs;
-            (*w).stack = stack;
-            (*w).flags = flags;
-            (*w).owner = owner;
-            for i in 0..PAGES_PER_RECORD {
-                let (mut page, mut folio) = (0u64, 0u64);
-                if (i as u32) < n {
-                    let k = (first + i as u32) as u64;
-                    match call.source {
-                        Source::PageArray(array) => {
-                            page = read_at::<u64>(array + 8 * k, 0).unwrap_or(0);
-                            folio = folio_of(page, off.page_compound_head);
-                        }
-                        Source::Range(start) if off.struct_page_size != OFFSET_UNKNOWN => {
-                            page = start + k * page_size;
-                            folio = folio_of(page, off.page_compound_head);
-                        }
-                        Source::FolioArray(array) => folio = read_at::<u64>(array + 8 * k, 0).unwrap_or(0),
-                        Source::Folio(f) => folio = f,
-                        _ => {}
-                    }
+    }
+    // One loop per source, each with a straight body: cheap for the verifier.
+    let entries = w as u64 + core::mem::size_of::<PagesHeader>() as u64;
+    let put = |i: usize, page: u64, folio: u64| {
+        // SAFETY: i < PAGES_MAX_ENTRIES, inside the buffer.
+        unsafe { *(entries as *mut PageEntry).add(i) = PageEntry { page, folio } };
+    };
+    // The array of a call is copied in one read (one helper call instead of one per entry).
+    let copy_array = |array: u64| -> bool {
+        let bytes = (n as u64 * 8) & (PAGES_MAX_ENTRIES as u64 * 8 * 2 - 1);
+        if bytes == 0 || bytes > PAGES_MAX_ENTRIES as u64 * 8 {
+            return false;
+        }
+        // SAFETY: `raw` holds PAGES_MAX_ENTRIES u64s >= bytes; the helper checks the source.
+        unsafe { generated::bpf_probe_read_kernel(raw as *mut c_void, bytes as u32, array as *const c_void) == 0 }
+    };
+    match call.source {
+        Source::PageArray(array) => {
+            if !copy_array(array) {
+                return;
+            }
+            for i in 0..PAGES_MAX_ENTRIES {
+                if i as u32 >= n {
+                    break;
                 }
-                (*w).pages[i] = page;
-                (*w).folios[i] = folio;
+                // SAFETY: i < PAGES_MAX_ENTRIES.
+                let page = unsafe { (*raw)[i] };
+                put(i, page, folio_of(page, off.page_compound_head));
             }
         }
-        entry.submit(submit_flags());
-        first += PAGES_PER_RECORD as u32;
+        Source::Range(start) => {
+            let size = if off.struct_page_size == OFFSET_UNKNOWN { 0 } else { off.struct_page_size as u64 };
+            for i in 0..PAGES_MAX_ENTRIES {
+                if i as u32 >= n {
+                    break;
+                }
+                let page = start + i as u64 * size;
+                put(i, page, folio_of(page, off.page_compound_head));
+            }
+        }
+        Source::FolioArray(array) => {
+            if !copy_array(array) {
+                return;
+            }
+            for i in 0..PAGES_MAX_ENTRIES {
+                if i as u32 >= n {
+                    break;
+                }
+                // SAFETY: i < PAGES_MAX_ENTRIES.
+                put(i, 0, unsafe { (*raw)[i] });
+            }
+        }
+        Source::Folio(folio) => put(0, 0, folio),
+        Source::Unlisted => {}
+    }
+    let size = (core::mem::size_of::<PagesHeader>() + core::mem::size_of::<PageEntry>() * n as usize) as u64;
+    if size > core::mem::size_of::<PagesWire>() as u64 {
+        return;
+    }
+    // SAFETY: `w` is valid for size_of::<PagesWire>() >= size bytes.
+    let rc = unsafe {
+        generated::bpf_ringbuf_output(
+            core::ptr::addr_of!(EVENTS) as *mut c_void,
+            w as *mut c_void,
+            size,
+            submit_flags(),
+        )
+    };
+    if rc != 0 {
+        lost(LostReason::RingFull);
     }
 }

@@ -7,15 +7,15 @@
 //! the return value: the pages are counted, not listed.
 
 use aya_ebpf::{
-    macros::{fexit, kretprobe},
-    programs::{FExitContext, RetProbeContext},
+    macros::{fentry, fexit, kprobe, kretprobe},
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
     EbpfContext,
 };
 use aya_ebpf::programs::tracing::StackIdContext;
 use tracer_common::{PageEvent, ProbeId};
 
 use crate::{
-    maps::count,
+    maps::{count, func_arg},
     pages::{emit, Call, Source},
 };
 
@@ -45,8 +45,8 @@ macro_rules! returned_probe {
                 PageEvent::$event,
                 ProbeId::$id,
                 ctx.ret::<i64>().unwrap_or(0),
-                ctx.arg::<u64>($flags) as u32,
-                Source::PageArray(ctx.arg::<u64>($pages)),
+                func_arg(&ctx, $flags) as u32,
+                Source::PageArray(func_arg(&ctx, $pages)),
             )
         });
 
@@ -73,3 +73,21 @@ returned_probe!(fexit_pin_user_pages_unlocked, nested_pin_user_pages_unlocked, k
 // int get_user_pages_fast(unsigned long start, int nr_pages, unsigned int gup_flags, struct page **pages)
 returned_probe!(fexit_get_user_pages_fast, nested_get_user_pages_fast, kretprobe_get_user_pages_fast,
     "get_user_pages_fast", Get, GetUserPagesFast, 2, 3);
+
+/// void folio_add_pin(struct folio *folio): one more pin on a folio the caller has pinned
+/// (fs/direct-io.c), not counted in nr_foll_pin_acquired.
+#[inline(always)]
+fn try_folio_add_pin<C: EbpfContext + StackIdContext>(ctx: &C, folio: u64) -> u32 {
+    count(ProbeId::FolioAddPin, 1);
+    let call = Call { event: PageEvent::Pin, probe: ProbeId::FolioAddPin, source: Source::Folio(folio), n: 1, refs: 1, gup_flags: 0, flags: 0 };
+    emit(ctx, call);
+    0
+}
+
+with_twin!(#[fentry(function = "folio_add_pin")] fentry_folio_add_pin, nested_folio_add_pin, ProbeId::FolioAddPin,
+    |ctx: FEntryContext| try_folio_add_pin(&ctx, func_arg(&ctx, 0)));
+
+#[kprobe]
+pub fn kprobe_folio_add_pin(ctx: ProbeContext) -> u32 {
+    try_folio_add_pin(&ctx, ctx.arg::<u64>(0).unwrap_or(0))
+}

@@ -9,7 +9,7 @@ use aya_ebpf::{
 use tracer_common::{PageEvent, ProbeId, PAGES_FLAG_DIRTY};
 
 use crate::{
-    maps::count,
+    maps::{count, func_arg},
     pages::{emit, Call, Source},
 };
 
@@ -58,7 +58,7 @@ fn try_unpin<C: EbpfContext + StackIdContext>(ctx: &C, probe: ProbeId, shape: Sh
 macro_rules! unpin_probe {
     ($fentry:ident, $nested:ident, $kprobe:ident, $target:literal, $id:ident, $shape:ident) => {
         with_twin!(#[fentry(function = $target)] $fentry, $nested, ProbeId::$id, |ctx: FEntryContext| {
-            try_unpin(&ctx, ProbeId::$id, Shape::$shape, ctx.arg::<u64>(0), ctx.arg::<u64>(1), ctx.arg::<u64>(2))
+            try_unpin(&ctx, ProbeId::$id, Shape::$shape, func_arg(&ctx, 0), func_arg(&ctx, 1), func_arg(&ctx, 2))
         });
 
         #[kprobe]

@@ -1,6 +1,6 @@
 //! Ring buffer records (raw bytes) to typed records. Pure.
 
-use tracer_common::{BioRecord, BioWire, LatencyEvent, PagesWire, RecordType, BIO_MAX_VECS, PAGES_PER_RECORD};
+use tracer_common::{BioRecord, BioWire, LatencyEvent, PageEntry, PagesHeader, RecordType, BIO_MAX_VECS, PAGES_MAX_ENTRIES};
 
 use crate::ledger::{PagesRecord, StackRecord};
 
@@ -37,7 +37,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     } else if kind == RecordType::Bio as u32 {
         read::<BioWire>(bytes).map(|w| Record::Bio(bio_record(&w)))
     } else if kind == RecordType::Pages as u32 {
-        read::<PagesWire>(bytes).map(|w| Record::Pages(pages_record(&w)))
+        pages_record(bytes).map(Record::Pages)
     } else if kind == RecordType::Stack as u32 {
         stack_record(bytes).map(Record::Stack)
     } else {
@@ -90,22 +90,54 @@ pub fn bio_record(w: &BioWire) -> BioRecord {
     rec
 }
 
-/// The listed entries of a page record.
-pub fn pages_record(w: &PagesWire) -> PagesRecord {
-    let n = (w.n as usize).min(PAGES_PER_RECORD);
-    PagesRecord {
-        event: w.event,
-        ts_ns: w.ts_ns,
-        probe: w.probe,
-        gup_flags: w.gup_flags,
-        nr: w.nr,
-        first: w.first,
-        refs: w.refs,
-        stack: w.stack,
-        flags: w.flags,
-        owner: w.owner,
-        entries: (0..n).map(|i| (w.pages[i], w.folios[i])).collect(),
+/// A page record: its header and the `n` entries after it.
+pub fn pages_record(bytes: &[u8]) -> Result<PagesRecord, DecodeError> {
+    let h = read::<PagesHeader>(bytes)?;
+    let n = h.n as usize;
+    let head = std::mem::size_of::<PagesHeader>();
+    let entry = std::mem::size_of::<PageEntry>();
+    if n > PAGES_MAX_ENTRIES || bytes.len() < head + n * entry {
+        return Err(DecodeError::Short(bytes.len()));
     }
+    let entries = (0..n)
+        .map(|i| read::<PageEntry>(&bytes[head + i * entry..]).map(|e| (e.page, e.folio)))
+        .collect::<Result<_, _>>()?;
+    Ok(PagesRecord {
+        event: h.event,
+        ts_ns: h.ts_ns,
+        probe: h.probe,
+        gup_flags: h.gup_flags,
+        nr: h.nr,
+        refs: h.refs,
+        stack: h.stack,
+        flags: h.flags,
+        owner: h.owner,
+        entries,
+    })
+}
+
+/// The bytes of a page record as the kernel streams it (tests build records with it).
+#[cfg(test)]
+pub fn pages_bytes(r: &PagesRecord) -> Vec<u8> {
+    let h = PagesHeader {
+        record: RecordType::Pages as u32,
+        event: r.event,
+        ts_ns: r.ts_ns,
+        probe: r.probe,
+        gup_flags: r.gup_flags,
+        nr: r.nr,
+        n: r.entries.len() as u32,
+        refs: r.refs,
+        stack: r.stack,
+        flags: r.flags,
+        _pad: 0,
+        owner: r.owner,
+    };
+    let mut out = bytes_of(&h);
+    for &(page, folio) in &r.entries {
+        out.extend(bytes_of(&PageEntry { page, folio }));
+    }
+    out
 }
 
 /// Frames of one stack record at most.
@@ -165,7 +197,8 @@ fn read<T: Copy + Plain>(bytes: &[u8]) -> Result<T, DecodeError> {
 trait Plain {}
 impl Plain for LatencyEvent {}
 impl Plain for BioWire {}
-impl Plain for PagesWire {}
+impl Plain for PagesHeader {}
+impl Plain for PageEntry {}
 
 /// The bytes of a record, as the kernel writes them (tests build records with it).
 #[cfg(test)]
@@ -251,5 +284,31 @@ mod tests {
         let mut unknown = b.clone();
         unknown[..4].copy_from_slice(&77u32.to_ne_bytes());
         assert_eq!(decode(&unknown), Err(DecodeError::UnknownType(77)));
+    }
+
+    #[test]
+    fn page_and_stack_records_round_trip_and_bad_ones_are_errors() {
+        let rec = PagesRecord {
+            event: 2,
+            ts_ns: 9,
+            probe: 4,
+            gup_flags: 1,
+            nr: 3,
+            refs: 1,
+            stack: 5,
+            flags: 0,
+            owner: Owner { tgid: 1, pid: 2, cgroup: 3, comm: [b'x'; 16] },
+            entries: vec![(0x1000, 0x1000), (0x1040, 0x1000), (0, 0x2000)],
+        };
+        let bytes = pages_bytes(&rec);
+        assert_eq!(decode(&bytes), Ok(Record::Pages(rec.clone())));
+        assert!(decode(&bytes[..bytes.len() - 1]).is_err(), "an entry cut short");
+        let stack = StackRecord { id: 5, frames: vec!["iov_iter_extract_pages+0x3a/0x90".into(), "".into()] };
+        let sb = stack_bytes(&stack);
+        assert_eq!(decode(&sb), Ok(Record::Stack(stack)));
+        assert_eq!(decode(&sb[..sb.len() - 1]), Err(DecodeError::BadStack));
+        let mut extra = sb.clone();
+        extra.push(0);
+        assert_eq!(decode(&extra), Err(DecodeError::BadStack));
     }
 }

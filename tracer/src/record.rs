@@ -11,7 +11,7 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
-use tracer_common::{BioWire, LatencyEvent, PagesWire, PROBES};
+use tracer_common::{BioWire, LatencyEvent, PagesHeader, PROBES};
 
 use crate::{
     ledger::FollBits,
@@ -66,7 +66,7 @@ pub struct Metadata {
 pub struct RecordSizes {
     pub latency: u32,
     pub bio: u32,
-    /// Page records (0 in files from tracers that had none).
+    /// The header of page records (0 in files from tracers that had none).
     #[serde(default)]
     pub pages: u32,
 }
@@ -83,7 +83,7 @@ impl RecordSizes {
         RecordSizes {
             latency: std::mem::size_of::<LatencyEvent>() as u32,
             bio: std::mem::size_of::<BioWire>() as u32,
-            pages: std::mem::size_of::<PagesWire>() as u32,
+            pages: std::mem::size_of::<PagesHeader>() as u32,
         }
     }
 }

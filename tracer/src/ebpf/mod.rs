@@ -12,7 +12,7 @@ use aya::{
     programs::{BtfTracePoint, FEntry, FExit, KProbe, ProgramError},
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
-use tracer_common::{names, PagesWire, ProbeStat, ProcStat, RecordType, LOST_REASONS, PIN_TOTALS, PROBE_COUNT};
+use tracer_common::{names, PagesHeader, ProbeStat, ProcStat, RecordType, LOST_REASONS, PIN_TOTALS, PROBE_COUNT};
 
 use crate::{
     decode::stack_bytes,
@@ -224,7 +224,7 @@ impl Stacks {
         if word(0)? != RecordType::Pages as u32 {
             return None;
         }
-        let id = word(std::mem::offset_of!(PagesWire, stack))? as i32;
+        let id = word(std::mem::offset_of!(PagesHeader, stack))? as i32;
         if id < 0 || !self.seen.insert(id) {
             return None;
         }

@@ -20,8 +20,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use tracer_common::{
-    BioEvent, BioRecord, Owner, PageEvent, BIO_FLAG_PINNED, PAGES_FLAG_DIRTY, PAGES_FLAG_UNLISTED, PAGES_MAX_RECORDS,
-    PAGES_PER_RECORD, PROBES,
+    BioEvent, BioRecord, Owner, PageEvent, BIO_FLAG_PINNED, PAGES_FLAG_DIRTY, PROBES,
 };
 
 use super::pages::PageList;
@@ -45,7 +44,7 @@ impl Default for FollBits {
     }
 }
 
-/// A decoded [`tracer_common::PagesWire`]: one record of a call's entries.
+/// A decoded page record (tracer_common::PagesHeader and its entries): one call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PagesRecord {
     pub event: u32,
@@ -53,7 +52,6 @@ pub struct PagesRecord {
     pub probe: u32,
     pub gup_flags: u32,
     pub nr: u32,
-    pub first: u32,
     pub refs: u32,
     pub stack: i32,
     pub flags: u32,
@@ -206,17 +204,24 @@ impl PageLedger {
 
     /// Function names of a stack's frames ("func+0x1a/0x80" -> "func"), without the tracer's
     /// own frames (the BPF program and its trampoline).
-    fn callers(&mut self, stack: i32) -> Vec<String> {
+    fn callers(&mut self, stack: i32, probe: u32) -> Vec<String> {
+        let own = PROBES.get(probe as usize).map_or("", |d| d.target);
         let Some(frames) = self.stacks.get(&stack) else {
             self.totals.unknown_stacks += 1;
             return Vec::new();
         };
-        frames
+        let mut names: Vec<String> = frames
             .iter()
             .map(|f| f.split('+').next().unwrap_or(f).to_string())
             .filter(|f| !f.starts_with("bpf_") && !f.starts_with("0x") && !f.is_empty())
-            .take(PATH_DEPTH)
-            .collect()
+            .collect();
+        // A function with an fexit trampoline shows twice (its frame and the trampoline's), and
+        // the probed function itself may show: the path starts at its caller.
+        names.dedup();
+        let skip = names.iter().take_while(|f| *f == own).count();
+        names.drain(..skip);
+        names.truncate(PATH_DEPTH);
+        names
     }
 
     fn path(&mut self, class: Class, probe: u32, callers: Vec<String>) -> u32 {
@@ -239,23 +244,15 @@ impl PageLedger {
         } else {
             Class::FollPin
         };
-        let callers = self.callers(rec.stack);
+        let callers = self.callers(rec.stack, rec.probe);
         let path = self.path(class, rec.probe, callers);
         let row = &mut self.paths[path as usize];
         let listed = rec.entries.len() as u64;
-        // The whole call is counted with its first record; later records only list entries.
-        let counted = if rec.first == 0 { rec.nr as u64 } else { 0 };
-        if rec.first == 0 {
-            row.calls += 1;
-            row.pages += counted;
-        }
-        let unlisted = if rec.flags & PAGES_FLAG_UNLISTED != 0 {
-            counted
-        } else if rec.first == 0 {
-            (rec.nr as u64).saturating_sub(PAGES_MAX_RECORDS as u64 * PAGES_PER_RECORD as u64)
-        } else {
-            0
-        };
+        let counted = rec.nr as u64;
+        row.calls += 1;
+        row.pages += counted;
+        // Pages beyond the record's entries (or all, for a kretprobe) are counted, not followed.
+        let unlisted = counted.saturating_sub(listed);
         if class == Class::FollGet {
             self.totals.referenced += counted;
             if self.refs.len() + listed as usize <= MAX_REFS_FOLLOWED {
@@ -281,7 +278,7 @@ impl PageLedger {
     /// The name of a release: the unpin variant and the function that called it.
     fn release_name(&mut self, rec: &PagesRecord) -> String {
         let variant = PROBES.get(rec.probe as usize).map_or("?", |d| d.target);
-        match self.callers(rec.stack).first() {
+        match self.callers(rec.stack, rec.probe).first() {
             Some(caller) => format!("{variant} <- {caller}"),
             None => variant.to_string(),
         }
@@ -307,12 +304,10 @@ impl PageLedger {
                 }
             }
         }
-        // An unlisted unpin (kretprobe fallback) is counted only.
-        if rec.flags & PAGES_FLAG_UNLISTED != 0 && rec.first == 0 {
-            let n = rec.nr as u64 * refs as u64;
-            self.totals.unpinned += n;
-            self.totals.unpinned_unknown_origin += n;
-        }
+        // Entries not listed (a kretprobe fallback, or beyond the record) are counted only.
+        let n = (rec.nr as u64).saturating_sub(rec.entries.len() as u64) * refs as u64;
+        self.totals.unpinned += n;
+        self.totals.unpinned_unknown_origin += n;
     }
 
     /// Takes one hold of `folio`: the one of `page` if named, else the oldest.
@@ -394,7 +389,7 @@ impl PageLedger {
 
 #[cfg(test)]
 mod tests {
-    use tracer_common::{BioEvent, ProbeId, BIO_MAX_VECS, COMM_LEN, PAGES_FLAG_TRUNCATED};
+    use tracer_common::{BioEvent, ProbeId, BIO_MAX_VECS, COMM_LEN, PAGES_FLAG_TRUNCATED, PAGES_FLAG_UNLISTED, PAGES_MAX_ENTRIES};
 
     use super::*;
 
@@ -412,7 +407,6 @@ mod tests {
             probe: probe as u32,
             gup_flags: 0,
             nr: entries.len() as u32,
-            first: 0,
             refs: 1,
             stack: 1,
             flags: 0,
@@ -423,7 +417,7 @@ mod tests {
 
     fn ledger() -> PageLedger {
         let mut l = PageLedger::new(FOLL, S);
-        l.stack(&StackRecord { id: 1, frames: vec!["bpf_prog_x+0x10".into(), "iov_iter_extract_pages+0x2".into(), "bio_iov_iter_get_pages+0x9".into()] });
+        l.stack(&StackRecord { id: 1, frames: vec!["bpf_prog_x+0x10".into(), "pin_user_pages_fast+0x5".into(), "pin_user_pages_fast+0x9".into(), "iov_iter_extract_pages+0x2".into(), "bio_iov_iter_get_pages+0x9".into()] });
         l.stack(&StackRecord { id: 2, frames: vec!["__bio_release_pages+0x40/0x90".into(), "blkdev_bio_end_io+0x1".into()] });
         l
     }
@@ -516,22 +510,17 @@ mod tests {
     }
 
     #[test]
-    fn a_call_spans_records_and_beyond_the_limit_is_counted_unlisted() {
+    fn pages_beyond_the_record_are_counted_unlisted() {
         let mut l = ledger();
-        let listed = PAGES_MAX_RECORDS as usize * PAGES_PER_RECORD;
-        let nr = listed as u32 + 10;
-        for first in (0..listed).step_by(PAGES_PER_RECORD) {
-            let entries: Vec<(u64, u64)> =
-                (first..first + PAGES_PER_RECORD).map(|i| (0x10_0000 + 64 * i as u64, 0x10_0000 + 64 * i as u64)).collect();
-            let mut r = rec(PageEvent::Pin, ProbeId::PinUserPages, 0, &entries);
-            r.nr = nr;
-            r.first = first as u32;
-            r.flags = PAGES_FLAG_TRUNCATED;
-            l.apply(&r);
-        }
+        let entries: Vec<(u64, u64)> =
+            (0..PAGES_MAX_ENTRIES as u64).map(|i| (0x10_0000 + 64 * i, 0x10_0000 + 64 * i)).collect();
+        let mut r = rec(PageEvent::Pin, ProbeId::PinUserPages, 0, &entries);
+        r.nr = PAGES_MAX_ENTRIES as u32 + 10;
+        r.flags = PAGES_FLAG_TRUNCATED;
+        l.apply(&r);
         let s = l.snapshot(0);
-        assert_eq!((s.totals.pinned, s.totals.unlisted, s.totals.outstanding), (nr as u64, 10, listed as u64));
-        assert_eq!((s.paths[0].calls, s.paths[0].pages), (1, nr as u64));
+        assert_eq!((s.totals.pinned, s.totals.unlisted, s.totals.outstanding), (r.nr as u64, 10, PAGES_MAX_ENTRIES as u64));
+        assert_eq!((s.paths[0].calls, s.paths[0].pages), (1, r.nr as u64));
     }
 
     #[test]
