@@ -39,6 +39,7 @@ case_run() {
         "ledger_referenced=$(ledger_pages referenced /tmp/case.json) ledger_matched=$(ledger_pages matched /tmp/case.json)" \
         "ledger_acquired=$(ledger_pages acquired /tmp/case.json)" \
         "pl_pinned=$(page_total pinned /tmp/case.json) pl_with_bio=$(page_total pinned_with_bio /tmp/case.json)" \
+        "pl_longterm=$(page_total pinned_longterm /tmp/case.json)" \
         "pl_unpinned=$(page_total unpinned /tmp/case.json) pl_matched=$(page_total unpinned_matched /tmp/case.json)" \
         "pl_unknown=$(page_total unpinned_unknown_origin /tmp/case.json) pl_unlisted=$(page_total unlisted /tmp/case.json)" \
         "pl_outstanding=$(page_total outstanding /tmp/case.json) pl_suspect=$(page_total suspect /tmp/case.json)" \

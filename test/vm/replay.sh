@@ -9,6 +9,7 @@ ship() { # ship NAME COMMAND...
     tracer record -o /tmp/$name.rec --format json -- "$@" > /tmp/$name.json 2> /tmp/$name.err
     echo "RECORDED $name status=$?"
     grep '"type":"ledger"' /tmp/$name.json | sed "s/^/LEDGER $name /"
+    grep '"type":"pages"' /tmp/$name.json | sed "s/^/PAGES $name /"
     grep '"type":"summary"' /tmp/$name.json | sed "s/^/SUMMARY $name /"
     echo "RECORD-BEGIN $name"
     base64 /tmp/$name.rec
@@ -18,4 +19,9 @@ ship() { # ship NAME COMMAND...
 ship dd-read dd if=/dev/vda of=/dev/null bs=64k count=16 iflag=direct
 ship fio-randrw fio --name=t --filename=/dev/nvme0n1 --direct=1 --bs=16k --size=4m --io_size=1m \
     --iodepth=4 --ioengine=libaio --rw=randrw --output=/dev/null
+# The page ledger's other paths: long-term pins (io_uring registered buffers) and SG_IO
+# passthrough (pinned on 6.2+, FOLL_GET references before).
+ship fixedbufs sh -c "fio --name=t --direct=1 --bs=16k --size=2m --iodepth=4 --rw=randread --ioengine=io_uring \
+    --fixedbufs --filename=/dev/nullb0 --output=/dev/null; sleep 1"
+ship sgio pin-workload sgio /dev/sda --buffer aligned --op read --count 16 --bytes 65536
 echo "REPLAY-DONE"

@@ -50,8 +50,8 @@ pub fn test(args: &TestArgs) -> Result<i32> {
     if !args.vm_only {
         step("host: cargo test --workspace", &mut || cargo(&["test", "--workspace", "--quiet"]).map(|_| String::new()));
     }
-    step("build: tracer (release, with eBPF)", &mut || {
-        cargo(&["build", "--release", "-p", "tracer"]).map(|_| String::new())
+    step("build: tracer (release, with eBPF) and pin-workload", &mut || {
+        cargo(&["build", "--release", "-p", "tracer", "-p", "tracer-workloads"]).map(|_| String::new())
     });
     if !args.vm_only {
         step("host: tracer check / run (tracepoints only here)", &mut host_live);
@@ -64,6 +64,7 @@ pub fn test(args: &TestArgs) -> Result<i32> {
             continue;
         }
         step(&format!("vm {kernel}: pins = /proc/vmstat"), &mut || dio_pins(kernel, expect));
+        step(&format!("vm {kernel}: pin paths (io_uring fixed buffers, SG_IO, NVMe passthrough, vmsplice, legacy DIO)"), &mut || pin_paths(kernel, expect));
         step(&format!("vm {kernel}: latency"), &mut || latency(kernel));
         step(&format!("vm {kernel}: record in the VM, replay on the host"), &mut || replay(kernel));
     }
@@ -93,7 +94,10 @@ fn cargo(args: &[&str]) -> Result<()> {
 
 /// Boots `kernel`, runs `script` (a file of test/vm/) and returns the console log.
 fn run_script(kernel: &str, script: &str, timeout: u32) -> Result<String> {
-    let path = workspace_root().join("test/vm").join(script);
+    let root = workspace_root();
+    let path = root.join("test/vm").join(script);
+    let cases = root.join("test/vm/cases.sh");
+    let workload = root.join("target/release/pin-workload");
     let args = vm::args_from([
         "--kernel".to_string(),
         kernel.to_string(),
@@ -102,6 +106,10 @@ fn run_script(kernel: &str, script: &str, timeout: u32) -> Result<String> {
         timeout.to_string(),
         "--add".to_string(),
         path.display().to_string(),
+        "--add".to_string(),
+        cases.display().to_string(),
+        "--add".to_string(),
+        format!("{}:/usr/bin/pin-workload", workload.display()),
         "--".to_string(),
         format!("sh /root/{script}"),
     ])?;
@@ -145,6 +153,22 @@ fn dio_pins(kernel: &str, expect: DioPins) -> Result<String> {
     check_probe_plan(kernel, &console)?;
     let pages: u64 = cases.iter().filter_map(|c| c.int("pinned")).sum();
     Ok(format!("({} cases, {pages} pages pinned in all, each equal to the vmstat delta)", cases.len()))
+}
+
+/// Cases of pin-paths.sh.
+const PATH_CASES: usize = 13;
+
+fn pin_paths(kernel: &str, expect: DioPins) -> Result<String> {
+    let console = run_script(kernel, "pin-paths.sh", 1800)?;
+    let cases = check_run(&console, expect, PATH_CASES)?;
+    let sum = |k: &str| cases.iter().filter_map(|c| c.int(k)).sum::<u64>();
+    Ok(format!(
+        "({} cases: {} pages pinned ({} long-term), {} referenced, every unpin matched)",
+        cases.len(),
+        sum("pl_pinned"),
+        sum("pl_longterm"),
+        sum("pl_referenced")
+    ))
 }
 
 /// What `tracer check` must say on each kernel.
@@ -230,6 +254,12 @@ pub fn check_case(case: &Case, expect: DioPins) -> Vec<String> {
     if u.is_none() || u != r {
         bad(format!("pages unpinned {} != vmstat nr_foll_pin_released delta {}", case.str("unpinned"), case.str("vm_released")));
     }
+    check_page_ledger(case, &mut bad);
+    // Cases of other pin paths than DIO (pin-paths.sh) have their own expectations.
+    if case.fields.contains_key("path") {
+        check_path(case, expect, &mut bad);
+        return problems;
+    }
     // btrfs may serve O_DIRECT writes through the page cache (data checksums): no pages then.
     let may_buffer = case.str("note") == "may_buffer";
     match (expect, p) {
@@ -265,6 +295,91 @@ pub fn check_case(case: &Case, expect: DioPins) -> Vec<String> {
     problems
 }
 
+/// The page ledger of a case (runs of this tracer always print it): every unpin matched to a pin
+/// seen in the trace, nothing left pinned, nothing uncounted, and its totals equal to the
+/// kernel's own accounting (the pins of legacy direct I/O's folio_add_pin excepted: the kernel
+/// does not count them when they are taken, only when they are released).
+fn check_page_ledger(case: &Case, bad: &mut impl FnMut(String)) {
+    if !case.fields.contains_key("pl_pinned") {
+        return;
+    }
+    let g = |k: &str| case.int(k);
+    let legacy = case.str("path") == "legacy_dio";
+    let pinned_ok = if legacy { g("pl_pinned") >= g("pinned") } else { g("pl_pinned") == g("pinned") };
+    if g("pl_pinned").is_none() || !pinned_ok {
+        bad(format!("page ledger pinned {} pages, kernel accounting {}", case.str("pl_pinned"), case.str("pinned")));
+    }
+    if g("pl_unpinned").is_none() || g("pl_unpinned") != g("unpinned") {
+        bad(format!("page ledger unpinned {} pages, kernel accounting {}", case.str("pl_unpinned"), case.str("unpinned")));
+    }
+    if g("pl_matched") != g("pl_unpinned") {
+        bad(format!("page ledger matched {} of {} unpins to their pins", case.str("pl_matched"), case.str("pl_unpinned")));
+    }
+    for (key, what) in [
+        ("pl_outstanding", "pages still pinned at the end"),
+        ("pl_suspect", "pins held past the grace period"),
+        ("pl_unlisted", "pins counted but not listed"),
+    ] {
+        if g(key) != Some(0) {
+            bad(format!("page ledger: {} {what}", case.str(key)));
+        }
+    }
+    if !case.str("skipped").is_empty() {
+        bad(format!("probes skipped by the kernel: {}", case.str("skipped")));
+    }
+}
+
+/// The expectation of a `path=` case of pin-paths.sh on a kernel whose DIO pins (6.2+) or takes
+/// FOLL_GET references (6.1).
+fn check_path(case: &Case, expect: DioPins, bad: &mut impl FnMut(String)) {
+    let g = |k: &str| case.int(k).unwrap_or(0);
+    let want = case.int("expect");
+    let (pinned, referenced, longterm) = (g("pl_pinned"), g("pl_referenced"), g("pl_longterm"));
+    match case.str("path") {
+        "longterm" => {
+            // FOLL_PIN|FOLL_LONGTERM on every kernel (io_uring pinned its buffers before 6.2 too).
+            if pinned == 0 || longterm != pinned {
+                bad(format!("registered buffers: {pinned} pages pinned, {longterm} of them FOLL_LONGTERM; all expected long-term"));
+            }
+        }
+        "passthrough_aligned" => {
+            let (got, other, kind) = match expect {
+                DioPins::Pinned => (pinned, referenced, "pinned"),
+                DioPins::Referenced => (referenced, pinned, "referenced"),
+            };
+            if Some(got) != want || other != 0 {
+                bad(format!(
+                    "aligned passthrough buffer: {got} pages {kind} (expected {}), {other} of the other kind",
+                    case.str("expect")
+                ));
+            }
+            if expect == DioPins::Pinned && g("pl_with_bio") != pinned {
+                bad(format!("aligned passthrough: {} of {pinned} pinned pages tied to a bio", g("pl_with_bio")));
+            }
+        }
+        "passthrough_copy" => {
+            if pinned != 0 || referenced != 0 {
+                bad(format!("unaligned passthrough buffer (a bounce copy): {pinned} pages pinned, {referenced} referenced"));
+            }
+        }
+        "foll_get" => {
+            if Some(referenced) != want || pinned != 0 {
+                bad(format!("vmsplice: {referenced} pages referenced (expected {}), {pinned} pinned", case.str("expect")));
+            }
+        }
+        "legacy_dio" => {
+            let ok = match expect {
+                DioPins::Pinned => pinned > 0 && referenced == 0,
+                DioPins::Referenced => referenced > 0 && pinned == 0,
+            };
+            if !ok {
+                bad(format!("legacy direct I/O: {pinned} pages pinned, {referenced} referenced"));
+            }
+        }
+        other => bad(format!("unknown path '{other}'")),
+    }
+}
+
 /// Checks a whole guest run: at least `min_cases` cases, all passing, and the script finished.
 pub fn check_run(console: &str, expect: DioPins, min_cases: usize) -> Result<Vec<Case>> {
     let cases = parse_cases(console);
@@ -289,7 +404,7 @@ fn replay(kernel: &str) -> Result<String> {
     std::fs::create_dir_all(&dir)?;
     let tracer = workspace_root().join("target/release/tracer");
     let mut done = Vec::new();
-    for name in ["dd-read", "fio-randrw"] {
+    for name in ["dd-read", "fio-randrw", "fixedbufs", "sgio"] {
         let bytes = shipped_file(&console, name)?;
         let path = dir.join(format!("{kernel}-{name}.rec"));
         std::fs::write(&path, &bytes)?;
@@ -303,6 +418,16 @@ fn replay(kernel: &str) -> Result<String> {
         let replayed_ledger = text.lines().find(|l| l.contains("\"type\":\"ledger\"")).unwrap_or_default();
         if replayed_ledger != live_ledger {
             bail!("{name}: replayed ledger differs from the live one\n  live:     {live_ledger}\n  replayed: {replayed_ledger}");
+        }
+        let live_pages = marked_line(&console, "PAGES", name)?;
+        let replayed_pages = text.lines().find(|l| l.contains("\"type\":\"pages\"")).unwrap_or_default();
+        if replayed_pages != live_pages {
+            bail!("{name}: replayed page ledger differs from the live one\n  live:     {live_pages}\n  replayed: {replayed_pages}");
+        }
+        for key in ["unpinned_unknown_origin", "outstanding", "suspect", "unlisted"] {
+            if json_field(&live_pages, key).as_deref() != Some("0") {
+                bail!("{name}: page ledger {key} is not 0: {live_pages}");
+            }
         }
         let replayed_summary = text.lines().last().unwrap_or_default();
         for key in ["pages_pinned", "pages_unpinned", "lost_events", "ledger"] {

@@ -289,6 +289,7 @@ fn attach(
     program: &str,
     target: &str,
 ) -> Result<(), String> {
+    let started = std::time::Instant::now();
     let prog = ebpf
         .program_mut(program)
         .ok_or_else(|| format!("program {program} missing from the eBPF object (build mismatch)"))?;
@@ -311,7 +312,20 @@ fn attach(
             p.load().and_then(|()| p.attach(target, 0).map(drop))
         }
     };
-    result.map_err(|e| describe(&e))
+    result.map_err(|e| describe(&e))?;
+    if log::log_enabled!(log::Level::Debug) {
+        if let Some(Ok(fd)) = ebpf.program(program).map(|p| p.fd()) {
+            if let Ok(info) = prog_info(fd.as_fd()) {
+                log::debug!(
+                    "{program}: {} instructions verified ({} in the program); loaded and attached in {:.1?}",
+                    info.verified_insns,
+                    info.xlated_prog_len / 8,
+                    started.elapsed()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Adds what a bare errno means for this kind of program.
@@ -378,6 +392,11 @@ fn raise_memlock_limit() {
 /// program was already running on that CPU. aya 0.14 does not expose the field, so this asks
 /// the kernel directly (BPF_OBJ_GET_INFO_BY_FD).
 fn recursion_misses(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u64> {
+    prog_info(fd).map(|info| info.recursion_misses)
+}
+
+/// The kernel's bpf_prog_info of a loaded program.
+fn prog_info(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<aya_obj::generated::bpf_prog_info> {
     use std::os::fd::AsRawFd as _;
     #[repr(C)]
     struct InfoByFd {
@@ -400,5 +419,5 @@ fn recursion_misses(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u64> {
     if rc < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(info.recursion_misses)
+    Ok(info)
 }
