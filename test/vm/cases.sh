@@ -19,17 +19,62 @@ page_total() { grep '"type":"pages"' "$2" | sed 's/,"paths".*//' | sed -n "s/.*\
 skipped() { grep '"type":"summary"' "$1" | sed -n 's/.*"probes_skipped":\[\([^]]*\)\].*/\1/p' | sed 's/{"target":"\([^"]*\)","runs":\([0-9]*\)}/\1:\2/g' | tail -1; }
 ledger_verdict() { grep '"type":"ledger"' "$1" | sed -n 's/.*"verdict":"\([a-z ]*\)".*/\1/p' | tr ' ' _ | tail -1; }
 
-# case NAME COMMAND...: one measured run.
+# One tracer for all the cases of a script (loading the probes takes tens of seconds under
+# TCG): `tracer run --segments` prints the end-of-run records of a segment and starts a new
+# one on SIGUSR1. tracer_start, then case_run per case, then tracer_stop.
+SEGMENTS=0
+wait_summaries() { # wait_summaries N: until the trace has N summaries (60 s at most)
+    i=0
+    while [ "$(grep -c '"type":"summary"' /tmp/trace.json)" -lt "$1" ]; do
+        i=$((i + 1))
+        if [ $i -gt 600 ] || ! kill -0 "$TRACER_PID" 2>/dev/null; then
+            echo "tracer stopped or silent (segment $1):"; tail -5 /tmp/trace.err; return 1
+        fi
+        sleep 0.1
+    done
+}
+tracer_start() {
+    tracer run --format json --segments > /tmp/trace.json 2> /tmp/trace.err &
+    TRACER_PID=$!
+    i=0
+    until grep -q '"type":"probe"' /tmp/trace.json 2>/dev/null; do
+        i=$((i + 1))
+        if [ $i -gt 1200 ] || ! kill -0 "$TRACER_PID" 2>/dev/null; then
+            echo "tracer did not start:"; tail -5 /tmp/trace.err; return 1
+        fi
+        sleep 0.1
+    done
+    # A first segment covers the start itself; the cases begin after it.
+    sleep 1
+    kill -USR1 "$TRACER_PID"
+    SEGMENTS=1
+    wait_summaries 1
+}
+tracer_stop() {
+    kill -INT "$TRACER_PID" 2>/dev/null
+    wait "$TRACER_PID"
+}
+
+# case_run NAME COMMAND...: one measured case, one segment. What ran since the last case
+# (mkfs, mount: mkfs.xfs writes with O_DIRECT) is cut off into a segment of its own first.
 case_run() {
     name=$1; shift
+    SEGMENTS=$((SEGMENTS + 1))
+    kill -USR1 "$TRACER_PID"
+    wait_summaries $SEGMENTS
     refresh
     a0=$(vmstat_field nr_foll_pin_acquired); r0=$(vmstat_field nr_foll_pin_released)
-    tracer run --format json -- "$@" > /tmp/case.json 2> /tmp/case.err
+    "$@" > /tmp/workload.out 2>&1
     rc=$?
+    SEGMENTS=$((SEGMENTS + 1))
+    kill -USR1 "$TRACER_PID"
+    wait_summaries $SEGMENTS || rc=125
+    awk -v k=$SEGMENTS '/"type":"summary"/ { n++; if (n == k) { print; exit } next } n == k - 1 { print }' \
+        /tmp/trace.json > /tmp/case.json
     refresh
     a1=$(vmstat_field nr_foll_pin_acquired); r1=$(vmstat_field nr_foll_pin_released)
     if [ $rc -ne 0 ]; then
-        echo "case $name failed (exit $rc):"; tail -5 /tmp/case.err; tail -3 /tmp/case.json
+        echo "case $name failed (exit $rc):"; tail -5 /tmp/workload.out
     fi
     echo "CASE $name status=$rc pinned=$(json_int pages_pinned /tmp/case.json)" \
         "unpinned=$(json_int pages_unpinned /tmp/case.json) lost=$(json_int lost_events /tmp/case.json)" \

@@ -13,6 +13,7 @@ set -u
 FIO="fio --name=t --direct=1 --bs=16k --size=8m --io_size=8m --iodepth=8 --output=/dev/null"
 
 tracer check || echo "CHECK-FAILED"
+tracer_start || echo "TRACER-START-FAILED"
 
 devices=""
 for d in /dev/nullb0 /dev/vda /dev/nvme0n1; do
@@ -69,4 +70,6 @@ for dev in /dev/vda /dev/nvme0n1 /dev/nullb1; do
         echo "CASE $n-ext4-setup status=1 pinned= unpinned= lost= accounting= vm_acquired=0 vm_released=0"
     fi
 done
+tracer_stop
+echo "TRACER-EXIT status=$?"
 echo "CASES-DONE"

@@ -13,7 +13,7 @@ set -u
 
 . /root/cases.sh
 
-tracer check > /dev/null || echo "CHECK-FAILED"
+tracer_start || echo "TRACER-START-FAILED"
 
 note() { CASE_NOTE="path=$1${2:+ expect=$2}"; }
 
@@ -44,8 +44,11 @@ case_run vmsplice pin-workload vmsplice --pages 16 --rounds 64
 # Legacy fs/direct-io.c: vfat still uses it (blockdev_direct_IO).
 mkdir -p /mnt/vfat
 if mkfs.vfat /dev/vda > /dev/null 2>&1 && mount -t vfat /dev/vda /mnt/vfat; then
+    # fat does O_DIRECT writes only inside the allocated size (it falls back to buffered I/O
+    # to extend a file): lay the file out first, then overwrite it.
+    dd if=/dev/zero of=/mnt/vfat/f bs=64k count=64 2> /dev/null && sync
     note legacy_dio
-    case_run vda-vfat-dd-write dd if=/dev/zero of=/mnt/vfat/f bs=64k count=64 oflag=direct
+    case_run vda-vfat-dd-write dd if=/dev/zero of=/mnt/vfat/f bs=64k count=64 oflag=direct conv=notrunc
     case_run vda-vfat-dd-read dd if=/mnt/vfat/f of=/dev/null bs=64k iflag=direct
     case_run vda-vfat-fio-randrw-psync fio --name=t --direct=1 --bs=16k --size=4m --rw=randrw \
         --ioengine=psync --filename=/mnt/vfat/f --output=/dev/null
@@ -54,4 +57,6 @@ else
     echo "CASE vda-vfat-setup status=1 pinned= unpinned= lost= accounting= vm_acquired=0 vm_released=0"
 fi
 CASE_NOTE=
+tracer_stop
+echo "TRACER-EXIT status=$?"
 echo "CASES-DONE"

@@ -66,13 +66,30 @@ pub struct Call {
     pub flags: u32,
 }
 
+/// Where a page's compound_head is: `offset` into struct page, and a `mask` that is all ones,
+/// or 0 when the offset is unknown (the read of address 0 fails: every page is its own folio).
+#[derive(Clone, Copy)]
+struct HeadAt {
+    offset: u64,
+    mask: u64,
+}
+
 /// The folio of `page`: its head page (a tail page's compound_head is the head's address + 1).
+/// Branch-free (the verifier walks every branch of every loop iteration): a failed read leaves
+/// 0, whose bit 0 is clear, so the page counts as its own folio.
 #[inline(always)]
-fn folio_of(page: u64, compound_head: u32) -> u64 {
-    match read_at::<u64>(page, compound_head) {
-        Some(head) if head & 1 == 1 => head - 1,
-        _ => page,
-    }
+fn folio_of(page: u64, at: HeadAt) -> u64 {
+    let mut head: u64 = 0;
+    // SAFETY: the helper writes 8 bytes into `head` and tolerates any source address.
+    unsafe {
+        generated::bpf_probe_read_kernel(
+            core::ptr::addr_of_mut!(head) as *mut c_void,
+            8,
+            (page.wrapping_add(at.offset) & at.mask) as *const c_void,
+        )
+    };
+    let tail = 0u64.wrapping_sub(head & 1);
+    (tail & (head ^ 1)) | (!tail & page)
 }
 
 /// Streams the call as one record: the header and up to [`PAGES_MAX_ENTRIES`] entries, built
@@ -100,6 +117,10 @@ pub fn emit<C: EbpfContext + StackIdContext>(ctx: &C, call: Call) {
 #[inline(always)]
 fn fill<C: EbpfContext + StackIdContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; PAGES_MAX_ENTRIES]) {
     let off = offsets();
+    let head_off = match off.page_compound_head {
+        OFFSET_UNKNOWN => HeadAt { offset: 0, mask: 0 },
+        known => HeadAt { offset: known as u64, mask: u64::MAX },
+    };
     let stack = match ctx.get_stackid(&STACKS, 0) {
         Ok(id) => id as i32,
         Err(e) => {
@@ -139,6 +160,13 @@ fn fill<C: EbpfContext + StackIdContext>(ctx: &C, call: Call, w: *mut PagesWire,
             },
         };
     }
+    // The record size, computed before the loops: the loops narrow what the verifier knows of
+    // `n` differently at each exit, and a size derived from `n` after them would make it
+    // verify the rest of the program once per exit.
+    let size = (core::mem::size_of::<PagesHeader>() + core::mem::size_of::<PageEntry>() * n as usize) as u64;
+    if size > core::mem::size_of::<PagesWire>() as u64 {
+        return;
+    }
     // One loop per source, each with a straight body: cheap for the verifier.
     let entries = w as u64 + core::mem::size_of::<PagesHeader>() as u64;
     let put = |i: usize, page: u64, folio: u64| {
@@ -165,7 +193,7 @@ fn fill<C: EbpfContext + StackIdContext>(ctx: &C, call: Call, w: *mut PagesWire,
                 }
                 // SAFETY: i < PAGES_MAX_ENTRIES.
                 let page = unsafe { (*raw)[i] };
-                put(i, page, folio_of(page, off.page_compound_head));
+                put(i, page, folio_of(page, head_off));
             }
         }
         Source::Range(start) => {
@@ -175,7 +203,7 @@ fn fill<C: EbpfContext + StackIdContext>(ctx: &C, call: Call, w: *mut PagesWire,
                     break;
                 }
                 let page = start + i as u64 * size;
-                put(i, page, folio_of(page, off.page_compound_head));
+                put(i, page, folio_of(page, head_off));
             }
         }
         Source::FolioArray(array) => {
@@ -192,10 +220,6 @@ fn fill<C: EbpfContext + StackIdContext>(ctx: &C, call: Call, w: *mut PagesWire,
         }
         Source::Folio(folio) => put(0, 0, folio),
         Source::Unlisted => {}
-    }
-    let size = (core::mem::size_of::<PagesHeader>() + core::mem::size_of::<PageEntry>() * n as usize) as u64;
-    if size > core::mem::size_of::<PagesWire>() as u64 {
-        return;
     }
     // SAFETY: `w` is valid for size_of::<PagesWire>() >= size bytes.
     let rc = unsafe {

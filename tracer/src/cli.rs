@@ -39,6 +39,10 @@ pub struct RunArgs {
     /// Also print figures every S seconds (each labelled as an interval).
     #[arg(short, long, value_name = "S", value_parser = parse_seconds)]
     pub interval: Option<Duration>,
+    /// On SIGUSR1, print the end-of-run records (latency, ledgers, processes, summary) of the
+    /// segment so far and start a new one: case-by-case figures from one load of the probes.
+    #[arg(long)]
+    pub segments: bool,
     #[command(flatten)]
     pub view: ViewArgs,
     /// Run COMMAND under the tracer; trace until it exits and exit with its status.

@@ -70,9 +70,22 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
 
 /// `tracer run`, and `tracer record` when `record_to` names a file.
 pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
+    if args.segments && record_to.is_some() {
+        anyhow::bail!("--segments cannot be used with record: a record file is replayed as one run");
+    }
     let facts = Facts::probe_running_kernel();
     let planned = plan(&facts);
     let mut tracer = Tracer::load(&facts, &planned)?;
+    // Listening before anything is printed: a harness that sends SIGUSR1 once it sees output
+    // must not kill us (the default action).
+    let mut segment_signal = if args.segments {
+        Some(
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+                .context("listening for SIGUSR1 (--segments)")?,
+        )
+    } else {
+        None
+    };
     // Before tracing starts, and only once it can: no empty record file from a failed load.
     let file = match record_to {
         Some(path) => Some(
@@ -143,6 +156,8 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
     });
     let mut prev = (first.clone(), vm_start, started);
     let mut exit_status = None;
+    // Where the current segment started (the whole run without --segments).
+    let mut segment = (first.clone(), vm_start, started, start_ns);
     // The programs submit records without waking us (one wakeup per I/O would cost a context
     // switch per I/O) unless the ring buffer fills to a quarter: drain it on a short period.
     let mut drain_tick = tokio::time::interval(std::time::Duration::from_millis(20));
@@ -160,6 +175,21 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
                 let mut guard = ready.context("polling the event ring buffer")?;
                 guard.get_inner_mut().drain(|bytes| consumers.take(bytes));
                 guard.clear_ready();
+            }
+            _ = next_signal(&mut segment_signal) => {
+                drain(&mut events, &mut consumers);
+                let now = (tracer.snapshot()?, vmstat::read(), Instant::now(), monotonic_ns());
+                let ending = Ending {
+                    outcomes: tracer.outcomes.clone(),
+                    span: now.0.since(&segment.0),
+                    elapsed_s: now.2.duration_since(segment.2).as_secs_f64(),
+                    vmstat: now.1.zip(segment.1).map(|(n, p)| n.since(p)),
+                    command_exit_status: None,
+                    end_ns: now.3,
+                };
+                sink.finish(&consumers.pipeline.finish(&ending, percentiles), &names);
+                consumers.pipeline = Pipeline::new(ledger_config(args.view.leak_grace, facts.foll));
+                segment = now;
             }
             _ = tick(&mut ticker) => {
                 drain(&mut events, &mut consumers);
@@ -189,9 +219,9 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
     let vm_end = vmstat::read();
     let ending = Ending {
         outcomes: tracer.outcomes.clone(),
-        span: last.since(&first),
-        elapsed_s: started.elapsed().as_secs_f64(),
-        vmstat: vm_end.zip(vm_start).map(|(n, p)| n.since(p)),
+        span: last.since(&segment.0),
+        elapsed_s: segment.2.elapsed().as_secs_f64(),
+        vmstat: vm_end.zip(segment.1).map(|(n, p)| n.since(p)),
         command_exit_status: exit_status.map(exit_code),
         end_ns: monotonic_ns(),
     };
@@ -550,6 +580,16 @@ impl Names for FileNames {
 
     fn op(&self, op: u32) -> String {
         self.ops.get(&op).cloned().unwrap_or_else(|| format!("op{op}"))
+    }
+}
+
+/// The next SIGUSR1 when segments are on; never otherwise.
+async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

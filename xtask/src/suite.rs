@@ -387,6 +387,12 @@ pub fn check_run(console: &str, expect: DioPins, min_cases: usize) -> Result<Vec
     if !console.contains("CASES-DONE") {
         problems.push("the guest script did not finish (no CASES-DONE)".into());
     }
+    if console.contains("TRACER-START-FAILED") {
+        problems.push("the tracer did not start (see the console log)".into());
+    }
+    if let Some(line) = console.lines().find(|l| l.starts_with("TRACER-EXIT ") && !l.ends_with("status=0")) {
+        problems.push(format!("the tracer of the cases ended badly: {line}"));
+    }
     if cases.len() < min_cases {
         problems.push(format!("only {} cases ran, expected at least {min_cases}", cases.len()));
     }

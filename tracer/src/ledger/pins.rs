@@ -337,7 +337,10 @@ impl PageLedger {
             if pinned {
                 let folio = self.page_folio.get(&page).copied().unwrap_or(page);
                 let Some(queue) = self.holds.get_mut(&folio) else { continue };
-                if let Some(h) = queue.iter_mut().find(|h| h.page == page && !h.bio) {
+                // A hold that names no page (folio_add_pin) stands for any page of its folio.
+                let hold = queue.iter().position(|h| h.page == page && !h.bio);
+                let hold = hold.or_else(|| queue.iter().position(|h| h.page == 0 && !h.bio));
+                if let Some(h) = hold.and_then(|i| queue.get_mut(i)) {
                     h.bio = true;
                     self.totals.pinned_with_bio += 1;
                     self.paths[h.path as usize].with_bio += 1;
@@ -543,5 +546,22 @@ mod tests {
         let s = l.snapshot(0);
         assert_eq!(s.totals.unknown_stacks, 1);
         assert!(s.paths[0].callers.is_empty());
+    }
+
+    /// Legacy direct I/O (6.2+): the page is pinned, the bio takes an extra pin with
+    /// folio_add_pin, the first pin is dropped, the bio releases the extra one.
+    #[test]
+    fn a_folio_add_pin_hold_stands_for_any_page_of_its_folio() {
+        let mut l = ledger();
+        l.apply(&rec(PageEvent::Pin, ProbeId::PinUserPagesFast, 0, &[(0x1000, 0x1000)]));
+        l.apply(&rec(PageEvent::Pin, ProbeId::FolioAddPin, 1, &[(0, 0x1000)]));
+        l.apply(&rec(PageEvent::Unpin, ProbeId::UnpinUserPage, 2, &[(0x1000, 0x1000)]));
+        l.bio(&bio(BioEvent::Release, true, 0x1000, 1), 64);
+        l.apply(&rec(PageEvent::Unpin, ProbeId::UnpinUserFolio, 3, &[(0, 0x1000)]));
+        let s = l.snapshot(10 * S);
+        assert_eq!((s.totals.pinned, s.totals.unpinned_matched, s.totals.outstanding), (2, 2, 0));
+        assert_eq!(s.totals.pinned_with_bio, 1);
+        let add_pin = s.paths.iter().find(|p| p.entry == "folio_add_pin").expect("folio_add_pin path");
+        assert_eq!((add_pin.with_bio, add_pin.released_by.values().sum::<u64>()), (1, 1));
     }
 }
