@@ -17,6 +17,8 @@ ledger_pages() { grep '"type":"ledger"' "$2" | sed 's/,"owners".*//' | sed -n "s
 page_total() { grep '"type":"pages"' "$2" | sed 's/,"paths".*//' | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" | tail -1; }
 # skipped FILE: probes the kernel skipped, "target:runs,..." (empty when none)
 skipped() { grep '"type":"summary"' "$1" | sed -n 's/.*"probes_skipped":\[\([^]]*\)\].*/\1/p' | sed 's/{"target":"\([^"]*\)","runs":\([0-9]*\)}/\1:\2/g' | tail -1; }
+# lost_why FILE: "reason:n,..." of the summary's lost_by_reason (empty when none)
+lost_why() { grep '"type":"summary"' "$1" | sed -n 's/.*"lost_by_reason":{\([^}]*\)}.*/\1/p' | tr -d '"' | tail -1; }
 ledger_verdict() { grep '"type":"ledger"' "$1" | sed -n 's/.*"verdict":"\([a-z ]*\)".*/\1/p' | tr ' ' _ | tail -1; }
 
 # One tracer for all the cases of a script (loading the probes takes tens of seconds under
@@ -89,6 +91,6 @@ case_run() {
         "pl_unknown=$(page_total unpinned_unknown_origin /tmp/case.json) pl_unlisted=$(page_total unlisted /tmp/case.json)" \
         "pl_outstanding=$(page_total outstanding /tmp/case.json) pl_suspect=$(page_total suspect /tmp/case.json)" \
         "pl_referenced=$(page_total referenced /tmp/case.json) pl_ref_with_bio=$(page_total referenced_with_bio /tmp/case.json)" \
-        "skipped=$(skipped /tmp/case.json) ${CASE_NOTE:-}"
+        "skipped=$(skipped /tmp/case.json) lost_why=$(lost_why /tmp/case.json) ${CASE_NOTE:-}"
 }
 

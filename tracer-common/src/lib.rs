@@ -198,8 +198,8 @@ pub enum LostReason {
     RingFull,
     /// A start-time map (request, bio or iocb) was full: that I/O is not measured.
     StartMapFull,
-    /// A pin or unpin call's kernel stack could not be stored (stack map full or a hash
-    /// collision): its record names no call path.
+    /// A pin or unpin call's kernel stack could not be read: its record names no call path
+    /// (the record itself is not lost).
     StackLost,
 }
 
@@ -331,8 +331,9 @@ pub enum RecordType {
     Bio = 2,
     /// A [`PagesWire`]: pages pinned, referenced or unpinned by one call.
     Pages = 3,
-    /// A kernel stack, symbolized by userspace when a [`PagesWire`] first names its id, and
-    /// written into record files before that record (see tracer/src/decode.rs).
+    /// Kernel symbols of return addresses: userspace writes one ahead of the first page record
+    /// that names an address not described yet, so record files replay with call paths
+    /// (see tracer/src/decode.rs).
     Stack = 4,
 }
 
@@ -382,13 +383,19 @@ pub struct PagesHeader {
     pub n: u32,
     /// References each entry holds or releases (1, or npages for unpin_user_folio).
     pub refs: u32,
-    /// Kernel stack id in the `STACKS` map; negative when it could not be taken.
-    pub stack: i32,
+    /// Frames of `frames` filled (0 when the stack could not be read).
+    pub nr_frames: u32,
     /// `PAGES_FLAG_*`.
     pub flags: u32,
     pub _pad: u32,
     pub owner: Owner,
+    /// The kernel stack of the call, innermost first (return addresses; the first ones are the
+    /// tracer's own program and trampoline).
+    pub frames: [u64; PAGES_STACK_FRAMES],
 }
+
+/// Kernel stack frames a page record carries.
+pub const PAGES_STACK_FRAMES: usize = 14;
 
 /// One page of a call: its struct page (0 when the call names only the folio) and its folio
 /// (head page), on which the kernel counts pins.
@@ -542,8 +549,6 @@ pub mod names {
     /// Per-CPU array indexed by ProbeId: nested calls a backup program recorded.
     pub const RESCUED: &str = "RESCUED";
     pub const EVENTS: &str = "EVENTS";
-    /// Kernel stacks of pin, reference and unpin calls (a stack trace map).
-    pub const STACKS: &str = "STACKS";
     /// The [`super::Offsets`] global.
     pub const OFFSETS: &str = "OFFSETS";
     /// Value of `NR_FOLL_PIN_ACQUIRED` in the running kernel's `enum node_stat_item`.
@@ -561,7 +566,7 @@ pub const ITEM_UNKNOWN: u32 = u32::MAX;
 const _: () = assert!(size_of::<ProbeStat>() == 16);
 const _: () = assert!(size_of::<ProcStat>() == 32);
 const _: () = assert!(size_of::<Offsets>() == 108);
-const _: () = assert!(size_of::<PagesHeader>() == 48 + 32);
+const _: () = assert!(size_of::<PagesHeader>() == 48 + 32 + 8 * PAGES_STACK_FRAMES);
 const _: () = assert!(size_of::<PagesWire>() == size_of::<PagesHeader>() + 16 * PAGES_MAX_ENTRIES);
 const _: () = assert!(size_of::<LatencyEvent>() == 40);
 const _: () = assert!(size_of::<Owner>() == 32);

@@ -7,19 +7,14 @@ use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated},
     macros::map,
-    maps::{PerCpuArray, StackTrace},
-    programs::tracing::StackIdContext,
+    maps::PerCpuArray,
 };
 use tracer_common::{
     LostReason, Owner, PageEntry, PageEvent, PagesHeader, PagesWire, ProbeId, RecordType, COMM_LEN, OFFSET_UNKNOWN,
-    PAGES_FLAG_TRUNCATED, PAGES_FLAG_UNLISTED, PAGES_MAX_ENTRIES,
+    PAGES_FLAG_TRUNCATED, PAGES_FLAG_UNLISTED, PAGES_MAX_ENTRIES, PAGES_STACK_FRAMES,
 };
 
-use crate::maps::{lost, offsets, read_at, submit_flags, EVENTS};
-
-/// Kernel stacks of the calls (deduplicated by the kernel; ids are stable while the map lives).
-#[map(name = "STACKS")]
-static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
+use crate::maps::{lost, offsets, submit_flags, EVENTS};
 
 /// Nesting levels of [`emit`] on one CPU (an interrupt can unpin while a program is building
 /// a record): each level builds its record in its own buffer.
@@ -95,7 +90,7 @@ fn folio_of(page: u64, at: HeadAt) -> u64 {
 /// Streams the call as one record: the header and up to [`PAGES_MAX_ENTRIES`] entries, built
 /// in this CPU's buffer for the current nesting level and copied into the ring buffer.
 #[inline(always)]
-pub fn emit<C: EbpfContext + StackIdContext>(ctx: &C, call: Call) {
+pub fn emit<C: EbpfContext>(ctx: &C, call: Call) {
     if call.n == 0 {
         return;
     }
@@ -115,18 +110,11 @@ pub fn emit<C: EbpfContext + StackIdContext>(ctx: &C, call: Call) {
 }
 
 #[inline(always)]
-fn fill<C: EbpfContext + StackIdContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; PAGES_MAX_ENTRIES]) {
+fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; PAGES_MAX_ENTRIES]) {
     let off = offsets();
     let head_off = match off.page_compound_head {
         OFFSET_UNKNOWN => HeadAt { offset: 0, mask: 0 },
         known => HeadAt { offset: known as u64, mask: u64::MAX },
-    };
-    let stack = match ctx.get_stackid(&STACKS, 0) {
-        Ok(id) => id as i32,
-        Err(e) => {
-            lost(LostReason::StackLost);
-            e.min(-1)
-        }
     };
     let pid_tgid = bpf_get_current_pid_tgid();
     let listed = !matches!(call.source, Source::Unlisted);
@@ -149,7 +137,7 @@ fn fill<C: EbpfContext + StackIdContext>(ctx: &C, call: Call, w: *mut PagesWire,
             nr: call.n,
             n,
             refs: call.refs,
-            stack,
+            nr_frames: 0,
             flags,
             _pad: 0,
             owner: Owner {
@@ -158,7 +146,21 @@ fn fill<C: EbpfContext + StackIdContext>(ctx: &C, call: Call, w: *mut PagesWire,
                 cgroup: bpf_get_current_cgroup_id(),
                 comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
             },
+            frames: [0; PAGES_STACK_FRAMES],
         };
+        // The kernel stack, straight into the record (a stack map would lose stacks to hash
+        // collisions).
+        let bytes = generated::bpf_get_stack(
+            ctx.as_ptr(),
+            core::ptr::addr_of_mut!((*w).header.frames) as *mut c_void,
+            (8 * PAGES_STACK_FRAMES) as u32,
+            0,
+        );
+        if bytes > 0 {
+            (*w).header.nr_frames = (bytes as u32) / 8;
+        } else {
+            lost(LostReason::StackLost);
+        }
     }
     // The record size, computed before the loops: the loops narrow what the verifier knows of
     // `n` differently at each exit, and a size derived from `n` after them would make it

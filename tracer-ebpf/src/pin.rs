@@ -11,7 +11,6 @@ use aya_ebpf::{
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
     EbpfContext,
 };
-use aya_ebpf::programs::tracing::StackIdContext;
 use tracer_common::{PageEvent, ProbeId};
 
 use crate::{
@@ -20,7 +19,7 @@ use crate::{
 };
 
 #[inline(always)]
-fn try_returned<C: EbpfContext + StackIdContext>(
+fn try_returned<C: EbpfContext>(
     ctx: &C,
     event: PageEvent,
     probe: ProbeId,
@@ -28,7 +27,9 @@ fn try_returned<C: EbpfContext + StackIdContext>(
     gup_flags: u32,
     source: Source,
 ) -> u32 {
-    // A negative return is an error: nothing was pinned.
+    // A negative return is an error: nothing was pinned. pin_user_pages_fast and
+    // get_user_pages_fast return an int: only the low 32 bits of the register are the value.
+    let ret = ret as i32 as i64;
     if ret > 0 {
         count(probe, ret as u64);
         emit(ctx, Call { event, probe, source, n: ret as u32, refs: 1, gup_flags, flags: 0 });
@@ -77,7 +78,7 @@ returned_probe!(fexit_get_user_pages_fast, nested_get_user_pages_fast, kretprobe
 /// void folio_add_pin(struct folio *folio): one more pin on a folio the caller has pinned
 /// (fs/direct-io.c), not counted in nr_foll_pin_acquired.
 #[inline(always)]
-fn try_folio_add_pin<C: EbpfContext + StackIdContext>(ctx: &C, folio: u64) -> u32 {
+fn try_folio_add_pin<C: EbpfContext>(ctx: &C, folio: u64) -> u32 {
     count(ProbeId::FolioAddPin, 1);
     let call = Call { event: PageEvent::Pin, probe: ProbeId::FolioAddPin, source: Source::Folio(folio), n: 1, refs: 1, gup_flags: 0, flags: 0 };
     emit(ctx, call);

@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     macros::{fentry, kprobe},
-    programs::{tracing::StackIdContext, FEntryContext, ProbeContext},
+    programs::{FEntryContext, ProbeContext},
     EbpfContext,
 };
 use tracer_common::{PageEvent, ProbeId, PAGES_FLAG_DIRTY};
@@ -31,7 +31,7 @@ enum Shape {
 }
 
 #[inline(always)]
-fn try_unpin<C: EbpfContext + StackIdContext>(ctx: &C, probe: ProbeId, shape: Shape, a0: u64, a1: u64, a2: u64) -> u32 {
+fn try_unpin<C: EbpfContext>(ctx: &C, probe: ProbeId, shape: Shape, a0: u64, a1: u64, a2: u64) -> u32 {
     let dirty = matches!(shape, Shape::Pages | Shape::Range) && a2 & 0xff != 0 && probe != ProbeId::UnpinUserPages;
     let (source, n, refs) = match shape {
         Shape::OnePage => (Source::Range(a0), 1, 1),

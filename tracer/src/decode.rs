@@ -1,8 +1,11 @@
 //! Ring buffer records (raw bytes) to typed records. Pure.
 
-use tracer_common::{BioRecord, BioWire, LatencyEvent, PageEntry, PagesHeader, RecordType, BIO_MAX_VECS, PAGES_MAX_ENTRIES};
+use tracer_common::{
+    BioRecord, BioWire, LatencyEvent, PageEntry, PagesHeader, RecordType, BIO_MAX_VECS, PAGES_MAX_ENTRIES,
+    PAGES_STACK_FRAMES,
+};
 
-use crate::ledger::{PagesRecord, StackRecord};
+use crate::ledger::{PagesRecord, SymbolsRecord};
 
 /// x86_64 page size (the only architecture the stock kernels we support run on).
 const PAGE_SIZE: u64 = 4096;
@@ -15,7 +18,7 @@ pub enum Record {
     Latency(LatencyEvent),
     Bio(BioRecord),
     Pages(PagesRecord),
-    Stack(StackRecord),
+    Symbols(SymbolsRecord),
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -24,8 +27,8 @@ pub enum DecodeError {
     Short(usize),
     #[error("unknown record type {0}")]
     UnknownType(u32),
-    #[error("stack record is malformed")]
-    BadStack,
+    #[error("symbols record is malformed")]
+    BadSymbols,
 }
 
 /// Decodes one record. The first 4 bytes name its [`RecordType`].
@@ -39,7 +42,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     } else if kind == RecordType::Pages as u32 {
         pages_record(bytes).map(Record::Pages)
     } else if kind == RecordType::Stack as u32 {
-        stack_record(bytes).map(Record::Stack)
+        symbols_record(bytes).map(Record::Symbols)
     } else {
         Err(DecodeError::UnknownType(kind))
     }
@@ -109,9 +112,9 @@ pub fn pages_record(bytes: &[u8]) -> Result<PagesRecord, DecodeError> {
         gup_flags: h.gup_flags,
         nr: h.nr,
         refs: h.refs,
-        stack: h.stack,
         flags: h.flags,
         owner: h.owner,
+        frames: h.frames[..(h.nr_frames as usize).min(PAGES_STACK_FRAMES)].to_vec(),
         entries,
     })
 }
@@ -128,10 +131,11 @@ pub fn pages_bytes(r: &PagesRecord) -> Vec<u8> {
         nr: r.nr,
         n: r.entries.len() as u32,
         refs: r.refs,
-        stack: r.stack,
+        nr_frames: r.frames.len().min(PAGES_STACK_FRAMES) as u32,
         flags: r.flags,
         _pad: 0,
         owner: r.owner,
+        frames: std::array::from_fn(|i| r.frames.get(i).copied().unwrap_or(0)),
     };
     let mut out = bytes_of(&h);
     for &(page, folio) in &r.entries {
@@ -140,47 +144,45 @@ pub fn pages_bytes(r: &PagesRecord) -> Vec<u8> {
     out
 }
 
-/// Frames of one stack record at most.
-const MAX_FRAMES: usize = 127;
+/// Symbols of one symbols record at most.
+const MAX_SYMBOLS: usize = 4096;
 
-/// A stack record as userspace writes it: type, id, frame count, then each frame as a u16
-/// length and UTF-8 bytes (native byte order, like the kernel's records).
-pub fn stack_bytes(s: &StackRecord) -> Vec<u8> {
-    let frames = &s.frames[..s.frames.len().min(MAX_FRAMES)];
-    let mut out = Vec::with_capacity(12 + frames.iter().map(|f| 2 + f.len()).sum::<usize>());
+/// A symbols record as userspace writes it: type, count, then each symbol as its address
+/// (u64), a u16 length and UTF-8 bytes (native byte order, like the kernel's records).
+pub fn symbols_bytes(s: &SymbolsRecord) -> Vec<u8> {
+    let symbols = &s.symbols[..s.symbols.len().min(MAX_SYMBOLS)];
+    let mut out = Vec::with_capacity(8 + symbols.iter().map(|(_, n)| 10 + n.len()).sum::<usize>());
     out.extend_from_slice(&(RecordType::Stack as u32).to_ne_bytes());
-    out.extend_from_slice(&s.id.to_ne_bytes());
-    out.extend_from_slice(&(frames.len() as u32).to_ne_bytes());
-    for f in frames {
-        let b = &f.as_bytes()[..f.len().min(u16::MAX as usize)];
+    out.extend_from_slice(&(symbols.len() as u32).to_ne_bytes());
+    for (ip, name) in symbols {
+        let b = &name.as_bytes()[..name.len().min(u16::MAX as usize)];
+        out.extend_from_slice(&ip.to_ne_bytes());
         out.extend_from_slice(&(b.len() as u16).to_ne_bytes());
         out.extend_from_slice(b);
     }
     out
 }
 
-fn stack_record(bytes: &[u8]) -> Result<StackRecord, DecodeError> {
-    let word = |at: usize| -> Result<[u8; 4], DecodeError> {
-        bytes.get(at..at + 4).and_then(|b| b.try_into().ok()).ok_or(DecodeError::Short(bytes.len()))
-    };
-    let id = i32::from_ne_bytes(word(4)?);
-    let count = u32::from_ne_bytes(word(8)?) as usize;
-    if count > MAX_FRAMES {
-        return Err(DecodeError::BadStack);
+fn symbols_record(bytes: &[u8]) -> Result<SymbolsRecord, DecodeError> {
+    let count = bytes.get(4..8).ok_or(DecodeError::Short(bytes.len()))?;
+    let count = u32::from_ne_bytes([count[0], count[1], count[2], count[3]]) as usize;
+    if count > MAX_SYMBOLS {
+        return Err(DecodeError::BadSymbols);
     }
-    let mut at = 12;
-    let mut frames = Vec::with_capacity(count);
+    let mut at = 8;
+    let mut symbols = Vec::with_capacity(count);
     for _ in 0..count {
-        let len = bytes.get(at..at + 2).ok_or(DecodeError::BadStack)?;
-        let len = u16::from_ne_bytes([len[0], len[1]]) as usize;
-        let text = bytes.get(at + 2..at + 2 + len).ok_or(DecodeError::BadStack)?;
-        frames.push(String::from_utf8_lossy(text).into_owned());
-        at += 2 + len;
+        let head = bytes.get(at..at + 10).ok_or(DecodeError::BadSymbols)?;
+        let ip = u64::from_ne_bytes(head[..8].try_into().map_err(|_| DecodeError::BadSymbols)?);
+        let len = u16::from_ne_bytes([head[8], head[9]]) as usize;
+        let text = bytes.get(at + 10..at + 10 + len).ok_or(DecodeError::BadSymbols)?;
+        symbols.push((ip, String::from_utf8_lossy(text).into_owned()));
+        at += 10 + len;
     }
     if at != bytes.len() {
-        return Err(DecodeError::BadStack);
+        return Err(DecodeError::BadSymbols);
     }
-    Ok(StackRecord { id, frames })
+    Ok(SymbolsRecord { symbols })
 }
 
 /// Copies a plain `#[repr(C)]` record out of `bytes`.
@@ -287,7 +289,7 @@ mod tests {
     }
 
     #[test]
-    fn page_and_stack_records_round_trip_and_bad_ones_are_errors() {
+    fn page_and_symbols_records_round_trip_and_bad_ones_are_errors() {
         let rec = PagesRecord {
             event: 2,
             ts_ns: 9,
@@ -295,20 +297,20 @@ mod tests {
             gup_flags: 1,
             nr: 3,
             refs: 1,
-            stack: 5,
             flags: 0,
             owner: Owner { tgid: 1, pid: 2, cgroup: 3, comm: [b'x'; 16] },
+            frames: vec![0xffff_ffff_8100_0010, 0xffff_ffff_8100_2000],
             entries: vec![(0x1000, 0x1000), (0x1040, 0x1000), (0, 0x2000)],
         };
         let bytes = pages_bytes(&rec);
         assert_eq!(decode(&bytes), Ok(Record::Pages(rec.clone())));
         assert!(decode(&bytes[..bytes.len() - 1]).is_err(), "an entry cut short");
-        let stack = StackRecord { id: 5, frames: vec!["iov_iter_extract_pages+0x3a/0x90".into(), "".into()] };
-        let sb = stack_bytes(&stack);
-        assert_eq!(decode(&sb), Ok(Record::Stack(stack)));
-        assert_eq!(decode(&sb[..sb.len() - 1]), Err(DecodeError::BadStack));
+        let syms = SymbolsRecord { symbols: vec![(0xffff_ffff_8100_0010, "iov_iter_extract_pages+0x3a".into()), (1, "".into())] };
+        let sb = symbols_bytes(&syms);
+        assert_eq!(decode(&sb), Ok(Record::Symbols(syms)));
+        assert_eq!(decode(&sb[..sb.len() - 1]), Err(DecodeError::BadSymbols));
         let mut extra = sb.clone();
         extra.push(0);
-        assert_eq!(decode(&extra), Err(DecodeError::BadStack));
+        assert_eq!(decode(&extra), Err(DecodeError::BadSymbols));
     }
 }

@@ -12,6 +12,14 @@ use crate::{
     vmstat::FollPin,
 };
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Names of the `LostReason`s, in their order.
+const LOST_REASON_NAMES: [&str; tracer_common::LOST_REASONS as usize] =
+    ["process_map_full", "bad_index", "ring_full", "start_map_full", "stack_lost"];
+
 fn role_name(role: ProbeRole) -> &'static str {
     match role {
         ProbeRole::Pin => "pin",
@@ -106,6 +114,13 @@ pub struct Figures {
     /// "measured" or "unverifiable".
     pub pin_accounting: &'static str,
     pub lost_events: u64,
+    /// Why events were lost, by reason (only reasons with losses; skipped probe runs are in
+    /// `probes_skipped`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub lost_by_reason: std::collections::BTreeMap<&'static str, u64>,
+    /// Page records whose kernel stack could not be read (not lost: their call path is unknown).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub stacks_unread: u64,
     /// /proc/vmstat deltas over the same span (null where the kernel has none).
     pub vmstat: Option<FollPin>,
     pub entry_points: Vec<EntryPoint>,
@@ -155,6 +170,13 @@ impl Figures {
             pages_unpinned: span.pages_unpinned,
             pin_accounting: if measured { "measured" } else { "unverifiable" },
             lost_events: span.lost_events(),
+            lost_by_reason: LOST_REASON_NAMES
+                .iter()
+                .zip(span.lost.iter())
+                .filter(|(&name, &n)| n > 0 && name != "stack_lost")
+                .map(|(&name, &n)| (name, n))
+                .collect(),
+            stacks_unread: span.lost[tracer_common::LostReason::StackLost as usize],
             vmstat,
             entry_points,
             block: Block {
@@ -328,7 +350,12 @@ pub fn figures_text(f: &Figures, procs: &[ProcessRecord]) -> String {
             v.nr_foll_pin_acquired, v.nr_foll_pin_released
         ));
     }
-    s.push_str(&format!("lost events:    {}\n", f.lost_events));
+    s.push_str(&format!("lost events:    {}", f.lost_events));
+    if !f.lost_by_reason.is_empty() {
+        let why: Vec<String> = f.lost_by_reason.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        s.push_str(&format!(" ({})", why.join(", ")));
+    }
+    s.push('\n');
     for skip in &f.probes_skipped {
         s.push_str(&format!(
             "  {} skipped {} times (already running on that CPU: nested in an interrupt)\n",

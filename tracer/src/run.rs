@@ -419,7 +419,7 @@ impl Pipeline {
                 }
             }
             Ok(Record::Pages(rec)) => self.pages.apply(&rec),
-            Ok(Record::Stack(stack)) => self.pages.stack(&stack),
+            Ok(Record::Symbols(symbols)) => self.pages.symbols(&symbols),
             Err(e) => {
                 self.undecodable += 1;
                 self.latency.undecodable(e);

@@ -45,8 +45,11 @@ impl Default for Snapshot {
 
 impl Snapshot {
     /// Events seen by a probe but not fully recorded, and probe runs the kernel skipped.
+    /// Events lost: records not streamed and probe runs the kernel skipped. An unread kernel
+    /// stack is not one (the record still streams; only its call path is unknown).
     pub fn lost_events(&self) -> u64 {
-        self.lost.iter().sum::<u64>() + self.missed.iter().sum::<u64>()
+        let stacks = self.lost[tracer_common::LostReason::StackLost as usize];
+        self.lost.iter().sum::<u64>() - stacks + self.missed.iter().sum::<u64>()
     }
 
     /// What happened between `earlier` and `self` (counters only grow; saturate if a map

@@ -368,8 +368,9 @@ fn check_path(case: &Case, expect: DioPins, bad: &mut impl FnMut(String)) {
             }
         }
         "legacy_dio" => {
+            // (A few FOLL_GET references of other callers, fio's start, may show on any kernel.)
             let ok = match expect {
-                DioPins::Pinned => pinned > 0 && referenced == 0,
+                DioPins::Pinned => pinned > 0,
                 DioPins::Referenced => referenced > 0 && pinned == 0,
             };
             if !ok {

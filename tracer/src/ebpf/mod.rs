@@ -8,15 +8,17 @@ use std::{
 };
 
 use aya::{
-    maps::{MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
+    maps::{MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePoint, FEntry, FExit, KProbe, ProgramError},
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
-use tracer_common::{names, PagesHeader, ProbeStat, ProcStat, RecordType, LOST_REASONS, PIN_TOTALS, PROBE_COUNT};
+use tracer_common::{
+    names, PagesHeader, ProbeStat, ProcStat, RecordType, LOST_REASONS, PAGES_STACK_FRAMES, PIN_TOTALS, PROBE_COUNT,
+};
 
 use crate::{
-    decode::stack_bytes,
-    ledger::StackRecord,
+    decode::symbols_bytes,
+    ledger::SymbolsRecord,
     kernel::Facts,
     plan::{Method, PlannedProbe, ProbeOutcome},
     stats::{comm_to_string, ProcCounts, Snapshot},
@@ -110,15 +112,8 @@ impl Tracer {
     /// The record stream (once; later calls return None).
     pub fn take_events(&mut self) -> Option<EventStream> {
         let map = self.ebpf.take_map(names::EVENTS)?;
-        let stacks = self.ebpf.take_map(names::STACKS).and_then(|m| match StackTraceMap::try_from(m) {
-            Ok(map) => Some(map),
-            Err(e) => {
-                log::warn!("stack map unusable, call paths will be unknown: {e}");
-                None
-            }
-        });
         match RingBuf::try_from(map) {
-            Ok(ring) => Some(EventStream { ring, stacks: Stacks { map: stacks, symbols: None, seen: HashSet::new() } }),
+            Ok(ring) => Some(EventStream { ring, stacks: Stacks { symbols: None, seen: HashSet::new() } }),
             Err(e) => {
                 log::warn!("event ring buffer unusable: {e}");
                 None
@@ -193,8 +188,8 @@ pub struct EventStream {
 
 impl EventStream {
     /// Hands the bytes of every available record to `f`; returns how many there were. A page
-    /// record whose kernel stack was not described yet is preceded by a stack record (see
-    /// [`crate::decode::stack_bytes`]), so the stream, and a record file of it, is complete.
+    /// record with return addresses not described yet is preceded by a symbols record (see
+    /// [`crate::decode::symbols_bytes`]), so the stream, and a record file of it, is complete.
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
         let mut n = 0;
         while let Some(item) = self.ring.next() {
@@ -208,41 +203,44 @@ impl EventStream {
     }
 }
 
-/// The kernel stacks page records name, symbolized once each from /proc/kallsyms.
+/// The kernel symbols of the return addresses page records carry, each resolved once from
+/// /proc/kallsyms.
 struct Stacks {
-    map: Option<StackTraceMap<MapData>>,
     /// Loaded on first use.
     symbols: Option<BTreeMap<u64, String>>,
-    seen: HashSet<i32>,
+    seen: HashSet<u64>,
 }
 
 impl Stacks {
-    /// The stack record for `record`'s stack, if it is a page record naming a stack not
-    /// described yet.
+    /// A symbols record for the addresses of `record` not described yet, if it is a page record
+    /// that has any.
     fn describe(&mut self, record: &[u8]) -> Option<Vec<u8>> {
         let word = |at: usize| record.get(at..at + 4).and_then(|b| b.try_into().ok()).map(u32::from_ne_bytes);
         if word(0)? != RecordType::Pages as u32 {
             return None;
         }
-        let id = word(std::mem::offset_of!(PagesHeader, stack))? as i32;
-        if id < 0 || !self.seen.insert(id) {
+        let n = (word(std::mem::offset_of!(PagesHeader, nr_frames))? as usize).min(PAGES_STACK_FRAMES);
+        let at = std::mem::offset_of!(PagesHeader, frames);
+        let new: Vec<u64> = (0..n)
+            .filter_map(|i| record.get(at + 8 * i..at + 8 * i + 8)?.try_into().ok().map(u64::from_ne_bytes))
+            .filter(|ip| !self.seen.contains(ip))
+            .collect();
+        if new.is_empty() {
             return None;
         }
         let symbols = self.symbols.get_or_insert_with(|| {
             aya::util::kernel_symbols().unwrap_or_else(|e| {
-                log::warn!("/proc/kallsyms unreadable, stacks stay addresses: {e}");
+                log::warn!("/proc/kallsyms unreadable, call paths stay addresses: {e}");
                 BTreeMap::new()
             })
         });
-        let frames = match self.map.as_ref().map(|m| m.get(&(id as u32), 0)) {
-            Some(Ok(trace)) => trace.frames().iter().map(|f| symbolize(symbols, f.ip)).collect(),
-            Some(Err(e)) => {
-                log::debug!("stack {id}: {e}");
-                Vec::new()
+        let mut described = Vec::with_capacity(new.len());
+        for ip in new {
+            if self.seen.insert(ip) {
+                described.push((ip, symbolize(symbols, ip)));
             }
-            None => Vec::new(),
-        };
-        Some(stack_bytes(&StackRecord { id, frames }))
+        }
+        Some(symbols_bytes(&SymbolsRecord { symbols: described }))
     }
 }
 

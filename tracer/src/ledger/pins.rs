@@ -3,7 +3,7 @@
 //! and an audit per call path (the symbolized kernel stack of the call): FOLL_GET or FOLL_PIN,
 //! LONGTERM or not, how many pages, tied to a bio or not, and which release function ended them.
 //!
-//! Pure, like the bio ledger: fed with decoded [`PagesRecord`]s, [`StackRecord`]s and the bio
+//! Pure, like the bio ledger: fed with decoded [`PagesRecord`]s, [`SymbolsRecord`]s and the bio
 //! records. Rules (docs/ledger.md, "Page ledger"):
 //! - A pin adds one hold per page to the page's folio (`folios[i]`, the head page the kernel
 //!   counts pins on). An unpin of a page takes the hold of that page, or else the folio's oldest;
@@ -53,18 +53,18 @@ pub struct PagesRecord {
     pub gup_flags: u32,
     pub nr: u32,
     pub refs: u32,
-    pub stack: i32,
     pub flags: u32,
     pub owner: Owner,
+    /// Kernel stack of the call (return addresses, innermost first; empty when unread).
+    pub frames: Vec<u64>,
     /// (struct page or 0, folio) of each listed entry.
     pub entries: Vec<(u64, u64)>,
 }
 
-/// A kernel stack, symbolized ("function+0xoff" per frame, innermost first).
+/// Kernel symbols of return addresses ("function+0xoff"), as userspace resolved them.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StackRecord {
-    pub id: i32,
-    pub frames: Vec<String>,
+pub struct SymbolsRecord {
+    pub symbols: Vec<(u64, String)>,
 }
 
 /// How a call path takes its pages.
@@ -142,7 +142,8 @@ pub struct PageTotals {
     pub outstanding_longterm: u64,
     pub outstanding_with_bio: u64,
     pub suspect: u64,
-    /// Records naming a stack id no stack record described (or a lost stack).
+    /// Records whose kernel stack could not be read, or names an address no symbols record
+    /// described.
     pub unknown_stacks: u64,
 }
 
@@ -169,7 +170,8 @@ const PATH_DEPTH: usize = 6;
 pub struct PageLedger {
     foll: FollBits,
     grace_ns: u64,
-    stacks: HashMap<i32, Vec<String>>,
+    /// Function names of return addresses.
+    symbols: HashMap<u64, String>,
     /// Audit rows; `path_index` finds them by (class, entry, callers).
     paths: Vec<PathRow>,
     path_index: HashMap<(Class, u32, Vec<String>), u32>,
@@ -190,8 +192,12 @@ impl PageLedger {
         PageLedger { foll, grace_ns, ..PageLedger::default() }
     }
 
-    pub fn stack(&mut self, s: &StackRecord) {
-        self.stacks.insert(s.id, s.frames.clone());
+    pub fn symbols(&mut self, s: &SymbolsRecord) {
+        for (ip, name) in &s.symbols {
+            // "func+0x1a/0x80" -> "func"
+            let function = name.split('+').next().unwrap_or(name).to_string();
+            self.symbols.insert(*ip, function);
+        }
     }
 
     pub fn apply(&mut self, rec: &PagesRecord) {
@@ -202,18 +208,19 @@ impl PageLedger {
         }
     }
 
-    /// Function names of a stack's frames ("func+0x1a/0x80" -> "func"), without the tracer's
-    /// own frames (the BPF program and its trampoline).
-    fn callers(&mut self, stack: i32, probe: u32) -> Vec<String> {
+    /// Function names of a call's frames, without the tracer's own frames (the BPF program and
+    /// its trampoline) and without the probed function itself.
+    fn callers(&mut self, frames: &[u64], probe: u32) -> Vec<String> {
         let own = PROBES.get(probe as usize).map_or("", |d| d.target);
-        let Some(frames) = self.stacks.get(&stack) else {
+        let resolved: Option<Vec<&String>> = frames.iter().map(|ip| self.symbols.get(ip)).collect();
+        let Some(resolved) = resolved.filter(|r| !r.is_empty()) else {
             self.totals.unknown_stacks += 1;
             return Vec::new();
         };
-        let mut names: Vec<String> = frames
-            .iter()
-            .map(|f| f.split('+').next().unwrap_or(f).to_string())
+        let mut names: Vec<String> = resolved
+            .into_iter()
             .filter(|f| !f.starts_with("bpf_") && !f.starts_with("0x") && !f.is_empty())
+            .cloned()
             .collect();
         // A function with an fexit trampoline shows twice (its frame and the trampoline's), and
         // the probed function itself may show: the path starts at its caller.
@@ -244,7 +251,7 @@ impl PageLedger {
         } else {
             Class::FollPin
         };
-        let callers = self.callers(rec.stack, rec.probe);
+        let callers = self.callers(&rec.frames, rec.probe);
         let path = self.path(class, rec.probe, callers);
         let row = &mut self.paths[path as usize];
         let listed = rec.entries.len() as u64;
@@ -278,7 +285,7 @@ impl PageLedger {
     /// The name of a release: the unpin variant and the function that called it.
     fn release_name(&mut self, rec: &PagesRecord) -> String {
         let variant = PROBES.get(rec.probe as usize).map_or("?", |d| d.target);
-        match self.callers(rec.stack, rec.probe).first() {
+        match self.callers(&rec.frames, rec.probe).first() {
             Some(caller) => format!("{variant} <- {caller}"),
             None => variant.to_string(),
         }
@@ -411,7 +418,7 @@ mod tests {
             gup_flags: 0,
             nr: entries.len() as u32,
             refs: 1,
-            stack: 1,
+            frames: vec![0x10, 0x11, 0x12, 0x13, 0x14],
             flags: 0,
             owner: owner(),
             entries: entries.to_vec(),
@@ -420,8 +427,16 @@ mod tests {
 
     fn ledger() -> PageLedger {
         let mut l = PageLedger::new(FOLL, S);
-        l.stack(&StackRecord { id: 1, frames: vec!["bpf_prog_x+0x10".into(), "pin_user_pages_fast+0x5".into(), "pin_user_pages_fast+0x9".into(), "iov_iter_extract_pages+0x2".into(), "bio_iov_iter_get_pages+0x9".into()] });
-        l.stack(&StackRecord { id: 2, frames: vec!["__bio_release_pages+0x40/0x90".into(), "blkdev_bio_end_io+0x1".into()] });
+        let names = [
+            (0x10, "bpf_prog_x+0x10"),
+            (0x11, "pin_user_pages_fast+0x5"),
+            (0x12, "pin_user_pages_fast+0x9"),
+            (0x13, "iov_iter_extract_pages+0x2"),
+            (0x14, "bio_iov_iter_get_pages+0x9"),
+            (0x20, "__bio_release_pages+0x40/0x90"),
+            (0x21, "blkdev_bio_end_io+0x1"),
+        ];
+        l.symbols(&SymbolsRecord { symbols: names.iter().map(|&(ip, n)| (ip, n.to_string())).collect() });
         l
     }
 
@@ -454,11 +469,11 @@ mod tests {
         // Two small pages, and two pages of one large folio (head 0x3000).
         l.apply(&rec(PageEvent::Pin, ProbeId::PinUserPagesFast, 10, &[(0x1000, 0x1000), (0x1040, 0x1040), (0x3040, 0x3000), (0x3080, 0x3000)]));
         let mut by_page = rec(PageEvent::Unpin, ProbeId::UnpinUserPages, 20, &[(0x1040, 0x1040), (0x1000, 0x1000)]);
-        by_page.stack = 2;
+        by_page.frames = vec![0x20, 0x21];
         l.apply(&by_page);
         let mut by_folio = rec(PageEvent::Unpin, ProbeId::UnpinUserFolio, 30, &[(0, 0x3000)]);
         by_folio.refs = 2;
-        by_folio.stack = 2;
+        by_folio.frames = vec![0x20, 0x21];
         l.apply(&by_folio);
         let s = l.snapshot(40);
         assert_eq!((s.totals.pinned, s.totals.unpinned, s.totals.unpinned_matched), (4, 4, 4));
@@ -541,7 +556,7 @@ mod tests {
     fn unknown_stacks_are_counted_and_the_path_is_empty() {
         let mut l = ledger();
         let mut r = rec(PageEvent::Pin, ProbeId::PinUserPagesFast, 0, &[(0x1000, 0x1000)]);
-        r.stack = -14;
+        r.frames = vec![];
         l.apply(&r);
         let s = l.snapshot(0);
         assert_eq!(s.totals.unknown_stacks, 1);
