@@ -9,6 +9,8 @@ use crate::ledger::{PagesRecord, SymbolsRecord};
 
 /// x86_64 page size (the only architecture the stock kernels we support run on).
 const PAGE_SIZE: u64 = 4096;
+/// sizeof(struct page) on x86_64 (the ledger's default stride too).
+const STRUCT_PAGE_SIZE: u64 = 64;
 
 /// One record of the `EVENTS` ring buffer. Records are handled one at a time, so the size
 /// difference between the variants costs nothing worth a heap allocation per record.
@@ -85,8 +87,11 @@ pub fn bio_record(w: &BioWire) -> BioRecord {
         ) else {
             break;
         };
-        let n = (offset + len).div_ceil(PAGE_SIZE);
-        rec.pages[i] = page;
+        // A vec over a large folio names its head page and an offset that can pass PAGE_SIZE:
+        // its pages start at page + offset / PAGE_SIZE (struct pages are adjacent in the
+        // vmemmap), as __bio_release_pages counts them.
+        let n = (offset % PAGE_SIZE + len).div_ceil(PAGE_SIZE);
+        rec.pages[i] = page.wrapping_add((offset / PAGE_SIZE) * STRUCT_PAGE_SIZE);
         rec.vec_pages[i] = u16::try_from(n).unwrap_or(u16::MAX);
         rec.nr_pages += n as u32;
     }
@@ -247,12 +252,13 @@ mod tests {
 
     #[test]
     fn bio_vecs_become_pages() {
-        // A 64 KiB multi-page vec at offset 0, a 4 KiB vec straddling two pages, a 512-byte one.
-        let w = wire(&[(0x1000, 65536, 0), (0x2000, 4096, 2048), (0x3000, 512, 0)]);
+        // A 64 KiB multi-page vec at offset 0, a 4 KiB vec straddling two pages, a 512-byte one,
+        // and 8 KiB of a large folio 3 pages and 512 bytes into it (head page 0x4000).
+        let w = wire(&[(0x1000, 65536, 0), (0x2000, 4096, 2048), (0x3000, 512, 0), (0x4000, 8192, 3 * 4096 + 512)]);
         let Record::Bio(rec) = decode(&bytes_of(&w)).unwrap() else { panic!("not a bio") };
-        assert_eq!(rec.nr_pages, 16 + 2 + 1);
-        assert_eq!(&rec.pages[..4], &[0x1000, 0x2000, 0x3000, 0]);
-        assert_eq!(&rec.vec_pages[..3], &[16, 2, 1]);
+        assert_eq!(rec.nr_pages, 16 + 2 + 1 + 3);
+        assert_eq!(&rec.pages[..5], &[0x1000, 0x2000, 0x3000, 0x4000 + 3 * 64, 0]);
+        assert_eq!(&rec.vec_pages[..4], &[16, 2, 1, 3]);
         assert_eq!(rec.owner.tgid, 7);
         // vec_bytes bounds what is read, whatever the array holds beyond it.
         let mut short = w;
