@@ -87,6 +87,25 @@ fn folio_of(page: u64, at: HeadAt) -> u64 {
     (tail & (head ^ 1)) | (!tail & page)
 }
 
+/// The call's array could not be read: the record goes out with its count only (unlisted).
+#[inline(always)]
+fn unreadable(w: *mut PagesWire) {
+    // SAFETY: `w` is this CPU's buffer for this nesting level.
+    unsafe {
+        (*w).header.n = 0;
+        (*w).header.flags |= PAGES_FLAG_UNLISTED;
+        let rc = generated::bpf_ringbuf_output(
+            core::ptr::addr_of!(EVENTS) as *mut c_void,
+            w as *mut c_void,
+            core::mem::size_of::<PagesHeader>() as u64,
+            submit_flags(),
+        );
+        if rc != 0 {
+            lost(LostReason::RingFull);
+        }
+    }
+}
+
 /// Streams the call as one record: the header and up to [`PAGES_MAX_ENTRIES`] entries, built
 /// in this CPU's buffer for the current nesting level and copied into the ring buffer.
 #[inline(always)]
@@ -175,19 +194,51 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
         // SAFETY: i < PAGES_MAX_ENTRIES, inside the buffer.
         unsafe { *(entries as *mut PageEntry).add(i) = PageEntry { page, folio } };
     };
-    // The array of a call is copied in one read (one helper call instead of one per entry).
+    // The array of a call is copied in one read of a fixed size (the 6.1 verifier loses the
+    // bounds of a computed size): the smallest of 256, 512, 1024 or 2048 bytes that holds it.
+    // Reading past the array's end is harmless unless that crosses into unmapped memory; then
+    // the first 32 entries are read one by one.
     let copy_array = |array: u64| -> bool {
-        let bytes = (n as u64 * 8) & (PAGES_MAX_ENTRIES as u64 * 8 * 2 - 1);
-        if bytes == 0 || bytes > PAGES_MAX_ENTRIES as u64 * 8 {
-            return false;
+        let dst = raw as *mut c_void;
+        let src = array as *const c_void;
+        // SAFETY: `raw` holds PAGES_MAX_ENTRIES u64s (2048 bytes), more than any size below;
+        // the helper checks the source.
+        let rc = unsafe {
+            if n <= 32 {
+                generated::bpf_probe_read_kernel(dst, 256, src)
+            } else if n <= 64 {
+                generated::bpf_probe_read_kernel(dst, 512, src)
+            } else if n <= 128 {
+                generated::bpf_probe_read_kernel(dst, 1024, src)
+            } else {
+                generated::bpf_probe_read_kernel(dst, 2048, src)
+            }
+        };
+        if rc == 0 {
+            return true;
         }
-        // SAFETY: `raw` holds PAGES_MAX_ENTRIES u64s >= bytes; the helper checks the source.
-        unsafe { generated::bpf_probe_read_kernel(raw as *mut c_void, bytes as u32, array as *const c_void) == 0 }
+        for i in 0..32usize {
+            if i as u32 >= n {
+                break;
+            }
+            // SAFETY: i < 32 < PAGES_MAX_ENTRIES; an 8-byte read into a u64 slot.
+            let ok = unsafe {
+                generated::bpf_probe_read_kernel(
+                    (raw as *mut u64).add(i) as *mut c_void,
+                    8,
+                    (array + 8 * i as u64) as *const c_void,
+                ) == 0
+            };
+            if !ok {
+                return false;
+            }
+        }
+        n <= 32
     };
     match call.source {
         Source::PageArray(array) => {
             if !copy_array(array) {
-                return;
+                return unreadable(w);
             }
             for i in 0..PAGES_MAX_ENTRIES {
                 if i as u32 >= n {
@@ -210,7 +261,7 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
         }
         Source::FolioArray(array) => {
             if !copy_array(array) {
-                return;
+                return unreadable(w);
             }
             for i in 0..PAGES_MAX_ENTRIES {
                 if i as u32 >= n {

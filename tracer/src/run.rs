@@ -188,7 +188,7 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
                     end_ns: now.3,
                 };
                 sink.finish(&consumers.pipeline.finish(&ending, percentiles), &names);
-                consumers.pipeline = Pipeline::new(ledger_config(args.view.leak_grace, facts.foll));
+                consumers.pipeline = consumers.pipeline.next_segment(ledger_config(args.view.leak_grace, facts.foll));
                 segment = now;
             }
             _ = tick(&mut ticker) => {
@@ -405,6 +405,14 @@ impl Pipeline {
             undecodable: 0,
             findings: 0,
         }
+    }
+
+    /// A fresh pipeline for the next segment of a run; what the stream described once
+    /// (kernel symbols) carries over.
+    pub fn next_segment(&self, ledger: ledger::Config) -> Pipeline {
+        let mut next = Pipeline::new(ledger);
+        next.pages.inherit_symbols(&self.pages);
+        next
     }
 
     /// One ring buffer record, as the kernel wrote it.

@@ -200,6 +200,11 @@ impl PageLedger {
         }
     }
 
+    /// Takes the symbols `earlier` learnt (the stream describes each address once).
+    pub fn inherit_symbols(&mut self, earlier: &PageLedger) {
+        self.symbols.clone_from(&earlier.symbols);
+    }
+
     pub fn apply(&mut self, rec: &PagesRecord) {
         if rec.event == PageEvent::Pin as u32 || rec.event == PageEvent::Get as u32 {
             self.take(rec);
