@@ -87,6 +87,15 @@ fn folio_of(page: u64, at: HeadAt) -> u64 {
     (tail & (head ^ 1)) | (!tail & page)
 }
 
+/// `v`, with everything the compiler knows about it forgotten: a mask applied to the result
+/// stays in the program, where the 6.1 verifier needs it to bound a size or an index that
+/// LLVM knows to be in range (and would otherwise emit unmasked).
+#[inline(always)]
+fn opaque<T: Copy>(v: T) -> T {
+    // SAFETY: reading a local through a valid reference.
+    unsafe { core::ptr::read_volatile(&v) }
+}
+
 /// The call's array could not be read: the record goes out with its count only (unlisted).
 #[inline(always)]
 fn unreadable(w: *mut PagesWire) {
@@ -185,6 +194,7 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
     // `n` differently at each exit, and a size derived from `n` after them would make it
     // verify the rest of the program once per exit.
     let size = (core::mem::size_of::<PagesHeader>() + core::mem::size_of::<PageEntry>() * n as usize) as u64;
+    let size = opaque(size) & 0x1fff;
     if size > core::mem::size_of::<PagesWire>() as u64 {
         return;
     }
@@ -197,7 +207,7 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
     // The array of a call is copied in one read of a fixed size (the 6.1 verifier loses the
     // bounds of a computed size): the smallest of 256, 512, 1024 or 2048 bytes that holds it.
     // Reading past the array's end is harmless unless that crosses into unmapped memory; then
-    // the first 32 entries are read one by one.
+    // the record goes out unlisted (counted, not followed).
     let copy_array = |array: u64| -> bool {
         let dst = raw as *mut c_void;
         let src = array as *const c_void;
@@ -214,26 +224,7 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
                 generated::bpf_probe_read_kernel(dst, 2048, src)
             }
         };
-        if rc == 0 {
-            return true;
-        }
-        for i in 0..32usize {
-            if i as u32 >= n {
-                break;
-            }
-            // SAFETY: i < 32 < PAGES_MAX_ENTRIES; an 8-byte read into a u64 slot.
-            let ok = unsafe {
-                generated::bpf_probe_read_kernel(
-                    (raw as *mut u64).add(i) as *mut c_void,
-                    8,
-                    (array + 8 * i as u64) as *const c_void,
-                ) == 0
-            };
-            if !ok {
-                return false;
-            }
-        }
-        n <= 32
+        rc == 0
     };
     match call.source {
         Source::PageArray(array) => {
