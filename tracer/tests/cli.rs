@@ -268,7 +268,53 @@ fn replay_fixture(name: &str) -> serde_json::Value {
     assert_eq!(summary["type"], "summary");
     let mut ledger: serde_json::Value = serde_json::from_str(ledger).unwrap();
     ledger["summary"] = summary;
+    let pages = text.lines().find(|l| l.contains("\"type\":\"pages\"")).expect("a pages record");
+    ledger["pages"] = serde_json::from_str(pages).unwrap();
     ledger
+}
+
+/// The call path of the audit that took the most pages.
+fn top_path(l: &serde_json::Value) -> &serde_json::Value {
+    &l["pages"]["paths"][0]
+}
+
+#[test]
+fn recorded_612_sg_io_pins_are_matched_to_their_unpins_and_bios() {
+    // 16 SG_IO reads of 64 KiB from a page-aligned buffer (pin-workload): 256 pages pinned by
+    // bio_map_user_iov, each tied to its bio and unpinned when the request is unmapped.
+    let l = replay_fixture("6.12-sgio.rec");
+    let p = &l["pages"];
+    assert_eq!(l["summary"]["vmstat"]["nr_foll_pin_acquired"], 256);
+    assert_eq!((p["pinned"].as_u64(), p["unpinned_matched"].as_u64(), p["pinned_with_bio"].as_u64()), (Some(256), Some(256), Some(256)));
+    assert_eq!((p["outstanding"].as_u64(), p["unpinned_unknown_origin"].as_u64(), p["unknown_stacks"].as_u64()), (Some(0), Some(0), Some(0)));
+    let path = top_path(&l);
+    assert_eq!(path["class"], "FOLL_PIN");
+    assert_eq!(path["entry"], "pin_user_pages_fast");
+    let callers: Vec<&str> = path["callers"].as_array().unwrap().iter().filter_map(|c| c.as_str()).collect();
+    assert!(callers.contains(&"bio_map_user_iov"), "{callers:?}");
+}
+
+#[test]
+fn recorded_61_sg_io_takes_references_released_with_their_bios() {
+    let l = replay_fixture("6.1-sgio.rec");
+    let p = &l["pages"];
+    assert_eq!((p["pinned"].as_u64(), p["referenced"].as_u64()), (Some(0), Some(256)));
+    assert_eq!(p["referenced_released_with_bio"].as_u64(), Some(256));
+    assert_eq!(top_path(&l)["class"], "FOLL_GET");
+    assert_eq!(top_path(&l)["released_by"]["__bio_release_pages"].as_u64(), Some(256));
+}
+
+#[test]
+fn recorded_io_uring_fixed_buffers_are_long_term_pins_on_both_kernels() {
+    for file in ["6.1-fixedbufs.rec", "6.12-fixedbufs.rec"] {
+        let l = replay_fixture(file);
+        let p = &l["pages"];
+        assert!(p["pinned"].as_u64().unwrap() > 0, "{file}");
+        assert_eq!(p["pinned_longterm"], p["pinned"], "{file}: every pin FOLL_LONGTERM");
+        assert_eq!(p["unpinned_matched"], p["pinned"], "{file}: all unregistered");
+        let longterm = l["pages"]["paths"].as_array().unwrap().iter().find(|r| r["class"] == "FOLL_PIN|FOLL_LONGTERM");
+        assert!(longterm.is_some(), "{file}: a FOLL_PIN|FOLL_LONGTERM path");
+    }
 }
 
 #[test]

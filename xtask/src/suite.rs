@@ -678,6 +678,28 @@ mod tests {
         assert!(check_latency(&slow).unwrap_err().to_string().contains("dm-delay"));
     }
 
+    /// The pin-path cases of real VM runs: every path's expectation holds on its kernel, fails
+    /// on the other kind of kernel, and one unmatched unpin fails.
+    #[test]
+    fn recorded_pin_path_runs_pass_their_checks() {
+        let dir = crate::workspace_root().join("xtask/tests/fixtures");
+        for (file, expect, matched, unpins) in [
+            ("pin-paths-6.1.log", DioPins::Referenced, 16, 16),
+            ("pin-paths-6.12.log", DioPins::Pinned, 1024, 1024),
+            ("pin-paths-sid.log", DioPins::Pinned, 1024, 1024),
+        ] {
+            let console = std::fs::read_to_string(dir.join(file)).unwrap();
+            let cases = check_run(&console, expect, PATH_CASES).unwrap_or_else(|e| panic!("{file}: {e:#}"));
+            assert_eq!(cases.len(), PATH_CASES, "{file}");
+            let other = if expect == DioPins::Pinned { DioPins::Referenced } else { DioPins::Pinned };
+            assert!(check_run(&console, other, PATH_CASES).is_err(), "{file}: the other kernel's expectation");
+            let off = console.replacen(&format!("pl_matched={matched} "), &format!("pl_matched={} ", matched - 1), 1);
+            assert_ne!(off, console, "{file}");
+            let err = check_run(&off, expect, PATH_CASES).unwrap_err().to_string();
+            assert!(err.contains(&format!("matched {} of {unpins} unpins", matched - 1)), "{file}: {err}");
+        }
+    }
+
     #[test]
     fn unfinished_or_short_runs_fail() {
         assert!(check_run(&GOOD.replace("CASES-DONE", ""), DioPins::Pinned, 1).is_err());
