@@ -686,7 +686,6 @@ mod tests {
         for (file, expect, matched, unpins) in [
             ("pin-paths-6.1.log", DioPins::Referenced, 16, 16),
             ("pin-paths-6.12.log", DioPins::Pinned, 1024, 1024),
-            ("pin-paths-sid.log", DioPins::Pinned, 1024, 1024),
         ] {
             let console = std::fs::read_to_string(dir.join(file)).unwrap();
             let cases = check_run(&console, expect, PATH_CASES).unwrap_or_else(|e| panic!("{file}: {e:#}"));
