@@ -6,7 +6,7 @@ use tracer_common::{ProbeId, ProbeRole};
 
 use crate::{
     latency::{kind_name, size_name, Key, Stats},
-    ledger::{seconds, Count, Group, Judgement, LedgerSnapshot, PageSnapshot, PageTotals, PagesSeen, Timing},
+    ledger::{seconds, Class, Count, Group, Judgement, LedgerSnapshot, PageSnapshot, PageTotals, PagesSeen, PathRow, Timing},
     plan::ProbeOutcome,
     stats::{ProcCounts, Snapshot},
     vmstat::FollPin,
@@ -839,46 +839,11 @@ pub struct PageLedgerRecord {
     pub kind: &'static str,
     #[serde(flatten)]
     pub totals: PageTotals,
-    pub paths: Vec<PathRecord>,
-}
-
-/// One call path of the audit.
-#[derive(Serialize, Debug, PartialEq)]
-pub struct PathRecord {
-    /// "FOLL_PIN", "FOLL_PIN|FOLL_LONGTERM" or "FOLL_GET".
-    pub class: &'static str,
-    pub entry: String,
-    pub callers: Vec<String>,
-    pub calls: u64,
-    pub pages: u64,
-    pub with_bio: u64,
-    pub released_by: std::collections::BTreeMap<String, u64>,
-    pub released_dirty: u64,
-    pub outstanding: u64,
-    pub suspect: u64,
+    pub paths: Vec<PathRow>,
 }
 
 pub fn page_ledger_record(s: &PageSnapshot) -> PageLedgerRecord {
-    PageLedgerRecord {
-        kind: "pages",
-        totals: s.totals.clone(),
-        paths: s
-            .paths
-            .iter()
-            .map(|p| PathRecord {
-                class: p.class.map_or("?", |c| c.name()),
-                entry: p.entry.clone(),
-                callers: p.callers.clone(),
-                calls: p.calls,
-                pages: p.pages,
-                with_bio: p.with_bio,
-                released_by: p.released_by.clone(),
-                released_dirty: p.released_dirty,
-                outstanding: p.outstanding,
-                suspect: p.suspect,
-            })
-            .collect(),
-    }
+    PageLedgerRecord { kind: "pages", totals: s.totals.clone(), paths: s.paths.clone() }
 }
 
 /// The page ledger and the audit as text.
@@ -909,7 +874,7 @@ pub fn page_ledger_text(r: &PageLedgerRecord) -> String {
         let via = if p.callers.is_empty() { "(call path unknown)".to_string() } else { p.callers.join(" <- ") };
         s.push_str(&format!(
             "    {:<22} {} <- {}\n      {} calls, {} pages, {} with a bio, {} outstanding ({} suspect)",
-            p.class, p.entry, via, p.calls, p.pages, p.with_bio, p.outstanding, p.suspect
+            p.class.map_or("?", Class::name), p.entry, via, p.calls, p.pages, p.with_bio, p.outstanding, p.suspect
         ));
         if !p.released_by.is_empty() {
             let by: Vec<String> = p.released_by.iter().map(|(f, n)| format!("{f}: {n}")).collect();

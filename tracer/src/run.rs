@@ -157,7 +157,7 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
     let mut prev = (first.clone(), vm_start, started);
     let mut exit_status = None;
     // Where the current segment started (the whole run without --segments).
-    let mut segment = (first.clone(), vm_start, started, start_ns);
+    let mut segment = Mark { snap: first.clone(), vm: vm_start, at: started, ns: start_ns };
     // The programs submit records without waking us (one wakeup per I/O would cost a context
     // switch per I/O) unless the ring buffer fills to a quarter: drain it on a short period.
     let mut drain_tick = tokio::time::interval(std::time::Duration::from_millis(20));
@@ -178,15 +178,8 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
             }
             _ = next_signal(&mut segment_signal) => {
                 drain(&mut events, &mut consumers);
-                let now = (tracer.snapshot()?, vmstat::read(), Instant::now(), monotonic_ns());
-                let ending = Ending {
-                    outcomes: tracer.outcomes.clone(),
-                    span: now.0.since(&segment.0),
-                    elapsed_s: now.2.duration_since(segment.2).as_secs_f64(),
-                    vmstat: now.1.zip(segment.1).map(|(n, p)| n.since(p)),
-                    command_exit_status: None,
-                    end_ns: now.3,
-                };
+                let now = Mark::take(&mut tracer)?;
+                let ending = now.ending_since(&segment, &tracer.outcomes, None);
                 sink.finish(&consumers.pipeline.finish(&ending, percentiles), &names);
                 consumers.pipeline = consumers.pipeline.next_segment(ledger_config(args.view.leak_grace, facts.foll));
                 segment = now;
@@ -215,16 +208,7 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
         }
     }
     drain(&mut events, &mut consumers);
-    let last = tracer.snapshot()?;
-    let vm_end = vmstat::read();
-    let ending = Ending {
-        outcomes: tracer.outcomes.clone(),
-        span: last.since(&segment.0),
-        elapsed_s: segment.2.elapsed().as_secs_f64(),
-        vmstat: vm_end.zip(segment.1).map(|(n, p)| n.since(p)),
-        command_exit_status: exit_status.map(exit_code),
-        end_ns: monotonic_ns(),
-    };
+    let ending = Mark::take(&mut tracer)?.ending_since(&segment, &tracer.outcomes, exit_status.map(exit_code));
     let fin = consumers.pipeline.finish(&ending, percentiles);
     sink.finish(&fin, &names);
     if let (Some(recorder), Some(path)) = (consumers.recorder, record_to) {
@@ -357,6 +341,34 @@ pub struct Pipeline {
     undecodable: u64,
     /// Leaks and mismatches found while the records streamed.
     findings: u64,
+}
+
+/// The counters, /proc/vmstat and both clocks at one moment of a live run.
+struct Mark {
+    snap: Snapshot,
+    vm: Option<FollPin>,
+    at: Instant,
+    /// CLOCK_MONOTONIC, the records' clock.
+    ns: u64,
+}
+
+impl Mark {
+    fn take(tracer: &mut Tracer) -> Result<Mark> {
+        let snap = tracer.snapshot()?;
+        Ok(Mark { snap, vm: vmstat::read(), at: Instant::now(), ns: monotonic_ns() })
+    }
+
+    /// How the span from `start` to this mark ended.
+    fn ending_since(&self, start: &Mark, outcomes: &[ProbeOutcome], command_exit_status: Option<i32>) -> Ending {
+        Ending {
+            outcomes: outcomes.to_vec(),
+            span: self.snap.since(&start.snap),
+            elapsed_s: self.at.duration_since(start.at).as_secs_f64(),
+            vmstat: self.vm.zip(start.vm).map(|(n, p)| n.since(p)),
+            command_exit_status,
+            end_ns: self.ns,
+        }
+    }
 }
 
 /// How a run ended: the counters over the run, the clock, the command. From the kernel maps in

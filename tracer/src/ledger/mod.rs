@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use tracer_common::{BioEvent, BioRecord, Owner, ProbeId, BIO_FLAG_PINNED};
 
 use self::pages::PageList;
-pub use self::pins::{FollBits, PageLedger, PageSnapshot, PageTotals, PagesRecord, SymbolsRecord};
+pub use self::pins::{Class, FollBits, PageLedger, PageSnapshot, PageTotals, PagesRecord, PathRow, SymbolsRecord};
 pub use self::snapshot::{
     judge, seconds, Count, DeviceRow, Group, Judgement, LeakKind, LeakReport, LedgerSnapshot, MismatchReport, OwnerRow,
     PagesSeen, Timing, Totals,

@@ -68,30 +68,35 @@ pub struct SymbolsRecord {
 }
 
 /// How a call path takes its pages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Class {
     /// FOLL_GET references (get_user_pages_fast and the iov_iter_get_pages family).
-    FollGet,
+    Get,
     /// FOLL_PIN pins.
-    FollPin,
+    Pin,
     /// FOLL_PIN | FOLL_LONGTERM pins (held by design until unregistered).
-    FollPinLongterm,
+    PinLongterm,
 }
 
 impl Class {
     pub fn name(self) -> &'static str {
         match self {
-            Class::FollGet => "FOLL_GET",
-            Class::FollPin => "FOLL_PIN",
-            Class::FollPinLongterm => "FOLL_PIN|FOLL_LONGTERM",
+            Class::Get => "FOLL_GET",
+            Class::Pin => "FOLL_PIN",
+            Class::PinLongterm => "FOLL_PIN|FOLL_LONGTERM",
         }
     }
+}
+
+fn class_name<S: serde::Serializer>(class: &Option<Class>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(class.map_or("?", Class::name))
 }
 
 /// One call path of the audit.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PathRow {
+    /// "FOLL_PIN", "FOLL_PIN|FOLL_LONGTERM" or "FOLL_GET".
+    #[serde(serialize_with = "class_name")]
     pub class: Option<Class>,
     /// The entry point ("pin_user_pages_fast").
     pub entry: String,
@@ -250,11 +255,11 @@ impl PageLedger {
 
     fn take(&mut self, rec: &PagesRecord) {
         let class = if rec.event == PageEvent::Get as u32 {
-            Class::FollGet
+            Class::Get
         } else if rec.gup_flags & self.foll.longterm != 0 {
-            Class::FollPinLongterm
+            Class::PinLongterm
         } else {
-            Class::FollPin
+            Class::Pin
         };
         let callers = self.callers(&rec.frames, rec.probe);
         let path = self.path(class, rec.probe, callers);
@@ -265,7 +270,7 @@ impl PageLedger {
         row.pages += counted;
         // Pages beyond the record's entries (or all, for a kretprobe) are counted, not followed.
         let unlisted = counted.saturating_sub(listed);
-        if class == Class::FollGet {
+        if class == Class::Get {
             self.totals.referenced += counted;
             if self.refs.len() + listed as usize <= MAX_REFS_FOLLOWED {
                 for &(page, _) in &rec.entries {
@@ -276,7 +281,7 @@ impl PageLedger {
         }
         self.totals.pinned += counted;
         self.totals.unlisted += unlisted;
-        if class == Class::FollPinLongterm {
+        if class == Class::PinLongterm {
             self.totals.pinned_longterm += counted;
         }
         for &(page, folio) in &rec.entries {
@@ -386,7 +391,7 @@ impl PageLedger {
                 let row = &mut paths[h.path as usize];
                 row.outstanding += 1;
                 totals.outstanding += 1;
-                if row.class == Some(Class::FollPinLongterm) {
+                if row.class == Some(Class::PinLongterm) {
                     totals.outstanding_longterm += 1;
                 } else if h.bio {
                     totals.outstanding_with_bio += 1;
@@ -484,7 +489,7 @@ mod tests {
         assert_eq!((s.totals.pinned, s.totals.unpinned, s.totals.unpinned_matched), (4, 4, 4));
         assert_eq!((s.totals.outstanding, s.totals.unpinned_unknown_origin), (0, 0));
         let path = &s.paths[0];
-        assert_eq!(path.class, Some(Class::FollPin));
+        assert_eq!(path.class, Some(Class::Pin));
         assert_eq!(path.entry, "pin_user_pages_fast");
         assert_eq!(path.callers, ["iov_iter_extract_pages", "bio_iov_iter_get_pages"], "the BPF frame is dropped");
         assert_eq!(path.released_by.get("unpin_user_pages <- __bio_release_pages"), Some(&2));
@@ -515,7 +520,7 @@ mod tests {
         assert_eq!(old.totals.outstanding_with_bio, 2);
         assert_eq!(old.totals.pinned_with_bio, 2);
         assert_eq!(old.totals.suspect, 1, "only the pin neither long-term nor tied to a bio");
-        let longterm_row = old.paths.iter().find(|p| p.class == Some(Class::FollPinLongterm)).expect("a long-term path");
+        let longterm_row = old.paths.iter().find(|p| p.class == Some(Class::PinLongterm)).expect("a long-term path");
         assert_eq!((longterm_row.pages, longterm_row.suspect), (1, 0));
     }
 
@@ -528,7 +533,7 @@ mod tests {
         let s = l.snapshot(10 * S);
         assert_eq!((s.totals.referenced, s.totals.referenced_with_bio, s.totals.referenced_released_with_bio), (2, 2, 2));
         assert_eq!((s.totals.pinned, s.totals.suspect), (0, 0), "references are not pins");
-        assert_eq!(s.paths[0].class, Some(Class::FollGet));
+        assert_eq!(s.paths[0].class, Some(Class::Get));
         assert_eq!(s.paths[0].released_by.get("__bio_release_pages"), Some(&2));
     }
 
