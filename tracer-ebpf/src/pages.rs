@@ -103,15 +103,19 @@ fn unreadable(w: *mut PagesWire) {
     unsafe {
         (*w).header.n = 0;
         (*w).header.flags |= PAGES_FLAG_UNLISTED;
-        let rc = generated::bpf_ringbuf_output(
-            core::ptr::addr_of!(EVENTS) as *mut c_void,
-            w as *mut c_void,
-            core::mem::size_of::<PagesHeader>() as u64,
-            submit_flags(),
-        );
-        if rc != 0 {
-            lost(LostReason::RingFull);
-        }
+    }
+    output(w, core::mem::size_of::<PagesHeader>() as u64);
+}
+
+/// Copies the first `size` bytes of the record in `w` into the ring buffer.
+#[inline(always)]
+fn output(w: *mut PagesWire, size: u64) {
+    // SAFETY: callers pass size <= size_of::<PagesWire>(), the size of `w`'s buffer.
+    let rc = unsafe {
+        generated::bpf_ringbuf_output(core::ptr::addr_of!(EVENTS) as *mut c_void, w as *mut c_void, size, submit_flags())
+    };
+    if rc != 0 {
+        lost(LostReason::RingFull);
     }
 }
 
@@ -265,16 +269,5 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
         Source::Folio(folio) => put(0, 0, folio),
         Source::Unlisted => {}
     }
-    // SAFETY: `w` is valid for size_of::<PagesWire>() >= size bytes.
-    let rc = unsafe {
-        generated::bpf_ringbuf_output(
-            core::ptr::addr_of!(EVENTS) as *mut c_void,
-            w as *mut c_void,
-            size,
-            submit_flags(),
-        )
-    };
-    if rc != 0 {
-        lost(LostReason::RingFull);
-    }
+    output(w, size);
 }

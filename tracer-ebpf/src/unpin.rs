@@ -18,8 +18,10 @@ use crate::{
 enum Shape {
     /// (struct page *page)
     OnePage,
-    /// (struct page **pages, unsigned long npages[, bool make_dirty])
+    /// (struct page **pages, unsigned long npages)
     Pages,
+    /// (struct page **pages, unsigned long npages, bool make_dirty)
+    PagesDirty,
     /// (struct page *page, unsigned long npages, bool make_dirty)
     Range,
     /// (struct folio *folio)
@@ -32,10 +34,12 @@ enum Shape {
 
 #[inline(always)]
 fn try_unpin<C: EbpfContext>(ctx: &C, probe: ProbeId, shape: Shape, a0: u64, a1: u64, a2: u64) -> u32 {
-    let dirty = matches!(shape, Shape::Pages | Shape::Range) && a2 & 0xff != 0 && probe != ProbeId::UnpinUserPages;
+    // Only the variants that take make_dirty have a third argument (a kprobe would read a
+    // stale register for the others).
+    let dirty = matches!(shape, Shape::PagesDirty | Shape::Range) && a2 & 0xff != 0;
     let (source, n, refs) = match shape {
         Shape::OnePage => (Source::Range(a0), 1, 1),
-        Shape::Pages => (Source::PageArray(a0), a1, 1),
+        Shape::Pages | Shape::PagesDirty => (Source::PageArray(a0), a1, 1),
         Shape::Range => (Source::Range(a0), a1, 1),
         Shape::OneFolio => (Source::Folio(a0), 1, 1),
         Shape::FolioRefs => (Source::Folio(a0), 1, a1),
@@ -73,7 +77,7 @@ unpin_probe!(fentry_unpin_user_page, nested_unpin_user_page, kprobe_unpin_user_p
 unpin_probe!(fentry_unpin_folio, nested_unpin_folio, kprobe_unpin_folio, "unpin_folio", UnpinFolio, OneFolio);
 unpin_probe!(fentry_unpin_user_pages, nested_unpin_user_pages, kprobe_unpin_user_pages, "unpin_user_pages", UnpinUserPages, Pages);
 unpin_probe!(fentry_unpin_user_pages_dirty_lock, nested_unpin_user_pages_dirty_lock,
-    kprobe_unpin_user_pages_dirty_lock, "unpin_user_pages_dirty_lock", UnpinUserPagesDirtyLock, Pages);
+    kprobe_unpin_user_pages_dirty_lock, "unpin_user_pages_dirty_lock", UnpinUserPagesDirtyLock, PagesDirty);
 unpin_probe!(fentry_unpin_user_page_range_dirty_lock, nested_unpin_user_page_range_dirty_lock,
     kprobe_unpin_user_page_range_dirty_lock, "unpin_user_page_range_dirty_lock", UnpinUserPageRangeDirtyLock, Range);
 unpin_probe!(fentry_unpin_user_folio, nested_unpin_user_folio, kprobe_unpin_user_folio, "unpin_user_folio", UnpinUserFolio, FolioRefs);
