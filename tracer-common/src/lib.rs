@@ -201,6 +201,9 @@ pub enum LostReason {
     /// A pin or unpin call's kernel stack could not be read: its record names no call path
     /// (the record itself is not lost).
     StackLost,
+    /// A pin or unpin call found every per-CPU buffer page records are built in busy (calls
+    /// nested or preempted deeper than the buffers): its record was dropped.
+    ScratchBusy,
 }
 
 /// Slots of `PIN_TOTALS` (a per-CPU array): the exact FOLL_PIN totals, kept apart from
@@ -216,7 +219,7 @@ pub enum PinTotal {
 pub const PIN_TOTALS: u32 = 2;
 
 /// Number of [`LostReason`]s.
-pub const LOST_REASONS: u32 = LostReason::StackLost as u32 + 1;
+pub const LOST_REASONS: u32 = LostReason::ScratchBusy as u32 + 1;
 
 /// Kernel struct member offsets (bytes) read from BTF in userspace and passed to the programs
 /// as the global `OFFSETS` (Rust eBPF has no CO-RE). [`OFFSET_UNKNOWN`] marks a member this

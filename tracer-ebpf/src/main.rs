@@ -5,6 +5,10 @@
 //! BTF program (fentry/fexit) and a kprobe/kretprobe twin; userspace picks what the running
 //! kernel accepts (see tracer/src/ebpf/plan.rs).
 #![no_std]
+// Atomic fetch-or/and on map values (the BPF target has no CAS, so core::sync::atomic offers
+// only loads and stores; the instructions themselves exist since BPF v3).
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 #![no_main]
 
 #[macro_use]

@@ -1,8 +1,10 @@
 //! Maps shared by all programs, and the counting helpers over them.
 
+use core::intrinsics::{atomic_and, atomic_or, atomic_xadd, AtomicOrdering};
+
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::map,
     maps::{PerCpuArray, PerCpuHashMap, RingBuf},
 };
@@ -55,82 +57,176 @@ pub fn read_at<T>(base: u64, off: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
 }
 
-/// Per-CPU, indexed by ProbeId: how many programs of the probe are doing its work on this CPU
-/// (the primary, and twins acting for calls the kernel skipped it for).
-#[map(name = "ACTIVE")]
-static ACTIVE: PerCpuArray<u32> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
+/// Invocations a probe's program chain has taken care of on one CPU, each named by the address
+/// of its context (the trampoline's or the tracepoint's argument block: the same for every
+/// program of one invocation, different for any invocation that nests in it) and the thread.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Handled {
+    ctx: [u64; HANDLED_SLOTS],
+    thread: [u64; HANDLED_SLOTS],
+    /// When each slot was written (bpf_ktime_get_ns).
+    at: [u64; HANDLED_SLOTS],
+    /// Bit i set while slot i is in use; claimed and released atomically, since a thread can be
+    /// preempted between reading and writing it.
+    busy: u64,
+}
 
-/// Per-CPU, indexed by ProbeId: nested calls a backup program recorded for its primary.
+/// Invocations in flight at once on one CPU: process context preempted inside a program (the
+/// kernel runs tracing programs with migration, not preemption, disabled), softirq, hardirq
+/// and NMI nest well within this. An entry whose last twin was itself skipped stays behind;
+/// when all slots are in use, the oldest entry, such a leftover, is reused.
+const HANDLED_SLOTS: usize = 8;
+
+/// Per-CPU, indexed by ProbeId: see [`Handled`].
+#[map(name = "HANDLED")]
+static HANDLED: PerCpuArray<Handled> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
+
+/// Per-CPU, indexed by ProbeId: invocations a twin took care of because the kernel skipped the
+/// programs before it (the loader subtracts these from the primary's recursion_misses).
 #[map(name = "RESCUED")]
 static RESCUED: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
 
-/// Defines a probe's program and its twin on the same target (see [`as_backup`]): the twin
-/// does the same work, only for the calls the kernel skips the program for.
+/// Defines a probe's program and its twins on the same target. The kernel skips a tracing
+/// program for a call that arrives while that same program is running on the CPU (an interrupt,
+/// or in process context another thread that preempted it: recursion_misses); a twin is a
+/// second program on the target that does the same work, only for the invocations no program
+/// before it in the chain took care of (see [`as_primary`], [`as_twin`]).
 macro_rules! with_twin {
     // With a second twin, for targets hot enough that calls nest two deep.
     (#[$attr:meta] $primary:ident, $twin:ident, $twin2:ident, $id:expr, |$ctx:ident: $ty:ty| $body:expr) => {
-        with_twin!(#[$attr] $primary, $twin, $id, |$ctx: $ty| $body);
+        #[$attr]
+        pub fn $primary($ctx: $ty) -> u32 {
+            $crate::maps::as_primary($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, || $body)
+        }
+
+        #[$attr]
+        pub fn $twin($ctx: $ty) -> u32 {
+            $crate::maps::as_twin($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, false, || $body)
+        }
 
         #[$attr]
         pub fn $twin2($ctx: $ty) -> u32 {
-            $crate::maps::as_backup_at($id, 2, || $body)
+            $crate::maps::as_twin($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, true, || $body)
         }
     };
     (#[$attr:meta] $primary:ident, $twin:ident, $id:expr, |$ctx:ident: $ty:ty| $body:expr) => {
         #[$attr]
         pub fn $primary($ctx: $ty) -> u32 {
-            $crate::maps::as_primary($id, || $body)
+            $crate::maps::as_primary($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, || $body)
         }
 
         #[$attr]
         pub fn $twin($ctx: $ty) -> u32 {
-            $crate::maps::as_backup($id, || $body)
+            $crate::maps::as_twin($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, true, || $body)
         }
     };
 }
 
-/// Runs `f` as the primary program of `probe`, counted active on this CPU meanwhile.
+/// The slot of `probe`'s [`Handled`] that holds (ctx, thread), if any.
 #[inline(always)]
-pub fn as_primary(probe: ProbeId, f: impl FnOnce() -> u32) -> u32 {
-    acting(probe, f)
+fn handled_slot(h: *mut Handled, ctx: u64, thread: u64) -> Option<usize> {
+    for i in 0..HANDLED_SLOTS {
+        // SAFETY: `h` is this CPU's entry; i < HANDLED_SLOTS.
+        if unsafe { (*h).ctx[i] == ctx && (*h).thread[i] == thread } {
+            return Some(i);
+        }
+    }
+    None
 }
 
+/// Records that the invocation at `ctx` is taken care of: in its slot if it has one (a leftover
+/// of an earlier invocation at the same place), else in a free one, else in the oldest.
 #[inline(always)]
-fn acting(probe: ProbeId, f: impl FnOnce() -> u32) -> u32 {
-    let depth = ACTIVE.get_ptr_mut(probe as u32);
-    if let Some(p) = depth {
-        // SAFETY: this CPU's slot.
-        unsafe { *p += 1 };
+fn mark_handled(h: *mut Handled, ctx: u64, thread: u64) {
+    let slot = handled_slot(h, ctx, thread).unwrap_or_else(|| {
+        let mut free = HANDLED_SLOTS;
+        for i in 0..HANDLED_SLOTS {
+            let bit = 1u64 << i;
+            // SAFETY: this CPU's entry; `busy` is only ever changed atomically.
+            if unsafe { atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*h).busy, bit) } & bit == 0 {
+                free = i;
+                break;
+            }
+        }
+        if free < HANDLED_SLOTS {
+            return free;
+        }
+        let mut oldest = 0;
+        for i in 1..HANDLED_SLOTS {
+            // SAFETY: this CPU's entry; i, oldest < HANDLED_SLOTS.
+            if unsafe { (*h).at[i] < (*h).at[oldest] } {
+                oldest = i;
+            }
+        }
+        oldest
+    });
+    if slot < HANDLED_SLOTS {
+        // SAFETY: this CPU's entry; slot < HANDLED_SLOTS; the helper has no preconditions.
+        unsafe {
+            (*h).ctx[slot] = ctx;
+            (*h).thread[slot] = thread;
+            (*h).at[slot] = bpf_ktime_get_ns();
+        }
     }
-    let rc = f();
-    if let Some(p) = depth {
-        // SAFETY: this CPU's slot.
-        unsafe { *p = (*p).saturating_sub(1) };
-    }
-    rc
 }
 
-/// Runs `f` as the twin at `level` (1, 2, ...) of `probe`: only for a call for which the kernel
-/// skipped the primary and the twins below, which it does exactly while they are active on
-/// this CPU (at least `level` of them). Counts the call as rescued.
+/// Frees slot `i`.
 #[inline(always)]
-pub fn as_backup_at(probe: ProbeId, level: u32, f: impl FnOnce() -> u32) -> u32 {
-    // SAFETY: this CPU's slot.
-    let deep_enough = ACTIVE.get_ptr_mut(probe as u32).is_some_and(|p| unsafe { *p } >= level);
-    if !deep_enough {
+fn unmark(h: *mut Handled, i: usize) {
+    if i < HANDLED_SLOTS {
+        // SAFETY: this CPU's entry; i < HANDLED_SLOTS; `busy` is only ever changed atomically.
+        unsafe {
+            (*h).ctx[i] = 0;
+            (*h).thread[i] = 0;
+            atomic_and::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*h).busy, !(1u64 << i));
+        }
+    }
+}
+
+/// Runs `f` as the primary program of `probe` for the invocation at `ctx`, first recording
+/// that the invocation is taken care of, for the twins that run after it.
+#[inline(always)]
+pub fn as_primary(probe: ProbeId, ctx: u64, f: impl FnOnce() -> u32) -> u32 {
+    if let Some(h) = HANDLED.get_ptr_mut(probe as u32) {
+        mark_handled(h, ctx, bpf_get_current_pid_tgid());
+    }
+    f()
+}
+
+/// Runs `f` as a twin of `probe` for the invocation at `ctx`, only when no program before it
+/// took care of the invocation (the kernel skipped them all); counts that as rescued. The
+/// `last` twin of the chain clears the invocation's entry; an earlier twin leaves it, or makes
+/// it, for the twins after it.
+#[inline(always)]
+pub fn as_twin(probe: ProbeId, ctx: u64, last: bool, f: impl FnOnce() -> u32) -> u32 {
+    let Some(h) = HANDLED.get_ptr_mut(probe as u32) else { return 0 };
+    let thread = bpf_get_current_pid_tgid();
+    if let Some(i) = handled_slot(h, ctx, thread) {
+        if last {
+            unmark(h, i);
+        }
         return 0;
+    }
+    if !last {
+        mark_handled(h, ctx, thread);
     }
     if let Some(p) = RESCUED.get_ptr_mut(probe as u32) {
         // SAFETY: this CPU's slot.
-        unsafe { *p += 1 };
+        unsafe { add(p, 1) };
     }
-    acting(probe, f)
+    f()
 }
 
-/// The first twin of `probe` (see [`as_backup_at`]).
+/// Adds `v` to the per-CPU counter at `p` atomically: a thread preempted between the load and
+/// the store of a plain `+=` would overwrite what a program of another thread added meanwhile.
+///
+/// # Safety
+/// `p` points to a u64 of a map value.
 #[inline(always)]
-pub fn as_backup(probe: ProbeId, f: impl FnOnce() -> u32) -> u32 {
-    as_backup_at(probe, 1, f)
+pub unsafe fn add(p: *mut u64, v: u64) {
+    // SAFETY: the caller's; the result is unused, so this is the BPF v1 atomic add.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, v) };
 }
 
 #[inline(always)]
@@ -155,7 +251,7 @@ static PIN_TOTALS_MAP: PerCpuArray<u64> = PerCpuArray::with_max_entries(PIN_TOTA
 pub fn count_total(which: PinTotal, pages: u64) {
     match PIN_TOTALS_MAP.get_ptr_mut(which as u32) {
         // SAFETY: per-CPU slot.
-        Some(slot) => unsafe { *slot += pages },
+        Some(slot) => unsafe { add(slot, pages) },
         None => lost(LostReason::BadIndex),
     }
 }
@@ -164,10 +260,10 @@ pub fn count_total(which: PinTotal, pages: u64) {
 #[inline(always)]
 pub fn count(probe: ProbeId, amount: u64) {
     match PROBE_STATS.get_ptr_mut(probe as u32) {
-        // SAFETY: per-CPU slot; programs do not nest on one CPU for the same slot.
+        // SAFETY: per-CPU slot, changed only atomically.
         Some(stat) => unsafe {
-            (*stat).hits += 1;
-            (*stat).amount += amount;
+            add(&raw mut (*stat).hits, 1);
+            add(&raw mut (*stat).amount, amount);
         },
         None => lost(LostReason::BadIndex),
     }
@@ -178,7 +274,7 @@ pub fn count(probe: ProbeId, amount: u64) {
 pub fn lost(reason: LostReason) {
     if let Some(slot) = LOST.get_ptr_mut(reason as u32) {
         // SAFETY: per-CPU slot.
-        unsafe { *slot += 1 };
+        unsafe { add(slot, 1) };
     }
 }
 
@@ -200,8 +296,8 @@ pub fn count_process<C: EbpfContext>(ctx: &C, pinned: u64, unpinned: u64) {
     match entry {
         // SAFETY: per-CPU value of this CPU.
         Some(stat) => unsafe {
-            (*stat).pages_pinned += pinned;
-            (*stat).pages_unpinned += unpinned;
+            add(&raw mut (*stat).pages_pinned, pinned);
+            add(&raw mut (*stat).pages_unpinned, unpinned);
         },
         None => {
             lost(LostReason::ProcMapFull);

@@ -1,7 +1,10 @@
 //! Page records: the pages one pin, reference or unpin call names, each with its folio (head
 //! page), the owner and the kernel stack of the call, streamed as [`PagesWire`] records.
 
-use core::ffi::c_void;
+use core::{
+    ffi::c_void,
+    intrinsics::{atomic_and, atomic_or, AtomicOrdering},
+};
 
 use aya_ebpf::{
     EbpfContext,
@@ -16,21 +19,24 @@ use tracer_common::{
 
 use crate::maps::{lost, offsets, submit_flags, EVENTS};
 
-/// Nesting levels of [`emit`] on one CPU (an interrupt can unpin while a program is building
-/// a record): each level builds its record in its own buffer.
-const SCRATCH_LEVELS: u32 = 4;
+/// Records [`emit`] can build at once on one CPU: interrupts nest in a program, and in process
+/// context a thread can be preempted inside one (tracing programs run with migration, not
+/// preemption, disabled) and another thread run the same program on the CPU. Each build claims
+/// a buffer of its own in [`BUSY`].
+const SCRATCH_LEVELS: u32 = 8;
 
-/// Per-CPU buffers the records are built in (one per nesting level).
+/// Per-CPU buffers the records are built in.
 #[map(name = "PAGES_SCRATCH")]
 static SCRATCH: PerCpuArray<PagesWire> = PerCpuArray::with_max_entries(SCRATCH_LEVELS, 0);
 
-/// Per-CPU, per level: a call's `struct page *` or `struct folio *` array, copied in one read.
+/// Per-CPU, per buffer: a call's `struct page *` or `struct folio *` array, copied in one read.
 #[map(name = "PAGES_RAW")]
 static RAW: PerCpuArray<[u64; PAGES_MAX_ENTRIES]> = PerCpuArray::with_max_entries(SCRATCH_LEVELS, 0);
 
-/// Per-CPU: nesting level of [`emit`] in progress.
-#[map(name = "PAGES_DEPTH")]
-static DEPTH: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+/// Per-CPU: bit i set while buffer i is in use. Claimed and released with atomic operations:
+/// builds on one CPU are not nested last-in first-out once preemption interleaves them.
+#[map(name = "PAGES_BUSY")]
+static BUSY: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Where a call's entries are.
 #[derive(Clone, Copy)]
@@ -120,25 +126,31 @@ fn output(w: *mut PagesWire, size: u64) {
 }
 
 /// Streams the call as one record: the header and up to [`PAGES_MAX_ENTRIES`] entries, built
-/// in this CPU's buffer for the current nesting level and copied into the ring buffer.
+/// in a buffer of this CPU claimed for the call and copied into the ring buffer.
 #[inline(always)]
 pub fn emit<C: EbpfContext>(ctx: &C, call: Call) {
     if call.n == 0 {
         return;
     }
-    let Some(depth) = DEPTH.get_ptr_mut(0) else { return };
-    // SAFETY: this CPU's slot.
-    let level = unsafe { *depth };
+    let Some(busy) = BUSY.get_ptr_mut(0) else { return };
+    let mut level = SCRATCH_LEVELS;
+    for i in 0..SCRATCH_LEVELS {
+        let bit = 1u64 << i;
+        // SAFETY: this CPU's slot, only ever changed atomically.
+        if unsafe { atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(busy, bit) } & bit == 0 {
+            level = i;
+            break;
+        }
+    }
     if level >= SCRATCH_LEVELS {
-        lost(LostReason::RingFull);
+        lost(LostReason::ScratchBusy);
         return;
     }
-    let (Some(w), Some(raw)) = (SCRATCH.get_ptr_mut(level), RAW.get_ptr_mut(level)) else { return };
-    // SAFETY: this CPU's slot; restored below on every path.
-    unsafe { *depth = level + 1 };
-    fill(ctx, call, w, raw);
-    // SAFETY: this CPU's slot.
-    unsafe { *depth = level };
+    if let (Some(w), Some(raw)) = (SCRATCH.get_ptr_mut(level), RAW.get_ptr_mut(level)) {
+        fill(ctx, call, w, raw);
+    }
+    // SAFETY: as above.
+    unsafe { atomic_and::<u64, u64, { AtomicOrdering::Relaxed }>(busy, !(1u64 << level)) };
 }
 
 #[inline(always)]

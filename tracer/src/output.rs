@@ -18,7 +18,7 @@ fn is_zero(n: &u64) -> bool {
 
 /// Names of the `LostReason`s, in their order.
 const LOST_REASON_NAMES: [&str; tracer_common::LOST_REASONS as usize] =
-    ["process_map_full", "bad_index", "ring_full", "start_map_full", "stack_lost"];
+    ["process_map_full", "bad_index", "ring_full", "start_map_full", "stack_lost", "scratch_busy"];
 
 fn role_name(role: ProbeRole) -> &'static str {
     match role {

@@ -471,7 +471,10 @@ impl Pipeline {
             .filter(|d| ledger::PROBES_NEEDED.contains(&d.id) || ledger::feeds_page_ledger(d.id))
             .map(|d| end.span.missed[d.id as usize])
             .sum();
-        let lost = end.span.lost[LostReason::RingFull as usize] + self.undecodable + skipped;
+        let lost = end.span.lost[LostReason::RingFull as usize]
+            + end.span.lost[LostReason::ScratchBusy as usize]
+            + self.undecodable
+            + skipped;
         let pages = self.pages.snapshot(end.end_ns);
         let judgement = judge(&ledger, &missing, lost).with_page_suspects(pages.totals.suspect, lost);
         if self.findings > 0 {

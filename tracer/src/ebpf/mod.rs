@@ -13,7 +13,7 @@ use aya::{
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
 use tracer_common::{
-    names, PagesHeader, ProbeStat, ProcStat, RecordType, LOST_REASONS, PAGES_STACK_FRAMES, PIN_TOTALS, PROBE_COUNT,
+    names, PagesHeader, ProbeDef, ProbeStat, ProcStat, RecordType, LOST_REASONS, PAGES_STACK_FRAMES, PIN_TOTALS, PROBE_COUNT,
 };
 
 use crate::{
@@ -52,6 +52,8 @@ pub struct Tracer {
     ebpf: Ebpf,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     pub outcomes: Vec<ProbeOutcome>,
+    /// Probes whose twins were found acting out of order (reported once each).
+    doubled_warned: HashSet<usize>,
 }
 
 impl Tracer {
@@ -83,18 +85,9 @@ impl Tracer {
             let mut outcome =
                 ProbeOutcome { def: planned.def, attached: None, failures: planned.ruled_out.clone() };
             for &(method, program) in &planned.candidates {
-                match attach(&mut ebpf, btf.as_ref(), method, program, planned.def.target) {
+                match attach_chain(&mut ebpf, btf.as_ref(), method, program, &planned.def) {
                     Ok(()) => {
                         outcome.attached = Some(method);
-                        let btf_method = matches!(method, Method::Fentry | Method::Fexit | Method::TpBtf);
-                        // Without the twins, calls the kernel skips while the primary runs on
-                        // that CPU are lost (and counted): worse, not broken.
-                        let twins = [planned.def.backup_program, planned.def.second_backup];
-                        for twin in twins.into_iter().flatten().filter(|_| btf_method) {
-                            if let Err(why) = attach(&mut ebpf, btf.as_ref(), method, twin, planned.def.target) {
-                                log::warn!("{twin}: {why}; nested calls of {} will be lost", planned.def.target);
-                            }
-                        }
                         break;
                     }
                     Err(why) => outcome.failures.push((method, explain(method, why))),
@@ -106,7 +99,7 @@ impl Tracer {
         if outcomes.iter().all(|o| o.attached.is_none()) {
             return Err(LoadError::NothingAttached);
         }
-        Ok(Tracer { ebpf, logger, outcomes })
+        Ok(Tracer { ebpf, logger, outcomes, doubled_warned: HashSet::new() })
     }
 
     /// The record stream (once; later calls return None).
@@ -148,9 +141,23 @@ impl Tracer {
                 _ => o.def.btf_program,
             };
             let Some(Ok(fd)) = self.ebpf.program(name).map(|p| p.fd()) else { continue };
+            let id = o.def.id as usize;
             match recursion_misses(fd.as_fd()) {
-                // Calls the backup program recorded are not lost.
-                Ok(n) => snap.missed[o.def.id as usize] = n.saturating_sub(rescued[o.def.id as usize]),
+                Ok(skipped) => {
+                    // Invocations a twin took care of are not lost. A twin acts only for
+                    // invocations the kernel skipped the primary for, so more rescues than
+                    // skips means some were taken care of twice: the counts of this probe
+                    // cannot be trusted either way, and the excess counts as lost.
+                    let doubled = rescued[id].saturating_sub(skipped);
+                    if doubled > 0 && self.doubled_warned.insert(id) {
+                        log::error!(
+                            "{}: twins acted for {doubled} invocations the primary also took care of \
+                             (the kernel ran them out of order?): counted as lost",
+                            o.def.target
+                        );
+                    }
+                    snap.missed[id] = skipped.saturating_sub(rescued[id]) + doubled;
+                }
                 Err(e) => log::debug!("recursion_misses of {name}: {e}"),
             }
         }
@@ -278,6 +285,56 @@ fn sum_per_cpu_u64(ebpf: &Ebpf, name: &'static str, len: u32) -> Result<Vec<u64>
                 .map_err(|source| ReadError { map: name, source })
         })
         .collect()
+}
+
+/// Attaches `primary` by `method`, with the probe's twins when the method is a BTF one, so that
+/// the kernel runs the primary first for every invocation: the twins act only for invocations
+/// the programs before them did not take care of (tracer-ebpf/src/maps.rs). A trampoline
+/// (fentry/fexit) runs its programs newest first, a tracepoint oldest first. Without a twin,
+/// invocations the kernel skips while the primary runs on that CPU are lost (and counted):
+/// worse, not broken.
+fn attach_chain(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    method: Method,
+    primary: &str,
+    def: &ProbeDef,
+) -> Result<(), String> {
+    let twins: Vec<&str> = match method {
+        Method::Fentry | Method::Fexit | Method::TpBtf => {
+            [def.backup_program, def.second_backup].into_iter().flatten().collect()
+        }
+        Method::Kprobe | Method::Kretprobe => Vec::new(),
+    };
+    let newest_first = matches!(method, Method::Fentry | Method::Fexit);
+    if !newest_first {
+        attach(ebpf, btf, method, primary, def.target)?;
+    }
+    let order: Vec<&str> = if newest_first { twins.iter().rev().copied().collect() } else { twins };
+    let mut attached = Vec::new();
+    for twin in order {
+        match attach(ebpf, btf, method, twin, def.target) {
+            Ok(()) => attached.push(twin),
+            Err(why) => log::warn!("{twin}: {why}; nested calls of {} will be lost", def.target),
+        }
+    }
+    if newest_first {
+        if let Err(why) = attach(ebpf, btf, method, primary, def.target) {
+            // Twins without their primary would each act for every call: take them off.
+            for twin in attached {
+                let Some(prog) = ebpf.program_mut(twin) else { continue };
+                let unloaded = match method {
+                    Method::Fentry => <&mut FEntry>::try_from(prog).map(|p| p.unload()),
+                    _ => <&mut FExit>::try_from(prog).map(|p| p.unload()),
+                };
+                if let Err(e) | Ok(Err(e)) = unloaded {
+                    log::warn!("{twin}: cannot unload after {primary} failed: {e}");
+                }
+            }
+            return Err(why);
+        }
+    }
+    Ok(())
 }
 
 fn attach(
