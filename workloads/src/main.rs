@@ -5,9 +5,13 @@
 //! - `sgio DEV`: SCSI READ(10)/WRITE(10) through the SG_IO ioctl of a block device
 //!   (blk_rq_map_user_iov -> bio_map_user_iov, or bio_copy_user_iov when unaligned);
 //! - `nvme DEV`: NVMe Read/Write through NVME_IOCTL_IO_CMD (the same mapping);
-//! - `vmsplice`: user pages spliced into a pipe (FOLL_GET references, iov_iter_get_pages2).
+//! - `vmsplice`: user pages spliced into a pipe (FOLL_GET references, iov_iter_get_pages2);
+//! - `fuse MOUNTPOINT`: a FUSE file system whose one file is opened with FOPEN_DIRECT_IO, for
+//!   fio or dd to do I/O on (see fuse.rs).
 //!
 //! Every run prints one line: what it did, and the pages it expects the kernel to pin.
+
+mod fuse;
 
 use std::{fs::OpenOptions, os::fd::AsRawFd};
 
@@ -34,6 +38,14 @@ enum What {
         pages: usize,
         #[arg(long, default_value_t = 64)]
         rounds: usize,
+    },
+    /// Mount a FUSE file system with one in-memory file, `data`, opened with FOPEN_DIRECT_IO,
+    /// and serve it until unmounted.
+    Fuse {
+        mountpoint: String,
+        /// Size of `data` in MiB.
+        #[arg(long, default_value_t = 32)]
+        size_mib: usize,
     },
 }
 
@@ -292,6 +304,7 @@ fn main() {
         What::Sgio(a) => sgio(a),
         What::Nvme(a) => nvme(a),
         What::Vmsplice { pages, rounds } => vmsplice(*pages, *rounds),
+        What::Fuse { mountpoint, size_mib } => fuse::serve(mountpoint, size_mib << 20),
     };
     if let Err(e) = result {
         eprintln!("pin-workload: {e:#}");
