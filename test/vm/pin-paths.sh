@@ -9,6 +9,9 @@
 #   passthrough_copy    the same, one byte off: bounce-buffer copy, no pages taken
 #   foll_get            vmsplice: FOLL_GET references on every kernel; expect=<pages>
 #   legacy_dio          fs/direct-io.c (vfat)
+#   fuse                FUSE direct I/O (pin-workload fuse: FOPEN_DIRECT_IO); expect=<pages of
+#                       the client's buffers>. The server's own reads and writes of /dev/fuse
+#                       take FOLL_GET references of its buffer on top.
 set -u
 
 . /root/cases.sh
@@ -56,6 +59,22 @@ if mkfs.vfat /dev/vda > /dev/null 2>&1 && mount -t vfat /dev/vda /mnt/vfat; then
 else
     echo "CASE vda-vfat-setup status=1 pinned= unpinned= lost= accounting= vm_acquired=0 vm_released=0"
 fi
+# FUSE direct I/O: 4 MiB written and read back with O_DIRECT, in 1 MiB requests (2048 pages).
+mkdir -p /mnt/fuse
+modprobe fuse 2> /dev/null
+pin-workload fuse /mnt/fuse --size-mib 16 > /tmp/fuse.out 2>&1 &
+FUSE_PID=$!
+for _ in 1 2 3 4 5 6 7 8 9 10; do grep -q " /mnt/fuse fuse" /proc/mounts && break; sleep 0.5; done
+if grep -q " /mnt/fuse fuse" /proc/mounts; then
+    note fuse 2048
+    case_run fuse-dd-write-read sh -c "dd if=/dev/urandom of=/tmp/fuse.in bs=1M count=4 2> /dev/null && \
+        dd if=/tmp/fuse.in of=/mnt/fuse/data bs=1M count=4 oflag=direct conv=notrunc && \
+        dd if=/mnt/fuse/data of=/tmp/fuse.back bs=1M count=4 iflag=direct && cmp /tmp/fuse.in /tmp/fuse.back"
+    umount /mnt/fuse
+else
+    echo "CASE fuse-setup status=1 pinned= unpinned= lost= accounting= vm_acquired=0 vm_released=0"
+fi
+wait $FUSE_PID; cat /tmp/fuse.out
 CASE_NOTE=
 tracer_stop
 echo "TRACER-EXIT status=$?"

@@ -44,6 +44,7 @@ pub const ON_DEMAND_MODULES: &[&str] = &[
     "btrfs",
     "dm_delay",
     "vfat",
+    "fuse",
     "nls_cp437",
     "nls_iso8859_1",
     "nls_ascii",

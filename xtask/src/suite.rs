@@ -64,7 +64,7 @@ pub fn test(args: &TestArgs) -> Result<i32> {
             continue;
         }
         step(&format!("vm {kernel}: pins = /proc/vmstat"), &mut || dio_pins(kernel, expect));
-        step(&format!("vm {kernel}: pin paths (io_uring fixed buffers, SG_IO, NVMe passthrough, vmsplice, legacy DIO)"), &mut || pin_paths(kernel, expect));
+        step(&format!("vm {kernel}: pin paths (io_uring fixed buffers, SG_IO, NVMe passthrough, vmsplice, legacy DIO, FUSE)"), &mut || pin_paths(kernel, expect));
         step(&format!("vm {kernel}: latency"), &mut || latency(kernel));
         step(&format!("vm {kernel}: record in the VM, replay on the host"), &mut || replay(kernel));
     }
@@ -156,7 +156,7 @@ fn dio_pins(kernel: &str, expect: DioPins) -> Result<String> {
 }
 
 /// Cases of pin-paths.sh.
-const PATH_CASES: usize = 13;
+const PATH_CASES: usize = 14;
 
 fn pin_paths(kernel: &str, expect: DioPins) -> Result<String> {
     let console = run_script(kernel, "pin-paths.sh", 1800)?;
@@ -375,6 +375,19 @@ fn check_path(case: &Case, expect: DioPins, bad: &mut impl FnMut(String)) {
             };
             if !ok {
                 bad(format!("legacy direct I/O: {pinned} pages pinned, {referenced} referenced"));
+            }
+        }
+        "fuse" => {
+            // The client's buffers: pinned where DIO pins (fuse_get_user_pages ->
+            // iov_iter_extract_pages), referenced before. The server's copies through
+            // /dev/fuse (fuse_copy_fill) take FOLL_GET references of its own buffer on top.
+            let want = want.unwrap_or(0);
+            let ok = match expect {
+                DioPins::Pinned => pinned == want && referenced >= want,
+                DioPins::Referenced => pinned == 0 && referenced >= want,
+            };
+            if want == 0 || !ok {
+                bad(format!("FUSE direct I/O: {pinned} pages pinned, {referenced} referenced (client buffers: {want} pages)"));
             }
         }
         other => bad(format!("unknown path '{other}'")),
