@@ -35,10 +35,11 @@ pub enum ProbeId {
     BioReleasePages,
     GetUserPagesFast,
     FolioAddPin,
+    ProcessExit,
 }
 
 /// Number of [`ProbeId`]s (size of the `PROBE_STATS` array).
-pub const PROBE_COUNT: u32 = ProbeId::FolioAddPin as u32 + 1;
+pub const PROBE_COUNT: u32 = ProbeId::ProcessExit as u32 + 1;
 
 /// What a probe observes; decides what its [`ProbeStat::amount`] counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +60,9 @@ pub enum ProbeRole {
     BlockComplete,
     /// Other start or end points of the latency figures (bio queue/complete, iomap DIO).
     Latency,
+    /// A process (thread group) exited: amount = 0. Pins that outlive their process are
+    /// judged from it.
+    Exit,
 }
 
 /// How a probe attaches when the kernel allows its preferred form.
@@ -86,7 +90,8 @@ pub struct ProbeDef {
     /// A second BTF program on the same target that records the calls the first one misses:
     /// the kernel skips a program that is already running on that CPU, which happens when an
     /// interrupt arrives while it runs, or when it is preempted and another task on that CPU
-    /// hits the target. The backup runs only while the first is active on its CPU.
+    /// hits the target. The backup acts only for invocations the first did not take care of
+    /// (tracer-ebpf/src/maps.rs).
     pub backup_program: Option<&'static str>,
     /// A second twin for the hottest targets (acts when the primary and the first twin are
     /// both active on the CPU).
@@ -153,6 +158,7 @@ pub const PROBES: [ProbeDef; PROBE_COUNT as usize] = [
     // Legacy fs/direct-io.c (6.2+) adds pins to pinned folios without counting them in
     // nr_foll_pin_acquired; their unpins are counted.
     probe!(FolioAddPin, "folio_add_pin", Pin, Fentry),
+    probe!(ProcessExit, "sched_process_exit", Exit, TpBtf),
 ];
 
 /// Per-probe counters (`PROBE_STATS`, a per-CPU array indexed by [`ProbeId`]).
@@ -267,6 +273,9 @@ pub struct Offsets {
     pub page_compound_head: u32,
     /// sizeof(struct page): the distance between the struct pages of adjacent pages.
     pub struct_page_size: u32,
+    /// struct task_struct: signal; struct signal_struct: live (threads not yet exited).
+    pub task_signal: u32,
+    pub signal_live: u32,
 }
 
 /// An offset this kernel does not have.
@@ -301,6 +310,8 @@ impl Offsets {
         bio_no_page_ref_bit: OFFSET_UNKNOWN,
         page_compound_head: OFFSET_UNKNOWN,
         struct_page_size: OFFSET_UNKNOWN,
+        task_signal: OFFSET_UNKNOWN,
+        signal_live: OFFSET_UNKNOWN,
     };
 }
 
@@ -338,6 +349,19 @@ pub enum RecordType {
     /// that names an address not described yet, so record files replay with call paths
     /// (see tracer/src/decode.rs).
     Stack = 4,
+    /// An [`ExitRecord`].
+    Exit = 5,
+}
+
+/// The last thread of a process exited (`RecordType::Exit`, from sched_process_exit).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitRecord {
+    /// [`RecordType::Exit`].
+    pub record: u32,
+    pub tgid: u32,
+    /// bpf_ktime_get_ns of the exit.
+    pub ts_ns: u64,
 }
 
 /// What a [`PagesWire`] reports.
@@ -568,7 +592,8 @@ pub const ITEM_UNKNOWN: u32 = u32::MAX;
 
 const _: () = assert!(size_of::<ProbeStat>() == 16);
 const _: () = assert!(size_of::<ProcStat>() == 32);
-const _: () = assert!(size_of::<Offsets>() == 108);
+const _: () = assert!(size_of::<Offsets>() == 116);
+const _: () = assert!(size_of::<ExitRecord>() == 16);
 const _: () = assert!(size_of::<PagesHeader>() == 48 + 32 + 8 * PAGES_STACK_FRAMES);
 const _: () = assert!(size_of::<PagesWire>() == size_of::<PagesHeader>() + 16 * PAGES_MAX_ENTRIES);
 const _: () = assert!(size_of::<LatencyEvent>() == 40);
@@ -599,4 +624,6 @@ mod pod {
     unsafe impl aya::Pod for super::BioWire {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::PagesHeader {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ExitRecord {}
 }

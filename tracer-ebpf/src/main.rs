@@ -15,6 +15,7 @@
 mod maps;
 mod accounting;
 mod bio;
+mod exit;
 mod latency;
 mod pages;
 mod pin;

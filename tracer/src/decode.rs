@@ -1,7 +1,7 @@
 //! Ring buffer records (raw bytes) to typed records. Pure.
 
 use tracer_common::{
-    BioRecord, BioWire, LatencyEvent, PageEntry, PagesHeader, RecordType, BIO_MAX_VECS, PAGES_MAX_ENTRIES,
+    BioRecord, BioWire, ExitRecord, LatencyEvent, PageEntry, PagesHeader, RecordType, BIO_MAX_VECS, PAGES_MAX_ENTRIES,
     PAGES_STACK_FRAMES,
 };
 
@@ -21,6 +21,7 @@ pub enum Record {
     Bio(BioRecord),
     Pages(PagesRecord),
     Symbols(SymbolsRecord),
+    Exit(ExitRecord),
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +46,8 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         pages_record(bytes).map(Record::Pages)
     } else if kind == RecordType::Stack as u32 {
         symbols_record(bytes).map(Record::Symbols)
+    } else if kind == RecordType::Exit as u32 {
+        read::<ExitRecord>(bytes).map(Record::Exit)
     } else {
         Err(DecodeError::UnknownType(kind))
     }
@@ -206,6 +209,7 @@ impl Plain for LatencyEvent {}
 impl Plain for BioWire {}
 impl Plain for PagesHeader {}
 impl Plain for PageEntry {}
+impl Plain for ExitRecord {}
 
 /// The bytes of a record, as the kernel writes them (tests build records with it).
 #[cfg(test)]
@@ -292,6 +296,14 @@ mod tests {
         let mut unknown = b.clone();
         unknown[..4].copy_from_slice(&77u32.to_ne_bytes());
         assert_eq!(decode(&unknown), Err(DecodeError::UnknownType(77)));
+    }
+
+    #[test]
+    fn exit_records_round_trip_and_short_ones_are_errors() {
+        let exit = ExitRecord { record: RecordType::Exit as u32, tgid: 42, ts_ns: 7 };
+        let bytes = bytes_of(&exit);
+        assert_eq!(decode(&bytes), Ok(Record::Exit(exit)));
+        assert_eq!(decode(&bytes[..12]), Err(DecodeError::Short(12)));
     }
 
     #[test]

@@ -149,7 +149,7 @@ fn enum_values(btf: &Btf, name: &str, prefix: &str) -> std::collections::BTreeMa
 }
 
 /// The offsets of [`Offsets`], each as `struct` + member path.
-const OFFSET_PATHS: [(&str, &str); 23] = [
+const OFFSET_PATHS: [(&str, &str); 25] = [
     ("request", "part"),
     ("request", "cmd_flags"),
     ("request", "bio"),
@@ -173,10 +173,12 @@ const OFFSET_PATHS: [(&str, &str); 23] = [
     ("bio_vec", "bv_len"),
     ("bio_vec", "bv_offset"),
     ("page", "compound_head"),
+    ("task_struct", "signal"),
+    ("signal_struct", "live"),
 ];
 
 fn read_offsets(btf: &Btf) -> (Offsets, Vec<String>, FollBits) {
-    let mut values = [OFFSET_UNKNOWN; 23];
+    let mut values = [OFFSET_UNKNOWN; OFFSET_PATHS.len()];
     let mut missing = Vec::new();
     for (slot, (st, path)) in values.iter_mut().zip(OFFSET_PATHS) {
         match member_offset(btf, st, path) {
@@ -184,7 +186,7 @@ fn read_offsets(btf: &Btf) -> (Offsets, Vec<String>, FollBits) {
             None => missing.push(format!("{st}.{path}")),
         }
     }
-    let [rq_part, rq_cmd_flags, rq_bio, rq_data_len, bdev_dev, bio_next, bio_bdev, bio_opf, bio_size, kiocb_filp, file_inode, inode_sb, sb_dev, iter_data_source, iter_count, bio_io_vec, bio_vcnt, bio_flags, bio_status, bvec_page, bvec_len, bvec_offset, page_compound_head] =
+    let [rq_part, rq_cmd_flags, rq_bio, rq_data_len, bdev_dev, bio_next, bio_bdev, bio_opf, bio_size, kiocb_filp, file_inode, inode_sb, sb_dev, iter_data_source, iter_count, bio_io_vec, bio_vcnt, bio_flags, bio_status, bvec_page, bvec_len, bvec_offset, page_compound_head, task_signal, signal_live] =
         values;
     let [bio_pinned_bit, bio_no_page_ref_bit, foll_write, foll_longterm] =
         enumerators(btf, ["BIO_PAGE_PINNED", "BIO_NO_PAGE_REF", "FOLL_WRITE", "FOLL_LONGTERM"]);
@@ -222,6 +224,8 @@ fn read_offsets(btf: &Btf) -> (Offsets, Vec<String>, FollBits) {
         bio_no_page_ref_bit,
         page_compound_head,
         struct_page_size: struct_size(btf, "page").unwrap_or(OFFSET_UNKNOWN),
+        task_signal,
+        signal_live,
     };
     (offsets, missing, foll)
 }

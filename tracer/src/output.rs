@@ -29,6 +29,7 @@ fn role_name(role: ProbeRole) -> &'static str {
         ProbeRole::BlockIssue => "block_issue",
         ProbeRole::BlockComplete => "block_complete",
         ProbeRole::Latency => "latency",
+        ProbeRole::Exit => "exit",
     }
 }
 
@@ -858,6 +859,12 @@ pub fn page_ledger_text(r: &PageLedgerRecord) -> String {
         "  still pinned at the end: {} ({} long-term, {} with a bio, {} held past the grace period)\n",
         t.outstanding, t.outstanding_longterm, t.outstanding_with_bio, t.suspect
     ));
+    if t.outstanding_owner_exited > 0 {
+        s.push_str(&format!(
+            "  outliving their process: {} (the process that pinned them exited a grace period ago or more)\n",
+            t.outstanding_owner_exited
+        ));
+    }
     if t.referenced > 0 {
         s.push_str(&format!(
             "  FOLL_GET references: {} pages ({} tied to a bio, {} released with it; others are dropped by put_page, which no probe sees)\n",

@@ -11,7 +11,7 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
-use tracer_common::{BioWire, LatencyEvent, PagesHeader, PROBES};
+use tracer_common::{BioWire, ExitRecord, LatencyEvent, PagesHeader, PROBES};
 
 use crate::{
     ledger::FollBits,
@@ -69,14 +69,19 @@ pub struct RecordSizes {
     /// The header of page records (0 in files from tracers that had none).
     #[serde(default)]
     pub pages: u32,
+    /// Exit records (0 in files from tracers that had none).
+    #[serde(default)]
+    pub exit: u32,
 }
 
 impl RecordSizes {
     /// Whether this build reads a file of these sizes: the same layouts, or a file from
-    /// before page records (it holds none).
+    /// before page or exit records (it holds none).
     pub fn readable_here(&self) -> bool {
         let this = RecordSizes::this_build();
-        *self == this || (self.pages == 0 && RecordSizes { pages: 0, ..this } == *self)
+        let pages = if self.pages == 0 { 0 } else { this.pages };
+        let exit = if self.exit == 0 { 0 } else { this.exit };
+        *self == RecordSizes { pages, exit, ..this }
     }
 
     pub fn this_build() -> RecordSizes {
@@ -84,6 +89,7 @@ impl RecordSizes {
             latency: std::mem::size_of::<LatencyEvent>() as u32,
             bio: std::mem::size_of::<BioWire>() as u32,
             pages: std::mem::size_of::<PagesHeader>() as u32,
+            exit: std::mem::size_of::<ExitRecord>() as u32,
         }
     }
 }
@@ -523,7 +529,7 @@ fn empty_metadata() -> Metadata {
         start_unix_ns: 0,
         start_monotonic_ns: 0,
         byte_order: String::new(),
-        record_sizes: RecordSizes { latency: 0, bio: 0, pages: 0 },
+        record_sizes: RecordSizes { latency: 0, bio: 0, pages: 0, exit: 0 },
         probes: Vec::new(),
         req_ops: BTreeMap::new(),
         command: Vec::new(),

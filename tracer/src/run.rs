@@ -440,6 +440,7 @@ impl Pipeline {
             }
             Ok(Record::Pages(rec)) => self.pages.apply(&rec),
             Ok(Record::Symbols(symbols)) => self.pages.symbols(&symbols),
+            Ok(Record::Exit(exit)) => self.pages.exit(exit.tgid, exit.ts_ns),
             Err(e) => {
                 self.undecodable += 1;
                 self.latency.undecodable(e);

@@ -146,6 +146,9 @@ pub struct PageTotals {
     pub outstanding: u64,
     pub outstanding_longterm: u64,
     pub outstanding_with_bio: u64,
+    /// Of the outstanding: taken by a process that exited a grace period ago or more (these
+    /// are suspects, long-term or not, unless a bio still holds them).
+    pub outstanding_owner_exited: u64,
     pub suspect: u64,
     /// Records whose kernel stack could not be read, or names an address no symbols record
     /// described.
@@ -160,12 +163,34 @@ pub struct PageSnapshot {
     pub paths: Vec<PathRow>,
 }
 
+/// One pin (or followed reference) of a page: 24 bytes, the bulk of the ledger's memory per
+/// outstanding page.
 #[derive(Clone, Copy, Debug)]
 struct Hold {
     page: u64,
     ts_ns: u64,
-    path: u32,
-    bio: bool,
+    /// The process that took it.
+    tgid: u32,
+    /// The audit row (bits 0..31) and whether a bio named the page ([`TIED_TO_BIO`]).
+    path_bio: u32,
+}
+
+const TIED_TO_BIO: u32 = 1 << 31;
+const _: () = assert!(std::mem::size_of::<Hold>() == 24);
+
+impl Hold {
+    fn new(page: u64, rec: &PagesRecord, path: u32) -> Hold {
+        Hold { page, ts_ns: rec.ts_ns, tgid: rec.owner.tgid, path_bio: path & !TIED_TO_BIO }
+    }
+    fn path(&self) -> usize {
+        (self.path_bio & !TIED_TO_BIO) as usize
+    }
+    fn bio(&self) -> bool {
+        self.path_bio & TIED_TO_BIO != 0
+    }
+    fn tie_to_bio(&mut self) {
+        self.path_bio |= TIED_TO_BIO;
+    }
 }
 
 /// Frames of the call path kept for the audit.
@@ -186,6 +211,8 @@ pub struct PageLedger {
     page_folio: HashMap<u64, u64>,
     /// FOLL_GET references by page, oldest first (followed until their bio releases them).
     refs: HashMap<u64, VecDeque<Hold>>,
+    /// Processes that exited, and when (the latest exit of each tgid).
+    exited: HashMap<u32, u64>,
     totals: PageTotals,
 }
 
@@ -203,6 +230,11 @@ impl PageLedger {
             let function = name.split('+').next().unwrap_or(name).to_string();
             self.symbols.insert(*ip, function);
         }
+    }
+
+    /// The last thread of process `tgid` exited at `ts_ns`.
+    pub fn exit(&mut self, tgid: u32, ts_ns: u64) {
+        self.exited.insert(tgid, ts_ns);
     }
 
     /// Takes the symbols `earlier` learnt (the stream describes each address once).
@@ -274,7 +306,7 @@ impl PageLedger {
             self.totals.referenced += counted;
             if self.refs.len() + listed as usize <= MAX_REFS_FOLLOWED {
                 for &(page, _) in &rec.entries {
-                    self.refs.entry(page).or_default().push_back(Hold { page, ts_ns: rec.ts_ns, path, bio: false });
+                    self.refs.entry(page).or_default().push_back(Hold::new(page, rec, path));
                 }
             }
             return;
@@ -285,7 +317,7 @@ impl PageLedger {
             self.totals.pinned_longterm += counted;
         }
         for &(page, folio) in &rec.entries {
-            self.holds.entry(folio).or_default().push_back(Hold { page, ts_ns: rec.ts_ns, path, bio: false });
+            self.holds.entry(folio).or_default().push_back(Hold::new(page, rec, path));
             if page != 0 {
                 self.page_folio.insert(page, folio);
             }
@@ -311,7 +343,7 @@ impl PageLedger {
                 match self.unhold(folio, page) {
                     Some(hold) => {
                         self.totals.unpinned_matched += 1;
-                        let row = &mut self.paths[hold.path as usize];
+                        let row = &mut self.paths[hold.path()];
                         *row.released_by.entry(name.clone()).or_insert(0) += 1;
                         if dirty {
                             row.released_dirty += 1;
@@ -355,24 +387,23 @@ impl PageLedger {
                 let folio = self.page_folio.get(&page).copied().unwrap_or(page);
                 let Some(queue) = self.holds.get_mut(&folio) else { continue };
                 // A hold that names no page (folio_add_pin) stands for any page of its folio.
-                let hold = queue.iter().position(|h| h.page == page && !h.bio);
-                let hold = hold.or_else(|| queue.iter().position(|h| h.page == 0 && !h.bio));
+                let hold = queue.iter().position(|h| h.page == page && !h.bio());
+                let hold = hold.or_else(|| queue.iter().position(|h| h.page == 0 && !h.bio()));
                 if let Some(h) = hold.and_then(|i| queue.get_mut(i)) {
-                    h.bio = true;
+                    h.tie_to_bio();
                     self.totals.pinned_with_bio += 1;
-                    self.paths[h.path as usize].with_bio += 1;
+                    self.paths[h.path()].with_bio += 1;
                 }
             } else if let Some(queue) = self.refs.get_mut(&page) {
-                if let Some(h) = queue.iter_mut().find(|h| !h.bio) {
-                    h.bio = true;
+                if let Some(h) = queue.iter_mut().find(|h| !h.bio()) {
+                    h.tie_to_bio();
                     self.totals.referenced_with_bio += 1;
-                    self.paths[h.path as usize].with_bio += 1;
+                    self.paths[h.path()].with_bio += 1;
                 }
                 if release {
-                    if let Some(at) = queue.iter().position(|h| h.bio) {
-                        let h = queue.remove(at).unwrap_or(Hold { page, ts_ns: 0, path: 0, bio: true });
+                    if let Some(h) = queue.iter().position(|h| h.bio()).and_then(|at| queue.remove(at)) {
                         self.totals.referenced_released_with_bio += 1;
-                        *self.paths[h.path as usize].released_by.entry("__bio_release_pages".into()).or_insert(0) += 1;
+                        *self.paths[h.path()].released_by.entry("__bio_release_pages".into()).or_insert(0) += 1;
                     }
                     if queue.is_empty() {
                         self.refs.remove(&page);
@@ -388,13 +419,26 @@ impl PageLedger {
         let mut paths = self.paths.clone();
         for queue in self.holds.values() {
             for h in queue {
-                let row = &mut paths[h.path as usize];
+                let row = &mut paths[h.path()];
                 row.outstanding += 1;
                 totals.outstanding += 1;
-                if row.class == Some(Class::PinLongterm) {
-                    totals.outstanding_longterm += 1;
-                } else if h.bio {
+                // Its process exited (after taking it) a grace period ago or more: nothing will
+                // release it on the process's behalf any more, long-term or not. A bio still
+                // holding it is the bio ledger's to judge.
+                let orphaned = self
+                    .exited
+                    .get(&h.tgid)
+                    .is_some_and(|&exit| exit >= h.ts_ns && now_ns.saturating_sub(exit) >= self.grace_ns);
+                if orphaned {
+                    totals.outstanding_owner_exited += 1;
+                }
+                if h.bio() {
                     totals.outstanding_with_bio += 1;
+                } else if orphaned {
+                    row.suspect += 1;
+                    totals.suspect += 1;
+                } else if row.class == Some(Class::PinLongterm) {
+                    totals.outstanding_longterm += 1;
                 } else if now_ns.saturating_sub(h.ts_ns) >= self.grace_ns {
                     row.suspect += 1;
                     totals.suspect += 1;
@@ -588,5 +632,30 @@ mod tests {
         assert_eq!(s.totals.pinned_with_bio, 1);
         let add_pin = s.paths.iter().find(|p| p.entry == "folio_add_pin").expect("folio_add_pin path");
         assert_eq!((add_pin.with_bio, add_pin.released_by.values().sum::<u64>()), (1, 1));
+    }
+
+    #[test]
+    fn pins_outliving_their_process_are_suspects_long_term_or_not() {
+        let mut l = ledger();
+        let mut longterm = rec(PageEvent::Pin, ProbeId::PinUserPages, 0, &[(0x1000, 0x1000)]);
+        longterm.gup_flags = FOLL.longterm;
+        l.apply(&longterm);
+        l.apply(&rec(PageEvent::Pin, ProbeId::PinUserPagesFast, 0, &[(0x2000, 0x2000)]));
+        l.bio(&bio(BioEvent::Acquire, true, 0x2000, 1), 64);
+        l.exit(owner().tgid, S);
+        // A process reusing the tgid after the exit pins again: not orphaned.
+        l.apply(&rec(PageEvent::Pin, ProbeId::PinUserPagesFast, 2 * S, &[(0x3000, 0x3000)]));
+        let soon = l.snapshot(S + S / 2);
+        assert_eq!((soon.totals.outstanding_owner_exited, soon.totals.suspect), (0, 0), "within the grace period of the exit");
+        let later = l.snapshot(2 * S + S / 2);
+        assert_eq!(later.totals.outstanding, 3);
+        assert_eq!(later.totals.outstanding_owner_exited, 2, "the long-term pin and the bio's, not the later one");
+        assert_eq!(later.totals.suspect, 1, "the long-term pin; the bio's is the bio ledger's to judge");
+        assert_eq!((later.totals.outstanding_longterm, later.totals.outstanding_with_bio), (0, 1));
+        // Another process's exit changes nothing.
+        let mut other = l.clone();
+        other.exited.clear();
+        other.exit(owner().tgid + 1, S);
+        assert_eq!(other.snapshot(2 * S + S / 2).totals.outstanding_owner_exited, 0);
     }
 }
