@@ -90,6 +90,7 @@ case_run() {
         "pl_unpinned=$(page_total unpinned /tmp/case.json) pl_matched=$(page_total unpinned_matched /tmp/case.json)" \
         "pl_unknown=$(page_total unpinned_unknown_origin /tmp/case.json) pl_unlisted=$(page_total unlisted /tmp/case.json)" \
         "pl_outstanding=$(page_total outstanding /tmp/case.json) pl_suspect=$(page_total suspect /tmp/case.json)" \
+        "pl_owner_exited=$(page_total outstanding_owner_exited /tmp/case.json)" \
         "pl_referenced=$(page_total referenced /tmp/case.json) pl_ref_with_bio=$(page_total referenced_with_bio /tmp/case.json)" \
         "skipped=$(skipped /tmp/case.json) lost_why=$(lost_why /tmp/case.json) ${CASE_NOTE:-}"
 }

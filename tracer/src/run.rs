@@ -477,7 +477,7 @@ impl Pipeline {
             + self.undecodable
             + skipped;
         let pages = self.pages.snapshot(end.end_ns);
-        let judgement = judge(&ledger, &missing, lost).with_page_suspects(pages.totals.suspect, lost);
+        let judgement = judge(&ledger, &missing, lost).with_page_suspects(&pages.totals, lost);
         if self.findings > 0 {
             log::info!("{} leaks or mismatches found while the records streamed", self.findings);
         }

@@ -6,6 +6,8 @@
 //!   (blk_rq_map_user_iov -> bio_map_user_iov, or bio_copy_user_iov when unaligned);
 //! - `nvme DEV`: NVMe Read/Write through NVME_IOCTL_IO_CMD (the same mapping);
 //! - `vmsplice`: user pages spliced into a pipe (FOLL_GET references, iov_iter_get_pages2);
+//! - `uring-orphan`: io_uring registered buffers (FOLL_PIN|FOLL_LONGTERM) whose ring outlives
+//!   the process that registered them (a forked child keeps it): pins outliving their process;
 //! - `fuse MOUNTPOINT`: a FUSE file system whose one file is opened with FOPEN_DIRECT_IO, for
 //!   fio or dd to do I/O on (see fuse.rs).
 //!
@@ -38,6 +40,15 @@ enum What {
         pages: usize,
         #[arg(long, default_value_t = 64)]
         rounds: usize,
+    },
+    /// Register a buffer with io_uring (long-term pins), fork a child that keeps the ring open
+    /// for a while, and exit at once: the pins outlive the process that took them.
+    UringOrphan {
+        #[arg(long, default_value_t = 16)]
+        pages: usize,
+        /// Seconds the child holds the ring after this process exits.
+        #[arg(long, default_value_t = 3)]
+        hold_secs: u32,
     },
     /// Mount a FUSE file system with one in-memory file, `data`, opened with FOPEN_DIRECT_IO,
     /// and serve it until unmounted.
@@ -298,12 +309,57 @@ fn vmsplice(pages: usize, rounds: usize) -> Result<()> {
     Ok(())
 }
 
+fn uring_orphan(pages: usize, hold_secs: u32) -> Result<()> {
+    const SYS_IO_URING_SETUP: libc::c_long = 425;
+    const SYS_IO_URING_REGISTER: libc::c_long = 427;
+    const IORING_REGISTER_BUFFERS: libc::c_long = 0;
+    let len = pages * 4096;
+    // SAFETY: an anonymous private mapping; checked below.
+    let buf = unsafe {
+        libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+    };
+    if buf == libc::MAP_FAILED {
+        bail!("mmap: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: `buf` is a fresh mapping of `len` bytes; touching it faults the pages in.
+    unsafe { std::ptr::write_bytes(buf as *mut u8, 1, len) };
+    // struct io_uring_params (120 bytes), all zero: default setup.
+    let mut params = [0u8; 120];
+    // SAFETY: io_uring_setup(entries, params) reads and writes the 120-byte struct.
+    let ring = unsafe { libc::syscall(SYS_IO_URING_SETUP, 4 as libc::c_long, params.as_mut_ptr()) };
+    if ring < 0 {
+        bail!("io_uring_setup: {}", std::io::Error::last_os_error());
+    }
+    let iov = libc::iovec { iov_base: buf, iov_len: len };
+    // SAFETY: one iovec naming our mapping.
+    let rc = unsafe { libc::syscall(SYS_IO_URING_REGISTER, ring, IORING_REGISTER_BUFFERS, &iov as *const libc::iovec, 1 as libc::c_long) };
+    if rc < 0 {
+        bail!("io_uring_register(IORING_REGISTER_BUFFERS): {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: plain fork; the child only sleeps and exits.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        bail!("fork: {}", std::io::Error::last_os_error());
+    }
+    if child == 0 {
+        std::thread::sleep(std::time::Duration::from_secs(hold_secs.into()));
+        // SAFETY: ends the child without running the parent's exit handlers twice.
+        unsafe { libc::_exit(0) };
+    }
+    println!(
+        "pin-workload uring-orphan: {pages} pages registered (FOLL_PIN|FOLL_LONGTERM) by pid {}; child {child} holds the ring {hold_secs} s after it exits",
+        std::process::id()
+    );
+    Ok(())
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match &cli.what {
         What::Sgio(a) => sgio(a),
         What::Nvme(a) => nvme(a),
         What::Vmsplice { pages, rounds } => vmsplice(*pages, *rounds),
+        What::UringOrphan { pages, hold_secs } => uring_orphan(*pages, *hold_secs),
         What::Fuse { mountpoint, size_mib } => fuse::serve(mountpoint, size_mib << 20),
     };
     if let Err(e) = result {

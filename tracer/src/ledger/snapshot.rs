@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::pins::PageTotals;
+
 /// Bios and the pages they hold.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Count {
@@ -334,15 +336,21 @@ pub fn judge(snap: &LedgerSnapshot, missing_probes: &[String], lost_records: u64
 }
 
 impl Judgement {
-    /// Adds the page ledger's findings: pins (not long-term, not tied to a bio) held past the
-    /// grace period. Lost records can fake them (a lost unpin record leaves its pages held),
-    /// so with any loss they make the verdict unverifiable, not "leaks found".
-    pub fn with_page_suspects(mut self, suspect_pages: u64, lost_records: u64) -> Judgement {
+    /// Adds the page ledger's findings: pins not tied to a bio that are held past the grace
+    /// period (not long-term), or that outlive the process that took them by as much (long-term
+    /// or not). Lost records can fake them (a lost unpin record leaves its pages held), so with
+    /// any loss they make the verdict unverifiable, not "leaks found".
+    pub fn with_page_suspects(mut self, pages: &PageTotals, lost_records: u64) -> Judgement {
+        let suspect_pages = pages.suspect;
         if suspect_pages == 0 {
             return self;
         }
+        let exited = match pages.outstanding_owner_exited {
+            0 => String::new(),
+            n => format!("; {n} held pages outlive the process that pinned them"),
+        };
         self.reasons.push(format!(
-            "{suspect_pages} pinned pages held past the grace period (not FOLL_LONGTERM, not tied to a bio)"
+            "{suspect_pages} pinned pages held past the grace period, not tied to a bio and not FOLL_LONGTERM, or outliving their process{exited}"
         ));
         if lost_records > 0 {
             self.reasons.push(format!("they may come from the {lost_records} lost records"));
