@@ -2,8 +2,11 @@
 # Idempotent set-up for a Debian 12 (bookworm) machine: apt suites and packages,
 # Debian's rustc-web with the prebuilt BPF core, and bpf-linker built against the
 # LLVM major that rustc-web uses. Kernel packages for the VM tests are fetched and
-# pinned by `cargo xtask kernels` (see xtask/kernels.toml).
+# pinned by `cargo xtask kernels` (see xtask/kernels.toml); nfs-kernel-server's programs
+# for the guest are unpacked into the VM cache (nfs_utils below).
 set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -61,6 +64,58 @@ apt_install() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${target[@]}" "${missing[@]}" >/dev/null
 }
 
+# The VM cache of xtask (xtask/src/kernels.rs, vm_dir): $CARGO_TARGET_DIR/vm/cache, relative
+# to the workspace root unless absolute.
+vm_cache() {
+    local t=${CARGO_TARGET_DIR:-target}
+    case "$t" in /*) ;; *) t="$ROOT/$t" ;; esac
+    printf '%s\n' "$t/vm/cache"
+}
+
+# exportfs, rpc.mountd and nfsdcld for the NFS case of the VM tests (test/vm/pin-paths.sh: the
+# guest runs the kernel nfsd; mountd answers its export upcalls, nfsdcld its client tracking
+# ones). nfs-kernel-server is never installed here, since its postinst would start the NFS
+# services on this machine: its .deb comes from the machine's own apt sources (`apt-get
+# download`) and is unpacked with `dpkg -x` into the VM cache, where xtask takes the programs
+# from (xtask/src/initramfs.rs, NFS_TOOLS). Their shared libraries are plain libraries with
+# nothing to start, so they are installed (apt resolves their dependencies; ldd then finds
+# them for the guest too). A second run finds the unpacked programs and fetches nothing.
+nfs_utils() {
+    apt_install libtirpc3 libwrap0 libblkid1 libuuid1 libevent-core-2.1-7 libsqlite3-0 libcap2
+    local dest; dest="$(vm_cache)/nfs-utils"
+    local sbin="$dest/root/usr/sbin"
+    if [ -x "$sbin/rpc.mountd" ] && [ -x "$sbin/exportfs" ] && [ -x "$sbin/nfsdcld" ]; then
+        return 0
+    fi
+    # Package lists may be missing (cleaned images) although every package is installed.
+    if ! apt-cache show nfs-kernel-server >/dev/null 2>&1 && [ "$APT_UPDATED" = 0 ]; then
+        as_root apt-get update -qq
+        APT_UPDATED=1
+    fi
+    log "fetching nfs-kernel-server (unpacked into $dest, not installed)"
+    # As root, apt downloads as its unprivileged _apt user: give it the download directory
+    # (otherwise apt warns and downloads unsandboxed).
+    local tmp; tmp=$(mktemp -d)
+    if [ "$(id -u)" = 0 ] && id _apt >/dev/null 2>&1; then chown _apt "$tmp"; fi
+    (cd "$tmp" && apt-get download -qq nfs-kernel-server) \
+        || { rm -rf "$tmp"; echo "setup: apt-get download nfs-kernel-server failed" >&2; exit 1; }
+    # Unpacked beside $dest and renamed into place: an interrupted run leaves no half tree.
+    mkdir -p "$(dirname "$dest")"
+    rm -rf "$dest.new"
+    mkdir -p "$dest.new/root"
+    dpkg -x "$tmp"/nfs-kernel-server_*.deb "$dest.new/root"
+    dpkg-deb -f "$tmp"/nfs-kernel-server_*.deb Version > "$dest.new/version"
+    rm -rf "$tmp"
+    local missing
+    missing=$(cd "$dest.new/root/usr/sbin" && ldd ./rpc.mountd ./exportfs ./nfsdcld | grep 'not found' || true)
+    if [ -n "$missing" ]; then
+        echo "setup: libraries of nfs-kernel-server's programs are missing: $missing" >&2
+        exit 1
+    fi
+    rm -rf "$dest"
+    mv "$dest.new" "$dest"
+}
+
 main() {
     add_backports
     # Debian's rustc-web carries a prebuilt libcore for bpfel-unknown-none (no -Z build-std needed).
@@ -74,6 +129,7 @@ main() {
 
     # bookworm's qemu 7.2 conflicts with the qemu-utils from backports that the machine has.
     apt_install -t bookworm-backports qemu-system-x86
+    nfs_utils
 
     local want="llvm-${llvm_major}"
     local stamp="$HOME/.cargo/bpf-linker.${want}"

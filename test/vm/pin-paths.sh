@@ -12,6 +12,10 @@
 #   fuse                FUSE direct I/O (pin-workload fuse: FOPEN_DIRECT_IO); expect=<pages of
 #                       the client's buffers>. The server's own reads and writes of /dev/fuse
 #                       take FOLL_GET references of its buffer on top.
+#   nfs                 NFS direct I/O over loopback (the guest's kernel nfsd and NFSv4 client):
+#                       FOLL_GET references on every kernel (nfs_direct_*_schedule_iovec ->
+#                       iov_iter_get_pages_alloc2 -> get_user_pages_fast, dropped by put_page),
+#                       no pins; expect=<pages of dd's buffers>
 set -u
 
 . /root/cases.sh
@@ -75,6 +79,70 @@ else
     echo "CASE fuse-setup status=1 pinned= unpinned= lost= accounting= vm_acquired=0 vm_released=0"
 fi
 wait $FUSE_PID; cat /tmp/fuse.out
+
+# NFS direct I/O: the guest's kernel nfsd exports a tmpfs and the kernel NFS client mounts it
+# over loopback; 4 MiB written and read back with O_DIRECT in 1 MiB requests (2048 pages).
+# NFSv4 only, so no rpcbind and no lockd/statd. rpc.mountd (with no MOUNT listeners: -N 2
+# -N 3) is still needed: nfsd asks it through the sunrpc cache upcalls which client may see
+# which export. nfsdcld keeps nfsd's client records: with none to reclaim, nfsd skips the
+# NFSv4 grace period, during which OPEN is refused (NFS4ERR_GRACE) for 10 s at least (sid
+# has no other client tracking, and /proc/fs/nfsd/v4_end_grace needs one). No mount.nfs:
+# util-linux mount passes the options to the kernel, which needs addr=. A 1 MiB
+# max_block_size (the default is smaller with this little RAM) and wsize/rsize make one RPC
+# per dd block; two nfsd threads are enough for one client.
+nfs_up() {
+    ip link set lo up && modprobe nfsd && modprobe nfsv4 || return 1
+    mount -t nfsd nfsd /proc/fs/nfsd || return 1
+    mkdir -p /var/lib/nfs/rpc_pipefs /var/lib/nfs/nfsdcld /srv/nfs /mnt/nfs
+    mount -t rpc_pipefs rpc_pipefs /var/lib/nfs/rpc_pipefs || return 1
+    # nfsd waits only 1 s for nfsdcld to open its pipe (rpc_pipefs nfsd/cld, made when nfsd
+    # starts): nfsdcld must be watching for it by then, which its -d log tells (below).
+    nfsdcld -F -d > /tmp/nfsdcld.out 2>&1 &
+    NFSDCLD_PID=$!
+    mount -t tmpfs -o size=64m tmpfs /srv/nfs || return 1
+    # The file is laid out on the server's side, so that the case only overwrites it.
+    dd if=/dev/zero of=/srv/nfs/data bs=1M count=4 2> /dev/null || return 1
+    # mountd resolves the client's address to a name to match it against the exports.
+    echo '127.0.0.1 localhost' > /etc/hosts
+    # fsid=: tmpfs has no UUID to build file handles from; 0 makes the export the NFSv4 root.
+    echo '/srv/nfs 127.0.0.1(rw,sync,no_subtree_check,no_root_squash,insecure,fsid=0)' > /etc/exports
+    exportfs -ra || return 1
+    rpc.mountd -F -N 2 -N 3 > /tmp/mountd.out 2>&1 &
+    MOUNTD_PID=$!
+    i=0
+    until grep -q 'Starting event dispatch' /tmp/nfsdcld.out; do
+        i=$((i + 1)); [ $i -gt 50 ] && { echo "nfsdcld not ready after 5 s"; break; }
+        sleep 0.1
+    done
+    # versions, grace time and max_block_size are refused once the server exists, which
+    # writing portlist makes it: they come first.
+    echo -3 > /proc/fs/nfsd/versions && echo 10 > /proc/fs/nfsd/nfsv4gracetime &&
+        echo 1048576 > /proc/fs/nfsd/max_block_size && echo 'tcp 2049' > /proc/fs/nfsd/portlist &&
+        echo 2 > /proc/fs/nfsd/threads || return 1
+    mount -t nfs4 -o vers=4.2,sec=sys,addr=127.0.0.1,clientaddr=127.0.0.1,rsize=1048576,wsize=1048576 \
+        127.0.0.1:/ /mnt/nfs || return 1
+    # Without nfsdcld the grace period would run its course: wait for it rather than fail.
+    i=0
+    until grep -q Y /proc/fs/nfsd/v4_end_grace; do
+        i=$((i + 1)); [ $i -gt 300 ] && { echo "NFSv4 grace period still on after 30 s"; return 1; }
+        sleep 0.1
+    done
+}
+MOUNTD_PID= NFSDCLD_PID=
+if nfs_up > /tmp/nfs.out 2>&1; then
+    note nfs 2048
+    case_run nfs-dd-write-read sh -c "dd if=/dev/urandom of=/tmp/nfs.in bs=1M count=4 2> /dev/null && \
+        dd if=/tmp/nfs.in of=/mnt/nfs/data bs=1M count=4 oflag=direct conv=notrunc && \
+        dd if=/mnt/nfs/data of=/tmp/nfs.back bs=1M count=4 iflag=direct && cmp /tmp/nfs.in /tmp/nfs.back"
+else
+    cat /tmp/nfs.out /tmp/nfsdcld.out 2> /dev/null
+    echo "CASE nfs-setup status=1 pinned= unpinned= lost= accounting= vm_acquired=0 vm_released=0"
+fi
+# The client first: a hard mount would wait for a server that is gone.
+umount /mnt/nfs 2> /dev/null
+echo 0 > /proc/fs/nfsd/threads 2> /dev/null
+for pid in $MOUNTD_PID $NFSDCLD_PID; do kill "$pid"; wait "$pid"; done
+cat /tmp/mountd.out 2> /dev/null
 CASE_NOTE=
 tracer_stop
 echo "TRACER-EXIT status=$?"

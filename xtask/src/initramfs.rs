@@ -3,7 +3,8 @@
 //! - the base (cached per kernel, keyed on a fingerprint of everything in it): busybox and
 //!   its applet links, the guest init (test/vm/init), the kernel modules the tests need
 //!   with their dependencies (decompressed, for busybox's insmod/modprobe), and the
-//!   workload tools with the shared libraries `ldd` lists;
+//!   workload tools (and nfs-kernel-server's, unpacked by scripts/setup.sh) with the shared
+//!   libraries `ldd` lists;
 //! - the per-run part: the nonce, the COMMAND script, the expected devices, the tracer
 //!   binary and the files given with `--add`.
 
@@ -45,6 +46,10 @@ pub const ON_DEMAND_MODULES: &[&str] = &[
     "dm_delay",
     "vfat",
     "fuse",
+    // NFS over loopback (pin-paths.sh): the server and the NFSv4 client, with sunrpc,
+    // lockd, auth_rpcgss, nfs... as their dependencies.
+    "nfsd",
+    "nfsv4",
     "nls_cp437",
     "nls_iso8859_1",
     "nls_ascii",
@@ -78,6 +83,18 @@ pub const TOOLS: &[&str] = &[
     "dmsetup",
     "taskset",
 ];
+
+/// Programs of nfs-kernel-server for the NFS case of pin-paths.sh (the guest runs the kernel
+/// nfsd; mountd answers its export upcalls, nfsdcld its client tracking ones, which lets nfsd
+/// skip the NFSv4 grace period), put at /usr/sbin in the guest. The package is never
+/// installed on the host (its postinst starts the NFS services): scripts/setup.sh unpacks its
+/// .deb into [`nfs_utils_root`] and installs the libraries, which `ldd` then finds on the host.
+pub const NFS_TOOLS: &[&str] = &["exportfs", "rpc.mountd", "nfsdcld"];
+
+/// Where scripts/setup.sh unpacks nfs-kernel-server (`dpkg -x`).
+pub fn nfs_utils_root() -> PathBuf {
+    kernels::cache_dir().join("nfs-utils/root")
+}
 
 /// Host configuration files the tools read, copied when present.
 const CONFIG_FILES: &[&str] = &["/etc/mke2fs.conf"];
@@ -331,6 +348,49 @@ fn find_tool(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Adds [`NFS_TOOLS`] from the unpacked package under `root`. Only the NFS case needs them, so
+/// a missing program or library leaves them all out with a warning (that case then fails
+/// in the guest) instead of failing every VM run.
+fn add_nfs_tools(tree: &mut Tree, root: &Path) {
+    let mut found = Vec::new();
+    for tool in NFS_TOOLS {
+        let host = root.join("usr/sbin").join(tool);
+        let libs = if host.is_file() {
+            libraries(&host).map_err(|e| format!("{e:#}"))
+        } else {
+            Err(format!("{} is missing", host.display()))
+        };
+        match libs {
+            Ok(libs) => found.push((host, format!("/usr/sbin/{tool}"), libs)),
+            Err(e) => {
+                eprintln!(
+                    "vm: warning: {e}: no {} in the guest, so its NFS case fails \
+                     (run scripts/setup.sh)",
+                    NFS_TOOLS.join(" or ")
+                );
+                return;
+            }
+        }
+    }
+    let add = |tree: &mut Tree| -> Result<()> {
+        for (host, guest, libs) in found {
+            tree.file(&guest, Data::Host(host), 0o755)?;
+            for lib in libs {
+                let g = lib
+                    .to_str()
+                    .ok_or_else(|| anyhow!("{}: library path is not UTF-8", lib.display()))?;
+                if !tree.contains(g) {
+                    tree.file(g, Data::Host(lib.clone()), 0o755)?;
+                }
+            }
+        }
+        Ok(())
+    };
+    if let Err(e) = add(tree) {
+        eprintln!("vm: warning: adding nfs-kernel-server's programs: {e:#}");
+    }
+}
+
 /// The built base: its archive, and what the per-run part needs to know about it.
 #[derive(Debug)]
 pub struct Base {
@@ -421,6 +481,7 @@ pub fn base(kernel: &Kernel, extra_modules: &[String]) -> Result<Base> {
             missing_tools.join(", ")
         );
     }
+    add_nfs_tools(&mut tree, &nfs_utils_root());
 
     // Kernel modules.
     let deps = ModulesDep::load(&kernel.modules_dir)?;
@@ -808,6 +869,32 @@ kernel/drivers/md/dm-mod.ko.zst:
             .unwrap_err()
             .to_string()
             .contains("no such file"));
+    }
+
+    #[test]
+    fn nfs_tools_come_all_or_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let sbin = dir.path().join("usr/sbin");
+        fs::create_dir_all(&sbin).unwrap();
+        let program = find_tool("true").unwrap();
+        // One missing: none is added.
+        for tool in &NFS_TOOLS[1..] {
+            fs::copy(&program, sbin.join(tool)).unwrap();
+        }
+        let mut t = Tree::new(true);
+        add_nfs_tools(&mut t, dir.path());
+        assert!(NFS_TOOLS
+            .iter()
+            .all(|tool| !t.contains(&format!("/usr/sbin/{tool}"))));
+        // All there: each at /usr/sbin, with its libraries.
+        fs::copy(&program, sbin.join(NFS_TOOLS[0])).unwrap();
+        add_nfs_tools(&mut t, dir.path());
+        assert!(NFS_TOOLS
+            .iter()
+            .all(|tool| t.contains(&format!("/usr/sbin/{tool}"))));
+        for lib in libraries(&program).unwrap() {
+            assert!(t.contains(lib.to_str().unwrap()), "{}", lib.display());
+        }
     }
 
     #[test]
