@@ -16,6 +16,10 @@
 #                       FOLL_GET references on every kernel (nfs_direct_*_schedule_iovec ->
 #                       iov_iter_get_pages_alloc2 -> get_user_pages_fast, dropped by put_page),
 #                       no pins; expect=<pages of dd's buffers>
+#   orphan              io_uring registered buffers whose ring a forked child keeps after the
+#                       registering process exits (pin-workload uring-orphan): at the end of
+#                       the case the pins outlive their process by more than the grace period,
+#                       suspects; expect=<pages>. Last case: the child releases them later.
 set -u
 
 . /root/cases.sh
@@ -143,6 +147,11 @@ umount /mnt/nfs 2> /dev/null
 echo 0 > /proc/fs/nfsd/threads 2> /dev/null
 for pid in $MOUNTD_PID $NFSDCLD_PID; do kill "$pid"; wait "$pid"; done
 cat /tmp/mountd.out 2> /dev/null
+
+# Pins outliving their process: the registering process exits at once, the child holds the
+# ring 4 s, the case ends after 2.5 s (the grace period is 1 s).
+note orphan 16
+case_run uring-orphan sh -c "pin-workload uring-orphan --pages 16 --hold-secs 4 && sleep 2.5"
 CASE_NOTE=
 tracer_stop
 echo "TRACER-EXIT status=$?"

@@ -64,7 +64,7 @@ pub fn test(args: &TestArgs) -> Result<i32> {
             continue;
         }
         step(&format!("vm {kernel}: pins = /proc/vmstat"), &mut || dio_pins(kernel, expect));
-        step(&format!("vm {kernel}: pin paths (io_uring fixed buffers, SG_IO, NVMe passthrough, vmsplice, legacy DIO, FUSE, NFS)"), &mut || pin_paths(kernel, expect));
+        step(&format!("vm {kernel}: pin paths (io_uring fixed buffers, SG_IO, NVMe passthrough, vmsplice, legacy DIO, FUSE, NFS, orphaned pins)"), &mut || pin_paths(kernel, expect));
         step(&format!("vm {kernel}: latency"), &mut || latency(kernel));
         step(&format!("vm {kernel}: record in the VM, replay on the host"), &mut || replay(kernel));
     }
@@ -156,7 +156,7 @@ fn dio_pins(kernel: &str, expect: DioPins) -> Result<String> {
 }
 
 /// Cases of pin-paths.sh.
-const PATH_CASES: usize = 15;
+const PATH_CASES: usize = 16;
 
 fn pin_paths(kernel: &str, expect: DioPins) -> Result<String> {
     let console = run_script(kernel, "pin-paths.sh", 1800)?;
@@ -407,6 +407,22 @@ fn check_path(case: &Case, expect: DioPins, bad: &mut impl FnMut(String)) {
             let want = want.unwrap_or(0);
             if want == 0 || pinned != 0 || referenced < want {
                 bad(format!("NFS direct I/O: {pinned} pages pinned, {referenced} referenced (dd's buffers: {want} pages)"));
+            }
+        }
+        "orphan" => {
+            // Long-term pins whose process exited more than the grace period ago: every one
+            // outstanding, outliving its process, a suspect; the case's verdict says so.
+            let want = want.unwrap_or(0);
+            let exited = g("pl_owner_exited");
+            if want == 0 || longterm != want || g("pl_outstanding") != want || exited != want || g("pl_suspect") != want {
+                bad(format!(
+                    "orphaned registered buffers: {longterm} long-term pins, {} outstanding, {exited} outliving their process, {} suspect (expected {want} each)",
+                    g("pl_outstanding"),
+                    g("pl_suspect")
+                ));
+            }
+            if case.str("ledger") != "leaks_found" {
+                bad(format!("orphaned registered buffers: verdict '{}', not leaks_found", case.str("ledger")));
             }
         }
         other => bad(format!("unknown path '{other}'")),
@@ -718,6 +734,7 @@ mod tests {
         for (file, expect, matched, unpins) in [
             ("pin-paths-6.1.log", DioPins::Referenced, 16, 16),
             ("pin-paths-6.12.log", DioPins::Pinned, 1024, 1024),
+            ("pin-paths-sid.log", DioPins::Pinned, 1024, 1024),
         ] {
             let console = std::fs::read_to_string(dir.join(file)).unwrap();
             let cases = check_run(&console, expect, PATH_CASES).unwrap_or_else(|e| panic!("{file}: {e:#}"));

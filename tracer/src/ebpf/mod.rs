@@ -52,6 +52,8 @@ pub struct Tracer {
     ebpf: Ebpf,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     pub outcomes: Vec<ProbeOutcome>,
+    /// RESCUED of each probe once its whole chain was attached.
+    rescued_base: [u64; PROBE_COUNT as usize],
     /// Probes whose twins were found acting out of order (reported once each).
     doubled_warned: HashSet<usize>,
 }
@@ -81,6 +83,7 @@ impl Tracer {
             }
         };
         let mut outcomes = Vec::with_capacity(plan.len());
+        let mut rescued_base = [0u64; PROBE_COUNT as usize];
         for planned in plan {
             let mut outcome =
                 ProbeOutcome { def: planned.def, attached: None, failures: planned.ruled_out.clone() };
@@ -88,6 +91,14 @@ impl Tracer {
                 match attach_chain(&mut ebpf, btf.as_ref(), method, program, &planned.def) {
                     Ok(()) => {
                         outcome.attached = Some(method);
+                        // Twins attached before their primary (trampolines run the newest
+                        // first) act for every call until it is there: those rescues are not
+                        // of calls the primary was skipped for.
+                        let id = planned.def.id as usize;
+                        match sum_per_cpu_u64(&ebpf, names::RESCUED, PROBE_COUNT) {
+                            Ok(now) => rescued_base[id] = now[id],
+                            Err(e) => log::warn!("reading {}: {e}", names::RESCUED),
+                        }
                         break;
                     }
                     Err(why) => outcome.failures.push((method, explain(method, why))),
@@ -99,7 +110,7 @@ impl Tracer {
         if outcomes.iter().all(|o| o.attached.is_none()) {
             return Err(LoadError::NothingAttached);
         }
-        Ok(Tracer { ebpf, logger, outcomes, doubled_warned: HashSet::new() })
+        Ok(Tracer { ebpf, logger, outcomes, rescued_base, doubled_warned: HashSet::new() })
     }
 
     /// The record stream (once; later calls return None).
@@ -133,7 +144,10 @@ impl Tracer {
         let lost = sum_per_cpu_u64(&self.ebpf, names::LOST, LOST_REASONS)?;
         snap.lost.copy_from_slice(&lost);
         snap.procs = self.procs()?;
-        let rescued = sum_per_cpu_u64(&self.ebpf, names::RESCUED, PROBE_COUNT)?;
+        let mut rescued = sum_per_cpu_u64(&self.ebpf, names::RESCUED, PROBE_COUNT)?;
+        for (now, base) in rescued.iter_mut().zip(self.rescued_base) {
+            *now = now.saturating_sub(base);
+        }
         for o in &self.outcomes {
             let Some(method) = o.attached else { continue };
             let name = match method {
