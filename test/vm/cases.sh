@@ -92,6 +92,7 @@ case_run() {
         "pl_outstanding=$(page_total outstanding /tmp/case.json) pl_suspect=$(page_total suspect /tmp/case.json)" \
         "pl_owner_exited=$(page_total outstanding_owner_exited /tmp/case.json)" \
         "pl_referenced=$(page_total referenced /tmp/case.json) pl_ref_with_bio=$(page_total referenced_with_bio /tmp/case.json)" \
+        "pl_ref_put=$(page_total referenced_released_put /tmp/case.json)" \
         "skipped=$(skipped /tmp/case.json) lost_why=$(lost_why /tmp/case.json) ${CASE_NOTE:-}"
 }
 

@@ -36,10 +36,11 @@ pub enum ProbeId {
     GetUserPagesFast,
     FolioAddPin,
     ProcessExit,
+    PipeBufRelease,
 }
 
 /// Number of [`ProbeId`]s (size of the `PROBE_STATS` array).
-pub const PROBE_COUNT: u32 = ProbeId::ProcessExit as u32 + 1;
+pub const PROBE_COUNT: u32 = ProbeId::PipeBufRelease as u32 + 1;
 
 /// What a probe observes; decides what its [`ProbeStat::amount`] counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +61,10 @@ pub enum ProbeRole {
     BlockComplete,
     /// Other start or end points of the latency figures (bio queue/complete, iomap DIO).
     Latency,
+    /// A FOLL_GET reference dropped where a probe can see it: the release of a pipe buffer over
+    /// user pages that vmsplice took (most references are dropped by put_page, an inline function
+    /// no probe sees): amount = pages.
+    Put,
     /// A process (thread group) exited: amount = 0. Pins that outlive their process are
     /// judged from it.
     Exit,
@@ -159,6 +164,9 @@ pub const PROBES: [ProbeDef; PROBE_COUNT as usize] = [
     // nr_foll_pin_acquired; their unpins are counted.
     probe!(FolioAddPin, "folio_add_pin", Pin, Fentry),
     probe!(ProcessExit, "sched_process_exit", Exit, TpBtf),
+    // page_cache_pipe_buf_release(struct pipe_inode_info *, struct pipe_buffer *): the release of
+    // every pipe buffer over a page; only anonymous pages (vmsplice's user pages) count.
+    probe!(PipeBufRelease, "page_cache_pipe_buf_release", Put, Fentry),
 ];
 
 /// Per-probe counters (`PROBE_STATS`, a per-CPU array indexed by [`ProbeId`]).
@@ -276,6 +284,9 @@ pub struct Offsets {
     /// struct task_struct: signal; struct signal_struct: live (threads not yet exited).
     pub task_signal: u32,
     pub signal_live: u32,
+    /// struct pipe_buffer: page; struct page: mapping.
+    pub pipe_buffer_page: u32,
+    pub page_mapping: u32,
 }
 
 /// An offset this kernel does not have.
@@ -312,6 +323,8 @@ impl Offsets {
         struct_page_size: OFFSET_UNKNOWN,
         task_signal: OFFSET_UNKNOWN,
         signal_live: OFFSET_UNKNOWN,
+        pipe_buffer_page: OFFSET_UNKNOWN,
+        page_mapping: OFFSET_UNKNOWN,
     };
 }
 
@@ -374,6 +387,8 @@ pub enum PageEvent {
     Get = 1,
     /// An unpin variant releases these pins.
     Unpin = 2,
+    /// These FOLL_GET references are dropped (a pipe buffer over vmspliced user pages).
+    Put = 3,
 }
 
 /// Entries one page record lists at most; a call with more is counted (`nr`) but lists only
@@ -592,7 +607,7 @@ pub const ITEM_UNKNOWN: u32 = u32::MAX;
 
 const _: () = assert!(size_of::<ProbeStat>() == 16);
 const _: () = assert!(size_of::<ProcStat>() == 32);
-const _: () = assert!(size_of::<Offsets>() == 116);
+const _: () = assert!(size_of::<Offsets>() == 124);
 const _: () = assert!(size_of::<ExitRecord>() == 16);
 const _: () = assert!(size_of::<PagesHeader>() == 48 + 32 + 8 * PAGES_STACK_FRAMES);
 const _: () = assert!(size_of::<PagesWire>() == size_of::<PagesHeader>() + 16 * PAGES_MAX_ENTRIES);

@@ -19,6 +19,7 @@ mod exit;
 mod latency;
 mod pages;
 mod pin;
+mod put;
 mod unpin;
 
 #[cfg(not(test))]

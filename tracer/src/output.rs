@@ -29,6 +29,7 @@ fn role_name(role: ProbeRole) -> &'static str {
         ProbeRole::BlockIssue => "block_issue",
         ProbeRole::BlockComplete => "block_complete",
         ProbeRole::Latency => "latency",
+        ProbeRole::Put => "put",
         ProbeRole::Exit => "exit",
     }
 }
@@ -154,7 +155,7 @@ impl Figures {
         let stat = |id: ProbeId| attached(id).then(|| span.probes[id as usize]);
         let entry_points = outcomes
             .iter()
-            .filter(|o| matches!(o.def.role, ProbeRole::Pin | ProbeRole::Unpin | ProbeRole::Get) && o.attached.is_some())
+            .filter(|o| matches!(o.def.role, ProbeRole::Pin | ProbeRole::Unpin | ProbeRole::Get | ProbeRole::Put) && o.attached.is_some())
             .map(|o| EntryPoint {
                 function: o.def.target,
                 role: role_name(o.def.role),
@@ -867,8 +868,8 @@ pub fn page_ledger_text(r: &PageLedgerRecord) -> String {
     }
     if t.referenced > 0 {
         s.push_str(&format!(
-            "  FOLL_GET references: {} pages ({} tied to a bio, {} released with it; others are dropped by put_page, which no probe sees)\n",
-            t.referenced, t.referenced_with_bio, t.referenced_released_with_bio
+            "  FOLL_GET references: {} pages ({} tied to a bio, {} released with it, {} released with their pipe buffer; others are dropped by put_page, which no probe sees)\n",
+            t.referenced, t.referenced_with_bio, t.referenced_released_with_bio, t.referenced_released_put
         ));
     }
     if t.unknown_stacks > 0 {

@@ -73,14 +73,16 @@ pub fn plan(facts: &Facts) -> Vec<PlannedProbe> {
 
 fn plan_one(facts: &Facts, def: ProbeDef) -> PlannedProbe {
     let mut p = PlannedProbe { def, candidates: Vec::new(), ruled_out: Vec::new() };
-    if def.role == ProbeRole::Accounting {
-        if let Err(why) = &facts.foll_pin_items {
-            // Without the item numbers the program cannot tell pins from other node stats.
-            for m in methods(def.attach) {
-                p.ruled_out.push((m, why.clone()));
-            }
-            return p;
+    let prerequisite = match def.role {
+        // Without the item numbers the program cannot tell pins from other node stats.
+        ProbeRole::Accounting => facts.foll_pin_items.as_ref().err(),
+        _ => None,
+    };
+    if let Some(why) = prerequisite {
+        for m in methods(def.attach) {
+            p.ruled_out.push((m, why.clone()));
         }
+        return p;
     }
     let (btf_method, kprobe_method) = match def.attach {
         Attach::Fentry => (Method::Fentry, Some(Method::Kprobe)),

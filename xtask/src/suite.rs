@@ -376,6 +376,11 @@ fn check_path(case: &Case, expect: DioPins, bad: &mut impl FnMut(String)) {
             if Some(referenced) != want || pinned != 0 {
                 bad(format!("vmsplice: {referenced} pages referenced (expected {}), {pinned} pinned", case.str("expect")));
             }
+            // Each reference released with its pipe buffer (recordings from before the pipe
+            // buffer probe have no pl_ref_put).
+            if case.fields.contains_key("pl_ref_put") && case.int("pl_ref_put") != want {
+                bad(format!("vmsplice: {} of {referenced} references released with their pipe buffers", case.str("pl_ref_put")));
+            }
         }
         "legacy_dio" => {
             // (A few FOLL_GET references of other callers, fio's start, may show on any kernel.)

@@ -47,7 +47,8 @@ pub const PROBES_NEEDED: [ProbeId; 6] = [
 
 /// Probes whose records feed the page ledger: a run they skipped lost records.
 pub fn feeds_page_ledger(id: ProbeId) -> bool {
-    matches!(tracer_common::PROBES[id as usize].role, tracer_common::ProbeRole::Pin | tracer_common::ProbeRole::Unpin | tracer_common::ProbeRole::Get)
+    use tracer_common::ProbeRole::{Get, Pin, Put, Unpin};
+    matches!(tracer_common::PROBES[id as usize].role, Pin | Unpin | Get | Put)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,46 @@
+//! FOLL_GET references dropped where a probe can see it: vmsplice hands user pages to a pipe
+//! (iov_iter_get_pages2 -> get_user_pages_fast, one reference per page) in buffers whose
+//! release drops the reference (page_cache_pipe_buf_release -> put_page). Only anonymous pages
+//! are streamed: the same release serves page cache buffers (splice of a file), which are not.
+//! Most other references are dropped by put_page itself, an inline function no probe sees.
+
+use aya_ebpf::{
+    macros::{fentry, kprobe},
+    programs::{FEntryContext, ProbeContext},
+    EbpfContext,
+};
+use tracer_common::{PageEvent, ProbeId};
+
+use crate::{
+    maps::{count, func_arg, offsets, read_at},
+    pages::{emit, Call, Source},
+};
+
+/// `page->mapping` bit 0 (PAGE_MAPPING_ANON): an anonymous page.
+const MAPPING_ANON: u64 = 1;
+
+#[inline(always)]
+fn try_pipe_buf_release<C: EbpfContext>(ctx: &C, buf: u64) -> u32 {
+    let off = offsets();
+    // The caller (pipe_buf_release) clears buf->ops before the call, so the buffer's kind
+    // cannot be told from it: an anonymous page is a user page (vmsplice of anonymous memory);
+    // page cache pages (splice of a file) are not.
+    let page: u64 = read_at(buf, off.pipe_buffer_page).unwrap_or(0);
+    let mapping: u64 = read_at(page, off.page_mapping).unwrap_or(0);
+    if mapping & MAPPING_ANON == 0 {
+        return 0;
+    }
+    count(ProbeId::PipeBufRelease, 1);
+    emit(ctx, Call { event: PageEvent::Put, probe: ProbeId::PipeBufRelease, source: Source::Range(page), n: 1, refs: 1, gup_flags: 0, flags: 0 });
+    0
+}
+
+// void page_cache_pipe_buf_release(struct pipe_inode_info *pipe, struct pipe_buffer *buf)
+with_twin!(#[fentry(function = "page_cache_pipe_buf_release")] fentry_page_cache_pipe_buf_release,
+    nested_page_cache_pipe_buf_release, ProbeId::PipeBufRelease,
+    |ctx: FEntryContext| try_pipe_buf_release(&ctx, func_arg(&ctx, 1)));
+
+#[kprobe]
+pub fn kprobe_page_cache_pipe_buf_release(ctx: ProbeContext) -> u32 {
+    try_pipe_buf_release(&ctx, ctx.arg::<u64>(1).unwrap_or(0))
+}
