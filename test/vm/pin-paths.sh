@@ -24,6 +24,8 @@ set -u
 
 . /root/cases.sh
 
+# The NFS client module first: its functions can only be probed once it is loaded.
+modprobe nfsv4 2> /dev/null
 tracer_start || echo "TRACER-START-FAILED"
 
 note() { CASE_NOTE="path=$1${2:+ expect=$2}"; }

@@ -37,10 +37,12 @@ pub enum ProbeId {
     FolioAddPin,
     ProcessExit,
     PipeBufRelease,
+    NfsDirectReadScheduleIovec,
+    NfsDirectWriteScheduleIovec,
 }
 
 /// Number of [`ProbeId`]s (size of the `PROBE_STATS` array).
-pub const PROBE_COUNT: u32 = ProbeId::PipeBufRelease as u32 + 1;
+pub const PROBE_COUNT: u32 = ProbeId::NfsDirectWriteScheduleIovec as u32 + 1;
 
 /// What a probe observes; decides what its [`ProbeStat::amount`] counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,6 +169,11 @@ pub const PROBES: [ProbeDef; PROBE_COUNT as usize] = [
     // page_cache_pipe_buf_release(struct pipe_inode_info *, struct pipe_buffer *): the release of
     // every pipe buffer over a page; only anonymous pages (vmsplice's user pages) count.
     probe!(PipeBufRelease, "page_cache_pipe_buf_release", Put, Fentry),
+    // NFS O_DIRECT (nfs.ko): each takes FOLL_GET references of the user pages
+    // (iov_iter_get_pages_alloc2) and drops them all (nfs_direct_release_pages, inlined) before
+    // it returns; the I/O holds references of its own (nfs_page).
+    probe!(NfsDirectReadScheduleIovec, "nfs_direct_read_schedule_iovec", Put, Fexit),
+    probe!(NfsDirectWriteScheduleIovec, "nfs_direct_write_schedule_iovec", Put, Fexit),
 ];
 
 /// Per-probe counters (`PROBE_STATS`, a per-CPU array indexed by [`ProbeId`]).
@@ -389,6 +396,9 @@ pub enum PageEvent {
     Unpin = 2,
     /// These FOLL_GET references are dropped (a pipe buffer over vmspliced user pages).
     Put = 3,
+    /// The returning function dropped every FOLL_GET reference the thread took inside it
+    /// (NFS O_DIRECT's nfs_direct_{read,write}_schedule_iovec); the record lists no pages.
+    PutScope = 4,
 }
 
 /// Entries one page record lists at most; a call with more is counted (`nr`) but lists only

@@ -5,8 +5,8 @@
 //! Most other references are dropped by put_page itself, an inline function no probe sees.
 
 use aya_ebpf::{
-    macros::{fentry, kprobe},
-    programs::{FEntryContext, ProbeContext},
+    macros::{fentry, fexit, kprobe, kretprobe},
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
     EbpfContext,
 };
 use tracer_common::{PageEvent, ProbeId};
@@ -44,3 +44,29 @@ with_twin!(#[fentry(function = "page_cache_pipe_buf_release")] fentry_page_cache
 pub fn kprobe_page_cache_pipe_buf_release(ctx: ProbeContext) -> u32 {
     try_pipe_buf_release(&ctx, ctx.arg::<u64>(1).unwrap_or(0))
 }
+
+/// A function that drops, before it returns, every FOLL_GET reference its thread took inside
+/// it: one record naming no pages; the ledger releases the references it followed.
+#[inline(always)]
+fn try_scope_end<C: EbpfContext>(ctx: &C, probe: ProbeId) -> u32 {
+    count(probe, 0);
+    emit(ctx, Call { event: PageEvent::PutScope, probe, source: Source::Unlisted, n: 1, refs: 1, gup_flags: 0, flags: 0 });
+    0
+}
+
+macro_rules! scope_probe {
+    ($fexit:ident, $nested:ident, $kretprobe:ident, $target:literal, $id:ident) => {
+        with_twin!(#[fexit(function = $target)] $fexit, $nested, ProbeId::$id,
+            |ctx: FExitContext| try_scope_end(&ctx, ProbeId::$id));
+
+        #[kretprobe]
+        pub fn $kretprobe(ctx: RetProbeContext) -> u32 {
+            try_scope_end(&ctx, ProbeId::$id)
+        }
+    };
+}
+
+scope_probe!(fexit_nfs_direct_read_schedule_iovec, nested_nfs_direct_read_schedule_iovec,
+    kretprobe_nfs_direct_read_schedule_iovec, "nfs_direct_read_schedule_iovec", NfsDirectReadScheduleIovec);
+scope_probe!(fexit_nfs_direct_write_schedule_iovec, nested_nfs_direct_write_schedule_iovec,
+    kretprobe_nfs_direct_write_schedule_iovec, "nfs_direct_write_schedule_iovec", NfsDirectWriteScheduleIovec);

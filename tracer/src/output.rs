@@ -868,7 +868,7 @@ pub fn page_ledger_text(r: &PageLedgerRecord) -> String {
     }
     if t.referenced > 0 {
         s.push_str(&format!(
-            "  FOLL_GET references: {} pages ({} tied to a bio, {} released with it, {} released with their pipe buffer; others are dropped by put_page, which no probe sees)\n",
+            "  FOLL_GET references: {} pages ({} tied to a bio, {} released with it, {} released where a probe sees them dropped; others are dropped by put_page, which no probe sees)\n",
             t.referenced, t.referenced_with_bio, t.referenced_released_with_bio, t.referenced_released_put
         ));
     }

@@ -408,10 +408,15 @@ fn check_path(case: &Case, expect: DioPins, bad: &mut impl FnMut(String)) {
         "nfs" => {
             // NFS direct I/O takes FOLL_GET references on every kernel (nfs_direct_*_schedule_iovec
             // -> iov_iter_get_pages_alloc2 -> get_user_pages_fast, dropped by put_page), never
-            // pins. Other callers of get_user_pages_fast may add a few references.
+            // pins. Other callers of get_user_pages_fast may add a few references. Each is
+            // dropped before nfs_direct_*_schedule_iovec returns: the tracer releases them there
+            // (recordings from before that probe have no pl_ref_put).
             let want = want.unwrap_or(0);
             if want == 0 || pinned != 0 || referenced < want {
                 bad(format!("NFS direct I/O: {pinned} pages pinned, {referenced} referenced (dd's buffers: {want} pages)"));
+            }
+            if case.fields.contains_key("pl_ref_put") && case.int("pl_ref_put").unwrap_or(0) < want {
+                bad(format!("NFS direct I/O: {} of {referenced} references released when their request was built", case.str("pl_ref_put")));
             }
         }
         "orphan" => {

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use tracer_common::{
-    BioEvent, BioRecord, Owner, PageEvent, BIO_FLAG_PINNED, PAGES_FLAG_DIRTY, PROBES,
+    BioEvent, BioRecord, Owner, PageEvent, ProbeDef, ProbeId, BIO_FLAG_PINNED, PAGES_FLAG_DIRTY, PROBES,
 };
 
 use super::pages::PageList;
@@ -142,8 +142,9 @@ pub struct PageTotals {
     pub referenced: u64,
     pub referenced_with_bio: u64,
     pub referenced_released_with_bio: u64,
-    /// FOLL_GET pages released where a probe sees the reference dropped (pipe buffers over
-    /// vmspliced user pages, page_cache_pipe_buf_release).
+    /// FOLL_GET pages released where a probe sees the reference dropped: pipe buffers over
+    /// vmspliced user pages (page_cache_pipe_buf_release), NFS O_DIRECT once its requests are
+    /// built (nfs_direct_{read,write}_schedule_iovec return).
     pub referenced_released_put: u64,
     /// At the snapshot: pins still held, by judgement.
     pub outstanding: u64,
@@ -172,8 +173,8 @@ pub struct PageSnapshot {
 struct Hold {
     page: u64,
     ts_ns: u64,
-    /// The process that took it.
-    tgid: u32,
+    /// The thread that took it.
+    pid: u32,
     /// The audit row (bits 0..31) and whether a bio named the page ([`TIED_TO_BIO`]).
     path_bio: u32,
 }
@@ -183,7 +184,7 @@ const _: () = assert!(std::mem::size_of::<Hold>() == 24);
 
 impl Hold {
     fn new(page: u64, rec: &PagesRecord, path: u32) -> Hold {
-        Hold { page, ts_ns: rec.ts_ns, tgid: rec.owner.tgid, path_bio: path & !TIED_TO_BIO }
+        Hold { page, ts_ns: rec.ts_ns, pid: rec.owner.pid, path_bio: path & !TIED_TO_BIO }
     }
     fn path(&self) -> usize {
         (self.path_bio & !TIED_TO_BIO) as usize
@@ -216,8 +217,28 @@ pub struct PageLedger {
     refs: HashMap<u64, VecDeque<Hold>>,
     /// Processes that exited, and when (the latest exit of each tgid).
     exited: HashMap<u32, u64>,
+    /// The process of each thread that took pins or references.
+    threads: HashMap<u32, u32>,
+    /// Followed references a scope release will drop: by (thread, scope probe), their pages.
+    scoped: HashMap<(u32, u32), Vec<u64>>,
     totals: PageTotals,
 }
+
+/// "func+0x1a/0x80" -> "func"; a module's function keeps its module: "func [nfs]".
+fn function_name(symbol: &str) -> String {
+    let mut words = symbol.split_whitespace();
+    let function = words.next().unwrap_or_default();
+    let function = function.split('+').next().unwrap_or(function);
+    match words.find(|w| w.starts_with('[')) {
+        Some(module) => format!("{function} {}", module.split('+').next().unwrap_or(module)),
+        None => function.to_string(),
+    }
+}
+
+/// Functions that drop, before they return, every FOLL_GET reference their thread took inside
+/// them (their probes stream PutScope records).
+const SCOPES: [ProbeDef; 2] =
+    [PROBES[ProbeId::NfsDirectReadScheduleIovec as usize], PROBES[ProbeId::NfsDirectWriteScheduleIovec as usize]];
 
 /// FOLL_GET references followed at most; beyond, they are counted only.
 const MAX_REFS_FOLLOWED: usize = 1 << 20;
@@ -229,9 +250,7 @@ impl PageLedger {
 
     pub fn symbols(&mut self, s: &SymbolsRecord) {
         for (ip, name) in &s.symbols {
-            // "func+0x1a/0x80" -> "func"
-            let function = name.split('+').next().unwrap_or(name).to_string();
-            self.symbols.insert(*ip, function);
+            self.symbols.insert(*ip, function_name(name));
         }
     }
 
@@ -250,7 +269,7 @@ impl PageLedger {
             self.take(rec);
         } else if rec.event == PageEvent::Unpin as u32 {
             self.release(rec);
-        } else if rec.event == PageEvent::Put as u32 {
+        } else if rec.event == PageEvent::Put as u32 || rec.event == PageEvent::PutScope as u32 {
             self.put(rec);
         }
     }
@@ -272,7 +291,7 @@ impl PageLedger {
         // A function with an fexit trampoline shows twice (its frame and the trampoline's), and
         // the probed function itself may show: the path starts at its caller.
         names.dedup();
-        let skip = names.iter().take_while(|f| *f == own).count();
+        let skip = names.iter().take_while(|f| f.split(' ').next() == Some(own)).count();
         names.drain(..skip);
         names.truncate(PATH_DEPTH);
         names
@@ -307,11 +326,18 @@ impl PageLedger {
         row.pages += counted;
         // Pages beyond the record's entries (or all, for a kretprobe) are counted, not followed.
         let unlisted = counted.saturating_sub(listed);
+        self.threads.insert(rec.owner.pid, rec.owner.tgid);
         if class == Class::Get {
             self.totals.referenced += counted;
             if self.refs.len() + listed as usize <= MAX_REFS_FOLLOWED {
                 for &(page, _) in &rec.entries {
                     self.refs.entry(page).or_default().push_back(Hold::new(page, rec, path));
+                }
+                // Taken inside a function that drops them all before it returns.
+                let callers = &self.paths[path as usize].callers;
+                if let Some(scope) = SCOPES.iter().find(|d| callers.iter().any(|c| c.split(' ').next() == Some(d.target))) {
+                    let pages = rec.entries.iter().map(|&(page, _)| page);
+                    self.scoped.entry((rec.owner.pid, scope.id as u32)).or_default().extend(pages);
                 }
             }
             return;
@@ -364,13 +390,21 @@ impl PageLedger {
         self.totals.unpinned_unknown_origin += n;
     }
 
-    /// FOLL_GET references dropped where a probe sees it (a pipe buffer over vmspliced user
-    /// pages): each releases the oldest followed reference of its page not held by a bio.
+    /// FOLL_GET references dropped where a probe sees it: the pages of a pipe buffer over
+    /// vmspliced user pages, or every page the thread took inside a returning scope function
+    /// (PutScope). Each releases the oldest followed reference of its page not held by a bio
+    /// (of that thread, for a scope).
     fn put(&mut self, rec: &PagesRecord) {
         let name = self.release_name(rec);
-        for &(page, _) in &rec.entries {
+        let (pages, thread): (Vec<u64>, Option<u32>) = if rec.event == PageEvent::PutScope as u32 {
+            (self.scoped.remove(&(rec.owner.pid, rec.probe)).unwrap_or_default(), Some(rec.owner.pid))
+        } else {
+            (rec.entries.iter().map(|&(page, _)| page).collect(), None)
+        };
+        for page in pages {
             let Some(queue) = self.refs.get_mut(&page) else { continue };
-            let Some(h) = queue.iter().position(|h| !h.bio()).and_then(|at| queue.remove(at)) else { continue };
+            let mine = |h: &Hold| !h.bio() && thread.is_none_or(|pid| h.pid == pid);
+            let Some(h) = queue.iter().position(mine).and_then(|at| queue.remove(at)) else { continue };
             if queue.is_empty() {
                 self.refs.remove(&page);
             }
@@ -446,8 +480,9 @@ impl PageLedger {
                 // release it on the process's behalf any more, long-term or not. A bio still
                 // holding it is the bio ledger's to judge.
                 let orphaned = self
-                    .exited
-                    .get(&h.tgid)
+                    .threads
+                    .get(&h.pid)
+                    .and_then(|tgid| self.exited.get(tgid))
                     .is_some_and(|&exit| exit >= h.ts_ns && now_ns.saturating_sub(exit) >= self.grace_ns);
                 if orphaned {
                     totals.outstanding_owner_exited += 1;
@@ -692,5 +727,32 @@ mod tests {
         assert_eq!((s.totals.referenced, s.totals.referenced_released_put), (2, 1));
         assert_eq!(s.paths[0].released_by.get("page_cache_pipe_buf_release <- __bio_release_pages"), Some(&1));
         assert_eq!((s.totals.pinned, s.totals.unpinned, s.totals.suspect), (0, 0, 0), "references are not pins");
+    }
+
+    #[test]
+    fn nfs_references_are_released_when_their_scope_returns() {
+        let mut l = ledger();
+        l.symbols(&SymbolsRecord {
+            symbols: vec![(0x30, "nfs_direct_read_schedule_iovec+0x90\t[nfs]".into()), (0x31, "nfs_file_direct_read [nfs]+0x10".into())],
+        });
+        let mut get = rec(PageEvent::Get, ProbeId::GetUserPagesFast, 0, &[(0x4000, 0x4000), (0x4040, 0x4040)]);
+        get.frames = vec![0x12, 0x13, 0x30, 0x31];
+        l.apply(&get);
+        // Another thread's reference of the same page, outside any scope: stays.
+        let mut other = rec(PageEvent::Get, ProbeId::GetUserPagesFast, 0, &[(0x4000, 0x4000)]);
+        other.owner.pid = 8;
+        l.apply(&other);
+        let mut end = rec(PageEvent::PutScope, ProbeId::NfsDirectReadScheduleIovec, 1, &[]);
+        end.nr = 1;
+        end.frames = vec![0x31];
+        l.apply(&end);
+        let s = l.snapshot(10 * S);
+        assert_eq!((s.totals.referenced, s.totals.referenced_released_put), (3, 2));
+        let nfs = s.paths.iter().find(|p| p.callers.iter().any(|c| c == "nfs_direct_read_schedule_iovec [nfs]")).expect("nfs path");
+        assert_eq!(nfs.released_by.get("nfs_direct_read_schedule_iovec <- nfs_file_direct_read [nfs]"), Some(&2));
+        assert_eq!(l.refs.get(&0x4000).map(VecDeque::len), Some(1), "the other thread's reference");
+        // A second scope end of the thread finds nothing more to release.
+        l.apply(&end);
+        assert_eq!(l.snapshot(10 * S).totals.referenced_released_put, 2);
     }
 }
