@@ -103,6 +103,9 @@ pub struct ProbeDef {
     /// A second twin for the hottest targets (acts when the primary and the first twin are
     /// both active on the CPU).
     pub second_backup: Option<&'static str>,
+    /// A third twin, for the system call tracepoints: faultable (preemptible) since 6.13, and
+    /// hit by every system call of every task on the CPU.
+    pub third_backup: Option<&'static str>,
 }
 
 macro_rules! probe {
@@ -129,6 +132,7 @@ macro_rules! probe {
             kprobe_program: $kprobe,
             backup_program: Some(concat!("nested_", $target)),
             second_backup: None,
+            third_backup: None,
         }
     };
 }
@@ -147,14 +151,22 @@ pub const PROBES: [ProbeDef; PROBE_COUNT as usize] = [
     probe!(UnpinUserFolio, "unpin_user_folio", Unpin, Fentry),
     probe!(UnpinFolios, "unpin_folios", Unpin, Fentry),
     ProbeDef { second_backup: Some("nested2_mod_node_page_state"), ..probe!(PinAccounting, "mod_node_page_state", Accounting, Fentry) },
-    probe!(BlockRqIssue, "block_rq_issue", BlockIssue, TpBtf),
-    probe!(BlockRqComplete, "block_rq_complete", BlockComplete, TpBtf),
-    probe!(BlockBioQueue, "block_bio_queue", Latency, TpBtf),
-    probe!(BlockBioComplete, "block_bio_complete", Latency, TpBtf),
-    probe!(IomapDioBegin, "iomap_dio_rw_begin", Latency, TpBtf),
-    probe!(IomapDioComplete, "iomap_dio_complete", Latency, TpBtf),
-    probe!(SysEnter, "sys_enter", Latency, TpBtf),
-    probe!(SysExit, "sys_exit", Latency, TpBtf),
+    ProbeDef { second_backup: Some("nested2_block_rq_issue"), ..probe!(BlockRqIssue, "block_rq_issue", BlockIssue, TpBtf) },
+    ProbeDef { second_backup: Some("nested2_block_rq_complete"), ..probe!(BlockRqComplete, "block_rq_complete", BlockComplete, TpBtf) },
+    ProbeDef { second_backup: Some("nested2_block_bio_queue"), ..probe!(BlockBioQueue, "block_bio_queue", Latency, TpBtf) },
+    ProbeDef { second_backup: Some("nested2_block_bio_complete"), ..probe!(BlockBioComplete, "block_bio_complete", Latency, TpBtf) },
+    ProbeDef { second_backup: Some("nested2_iomap_dio_rw_begin"), ..probe!(IomapDioBegin, "iomap_dio_rw_begin", Latency, TpBtf) },
+    ProbeDef { second_backup: Some("nested2_iomap_dio_complete"), ..probe!(IomapDioComplete, "iomap_dio_complete", Latency, TpBtf) },
+    ProbeDef {
+        second_backup: Some("nested2_sys_enter"),
+        third_backup: Some("nested3_sys_enter"),
+        ..probe!(SysEnter, "sys_enter", Latency, TpBtf)
+    },
+    ProbeDef {
+        second_backup: Some("nested2_sys_exit"),
+        third_backup: Some("nested3_sys_exit"),
+        ..probe!(SysExit, "sys_exit", Latency, TpBtf)
+    },
     probe!(BioIovIterGetPages, "bio_iov_iter_get_pages", Latency, FexitOnly),
     ProbeDef { second_backup: Some("nested2_bio_endio"), ..probe!(BioEndio, "bio_endio", Latency, Fentry) },
     ProbeDef {

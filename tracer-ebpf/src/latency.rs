@@ -70,6 +70,7 @@ with_twin!(
     #[btf_tracepoint(function = "block_rq_issue")]
     tp_btf_block_rq_issue,
     nested_block_rq_issue,
+    nested2_block_rq_issue,
     ProbeId::BlockRqIssue,
     |ctx: BtfTracePointContext| try_rq_issue(ctx.arg::<u64>(0))
 );
@@ -87,6 +88,7 @@ with_twin!(
     #[btf_tracepoint(function = "block_rq_complete")]
     tp_btf_block_rq_complete,
     nested_block_rq_complete,
+    nested2_block_rq_complete,
     ProbeId::BlockRqComplete,
     |ctx: BtfTracePointContext| try_rq_complete(ctx.arg::<u64>(0), ctx.arg::<u64>(2) & 0xffff_ffff)
 );
@@ -132,6 +134,7 @@ with_twin!(
     #[btf_tracepoint(function = "block_bio_queue")]
     tp_btf_block_bio_queue,
     nested_block_bio_queue,
+    nested2_block_bio_queue,
     ProbeId::BlockBioQueue,
     |ctx: BtfTracePointContext| try_bio_queue(ctx.arg::<u64>(0))
 );
@@ -150,6 +153,7 @@ with_twin!(
     #[btf_tracepoint(function = "block_bio_complete")]
     tp_btf_block_bio_complete,
     nested_block_bio_complete,
+    nested2_block_bio_complete,
     ProbeId::BlockBioComplete,
     |ctx: BtfTracePointContext| try_bio_complete(ctx.arg::<u64>(1))
 );
@@ -194,6 +198,8 @@ with_twin!(
     #[btf_tracepoint(function = "sys_enter")]
     tp_btf_sys_enter,
     nested_sys_enter,
+    nested2_sys_enter,
+    nested3_sys_enter,
     ProbeId::SysEnter,
     |ctx: BtfTracePointContext| try_sys_enter(ctx.arg::<i64>(1))
 );
@@ -222,6 +228,8 @@ with_twin!(
     #[btf_tracepoint(function = "sys_exit")]
     tp_btf_sys_exit,
     nested_sys_exit,
+    nested2_sys_exit,
+    nested3_sys_exit,
     ProbeId::SysExit,
     |_ctx: BtfTracePointContext| try_sys_exit()
 );
@@ -247,6 +255,7 @@ with_twin!(
     #[btf_tracepoint(function = "iomap_dio_rw_begin")]
     tp_btf_iomap_dio_rw_begin,
     nested_iomap_dio_rw_begin,
+    nested2_iomap_dio_rw_begin,
     ProbeId::IomapDioBegin,
     |ctx: BtfTracePointContext| try_dio_begin(ctx.arg::<u64>(0), ctx.arg::<u64>(1))
 );
@@ -288,6 +297,7 @@ with_twin!(
     #[btf_tracepoint(function = "iomap_dio_complete")]
     tp_btf_iomap_dio_complete,
     nested_iomap_dio_complete,
+    nested2_iomap_dio_complete,
     ProbeId::IomapDioComplete,
     |ctx: BtfTracePointContext| try_dio_complete(ctx.arg::<u64>(0), ctx.arg::<i64>(2))
 );

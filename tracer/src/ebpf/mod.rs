@@ -316,7 +316,7 @@ fn attach_chain(
 ) -> Result<(), String> {
     let twins: Vec<&str> = match method {
         Method::Fentry | Method::Fexit | Method::TpBtf => {
-            [def.backup_program, def.second_backup].into_iter().flatten().collect()
+            [def.backup_program, def.second_backup, def.third_backup].into_iter().flatten().collect()
         }
         Method::Kprobe | Method::Kretprobe => Vec::new(),
     };
