@@ -534,6 +534,7 @@ fn shipped_file(console: &str, name: &str) -> Result<Vec<u8>> {
         .skip_while(|l| *l != begin)
         .skip(1)
         .take_while(|l| *l != end)
+        .map(without_kernel_message)
         .collect();
     if body.is_empty() {
         bail!("the guest shipped no record file for {name}");
@@ -542,6 +543,20 @@ fn shipped_file(console: &str, name: &str) -> Result<Vec<u8>> {
     base64::engine::general_purpose::STANDARD
         .decode(body.as_bytes())
         .with_context(|| format!("record file {name}: bad base64"))
+}
+
+/// A console line without the kernel message that cut into it: the kernel prints to the same
+/// serial console ("[   15.767089] clocksource: ..." in the middle of a base64 line, the rest
+/// of which follows on the next line).
+fn without_kernel_message(line: &str) -> &str {
+    let stamp_at = line.match_indices('[').map(|(i, _)| i).find(|&i| {
+        let rest = line[i + 1..].trim_start_matches(' ');
+        let (secs, frac) = rest.split_once('.').unwrap_or(("", ""));
+        !secs.is_empty()
+            && secs.bytes().all(|b| b.is_ascii_digit())
+            && frac.split_once(']').is_some_and(|(f, _)| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+    });
+    stamp_at.map_or(line, |i| &line[..i])
 }
 
 /// One tracer latency record printed by latency.sh.
@@ -762,5 +777,15 @@ mod tests {
     fn unfinished_or_short_runs_fail() {
         assert!(check_run(&GOOD.replace("CASES-DONE", ""), DioPins::Pinned, 1).is_err());
         assert!(check_run(GOOD, DioPins::Pinned, 2).is_err());
+    }
+
+    #[test]
+    fn kernel_messages_cut_out_of_shipped_files() {
+        let console = "RECORD-BEGIN x\r\nAAAA//[   15.767089] clocksource: Watchdog remote CPU 1 read timed out\r\n8=\r\nRECORD-END x\r\n";
+        use base64::Engine as _;
+        let want = base64::engine::general_purpose::STANDARD.decode("AAAA//8=").unwrap();
+        assert_eq!(shipped_file(console, "x").unwrap(), want);
+        assert_eq!(without_kernel_message("AB[c]D"), "AB[c]D");
+        assert_eq!(without_kernel_message("[ 1.5] boot"), "");
     }
 }
