@@ -610,7 +610,8 @@ pub mod names {
     pub const PROC_STATS: &str = "PROC_STATS";
     pub const LOST: &str = "LOST";
     pub const PIN_TOTALS: &str = "PIN_TOTALS";
-    /// Per-CPU array indexed by ProbeId: nested calls a backup program recorded.
+    /// Per-CPU array indexed by ProbeId: invocations a twin took care of because the kernel
+    /// skipped the programs before it.
     pub const RESCUED: &str = "RESCUED";
     pub const EVENTS: &str = "EVENTS";
     /// The [`super::Offsets`] global.

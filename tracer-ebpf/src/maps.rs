@@ -93,55 +93,29 @@ static RESCUED: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROBE_COUNT, 0)
 /// second program on the target that does the same work, only for the invocations no program
 /// before it in the chain took care of (see [`as_primary`], [`as_twin`]).
 macro_rules! with_twin {
+    // One program of a chain: `$run` is as_primary, or as_twin with whether it is the last.
+    (@program #[$attr:meta] $name:ident, $id:expr, $run:ident($($last:literal)?), |$ctx:ident: $ty:ty| $body:expr) => {
+        #[$attr]
+        pub fn $name($ctx: $ty) -> u32 {
+            $crate::maps::$run($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, $($last,)? || $body)
+        }
+    };
     // With three twins (the system call tracepoints).
     (#[$attr:meta] $primary:ident, $twin:ident, $twin2:ident, $twin3:ident, $id:expr, |$ctx:ident: $ty:ty| $body:expr) => {
-        #[$attr]
-        pub fn $primary($ctx: $ty) -> u32 {
-            $crate::maps::as_primary($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, || $body)
-        }
-
-        #[$attr]
-        pub fn $twin($ctx: $ty) -> u32 {
-            $crate::maps::as_twin($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, false, || $body)
-        }
-
-        #[$attr]
-        pub fn $twin2($ctx: $ty) -> u32 {
-            $crate::maps::as_twin($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, false, || $body)
-        }
-
-        #[$attr]
-        pub fn $twin3($ctx: $ty) -> u32 {
-            $crate::maps::as_twin($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, true, || $body)
-        }
+        with_twin!(@program #[$attr] $primary, $id, as_primary(), |$ctx: $ty| $body);
+        with_twin!(@program #[$attr] $twin, $id, as_twin(false), |$ctx: $ty| $body);
+        with_twin!(@program #[$attr] $twin2, $id, as_twin(false), |$ctx: $ty| $body);
+        with_twin!(@program #[$attr] $twin3, $id, as_twin(true), |$ctx: $ty| $body);
     };
     // With a second twin, for targets hot enough that calls nest two deep.
     (#[$attr:meta] $primary:ident, $twin:ident, $twin2:ident, $id:expr, |$ctx:ident: $ty:ty| $body:expr) => {
-        #[$attr]
-        pub fn $primary($ctx: $ty) -> u32 {
-            $crate::maps::as_primary($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, || $body)
-        }
-
-        #[$attr]
-        pub fn $twin($ctx: $ty) -> u32 {
-            $crate::maps::as_twin($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, false, || $body)
-        }
-
-        #[$attr]
-        pub fn $twin2($ctx: $ty) -> u32 {
-            $crate::maps::as_twin($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, true, || $body)
-        }
+        with_twin!(@program #[$attr] $primary, $id, as_primary(), |$ctx: $ty| $body);
+        with_twin!(@program #[$attr] $twin, $id, as_twin(false), |$ctx: $ty| $body);
+        with_twin!(@program #[$attr] $twin2, $id, as_twin(true), |$ctx: $ty| $body);
     };
     (#[$attr:meta] $primary:ident, $twin:ident, $id:expr, |$ctx:ident: $ty:ty| $body:expr) => {
-        #[$attr]
-        pub fn $primary($ctx: $ty) -> u32 {
-            $crate::maps::as_primary($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, || $body)
-        }
-
-        #[$attr]
-        pub fn $twin($ctx: $ty) -> u32 {
-            $crate::maps::as_twin($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, true, || $body)
-        }
+        with_twin!(@program #[$attr] $primary, $id, as_primary(), |$ctx: $ty| $body);
+        with_twin!(@program #[$attr] $twin, $id, as_twin(true), |$ctx: $ty| $body);
     };
 }
 
