@@ -55,6 +55,11 @@ tracer_start() {
 tracer_stop() {
     kill -INT "$TRACER_PID" 2>/dev/null
     wait "$TRACER_PID"
+    rc=$?
+    # The tracer's errors and warnings (a twin acting out of order, a probe that could not
+    # attach) go to the console, so that a failed case can be told apart afterwards.
+    grep -E "ERROR|WARN" /tmp/trace.err | head -20 | sed 's/^/TRACER-STDERR /'
+    return $rc
 }
 
 # case_run NAME COMMAND...: one measured case, one segment. What ran since the last case
