@@ -24,8 +24,9 @@ set -u
 
 . /root/cases.sh
 
-# The NFS client module first: its functions can only be probed once it is loaded.
+# The NFS client and FUSE modules first: their functions can only be probed once loaded.
 modprobe nfsv4 2> /dev/null
+modprobe fuse 2> /dev/null
 tracer_start || echo "TRACER-START-FAILED"
 
 note() { CASE_NOTE="path=$1${2:+ expect=$2}"; }

@@ -39,10 +39,14 @@ pub enum ProbeId {
     PipeBufRelease,
     NfsDirectReadScheduleIovec,
     NfsDirectWriteScheduleIovec,
+    FuseFileReadIter,
+    FuseFileWriteIter,
+    FuseDevRead,
+    FuseDevWrite,
 }
 
 /// Number of [`ProbeId`]s (size of the `PROBE_STATS` array).
-pub const PROBE_COUNT: u32 = ProbeId::NfsDirectWriteScheduleIovec as u32 + 1;
+pub const PROBE_COUNT: u32 = ProbeId::FuseDevWrite as u32 + 1;
 
 /// What a probe observes; decides what its [`ProbeStat::amount`] counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,19 +98,16 @@ pub struct ProbeDef {
     pub btf_program: &'static str,
     /// Name of the kprobe/kretprobe fallback program, if there is one.
     pub kprobe_program: Option<&'static str>,
-    /// A second BTF program on the same target that records the calls the first one misses:
-    /// the kernel skips a program that is already running on that CPU, which happens when an
-    /// interrupt arrives while it runs, or when it is preempted and another task on that CPU
-    /// hits the target. The backup acts only for invocations the first did not take care of
-    /// (tracer-ebpf/src/maps.rs).
-    pub backup_program: Option<&'static str>,
-    /// A second twin for the hottest targets (acts when the primary and the first twin are
-    /// both active on the CPU).
-    pub second_backup: Option<&'static str>,
-    /// A third twin, for the system call tracepoints: faultable (preemptible) since 6.13, and
-    /// hit by every system call of every task on the CPU.
-    pub third_backup: Option<&'static str>,
+    /// More BTF programs on the same target, run after the first, that record the calls the
+    /// programs before them missed: the kernel skips a program that is already running on that
+    /// CPU, which happens when an interrupt arrives while it runs, or when it is preempted and
+    /// another task on that CPU hits the target. A twin acts only for invocations no program
+    /// before it took care of (tracer-ebpf/src/maps.rs).
+    pub twins: [&'static str; TWINS],
 }
+
+/// Twins of every probe's BTF program (see [`ProbeDef::twins`]).
+pub const TWINS: usize = 3;
 
 macro_rules! probe {
     ($id:ident, $target:literal, $role:ident, Fentry) => {
@@ -130,9 +131,7 @@ macro_rules! probe {
             attach: Attach::$attach,
             btf_program: concat!($prefix, $target),
             kprobe_program: $kprobe,
-            backup_program: Some(concat!("nested_", $target)),
-            second_backup: None,
-            third_backup: None,
+            twins: [concat!("nested_", $target), concat!("nested2_", $target), concat!("nested3_", $target)],
         }
     };
 }
@@ -150,29 +149,18 @@ pub const PROBES: [ProbeDef; PROBE_COUNT as usize] = [
     probe!(UnpinFolio, "unpin_folio", Unpin, Fentry),
     probe!(UnpinUserFolio, "unpin_user_folio", Unpin, Fentry),
     probe!(UnpinFolios, "unpin_folios", Unpin, Fentry),
-    ProbeDef { second_backup: Some("nested2_mod_node_page_state"), ..probe!(PinAccounting, "mod_node_page_state", Accounting, Fentry) },
-    ProbeDef { second_backup: Some("nested2_block_rq_issue"), ..probe!(BlockRqIssue, "block_rq_issue", BlockIssue, TpBtf) },
-    ProbeDef { second_backup: Some("nested2_block_rq_complete"), ..probe!(BlockRqComplete, "block_rq_complete", BlockComplete, TpBtf) },
-    ProbeDef { second_backup: Some("nested2_block_bio_queue"), ..probe!(BlockBioQueue, "block_bio_queue", Latency, TpBtf) },
-    ProbeDef { second_backup: Some("nested2_block_bio_complete"), ..probe!(BlockBioComplete, "block_bio_complete", Latency, TpBtf) },
-    ProbeDef { second_backup: Some("nested2_iomap_dio_rw_begin"), ..probe!(IomapDioBegin, "iomap_dio_rw_begin", Latency, TpBtf) },
-    ProbeDef { second_backup: Some("nested2_iomap_dio_complete"), ..probe!(IomapDioComplete, "iomap_dio_complete", Latency, TpBtf) },
-    ProbeDef {
-        second_backup: Some("nested2_sys_enter"),
-        third_backup: Some("nested3_sys_enter"),
-        ..probe!(SysEnter, "sys_enter", Latency, TpBtf)
-    },
-    ProbeDef {
-        second_backup: Some("nested2_sys_exit"),
-        third_backup: Some("nested3_sys_exit"),
-        ..probe!(SysExit, "sys_exit", Latency, TpBtf)
-    },
+    probe!(PinAccounting, "mod_node_page_state", Accounting, Fentry),
+    probe!(BlockRqIssue, "block_rq_issue", BlockIssue, TpBtf),
+    probe!(BlockRqComplete, "block_rq_complete", BlockComplete, TpBtf),
+    probe!(BlockBioQueue, "block_bio_queue", Latency, TpBtf),
+    probe!(BlockBioComplete, "block_bio_complete", Latency, TpBtf),
+    probe!(IomapDioBegin, "iomap_dio_rw_begin", Latency, TpBtf),
+    probe!(IomapDioComplete, "iomap_dio_complete", Latency, TpBtf),
+    probe!(SysEnter, "sys_enter", Latency, TpBtf),
+    probe!(SysExit, "sys_exit", Latency, TpBtf),
     probe!(BioIovIterGetPages, "bio_iov_iter_get_pages", Latency, FexitOnly),
-    ProbeDef { second_backup: Some("nested2_bio_endio"), ..probe!(BioEndio, "bio_endio", Latency, Fentry) },
-    ProbeDef {
-        second_backup: Some("nested2___bio_release_pages"),
-        ..probe!(BioReleasePages, "__bio_release_pages", Latency, Fentry)
-    },
+    probe!(BioEndio, "bio_endio", Latency, Fentry),
+    probe!(BioReleasePages, "__bio_release_pages", Latency, Fentry),
     probe!(GetUserPagesFast, "get_user_pages_fast", Get, Fexit),
     // Legacy fs/direct-io.c (6.2+) adds pins to pinned folios without counting them in
     // nr_foll_pin_acquired; their unpins are counted.
@@ -186,6 +174,16 @@ pub const PROBES: [ProbeDef; PROBE_COUNT as usize] = [
     // it returns; the I/O holds references of its own (nfs_page).
     probe!(NfsDirectReadScheduleIovec, "nfs_direct_read_schedule_iovec", Put, Fexit),
     probe!(NfsDirectWriteScheduleIovec, "nfs_direct_write_schedule_iovec", Put, Fexit),
+    // FUSE (fuse.ko on 6.1, built in later). Direct I/O takes FOLL_GET references of the
+    // caller's pages on 6.1 (fuse_get_user_pages, inlined) and drops them with put_page when
+    // each request ends: a synchronous call has ended them all when it returns; one that
+    // returns -EIOCBQUEUED (async I/O) goes on without it.
+    probe!(FuseFileReadIter, "fuse_file_read_iter", Put, Fexit),
+    probe!(FuseFileWriteIter, "fuse_file_write_iter", Put, Fexit),
+    // The server's read and write of /dev/fuse copy through FOLL_GET references of its buffer
+    // (fuse_copy_fill) and drop them (fuse_copy_finish) before they return, on every kernel.
+    probe!(FuseDevRead, "fuse_dev_read", Put, Fexit),
+    probe!(FuseDevWrite, "fuse_dev_write", Put, Fexit),
 ];
 
 /// Per-probe counters (`PROBE_STATS`, a per-CPU array indexed by [`ProbeId`]).
@@ -409,7 +407,8 @@ pub enum PageEvent {
     /// These FOLL_GET references are dropped (a pipe buffer over vmspliced user pages).
     Put = 3,
     /// The returning function dropped every FOLL_GET reference the thread took inside it
-    /// (NFS O_DIRECT's nfs_direct_{read,write}_schedule_iovec); the record lists no pages.
+    /// (NFS O_DIRECT's nfs_direct_{read,write}_schedule_iovec, FUSE's read_iter and write_iter
+    /// of files and of /dev/fuse); the record lists no pages.
     PutScope = 4,
 }
 
@@ -424,6 +423,9 @@ pub const PAGES_FLAG_TRUNCATED: u32 = 1 << 1;
 /// `PagesHeader::flags`: the entries are not listed at all (a kretprobe fallback cannot see the
 /// array): only `nr` is known.
 pub const PAGES_FLAG_UNLISTED: u32 = 1 << 2;
+/// `PagesHeader::flags` of a `PutScope` record: the scope function returned -EIOCBQUEUED, the
+/// I/O goes on after it and the references taken in it are dropped later (unseen).
+pub const PAGES_FLAG_QUEUED: u32 = 1 << 3;
 
 /// One pin, reference or unpin call's pages (`RecordType::Pages`): a [`PagesHeader`] followed
 /// by `n` [`PageEntry`]s. The kernel builds it in a per-CPU [`PagesWire`] and streams only the
@@ -613,6 +615,10 @@ pub mod names {
     /// Per-CPU array indexed by ProbeId: invocations a twin took care of because the kernel
     /// skipped the programs before it.
     pub const RESCUED: &str = "RESCUED";
+    pub const TWIN_DEBUG: &str = "TWIN_DEBUG";
+    pub const CHAIN_STAGE: &str = "CHAIN_STAGE";
+    /// Number of possible CPUs (the twins' search for marks left on another CPU).
+    pub const NR_CPUS: &str = "NR_CPUS";
     pub const EVENTS: &str = "EVENTS";
     /// The [`super::Offsets`] global.
     pub const OFFSETS: &str = "OFFSETS";

@@ -24,8 +24,7 @@ static NR_FOLL_PIN_RELEASED: u32 = ITEM_UNKNOWN;
 with_twin!(
     #[fentry(function = "mod_node_page_state")]
     fentry_mod_node_page_state,
-    nested_mod_node_page_state,
-    nested2_mod_node_page_state,
+    mod_node_page_state,
     ProbeId::PinAccounting,
     |ctx: FEntryContext| try_accounting(&ctx, ctx.arg::<u64>(1) as u32, ctx.arg::<i64>(2))
 );

@@ -46,7 +46,7 @@ static BIO_PAGES: LruHashMap<u64, BioPages> = LruHashMap::with_max_entries(IN_FL
 with_twin!(
     #[fexit(function = "bio_iov_iter_get_pages")]
     fexit_bio_iov_iter_get_pages,
-    nested_bio_iov_iter_get_pages,
+    bio_iov_iter_get_pages,
     ProbeId::BioIovIterGetPages,
     |ctx: FExitContext| try_bio_got_pages(ctx.arg::<u64>(0), ctx.ret::<i64>().unwrap_or(-1))
 );
@@ -99,8 +99,7 @@ fn try_bio_got_pages(bio: u64, ret: i64) -> u32 {
 with_twin!(
     #[fentry(function = "bio_endio")]
     fentry_bio_endio,
-    nested_bio_endio,
-    nested2_bio_endio,
+    bio_endio,
     ProbeId::BioEndio,
     |ctx: FEntryContext| try_bio_endio(ctx.arg::<u64>(0))
 );
@@ -130,8 +129,7 @@ fn try_bio_endio(bio: u64) -> u32 {
 with_twin!(
     #[fentry(function = "__bio_release_pages")]
     fentry___bio_release_pages,
-    nested___bio_release_pages,
-    nested2___bio_release_pages,
+    __bio_release_pages,
     ProbeId::BioReleasePages,
     |ctx: FEntryContext| try_bio_release_pages(ctx.arg::<u64>(0), ctx.arg::<u64>(1) & 0xff != 0)
 );

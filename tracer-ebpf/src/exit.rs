@@ -16,7 +16,7 @@ use crate::maps::{count, lost, offsets, read_at, submit_flags, EVENTS};
 with_twin!(
     #[btf_tracepoint(function = "sched_process_exit")]
     tp_btf_sched_process_exit,
-    nested_sched_process_exit,
+    sched_process_exit,
     ProbeId::ProcessExit,
     |_ctx: BtfTracePointContext| try_exit()
 );

@@ -69,8 +69,7 @@ fn remember(map: &LruHashMap<u64, u64>, key: u64, ts: u64) {
 with_twin!(
     #[btf_tracepoint(function = "block_rq_issue")]
     tp_btf_block_rq_issue,
-    nested_block_rq_issue,
-    nested2_block_rq_issue,
+    block_rq_issue,
     ProbeId::BlockRqIssue,
     |ctx: BtfTracePointContext| try_rq_issue(ctx.arg::<u64>(0))
 );
@@ -87,8 +86,7 @@ fn try_rq_issue(rq: u64) -> u32 {
 with_twin!(
     #[btf_tracepoint(function = "block_rq_complete")]
     tp_btf_block_rq_complete,
-    nested_block_rq_complete,
-    nested2_block_rq_complete,
+    block_rq_complete,
     ProbeId::BlockRqComplete,
     |ctx: BtfTracePointContext| try_rq_complete(ctx.arg::<u64>(0), ctx.arg::<u64>(2) & 0xffff_ffff)
 );
@@ -133,8 +131,7 @@ fn bio_done(bio: u64, dev: u32, op: u32, now: u64) {
 with_twin!(
     #[btf_tracepoint(function = "block_bio_queue")]
     tp_btf_block_bio_queue,
-    nested_block_bio_queue,
-    nested2_block_bio_queue,
+    block_bio_queue,
     ProbeId::BlockBioQueue,
     |ctx: BtfTracePointContext| try_bio_queue(ctx.arg::<u64>(0))
 );
@@ -152,8 +149,7 @@ fn try_bio_queue(bio: u64) -> u32 {
 with_twin!(
     #[btf_tracepoint(function = "block_bio_complete")]
     tp_btf_block_bio_complete,
-    nested_block_bio_complete,
-    nested2_block_bio_complete,
+    block_bio_complete,
     ProbeId::BlockBioComplete,
     |ctx: BtfTracePointContext| try_bio_complete(ctx.arg::<u64>(1))
 );
@@ -197,9 +193,7 @@ fn is_rw_syscall(id: i64) -> bool {
 with_twin!(
     #[btf_tracepoint(function = "sys_enter")]
     tp_btf_sys_enter,
-    nested_sys_enter,
-    nested2_sys_enter,
-    nested3_sys_enter,
+    sys_enter,
     ProbeId::SysEnter,
     |ctx: BtfTracePointContext| try_sys_enter(ctx.arg::<i64>(1))
 );
@@ -227,9 +221,7 @@ fn try_sys_enter(id: i64) -> u32 {
 with_twin!(
     #[btf_tracepoint(function = "sys_exit")]
     tp_btf_sys_exit,
-    nested_sys_exit,
-    nested2_sys_exit,
-    nested3_sys_exit,
+    sys_exit,
     ProbeId::SysExit,
     |_ctx: BtfTracePointContext| try_sys_exit()
 );
@@ -254,8 +246,7 @@ fn try_sys_exit() -> u32 {
 with_twin!(
     #[btf_tracepoint(function = "iomap_dio_rw_begin")]
     tp_btf_iomap_dio_rw_begin,
-    nested_iomap_dio_rw_begin,
-    nested2_iomap_dio_rw_begin,
+    iomap_dio_rw_begin,
     ProbeId::IomapDioBegin,
     |ctx: BtfTracePointContext| try_dio_begin(ctx.arg::<u64>(0), ctx.arg::<u64>(1))
 );
@@ -296,8 +287,7 @@ fn try_dio_begin(iocb: u64, iter: u64) -> u32 {
 with_twin!(
     #[btf_tracepoint(function = "iomap_dio_complete")]
     tp_btf_iomap_dio_complete,
-    nested_iomap_dio_complete,
-    nested2_iomap_dio_complete,
+    iomap_dio_complete,
     ProbeId::IomapDioComplete,
     |ctx: BtfTracePointContext| try_dio_complete(ctx.arg::<u64>(0), ctx.arg::<i64>(2))
 );

@@ -1,12 +1,18 @@
 //! Maps shared by all programs, and the counting helpers over them.
 
-use core::intrinsics::{atomic_and, atomic_or, atomic_xadd, AtomicOrdering};
+use core::{
+    ffi::c_void,
+    intrinsics::{atomic_cxchg, atomic_xadd, AtomicOrdering},
+};
 
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        bpf_map_lookup_percpu_elem, bpf_probe_read_kernel,
+    },
     macros::map,
-    maps::{PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use tracer_common::{
     LostReason, Offsets, PinTotal, ProbeId, ProbeStat, ProcStat, LOST_REASONS, MAX_PROCS, OFFSET_UNKNOWN,
@@ -57,26 +63,47 @@ pub fn read_at<T>(base: u64, off: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
 }
 
-/// Invocations a probe's program chain has taken care of on one CPU, each named by the address
-/// of its context (the trampoline's or the tracepoint's argument block: the same for every
-/// program of one invocation, different for any invocation that nests in it) and the thread.
+/// Programs in a probe's chain: the primary and its twins (see [`with_twin!`]).
+const CHAIN: usize = tracer_common::TWINS + 1;
+
+/// The state of a probe's program chain on one CPU: the invocations it has taken care of, each
+/// named by the address of its context (the trampoline's or the tracepoint's argument block:
+/// the same for every program of one invocation, different for any invocation that nests in
+/// it) and the thread, and which of its programs are running on the CPU now.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Handled {
     ctx: [u64; HANDLED_SLOTS],
     thread: [u64; HANDLED_SLOTS],
-    /// When each slot was written (bpf_ktime_get_ns).
+    /// When each slot was taken (bpf_ktime_get_ns, bit 0 cleared), 0 when free; bit 0 set once
+    /// no program of the chain will look at the slot any more. A slot belongs to whoever swaps
+    /// this word from the value it read (compare-and-swap): a thread can be preempted between
+    /// reading and writing a slot, and another thread on the CPU take it meanwhile.
     at: [u64; HANDLED_SLOTS],
-    /// Bit i set while slot i is in use; claimed and released atomically, since a thread can be
-    /// preempted between reading and writing it.
-    busy: u64,
+    /// The positions of the chain that ran for each slot's invocation, bit per position. A
+    /// program finding a slot where a program at or after its own position already ran has
+    /// found a leftover of an earlier invocation at the same place (the programs of one run in
+    /// order), not a mark of its own.
+    progress: [u64; HANDLED_SLOTS],
+    /// Invocations inside each program of the chain on this CPU (preempted, or interrupted),
+    /// by position: while one is, the kernel skips that program for any other invocation.
+    running: [u64; CHAIN],
 }
 
 /// Invocations in flight at once on one CPU: process context preempted inside a program (the
 /// kernel runs tracing programs with migration, not preemption, disabled), softirq, hardirq
-/// and NMI nest well within this. An entry whose last twin was itself skipped stays behind;
-/// when all slots are in use, the oldest entry, such a leftover, is reused.
+/// and NMI nest well within this.
 const HANDLED_SLOTS: usize = 8;
+
+/// Age after which a slot can be taken again although nobody freed it: the last program of a chain frees its invocation's slot, and a program that sees that
+/// every program after it is busy on the CPU (so the kernel will skip them) releases it early,
+/// but an invocation can still leave one behind when the last program is skipped for it (an
+/// interrupt that comes while that program is entering or leaving on the CPU). One
+/// invocation's programs run within microseconds unless the thread is preempted between them.
+const STALE_NS: u64 = 50_000_000;
+
+/// Bit 0 of [`Handled::at`]: the slot can be reused.
+const DONE: u64 = 1;
 
 /// Per-CPU, indexed by ProbeId: see [`Handled`].
 #[map(name = "HANDLED")]
@@ -87,131 +114,310 @@ static HANDLED: PerCpuArray<Handled> = PerCpuArray::with_max_entries(PROBE_COUNT
 #[map(name = "RESCUED")]
 static RESCUED: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
 
+/// Diagnostics of the twin chains (printed with TRACER_DEBUG_TWINS), per probe, at
+/// [probe * 4 + k]: k = 0 marks found on another CPU (the thread migrated between two programs
+/// of one invocation), 1 marks that found no free slot, 2 slots of nested invocations freed by
+/// the invocation they nested in; 3 spare.
+#[map(name = "TWIN_DEBUG")]
+static TWIN_DEBUG: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROBE_COUNT * 4, 0);
+
+/// Index 0: the loader's stage of the twin chains. 0 while it attaches them: primaries act
+/// without marking, twins act for nothing. 1 once every chain is attached: primaries mark,
+/// twins free marks but still act for nothing. 2 a moment later, when no invocation that began
+/// before stage 1 can be left: twins act for the invocations nobody marked.
+#[map(name = "CHAIN_STAGE")]
+static CHAIN_STAGE: Array<u64> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+fn twin_debug(probe: u32, k: u32) {
+    if let Some(p) = TWIN_DEBUG.get_ptr_mut(probe * 4 + k) {
+        // SAFETY: this CPU's slot.
+        unsafe { add(p, 1) };
+    }
+}
+
+#[inline(always)]
+fn chain_stage() -> u64 {
+    // SAFETY: a u64 of the map, written by the loader only.
+    CHAIN_STAGE.get_ptr(0).map_or(0, |p| unsafe { core::ptr::read_volatile(p) })
+}
+
 /// Defines a probe's program and its twins on the same target. The kernel skips a tracing
 /// program for a call that arrives while that same program is running on the CPU (an interrupt,
-/// or in process context another thread that preempted it: recursion_misses); a twin is a
-/// second program on the target that does the same work, only for the invocations no program
-/// before it in the chain took care of (see [`as_primary`], [`as_twin`]).
+/// or in process context another thread that preempted it: recursion_misses); a twin is one
+/// more program on the target that does the same work, only for the invocations no program
+/// before it in the chain took care of (see [`as_primary`], [`as_twin`]). Every probe has
+/// `tracer_common::TWINS` of them, `nested_<base>`, `nested2_<base>` and `nested3_<base>`: with
+/// preemptible programs (lazy preemption, 7.x), several threads of one CPU can be inside the
+/// programs of one chain at once, and the kernel loses an invocation only when it skipped all
+/// of them.
 macro_rules! with_twin {
-    // One program of a chain: `$run` is as_primary, or as_twin with whether it is the last.
-    (@program #[$attr:meta] $name:ident, $id:expr, $run:ident($($last:literal)?), |$ctx:ident: $ty:ty| $body:expr) => {
+    // One program of a chain: `$run` is as_primary, or as_twin with its position.
+    (@program #[$attr:meta] $name:ident, $id:expr, $run:ident($($pos:literal)?), |$ctx:ident: $ty:ty| $body:expr) => {
         #[$attr]
         pub fn $name($ctx: $ty) -> u32 {
-            $crate::maps::$run($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, $($last,)? || $body)
+            $crate::maps::$run($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, $($pos,)? || $body)
         }
     };
-    // With three twins (the system call tracepoints).
-    (#[$attr:meta] $primary:ident, $twin:ident, $twin2:ident, $twin3:ident, $id:expr, |$ctx:ident: $ty:ty| $body:expr) => {
-        with_twin!(@program #[$attr] $primary, $id, as_primary(), |$ctx: $ty| $body);
-        with_twin!(@program #[$attr] $twin, $id, as_twin(false), |$ctx: $ty| $body);
-        with_twin!(@program #[$attr] $twin2, $id, as_twin(false), |$ctx: $ty| $body);
-        with_twin!(@program #[$attr] $twin3, $id, as_twin(true), |$ctx: $ty| $body);
-    };
-    // With a second twin, for targets hot enough that calls nest two deep.
-    (#[$attr:meta] $primary:ident, $twin:ident, $twin2:ident, $id:expr, |$ctx:ident: $ty:ty| $body:expr) => {
-        with_twin!(@program #[$attr] $primary, $id, as_primary(), |$ctx: $ty| $body);
-        with_twin!(@program #[$attr] $twin, $id, as_twin(false), |$ctx: $ty| $body);
-        with_twin!(@program #[$attr] $twin2, $id, as_twin(true), |$ctx: $ty| $body);
-    };
-    (#[$attr:meta] $primary:ident, $twin:ident, $id:expr, |$ctx:ident: $ty:ty| $body:expr) => {
-        with_twin!(@program #[$attr] $primary, $id, as_primary(), |$ctx: $ty| $body);
-        with_twin!(@program #[$attr] $twin, $id, as_twin(true), |$ctx: $ty| $body);
+    (#[$attr:meta] $primary:ident, $base:ident, $id:expr, |$ctx:ident: $ty:ty| $body:expr) => {
+        paste::paste! {
+            with_twin!(@program #[$attr] $primary, $id, as_primary(), |$ctx: $ty| $body);
+            with_twin!(@program #[$attr] [<nested_ $base>], $id, as_twin(1), |$ctx: $ty| $body);
+            with_twin!(@program #[$attr] [<nested2_ $base>], $id, as_twin(2), |$ctx: $ty| $body);
+            with_twin!(@program #[$attr] [<nested3_ $base>], $id, as_twin(3), |$ctx: $ty| $body);
+        }
     };
 }
 
-/// The slot of `probe`'s [`Handled`] that holds (ctx, thread), if any.
+const _: () = assert!(CHAIN == 4, "with_twin! defines 3 twins");
+
+/// The slot of `h` in use that holds (ctx, thread), if any.
 #[inline(always)]
 fn handled_slot(h: *mut Handled, ctx: u64, thread: u64) -> Option<usize> {
     for i in 0..HANDLED_SLOTS {
-        // SAFETY: `h` is this CPU's entry; i < HANDLED_SLOTS.
-        if unsafe { (*h).ctx[i] == ctx && (*h).thread[i] == thread } {
+        // SAFETY: `h` is an entry of HANDLED; i < HANDLED_SLOTS.
+        if unsafe { (*h).ctx[i] == ctx && (*h).thread[i] == thread } && stamp(h, i) != 0 {
             return Some(i);
         }
     }
     None
 }
 
-/// Records that the invocation at `ctx` is taken care of: in its slot if it has one (a leftover
-/// of an earlier invocation at the same place), else in a free one, else in the oldest.
+/// Whether slot `i` of `h` is a mark of the invocation whose program at `pos` runs now: no
+/// program at `pos` or after ran for it. Records that the program at `pos` did, if so.
 #[inline(always)]
-fn mark_handled(h: *mut Handled, ctx: u64, thread: u64) {
-    let slot = handled_slot(h, ctx, thread).unwrap_or_else(|| {
-        let mut free = HANDLED_SLOTS;
-        for i in 0..HANDLED_SLOTS {
-            let bit = 1u64 << i;
-            // SAFETY: this CPU's entry; `busy` is only ever changed atomically.
-            if unsafe { atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*h).busy, bit) } & bit == 0 {
-                free = i;
-                break;
+fn progress(h: *mut Handled, i: usize, pos: usize) -> bool {
+    if i >= HANDLED_SLOTS {
+        return false;
+    }
+    // SAFETY: an entry of HANDLED; i < HANDLED_SLOTS; only the programs of the slot's
+    // invocation write it, one after the other.
+    unsafe {
+        let ran = (*h).progress[i];
+        if ran >> pos != 0 {
+            return false;
+        }
+        (*h).progress[i] = ran | 1 << pos;
+    }
+    true
+}
+
+/// `at` of slot `i` of `h`.
+#[inline(always)]
+fn stamp(h: *mut Handled, i: usize) -> u64 {
+    if i >= HANDLED_SLOTS {
+        return 0;
+    }
+    // SAFETY: an entry of HANDLED; i < HANDLED_SLOTS.
+    unsafe { core::ptr::read_volatile(&raw const (*h).at[i]) }
+}
+
+/// Swaps `at` of slot `i` of `h` from `seen` to `new`: true when this program did it.
+#[inline(always)]
+fn swap_stamp(h: *mut Handled, i: usize, seen: u64, new: u64) -> bool {
+    if i >= HANDLED_SLOTS {
+        return false;
+    }
+    // SAFETY: an entry of HANDLED; i < HANDLED_SLOTS; `at` is only ever changed atomically.
+    unsafe { atomic_cxchg::<u64, { AtomicOrdering::Relaxed }, { AtomicOrdering::Relaxed }>(&raw mut (*h).at[i], seen, new).1 }
+}
+
+/// Records that the invocation at `ctx` is taken care of: in its slot if it has one (a leftover
+/// of an earlier invocation at the same place), else in a free, released or expired one. Returns
+/// the slot and its stamp. With none (more than HANDLED_SLOTS invocations in flight on the
+/// CPU), a twin may act again for the invocation: the loader reports and counts that as lost.
+#[inline(always)]
+fn mark_handled(h: *mut Handled, probe: ProbeId, pos: usize, ctx: u64, thread: u64) -> Option<(usize, u64)> {
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() } & !DONE;
+    if let Some(i) = handled_slot(h, ctx, thread) {
+        if swap_stamp(h, i, stamp(h, i), now) {
+            // SAFETY: this program owns slot i now.
+            unsafe { (*h).progress[i & (HANDLED_SLOTS - 1)] = 1 << pos };
+            return Some((i, now));
+        }
+    }
+    for i in 0..HANDLED_SLOTS {
+        let seen = stamp(h, i);
+        let free = seen == 0 || seen & DONE != 0 || (seen < now && now - seen > STALE_NS);
+        if free && swap_stamp(h, i, seen, now) {
+            // SAFETY: this program owns slot i now.
+            unsafe {
+                (*h).ctx[i] = ctx;
+                (*h).thread[i] = thread;
+                (*h).progress[i] = 1 << pos;
             }
+            return Some((i, now));
         }
-        if free < HANDLED_SLOTS {
-            return free;
-        }
-        let mut oldest = 0;
-        for i in 1..HANDLED_SLOTS {
-            // SAFETY: this CPU's entry; i, oldest < HANDLED_SLOTS.
-            if unsafe { (*h).at[i] < (*h).at[oldest] } {
-                oldest = i;
-            }
-        }
-        oldest
-    });
-    if slot < HANDLED_SLOTS {
-        // SAFETY: this CPU's entry; slot < HANDLED_SLOTS; the helper has no preconditions.
+    }
+    twin_debug(probe as u32, 1);
+    None
+}
+
+/// Frees slot `i` of `h` (an entry of any CPU: a thread can migrate between two programs of
+/// one invocation).
+#[inline(always)]
+fn unmark(h: *mut Handled, i: usize) {
+    if i < HANDLED_SLOTS {
+        // SAFETY: an entry of HANDLED; i < HANDLED_SLOTS.
         unsafe {
-            (*h).ctx[slot] = ctx;
-            (*h).thread[slot] = thread;
-            (*h).at[slot] = bpf_ktime_get_ns();
+            (*h).ctx[i] = 0;
+            (*h).thread[i] = 0;
+            core::ptr::write_volatile(&raw mut (*h).at[i], 0);
         }
     }
 }
 
-/// Frees slot `i`.
+/// Frees the slots of `thread` on this CPU stamped after slot `i`, its invocation's: between
+/// the programs of one invocation the thread runs nothing but interrupts, so those are of
+/// invocations that nested in it and are over. Their last program was skipped when it came
+/// while this invocation's was entering: nothing else would free them.
 #[inline(always)]
-fn unmark(h: *mut Handled, i: usize) {
-    if i < HANDLED_SLOTS {
-        // SAFETY: this CPU's entry; i < HANDLED_SLOTS; `busy` is only ever changed atomically.
-        unsafe {
-            (*h).ctx[i] = 0;
-            (*h).thread[i] = 0;
-            atomic_and::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*h).busy, !(1u64 << i));
+fn sweep_nested(h: *mut Handled, probe: ProbeId, i: usize, thread: u64) {
+    let mine = stamp(h, i) & !DONE;
+    for j in 0..HANDLED_SLOTS {
+        // SAFETY: an entry of HANDLED; j < HANDLED_SLOTS.
+        if j != i && unsafe { (*h).thread[j] } == thread {
+            let seen = stamp(h, j);
+            if seen & !DONE > mine && swap_stamp(h, j, seen, 0) {
+                twin_debug(probe as u32, 2);
+            }
         }
     }
+}
+
+/// Counts the program at `pos` of the chain in (`delta` 1) or out (`delta` u64::MAX, i.e. -1).
+#[inline(always)]
+fn running(h: *mut Handled, pos: usize, delta: u64) {
+    if pos < CHAIN {
+        // SAFETY: an entry of HANDLED; pos < CHAIN.
+        unsafe { add(&raw mut (*h).running[pos], delta) };
+    }
+}
+
+/// Releases slot `i` (stamped `at`) early when every program after `pos` is running on this
+/// CPU: the kernel will skip them all for this invocation, so none would free it. (Checked
+/// before the program's work, not after: the programs those invocations are in stay busy
+/// while this one runs on the CPU, and the verifier then checks the work once.)
+#[inline(always)]
+fn release_if_rest_busy(h: *mut Handled, pos: usize, i: usize, at: u64) {
+    for j in 1..CHAIN {
+        // SAFETY: an entry of HANDLED; j < CHAIN.
+        if j > pos && unsafe { core::ptr::read_volatile(&raw const (*h).running[j]) } == 0 {
+            return;
+        }
+    }
+    swap_stamp(h, i, at, at | DONE);
 }
 
 /// Runs `f` as the primary program of `probe` for the invocation at `ctx`, first recording
 /// that the invocation is taken care of, for the twins that run after it.
 #[inline(always)]
 pub fn as_primary(probe: ProbeId, ctx: u64, f: impl FnOnce() -> u32) -> u32 {
-    if let Some(h) = HANDLED.get_ptr_mut(probe as u32) {
-        mark_handled(h, ctx, bpf_get_current_pid_tgid());
+    let Some(h) = HANDLED.get_ptr_mut(probe as u32) else { return f() };
+    running(h, 0, 1);
+    if chain_stage() >= 1 {
+        if let Some((i, at)) = mark_handled(h, probe, 0, ctx, bpf_get_current_pid_tgid()) {
+            release_if_rest_busy(h, 0, i, at);
+        }
     }
-    f()
+    // Nothing of the bookkeeping is live across the work: the verifier checks it once.
+    let r = f();
+    running(h, 0, u64::MAX);
+    r
 }
 
-/// Runs `f` as a twin of `probe` for the invocation at `ctx`, only when no program before it
-/// took care of the invocation (the kernel skipped them all); counts that as rescued. The
-/// `last` twin of the chain clears the invocation's entry; an earlier twin leaves it, or makes
-/// it, for the twins after it.
+/// CPUs searched at most for a mark a thread left before it migrated (see [`find_elsewhere`]);
+/// a thread that moved to a CPU beyond these shows as a double ("twins acted ..."), counted as
+/// lost, never silently.
+const SEARCH_CPUS: u32 = 512;
+
+/// Possible CPUs of the running kernel, set by the loader (the verifier then walks only that
+/// many iterations of the search).
+#[unsafe(no_mangle)]
+static NR_CPUS: u32 = SEARCH_CPUS;
+
+/// The entry of `probe` on another CPU that holds (ctx, thread), and its slot. A trampoline or a
+/// faultable tracepoint disables migration for each program, not for the whole chain: a thread
+/// preempted between two programs of one invocation can continue on another CPU, where the
+/// mark of the programs before is not. Marks are keyed by thread, so one found on another CPU
+/// is this thread's own.
 #[inline(always)]
-pub fn as_twin(probe: ProbeId, ctx: u64, last: bool, f: impl FnOnce() -> u32) -> u32 {
-    let Some(h) = HANDLED.get_ptr_mut(probe as u32) else { return 0 };
-    let thread = bpf_get_current_pid_tgid();
-    if let Some(i) = handled_slot(h, ctx, thread) {
-        if last {
-            unmark(h, i);
+fn find_elsewhere(probe: ProbeId, ctx: u64, thread: u64) -> Option<(*mut Handled, usize)> {
+    // SAFETY: helper without preconditions.
+    let here = unsafe { bpf_get_smp_processor_id() };
+    let key = probe as u32;
+    // SAFETY: a plain u32 the loader may have set.
+    let cpus = unsafe { core::ptr::read_volatile(&raw const NR_CPUS) };
+    for cpu in 0..SEARCH_CPUS {
+        if cpu >= cpus {
+            break;
         }
-        return 0;
+        if cpu == here {
+            continue;
+        }
+        // SAFETY: HANDLED is a per-CPU array of `Handled`; the helper returns NULL past the
+        // last possible CPU.
+        let h = unsafe {
+            bpf_map_lookup_percpu_elem(
+                &raw const HANDLED as *mut c_void,
+                &raw const key as *const c_void,
+                cpu,
+            )
+        } as *mut Handled;
+        if h.is_null() {
+            break;
+        }
+        if let Some(i) = handled_slot(h, ctx, thread) {
+            twin_debug(probe as u32, 0);
+            return Some((h, i));
+        }
     }
-    if !last {
-        mark_handled(h, ctx, thread);
-    }
-    if let Some(p) = RESCUED.get_ptr_mut(probe as u32) {
-        // SAFETY: this CPU's slot.
-        unsafe { add(p, 1) };
-    }
-    f()
+    None
+}
+
+/// Runs `f` as the twin at position `pos` of `probe`'s chain for the invocation at `ctx`, only
+/// when no program before it took care of the invocation (the kernel skipped them all); counts
+/// that as rescued. The last twin frees the invocation's slot, wherever the thread left it; an
+/// earlier one leaves it, or makes it, for the programs after it.
+#[inline(always)]
+pub fn as_twin(probe: ProbeId, ctx: u64, pos: usize, f: impl FnOnce() -> u32) -> u32 {
+    let Some(h) = HANDLED.get_ptr_mut(probe as u32) else { return 0 };
+    let last = pos + 1 == CHAIN;
+    running(h, pos, 1);
+    let thread = bpf_get_current_pid_tgid();
+    let found = match handled_slot(h, ctx, thread) {
+        Some(i) if progress(h, i, pos) => Some((h, i)),
+        _ => find_elsewhere(probe, ctx, thread).filter(|&(at, i)| progress(at, i, pos)),
+    };
+    let r = match found {
+        Some((at, i)) => {
+            if last {
+                if at == h {
+                    sweep_nested(h, probe, i, thread);
+                }
+                unmark(at, i);
+            } else if at == h {
+                release_if_rest_busy(h, pos, i, stamp(h, i) & !DONE);
+            }
+            0
+        }
+        None if chain_stage() >= 2 => {
+            if !last {
+                if let Some((i, at)) = mark_handled(h, probe, pos, ctx, thread) {
+                    release_if_rest_busy(h, pos, i, at);
+                }
+            }
+            if let Some(p) = RESCUED.get_ptr_mut(probe as u32) {
+                // SAFETY: this CPU's slot.
+                unsafe { add(p, 1) };
+            }
+            f()
+        }
+        None => 0,
+    };
+    running(h, pos, u64::MAX);
+    r
 }
 
 /// Adds `v` to the per-CPU counter at `p` atomically: a thread preempted between the load and

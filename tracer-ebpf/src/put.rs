@@ -9,7 +9,7 @@ use aya_ebpf::{
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
     EbpfContext,
 };
-use tracer_common::{PageEvent, ProbeId};
+use tracer_common::{PageEvent, ProbeId, PAGES_FLAG_QUEUED};
 
 use crate::{
     maps::{count, func_arg, offsets, read_at},
@@ -37,7 +37,7 @@ fn try_pipe_buf_release<C: EbpfContext>(ctx: &C, buf: u64) -> u32 {
 
 // void page_cache_pipe_buf_release(struct pipe_inode_info *pipe, struct pipe_buffer *buf)
 with_twin!(#[fentry(function = "page_cache_pipe_buf_release")] fentry_page_cache_pipe_buf_release,
-    nested_page_cache_pipe_buf_release, ProbeId::PipeBufRelease,
+    page_cache_pipe_buf_release, ProbeId::PipeBufRelease,
     |ctx: FEntryContext| try_pipe_buf_release(&ctx, func_arg(&ctx, 1)));
 
 #[kprobe]
@@ -45,28 +45,41 @@ pub fn kprobe_page_cache_pipe_buf_release(ctx: ProbeContext) -> u32 {
     try_pipe_buf_release(&ctx, ctx.arg::<u64>(1).unwrap_or(0))
 }
 
+/// -EIOCBQUEUED: the I/O was queued and goes on after the call returns.
+const EIOCBQUEUED: i64 = -529;
+
 /// A function that drops, before it returns, every FOLL_GET reference its thread took inside
-/// it: one record naming no pages; the ledger releases the references it followed.
+/// it (unless it returns -EIOCBQUEUED): one record naming no pages; the ledger releases the
+/// references it followed, or forgets the scope when it was queued.
 #[inline(always)]
-fn try_scope_end<C: EbpfContext>(ctx: &C, probe: ProbeId) -> u32 {
+fn try_scope_end<C: EbpfContext>(ctx: &C, probe: ProbeId, ret: i64) -> u32 {
     count(probe, 0);
-    emit(ctx, Call { event: PageEvent::PutScope, probe, source: Source::Unlisted, n: 1, refs: 1, gup_flags: 0, flags: 0 });
+    let flags = if ret == EIOCBQUEUED { PAGES_FLAG_QUEUED } else { 0 };
+    emit(ctx, Call { event: PageEvent::PutScope, probe, source: Source::Unlisted, n: 1, refs: 1, gup_flags: 0, flags });
     0
 }
 
 macro_rules! scope_probe {
-    ($fexit:ident, $nested:ident, $kretprobe:ident, $target:literal, $id:ident) => {
-        with_twin!(#[fexit(function = $target)] $fexit, $nested, ProbeId::$id,
-            |ctx: FExitContext| try_scope_end(&ctx, ProbeId::$id));
+    ($fexit:ident, $base:ident, $kretprobe:ident, $target:literal, $id:ident) => {
+        with_twin!(#[fexit(function = $target)] $fexit, $base, ProbeId::$id,
+            |ctx: FExitContext| try_scope_end(&ctx, ProbeId::$id, ctx.ret::<i64>().unwrap_or(0)));
 
         #[kretprobe]
         pub fn $kretprobe(ctx: RetProbeContext) -> u32 {
-            try_scope_end(&ctx, ProbeId::$id)
+            try_scope_end(&ctx, ProbeId::$id, ctx.ret::<i64>())
         }
     };
 }
 
-scope_probe!(fexit_nfs_direct_read_schedule_iovec, nested_nfs_direct_read_schedule_iovec,
+scope_probe!(fexit_nfs_direct_read_schedule_iovec, nfs_direct_read_schedule_iovec,
     kretprobe_nfs_direct_read_schedule_iovec, "nfs_direct_read_schedule_iovec", NfsDirectReadScheduleIovec);
-scope_probe!(fexit_nfs_direct_write_schedule_iovec, nested_nfs_direct_write_schedule_iovec,
+scope_probe!(fexit_nfs_direct_write_schedule_iovec, nfs_direct_write_schedule_iovec,
     kretprobe_nfs_direct_write_schedule_iovec, "nfs_direct_write_schedule_iovec", NfsDirectWriteScheduleIovec);
+// ssize_t fuse_file_read_iter(struct kiocb *iocb, struct iov_iter *to), and write_iter
+scope_probe!(fexit_fuse_file_read_iter, fuse_file_read_iter, kretprobe_fuse_file_read_iter, "fuse_file_read_iter",
+    FuseFileReadIter);
+scope_probe!(fexit_fuse_file_write_iter, fuse_file_write_iter, kretprobe_fuse_file_write_iter, "fuse_file_write_iter",
+    FuseFileWriteIter);
+// ssize_t fuse_dev_read(struct kiocb *iocb, struct iov_iter *to), and fuse_dev_write
+scope_probe!(fexit_fuse_dev_read, fuse_dev_read, kretprobe_fuse_dev_read, "fuse_dev_read", FuseDevRead);
+scope_probe!(fexit_fuse_dev_write, fuse_dev_write, kretprobe_fuse_dev_write, "fuse_dev_write", FuseDevWrite);

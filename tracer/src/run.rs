@@ -42,7 +42,7 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
     let planned = plan(&facts);
     let (outcomes, load_problem) = match Tracer::load(&facts, &planned) {
         Ok(t) => (t.outcomes.clone(), None),
-        Err(e @ (LoadError::Stub | LoadError::Permission(_) | LoadError::Object(_))) => {
+        Err(e @ (LoadError::Stub | LoadError::Permission(_) | LoadError::Object(_) | LoadError::Arm(_))) => {
             let why = e.to_string();
             (planned.iter().map(|p| ProbeOutcome::untried(p, &why)).collect(), Some(why))
         }

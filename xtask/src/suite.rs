@@ -404,6 +404,12 @@ fn check_path(case: &Case, expect: DioPins, bad: &mut impl FnMut(String)) {
             if want == 0 || !ok {
                 bad(format!("FUSE direct I/O: {pinned} pages pinned, {referenced} referenced (client buffers: {want} pages)"));
             }
+            // Each reference, the client's (6.1) and the server's, is dropped before the
+            // read_iter or write_iter that took it returns: dd's I/O is synchronous.
+            // (Recordings from before those probes have no pl_ref_put.)
+            if case.fields.contains_key("pl_ref_put") && g("pl_ref_put") != referenced {
+                bad(format!("FUSE direct I/O: {} of {referenced} references released when their call returned", case.str("pl_ref_put")));
+            }
         }
         "nfs" => {
             // NFS direct I/O takes FOLL_GET references on every kernel (nfs_direct_*_schedule_iovec

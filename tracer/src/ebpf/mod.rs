@@ -37,6 +37,8 @@ pub enum LoadError {
     Object(String),
     #[error("no probe could attach on this kernel; `tracer check` lists each probe with the reason")]
     NothingAttached,
+    #[error("starting the twin programs: {0}")]
+    Arm(#[from] ReadError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,8 +54,8 @@ pub struct Tracer {
     ebpf: Ebpf,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     pub outcomes: Vec<ProbeOutcome>,
-    /// RESCUED of each probe once its whole chain was attached.
-    rescued_base: [u64; PROBE_COUNT as usize],
+    /// The primaries' recursion misses when the twins began to act (see [`Tracer::arm_chains`]).
+    skipped_base: [u64; PROBE_COUNT as usize],
     /// Probes whose twins were found acting out of order (reported once each).
     doubled_warned: HashSet<usize>,
 }
@@ -67,11 +69,13 @@ impl Tracer {
         raise_memlock_limit();
         let btf = Btf::from_sys_fs().ok();
         let (acquired, released) = facts.foll_pin_items.clone().unwrap_or((u32::MAX, u32::MAX));
+        let cpus = aya::util::nr_cpus().map(|n| n as u32).unwrap_or(512);
         let mut ebpf = EbpfLoader::new()
             .btf(btf.as_ref())
             .override_global(names::NR_FOLL_PIN_ACQUIRED, &acquired, true)
             .override_global(names::NR_FOLL_PIN_RELEASED, &released, true)
             .override_global(names::OFFSETS, &facts.offsets, true)
+            .override_global(names::NR_CPUS, &cpus, true)
             .load(OBJECT)
             .map_err(load_error)?;
         // Kept alive for as long as the programs: dropping it closes the log map.
@@ -83,7 +87,6 @@ impl Tracer {
             }
         };
         let mut outcomes = Vec::with_capacity(plan.len());
-        let mut rescued_base = [0u64; PROBE_COUNT as usize];
         for planned in plan {
             let mut outcome =
                 ProbeOutcome { def: planned.def, attached: None, failures: planned.ruled_out.clone() };
@@ -91,14 +94,6 @@ impl Tracer {
                 match attach_chain(&mut ebpf, btf.as_ref(), method, program, &planned.def) {
                     Ok(()) => {
                         outcome.attached = Some(method);
-                        // Twins attached before their primary (trampolines run the newest
-                        // first) act for every call until it is there: those rescues are not
-                        // of calls the primary was skipped for.
-                        let id = planned.def.id as usize;
-                        match sum_per_cpu_u64(&ebpf, names::RESCUED, PROBE_COUNT) {
-                            Ok(now) => rescued_base[id] = now[id],
-                            Err(e) => log::warn!("reading {}: {e}", names::RESCUED),
-                        }
                         break;
                     }
                     Err(why) => outcome.failures.push((method, explain(method, why))),
@@ -110,7 +105,9 @@ impl Tracer {
         if outcomes.iter().all(|o| o.attached.is_none()) {
             return Err(LoadError::NothingAttached);
         }
-        Ok(Tracer { ebpf, logger, outcomes, rescued_base, doubled_warned: HashSet::new() })
+        let mut tracer = Tracer { ebpf, logger, outcomes, skipped_base: [0; PROBE_COUNT as usize], doubled_warned: HashSet::new() };
+        tracer.arm_chains()?;
+        Ok(tracer)
     }
 
     /// The record stream (once; later calls return None).
@@ -144,25 +141,22 @@ impl Tracer {
         let lost = sum_per_cpu_u64(&self.ebpf, names::LOST, LOST_REASONS)?;
         snap.lost.copy_from_slice(&lost);
         snap.procs = self.procs()?;
-        let mut rescued = sum_per_cpu_u64(&self.ebpf, names::RESCUED, PROBE_COUNT)?;
-        for (now, base) in rescued.iter_mut().zip(self.rescued_base) {
-            *now = now.saturating_sub(base);
+        let rescued = sum_per_cpu_u64(&self.ebpf, names::RESCUED, PROBE_COUNT)?;
+        if std::env::var_os("TRACER_DEBUG_TWINS").is_some() {
+            self.debug_twins(&rescued);
         }
         for o in &self.outcomes {
-            let Some(method) = o.attached else { continue };
-            let name = match method {
-                Method::Kprobe | Method::Kretprobe => o.def.kprobe_program.unwrap_or(o.def.btf_program),
-                _ => o.def.btf_program,
-            };
-            let Some(Ok(fd)) = self.ebpf.program(name).map(|p| p.fd()) else { continue };
+            let Some(fd) = self.primary_fd(o) else { continue };
             let id = o.def.id as usize;
             match recursion_misses(fd.as_fd()) {
                 Ok(skipped) => {
-                    // Invocations a twin took care of are not lost. A twin acts only for
-                    // invocations the kernel skipped the primary for, so more rescues than
-                    // skips means some were taken care of twice: the counts of this probe
-                    // cannot be trusted either way, and the excess counts as lost.
-                    let doubled = rescued[id].saturating_sub(skipped);
+                    // Skips before the twins began to act were not rescued. After, a twin
+                    // acts only for invocations the kernel skipped the primary for, so more
+                    // rescues than skips means some were taken care of twice: the counts of
+                    // this probe cannot be trusted either way, and the excess counts as lost.
+                    let before = self.skipped_base[id].min(skipped);
+                    let after = skipped - before;
+                    let doubled = rescued[id].saturating_sub(after);
                     if doubled > 0 && self.doubled_warned.insert(id) {
                         log::error!(
                             "{}: twins acted for {doubled} invocations the primary also took care of \
@@ -170,12 +164,74 @@ impl Tracer {
                             o.def.target
                         );
                     }
-                    snap.missed[id] = skipped.saturating_sub(rescued[id]) + doubled;
+                    snap.missed[id] = before + after.saturating_sub(rescued[id]) + doubled;
                 }
-                Err(e) => log::debug!("recursion_misses of {name}: {e}"),
+                Err(e) => log::debug!("recursion_misses of {}: {e}", o.def.target),
             }
         }
         Ok(snap)
+    }
+
+    /// Brings the twin chains to work once every program is attached (tracer-ebpf/src/maps.rs,
+    /// CHAIN_STAGE): primaries begin to mark the invocations they take care of, and a moment
+    /// later, when every invocation that began unmarked is over, twins begin to act for the
+    /// unmarked ones. Until then a primary the kernel skips is not rescued: those skips are
+    /// counted as lost (see [`Tracer::snapshot`]).
+    fn arm_chains(&mut self) -> Result<(), ReadError> {
+        let err = |source| ReadError { map: names::CHAIN_STAGE, source };
+        let map = self
+            .ebpf
+            .map_mut(names::CHAIN_STAGE)
+            .ok_or(err(MapError::InvalidName { name: names::CHAIN_STAGE.into() }))?;
+        let mut stage = aya::maps::Array::<_, u64>::try_from(map).map_err(err)?;
+        stage.set(0, 1, 0).map_err(err)?;
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        stage.set(0, 2, 0).map_err(err)?;
+        for o in &self.outcomes {
+            if let Some(fd) = self.primary_fd(o) {
+                self.skipped_base[o.def.id as usize] = recursion_misses(fd.as_fd()).unwrap_or(0);
+            }
+        }
+        Ok(())
+    }
+
+    /// The attached program that runs first for each invocation of the probe of `o`.
+    fn primary_fd(&self, o: &ProbeOutcome) -> Option<aya::programs::ProgramFd> {
+        let name = match o.attached? {
+            Method::Kprobe | Method::Kretprobe => o.def.kprobe_program.unwrap_or(o.def.btf_program),
+            _ => o.def.btf_program,
+        };
+        self.ebpf.program(name)?.fd().ok()?.try_clone().ok()
+    }
+
+    /// Diagnostics of the twin chains (TRACER_DEBUG_TWINS): each program's recursion misses,
+    /// the rescues, marks found on another CPU and marks that found no slot.
+    fn debug_twins(&self, rescued: &[u64]) {
+        let debug = sum_per_cpu_u64(&self.ebpf, names::TWIN_DEBUG, PROBE_COUNT * 4).unwrap_or_default();
+        for o in &self.outcomes {
+            if o.attached.is_none() {
+                continue;
+            }
+            let def = o.def;
+            let misses: Vec<String> = std::iter::once(def.btf_program)
+                .chain(def.twins)
+                .filter_map(|name| {
+                    let fd = self.ebpf.program(name)?.fd().ok()?;
+                    Some(format!("{}", recursion_misses(fd.as_fd()).ok()?))
+                })
+                .collect();
+            let id = def.id as usize;
+            let d = |k: usize| debug.get(id * 4 + k).copied().unwrap_or(0);
+            log::warn!(
+                "twins {}: recursion misses {} (primary/twins), rescued {}, marks found on another CPU {}, marks with no slot {}, nested marks swept {}",
+                def.target,
+                misses.join("/"),
+                rescued[id],
+                d(0),
+                d(1),
+                d(2)
+            );
+        }
     }
 
     fn procs(&self) -> Result<BTreeMap<u32, ProcCounts>, ReadError> {
@@ -316,7 +372,7 @@ fn attach_chain(
 ) -> Result<(), String> {
     let twins: Vec<&str> = match method {
         Method::Fentry | Method::Fexit | Method::TpBtf => {
-            [def.backup_program, def.second_backup, def.third_backup].into_iter().flatten().collect()
+            def.twins.to_vec()
         }
         Method::Kprobe | Method::Kretprobe => Vec::new(),
     };

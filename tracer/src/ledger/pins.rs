@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use tracer_common::{
-    BioEvent, BioRecord, Owner, PageEvent, ProbeDef, ProbeId, BIO_FLAG_PINNED, PAGES_FLAG_DIRTY, PROBES,
+    BioEvent, BioRecord, Owner, PageEvent, ProbeId, BIO_FLAG_PINNED, PAGES_FLAG_DIRTY, PAGES_FLAG_QUEUED, PROBES,
 };
 
 use super::pages::PageList;
@@ -236,9 +236,18 @@ fn function_name(symbol: &str) -> String {
 }
 
 /// Functions that drop, before they return, every FOLL_GET reference their thread took inside
-/// them (their probes stream PutScope records).
-const SCOPES: [ProbeDef; 2] =
-    [PROBES[ProbeId::NfsDirectReadScheduleIovec as usize], PROBES[ProbeId::NfsDirectWriteScheduleIovec as usize]];
+/// them (their probes stream PutScope records), unless they return -EIOCBQUEUED; each with the
+/// functions that tell a reference taken inside it in a call path (the path keeps 6 callers:
+/// the server's copies of request data through /dev/fuse show fuse_dev_do_read, not
+/// fuse_dev_read, which is its only caller that takes references).
+const SCOPES: [(ProbeId, &[&str]); 6] = [
+    (ProbeId::NfsDirectReadScheduleIovec, &["nfs_direct_read_schedule_iovec"]),
+    (ProbeId::NfsDirectWriteScheduleIovec, &["nfs_direct_write_schedule_iovec"]),
+    (ProbeId::FuseFileReadIter, &["fuse_file_read_iter"]),
+    (ProbeId::FuseFileWriteIter, &["fuse_file_write_iter"]),
+    (ProbeId::FuseDevRead, &["fuse_dev_read", "fuse_dev_do_read"]),
+    (ProbeId::FuseDevWrite, &["fuse_dev_write", "fuse_dev_do_write"]),
+];
 
 /// FOLL_GET references followed at most; beyond, they are counted only.
 const MAX_REFS_FOLLOWED: usize = 1 << 20;
@@ -335,9 +344,10 @@ impl PageLedger {
                 }
                 // Taken inside a function that drops them all before it returns.
                 let callers = &self.paths[path as usize].callers;
-                if let Some(scope) = SCOPES.iter().find(|d| callers.iter().any(|c| c.split(' ').next() == Some(d.target))) {
+                let inside = |names: &[&str]| callers.iter().any(|c| c.split(' ').next().is_some_and(|f| names.contains(&f)));
+                if let Some(&(scope, _)) = SCOPES.iter().find(|(_, names)| inside(names)) {
                     let pages = rec.entries.iter().map(|&(page, _)| page);
-                    self.scoped.entry((rec.owner.pid, scope.id as u32)).or_default().extend(pages);
+                    self.scoped.entry((rec.owner.pid, scope as u32)).or_default().extend(pages);
                 }
             }
             return;
@@ -397,7 +407,12 @@ impl PageLedger {
     fn put(&mut self, rec: &PagesRecord) {
         let name = self.release_name(rec);
         let (pages, thread): (Vec<u64>, Option<u32>) = if rec.event == PageEvent::PutScope as u32 {
-            (self.scoped.remove(&(rec.owner.pid, rec.probe)).unwrap_or_default(), Some(rec.owner.pid))
+            let pages = self.scoped.remove(&(rec.owner.pid, rec.probe)).unwrap_or_default();
+            if rec.flags & PAGES_FLAG_QUEUED != 0 {
+                // The I/O goes on: its references are dropped later, where no probe sees it.
+                return;
+            }
+            (pages, Some(rec.owner.pid))
         } else {
             (rec.entries.iter().map(|&(page, _)| page).collect(), None)
         };
@@ -727,6 +742,31 @@ mod tests {
         assert_eq!((s.totals.referenced, s.totals.referenced_released_put), (2, 1));
         assert_eq!(s.paths[0].released_by.get("page_cache_pipe_buf_release <- __bio_release_pages"), Some(&1));
         assert_eq!((s.totals.pinned, s.totals.unpinned, s.totals.suspect), (0, 0, 0), "references are not pins");
+    }
+
+    #[test]
+    fn a_fuse_read_that_queued_its_io_releases_nothing_at_return() {
+        let mut l = ledger();
+        l.symbols(&SymbolsRecord {
+            symbols: vec![(0x30, "fuse_direct_io+0x90\t[fuse]".into()), (0x31, "fuse_file_read_iter+0x10 [fuse]".into())],
+        });
+        let mut get = rec(PageEvent::Get, ProbeId::GetUserPagesFast, 0, &[(0x4000, 0x4000)]);
+        get.frames = vec![0x12, 0x30, 0x31];
+        // An asynchronous read: the call returns -EIOCBQUEUED, the reference outlives it.
+        l.apply(&get);
+        let mut queued = rec(PageEvent::PutScope, ProbeId::FuseFileReadIter, 1, &[]);
+        queued.nr = 1;
+        queued.flags = PAGES_FLAG_QUEUED;
+        l.apply(&queued);
+        assert_eq!(l.snapshot(10 * S).totals.referenced_released_put, 0);
+        // A synchronous read: released when the call returns; the queued one is not.
+        l.apply(&get);
+        let mut done = queued.clone();
+        done.flags = 0;
+        l.apply(&done);
+        let s = l.snapshot(10 * S);
+        assert_eq!((s.totals.referenced, s.totals.referenced_released_put), (2, 1));
+        assert_eq!(l.refs.get(&0x4000).map(VecDeque::len), Some(1), "the queued read's reference");
     }
 
     #[test]
