@@ -103,15 +103,28 @@ pub struct ProbeDef {
     /// CPU, which happens when an interrupt arrives while it runs, or when it is preempted and
     /// another task on that CPU hits the target. A twin acts only for invocations no program
     /// before it took care of (tracer-ebpf/src/maps.rs).
-    pub twins: [&'static str; TWINS],
+    pub twins: &'static [&'static str],
 }
 
-/// Twins of every probe's BTF program (see [`ProbeDef::twins`]).
-pub const TWINS: usize = 3;
+/// Twins of a probe's BTF program at most (see [`ProbeDef::twins`]): 3 for every probe, 5 for
+/// the hottest target (mod_node_page_state).
+pub const MAX_TWINS: usize = 5;
 
 macro_rules! probe {
     ($id:ident, $target:literal, $role:ident, Fentry) => {
         probe!(@def $id, $target, $role, Fentry, "fentry_", Some(concat!("kprobe_", $target)))
+    };
+    ($id:ident, $target:literal, $role:ident, FentryLong) => {
+        ProbeDef {
+            twins: &[
+                concat!("nested_", $target),
+                concat!("nested2_", $target),
+                concat!("nested3_", $target),
+                concat!("nested4_", $target),
+                concat!("nested5_", $target),
+            ],
+            ..probe!(@def $id, $target, $role, Fentry, "fentry_", Some(concat!("kprobe_", $target)))
+        }
     };
     ($id:ident, $target:literal, $role:ident, Fexit) => {
         probe!(@def $id, $target, $role, Fexit, "fexit_", Some(concat!("kretprobe_", $target)))
@@ -131,7 +144,7 @@ macro_rules! probe {
             attach: Attach::$attach,
             btf_program: concat!($prefix, $target),
             kprobe_program: $kprobe,
-            twins: [concat!("nested_", $target), concat!("nested2_", $target), concat!("nested3_", $target)],
+            twins: &[concat!("nested_", $target), concat!("nested2_", $target), concat!("nested3_", $target)],
         }
     };
 }
@@ -149,7 +162,7 @@ pub const PROBES: [ProbeDef; PROBE_COUNT as usize] = [
     probe!(UnpinFolio, "unpin_folio", Unpin, Fentry),
     probe!(UnpinUserFolio, "unpin_user_folio", Unpin, Fentry),
     probe!(UnpinFolios, "unpin_folios", Unpin, Fentry),
-    probe!(PinAccounting, "mod_node_page_state", Accounting, Fentry),
+    probe!(PinAccounting, "mod_node_page_state", Accounting, FentryLong),
     probe!(BlockRqIssue, "block_rq_issue", BlockIssue, TpBtf),
     probe!(BlockRqComplete, "block_rq_complete", BlockComplete, TpBtf),
     probe!(BlockBioQueue, "block_bio_queue", Latency, TpBtf),
@@ -304,6 +317,8 @@ pub struct Offsets {
     /// struct pipe_buffer: page; struct page: mapping.
     pub pipe_buffer_page: u32,
     pub page_mapping: u32,
+    /// struct task_struct: stack (the base of the task's kernel stack).
+    pub task_stack: u32,
 }
 
 /// An offset this kernel does not have.
@@ -342,6 +357,7 @@ impl Offsets {
         signal_live: OFFSET_UNKNOWN,
         pipe_buffer_page: OFFSET_UNKNOWN,
         page_mapping: OFFSET_UNKNOWN,
+        task_stack: OFFSET_UNKNOWN,
     };
 }
 
@@ -636,7 +652,7 @@ pub const ITEM_UNKNOWN: u32 = u32::MAX;
 
 const _: () = assert!(size_of::<ProbeStat>() == 16);
 const _: () = assert!(size_of::<ProcStat>() == 32);
-const _: () = assert!(size_of::<Offsets>() == 124);
+const _: () = assert!(size_of::<Offsets>() == 128);
 const _: () = assert!(size_of::<ExitRecord>() == 16);
 const _: () = assert!(size_of::<PagesHeader>() == 48 + 32 + 8 * PAGES_STACK_FRAMES);
 const _: () = assert!(size_of::<PagesWire>() == size_of::<PagesHeader>() + 16 * PAGES_MAX_ENTRIES);

@@ -8,11 +8,12 @@ use core::{
 use aya_ebpf::{
     EbpfContext,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_smp_processor_id,
+        bpf_ktime_get_ns,
         bpf_map_lookup_percpu_elem, bpf_probe_read_kernel,
     },
     macros::map,
-    maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use tracer_common::{
     LostReason, Offsets, PinTotal, ProbeId, ProbeStat, ProcStat, LOST_REASONS, MAX_PROCS, OFFSET_UNKNOWN,
@@ -63,8 +64,8 @@ pub fn read_at<T>(base: u64, off: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
 }
 
-/// Programs in a probe's chain: the primary and its twins (see [`with_twin!`]).
-const CHAIN: usize = tracer_common::TWINS + 1;
+/// Programs in a probe's chain at most: the primary and its twins (see [`with_twin!`]).
+const CHAIN: usize = tracer_common::MAX_TWINS + 1;
 
 /// The state of a probe's program chain on one CPU: the invocations it has taken care of, each
 /// named by the address of its context (the trampoline's or the tracepoint's argument block:
@@ -105,6 +106,9 @@ const STALE_NS: u64 = 50_000_000;
 /// Bit 0 of [`Handled::at`]: the slot can be reused.
 const DONE: u64 = 1;
 
+/// Bit 1 of [`Handled::at`]: the invocation ran on an interrupt stack.
+const IRQ_STACK: u64 = 2;
+
 /// Per-CPU, indexed by ProbeId: see [`Handled`].
 #[map(name = "HANDLED")]
 static HANDLED: PerCpuArray<Handled> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
@@ -115,11 +119,12 @@ static HANDLED: PerCpuArray<Handled> = PerCpuArray::with_max_entries(PROBE_COUNT
 static RESCUED: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
 
 /// Diagnostics of the twin chains (printed with TRACER_DEBUG_TWINS), per probe, at
-/// [probe * 4 + k]: k = 0 marks found on another CPU (the thread migrated between two programs
+/// [probe * 8 + k]: k = 0 marks found on another CPU (the thread migrated between two programs
 /// of one invocation), 1 marks that found no free slot, 2 slots of nested invocations freed by
-/// the invocation they nested in; 3 spare.
+/// the invocation they nested in; 3 marks kept in OVERFLOW, 4 found there, 5 that could not be
+/// kept there; 6 slots taken for leftovers (see [`last_one_busy`]); 7 spare.
 #[map(name = "TWIN_DEBUG")]
-static TWIN_DEBUG: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROBE_COUNT * 4, 0);
+static TWIN_DEBUG: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROBE_COUNT * 8, 0);
 
 /// Index 0: the loader's stage of the twin chains. 0 while it attaches them: primaries act
 /// without marking, twins act for nothing. 1 once every chain is attached: primaries mark,
@@ -130,7 +135,7 @@ static CHAIN_STAGE: Array<u64> = Array::with_max_entries(1, 0);
 
 #[inline(always)]
 fn twin_debug(probe: u32, k: u32) {
-    if let Some(p) = TWIN_DEBUG.get_ptr_mut(probe * 4 + k) {
+    if let Some(p) = TWIN_DEBUG.get_ptr_mut(probe * 8 + k) {
         // SAFETY: this CPU's slot.
         unsafe { add(p, 1) };
     }
@@ -147,29 +152,41 @@ fn chain_stage() -> u64 {
 /// or in process context another thread that preempted it: recursion_misses); a twin is one
 /// more program on the target that does the same work, only for the invocations no program
 /// before it in the chain took care of (see [`as_primary`], [`as_twin`]). Every probe has
-/// `tracer_common::TWINS` of them, `nested_<base>`, `nested2_<base>` and `nested3_<base>`: with
+/// 3 of them, `nested_<base>`, `nested2_<base>` and `nested3_<base>` (5 with `long:`): with
 /// preemptible programs (lazy preemption, 7.x), several threads of one CPU can be inside the
 /// programs of one chain at once, and the kernel loses an invocation only when it skipped all
 /// of them.
 macro_rules! with_twin {
     // One program of a chain: `$run` is as_primary, or as_twin with its position.
-    (@program #[$attr:meta] $name:ident, $id:expr, $run:ident($($pos:literal)?), |$ctx:ident: $ty:ty| $body:expr) => {
+    (@program #[$attr:meta] $name:ident, $id:expr, $run:ident($($arg:literal)*), |$ctx:ident: $ty:ty| $body:expr) => {
         #[$attr]
         pub fn $name($ctx: $ty) -> u32 {
-            $crate::maps::$run($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, $($pos,)? || $body)
+            $crate::maps::$run($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, $($arg,)* || $body)
         }
     };
     (#[$attr:meta] $primary:ident, $base:ident, $id:expr, |$ctx:ident: $ty:ty| $body:expr) => {
         paste::paste! {
-            with_twin!(@program #[$attr] $primary, $id, as_primary(), |$ctx: $ty| $body);
-            with_twin!(@program #[$attr] [<nested_ $base>], $id, as_twin(1), |$ctx: $ty| $body);
-            with_twin!(@program #[$attr] [<nested2_ $base>], $id, as_twin(2), |$ctx: $ty| $body);
-            with_twin!(@program #[$attr] [<nested3_ $base>], $id, as_twin(3), |$ctx: $ty| $body);
+            with_twin!(@program #[$attr] $primary, $id, as_primary(4), |$ctx: $ty| $body);
+            with_twin!(@program #[$attr] [<nested_ $base>], $id, as_twin(1 4), |$ctx: $ty| $body);
+            with_twin!(@program #[$attr] [<nested2_ $base>], $id, as_twin(2 4), |$ctx: $ty| $body);
+            with_twin!(@program #[$attr] [<nested3_ $base>], $id, as_twin(3 4), |$ctx: $ty| $body);
+        }
+    };
+    // A chain of 5 twins, for a target hit so often that threads preempted inside its programs
+    // can hold 4 of them on a CPU at once (tracer_common::ProbeDef::twins).
+    (long: #[$attr:meta] $primary:ident, $base:ident, $id:expr, |$ctx:ident: $ty:ty| $body:expr) => {
+        paste::paste! {
+            with_twin!(@program #[$attr] $primary, $id, as_primary(6), |$ctx: $ty| $body);
+            with_twin!(@program #[$attr] [<nested_ $base>], $id, as_twin(1 6), |$ctx: $ty| $body);
+            with_twin!(@program #[$attr] [<nested2_ $base>], $id, as_twin(2 6), |$ctx: $ty| $body);
+            with_twin!(@program #[$attr] [<nested3_ $base>], $id, as_twin(3 6), |$ctx: $ty| $body);
+            with_twin!(@program #[$attr] [<nested4_ $base>], $id, as_twin(4 6), |$ctx: $ty| $body);
+            with_twin!(@program #[$attr] [<nested5_ $base>], $id, as_twin(5 6), |$ctx: $ty| $body);
         }
     };
 }
 
-const _: () = assert!(CHAIN == 4, "with_twin! defines 3 twins");
+const _: () = assert!(CHAIN == 6, "with_twin!(long: ...) defines 5 twins");
 
 /// The slot of `h` in use that holds (ctx, thread), if any.
 #[inline(always)]
@@ -202,6 +219,32 @@ fn progress(h: *mut Handled, i: usize, pos: usize) -> bool {
     true
 }
 
+/// Whether the last program that ran for slot `i`'s invocation is held on this CPU now by
+/// another invocation (a thread preempted inside it, or the task an interrupt came in on): the
+/// kernel then skips it for every other invocation, so it most likely skipped it for the one at
+/// hand too, and the slot is a leftover of an earlier invocation at the same place (one whose
+/// later programs were all skipped), not a mark.
+#[inline(always)]
+fn last_one_busy(h: *mut Handled, probe: ProbeId, i: usize) -> bool {
+    if i >= HANDLED_SLOTS {
+        return false;
+    }
+    // SAFETY: an entry of HANDLED; i < HANDLED_SLOTS.
+    let ran = unsafe { (*h).progress[i] };
+    let mut last = 0;
+    for j in 0..CHAIN {
+        if ran >> j & 1 != 0 {
+            last = j;
+        }
+    }
+    // SAFETY: an entry of HANDLED; last < CHAIN.
+    let busy = ran != 0 && last < CHAIN && unsafe { core::ptr::read_volatile(&raw const (*h).running[last]) } != 0;
+    if busy {
+        twin_debug(probe as u32, 6);
+    }
+    busy
+}
+
 /// `at` of slot `i` of `h`.
 #[inline(always)]
 fn stamp(h: *mut Handled, i: usize) -> u64 {
@@ -222,14 +265,40 @@ fn swap_stamp(h: *mut Handled, i: usize, seen: u64, new: u64) -> bool {
     unsafe { atomic_cxchg::<u64, { AtomicOrdering::Relaxed }, { AtomicOrdering::Relaxed }>(&raw mut (*h).at[i], seen, new).1 }
 }
 
+/// Kernel stacks are this size and aligned to it (x86-64 without KASAN); with vmapped stacks a
+/// guard page follows each, so twice this above a task's stack base is still its own.
+const THREAD_SIZE: u64 = 16 << 10;
+
+/// Whether `ctx` (a trampoline's or a tracepoint's argument block, on the stack the invocation
+/// runs on) lies on the current task's stack: Some(false) for an invocation on an interrupt
+/// stack (hardirq, softirq), None when the kernel's `task_struct.stack` offset is unknown.
+#[inline(always)]
+fn on_task_stack(ctx: u64) -> Option<bool> {
+    // SAFETY: helper without preconditions.
+    let task = unsafe { bpf_get_current_task() };
+    let base: u64 = read_at(task, offsets().task_stack)?;
+    // The verifier allows no arithmetic on a context pointer: a copy through the read helper is
+    // a plain number to it.
+    // SAFETY: reads a local of this frame.
+    let at: u64 = unsafe { bpf_probe_read_kernel(&raw const ctx) }.ok()?;
+    Some(base != 0 && at >= base && at - base < 2 * THREAD_SIZE)
+}
+
 /// Records that the invocation at `ctx` is taken care of: in its slot if it has one (a leftover
-/// of an earlier invocation at the same place), else in a free, released or expired one. Returns
-/// the slot and its stamp. With none (more than HANDLED_SLOTS invocations in flight on the
-/// CPU), a twin may act again for the invocation: the loader reports and counts that as lost.
+/// of an earlier invocation at the same place), else in a free, released or expired one, or in
+/// the slot of an invocation that is over for sure: one made on an interrupt stack when this
+/// program runs on a task stack (interrupts on a CPU end before it returns to a task, and
+/// cannot be preempted or migrate). Returns the slot and its stamp. With none (more than
+/// HANDLED_SLOTS invocations in flight on the CPU), a twin may act again for the invocation:
+/// the loader reports and counts that as lost.
 #[inline(always)]
 fn mark_handled(h: *mut Handled, probe: ProbeId, pos: usize, ctx: u64, thread: u64) -> Option<(usize, u64)> {
+    let on_task = on_task_stack(ctx);
     // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() } & !DONE;
+    let mut now = unsafe { bpf_ktime_get_ns() } & !(DONE | IRQ_STACK);
+    if on_task == Some(false) {
+        now |= IRQ_STACK;
+    }
     if let Some(i) = handled_slot(h, ctx, thread) {
         if swap_stamp(h, i, stamp(h, i), now) {
             // SAFETY: this program owns slot i now.
@@ -239,7 +308,10 @@ fn mark_handled(h: *mut Handled, probe: ProbeId, pos: usize, ctx: u64, thread: u
     }
     for i in 0..HANDLED_SLOTS {
         let seen = stamp(h, i);
-        let free = seen == 0 || seen & DONE != 0 || (seen < now && now - seen > STALE_NS);
+        let free = seen == 0
+            || seen & DONE != 0
+            || (seen < now && now - seen > STALE_NS)
+            || (seen & IRQ_STACK != 0 && on_task == Some(true));
         if free && swap_stamp(h, i, seen, now) {
             // SAFETY: this program owns slot i now.
             unsafe {
@@ -274,12 +346,12 @@ fn unmark(h: *mut Handled, i: usize) {
 /// while this invocation's was entering: nothing else would free them.
 #[inline(always)]
 fn sweep_nested(h: *mut Handled, probe: ProbeId, i: usize, thread: u64) {
-    let mine = stamp(h, i) & !DONE;
+    let mine = stamp(h, i) & !(DONE | IRQ_STACK);
     for j in 0..HANDLED_SLOTS {
         // SAFETY: an entry of HANDLED; j < HANDLED_SLOTS.
         if j != i && unsafe { (*h).thread[j] } == thread {
             let seen = stamp(h, j);
-            if seen & !DONE > mine && swap_stamp(h, j, seen, 0) {
+            if seen & !(DONE | IRQ_STACK) > mine && swap_stamp(h, j, seen, 0) {
                 twin_debug(probe as u32, 2);
             }
         }
@@ -295,30 +367,105 @@ fn running(h: *mut Handled, pos: usize, delta: u64) {
     }
 }
 
-/// Releases slot `i` (stamped `at`) early when every program after `pos` is running on this
-/// CPU: the kernel will skip them all for this invocation, so none would free it. (Checked
-/// before the program's work, not after: the programs those invocations are in stay busy
-/// while this one runs on the CPU, and the verifier then checks the work once.)
+/// Whether every program after `pos` is running on this CPU: the kernel will skip them all for
+/// the invocation at hand, so none of them would free its mark. (Checked before the program's
+/// work, not after: the programs those invocations are in stay busy while this one runs on the
+/// CPU, and the verifier then checks the work once.)
 #[inline(always)]
-fn release_if_rest_busy(h: *mut Handled, pos: usize, i: usize, at: u64) {
+fn rest_busy(h: *mut Handled, pos: usize, len: usize) -> bool {
     for j in 1..CHAIN {
         // SAFETY: an entry of HANDLED; j < CHAIN.
-        if j > pos && unsafe { core::ptr::read_volatile(&raw const (*h).running[j]) } == 0 {
-            return;
+        if j > pos && j < len && unsafe { core::ptr::read_volatile(&raw const (*h).running[j]) } == 0 {
+            return false;
         }
     }
-    swap_stamp(h, i, at, at | DONE);
+    true
+}
+
+/// Releases slot `i` (stamped `at`) early when every program after `pos` is busy (see
+/// [`rest_busy`]).
+#[inline(always)]
+fn release_if_rest_busy(h: *mut Handled, pos: usize, len: usize, i: usize, at: u64) {
+    if rest_busy(h, pos, len) {
+        swap_stamp(h, i, at, at | DONE);
+    }
+}
+
+/// An invocation's mark kept in [`OVERFLOW`] (the CPU's slots were all in use).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct MarkKey {
+    ctx: u64,
+    thread: u64,
+    probe: u64,
+}
+
+/// Its stamp and progress, as in [`Handled`].
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Mark {
+    at: u64,
+    progress: u64,
+}
+
+/// Marks that found every slot of their CPU in use (threads preempted inside the chain, slots
+/// left behind): shared by all CPUs, so a thread that migrates finds its mark here too. A
+/// leftover lives until evicted, and is told apart by its progress and its age as in the slots.
+#[map(name = "OVERFLOW")]
+static OVERFLOW: LruHashMap<MarkKey, Mark> = LruHashMap::with_max_entries(4096, 0);
+
+/// Marks the invocation in [`OVERFLOW`] for the programs after `pos`, unless they are all busy.
+#[inline(always)]
+fn mark_overflow(h: *mut Handled, probe: ProbeId, pos: usize, len: usize, key: &MarkKey) {
+    if rest_busy(h, pos, len) {
+        let _ = OVERFLOW.remove(key);
+        return;
+    }
+    // SAFETY: helper without preconditions.
+    let at = unsafe { bpf_ktime_get_ns() };
+    if OVERFLOW.insert(key, &Mark { at, progress: 1 << pos }, 0).is_ok() {
+        twin_debug(probe as u32, 3);
+    } else {
+        twin_debug(probe as u32, 5);
+    }
+}
+
+/// Whether [`OVERFLOW`] holds the mark of the invocation whose program at `pos` runs now (not a
+/// leftover: no program at or after `pos` ran for it, and younger than [`STALE_NS`]). Frees it
+/// when this program is the last to look at it.
+#[inline(always)]
+fn overflow_mark(h: *mut Handled, probe: ProbeId, pos: usize, len: usize, key: &MarkKey) -> bool {
+    let Some(m) = OVERFLOW.get_ptr_mut(key) else { return false };
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: a value of OVERFLOW; only the programs of the mark's invocation write it, one
+    // after the other.
+    let ran = unsafe { (*m).progress };
+    let at = unsafe { (*m).at };
+    if ran >> pos != 0 || (at < now && now - at > STALE_NS) {
+        return false;
+    }
+    twin_debug(probe as u32, 4);
+    if pos + 1 == len || rest_busy(h, pos, len) {
+        let _ = OVERFLOW.remove(key);
+    } else {
+        // SAFETY: as above.
+        unsafe { (*m).progress = ran | 1 << pos };
+    }
+    true
 }
 
 /// Runs `f` as the primary program of `probe` for the invocation at `ctx`, first recording
 /// that the invocation is taken care of, for the twins that run after it.
 #[inline(always)]
-pub fn as_primary(probe: ProbeId, ctx: u64, f: impl FnOnce() -> u32) -> u32 {
+pub fn as_primary(probe: ProbeId, ctx: u64, len: usize, f: impl FnOnce() -> u32) -> u32 {
     let Some(h) = HANDLED.get_ptr_mut(probe as u32) else { return f() };
     running(h, 0, 1);
     if chain_stage() >= 1 {
-        if let Some((i, at)) = mark_handled(h, probe, 0, ctx, bpf_get_current_pid_tgid()) {
-            release_if_rest_busy(h, 0, i, at);
+        let thread = bpf_get_current_pid_tgid();
+        match mark_handled(h, probe, 0, ctx, thread) {
+            Some((i, at)) => release_if_rest_busy(h, 0, len, i, at),
+            None => mark_overflow(h, probe, 0, len, &MarkKey { ctx, thread, probe: probe as u64 }),
         }
     }
     // Nothing of the bookkeeping is live across the work: the verifier checks it once.
@@ -381,16 +528,18 @@ fn find_elsewhere(probe: ProbeId, ctx: u64, thread: u64) -> Option<(*mut Handled
 /// that as rescued. The last twin frees the invocation's slot, wherever the thread left it; an
 /// earlier one leaves it, or makes it, for the programs after it.
 #[inline(always)]
-pub fn as_twin(probe: ProbeId, ctx: u64, pos: usize, f: impl FnOnce() -> u32) -> u32 {
+pub fn as_twin(probe: ProbeId, ctx: u64, pos: usize, len: usize, f: impl FnOnce() -> u32) -> u32 {
     let Some(h) = HANDLED.get_ptr_mut(probe as u32) else { return 0 };
-    let last = pos + 1 == CHAIN;
+    let last = pos + 1 == len;
     running(h, pos, 1);
     let thread = bpf_get_current_pid_tgid();
     let found = match handled_slot(h, ctx, thread) {
-        Some(i) if progress(h, i, pos) => Some((h, i)),
+        Some(i) if !last_one_busy(h, probe, i) && progress(h, i, pos) => Some((h, i)),
         _ => find_elsewhere(probe, ctx, thread).filter(|&(at, i)| progress(at, i, pos)),
     };
+    let key = MarkKey { ctx, thread, probe: probe as u64 };
     let r = match found {
+        None if overflow_mark(h, probe, pos, len, &key) => 0,
         Some((at, i)) => {
             if last {
                 if at == h {
@@ -398,14 +547,15 @@ pub fn as_twin(probe: ProbeId, ctx: u64, pos: usize, f: impl FnOnce() -> u32) ->
                 }
                 unmark(at, i);
             } else if at == h {
-                release_if_rest_busy(h, pos, i, stamp(h, i) & !DONE);
+                release_if_rest_busy(h, pos, len, i, stamp(h, i) & !DONE);
             }
             0
         }
         None if chain_stage() >= 2 => {
             if !last {
-                if let Some((i, at)) = mark_handled(h, probe, pos, ctx, thread) {
-                    release_if_rest_busy(h, pos, i, at);
+                match mark_handled(h, probe, pos, ctx, thread) {
+                    Some((i, at)) => release_if_rest_busy(h, pos, len, i, at),
+                    None => mark_overflow(h, probe, pos, len, &key),
                 }
             }
             if let Some(p) = RESCUED.get_ptr_mut(probe as u32) {

@@ -207,29 +207,34 @@ impl Tracer {
     /// Diagnostics of the twin chains (TRACER_DEBUG_TWINS): each program's recursion misses,
     /// the rescues, marks found on another CPU and marks that found no slot.
     fn debug_twins(&self, rescued: &[u64]) {
-        let debug = sum_per_cpu_u64(&self.ebpf, names::TWIN_DEBUG, PROBE_COUNT * 4).unwrap_or_default();
+        let debug = sum_per_cpu_u64(&self.ebpf, names::TWIN_DEBUG, PROBE_COUNT * 8).unwrap_or_default();
         for o in &self.outcomes {
             if o.attached.is_none() {
                 continue;
             }
             let def = o.def;
             let misses: Vec<String> = std::iter::once(def.btf_program)
-                .chain(def.twins)
+                .chain(def.twins.iter().copied())
                 .filter_map(|name| {
                     let fd = self.ebpf.program(name)?.fd().ok()?;
                     Some(format!("{}", recursion_misses(fd.as_fd()).ok()?))
                 })
                 .collect();
             let id = def.id as usize;
-            let d = |k: usize| debug.get(id * 4 + k).copied().unwrap_or(0);
+            let d = |k: usize| debug.get(id * 8 + k).copied().unwrap_or(0);
             log::warn!(
-                "twins {}: recursion misses {} (primary/twins), rescued {}, marks found on another CPU {}, marks with no slot {}, nested marks swept {}",
+                "twins {}: recursion misses {} (primary/twins), before armed {}, rescued {}, marks found on another CPU {}, marks with no slot {}, nested marks swept {}, marks kept in the overflow map {}, found there {}, not kept there {}, slots taken for leftovers {}",
                 def.target,
                 misses.join("/"),
+                self.skipped_base[id],
                 rescued[id],
                 d(0),
                 d(1),
-                d(2)
+                d(2),
+                d(3),
+                d(4),
+                d(5),
+                d(6)
             );
         }
     }
