@@ -1,5 +1,6 @@
 #!/bin/sh
-# The demo behind `./x run --vm`: `tracer run` with figures every 2 s while fio does Direct I/O
+# The demo behind `./x run --vm`: `tracer run` (the live dashboard when the host runs it in a
+# terminal, DEMO_ROWS x DEMO_COLS; else figures every 2 s) while fio does Direct I/O
 # on the virtio and NVMe disks, and a second fio registers io_uring fixed buffers
 # (FOLL_LONGTERM pins) and keeps them pinned after the trace ends, which the summary shows as
 # a positive net of pinned pages held by that process.
@@ -7,7 +8,13 @@ set -u
 D=${DEMO_SECONDS:-20}
 echo "demo: tracing for about $D s: fio O_DIRECT on /dev/vda and /dev/nvme0n1, plus a fio that"
 echo "demo: registers io_uring fixed buffers (long-term pins) and holds them past the end"
-tracer run --interval 2 -- sh -c "
+if [ -n "${DEMO_COLS:-}" ] && [ -t 0 ] && [ -t 1 ]; then
+    stty rows "$DEMO_ROWS" cols "$DEMO_COLS"
+    VIEW="--format tui"
+else
+    VIEW="--interval 2"
+fi
+tracer run $VIEW -- sh -c "
     fio --name=holder --filename=/dev/nullb0 --ioengine=io_uring --fixedbufs --direct=1 \
         --rw=read --bs=64k --iodepth=16 --time_based --runtime=3600 --rate_iops=1 \
         --eta=never --output=/dev/null &

@@ -107,14 +107,22 @@ pub struct ProbeDef {
 }
 
 /// Twins of a probe's BTF program at most (see [`ProbeDef::twins`]): 3 for every probe, 5 for
-/// the hottest target (mod_node_page_state).
+/// the hottest targets (mod_node_page_state, sys_enter, sys_exit).
 pub const MAX_TWINS: usize = 5;
 
 macro_rules! probe {
     ($id:ident, $target:literal, $role:ident, Fentry) => {
         probe!(@def $id, $target, $role, Fentry, "fentry_", Some(concat!("kprobe_", $target)))
     };
+    // 5 twins: targets hot enough (every page state change, every syscall) that threads
+    // preempted inside their programs hold 4 of them on one CPU at times (7.x).
     ($id:ident, $target:literal, $role:ident, FentryLong) => {
+        probe!(@long probe!(@def $id, $target, $role, Fentry, "fentry_", Some(concat!("kprobe_", $target))), $target)
+    };
+    ($id:ident, $target:literal, $role:ident, TpBtfLong) => {
+        probe!(@long probe!(@def $id, $target, $role, TpBtf, "tp_btf_", None), $target)
+    };
+    (@long $def:expr, $target:literal) => {
         ProbeDef {
             twins: &[
                 concat!("nested_", $target),
@@ -123,7 +131,7 @@ macro_rules! probe {
                 concat!("nested4_", $target),
                 concat!("nested5_", $target),
             ],
-            ..probe!(@def $id, $target, $role, Fentry, "fentry_", Some(concat!("kprobe_", $target)))
+            ..$def
         }
     };
     ($id:ident, $target:literal, $role:ident, Fexit) => {
@@ -169,8 +177,8 @@ pub const PROBES: [ProbeDef; PROBE_COUNT as usize] = [
     probe!(BlockBioComplete, "block_bio_complete", Latency, TpBtf),
     probe!(IomapDioBegin, "iomap_dio_rw_begin", Latency, TpBtf),
     probe!(IomapDioComplete, "iomap_dio_complete", Latency, TpBtf),
-    probe!(SysEnter, "sys_enter", Latency, TpBtf),
-    probe!(SysExit, "sys_exit", Latency, TpBtf),
+    probe!(SysEnter, "sys_enter", Latency, TpBtfLong),
+    probe!(SysExit, "sys_exit", Latency, TpBtfLong),
     probe!(BioIovIterGetPages, "bio_iov_iter_get_pages", Latency, FexitOnly),
     probe!(BioEndio, "bio_endio", Latency, Fentry),
     probe!(BioReleasePages, "__bio_release_pages", Latency, Fentry),

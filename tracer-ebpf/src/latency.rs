@@ -191,7 +191,7 @@ fn is_rw_syscall(id: i64) -> bool {
 
 // sys_enter(struct pt_regs *regs, long id)
 with_twin!(
-    #[btf_tracepoint(function = "sys_enter")]
+    long: #[btf_tracepoint(function = "sys_enter")]
     tp_btf_sys_enter,
     sys_enter,
     ProbeId::SysEnter,
@@ -219,7 +219,7 @@ fn try_sys_enter(id: i64) -> u32 {
 
 // sys_exit(struct pt_regs *regs, long ret)
 with_twin!(
-    #[btf_tracepoint(function = "sys_exit")]
+    long: #[btf_tracepoint(function = "sys_exit")]
     tp_btf_sys_exit,
     sys_exit,
     ProbeId::SysExit,

@@ -29,6 +29,9 @@ pub enum Format {
     Text,
     /// Newline-delimited JSON (docs/output.md); the last line has "type": "summary".
     Json,
+    /// A live dashboard in the terminal (`run` and `record`), redrawn every interval (1 s
+    /// unless --interval says otherwise); q quits. The end-of-run report follows as text.
+    Tui,
 }
 
 #[derive(clap::Args, Debug)]

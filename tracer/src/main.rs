@@ -10,7 +10,9 @@ mod output;
 mod plan;
 mod record;
 mod run;
+mod screen;
 mod stats;
+mod tui;
 mod vmstat;
 
 use clap::Parser;

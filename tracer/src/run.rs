@@ -32,7 +32,9 @@ use crate::{
     },
     plan::{plan, ProbeOutcome},
     record::{self, io_reason, Counters, Metadata, ProbeInfo, Reader, RecordSizes, Trailer, Writer},
+    screen::Screen,
     stats::Snapshot,
+    tui::{Dashboard, Msg, View},
     vmstat::{self, FollPin},
 };
 
@@ -55,7 +57,7 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
     let records: Vec<ProbeRecord> = outcomes.iter().map(ProbeRecord::from_outcome).collect();
     let mut out = std::io::stdout().lock();
     match args.format {
-        Format::Text => write!(out, "{}", probes_text(&records, &facts.release))?,
+        Format::Text | Format::Tui => write!(out, "{}", probes_text(&records, &facts.release))?,
         Format::Json => {
             for r in &records {
                 writeln!(out, "{}", json_line(r))?;
@@ -72,6 +74,10 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
 pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
     if args.segments && record_to.is_some() {
         anyhow::bail!("--segments cannot be used with record: a record file is replayed as one run");
+    }
+    if args.view.format == Format::Tui {
+        // Before the probes load (tens of seconds on some machines).
+        crate::screen::need_terminal()?;
     }
     let facts = Facts::probe_running_kernel();
     let planned = plan(&facts);
@@ -97,9 +103,17 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
     let records: Vec<ProbeRecord> = tracer.outcomes.iter().map(ProbeRecord::from_outcome).collect();
     let mut sink = Sink { format: args.view.format, out: std::io::stdout() };
     match args.view.format {
-        Format::Text => sink.text(&probes_brief(&records, &facts.release)),
+        Format::Text | Format::Tui => sink.text(&probes_brief(&records, &facts.release)),
         Format::Json => records.iter().for_each(|r| sink.json(r)),
     }
+    let mut screen = match args.view.format {
+        Format::Tui => {
+            let command = (!args.command.is_empty())
+                .then(|| args.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
+            Some(Screen::open(Dashboard::new(&facts.release, &records, command))?)
+        }
+        _ => None,
+    };
     for r in records.iter().filter(|r| r.attached.is_none()) {
         log::info!("probe {} missing; figures that need it are reported as unverifiable", r.target);
     }
@@ -149,7 +163,8 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
         None => None,
     };
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
-    let mut ticker = args.interval.map(|every| {
+    let every = args.interval.or(screen.as_ref().map(|_| std::time::Duration::from_secs(1)));
+    let mut ticker = every.map(|every| {
         let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         t.set_missed_tick_behavior(MissedTickBehavior::Delay);
         t
@@ -170,6 +185,7 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
             }
             () = sleep_until(deadline) => break,
             _ = tokio::signal::ctrl_c() => break,
+            () = quit_key(&mut screen) => break,
             _ = drain_tick.tick() => drain(&mut events, &mut consumers),
             ready = readable(&mut events) => {
                 let mut guard = ready.context("polling the event ring buffer")?;
@@ -194,12 +210,32 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
                     now.2.duration_since(started).as_secs_f64(),
                     now.2.duration_since(prev.2).as_secs_f64(), vm,
                 );
-                sink.latency(&consumers.pipeline.latency.take_interval(percentiles), "interval", &names);
-                sink.figures(&f, &span);
+                let interval = consumers.pipeline.latency.take_interval(percentiles);
+                match screen.as_mut() {
+                    Some(screen) => {
+                        let mark = Mark::take(&mut tracer)?;
+                        let fin = consumers.pipeline.finish(&mark.ending_since(&segment, &tracer.outcomes, None), percentiles);
+                        let view = View::from_records(
+                            &fin.summary,
+                            Some(&f),
+                            &process_records(&fin.span.procs),
+                            &latency_records(&fin.latency, "cumulative", &names),
+                            &ledger_record(&fin.ledger, &fin.judgement, &names),
+                            &page_ledger_record(&fin.pages),
+                        );
+                        screen.show(Msg::View(Box::new(view)))?;
+                    }
+                    None => {
+                        sink.latency(&interval, "interval", &names);
+                        sink.figures(&f, &span);
+                    }
+                }
                 prev = now;
             }
         }
     }
+    // The terminal back to normal before the end-of-run report.
+    drop(screen);
     if exit_status.is_none() {
         if let Some(c) = child.as_mut() {
             // Stopped by the duration or Ctrl-C: the command does not outlive the trace.
@@ -227,7 +263,7 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
         }
         let records = recorder.writer.records();
         recorder.writer.finish(trailer).map_err(|e| write_error(path, &e))?;
-        if args.view.format == Format::Text {
+        if args.view.format != Format::Json {
             sink.text(&format!("record file {}: {records} records\n", path.display()));
         }
     }
@@ -274,7 +310,8 @@ fn replay<R: Read, W: Write>(name: &str, src: R, args: &ReportArgs, sink: &mut S
         command: meta.command.clone(),
     };
     match args.view.format {
-        Format::Text => {
+        // A replay has no live figures: the dashboard's format prints as text.
+        Format::Text | Format::Tui => {
             sink.text(&recording_text(&recording));
             sink.text(&probes_brief(&probes, &meta.kernel_release));
         }
@@ -530,7 +567,7 @@ impl<W: Write> Sink<W> {
     fn latency(&mut self, rows: &[(Key, Stats)], scope: &'static str, names: &dyn Names) {
         let records = latency_records(rows, scope, names);
         match self.format {
-            Format::Text => self.text(&latency_text(&records)),
+            Format::Text | Format::Tui => self.text(&latency_text(&records)),
             Format::Json => records.iter().for_each(|r| self.json(r)),
         }
     }
@@ -539,7 +576,7 @@ impl<W: Write> Sink<W> {
     fn figures(&mut self, f: &Figures, span: &Snapshot) {
         let procs = process_records(&span.procs);
         match self.format {
-            Format::Text => self.text(&figures_text(f, &procs)),
+            Format::Text | Format::Tui => self.text(&figures_text(f, &procs)),
             Format::Json => {
                 procs.iter().for_each(|p| self.json(p));
                 self.json(f);
@@ -553,7 +590,7 @@ impl<W: Write> Sink<W> {
         let ledger = ledger_record(&fin.ledger, &fin.judgement, names);
         let pages = page_ledger_record(&fin.pages);
         match self.format {
-            Format::Text => {
+            Format::Text | Format::Tui => {
                 self.text(&ledger_text(&ledger));
                 self.text(&page_ledger_text(&pages));
             }
@@ -675,6 +712,14 @@ async fn wait(child: &mut Option<tokio::process::Child>) -> std::io::Result<Exit
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Until the dashboard's user asks to quit (never without a dashboard).
+async fn quit_key(screen: &mut Option<Screen>) {
+    match screen {
+        Some(s) => s.quit_requested().await,
         None => std::future::pending().await,
     }
 }

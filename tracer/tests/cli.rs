@@ -15,6 +15,18 @@ fn tracer() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tracer"))
 }
 
+#[test]
+fn the_dashboard_without_a_terminal_is_refused_in_one_line_before_anything_loads() {
+    tracer()
+        .args(["run", "--format", "tui", "--duration", "1"])
+        .write_stdin("")
+        .assert()
+        .failure()
+        .code(1)
+        .stderr(predicate::str::contains("--format tui needs a terminal"))
+        .stderr(predicate::str::contains("BPF").not());
+}
+
 /// A fresh path in cargo's temporary directory for integration tests.
 fn temp(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli");

@@ -674,6 +674,8 @@ pub fn check_latency(console: &str) -> Result<String> {
 pub fn demo(kernel: &str, seconds: u32) -> Result<i32> {
     let script = workspace_root().join("test/vm/demo.sh");
     cargo(&["build", "--release", "-p", "tracer"])?;
+    // In a terminal, the guest draws the live dashboard through its console, at this size.
+    let size = terminal_size().map_or(String::new(), |(rows, cols)| format!("DEMO_ROWS={rows} DEMO_COLS={cols} "));
     let args = vm::args_from([
         "--kernel".to_string(),
         kernel.to_string(),
@@ -683,9 +685,25 @@ pub fn demo(kernel: &str, seconds: u32) -> Result<i32> {
         "--add".to_string(),
         script.display().to_string(),
         "--".to_string(),
-        format!("DEMO_SECONDS={seconds} sh /root/demo.sh"),
+        format!("{size}DEMO_SECONDS={seconds} sh /root/demo.sh"),
     ])?;
     vm::run(args)
+}
+
+/// Rows and columns of the terminal this runs in, if it runs in one.
+fn terminal_size() -> Option<(u16, u16)> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let tty = std::fs::File::open("/dev/tty").ok()?;
+    let out = std::process::Command::new("stty").arg("size").stdin(tty).output().ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let mut it = text.split_whitespace().map(|n| n.parse::<u16>().ok());
+    match (it.next()??, it.next()??) {
+        (rows, cols) if rows >= 20 && cols >= 80 => Some((rows, cols)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
