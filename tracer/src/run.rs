@@ -169,7 +169,7 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
         t.set_missed_tick_behavior(MissedTickBehavior::Delay);
         t
     });
-    let mut prev = (first.clone(), vm_start, started);
+    let mut prev = Mark { snap: first.clone(), vm: vm_start, at: started, ns: start_ns };
     let mut exit_status = None;
     // Where the current segment started (the whole run without --segments).
     let mut segment = Mark { snap: first.clone(), vm: vm_start, at: started, ns: start_ns };
@@ -202,19 +202,19 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
             }
             _ = tick(&mut ticker) => {
                 drain(&mut events, &mut consumers);
-                let now = (tracer.snapshot()?, vmstat::read(), Instant::now());
-                let span = now.0.since(&prev.0);
-                let vm = now.1.zip(prev.1).map(|(n, p)| n.since(p));
+                let now = Mark::take(&mut tracer)?;
+                let span = now.snap.since(&prev.snap);
+                let vm = now.vm.zip(prev.vm).map(|(n, p)| n.since(p));
                 let f = Figures::new(
                     "interval", &tracer.outcomes, &span,
-                    now.2.duration_since(started).as_secs_f64(),
-                    now.2.duration_since(prev.2).as_secs_f64(), vm,
+                    now.at.duration_since(started).as_secs_f64(),
+                    now.at.duration_since(prev.at).as_secs_f64(), vm,
                 );
                 let interval = consumers.pipeline.latency.take_interval(percentiles);
                 match screen.as_mut() {
                     Some(screen) => {
-                        let mark = Mark::take(&mut tracer)?;
-                        let fin = consumers.pipeline.finish(&mark.ending_since(&segment, &tracer.outcomes, None), percentiles);
+                        // The same moment as the interval: the figures since the segment began.
+                        let fin = consumers.pipeline.finish(&now.ending_since(&segment, &tracer.outcomes, None), percentiles);
                         let view = View::from_records(
                             &fin.summary,
                             Some(&f),

@@ -37,8 +37,8 @@ pub fn need_terminal() -> Result<()> {
 }
 
 impl Screen {
+    /// The caller has checked [`need_terminal`] (before loading the probes).
     pub fn open(dashboard: Dashboard) -> Result<Screen> {
-        need_terminal()?;
         // Sets a panic hook that restores the terminal first.
         let mut terminal = ratatui::try_init().context("setting up the terminal for the dashboard")?;
         let (tx, quit) = mpsc::unbounded_channel();
