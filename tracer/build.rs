@@ -43,7 +43,13 @@ fn main() {
         std::fs::write(&dest, []).expect("write stub object");
         return;
     }
-    let target_dir = out.join("ebpf-target");
+    // One target dir for every profile and command (check, clippy, test, build --release):
+    // the BPF object is the same for all of them, and cargo rebuilds it only when its sources
+    // change (it was built from scratch per profile: three times per suite run).
+    let target_dir = match env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir).join("ebpf"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ebpf"),
+    };
     build_ebpf(&ebpf_dir, &target_dir);
     let built = target_dir.join(BPF_TARGET).join("release").join("tracer");
     std::fs::copy(&built, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));

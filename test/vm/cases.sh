@@ -19,33 +19,41 @@ page_total() { grep '"type":"pages"' "$2" | sed 's/,"paths".*//' | sed -n "s/.*\
 skipped() { grep '"type":"summary"' "$1" | sed -n 's/.*"probes_skipped":\[\([^]]*\)\].*/\1/p' | sed 's/{"target":"\([^"]*\)","runs":\([0-9]*\)}/\1:\2/g' | tail -1; }
 # lost_why FILE: "reason:n,..." of the summary's lost_by_reason (empty when none)
 lost_why() { grep '"type":"summary"' "$1" | sed -n 's/.*"lost_by_reason":{\([^}]*\)}.*/\1/p' | tr -d '"' | tail -1; }
+# ledger_int NAME FILE: a top-level integer of the ledger record
+ledger_int() { grep '"type":"ledger"' "$2" | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" | tail -1; }
+# procs FILE: the case's processes, "comm/tgid:pinned:unpinned,..." (by the owner of each pin)
+procs() { grep '"type":"process"' "$1" | sed -n 's/.*"tgid":\([0-9]*\),"comm":"\([^"]*\)","pages_pinned":\([0-9]*\),"pages_unpinned":\([0-9]*\).*/\2\/\1:\3:\4/p' | tr ' ' _ | paste -sd, -; }
 ledger_verdict() { grep '"type":"ledger"' "$1" | sed -n 's/.*"verdict":"\([a-z ]*\)".*/\1/p' | tr ' ' _ | tail -1; }
 
 # One tracer for all the cases of a script (loading the probes takes tens of seconds under
 # TCG): `tracer run --segments` prints the end-of-run records of a segment and starts a new
 # one on SIGUSR1. tracer_start, then case_run per case, then tracer_stop.
 SEGMENTS=0
-wait_summaries() { # wait_summaries N: until the trace has N summaries (60 s at most)
-    i=0
+# Waits count seconds of the clock, not loop turns: under TCG a turn of these loops takes
+# anything from 0.1 s to a second.
+wait_summaries() { # wait_summaries N: until the trace has N summaries (120 s at most)
+    t0=$(date +%s)
     while [ "$(grep -c '"type":"summary"' /tmp/trace.json)" -lt "$1" ]; do
-        i=$((i + 1))
-        if [ $i -gt 600 ] || ! kill -0 "$TRACER_PID" 2>/dev/null; then
+        if [ $(($(date +%s) - t0)) -gt 120 ] || ! kill -0 "$TRACER_PID" 2>/dev/null; then
             echo "tracer stopped or silent (segment $1):"; tail -5 /tmp/trace.err; return 1
         fi
         sleep 0.1
     done
 }
-tracer_start() {
-    tracer run --format json --segments > /tmp/trace.json 2> /tmp/trace.err &
+tracer_start() { # tracer_start [TRACER-RUN-ARGS...]
+    tracer run --format json --segments "$@" > /tmp/trace.json 2> /tmp/trace.err &
     TRACER_PID=$!
-    i=0
+    # Loading and verifying every program takes minutes under TCG (2.5 on sid).
+    t0=$(date +%s)
     until grep -q '"type":"probe"' /tmp/trace.json 2>/dev/null; do
-        i=$((i + 1))
-        if [ $i -gt 1200 ] || ! kill -0 "$TRACER_PID" 2>/dev/null; then
-            echo "tracer did not start:"; tail -5 /tmp/trace.err; return 1
+        if [ $(($(date +%s) - t0)) -gt 900 ] || ! kill -0 "$TRACER_PID" 2>/dev/null; then
+            echo "tracer did not start:"; tail -5 /tmp/trace.err
+            kill -INT "$TRACER_PID" 2>/dev/null
+            return 1
         fi
-        sleep 0.1
+        sleep 0.2
     done
+    echo "TRACER-STARTED after $(($(date +%s) - t0)) s"
     # A first segment covers the start itself; the cases begin after it.
     sleep 1
     kill -USR1 "$TRACER_PID"
@@ -54,6 +62,20 @@ tracer_start() {
 }
 tracer_stop() {
     kill -INT "$TRACER_PID" 2>/dev/null
+    # A tracer that does not exit within 5 minutes of SIGINT is a failure: its threads' kernel
+    # stacks go to the console, then SIGKILL (exit 137), so the step fails with the evidence
+    # instead of hanging until the VM's timeout.
+    t0=$(date +%s)
+    while kill -0 "$TRACER_PID" 2>/dev/null && [ $(($(date +%s) - t0)) -lt 300 ]; do sleep 1; done
+    if kill -0 "$TRACER_PID" 2>/dev/null; then
+        echo "TRACER-HUNG after SIGINT: pid $TRACER_PID"
+        for t in /proc/"$TRACER_PID"/task/*; do
+            echo "TRACER-HUNG thread ${t##*/} $(cat "$t/comm") state $(sed -n 's/^State:[[:space:]]*//p' "$t/status") wchan $(cat "$t/wchan")"
+            sed 's/^/TRACER-HUNG   /' "$t/stack" 2>/dev/null
+        done
+        tail -5 /tmp/trace.err | sed 's/^/TRACER-HUNG stderr /'
+        kill -KILL "$TRACER_PID"
+    fi
     wait "$TRACER_PID"
     rc=$?
     # The tracer's errors and warnings (a twin acting out of order, a probe that could not
@@ -62,22 +84,32 @@ tracer_stop() {
     return $rc
 }
 
-# case_run NAME COMMAND...: one measured case, one segment. What ran since the last case
-# (mkfs, mount: mkfs.xfs writes with O_DIRECT) is cut off into a segment of its own first.
-case_run() {
-    name=$1; shift
+# segment_begin: what ran since the last segment (mkfs, mount: mkfs.xfs writes with O_DIRECT)
+# is cut off into a segment of its own. segment_end: ends the segment begun last and puts its
+# records (the end-of-segment records, its summary last) in /tmp/case.json; 125 when the
+# tracer stopped or fell silent.
+segment_begin() {
     SEGMENTS=$((SEGMENTS + 1))
     kill -USR1 "$TRACER_PID"
     wait_summaries $SEGMENTS
+}
+segment_end() {
+    SEGMENTS=$((SEGMENTS + 1))
+    kill -USR1 "$TRACER_PID"
+    wait_summaries $SEGMENTS || return 125
+    awk -v k=$SEGMENTS '/"type":"summary"/ { n++; if (n == k) { print; exit } next } n == k - 1 { print }' \
+        /tmp/trace.json > /tmp/case.json
+}
+
+# case_run NAME COMMAND...: one measured case, one segment.
+case_run() {
+    name=$1; shift
+    segment_begin
     refresh
     a0=$(vmstat_field nr_foll_pin_acquired); r0=$(vmstat_field nr_foll_pin_released)
     "$@" > /tmp/workload.out 2>&1
     rc=$?
-    SEGMENTS=$((SEGMENTS + 1))
-    kill -USR1 "$TRACER_PID"
-    wait_summaries $SEGMENTS || rc=125
-    awk -v k=$SEGMENTS '/"type":"summary"/ { n++; if (n == k) { print; exit } next } n == k - 1 { print }' \
-        /tmp/trace.json > /tmp/case.json
+    segment_end || rc=125
     refresh
     a1=$(vmstat_field nr_foll_pin_acquired); r1=$(vmstat_field nr_foll_pin_released)
     if [ $rc -ne 0 ]; then
@@ -91,7 +123,8 @@ case_run() {
         "ledger_referenced=$(ledger_pages referenced /tmp/case.json) ledger_matched=$(ledger_pages matched /tmp/case.json)" \
         "ledger_acquired=$(ledger_pages acquired /tmp/case.json)" \
         "pl_pinned=$(page_total pinned /tmp/case.json) pl_with_bio=$(page_total pinned_with_bio /tmp/case.json)" \
-        "pl_longterm=$(page_total pinned_longterm /tmp/case.json)" \
+        "pl_longterm=$(page_total pinned_longterm /tmp/case.json) pl_large=$(page_total pinned_large_folio /tmp/case.json)" \
+        "ledger_truncated=$(ledger_int truncated_bios /tmp/case.json) procs=$(procs /tmp/case.json)" \
         "pl_unpinned=$(page_total unpinned /tmp/case.json) pl_matched=$(page_total unpinned_matched /tmp/case.json)" \
         "pl_unknown=$(page_total unpinned_unknown_origin /tmp/case.json) pl_unlisted=$(page_total unlisted /tmp/case.json)" \
         "pl_outstanding=$(page_total outstanding /tmp/case.json) pl_suspect=$(page_total suspect /tmp/case.json)" \

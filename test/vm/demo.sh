@@ -8,6 +8,11 @@ set -u
 D=${DEMO_SECONDS:-20}
 echo "demo: tracing for about $D s: fio O_DIRECT on /dev/vda and /dev/nvme0n1, plus a fio that"
 echo "demo: registers io_uring fixed buffers (long-term pins) and holds them past the end"
+# The guest's init runs this with stdin from /dev/null: the dashboard reads its keys from the
+# serial console, which QEMU connects to the host's terminal.
+if [ -n "${DEMO_COLS:-}" ] && [ -c /dev/ttyS0 ]; then
+    exec < /dev/ttyS0
+fi
 if [ -n "${DEMO_COLS:-}" ] && [ -t 0 ] && [ -t 1 ]; then
     stty rows "$DEMO_ROWS" cols "$DEMO_COLS"
     VIEW="--format tui"

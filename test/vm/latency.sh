@@ -5,12 +5,21 @@ set -u
 export PATH=$PATH:/usr/sbin:/sbin
 DELAY_MS=${DELAY_MS:-200}
 
-rec() { # rec PHASE COMMAND...: run COMMAND under the tracer and print its records
+. /root/cases.sh
+
+# One tracer for every phase (loading it takes tens of seconds under TCG): each phase is a
+# segment of its own (see cases.sh).
+tracer_start --percentiles 50,99 || echo "TRACER-START-FAILED"
+grep '"type":"probe"' /tmp/trace.json | sed 's/^/REC probes /'
+
+rec() { # rec PHASE COMMAND...: run COMMAND in a segment of its own and print its records
     phase=$1; shift
-    tracer run --format json --percentiles 50,99 -- "$@" > /tmp/rec.json 2> /tmp/rec.err
+    segment_begin
+    "$@" > /tmp/workload.out 2>&1
     rc=$?
-    [ $rc -eq 0 ] || { echo "phase $phase failed (exit $rc)"; tail -5 /tmp/rec.err; }
-    sed "s/^/REC $phase /" /tmp/rec.json
+    segment_end || rc=125
+    [ $rc -eq 0 ] || { echo "phase $phase failed (exit $rc)"; tail -5 /tmp/workload.out; tail -5 /tmp/trace.err; }
+    sed "s/^/REC $phase /" /tmp/case.json
     echo "PHASE $phase status=$rc"
 }
 
@@ -40,4 +49,6 @@ dmsetup remove d0; dmsetup remove dlong
 mkfs.ext4 -q -F /dev/nvme0n1 && mkdir -p /mnt/n && mount /dev/nvme0n1 /mnt/n &&
     rec ext4 $FIO --name=e --filename=/mnt/n/f --size=16m --number_ios=500 &&
     umount /mnt/n
+tracer_stop
+echo "TRACER-EXIT status=$?"
 echo "LATENCY-DONE"

@@ -16,12 +16,14 @@ ship() { # ship NAME COMMAND...
     echo "RECORD-END $name"
 }
 
-ship dd-read dd if=/dev/vda of=/dev/null bs=64k count=16 iflag=direct
-ship fio-randrw fio --name=t --filename=/dev/nvme0n1 --direct=1 --bs=16k --size=4m --io_size=1m \
-    --iodepth=4 --ioengine=libaio --rw=randrw --output=/dev/null
-# The page ledger's other paths: long-term pins (io_uring registered buffers) and SG_IO
+# One recording of every workload (loading the tracer takes tens of seconds under TCG): direct
+# reads, libaio random reads and writes, long-term pins (io_uring registered buffers) and SG_IO
 # passthrough (pinned on 6.2+, FOLL_GET references before).
-ship fixedbufs sh -c "fio --name=t --direct=1 --bs=16k --size=2m --iodepth=4 --rw=randread --ioengine=io_uring \
-    --fixedbufs --filename=/dev/nullb0 --output=/dev/null; sleep 1"
-ship sgio pin-workload sgio /dev/sda --buffer aligned --op read --count 16 --bytes 65536
+ship workloads sh -c "
+    dd if=/dev/vda of=/dev/null bs=64k count=16 iflag=direct 2>/dev/null &&
+    fio --name=t --filename=/dev/nvme0n1 --direct=1 --bs=16k --size=4m --io_size=1m \
+        --iodepth=4 --ioengine=libaio --rw=randrw --output=/dev/null &&
+    fio --name=t --direct=1 --bs=16k --size=2m --iodepth=4 --rw=randread --ioengine=io_uring \
+        --fixedbufs --filename=/dev/nullb0 --output=/dev/null && sleep 1 &&
+    pin-workload sgio /dev/sda --buffer aligned --op read --count 16 --bytes 65536"
 echo "REPLAY-DONE"

@@ -6,6 +6,8 @@
 
 use core::mem::size_of;
 
+pub mod chain;
+
 /// Every probe the tracer knows, in the order of [`PROBES`]. The value indexes `PROBE_STATS`.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -21,7 +23,6 @@ pub enum ProbeId {
     UnpinFolio,
     UnpinUserFolio,
     UnpinFolios,
-    PinAccounting,
     BlockRqIssue,
     BlockRqComplete,
     BlockBioQueue,
@@ -58,9 +59,6 @@ pub enum ProbeRole {
     /// A FOLL_GET entry point used for I/O (`get_user_pages_fast`, behind iov_iter_get_pages2
     /// and iov_iter_get_pages_alloc2): amount = pages the call returned with a reference.
     Get,
-    /// The kernel's own FOLL_PIN accounting (`mod_node_page_state` for `NR_FOLL_PIN_*`):
-    /// the exact counter behind /proc/vmstat nr_foll_pin_acquired / nr_foll_pin_released.
-    Accounting,
     /// Block request issued to the driver: amount = 0 (hits are requests).
     BlockIssue,
     /// Block request completed: amount = bytes completed.
@@ -106,19 +104,33 @@ pub struct ProbeDef {
     pub twins: &'static [&'static str],
 }
 
+impl ProbeDef {
+    /// Whether the kernel can preempt the probe's BTF programs in thread context: trampolines
+    /// (fentry/fexit) disable migration, not preemption, and syscall tracepoints are faultable
+    /// from 6.14 on; other tracepoints run with preemption off (see [`chain`]).
+    pub const fn preemptible(&self) -> bool {
+        match self.attach {
+            Attach::Fentry | Attach::Fexit => true,
+            Attach::TpBtf => matches!(self.id, ProbeId::SysEnter | ProbeId::SysExit),
+        }
+    }
+
+    /// Programs in the probe's chain: the BTF program and its fallbacks on the same target.
+    pub const fn chain_len(&self) -> usize {
+        self.twins.len() + 1
+    }
+}
+
 /// Twins of a probe's BTF program at most (see [`ProbeDef::twins`]): 3 for every probe, 5 for
-/// the hottest targets (mod_node_page_state, sys_enter, sys_exit).
+/// the hottest targets (sys_enter, sys_exit).
 pub const MAX_TWINS: usize = 5;
 
 macro_rules! probe {
     ($id:ident, $target:literal, $role:ident, Fentry) => {
         probe!(@def $id, $target, $role, Fentry, "fentry_", Some(concat!("kprobe_", $target)))
     };
-    // 5 twins: targets hot enough (every page state change, every syscall) that threads
-    // preempted inside their programs hold 4 of them on one CPU at times (7.x).
-    ($id:ident, $target:literal, $role:ident, FentryLong) => {
-        probe!(@long probe!(@def $id, $target, $role, Fentry, "fentry_", Some(concat!("kprobe_", $target))), $target)
-    };
+    // 5 twins: targets hot enough (every syscall) that threads preempted inside their programs
+    // hold 4 of them on one CPU at times (7.x).
     ($id:ident, $target:literal, $role:ident, TpBtfLong) => {
         probe!(@long probe!(@def $id, $target, $role, TpBtf, "tp_btf_", None), $target)
     };
@@ -170,7 +182,6 @@ pub const PROBES: [ProbeDef; PROBE_COUNT as usize] = [
     probe!(UnpinFolio, "unpin_folio", Unpin, Fentry),
     probe!(UnpinUserFolio, "unpin_user_folio", Unpin, Fentry),
     probe!(UnpinFolios, "unpin_folios", Unpin, Fentry),
-    probe!(PinAccounting, "mod_node_page_state", Accounting, FentryLong),
     probe!(BlockRqIssue, "block_rq_issue", BlockIssue, TpBtf),
     probe!(BlockRqComplete, "block_rq_complete", BlockComplete, TpBtf),
     probe!(BlockBioQueue, "block_bio_queue", Latency, TpBtf),
@@ -220,29 +231,12 @@ pub struct ProbeStat {
 /// Length of a task's comm, as in the kernel.
 pub const COMM_LEN: usize = 16;
 
-/// Per-process FOLL_PIN accounting (`PROC_STATS`, a per-CPU hash keyed by tgid).
-///
-/// Pages are attributed to the task that was current when the kernel counted them: pins to the
-/// pinning task; releases to whatever task ran the release (a kworker, or the task an
-/// interrupt landed on, for asynchronous completions).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProcStat {
-    pub pages_pinned: u64,
-    pub pages_unpinned: u64,
-    /// comm of the thread that created the entry; zero on the other CPUs' copies.
-    pub comm: [u8; COMM_LEN],
-}
-
-impl ProcStat {
-    pub const ZERO: ProcStat = ProcStat { pages_pinned: 0, pages_unpinned: 0, comm: [0; COMM_LEN] };
-}
-
 /// Why an event was not counted (`LOST`, a per-CPU array indexed by this enum).
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LostReason {
-    /// `PROC_STATS` was full: the pages were counted in the totals but not per process.
+    /// Unused since the per-process figures come from the page ledger (kept: the index of the
+    /// other reasons, which record files carry, must not move).
     ProcMapFull = 0,
     /// A probe ran with an index out of range (a bug; should stay 0).
     BadIndex,
@@ -257,18 +251,6 @@ pub enum LostReason {
     /// nested or preempted deeper than the buffers): its record was dropped.
     ScratchBusy,
 }
-
-/// Slots of `PIN_TOTALS` (a per-CPU array): the exact FOLL_PIN totals, kept apart from
-/// `PROC_STATS` so that they stay exact even when that map is full.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PinTotal {
-    Acquired = 0,
-    Released = 1,
-}
-
-/// Number of [`PinTotal`] slots.
-pub const PIN_TOTALS: u32 = 2;
 
 /// Number of [`LostReason`]s.
 pub const LOST_REASONS: u32 = LostReason::ScratchBusy as u32 + 1;
@@ -315,7 +297,9 @@ pub struct Offsets {
     /// Bit number of BIO_NO_PAGE_REF in bi_flags (kernels before the FOLL_PIN conversion; a bio
     /// with it set holds no page references, e.g. one built over a bvec iterator).
     pub bio_no_page_ref_bit: u32,
-    /// struct page: compound_head (a tail page stores its folio's head page address + 1).
+    /// struct page: compound_head (compound_info from 7.0). A tail page stores its folio's head
+    /// page address + 1, or (7.0+ with HugeTLB vmemmap optimization) a mask + 1 that gives the
+    /// head page from the tail page's own address.
     pub page_compound_head: u32,
     /// sizeof(struct page): the distance between the struct pages of adjacent pages.
     pub struct_page_size: u32,
@@ -327,6 +311,14 @@ pub struct Offsets {
     pub page_mapping: u32,
     /// struct task_struct: stack (the base of the task's kernel stack).
     pub task_stack: u32,
+    /// struct pt_regs: di (a system call's first argument at sys_enter); x86_64.
+    pub regs_di: u32,
+    /// struct task_struct: files; struct files_struct: fdt; struct fdtable: fd; struct file:
+    /// f_flags (whether a read or write system call's file is open with O_DIRECT).
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_fd: u32,
+    pub file_f_flags: u32,
 }
 
 /// An offset this kernel does not have.
@@ -366,6 +358,11 @@ impl Offsets {
         pipe_buffer_page: OFFSET_UNKNOWN,
         page_mapping: OFFSET_UNKNOWN,
         task_stack: OFFSET_UNKNOWN,
+        regs_di: OFFSET_UNKNOWN,
+        task_files: OFFSET_UNKNOWN,
+        files_fdt: OFFSET_UNKNOWN,
+        fdt_fd: OFFSET_UNKNOWN,
+        file_f_flags: OFFSET_UNKNOWN,
     };
 }
 
@@ -437,8 +434,9 @@ pub enum PageEvent {
 }
 
 /// Entries one page record lists at most; a call with more is counted (`nr`) but lists only
-/// these ([`PAGES_FLAG_TRUNCATED`]). 256 pages cover the largest bio (BIO_MAX_VECS).
-pub const PAGES_MAX_ENTRIES: usize = 256;
+/// these ([`PAGES_FLAG_TRUNCATED`]). 512 pages cover the largest bio (BIO_MAX_VECS, 256) and a
+/// 2 MiB buffer (a PMD-sized huge page, or an io_uring registered buffer of 2 MiB).
+pub const PAGES_MAX_ENTRIES: usize = 512;
 
 /// `PagesHeader::flags`: the unpin marks the pages dirty (make_dirty = true).
 pub const PAGES_FLAG_DIRTY: u32 = 1 << 0;
@@ -633,34 +631,19 @@ pub struct BioRecord {
 /// Map and global names shared by both sides.
 pub mod names {
     pub const PROBE_STATS: &str = "PROBE_STATS";
-    pub const PROC_STATS: &str = "PROC_STATS";
     pub const LOST: &str = "LOST";
-    pub const PIN_TOTALS: &str = "PIN_TOTALS";
-    /// Per-CPU array indexed by ProbeId: invocations a twin took care of because the kernel
-    /// skipped the programs before it.
+    /// Per-CPU array indexed by ProbeId: invocations a fallback of the chain took care of
+    /// because the kernel skipped the programs before it.
     pub const RESCUED: &str = "RESCUED";
-    pub const TWIN_DEBUG: &str = "TWIN_DEBUG";
+    pub const CHAIN_DEBUG: &str = "CHAIN_DEBUG";
     pub const CHAIN_STAGE: &str = "CHAIN_STAGE";
-    /// Number of possible CPUs (the twins' search for marks left on another CPU).
-    pub const NR_CPUS: &str = "NR_CPUS";
     pub const EVENTS: &str = "EVENTS";
     /// The [`super::Offsets`] global.
     pub const OFFSETS: &str = "OFFSETS";
-    /// Value of `NR_FOLL_PIN_ACQUIRED` in the running kernel's `enum node_stat_item`.
-    pub const NR_FOLL_PIN_ACQUIRED: &str = "NR_FOLL_PIN_ACQUIRED";
-    /// Value of `NR_FOLL_PIN_RELEASED` in the running kernel's `enum node_stat_item`.
-    pub const NR_FOLL_PIN_RELEASED: &str = "NR_FOLL_PIN_RELEASED";
 }
 
-/// Capacity of `PROC_STATS`.
-pub const MAX_PROCS: u32 = 16384;
-
-/// Sentinel for "this node_stat_item is not known": never matches a real item.
-pub const ITEM_UNKNOWN: u32 = u32::MAX;
-
 const _: () = assert!(size_of::<ProbeStat>() == 16);
-const _: () = assert!(size_of::<ProcStat>() == 32);
-const _: () = assert!(size_of::<Offsets>() == 128);
+const _: () = assert!(size_of::<Offsets>() == 148);
 const _: () = assert!(size_of::<ExitRecord>() == 16);
 const _: () = assert!(size_of::<PagesHeader>() == 48 + 32 + 8 * PAGES_STACK_FRAMES);
 const _: () = assert!(size_of::<PagesWire>() == size_of::<PagesHeader>() + 16 * PAGES_MAX_ENTRIES);
@@ -681,7 +664,6 @@ mod pod {
     // SAFETY: plain #[repr(C)] structs of integers and byte arrays, no padding (asserted above).
     unsafe impl aya::Pod for super::ProbeStat {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for super::ProcStat {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Offsets {}
     // SAFETY: as above.
@@ -694,4 +676,63 @@ mod pod {
     unsafe impl aya::Pod for super::PagesHeader {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ExitRecord {}
+}
+
+/// The head page (folio) of the struct page at `page`, from the word `info` at its
+/// compound_head (compound_info from 7.0). Bit 0 clear: `page` is its own head. Bit 0 set: a
+/// tail page, whose word is either its head's address + 1, or (7.0+ kernels with HugeTLB vmemmap
+/// optimization and a power-of-two struct page) a mask + 1 with `head = page & mask`, the mask
+/// being ones down to bit `order + log2(sizeof(struct page))` and zeros below. The two are told
+/// apart by value: no struct page address has that shape (vmemmap lies far below the top of the
+/// address space). Branch-free, for the eBPF verifier.
+#[inline(always)]
+pub fn head_of(page: u64, info: u64) -> u64 {
+    let tail = 0u64.wrapping_sub(info & 1);
+    let word = info & !1;
+    // A mask: its complement is 2^k - 1, so complement & (complement + 1) is 0.
+    let below = !word;
+    let x = below & below.wrapping_add(1);
+    let pointer = 0u64.wrapping_sub((x | x.wrapping_neg()) >> 63);
+    let head = (pointer & word) | (!pointer & (page & word));
+    (tail & head) | (!tail & page)
+}
+
+#[cfg(test)]
+mod head_tests {
+    use super::head_of;
+
+    const VMEMMAP: u64 = 0xffff_ea00_0000_0000;
+
+    #[test]
+    fn heads_pointers_and_masks() {
+        let head = VMEMMAP + 0x8000 * 64; // pfn 0x8000: 2 MiB aligned (order 9)
+        let tail = head + 300 * 64;
+        assert_eq!(head_of(head, 0), head, "a head or small page is its own folio");
+        assert_eq!(head_of(head, 0x0000_0000_0000_0400), head, "bit 0 clear: not a tail page");
+        assert_eq!(head_of(tail, head + 1), head, "pointer encoding (before 7.0, or without the mask)");
+        // Mask encoding: order 9, 64-byte struct page: ones from bit 15 up.
+        let mask = !((1u64 << (9 + 6)) - 1);
+        assert_eq!(head_of(tail, mask | 1), head, "mask encoding");
+        // Another folio of the same order gets the same word and its own head.
+        let other = VMEMMAP + 0x40_0000 * 64;
+        assert_eq!(head_of(other + 5 * 64, mask | 1), other);
+        // Order 1 (the smallest large folio) and a PUD-sized order 18.
+        let o1 = !((1u64 << 7) - 1);
+        assert_eq!(head_of(VMEMMAP + 3 * 64, o1 | 1), VMEMMAP + 2 * 64);
+        let o18 = !((1u64 << 24) - 1);
+        assert_eq!(head_of(VMEMMAP + 0x1234 * 64, o18 | 1), VMEMMAP);
+        // A failed read (0) leaves the page its own folio.
+        assert_eq!(head_of(tail, 0), tail);
+    }
+
+    #[test]
+    fn randomized_vmemmap_bases_are_read_as_pointers() {
+        // x86_64 KASLR moves vmemmap_base in 1 GiB steps between the direct map and vmalloc.
+        for base in [0xffff_d4d8_0000_0000u64, 0xffff_c000_0000_0000, VMEMMAP, 0xffff_fe00_0000_0000] {
+            for pfn in [0u64, 512, 0x3_ffff_fe00] {
+                let head = base + pfn * 64;
+                assert_eq!(head_of(head + 64, head + 1), head, "base {base:#x} pfn {pfn:#x}");
+            }
+        }
+    }
 }

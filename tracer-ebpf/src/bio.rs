@@ -5,7 +5,7 @@
 
 // Program names follow the kernel functions they probe (`fentry___bio_release_pages`), as the
 // catalogue in tracer-common expects.
-#![allow(non_snake_case)]
+#![allow(non_snake_case, reason = "program names are the kernel functions they probe: fentry___bio_release_pages")]
 
 use core::ffi::c_void;
 
@@ -16,8 +16,8 @@ use aya_ebpf::{
     programs::{FEntryContext, FExitContext, ProbeContext},
 };
 use tracer_common::{
-    BioEvent, BioWire, LatencyKind, LostReason, Owner, ProbeId, RecordType, BIO_FLAG_MARK_DIRTY,
-    BIO_FLAG_PINNED, BIO_FLAG_TRUNCATED, BIO_WIRE_VEC_BYTES, COMM_LEN, OFFSET_UNKNOWN,
+    BioEvent, BioWire, LatencyKind, LostReason, Owner, ProbeId, RecordType, BIO_FLAG_MARK_DIRTY, BIO_FLAG_PINNED,
+    BIO_FLAG_TRUNCATED, BIO_WIRE_VEC_BYTES, COMM_LEN, OFFSET_UNKNOWN,
 };
 
 use crate::{

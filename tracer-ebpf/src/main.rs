@@ -1,19 +1,19 @@
-//! Kernel side of tracer: eBPF programs on the pin entry points, the unpin variants, the
-//! kernel's FOLL_PIN accounting and the block layer.
+//! Kernel side of tracer: eBPF programs on the pin entry points, the unpin variants and the
+//! block layer (the kernel's FOLL_PIN totals come from /proc/vmstat, read in userspace).
 //!
 //! Every entry point is a one-line wrapper over a `try_*` function. Each kernel function has a
-//! BTF program (fentry/fexit) and a kprobe/kretprobe twin; userspace picks what the running
-//! kernel accepts (see tracer/src/ebpf/plan.rs).
+//! BTF program (fentry/fexit) and a kprobe/kretprobe fallback; userspace picks what the running
+//! kernel accepts (see tracer/src/probes/plan.rs).
 #![no_std]
 // Atomic fetch-or/and on map values (the BPF target has no CAS, so core::sync::atomic offers
 // only loads and stores; the instructions themselves exist since BPF v3).
 #![feature(core_intrinsics)]
-#![allow(internal_features)]
+#![allow(internal_features, reason = "core_intrinsics: atomic fetch-add and compare-exchange on map values")]
 #![no_main]
 
-#[macro_use]
 mod maps;
-mod accounting;
+#[macro_use]
+mod chain;
 mod bio;
 mod exit;
 mod latency;

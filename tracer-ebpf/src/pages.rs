@@ -7,14 +7,14 @@ use core::{
 };
 
 use aya_ebpf::{
-    EbpfContext,
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated},
     macros::map,
     maps::PerCpuArray,
+    EbpfContext,
 };
 use tracer_common::{
-    LostReason, Owner, PageEntry, PageEvent, PagesHeader, PagesWire, ProbeId, RecordType, COMM_LEN, OFFSET_UNKNOWN,
-    PAGES_FLAG_TRUNCATED, PAGES_FLAG_UNLISTED, PAGES_MAX_ENTRIES, PAGES_STACK_FRAMES,
+    head_of, LostReason, Owner, PageEntry, PageEvent, PagesHeader, PagesWire, ProbeId, RecordType, COMM_LEN,
+    OFFSET_UNKNOWN, PAGES_FLAG_TRUNCATED, PAGES_FLAG_UNLISTED, PAGES_MAX_ENTRIES, PAGES_STACK_FRAMES,
 };
 
 use crate::maps::{lost, offsets, submit_flags, EVENTS};
@@ -75,22 +75,27 @@ struct HeadAt {
     mask: u64,
 }
 
-/// The folio of `page`: its head page (a tail page's compound_head is the head's address + 1).
+/// The folio of `page`: its head page. A tail page's compound_head (compound_info from 7.0) has
+/// bit 0 set and holds either its head page's address + 1, or, on 7.0+ kernels with HugeTLB
+/// vmemmap optimization and a 64-byte struct page, a mask + 1 that gives the head page from the
+/// tail page's own address (`page & mask`: all tail pages of one order hold the same word).
+/// The two are told apart by value: a mask is ones down to bit `order + 6` and zeros below,
+/// which no struct page address is (vmemmap lies far below the top of the address space).
+/// [`head_of`] is that rule; it is pure, so the host tests it too (tracer-common).
 /// Branch-free (the verifier walks every branch of every loop iteration): a failed read leaves
 /// 0, whose bit 0 is clear, so the page counts as its own folio.
 #[inline(always)]
 fn folio_of(page: u64, at: HeadAt) -> u64 {
-    let mut head: u64 = 0;
-    // SAFETY: the helper writes 8 bytes into `head` and tolerates any source address.
+    let mut info: u64 = 0;
+    // SAFETY: the helper writes 8 bytes into `info` and tolerates any source address.
     unsafe {
         generated::bpf_probe_read_kernel(
-            core::ptr::addr_of_mut!(head) as *mut c_void,
+            core::ptr::addr_of_mut!(info) as *mut c_void,
             8,
             (page.wrapping_add(at.offset) & at.mask) as *const c_void,
         )
     };
-    let tail = 0u64.wrapping_sub(head & 1);
-    (tail & (head ^ 1)) | (!tail & page)
+    head_of(page, info)
 }
 
 /// `v`, with everything the compiler knows about it forgotten: a mask applied to the result
@@ -118,7 +123,12 @@ fn unreadable(w: *mut PagesWire) {
 fn output(w: *mut PagesWire, size: u64) {
     // SAFETY: callers pass size <= size_of::<PagesWire>(), the size of `w`'s buffer.
     let rc = unsafe {
-        generated::bpf_ringbuf_output(core::ptr::addr_of!(EVENTS) as *mut c_void, w as *mut c_void, size, submit_flags())
+        generated::bpf_ringbuf_output(
+            core::ptr::addr_of!(EVENTS) as *mut c_void,
+            w as *mut c_void,
+            size,
+            submit_flags(),
+        )
     };
     if rc != 0 {
         lost(LostReason::RingFull);
@@ -168,7 +178,13 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
     } else if call.n > PAGES_MAX_ENTRIES as u32 {
         flags |= PAGES_FLAG_TRUNCATED;
     }
-    let n = if !listed { 0 } else if call.n > PAGES_MAX_ENTRIES as u32 { PAGES_MAX_ENTRIES as u32 } else { call.n };
+    let n = if !listed {
+        0
+    } else if call.n > PAGES_MAX_ENTRIES as u32 {
+        PAGES_MAX_ENTRIES as u32
+    } else {
+        call.n
+    };
     // SAFETY: `w` is this CPU's buffer for this nesting level, exclusively ours meanwhile.
     unsafe {
         (*w).header = PagesHeader {
@@ -210,7 +226,7 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
     // `n` differently at each exit, and a size derived from `n` after them would make it
     // verify the rest of the program once per exit.
     let size = (core::mem::size_of::<PagesHeader>() + core::mem::size_of::<PageEntry>() * n as usize) as u64;
-    let size = opaque(size) & 0x1fff;
+    let size = opaque(size) & 0x3fff;
     if size > core::mem::size_of::<PagesWire>() as u64 {
         return;
     }
@@ -221,13 +237,13 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
         unsafe { *(entries as *mut PageEntry).add(i) = PageEntry { page, folio } };
     };
     // The array of a call is copied in one read of a fixed size (the 6.1 verifier loses the
-    // bounds of a computed size): the smallest of 256, 512, 1024 or 2048 bytes that holds it.
+    // bounds of a computed size): the smallest of 256, 512, 1024, 2048 or 4096 bytes that holds it.
     // Reading past the array's end is harmless unless that crosses into unmapped memory; then
     // the record goes out unlisted (counted, not followed).
     let copy_array = |array: u64| -> bool {
         let dst = raw as *mut c_void;
         let src = array as *const c_void;
-        // SAFETY: `raw` holds PAGES_MAX_ENTRIES u64s (2048 bytes), more than any size below;
+        // SAFETY: `raw` holds PAGES_MAX_ENTRIES u64s (4096 bytes), as many as the largest size below;
         // the helper checks the source.
         let rc = unsafe {
             if n <= 32 {
@@ -236,8 +252,10 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
                 generated::bpf_probe_read_kernel(dst, 512, src)
             } else if n <= 128 {
                 generated::bpf_probe_read_kernel(dst, 1024, src)
-            } else {
+            } else if n <= 256 {
                 generated::bpf_probe_read_kernel(dst, 2048, src)
+            } else {
+                generated::bpf_probe_read_kernel(dst, 4096, src)
             }
         };
         rc == 0

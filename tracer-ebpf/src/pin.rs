@@ -40,16 +40,22 @@ fn try_returned<C: EbpfContext>(
 /// `$flags` and `$pages`: argument positions of gup_flags and the pages array.
 macro_rules! returned_probe {
     ($fexit:ident, $base:ident, $kretprobe:ident, $target:literal, $event:ident, $id:ident, $flags:literal, $pages:literal) => {
-        with_twin!(#[fexit(function = $target)] $fexit, $base, ProbeId::$id, |ctx: FExitContext| {
-            try_returned(
-                &ctx,
-                PageEvent::$event,
-                ProbeId::$id,
-                ctx.ret::<i64>().unwrap_or(0),
-                func_arg(&ctx, $flags) as u32,
-                Source::PageArray(func_arg(&ctx, $pages)),
-            )
-        });
+        with_twin!(
+            #[fexit(function = $target)]
+            $fexit,
+            $base,
+            ProbeId::$id,
+            |ctx: FExitContext| {
+                try_returned(
+                    &ctx,
+                    PageEvent::$event,
+                    ProbeId::$id,
+                    ctx.ret::<i64>().unwrap_or(0),
+                    func_arg(&ctx, $flags) as u32,
+                    Source::PageArray(func_arg(&ctx, $pages)),
+                )
+            }
+        );
 
         #[kretprobe]
         pub fn $kretprobe(ctx: RetProbeContext) -> u32 {
@@ -59,34 +65,87 @@ macro_rules! returned_probe {
 }
 
 // int pin_user_pages_fast(unsigned long start, int nr_pages, unsigned int gup_flags, struct page **pages)
-returned_probe!(fexit_pin_user_pages_fast, pin_user_pages_fast, kretprobe_pin_user_pages_fast,
-    "pin_user_pages_fast", Pin, PinUserPagesFast, 2, 3);
+returned_probe!(
+    fexit_pin_user_pages_fast,
+    pin_user_pages_fast,
+    kretprobe_pin_user_pages_fast,
+    "pin_user_pages_fast",
+    Pin,
+    PinUserPagesFast,
+    2,
+    3
+);
 // long pin_user_pages(unsigned long start, unsigned long nr_pages, unsigned int gup_flags, struct page **pages, ...)
-returned_probe!(fexit_pin_user_pages, pin_user_pages, kretprobe_pin_user_pages,
-    "pin_user_pages", Pin, PinUserPages, 2, 3);
+returned_probe!(
+    fexit_pin_user_pages,
+    pin_user_pages,
+    kretprobe_pin_user_pages,
+    "pin_user_pages",
+    Pin,
+    PinUserPages,
+    2,
+    3
+);
 // long pin_user_pages_remote(struct mm_struct *mm, unsigned long start, unsigned long nr_pages,
 //     unsigned int gup_flags, struct page **pages, ...)
-returned_probe!(fexit_pin_user_pages_remote, pin_user_pages_remote, kretprobe_pin_user_pages_remote,
-    "pin_user_pages_remote", Pin, PinUserPagesRemote, 3, 4);
+returned_probe!(
+    fexit_pin_user_pages_remote,
+    pin_user_pages_remote,
+    kretprobe_pin_user_pages_remote,
+    "pin_user_pages_remote",
+    Pin,
+    PinUserPagesRemote,
+    3,
+    4
+);
 // long pin_user_pages_unlocked(unsigned long start, unsigned long nr_pages, struct page **pages, unsigned int gup_flags)
-returned_probe!(fexit_pin_user_pages_unlocked, pin_user_pages_unlocked, kretprobe_pin_user_pages_unlocked,
-    "pin_user_pages_unlocked", Pin, PinUserPagesUnlocked, 3, 2);
+returned_probe!(
+    fexit_pin_user_pages_unlocked,
+    pin_user_pages_unlocked,
+    kretprobe_pin_user_pages_unlocked,
+    "pin_user_pages_unlocked",
+    Pin,
+    PinUserPagesUnlocked,
+    3,
+    2
+);
 // int get_user_pages_fast(unsigned long start, int nr_pages, unsigned int gup_flags, struct page **pages)
-returned_probe!(fexit_get_user_pages_fast, get_user_pages_fast, kretprobe_get_user_pages_fast,
-    "get_user_pages_fast", Get, GetUserPagesFast, 2, 3);
+returned_probe!(
+    fexit_get_user_pages_fast,
+    get_user_pages_fast,
+    kretprobe_get_user_pages_fast,
+    "get_user_pages_fast",
+    Get,
+    GetUserPagesFast,
+    2,
+    3
+);
 
 /// void folio_add_pin(struct folio *folio): one more pin on a folio the caller has pinned
 /// (fs/direct-io.c), not counted in nr_foll_pin_acquired.
 #[inline(always)]
 fn try_folio_add_pin<C: EbpfContext>(ctx: &C, folio: u64) -> u32 {
     count(ProbeId::FolioAddPin, 1);
-    let call = Call { event: PageEvent::Pin, probe: ProbeId::FolioAddPin, source: Source::Folio(folio), n: 1, refs: 1, gup_flags: 0, flags: 0 };
+    let call = Call {
+        event: PageEvent::Pin,
+        probe: ProbeId::FolioAddPin,
+        source: Source::Folio(folio),
+        n: 1,
+        refs: 1,
+        gup_flags: 0,
+        flags: 0,
+    };
     emit(ctx, call);
     0
 }
 
-with_twin!(#[fentry(function = "folio_add_pin")] fentry_folio_add_pin, folio_add_pin, ProbeId::FolioAddPin,
-    |ctx: FEntryContext| try_folio_add_pin(&ctx, func_arg(&ctx, 0)));
+with_twin!(
+    #[fentry(function = "folio_add_pin")]
+    fentry_folio_add_pin,
+    folio_add_pin,
+    ProbeId::FolioAddPin,
+    |ctx: FEntryContext| try_folio_add_pin(&ctx, func_arg(&ctx, 0))
+);
 
 #[kprobe]
 pub fn kprobe_folio_add_pin(ctx: ProbeContext) -> u32 {

@@ -31,14 +31,29 @@ fn try_pipe_buf_release<C: EbpfContext>(ctx: &C, buf: u64) -> u32 {
         return 0;
     }
     count(ProbeId::PipeBufRelease, 1);
-    emit(ctx, Call { event: PageEvent::Put, probe: ProbeId::PipeBufRelease, source: Source::Range(page), n: 1, refs: 1, gup_flags: 0, flags: 0 });
+    emit(
+        ctx,
+        Call {
+            event: PageEvent::Put,
+            probe: ProbeId::PipeBufRelease,
+            source: Source::Range(page),
+            n: 1,
+            refs: 1,
+            gup_flags: 0,
+            flags: 0,
+        },
+    );
     0
 }
 
 // void page_cache_pipe_buf_release(struct pipe_inode_info *pipe, struct pipe_buffer *buf)
-with_twin!(#[fentry(function = "page_cache_pipe_buf_release")] fentry_page_cache_pipe_buf_release,
-    page_cache_pipe_buf_release, ProbeId::PipeBufRelease,
-    |ctx: FEntryContext| try_pipe_buf_release(&ctx, func_arg(&ctx, 1)));
+with_twin!(
+    #[fentry(function = "page_cache_pipe_buf_release")]
+    fentry_page_cache_pipe_buf_release,
+    page_cache_pipe_buf_release,
+    ProbeId::PipeBufRelease,
+    |ctx: FEntryContext| try_pipe_buf_release(&ctx, func_arg(&ctx, 1))
+);
 
 #[kprobe]
 pub fn kprobe_page_cache_pipe_buf_release(ctx: ProbeContext) -> u32 {
@@ -61,8 +76,13 @@ fn try_scope_end<C: EbpfContext>(ctx: &C, probe: ProbeId, ret: i64) -> u32 {
 
 macro_rules! scope_probe {
     ($fexit:ident, $base:ident, $kretprobe:ident, $target:literal, $id:ident) => {
-        with_twin!(#[fexit(function = $target)] $fexit, $base, ProbeId::$id,
-            |ctx: FExitContext| try_scope_end(&ctx, ProbeId::$id, ctx.ret::<i64>().unwrap_or(0)));
+        with_twin!(
+            #[fexit(function = $target)]
+            $fexit,
+            $base,
+            ProbeId::$id,
+            |ctx: FExitContext| try_scope_end(&ctx, ProbeId::$id, ctx.ret::<i64>().unwrap_or(0))
+        );
 
         #[kretprobe]
         pub fn $kretprobe(ctx: RetProbeContext) -> u32 {
@@ -71,15 +91,35 @@ macro_rules! scope_probe {
     };
 }
 
-scope_probe!(fexit_nfs_direct_read_schedule_iovec, nfs_direct_read_schedule_iovec,
-    kretprobe_nfs_direct_read_schedule_iovec, "nfs_direct_read_schedule_iovec", NfsDirectReadScheduleIovec);
-scope_probe!(fexit_nfs_direct_write_schedule_iovec, nfs_direct_write_schedule_iovec,
-    kretprobe_nfs_direct_write_schedule_iovec, "nfs_direct_write_schedule_iovec", NfsDirectWriteScheduleIovec);
+scope_probe!(
+    fexit_nfs_direct_read_schedule_iovec,
+    nfs_direct_read_schedule_iovec,
+    kretprobe_nfs_direct_read_schedule_iovec,
+    "nfs_direct_read_schedule_iovec",
+    NfsDirectReadScheduleIovec
+);
+scope_probe!(
+    fexit_nfs_direct_write_schedule_iovec,
+    nfs_direct_write_schedule_iovec,
+    kretprobe_nfs_direct_write_schedule_iovec,
+    "nfs_direct_write_schedule_iovec",
+    NfsDirectWriteScheduleIovec
+);
 // ssize_t fuse_file_read_iter(struct kiocb *iocb, struct iov_iter *to), and write_iter
-scope_probe!(fexit_fuse_file_read_iter, fuse_file_read_iter, kretprobe_fuse_file_read_iter, "fuse_file_read_iter",
-    FuseFileReadIter);
-scope_probe!(fexit_fuse_file_write_iter, fuse_file_write_iter, kretprobe_fuse_file_write_iter, "fuse_file_write_iter",
-    FuseFileWriteIter);
+scope_probe!(
+    fexit_fuse_file_read_iter,
+    fuse_file_read_iter,
+    kretprobe_fuse_file_read_iter,
+    "fuse_file_read_iter",
+    FuseFileReadIter
+);
+scope_probe!(
+    fexit_fuse_file_write_iter,
+    fuse_file_write_iter,
+    kretprobe_fuse_file_write_iter,
+    "fuse_file_write_iter",
+    FuseFileWriteIter
+);
 // ssize_t fuse_dev_read(struct kiocb *iocb, struct iov_iter *to), and fuse_dev_write
 scope_probe!(fexit_fuse_dev_read, fuse_dev_read, kretprobe_fuse_dev_read, "fuse_dev_read", FuseDevRead);
 scope_probe!(fexit_fuse_dev_write, fuse_dev_write, kretprobe_fuse_dev_write, "fuse_dev_write", FuseDevWrite);

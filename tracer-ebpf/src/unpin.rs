@@ -61,9 +61,15 @@ fn try_unpin<C: EbpfContext>(ctx: &C, probe: ProbeId, shape: Shape, a0: u64, a1:
 
 macro_rules! unpin_probe {
     ($fentry:ident, $base:ident, $kprobe:ident, $target:literal, $id:ident, $shape:ident) => {
-        with_twin!(#[fentry(function = $target)] $fentry, $base, ProbeId::$id, |ctx: FEntryContext| {
-            try_unpin(&ctx, ProbeId::$id, Shape::$shape, func_arg(&ctx, 0), func_arg(&ctx, 1), func_arg(&ctx, 2))
-        });
+        with_twin!(
+            #[fentry(function = $target)]
+            $fentry,
+            $base,
+            ProbeId::$id,
+            |ctx: FEntryContext| {
+                try_unpin(&ctx, ProbeId::$id, Shape::$shape, func_arg(&ctx, 0), func_arg(&ctx, 1), func_arg(&ctx, 2))
+            }
+        );
 
         #[kprobe]
         pub fn $kprobe(ctx: ProbeContext) -> u32 {
@@ -73,12 +79,45 @@ macro_rules! unpin_probe {
     };
 }
 
-unpin_probe!(fentry_unpin_user_page, unpin_user_page, kprobe_unpin_user_page, "unpin_user_page", UnpinUserPage, OnePage);
+unpin_probe!(
+    fentry_unpin_user_page,
+    unpin_user_page,
+    kprobe_unpin_user_page,
+    "unpin_user_page",
+    UnpinUserPage,
+    OnePage
+);
 unpin_probe!(fentry_unpin_folio, unpin_folio, kprobe_unpin_folio, "unpin_folio", UnpinFolio, OneFolio);
-unpin_probe!(fentry_unpin_user_pages, unpin_user_pages, kprobe_unpin_user_pages, "unpin_user_pages", UnpinUserPages, Pages);
-unpin_probe!(fentry_unpin_user_pages_dirty_lock, unpin_user_pages_dirty_lock,
-    kprobe_unpin_user_pages_dirty_lock, "unpin_user_pages_dirty_lock", UnpinUserPagesDirtyLock, PagesDirty);
-unpin_probe!(fentry_unpin_user_page_range_dirty_lock, unpin_user_page_range_dirty_lock,
-    kprobe_unpin_user_page_range_dirty_lock, "unpin_user_page_range_dirty_lock", UnpinUserPageRangeDirtyLock, Range);
-unpin_probe!(fentry_unpin_user_folio, unpin_user_folio, kprobe_unpin_user_folio, "unpin_user_folio", UnpinUserFolio, FolioRefs);
+unpin_probe!(
+    fentry_unpin_user_pages,
+    unpin_user_pages,
+    kprobe_unpin_user_pages,
+    "unpin_user_pages",
+    UnpinUserPages,
+    Pages
+);
+unpin_probe!(
+    fentry_unpin_user_pages_dirty_lock,
+    unpin_user_pages_dirty_lock,
+    kprobe_unpin_user_pages_dirty_lock,
+    "unpin_user_pages_dirty_lock",
+    UnpinUserPagesDirtyLock,
+    PagesDirty
+);
+unpin_probe!(
+    fentry_unpin_user_page_range_dirty_lock,
+    unpin_user_page_range_dirty_lock,
+    kprobe_unpin_user_page_range_dirty_lock,
+    "unpin_user_page_range_dirty_lock",
+    UnpinUserPageRangeDirtyLock,
+    Range
+);
+unpin_probe!(
+    fentry_unpin_user_folio,
+    unpin_user_folio,
+    kprobe_unpin_user_folio,
+    "unpin_user_folio",
+    UnpinUserFolio,
+    FolioRefs
+);
 unpin_probe!(fentry_unpin_folios, unpin_folios, kprobe_unpin_folios, "unpin_folios", UnpinFolios, Folios);

@@ -21,11 +21,19 @@ pub enum Command {
     Report(ReportArgs),
     /// Print the probe plan for this kernel: each probe attached or missing, with the reason.
     Check(CheckArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout: `tracer man | man -l -`.
+    Man,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Format {
     /// Human-readable tables.
+    #[default]
     Text,
     /// Newline-delimited JSON (docs/output.md); the last line has "type": "summary".
     Json,
@@ -46,6 +54,14 @@ pub struct RunArgs {
     /// segment so far and start a new one: case-by-case figures from one load of the probes.
     #[arg(long)]
     pub segments: bool,
+    /// Print text even in a terminal (where `run` and `record` open the live dashboard unless
+    /// --format says otherwise).
+    #[arg(long, conflicts_with = "format")]
+    pub no_tui: bool,
+    /// Serve the run so far as Prometheus metrics on http://ADDR/metrics (a bare port listens
+    /// on 127.0.0.1 only), refreshed every second; off by default.
+    #[arg(long, value_name = "ADDR", value_parser = crate::sinks::prometheus::parse_addr)]
+    pub prometheus: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub view: ViewArgs,
     /// Run COMMAND under the tracer; trace until it exits and exit with its status.
@@ -74,7 +90,12 @@ pub struct ReportArgs {
 /// How a run's figures are shown and judged: shared by `run`, `record` and `report`.
 #[derive(clap::Args, Debug)]
 pub struct ViewArgs {
-    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    /// Output: text, json (NDJSON) or tui (the live dashboard). Default: the dashboard when
+    /// `run` or `record` has a terminal on stdin and stdout, text otherwise.
+    #[arg(short, long = "format", value_enum, id = "format")]
+    pub format_arg: Option<Format>,
+    /// The format in effect (see [`RunArgs::resolve_format`]).
+    #[arg(skip)]
     pub format: Format,
     /// Latency percentiles to report, comma-separated.
     #[arg(long, value_name = "LIST", default_value = "50,90,99,99.9,99.99", value_parser = Percentiles::parse)]
@@ -83,6 +104,14 @@ pub struct ViewArgs {
     /// holding its pages is a leak suspect (pin ledger; docs/ledger.md).
     #[arg(long, value_name = "S", default_value = "1", value_parser = parse_seconds)]
     pub leak_grace: Duration,
+    /// Also write a report of the run to FILE when it ends (on Ctrl-C and SIGTERM too): JSON or
+    /// Markdown by the name's ending (.json, .md), or as --report-format says (docs/report.md).
+    /// Written atomically, mode 0600, owned by $SUDO_USER under sudo.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// The report's format, whatever the file is called.
+    #[arg(long, value_enum, value_name = "FORMAT", requires = "report")]
+    pub report_format: Option<crate::sinks::report::ReportFormat>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -91,13 +120,29 @@ pub struct CheckArgs {
     pub format: Format,
 }
 
+impl RunArgs {
+    /// The format of a live run: as asked, else the dashboard when stdin and stdout are both
+    /// terminals (and neither --no-tui nor --segments was given), else text.
+    pub fn resolve_format(&mut self, terminal: bool) {
+        let interactive = terminal && !self.no_tui && !self.segments;
+        self.view.format = self.view.format_arg.unwrap_or(if interactive { Format::Tui } else { Format::Text });
+    }
+}
+
+impl ViewArgs {
+    /// The format of a replay: as asked, else text.
+    pub fn resolve_format(&mut self) {
+        self.format = self.format_arg.unwrap_or(Format::Text);
+    }
+}
+
 /// A percentile list (`--percentiles 50,99.9`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Percentiles(pub Vec<f64>);
 
 impl Percentiles {
     fn parse(s: &str) -> Result<Percentiles, String> {
-        crate::latency::parse_percentiles(s).map(Percentiles)
+        crate::engine::latency::parse_percentiles(s).map(Percentiles)
     }
 }
 
@@ -126,8 +171,9 @@ mod tests {
     #[test]
     fn command_after_double_dash() {
         let cli = Cli::try_parse_from(["tracer", "run", "--format", "json", "--", "dd", "if=x"]).unwrap();
-        let Command::Run(run) = cli.command else { panic!("expected run") };
-        assert_eq!(run.view.format, Format::Json);
+        let Command::Run(mut run) = cli.command else { panic!("expected run") };
+        run.resolve_format(true);
+        assert_eq!(run.view.format, Format::Json, "as asked, even in a terminal");
         assert_eq!(run.command, vec![OsString::from("dd"), OsString::from("if=x")]);
         assert_eq!(run.view.percentiles, Percentiles(vec![50.0, 90.0, 99.0, 99.9, 99.99]));
         let cli = Cli::try_parse_from(["tracer", "run", "--percentiles", "50,99.9"]).unwrap();
@@ -137,16 +183,38 @@ mod tests {
     }
 
     #[test]
+    fn run_opens_the_dashboard_only_in_a_terminal() {
+        let format = |args: &[&str], terminal: bool| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Command::Run(mut run) = cli.command else { panic!("expected run") };
+            run.resolve_format(terminal);
+            run.view.format
+        };
+        assert_eq!(format(&["tracer", "run"], true), Format::Tui);
+        assert_eq!(format(&["tracer", "run"], false), Format::Text, "stdout not a terminal: headless");
+        assert_eq!(format(&["tracer", "run", "--no-tui"], true), Format::Text);
+        assert_eq!(format(&["tracer", "run", "--segments"], true), Format::Text);
+        assert_eq!(format(&["tracer", "run", "-f", "text"], true), Format::Text);
+        assert!(Cli::try_parse_from(["tracer", "run", "--no-tui", "--format", "tui"]).is_err());
+    }
+
+    #[test]
     fn record_takes_the_run_options_and_a_file() {
-        let cli = Cli::try_parse_from(["tracer", "record", "-o", "x.rec", "--duration", "2", "--", "fio", "j"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["tracer", "record", "-o", "x.rec", "--duration", "2", "--", "fio", "j"]).unwrap();
         let Command::Record(rec) = cli.command else { panic!("expected record") };
         assert_eq!(rec.output, PathBuf::from("x.rec"));
         assert_eq!(rec.run.duration, Some(Duration::from_secs(2)));
         assert_eq!(rec.run.view.leak_grace, Duration::from_secs(1));
         assert_eq!(rec.run.command, vec![OsString::from("fio"), OsString::from("j")]);
         assert!(Cli::try_parse_from(["tracer", "record", "--duration", "2"]).is_err(), "-o is required");
-        let cli = Cli::try_parse_from(["tracer", "report", "x.rec", "--format", "json", "--leak-grace", "0.5"]).unwrap();
-        let Command::Report(rep) = cli.command else { panic!("expected report") };
-        assert_eq!((rep.file, rep.view.format, rep.view.leak_grace), (PathBuf::from("x.rec"), Format::Json, Duration::from_millis(500)));
+        let cli =
+            Cli::try_parse_from(["tracer", "report", "x.rec", "--format", "json", "--leak-grace", "0.5"]).unwrap();
+        let Command::Report(mut rep) = cli.command else { panic!("expected report") };
+        rep.view.resolve_format();
+        assert_eq!(
+            (rep.file, rep.view.format, rep.view.leak_grace),
+            (PathBuf::from("x.rec"), Format::Json, Duration::from_millis(500))
+        );
     }
 }

@@ -5,24 +5,12 @@ use tracer_common::{
     PAGES_STACK_FRAMES,
 };
 
-use crate::ledger::{PagesRecord, SymbolsRecord};
+use crate::model::{PagesRecord, Record, SymbolsRecord, MAX_SYMBOLS};
 
 /// x86_64 page size (the only architecture the stock kernels we support run on).
 const PAGE_SIZE: u64 = 4096;
 /// sizeof(struct page) on x86_64 (the ledger's default stride too).
 const STRUCT_PAGE_SIZE: u64 = 64;
-
-/// One record of the `EVENTS` ring buffer. Records are handled one at a time, so the size
-/// difference between the variants costs nothing worth a heap allocation per record.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Record {
-    Latency(LatencyEvent),
-    Bio(BioRecord),
-    Pages(PagesRecord),
-    Symbols(SymbolsRecord),
-    Exit(ExitRecord),
-}
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -152,25 +140,6 @@ pub fn pages_bytes(r: &PagesRecord) -> Vec<u8> {
     out
 }
 
-/// Symbols of one symbols record at most.
-const MAX_SYMBOLS: usize = 4096;
-
-/// A symbols record as userspace writes it: type, count, then each symbol as its address
-/// (u64), a u16 length and UTF-8 bytes (native byte order, like the kernel's records).
-pub fn symbols_bytes(s: &SymbolsRecord) -> Vec<u8> {
-    let symbols = &s.symbols[..s.symbols.len().min(MAX_SYMBOLS)];
-    let mut out = Vec::with_capacity(8 + symbols.iter().map(|(_, n)| 10 + n.len()).sum::<usize>());
-    out.extend_from_slice(&(RecordType::Stack as u32).to_ne_bytes());
-    out.extend_from_slice(&(symbols.len() as u32).to_ne_bytes());
-    for (ip, name) in symbols {
-        let b = &name.as_bytes()[..name.len().min(u16::MAX as usize)];
-        out.extend_from_slice(&ip.to_ne_bytes());
-        out.extend_from_slice(&(b.len() as u16).to_ne_bytes());
-        out.extend_from_slice(b);
-    }
-    out
-}
-
 fn symbols_record(bytes: &[u8]) -> Result<SymbolsRecord, DecodeError> {
     let count = bytes.get(4..8).ok_or(DecodeError::Short(bytes.len()))?;
     let count = u32::from_ne_bytes([count[0], count[1], count[2], count[3]]) as usize;
@@ -224,6 +193,7 @@ mod tests {
     use tracer_common::{BioEvent, LatencyKind, Owner, BIO_FLAG_PINNED, BIO_WIRE_VEC_BYTES};
 
     use super::*;
+    use crate::model::symbols_bytes;
 
     /// A wire record with the x86_64 bio_vec layout (page@0, len@8, offset@12, 16 bytes).
     fn wire(vecs: &[(u64, u32, u32)]) -> BioWire {
@@ -323,7 +293,9 @@ mod tests {
         let bytes = pages_bytes(&rec);
         assert_eq!(decode(&bytes), Ok(Record::Pages(rec.clone())));
         assert!(decode(&bytes[..bytes.len() - 1]).is_err(), "an entry cut short");
-        let syms = SymbolsRecord { symbols: vec![(0xffff_ffff_8100_0010, "iov_iter_extract_pages+0x3a".into()), (1, "".into())] };
+        let syms = SymbolsRecord {
+            symbols: vec![(0xffff_ffff_8100_0010, "iov_iter_extract_pages+0x3a".into()), (1, "".into())],
+        };
         let sb = symbols_bytes(&syms);
         assert_eq!(decode(&sb), Ok(Record::Symbols(syms)));
         assert_eq!(decode(&sb[..sb.len() - 1]), Err(DecodeError::BadSymbols));

@@ -2,40 +2,101 @@
 
 mod cli;
 mod decode;
-mod ebpf;
-mod kernel;
-mod latency;
-mod ledger;
-mod output;
-mod plan;
+mod engine;
+mod model;
+mod probes;
 mod record;
 mod run;
-mod screen;
-mod stats;
-mod tui;
-mod vmstat;
+mod sinks;
+mod snapshot;
+mod source;
+
+use std::{
+    io::{IsTerminal, Write},
+    sync::Mutex,
+};
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, Format};
+
+/// Log lines held back while the dashboard owns the terminal (a line on stderr would draw over
+/// it); printed to stderr when the command ends.
+static HELD_LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct HeldLogs;
+
+impl Write for HeldLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        HELD_LOGS.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Logs to stderr, or, under the dashboard, into [`HELD_LOGS`].
+fn init_logging(dashboard: bool) {
+    let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
+    logger.format_target(false);
+    if dashboard {
+        logger.target(env_logger::Target::Pipe(Box::new(HeldLogs)));
+    }
+    logger.init();
+}
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format_target(false)
-        .init();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Check(args) => run::check(&args),
-        Command::Run(args) => runtime().and_then(|rt| rt.block_on(run::run(args, None))),
-        Command::Record(args) => runtime().and_then(|rt| rt.block_on(run::run(args.run, Some(&args.output)))),
-        Command::Report(args) => run::report(&args),
+    let mut cli = Cli::parse();
+    let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let dashboard = match &mut cli.command {
+        Command::Run(args) => {
+            args.resolve_format(terminal);
+            args.view.format == Format::Tui
+        }
+        Command::Record(args) => {
+            args.run.resolve_format(terminal);
+            args.run.view.format == Format::Tui
+        }
+        Command::Report(args) => {
+            args.view.resolve_format();
+            false
+        }
+        _ => false,
     };
+    init_logging(dashboard);
+    let result = run_command(cli);
+    let held = std::mem::take(&mut *HELD_LOGS.lock().unwrap_or_else(|e| e.into_inner()));
+    let _ = std::io::stderr().write_all(&held);
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("tracer: {e:#}");
             std::process::exit(1);
         }
+    }
+}
+
+fn run_command(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Check(args) => run::check(&args),
+        Command::Run(args) => runtime().and_then(|rt| rt.block_on(run::run(args, None))),
+        Command::Record(args) => runtime().and_then(|rt| rt.block_on(run::run(args.run, Some(&args.output)))),
+        Command::Report(args) => runtime().and_then(|rt| rt.block_on(run::report(&args))),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "tracer",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
+        Command::Man => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+            .render(&mut std::io::stdout())
+            .map(|()| 0)
+            .map_err(Into::into),
     }
 }
 

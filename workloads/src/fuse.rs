@@ -92,8 +92,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 impl Fs {
     /// struct fuse_attr (88 bytes) of `node`.
     fn attr(&self, node: u64, body: Body) -> Body {
-        let (mode, size, nlink) =
-            if node == ROOT { (0o040755, 0, 2) } else { (0o100644, self.data.len() as u64, 1) };
+        let (mode, size, nlink) = if node == ROOT { (0o040755, 0, 2) } else { (0o100644, self.data.len() as u64, 1) };
         body.u64(node) // ino
             .u64(size)
             .u64(size.div_ceil(512)) // blocks
@@ -191,11 +190,9 @@ fn mount(dev: &File, mountpoint: &str) -> Result<()> {
     let source = c"pin-workload";
     let fstype = c"fuse";
     let target = std::ffi::CString::new(mountpoint).context("mount point")?;
-    let options = std::ffi::CString::new(format!(
-        "fd={},rootmode=40000,user_id=0,group_id=0,allow_other",
-        dev.as_raw_fd()
-    ))
-    .expect("no NUL");
+    let options =
+        std::ffi::CString::new(format!("fd={},rootmode=40000,user_id=0,group_id=0,allow_other", dev.as_raw_fd()))
+            .expect("no NUL");
     // SAFETY: every pointer is a NUL-terminated string that outlives the call.
     let rc = unsafe {
         libc::mount(

@@ -9,11 +9,14 @@
 //! - `uring-orphan`: io_uring registered buffers (FOLL_PIN|FOLL_LONGTERM) whose ring outlives
 //!   the process that registered them (a forked child keeps it): pins outliving their process;
 //! - `fuse MOUNTPOINT`: a FUSE file system whose one file is opened with FOPEN_DIRECT_IO, for
-//!   fio or dd to do I/O on (see fuse.rs).
+//!   fio or dd to do I/O on (see fuse.rs);
+//! - `thp-halves DEV`: two threads doing O_DIRECT into the two halves of one transparent huge
+//!   page at once (see thp.rs).
 //!
 //! Every run prints one line: what it did, and the pages it expects the kernel to pin.
 
 mod fuse;
+mod thp;
 
 use std::{fs::OpenOptions, os::fd::AsRawFd};
 
@@ -57,6 +60,15 @@ enum What {
         /// Size of `data` in MiB.
         #[arg(long, default_value_t = 32)]
         size_mib: usize,
+    },
+    /// Two threads doing O_DIRECT I/O of 1 MiB at once into the two halves of one transparent
+    /// huge page, round after round (two bios pinning pages of one large folio).
+    ThpHalves {
+        dev: String,
+        #[arg(long, default_value_t = 8)]
+        rounds: usize,
+        #[arg(long, value_enum, default_value = "read")]
+        op: Op,
     },
 }
 
@@ -157,7 +169,8 @@ const SG_DXFER_TO_DEV: i32 = -2;
 const SG_DXFER_FROM_DEV: i32 = -3;
 
 fn sgio(a: &IoArgs) -> Result<()> {
-    let dev = OpenOptions::new().read(true).write(true).open(&a.dev).with_context(|| format!("cannot open {}", a.dev))?;
+    let dev =
+        OpenOptions::new().read(true).write(true).open(&a.dev).with_context(|| format!("cannot open {}", a.dev))?;
     let buf = IoBuffer::new(a.bytes as usize, a.buffer)?;
     let blocks = a.bytes / 512;
     for i in 0..a.count {
@@ -198,7 +211,13 @@ fn sgio(a: &IoArgs) -> Result<()> {
             bail!("SG_IO on {}: {}", a.dev, std::io::Error::last_os_error());
         }
         if hdr.status != 0 || hdr.host_status != 0 || hdr.driver_status != 0 {
-            bail!("SG_IO on {}: SCSI status {:#x}, host {:#x}, driver {:#x}", a.dev, hdr.status, hdr.host_status, hdr.driver_status);
+            bail!(
+                "SG_IO on {}: SCSI status {:#x}, host {:#x}, driver {:#x}",
+                a.dev,
+                hdr.status,
+                hdr.host_status,
+                hdr.driver_status
+            );
         }
     }
     report("sgio", a);
@@ -234,7 +253,8 @@ const NVME_IOCTL_IO_CMD: libc::c_ulong = 0xC048_4E43;
 const NVME_IOCTL_ID: libc::c_ulong = 0x4E40;
 
 fn nvme(a: &IoArgs) -> Result<()> {
-    let dev = OpenOptions::new().read(true).write(true).open(&a.dev).with_context(|| format!("cannot open {}", a.dev))?;
+    let dev =
+        OpenOptions::new().read(true).write(true).open(&a.dev).with_context(|| format!("cannot open {}", a.dev))?;
     // SAFETY: NVME_IOCTL_ID takes no argument and returns the namespace id.
     let nsid = unsafe { libc::ioctl(dev.as_raw_fd(), NVME_IOCTL_ID as _) };
     if nsid <= 0 {
@@ -258,7 +278,11 @@ fn nvme(a: &IoArgs) -> Result<()> {
         // `data_len` bytes during the call.
         let rc = unsafe { libc::ioctl(dev.as_raw_fd(), NVME_IOCTL_IO_CMD as _, &mut cmd) };
         if rc != 0 {
-            bail!("NVMe passthrough on {}: {}", a.dev, if rc < 0 { std::io::Error::last_os_error().to_string() } else { format!("status {rc:#x}") });
+            bail!(
+                "NVMe passthrough on {}: {}",
+                a.dev,
+                if rc < 0 { std::io::Error::last_os_error().to_string() } else { format!("status {rc:#x}") }
+            );
         }
     }
     report("nvme", a);
@@ -316,7 +340,14 @@ fn uring_orphan(pages: usize, hold_secs: u32) -> Result<()> {
     let len = pages * 4096;
     // SAFETY: an anonymous private mapping; checked below.
     let buf = unsafe {
-        libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     };
     if buf == libc::MAP_FAILED {
         bail!("mmap: {}", std::io::Error::last_os_error());
@@ -332,7 +363,15 @@ fn uring_orphan(pages: usize, hold_secs: u32) -> Result<()> {
     }
     let iov = libc::iovec { iov_base: buf, iov_len: len };
     // SAFETY: one iovec naming our mapping.
-    let rc = unsafe { libc::syscall(SYS_IO_URING_REGISTER, ring, IORING_REGISTER_BUFFERS, &iov as *const libc::iovec, 1 as libc::c_long) };
+    let rc = unsafe {
+        libc::syscall(
+            SYS_IO_URING_REGISTER,
+            ring,
+            IORING_REGISTER_BUFFERS,
+            &iov as *const libc::iovec,
+            1 as libc::c_long,
+        )
+    };
     if rc < 0 {
         bail!("io_uring_register(IORING_REGISTER_BUFFERS): {}", std::io::Error::last_os_error());
     }
@@ -361,6 +400,7 @@ fn main() {
         What::Vmsplice { pages, rounds } => vmsplice(*pages, *rounds),
         What::UringOrphan { pages, hold_secs } => uring_orphan(*pages, *hold_secs),
         What::Fuse { mountpoint, size_mib } => fuse::serve(mountpoint, size_mib << 20),
+        What::ThpHalves { dev, rounds, op } => thp::halves(dev, *rounds, *op == Op::Write),
     };
     if let Err(e) = result {
         eprintln!("pin-workload: {e:#}");

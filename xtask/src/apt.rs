@@ -28,15 +28,10 @@ pub struct SourceEntry {
 pub fn parse_deb822(text: &str) -> Vec<SourceEntry> {
     parse_stanzas(text)
         .into_iter()
-        .filter(|f| {
-            !f.get("enabled")
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case("no"))
-        })
+        .filter(|f| !f.get("enabled").is_some_and(|v| v.trim().eq_ignore_ascii_case("no")))
         .filter_map(|f| {
             let words = |k: &str| -> Vec<String> {
-                f.get(k)
-                    .map(|v| v.split_whitespace().map(str::to_string).collect())
-                    .unwrap_or_default()
+                f.get(k).map(|v| v.split_whitespace().map(str::to_string).collect()).unwrap_or_default()
             };
             let entry = SourceEntry {
                 types: words("types"),
@@ -129,21 +124,14 @@ pub fn has_suite(entries: &[SourceEntry], suite: &str) -> bool {
 /// security one). No mirror host is ever made up.
 pub fn mirror_for(entries: &[SourceEntry], suite: &str) -> Result<(String, Option<String>)> {
     let is_security = |e: &SourceEntry| e.suites.iter().any(|s| s.ends_with("-security"));
-    let pick = |e: &SourceEntry| {
-        (
-            e.uris[0].trim_end_matches('/').to_string(),
-            e.signed_by.clone(),
-        )
-    };
+    let pick = |e: &SourceEntry| (e.uris[0].trim_end_matches('/').to_string(), e.signed_by.clone());
     if let Some(e) = entries.iter().find(|e| e.suites.iter().any(|s| s == suite)) {
         return Ok(pick(e));
     }
     let found = if suite.ends_with("-security") {
         entries.iter().find(|e| is_security(e))
     } else {
-        entries
-            .iter()
-            .find(|e| !is_security(e) && !e.uris[0].contains("security"))
+        entries.iter().find(|e| !is_security(e) && !e.uris[0].contains("security"))
     };
     found.map(pick).ok_or_else(|| {
         anyhow!(
@@ -213,10 +201,7 @@ pub fn parse_policy(text: &str) -> Vec<PolicyVersion> {
         match words.as_slice() {
             // "     6.1.192-2 500" (or " *** 6.1.192-2 500")
             [version, prio] if indent <= 5 && prio.parse::<i64>().is_ok() => {
-                out.push(PolicyVersion {
-                    version: version.to_string(),
-                    suites: Vec::new(),
-                });
+                out.push(PolicyVersion { version: version.to_string(), suites: Vec::new() });
             }
             // "        500 http://mirror/debian bookworm/main amd64 Packages"
             [prio, _uri, dist, ..] if prio.parse::<i64>().is_ok() => {
@@ -251,27 +236,17 @@ impl Apt {
     /// A private apt state in `dir` for `suites`, each from the machine's own mirror for
     /// it. The machine's sources, lists, package cache and dpkg status are not touched.
     pub fn private(dir: &Path, machine: &[SourceEntry], suites: &[String]) -> Result<Self> {
-        let mut list =
-            String::from("# written by cargo xtask kernels; private to this directory\n");
+        let mut list = String::from("# written by cargo xtask kernels; private to this directory\n");
         for suite in suites {
             let (uri, signed_by) = mirror_for(machine, suite)?;
-            let keyring = signed_by.or_else(|| {
-                Path::new(DEBIAN_KEYRING)
-                    .exists()
-                    .then(|| DEBIAN_KEYRING.to_string())
-            });
+            let keyring = signed_by.or_else(|| Path::new(DEBIAN_KEYRING).exists().then(|| DEBIAN_KEYRING.to_string()));
             match keyring {
                 Some(k) => list.push_str(&format!("deb [signed-by={k}] {uri} {suite} main\n")),
                 None => list.push_str(&format!("deb {uri} {suite} main\n")),
             }
         }
-        for sub in [
-            "lists/partial",
-            "cache/archives/partial",
-            "etc/preferences.d",
-        ] {
-            fs::create_dir_all(dir.join(sub))
-                .with_context(|| format!("creating {}", dir.join(sub).display()))?;
+        for sub in ["lists/partial", "cache/archives/partial", "etc/preferences.d"] {
+            fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.join(sub).display()))?;
         }
         let sources = dir.join("sources.list");
         if fs::read_to_string(&sources).ok().as_deref() != Some(list.as_str()) {
@@ -332,19 +307,12 @@ impl Apt {
             bail!("refusing to update the machine's apt lists; run `apt-get update` yourself");
         };
         eprintln!("kernels: apt-get update ({})", self.label);
-        let out = self
-            .command("apt-get")
-            .args(["-q", "update"])
-            .output()
-            .context("running apt-get (is apt installed?)")?;
+        let out =
+            self.command("apt-get").args(["-q", "update"]).output().context("running apt-get (is apt installed?)")?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         // apt-get update exits 0 on some fetch failures; "W:"/"E:" lines tell.
         if !out.status.success() || stderr.lines().any(|l| l.starts_with("E:")) {
-            bail!(
-                "apt-get update for {} failed: {}",
-                self.label,
-                stderr.trim()
-            );
+            bail!("apt-get update for {} failed: {}", self.label, stderr.trim());
         }
         fs::write(dir.join("updated"), "").context("writing the update stamp")?;
         Ok(())
@@ -358,10 +326,7 @@ impl Apt {
             .output()
             .context("running apt-cache (is apt installed?)")?;
         if !out.status.success() {
-            bail!(
-                "apt-cache policy {package} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+            bail!("apt-cache policy {package} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
         }
         Ok(parse_policy(&String::from_utf8_lossy(&out.stdout)))
     }
@@ -376,12 +341,10 @@ impl Apt {
         if !out.status.success() {
             return Ok(None);
         }
-        Ok(parse_stanzas(&String::from_utf8_lossy(&out.stdout))
-            .into_iter()
-            .find(|r| {
-                r.get("package").map(String::as_str) == Some(package)
-                    && r.get("version").map(String::as_str) == Some(version)
-            }))
+        Ok(parse_stanzas(&String::from_utf8_lossy(&out.stdout)).into_iter().find(|r| {
+            r.get("package").map(String::as_str) == Some(package)
+                && r.get("version").map(String::as_str) == Some(version)
+        }))
     }
 
     /// `apt-get download PKG=VERSION` into `dir` (which should be empty); returns the file.
@@ -395,26 +358,19 @@ impl Apt {
             .output()
             .context("running apt-get (is apt installed?)")?;
         if !out.status.success() {
-            bail!(
-                "apt-get download {package}={version} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+            bail!("apt-get download {package}={version} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
         }
         let mut debs = fs::read_dir(dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "deb"));
         match (debs.next(), debs.next()) {
             (Some(p), None) => Ok(p),
-            _ => bail!(
-                "apt-get download {package}={version} did not leave exactly one .deb in {}",
-                dir.display()
-            ),
+            _ => bail!("apt-get download {package}={version} did not leave exactly one .deb in {}", dir.display()),
         }
     }
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -444,10 +400,7 @@ Enabled: no
         assert_eq!(e.len(), 2);
         assert_eq!(e[0].uris, ["http://mirror.example/debian"]);
         assert_eq!(e[0].suites, ["bookworm", "bookworm-updates"]);
-        assert_eq!(
-            e[0].signed_by.as_deref(),
-            Some("/usr/share/keyrings/debian-archive-keyring.gpg")
-        );
+        assert_eq!(e[0].signed_by.as_deref(), Some("/usr/share/keyrings/debian-archive-keyring.gpg"));
         assert_eq!(e[1].suites, ["bookworm-security"]);
         assert!(has_suite(&e, "bookworm-security"));
         assert!(!has_suite(&e, "trixie"));
@@ -471,23 +424,10 @@ Enabled: no
     #[test]
     fn mirrors_come_from_the_machine() {
         let e = parse_deb822(DEB822);
-        assert_eq!(
-            mirror_for(&e, "sid").unwrap().0,
-            "http://mirror.example/debian"
-        );
-        assert_eq!(
-            mirror_for(&e, "bookworm-backports").unwrap().0,
-            "http://mirror.example/debian"
-        );
-        assert_eq!(
-            mirror_for(&e, "trixie-security").unwrap().0,
-            "http://mirror.example/debian-security"
-        );
-        assert_eq!(
-            mirror_for(&e, "bookworm-security").unwrap().1,
-            None,
-            "no keyring on that entry"
-        );
+        assert_eq!(mirror_for(&e, "sid").unwrap().0, "http://mirror.example/debian");
+        assert_eq!(mirror_for(&e, "bookworm-backports").unwrap().0, "http://mirror.example/debian");
+        assert_eq!(mirror_for(&e, "trixie-security").unwrap().0, "http://mirror.example/debian-security");
+        assert_eq!(mirror_for(&e, "bookworm-security").unwrap().1, None, "no keyring on that entry");
         assert!(mirror_for(&[], "sid").is_err());
     }
 

@@ -30,10 +30,8 @@ fn kernel_message(line: &str) -> Option<&str> {
     let (stamp, msg) = rest.split_once(']')?;
     let stamp = stamp.trim();
     let (secs, frac) = stamp.split_once('.')?;
-    (!secs.is_empty()
-        && secs.bytes().all(|b| b.is_ascii_digit())
-        && frac.bytes().all(|b| b.is_ascii_digit()))
-    .then(|| msg.trim_start())
+    (!secs.is_empty() && secs.bytes().all(|b| b.is_ascii_digit()) && frac.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| msg.trim_start())
 }
 
 /// Whether a console line reports a kernel panic, Oops, BUG, soft lockup, hung task or
@@ -41,21 +39,13 @@ fn kernel_message(line: &str) -> Option<&str> {
 /// given the harness's command line), only timestamped kernel messages count, so that
 /// COMMAND printing such words does not fail the run.
 pub fn detect_fatal(line: &str) -> Option<Fatal> {
-    let fatal = |kind| {
-        Some(Fatal {
-            kind,
-            line: line.trim().to_string(),
-        })
-    };
+    let fatal = |kind| Some(Fatal { kind, line: line.trim().to_string() });
     if line.contains("Kernel panic - not syncing") {
         return fatal("kernel panic");
     }
     let msg = kernel_message(line)?;
     // Subsystem prefixes such as "watchdog: " or "rcu: " come first.
-    let msg = msg
-        .strip_prefix("watchdog: ")
-        .or_else(|| msg.strip_prefix("rcu: "))
-        .unwrap_or(msg);
+    let msg = msg.strip_prefix("watchdog: ").or_else(|| msg.strip_prefix("rcu: ")).unwrap_or(msg);
     if msg.contains("soft lockup") && msg.starts_with("BUG:") {
         fatal("soft lockup")
     } else if msg.starts_with("BUG:") || msg.starts_with("kernel BUG at") {
@@ -64,9 +54,7 @@ pub fn detect_fatal(line: &str) -> Option<Fatal> {
         fatal("kernel Oops")
     } else if msg.starts_with("INFO: task ") && msg.contains("blocked for more than") {
         fatal("hung task")
-    } else if msg.starts_with("INFO: rcu_")
-        && (msg.contains("detected stall") || msg.contains("self-detected stall"))
-    {
+    } else if msg.starts_with("INFO: rcu_") && (msg.contains("detected stall") || msg.contains("self-detected stall")) {
         fatal("RCU stall")
     } else {
         None
@@ -114,11 +102,7 @@ impl EscapeFilter {
 
 /// Quotes one word for a POSIX shell.
 pub fn sh_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./_-".contains(&b))
-    {
+    if !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./_-".contains(&b)) {
         return word.to_string();
     }
     format!("'{}'", word.replace('\'', r"'\''"))
@@ -129,27 +113,19 @@ pub fn sh_quote(word: &str) -> String {
 pub fn command_script(args: &[String]) -> String {
     let body = match args {
         [one] => one.clone(),
-        _ => args
-            .iter()
-            .map(|a| sh_quote(a))
-            .collect::<Vec<_>>()
-            .join(" "),
+        _ => args.iter().map(|a| sh_quote(a)).collect::<Vec<_>>().join(" "),
     };
     format!("# written by cargo xtask vm: the COMMAND to run\n{body}\n")
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn verdicts_need_the_nonce() {
         assert_eq!(parse_verdict("TRACER-VERDICT abc exit=3", "abc"), Some(3));
-        assert_eq!(
-            parse_verdict("[ 1.2] foo TRACER-VERDICT abc exit=0\r", "abc"),
-            Some(0)
-        );
+        assert_eq!(parse_verdict("[ 1.2] foo TRACER-VERDICT abc exit=0\r", "abc"), Some(0));
         assert_eq!(parse_verdict("TRACER-VERDICT abd exit=3", "abc"), None);
         assert_eq!(parse_verdict("TRACER-VERDICT  exit=3", "abc"), None);
         assert_eq!(parse_verdict("TRACER-VERDICT abc exit=", "abc"), None);
@@ -162,42 +138,15 @@ mod tests {
     #[test]
     fn fatal_kernel_messages() {
         let k = |l: &str| detect_fatal(l).map(|f| f.kind);
-        assert_eq!(
-            k("[   12.345678] Kernel panic - not syncing: sysrq triggered crash"),
-            Some("kernel panic")
-        );
-        assert_eq!(
-            k("Kernel panic - not syncing: Attempted to kill init!"),
-            Some("kernel panic")
-        );
-        assert_eq!(
-            k("[    3.1] BUG: kernel NULL pointer dereference, address: 0000000000000000"),
-            Some("kernel BUG")
-        );
-        assert_eq!(
-            k("[    3.1] kernel BUG at mm/gup.c:120!"),
-            Some("kernel BUG")
-        );
-        assert_eq!(
-            k("[    3.1] Oops: 0002 [#1] PREEMPT SMP NOPTI"),
-            Some("kernel Oops")
-        );
-        assert_eq!(
-            k("[   44.0] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [fio:99]"),
-            Some("soft lockup")
-        );
-        assert_eq!(
-            k("[  243.1] INFO: task fio:123 blocked for more than 120 seconds."),
-            Some("hung task")
-        );
-        assert_eq!(
-            k("[   60.2] rcu: INFO: rcu_preempt self-detected stall on CPU"),
-            Some("RCU stall")
-        );
-        assert_eq!(
-            k("[   60.2] rcu: INFO: rcu_sched detected stalls on CPUs/tasks:"),
-            Some("RCU stall")
-        );
+        assert_eq!(k("[   12.345678] Kernel panic - not syncing: sysrq triggered crash"), Some("kernel panic"));
+        assert_eq!(k("Kernel panic - not syncing: Attempted to kill init!"), Some("kernel panic"));
+        assert_eq!(k("[    3.1] BUG: kernel NULL pointer dereference, address: 0000000000000000"), Some("kernel BUG"));
+        assert_eq!(k("[    3.1] kernel BUG at mm/gup.c:120!"), Some("kernel BUG"));
+        assert_eq!(k("[    3.1] Oops: 0002 [#1] PREEMPT SMP NOPTI"), Some("kernel Oops"));
+        assert_eq!(k("[   44.0] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [fio:99]"), Some("soft lockup"));
+        assert_eq!(k("[  243.1] INFO: task fio:123 blocked for more than 120 seconds."), Some("hung task"));
+        assert_eq!(k("[   60.2] rcu: INFO: rcu_preempt self-detected stall on CPU"), Some("RCU stall"));
+        assert_eq!(k("[   60.2] rcu: INFO: rcu_sched detected stalls on CPUs/tasks:"), Some("RCU stall"));
         // Not fatal: ordinary messages, and COMMAND output without a timestamp.
         assert_eq!(k("[    0.5] Run /init as init process"), None);
         assert_eq!(k("BUG: this is just test output"), None);
@@ -228,7 +177,6 @@ mod tests {
             command_script(&["sh".into(), "-c".into(), "echo 'hi'; exit 3".into()]),
             "# written by cargo xtask vm: the COMMAND to run\nsh -c 'echo '\\''hi'\\''; exit 3'\n"
         );
-        assert!(command_script(&["echo c > /proc/sysrq-trigger".into()])
-            .contains("\necho c > /proc/sysrq-trigger\n"));
+        assert!(command_script(&["echo c > /proc/sysrq-trigger".into()]).contains("\necho c > /proc/sysrq-trigger\n"));
     }
 }

@@ -78,19 +78,11 @@ impl Tree {
     /// An empty tree; with `base`, it also holds the merged-/usr symlinks and the skeleton
     /// directories every guest needs.
     pub fn new(base: bool) -> Self {
-        let mut tree = Tree {
-            nodes: BTreeMap::new(),
-        };
+        let mut tree = Tree { nodes: BTreeMap::new() };
         if base {
             for top in MERGED_USR {
-                tree.nodes.insert(
-                    top.to_string(),
-                    Node::Symlink {
-                        target: format!("usr/{top}"),
-                    },
-                );
-                tree.nodes
-                    .insert(format!("usr/{top}"), Node::Dir { mode: 0o755 });
+                tree.nodes.insert(top.to_string(), Node::Symlink { target: format!("usr/{top}") });
+                tree.nodes.insert(format!("usr/{top}"), Node::Dir { mode: 0o755 });
             }
             tree.nodes.insert("usr".into(), Node::Dir { mode: 0o755 });
             for dir in ["dev", "proc", "sys", "run", "mnt", "etc", "root", "var"] {
@@ -98,14 +90,7 @@ impl Tree {
             }
             tree.nodes.insert("tmp".into(), Node::Dir { mode: 0o1777 });
             // The kernel opens /dev/console for init before anything is mounted.
-            tree.nodes.insert(
-                "dev/console".into(),
-                Node::CharDev {
-                    mode: 0o600,
-                    major: 5,
-                    minor: 1,
-                },
-            );
+            tree.nodes.insert("dev/console".into(), Node::CharDev { mode: 0o600, major: 5, minor: 1 });
         }
         tree
     }
@@ -148,12 +133,7 @@ impl Tree {
     }
 
     pub fn symlink(&mut self, path: &str, target: &str) -> Result<()> {
-        self.insert(
-            path,
-            Node::Symlink {
-                target: target.to_string(),
-            },
-        )
+        self.insert(path, Node::Symlink { target: target.to_string() })
     }
 
     /// Whether the guest path exists in the tree (as anything).
@@ -194,10 +174,7 @@ impl Tree {
         } else if meta.is_file() {
             self.file(dest, Data::Host(src.to_path_buf()), meta.mode() & 0o7777)
         } else {
-            bail!(
-                "{}: only regular files and directories can be copied into the guest",
-                src.display()
-            )
+            bail!("{}: only regular files and directories can be copied into the guest", src.display())
         }
     }
 
@@ -211,22 +188,14 @@ impl Tree {
             match node {
                 Node::Dir { mode } => h.update(format!("d{mode:o}")),
                 Node::Symlink { target } => h.update(format!("l{target}")),
-                Node::CharDev { mode, major, minor } => {
-                    h.update(format!("c{mode:o}:{major}:{minor}"))
-                }
+                Node::CharDev { mode, major, minor } => h.update(format!("c{mode:o}:{major}:{minor}")),
                 Node::File { data, mode } => {
                     h.update(format!("f{mode:o}"));
                     match data {
                         Data::Bytes(b) => h.update(Sha256::digest(b)),
                         Data::Host(p) | Data::Decompress(p) => {
                             let m = fs::metadata(p).with_context(|| format!("{}", p.display()))?;
-                            h.update(format!(
-                                "{}:{}:{}.{}",
-                                p.display(),
-                                m.len(),
-                                m.mtime(),
-                                m.mtime_nsec()
-                            ));
+                            h.update(format!("{}:{}:{}.{}", p.display(), m.len(), m.mtime(), m.mtime_nsec()));
                         }
                     }
                 }
@@ -242,18 +211,14 @@ impl Tree {
         for (path, node) in &self.nodes {
             match node {
                 Node::Dir { mode } => w.entry(path, S_IFDIR | mode, 2, (0, 0), &[])?,
-                Node::Symlink { target } => {
-                    w.entry(path, S_IFLNK | 0o777, 1, (0, 0), target.as_bytes())?
-                }
-                Node::CharDev { mode, major, minor } => {
-                    w.entry(path, S_IFCHR | mode, 1, (*major, *minor), &[])?
-                }
+                Node::Symlink { target } => w.entry(path, S_IFLNK | 0o777, 1, (0, 0), target.as_bytes())?,
+                Node::CharDev { mode, major, minor } => w.entry(path, S_IFCHR | mode, 1, (*major, *minor), &[])?,
                 Node::File { data, mode } => {
                     let bytes = match data {
                         Data::Bytes(b) => std::borrow::Cow::Borrowed(b.as_slice()),
-                        Data::Host(p) => std::borrow::Cow::Owned(
-                            fs::read(p).with_context(|| format!("reading {}", p.display()))?,
-                        ),
+                        Data::Host(p) => {
+                            std::borrow::Cow::Owned(fs::read(p).with_context(|| format!("reading {}", p.display()))?)
+                        }
                         Data::Decompress(p) => std::borrow::Cow::Owned(decompress(p)?),
                     };
                     w.entry(path, S_IFREG | mode, 1, (0, 0), &bytes)
@@ -281,11 +246,7 @@ pub fn decompress(path: &Path) -> Result<Vec<u8>> {
         .output()
         .with_context(|| format!("running `{tool} -dc` (is {tool} installed?)"))?;
     if !out.status.success() {
-        bail!(
-            "`{tool} -dc {}` failed: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("`{tool} -dc {}` failed: {}", path.display(), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(out.stdout)
 }
@@ -299,11 +260,7 @@ struct CpioWriter<'a, W: Write> {
 
 impl<'a, W: Write> CpioWriter<'a, W> {
     fn new(out: &'a mut W) -> Self {
-        CpioWriter {
-            out,
-            ino: 1,
-            offset: 0,
-        }
+        CpioWriter { out, ino: 1, offset: 0 }
     }
 
     fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
@@ -317,16 +274,9 @@ impl<'a, W: Write> CpioWriter<'a, W> {
         self.put(&[0u8; 3][..pad])
     }
 
-    fn entry(
-        &mut self,
-        name: &str,
-        mode: u32,
-        nlink: u32,
-        rdev: (u32, u32),
-        data: &[u8],
-    ) -> Result<()> {
-        let size = u32::try_from(data.len())
-            .map_err(|_| anyhow::anyhow!("{name}: larger than the 4 GiB cpio newc limit"))?;
+    fn entry(&mut self, name: &str, mode: u32, nlink: u32, rdev: (u32, u32), data: &[u8]) -> Result<()> {
+        let size =
+            u32::try_from(data.len()).map_err(|_| anyhow::anyhow!("{name}: larger than the 4 GiB cpio newc limit"))?;
         let namesize = u32::try_from(name.len() + 1)?;
         let ino = self.ino;
         self.ino += 1;
@@ -362,7 +312,6 @@ impl<'a, W: Write> CpioWriter<'a, W> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -380,8 +329,7 @@ mod tests {
     #[test]
     fn parents_are_created_and_conflicts_rejected() {
         let mut t = Tree::new(true);
-        t.file("/opt/a/b", Data::Bytes(b"x".to_vec()), 0o644)
-            .unwrap();
+        t.file("/opt/a/b", Data::Bytes(b"x".to_vec()), 0o644).unwrap();
         assert!(t.contains("/opt/a"));
         assert!(t.contains("/opt"));
         assert!(t.file("/opt/a", Data::Bytes(vec![]), 0o644).is_err());
@@ -389,8 +337,7 @@ mod tests {
         assert!(t.file("/opt/a/b/c", Data::Bytes(vec![]), 0o644).is_err());
         // A later file replaces an earlier one.
         t.symlink("/bin/dd", "/usr/bin/busybox").unwrap();
-        t.file("/usr/bin/dd", Data::Bytes(b"elf".to_vec()), 0o755)
-            .unwrap();
+        t.file("/usr/bin/dd", Data::Bytes(b"elf".to_vec()), 0o755).unwrap();
         assert!(matches!(t.nodes.get("usr/bin/dd"), Some(Node::File { .. })));
     }
 

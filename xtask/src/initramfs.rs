@@ -148,18 +148,13 @@ impl ModulesDep {
             if line.trim().is_empty() {
                 continue;
             }
-            let (module, deps) = line
-                .split_once(':')
-                .ok_or_else(|| anyhow!("modules.dep line {}: no ':' in {line:?}", n + 1))?;
+            let (module, deps) =
+                line.split_once(':').ok_or_else(|| anyhow!("modules.dep line {}: no ':' in {line:?}", n + 1))?;
             let module = module.trim().to_string();
             let deps = deps.split_whitespace().map(str::to_string).collect();
             by_name.insert(module_name(&module), (module, deps));
         }
-        let builtin = builtin
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(module_name)
-            .collect();
+        let builtin = builtin.lines().filter(|l| !l.trim().is_empty()).map(module_name).collect();
         Ok(ModulesDep { by_name, builtin })
     }
 
@@ -168,10 +163,7 @@ impl ModulesDep {
             let p = modules_dir.join(f);
             fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
         };
-        Self::parse(
-            &read("modules.dep")?,
-            &read("modules.builtin").unwrap_or_default(),
-        )
+        Self::parse(&read("modules.dep")?, &read("modules.builtin").unwrap_or_default())
     }
 
     /// Resolves names (`-` or `_` alike) to module paths with their dependencies, each
@@ -179,21 +171,12 @@ impl ModulesDep {
     pub fn resolve(&self, names: &[&str]) -> Result<Resolved> {
         let mut out = Resolved::default();
         let mut done = BTreeSet::new();
-        let path_to_name: HashMap<&str, &str> = self
-            .by_name
-            .iter()
-            .map(|(n, (p, _))| (p.as_str(), n.as_str()))
-            .collect();
+        let path_to_name: HashMap<&str, &str> =
+            self.by_name.iter().map(|(n, (p, _))| (p.as_str(), n.as_str())).collect();
         for name in names {
             let name = name.replace('-', "_");
             if self.by_name.contains_key(&name) {
-                self.visit(
-                    &name,
-                    &path_to_name,
-                    &mut done,
-                    &mut Vec::new(),
-                    &mut out.paths,
-                )?;
+                self.visit(&name, &path_to_name, &mut done, &mut Vec::new(), &mut out.paths)?;
                 out.modular.push(name);
             } else if self.builtin.contains(&name) {
                 out.builtin.push(name);
@@ -218,15 +201,13 @@ impl ModulesDep {
         if stack.iter().any(|s| s == name) {
             bail!("modules.dep has a dependency cycle through {name}");
         }
-        let (path, deps) = self.by_name.get(name).ok_or_else(|| {
-            anyhow!("modules.dep names {name} as a dependency but has no entry for it")
-        })?;
+        let (path, deps) = self
+            .by_name
+            .get(name)
+            .ok_or_else(|| anyhow!("modules.dep names {name} as a dependency but has no entry for it"))?;
         stack.push(name.to_string());
         for dep in deps {
-            let dep_name = path_to_name
-                .get(dep.as_str())
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| module_name(dep));
+            let dep_name = path_to_name.get(dep.as_str()).map(|s| s.to_string()).unwrap_or_else(|| module_name(dep));
             self.visit(&dep_name, path_to_name, done, stack, order)?;
         }
         stack.pop();
@@ -279,11 +260,7 @@ pub fn parse_ldd(text: &str) -> Result<Vec<PathBuf>> {
             if target.starts_with("not found") {
                 bail!("library {} not found", name.trim());
             }
-            if let Some(p) = target
-                .split_whitespace()
-                .next()
-                .filter(|p| p.starts_with('/'))
-            {
+            if let Some(p) = target.split_whitespace().next().filter(|p| p.starts_with('/')) {
                 out.push(PathBuf::from(p));
             }
         } else if line.starts_with('/') {
@@ -297,17 +274,11 @@ pub fn parse_ldd(text: &str) -> Result<Vec<PathBuf>> {
 
 /// Shared libraries of a host program (empty for static programs).
 pub fn libraries(program: &Path) -> Result<Vec<PathBuf>> {
-    let out = Command::new("ldd")
-        .arg(program)
-        .env("LC_ALL", "C")
-        .output()
-        .context("running ldd (libc-bin)")?;
+    let out = Command::new("ldd").arg(program).env("LC_ALL", "C").output().context("running ldd (libc-bin)")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        if stdout.contains("not a dynamic executable")
-            || stderr.contains("not a dynamic executable")
-        {
+        if stdout.contains("not a dynamic executable") || stderr.contains("not a dynamic executable") {
             return Ok(Vec::new());
         }
         bail!("ldd {} failed: {}", program.display(), stderr.trim());
@@ -317,9 +288,7 @@ pub fn libraries(program: &Path) -> Result<Vec<PathBuf>> {
 
 fn is_elf(path: &Path) -> bool {
     let mut magic = [0u8; 4];
-    fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok_and(|()| magic == *b"\x7fELF")
+    fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok_and(|()| magic == *b"\x7fELF")
 }
 
 /// Adds a host program at its own path (merged /usr) and its libraries.
@@ -342,10 +311,7 @@ fn add_libraries(tree: &mut Tree, host: &Path) -> Result<()> {
 
 /// Finds a host tool the way the guest's PATH would: sbin before bin.
 fn find_tool(name: &str) -> Option<PathBuf> {
-    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
+    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].iter().map(|d| Path::new(d).join(name)).find(|p| p.is_file())
 }
 
 /// Adds [`NFS_TOOLS`] from the unpacked package under `root`. Only the NFS case needs them, so
@@ -376,9 +342,7 @@ fn add_nfs_tools(tree: &mut Tree, root: &Path) {
         for (host, guest, libs) in found {
             tree.file(&guest, Data::Host(host), 0o755)?;
             for lib in libs {
-                let g = lib
-                    .to_str()
-                    .ok_or_else(|| anyhow!("{}: library path is not UTF-8", lib.display()))?;
+                let g = lib.to_str().ok_or_else(|| anyhow!("{}: library path is not UTF-8", lib.display()))?;
                 if !tree.contains(g) {
                     tree.file(g, Data::Host(lib.clone()), 0o755)?;
                 }
@@ -404,16 +368,11 @@ pub struct Base {
 pub fn base(kernel: &Kernel, extra_modules: &[String]) -> Result<Base> {
     let root = crate::workspace_root();
     let mut tree = Tree::new(true);
-    tree.file(
-        "/etc/tracer-vm/format",
-        Data::Bytes(format!("{BASE_FORMAT}\n").into_bytes()),
-        0o644,
-    )?;
+    tree.file("/etc/tracer-vm/format", Data::Bytes(format!("{BASE_FORMAT}\n").into_bytes()), 0o644)?;
 
     // busybox and its applets.
-    let busybox = find_tool("busybox").ok_or_else(|| {
-        anyhow!("busybox not found on the host (install busybox-static: scripts/setup.sh)")
-    })?;
+    let busybox = find_tool("busybox")
+        .ok_or_else(|| anyhow!("busybox not found on the host (install busybox-static: scripts/setup.sh)"))?;
     add_program(&mut tree, &busybox, "/usr/bin/busybox")?;
     let list = Command::new(&busybox)
         .arg("--list-full")
@@ -436,9 +395,7 @@ pub fn base(kernel: &Kernel, extra_modules: &[String]) -> Result<Base> {
         add_program(&mut tree, &dash, "/usr/bin/dash")?;
         tree.symlink("/usr/bin/sh", "dash")?;
     } else {
-        eprintln!(
-            "vm: warning: no dash on the host; /bin/sh is busybox's, which prefers its applets"
-        );
+        eprintln!("vm: warning: no dash on the host; /bin/sh is busybox's, which prefers its applets");
     }
 
     // The guest init.
@@ -447,11 +404,7 @@ pub fn base(kernel: &Kernel, extra_modules: &[String]) -> Result<Base> {
         bail!("{} is missing", init.display());
     }
     tree.file("/init", Data::Host(init), 0o755)?;
-    tree.file(
-        "/etc/passwd",
-        Data::Bytes(b"root:x:0:0:root:/root:/bin/sh\n".to_vec()),
-        0o644,
-    )?;
+    tree.file("/etc/passwd", Data::Bytes(b"root:x:0:0:root:/root:/bin/sh\n".to_vec()), 0o644)?;
     tree.file("/etc/group", Data::Bytes(b"root:x:0:\n".to_vec()), 0o644)?;
     for conf in CONFIG_FILES {
         if Path::new(conf).is_file() {
@@ -464,10 +417,7 @@ pub fn base(kernel: &Kernel, extra_modules: &[String]) -> Result<Base> {
     for tool in TOOLS {
         match find_tool(tool) {
             Some(host) => {
-                let guest = host
-                    .to_str()
-                    .ok_or_else(|| anyhow!("{}: path is not UTF-8", host.display()))?
-                    .to_string();
+                let guest = host.to_str().ok_or_else(|| anyhow!("{}: path is not UTF-8", host.display()))?.to_string();
                 add_program(&mut tree, &host, &guest)
                     .with_context(|| format!("adding {} to the guest", host.display()))?;
             }
@@ -495,20 +445,14 @@ pub fn base(kernel: &Kernel, extra_modules: &[String]) -> Result<Base> {
             paths.push(p);
         }
     }
-    let unknown_extra: Vec<&String> = extra_modules
-        .iter()
-        .filter(|m| resolved.missing.contains(&m.replace('-', "_")))
-        .collect();
+    let unknown_extra: Vec<&String> =
+        extra_modules.iter().filter(|m| resolved.missing.contains(&m.replace('-', "_"))).collect();
     if !unknown_extra.is_empty() {
         bail!(
             "kernel {} ({}) has no module {}",
             kernel.name,
             kernel.kver,
-            unknown_extra
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            unknown_extra.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
         );
     }
     let guest_modules = format!("/usr/lib/modules/{}", kernel.kver);
@@ -519,11 +463,7 @@ pub fn base(kernel: &Kernel, extra_modules: &[String]) -> Result<Base> {
             0o644,
         )?;
     }
-    tree.file(
-        &format!("{guest_modules}/modules.dep"),
-        Data::Bytes(deps.guest_dep(&paths).into_bytes()),
-        0o644,
-    )?;
+    tree.file(&format!("{guest_modules}/modules.dep"), Data::Bytes(deps.guest_dep(&paths).into_bytes()), 0o644)?;
     let aliases = fs::read_to_string(kernel.modules_dir.join("modules.alias")).unwrap_or_default();
     let names: BTreeSet<String> = paths.iter().map(|p| module_name(p)).collect();
     tree.file(
@@ -542,11 +482,7 @@ pub fn base(kernel: &Kernel, extra_modules: &[String]) -> Result<Base> {
         load.push_str(m);
         load.push('\n');
     }
-    tree.file(
-        "/etc/tracer-vm/modules",
-        Data::Bytes(load.into_bytes()),
-        0o644,
-    )?;
+    tree.file("/etc/tracer-vm/modules", Data::Bytes(load.into_bytes()), 0o644)?;
 
     // Build or reuse.
     let fingerprint = tree.fingerprint()?;
@@ -554,10 +490,7 @@ pub fn base(kernel: &Kernel, extra_modules: &[String]) -> Result<Base> {
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let name = format!("base-{}-{}.cpio", kernel.name, &fingerprint[..16]);
     let path = dir.join(&name);
-    let base = Base {
-        cpio: path.clone(),
-        modules: resolved.modular.clone(),
-    };
+    let base = Base { cpio: path.clone(), modules: resolved.modular.clone() };
     if path.is_file() {
         return Ok(base);
     }
@@ -570,17 +503,11 @@ pub fn base(kernel: &Kernel, extra_modules: &[String]) -> Result<Base> {
         kernel.name,
         paths.len(),
         resolved.builtin.len(),
-        if resolved.missing.is_empty() {
-            String::new()
-        } else {
-            format!(", absent: {}", resolved.missing.join(" "))
-        }
+        if resolved.missing.is_empty() { String::new() } else { format!(", absent: {}", resolved.missing.join(" ")) }
     );
     let tmp = dir.join(format!(".{name}.{}", std::process::id()));
     let result = (|| -> Result<()> {
-        let mut w = BufWriter::new(
-            fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
-        );
+        let mut w = BufWriter::new(fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?);
         tree.write_cpio(&mut w)?;
         drop(w);
         // Older bases of this kernel are of no more use.
@@ -631,11 +558,7 @@ impl std::str::FromStr for AddSpec {
             None => format!("/root/{}", base()?),
             Some("") => return Err(format!("{s:?}: DEST after ':' is empty")),
             Some(d) => {
-                let mut d = if d.starts_with('/') {
-                    d.to_string()
-                } else {
-                    format!("/root/{d}")
-                };
+                let mut d = if d.starts_with('/') { d.to_string() } else { format!("/root/{d}") };
                 if d.ends_with('/') {
                     d.push_str(&base()?);
                 }
@@ -659,11 +582,7 @@ pub struct RunPart<'a> {
 /// Writes the per-run archive.
 pub fn run_part(part: &RunPart<'_>) -> Result<Vec<u8>> {
     let mut tree = Tree::new(false);
-    tree.file(
-        &format!("{GUEST_ETC}/nonce"),
-        Data::Bytes(format!("{}\n", part.nonce).into_bytes()),
-        0o600,
-    )?;
+    tree.file(&format!("{GUEST_ETC}/nonce"), Data::Bytes(format!("{}\n", part.nonce).into_bytes()), 0o600)?;
     tree.file(
         &format!("{GUEST_ETC}/command"),
         Data::Bytes(crate::console::command_script(part.command).into_bytes()),
@@ -682,11 +601,9 @@ pub fn run_part(part: &RunPart<'_>) -> Result<Vec<u8>> {
         if !add.src.exists() {
             bail!("--add {}: no such file or directory", add.src.display());
         }
-        tree.add_host_path(&add.src, &add.dest)
-            .with_context(|| format!("--add {}", add.src.display()))?;
+        tree.add_host_path(&add.src, &add.dest).with_context(|| format!("--add {}", add.src.display()))?;
         if add.src.is_file() && is_elf(&add.src) {
-            add_libraries(&mut tree, &add.src)
-                .with_context(|| format!("libraries of --add {}", add.src.display()))?;
+            add_libraries(&mut tree, &add.src).with_context(|| format!("libraries of --add {}", add.src.display()))?;
         }
     }
     let mut out = Vec::new();
@@ -697,16 +614,14 @@ pub fn run_part(part: &RunPart<'_>) -> Result<Vec<u8>> {
 /// A minimal archive for probing an accelerator: busybox and an init that prints
 /// `marker` and powers off.
 pub fn probe_initramfs(marker: &str) -> Result<Vec<u8>> {
-    let busybox = find_tool("busybox")
-        .ok_or_else(|| anyhow!("busybox not found on the host (install busybox-static)"))?;
+    let busybox =
+        find_tool("busybox").ok_or_else(|| anyhow!("busybox not found on the host (install busybox-static)"))?;
     let mut tree = Tree::new(true);
     add_program(&mut tree, &busybox, "/usr/bin/busybox")?;
     tree.symlink("/usr/bin/sh", "/usr/bin/busybox")?;
     tree.file(
         "/init",
-        Data::Bytes(
-            format!("#!/bin/sh\necho {marker}\n/usr/bin/busybox poweroff -f\n").into_bytes(),
-        ),
+        Data::Bytes(format!("#!/bin/sh\necho {marker}\n/usr/bin/busybox poweroff -f\n").into_bytes()),
         0o755,
     )?;
     let mut out = Vec::new();
@@ -719,12 +634,7 @@ pub fn expected_devices(loaded: &[String], kernel_modules_dir: &Path) -> Vec<Str
     let deps = ModulesDep::load(kernel_modules_dir).unwrap_or_default();
     let has = |m: &str| loaded.iter().any(|l| l == m) || deps.builtin.contains(m);
     let mut out = Vec::new();
-    for (module, dev) in [
-        ("virtio_blk", "vda"),
-        ("nvme", "nvme0n1"),
-        ("null_blk", "nullb0"),
-        ("scsi_debug", "sda"),
-    ] {
+    for (module, dev) in [("virtio_blk", "vda"), ("nvme", "nvme0n1"), ("null_blk", "nullb0"), ("scsi_debug", "sda")] {
         if has(module) {
             out.push(dev.to_string());
         }
@@ -733,7 +643,6 @@ pub fn expected_devices(loaded: &[String], kernel_modules_dir: &Path) -> Vec<Str
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -758,9 +667,7 @@ kernel/drivers/md/dm-mod.ko.zst:
     #[test]
     fn resolution_orders_dependencies_first() {
         let d = ModulesDep::parse(DEP, BUILTIN).unwrap();
-        let r = d
-            .resolve(&["btrfs", "xfs", "dm-delay", "ext4", "nvme_core", "nope"])
-            .unwrap();
+        let r = d.resolve(&["btrfs", "xfs", "dm-delay", "ext4", "nvme_core", "nope"]).unwrap();
         assert_eq!(
             r.paths,
             [
@@ -789,21 +696,14 @@ kernel/drivers/md/dm-mod.ko.zst:
                     alias fs-btrfs btrfs\n\
                     alias dm-delay dm_delay\n\
                     alias devname:loop-control loop\n";
-        assert_eq!(
-            filter_aliases(text, &names),
-            "alias fs-xfs xfs\nalias dm-delay dm_delay\n"
-        );
+        assert_eq!(filter_aliases(text, &names), "alias fs-xfs xfs\nalias dm-delay dm_delay\n");
     }
 
     #[test]
     fn broken_modules_dep() {
         assert!(ModulesDep::parse("no colon here\n", "").is_err());
         let d = ModulesDep::parse("a.ko: b.ko\n", "").unwrap();
-        assert!(d
-            .resolve(&["a"])
-            .unwrap_err()
-            .to_string()
-            .contains("no entry"));
+        assert!(d.resolve(&["a"]).unwrap_err().to_string().contains("no entry"));
         let d = ModulesDep::parse("a.ko: b.ko\nb.ko: a.ko\n", "").unwrap();
         assert!(d.resolve(&["a"]).unwrap_err().to_string().contains("cycle"));
     }
@@ -815,10 +715,7 @@ kernel/drivers/md/dm-mod.ko.zst:
                     \t/lib64/ld-linux-x86-64.so.2 (0x00007f81)\n";
         assert_eq!(
             parse_ldd(text).unwrap(),
-            [
-                PathBuf::from("/lib/x86_64-linux-gnu/libz.so.1"),
-                PathBuf::from("/lib64/ld-linux-x86-64.so.2")
-            ]
+            [PathBuf::from("/lib/x86_64-linux-gnu/libz.so.1"), PathBuf::from("/lib64/ld-linux-x86-64.so.2")]
         );
         assert!(parse_ldd("\tlibfoo.so.1 => not found\n").is_err());
         assert!(parse_ldd("\tstatically linked\n").unwrap().is_empty());
@@ -827,13 +724,7 @@ kernel/drivers/md/dm-mod.ko.zst:
     #[test]
     fn add_specs() {
         let p = |s: &str| s.parse::<AddSpec>();
-        assert_eq!(
-            p("target/x/prog").unwrap(),
-            AddSpec {
-                src: "target/x/prog".into(),
-                dest: "/root/prog".into()
-            }
-        );
+        assert_eq!(p("target/x/prog").unwrap(), AddSpec { src: "target/x/prog".into(), dest: "/root/prog".into() });
         assert_eq!(p("a.sh:/usr/bin/b").unwrap().dest, "/usr/bin/b");
         assert_eq!(p("a.sh:sub/b").unwrap().dest, "/root/sub/b");
         assert_eq!(p("dir/a.sh:/opt/").unwrap().dest, "/opt/a.sh");
@@ -848,27 +739,15 @@ kernel/drivers/md/dm-mod.ko.zst:
     #[test]
     fn run_part_has_the_command_and_rejects_missing_files() {
         let cmd = vec!["exit 3".to_string()];
-        let part = RunPart {
-            nonce: "n0nce",
-            command: &cmd,
-            expect_devices: &["vda".into()],
-            tracer: None,
-            adds: &[],
-        };
+        let part = RunPart { nonce: "n0nce", command: &cmd, expect_devices: &["vda".into()], tracer: None, adds: &[] };
         let bytes = run_part(&part).unwrap();
         let text = String::from_utf8_lossy(&bytes);
         assert!(text.contains("etc/tracer-vm/command"));
         assert!(text.contains("\nexit 3\n"));
         assert!(text.contains("n0nce"));
         let adds = ["/nonexistent/x".parse::<AddSpec>().unwrap()];
-        let part = RunPart {
-            adds: &adds,
-            ..part
-        };
-        assert!(run_part(&part)
-            .unwrap_err()
-            .to_string()
-            .contains("no such file"));
+        let part = RunPart { adds: &adds, ..part };
+        assert!(run_part(&part).unwrap_err().to_string().contains("no such file"));
     }
 
     #[test]
@@ -883,15 +762,11 @@ kernel/drivers/md/dm-mod.ko.zst:
         }
         let mut t = Tree::new(true);
         add_nfs_tools(&mut t, dir.path());
-        assert!(NFS_TOOLS
-            .iter()
-            .all(|tool| !t.contains(&format!("/usr/sbin/{tool}"))));
+        assert!(NFS_TOOLS.iter().all(|tool| !t.contains(&format!("/usr/sbin/{tool}"))));
         // All there: each at /usr/sbin, with its libraries.
         fs::copy(&program, sbin.join(NFS_TOOLS[0])).unwrap();
         add_nfs_tools(&mut t, dir.path());
-        assert!(NFS_TOOLS
-            .iter()
-            .all(|tool| t.contains(&format!("/usr/sbin/{tool}"))));
+        assert!(NFS_TOOLS.iter().all(|tool| t.contains(&format!("/usr/sbin/{tool}"))));
         for lib in libraries(&program).unwrap() {
             assert!(t.contains(lib.to_str().unwrap()), "{}", lib.display());
         }

@@ -95,12 +95,7 @@ impl KernelsFile {
         let mut names = std::collections::HashSet::new();
         for k in &file.kernel {
             let ctx = || format!("kernel {:?}", k.name);
-            if k.name.is_empty()
-                || !k
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-            {
+            if k.name.is_empty() || !k.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
                 bail!("{}: name must be non-empty [A-Za-z0-9._-]", ctx());
             }
             if !names.insert(k.name.clone()) {
@@ -115,11 +110,7 @@ impl KernelsFile {
             let expected: Vec<String> = k.packages.iter().map(|t| expand(t, &k.kver)).collect();
             let pinned: Vec<String> = k.pin.iter().map(|p| p.package.clone()).collect();
             if expected != pinned {
-                bail!(
-                    "{}: pins {pinned:?} do not match the packages for kver {}: {expected:?}",
-                    ctx(),
-                    k.kver
-                );
+                bail!("{}: pins {pinned:?} do not match the packages for kver {}: {expected:?}", ctx(), k.kver);
             }
             for p in &k.pin {
                 if p.sha256.len() != 64 || !p.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -132,18 +123,14 @@ impl KernelsFile {
 
     pub fn load() -> Result<Self> {
         let path = crate::workspace_root().join("xtask/kernels.toml");
-        let text =
-            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
     pub fn get(&self, name: &str) -> Result<&KernelSpec> {
         self.kernel.iter().find(|k| k.name == name).ok_or_else(|| {
             let known: Vec<&str> = self.kernel.iter().map(|k| k.name.as_str()).collect();
-            anyhow!(
-                "unknown kernel {name:?}; xtask/kernels.toml has: {}",
-                known.join(", ")
-            )
+            anyhow!("unknown kernel {name:?}; xtask/kernels.toml has: {}", known.join(", "))
         })
     }
 }
@@ -177,7 +164,9 @@ pub fn cache_dir() -> PathBuf {
 
 /// An exclusive lock on the cache, released on drop, so concurrent runs (parallel tests)
 /// do not download or extract the same thing twice.
-pub struct CacheLock(#[allow(dead_code)] fs::File);
+pub struct CacheLock(
+    #[expect(dead_code, reason = "held only for its lock, which closing the file on drop releases")] fs::File,
+);
 
 pub fn lock_cache(what: &str) -> Result<CacheLock> {
     let dir = cache_dir();
@@ -193,12 +182,9 @@ pub fn lock_cache(what: &str) -> Result<CacheLock> {
         Ok(()) => {}
         Err(fs::TryLockError::WouldBlock) => {
             eprintln!("vm: waiting for another xtask using {}", path.display());
-            f.lock()
-                .with_context(|| format!("locking {}", path.display()))?;
+            f.lock().with_context(|| format!("locking {}", path.display()))?;
         }
-        Err(fs::TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("locking {}", path.display()))
-        }
+        Err(fs::TryLockError::Error(e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
     }
     Ok(CacheLock(f))
 }
@@ -208,9 +194,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let n = f.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -234,11 +218,7 @@ pub fn fetch_all(names: &[String]) -> Result<()> {
             k.name,
             k.version,
             k.kver,
-            if k.pinned {
-                ""
-            } else {
-                ", NOT THE PINNED VERSION"
-            },
+            if k.pinned { "" } else { ", NOT THE PINNED VERSION" },
             spec.description,
             k.root.display(),
             k.vmlinuz.display(),
@@ -263,10 +243,7 @@ fn extract_dir(spec: &KernelSpec, version: &str, wanted: &[Wanted]) -> PathBuf {
     let key = &hex::encode(h.finalize())[..12];
     // '~' and ':' are legal in Debian versions but awkward in paths.
     let version = version.replace([':', '~'], "_");
-    cache_dir()
-        .join("kernels")
-        .join(&spec.name)
-        .join(format!("{version}-{key}"))
+    cache_dir().join("kernels").join(&spec.name).join(format!("{version}-{key}"))
 }
 
 fn ensure_spec(spec: &KernelSpec) -> Result<Kernel> {
@@ -284,10 +261,7 @@ fn ensure_spec(spec: &KernelSpec) -> Result<Kernel> {
 
     // Pinned and all downloaded already: verify and extract.
     if pinned.iter().all(|w| cached(w).is_file()) {
-        let files = pinned
-            .iter()
-            .map(|w| verified_cached(&cached(w), w))
-            .collect::<Result<Vec<_>>>()?;
+        let files = pinned.iter().map(|w| verified_cached(&cached(w), w)).collect::<Result<Vec<_>>>()?;
         extract(spec, &spec.kver, &files, &dir)?;
         return kernel_at(spec, &spec.version, &spec.kver, true, &dir);
     }
@@ -302,13 +276,7 @@ fn ensure_spec(spec: &KernelSpec) -> Result<Kernel> {
             serving = Some(system);
         }
     }
-    let private = || {
-        Apt::private(
-            &cache_dir().join("apt").join(spec.suites.join("+")),
-            &machine,
-            &spec.suites,
-        )
-    };
+    let private = || Apt::private(&cache_dir().join("apt").join(spec.suites.join("+")), &machine, &spec.suites);
     if serving.is_none() {
         let apt = private()?;
         if pinned_served(&apt, &pinned)? {
@@ -354,10 +322,7 @@ fn warn_fallback(spec: &KernelSpec, version: &str, kver: &str, wanted: &[Wanted]
     );
     eprintln!("    version = \"{version}\"\n    kver = \"{kver}\"\n    pin = [");
     for w in wanted {
-        eprintln!(
-            "      {{ package = \"{}\", sha256 = \"{}\" }},",
-            w.package, w.sha256
-        );
+        eprintln!("      {{ package = \"{}\", sha256 = \"{}\" }},", w.package, w.sha256);
     }
     eprintln!("    ]");
 }
@@ -371,15 +336,9 @@ fn download(apt: &Apt, w: &Wanted, debs: &Path, dest: &Path) -> Result<()> {
         let got = apt.download(&w.package, &w.version, &tmp)?;
         let sum = sha256_file(&got)?;
         if sum != w.sha256 {
-            bail!(
-                "{} {}: downloaded sha256 {sum} does not match the expected {}",
-                w.package,
-                w.version,
-                w.sha256
-            );
+            bail!("{} {}: downloaded sha256 {sum} does not match the expected {}", w.package, w.version, w.sha256);
         }
-        fs::rename(&got, dest)
-            .with_context(|| format!("moving {} to {}", got.display(), dest.display()))
+        fs::rename(&got, dest).with_context(|| format!("moving {} to {}", got.display(), dest.display()))
     })();
     let _ = fs::remove_dir_all(&tmp);
     result
@@ -452,13 +411,7 @@ pub fn kver_from_depends(depends: &str, metapackage: &str) -> Option<(String, St
             if name == metapackage || kver.is_empty() {
                 return None;
             }
-            let version = rest
-                .trim()
-                .strip_prefix("(=")?
-                .trim()
-                .strip_suffix(')')?
-                .trim()
-                .to_string();
+            let version = rest.trim().strip_prefix("(=")?.trim().strip_suffix(')')?.trim().to_string();
             Some((kver.to_string(), version))
         })
         .next()
@@ -467,31 +420,15 @@ pub fn kver_from_depends(depends: &str, metapackage: &str) -> Option<(String, St
 /// The suite's current kernel, through its metapackage.
 fn resolve_current(spec: &KernelSpec, apt: &Apt) -> Result<(String, String, Vec<Wanted>)> {
     let versions = apt.policy(&spec.metapackage)?;
-    let meta = versions
-        .iter()
-        .find(|v| v.suites.iter().any(|s| spec.suites.contains(s)))
-        .ok_or_else(|| {
-            anyhow!(
-                "{} has no version in {} according to {}",
-                spec.metapackage,
-                spec.suites.join("/"),
-                apt.label()
-            )
-        })?;
-    let rec = apt.show(&spec.metapackage, &meta.version)?.ok_or_else(|| {
-        anyhow!(
-            "apt-cache show {}={} found nothing",
-            spec.metapackage,
-            meta.version
-        )
+    let meta = versions.iter().find(|v| v.suites.iter().any(|s| spec.suites.contains(s))).ok_or_else(|| {
+        anyhow!("{} has no version in {} according to {}", spec.metapackage, spec.suites.join("/"), apt.label())
     })?;
+    let rec = apt
+        .show(&spec.metapackage, &meta.version)?
+        .ok_or_else(|| anyhow!("apt-cache show {}={} found nothing", spec.metapackage, meta.version))?;
     let depends = rec.get("depends").map(String::as_str).unwrap_or("");
     let (kver, version) = kver_from_depends(depends, &spec.metapackage).ok_or_else(|| {
-        anyhow!(
-            "{} {} depends on no linux-image-<kver> (= version): {depends:?}",
-            spec.metapackage,
-            meta.version
-        )
+        anyhow!("{} {} depends on no linux-image-<kver> (= version): {depends:?}", spec.metapackage, meta.version)
     })?;
     let mut wanted = Vec::new();
     for template in &spec.packages {
@@ -503,11 +440,7 @@ fn resolve_current(spec: &KernelSpec, apt: &Apt) -> Result<(String, String, Vec<
             .get("sha256")
             .ok_or_else(|| anyhow!("the index record of {package} {version} has no SHA256"))?
             .to_ascii_lowercase();
-        wanted.push(Wanted {
-            package,
-            version: version.clone(),
-            sha256,
-        });
+        wanted.push(Wanted { package, version: version.clone(), sha256 });
     }
     Ok((version, kver, wanted))
 }
@@ -515,9 +448,7 @@ fn resolve_current(spec: &KernelSpec, apt: &Apt) -> Result<(String, String, Vec<
 /// `dpkg -x` every package into `<dir>/root`, then `depmod -b`; atomically (a temp
 /// directory renamed at the end).
 fn extract(spec: &KernelSpec, kver: &str, debs: &[PathBuf], dir: &Path) -> Result<()> {
-    let parent = dir
-        .parent()
-        .ok_or_else(|| anyhow!("bad cache path {}", dir.display()))?;
+    let parent = dir.parent().ok_or_else(|| anyhow!("bad cache path {}", dir.display()))?;
     fs::create_dir_all(parent)?;
     let tmp = parent.join(format!(".extract-{}", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
@@ -526,10 +457,7 @@ fn extract(spec: &KernelSpec, kver: &str, debs: &[PathBuf], dir: &Path) -> Resul
     eprintln!("kernels: extracting {} ({kver})", spec.name);
     let result = (|| -> Result<()> {
         for deb in debs {
-            run(
-                Command::new("dpkg").arg("-x").arg(deb).arg(&root),
-                "dpkg -x",
-            )?;
+            run(Command::new("dpkg").arg("-x").arg(deb).arg(&root), "dpkg -x")?;
         }
         // depmod -b looks under <root>/lib/modules; newer packages use usr/lib/modules.
         if !root.join("lib").exists() && root.join("usr/lib/modules").is_dir() {
@@ -538,13 +466,9 @@ fn extract(spec: &KernelSpec, kver: &str, debs: &[PathBuf], dir: &Path) -> Resul
         if !root.join("lib/modules").join(kver).is_dir() {
             bail!("the packages hold no lib/modules/{kver}");
         }
-        let depmod = find_program("depmod").ok_or_else(|| {
-            anyhow!("depmod not found (install the kmod package: scripts/setup.sh)")
-        })?;
-        run(
-            Command::new(depmod).arg("-b").arg(&root).arg(kver),
-            "depmod",
-        )?;
+        let depmod = find_program("depmod")
+            .ok_or_else(|| anyhow!("depmod not found (install the kmod package: scripts/setup.sh)"))?;
+        run(Command::new(depmod).arg("-b").arg(&root).arg(kver), "depmod")?;
         find_vmlinuz(&root, kver)?;
         fs::rename(&tmp, dir).with_context(|| format!("renaming into {}", dir.display()))?;
         // Earlier extractions of this kernel (older pins) are of no more use.
@@ -564,11 +488,7 @@ fn extract(spec: &KernelSpec, kver: &str, debs: &[PathBuf], dir: &Path) -> Resul
 fn run(cmd: &mut Command, what: &str) -> Result<()> {
     let out = cmd.output().with_context(|| format!("running {what}"))?;
     if !out.status.success() {
-        bail!(
-            "{what} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{what} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(())
 }
@@ -577,17 +497,7 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
 pub fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain(
-            [
-                "/usr/local/sbin",
-                "/usr/local/bin",
-                "/usr/sbin",
-                "/usr/bin",
-                "/sbin",
-                "/bin",
-            ]
-            .map(PathBuf::from),
-        )
+        .chain(["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
         .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
@@ -603,21 +513,11 @@ fn find_vmlinuz(root: &Path, kver: &str) -> Result<PathBuf> {
     .ok_or_else(|| anyhow!("no vmlinuz for {kver} in the packages (boot/ or lib/modules/)"))
 }
 
-fn kernel_at(
-    spec: &KernelSpec,
-    version: &str,
-    kver: &str,
-    pinned: bool,
-    dir: &Path,
-) -> Result<Kernel> {
+fn kernel_at(spec: &KernelSpec, version: &str, kver: &str, pinned: bool, dir: &Path) -> Result<Kernel> {
     let root = dir.join("root");
     let modules_dir = root.join("lib/modules").join(kver);
     if !modules_dir.join("modules.dep").is_file() {
-        bail!(
-            "{} has no modules.dep; remove {} and run again",
-            modules_dir.display(),
-            dir.display()
-        );
+        bail!("{} has no modules.dep; remove {} and run again", modules_dir.display(), dir.display());
     }
     Ok(Kernel {
         name: spec.name.clone(),
@@ -631,7 +531,6 @@ fn kernel_at(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -661,20 +560,11 @@ pin = [
     #[test]
     fn rejects_bad_files() {
         let bad_sha = GOOD.replace("6ed2b950", "zz");
-        assert!(KernelsFile::parse(&bad_sha)
-            .unwrap_err()
-            .to_string()
-            .contains("sha256"));
+        assert!(KernelsFile::parse(&bad_sha).unwrap_err().to_string().contains("sha256"));
         let bad_pkg = GOOD.replace("{kver}-unsigned", "{kver}");
-        assert!(KernelsFile::parse(&bad_pkg)
-            .unwrap_err()
-            .to_string()
-            .contains("do not match"));
+        assert!(KernelsFile::parse(&bad_pkg).unwrap_err().to_string().contains("do not match"));
         let twice = format!("{GOOD}{GOOD}");
-        assert!(KernelsFile::parse(&twice)
-            .unwrap_err()
-            .to_string()
-            .contains("twice"));
+        assert!(KernelsFile::parse(&twice).unwrap_err().to_string().contains("twice"));
         let unknown = GOOD.replace("apt = \"system\"", "apt = \"system\"\nmirror = \"x\"");
         assert!(KernelsFile::parse(&unknown).is_err());
         let mode = GOOD.replace("apt = \"system\"", "apt = \"sid\"");
@@ -700,10 +590,7 @@ pin = [
             Some(("7.2.13+deb14-cloud-amd64".into(), "7.2.13-1".into()))
         );
         assert_eq!(
-            kver_from_depends(
-                "linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)",
-                "linux-image-cloud-amd64"
-            ),
+            kver_from_depends("linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)", "linux-image-cloud-amd64"),
             Some(("6.1.0-56-cloud-amd64".into(), "6.1.192-2".into()))
         );
         assert_eq!(kver_from_depends("linux-image-x (>= 1)", "m"), None);

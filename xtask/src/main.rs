@@ -8,6 +8,9 @@ mod console;
 mod cpio;
 mod initramfs;
 mod kernels;
+mod large_folios;
+mod ledger_bench;
+mod lint;
 mod suite;
 mod vm;
 
@@ -34,6 +37,14 @@ enum Cmd {
     Vm(vm::VmArgs),
     /// The whole test suite: host tests, host live run, harness tests, VM tests on every kernel.
     Test(suite::TestArgs),
+    /// rustfmt over every crate (tracer-ebpf too); with --check, fail on any difference instead.
+    Fmt {
+        /// Report the differences and fail instead of rewriting.
+        #[arg(long)]
+        check: bool,
+    },
+    /// clippy over the workspace (every target) and tracer-ebpf, warnings denied.
+    Clippy,
     /// Benchmarks (results go to docs/benchmarks.md).
     Bench {
         #[command(subcommand)]
@@ -55,6 +66,12 @@ enum Cmd {
 enum BenchCmd {
     /// Tracer latency percentiles against fio's clat percentiles for the same runs.
     Latency(bench::LatencyBenchArgs),
+    /// fio IOPS untraced, under the tracer and under bpftrace, in stock-kernel VMs, with the
+    /// BPF run time per program.
+    Overhead(bench::OverheadBenchArgs),
+    /// The userspace engine on one core: events/s replaying a large recorded stream, and memory
+    /// per outstanding pinned page.
+    Ledger(ledger_bench::LedgerBenchArgs),
 }
 
 fn main() {
@@ -63,7 +80,11 @@ fn main() {
         Cmd::Kernels { names } => kernels::fetch_all(&names).map(|_| 0),
         Cmd::Vm(args) => vm::run(args),
         Cmd::Test(args) => suite::test(&args),
+        Cmd::Fmt { check } => lint::fmt(check).map(|_| 0),
+        Cmd::Clippy => lint::clippy().map(|_| 0),
         Cmd::Bench { which: BenchCmd::Latency(args) } => bench::latency(&args),
+        Cmd::Bench { which: BenchCmd::Overhead(args) } => bench::overhead(&args),
+        Cmd::Bench { which: BenchCmd::Ledger(args) } => ledger_bench::ledger(&args),
         Cmd::Demo { kernel, duration } => suite::demo(&kernel, duration),
     };
     match result {
@@ -77,8 +98,5 @@ fn main() {
 
 /// The workspace root (the parent of xtask/).
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives inside the workspace")
-        .to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives inside the workspace").to_path_buf()
 }

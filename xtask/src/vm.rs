@@ -160,10 +160,7 @@ pub fn run_logged(args: VmArgs) -> Result<(i32, PathBuf)> {
         .disk_size
         .checked_mul(1024 * 1024)
         .ok_or_else(|| anyhow!("--disk-size {} MB is too large", args.disk_size))?;
-    let disks = Disks {
-        virtio: run_dir.path.join("virtio.img"),
-        nvme: run_dir.path.join("nvme.img"),
-    };
+    let disks = Disks { virtio: run_dir.path.join("virtio.img"), nvme: run_dir.path.join("nvme.img") };
     for d in [&disks.virtio, &disks.nvme] {
         fs::File::create(d)
             .and_then(|f| f.set_len(disk_bytes))
@@ -176,8 +173,7 @@ pub fn run_logged(args: VmArgs) -> Result<(i32, PathBuf)> {
     let logs = vm_dir.join("logs");
     fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let log_path = logs.join(format!("{run_name}.log"));
-    let mut log =
-        fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let mut log = fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     writeln!(
         log,
         "# cargo xtask vm: kernel {} {} ({}), accel {accel:?}\n# command: {:?}\n# qemu: {}",
@@ -214,8 +210,7 @@ pub fn run_logged(args: VmArgs) -> Result<(i32, PathBuf)> {
 /// The initrd: the cached base archive with the per-run archive appended.
 fn write_initrd(path: &Path, base: &Path, part: &[u8]) -> Result<()> {
     let mut out = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut base_file =
-        fs::File::open(base).with_context(|| format!("opening {}", base.display()))?;
+    let mut base_file = fs::File::open(base).with_context(|| format!("opening {}", base.display()))?;
     io::copy(&mut base_file, &mut out)
         .and_then(|_| out.write_all(part))
         .with_context(|| format!("writing {}", path.display()))
@@ -227,14 +222,7 @@ struct Disks {
     nvme: PathBuf,
 }
 
-fn qemu_command(
-    qemu: &Path,
-    args: &VmArgs,
-    accel: Accel,
-    kernel: &Kernel,
-    initrd: &Path,
-    disks: &Disks,
-) -> Command {
+fn qemu_command(qemu: &Path, args: &VmArgs, accel: Accel, kernel: &Kernel, initrd: &Path, disks: &Disks) -> Command {
     let mut cmdline = CMDLINE.to_string();
     if let Some(extra) = &args.append {
         cmdline.push(' ');
@@ -292,9 +280,7 @@ fn shell_words(cmd: &Command) -> String {
 fn tracer_binary(no_build: bool) -> Result<Option<PathBuf>> {
     let root = crate::workspace_root();
     if !no_build {
-        eprintln!(
-            "vm: building the tracer (cargo build --release -p tracer; --no-build skips this)"
-        );
+        eprintln!("vm: building the tracer (cargo build --release -p tracer; --no-build skips this)");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
             .args(["build", "--release", "-p", "tracer"])
@@ -317,10 +303,7 @@ fn tracer_binary(no_build: bool) -> Result<Option<PathBuf>> {
     if bin.is_file() {
         Ok(Some(bin))
     } else {
-        eprintln!(
-            "vm: warning: {} does not exist; the guest has no /usr/bin/tracer",
-            bin.display()
-        );
+        eprintln!("vm: warning: {} does not exist; the guest has no /usr/bin/tracer", bin.display());
         Ok(None)
     }
 }
@@ -328,9 +311,7 @@ fn tracer_binary(no_build: bool) -> Result<Option<PathBuf>> {
 /// 32 hex digits from the kernel's random pool.
 fn nonce() -> Result<String> {
     let mut bytes = [0u8; 16];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("reading /dev/urandom")?;
+    fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).context("reading /dev/urandom")?;
     Ok(hex::encode(bytes))
 }
 
@@ -394,10 +375,7 @@ enum Outcome {
     Verdict(i32),
     Fatal(Fatal),
     Timeout,
-    NoVerdict {
-        status: ExitStatus,
-        stderr: Option<String>,
-    },
+    NoVerdict { status: ExitStatus, stderr: Option<String> },
 }
 
 #[derive(Debug)]
@@ -459,11 +437,7 @@ fn pump(
         let send = |line: &mut Vec<u8>| {
             let text = String::from_utf8_lossy(line).into_owned();
             line.clear();
-            let ev = if to_stderr {
-                Event::Stderr(text)
-            } else {
-                Event::Console(text)
-            };
+            let ev = if to_stderr { Event::Stderr(text) } else { Event::Console(text) };
             let _ = tx.send(ev);
         };
         loop {
@@ -509,18 +483,9 @@ fn supervise(mut cmd: Command, log: fs::File, nonce: &str, timeout: Duration) ->
         .context("starting qemu-system-x86_64")?;
     let log = Arc::new(Mutex::new(log));
     let (tx, rx) = mpsc::channel();
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow!("no qemu stdout"))?;
-    let stderr = child
-        .stderr
-        .take()
-        .ok_or_else(|| anyhow!("no qemu stderr"))?;
-    let pumps = [
-        pump(stdout, false, log.clone(), tx.clone()),
-        pump(stderr, true, log.clone(), tx),
-    ];
+    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no qemu stdout"))?;
+    let stderr = child.stderr.take().ok_or_else(|| anyhow!("no qemu stderr"))?;
+    let pumps = [pump(stdout, false, log.clone(), tx.clone()), pump(stderr, true, log.clone(), tx)];
 
     let deadline = start + timeout;
     let mut verdict: Option<(i32, Instant)> = None;
@@ -539,12 +504,8 @@ fn supervise(mut cmd: Command, log: fs::File, nonce: &str, timeout: Duration) ->
                 break;
             }
         }
-        if fatal
-            .as_ref()
-            .is_some_and(|(_, at)| now.duration_since(*at) > FATAL_GRACE)
-            || verdict
-                .as_ref()
-                .is_some_and(|(_, at)| now.duration_since(*at) > POWEROFF_GRACE)
+        if fatal.as_ref().is_some_and(|(_, at)| now.duration_since(*at) > FATAL_GRACE)
+            || verdict.as_ref().is_some_and(|(_, at)| now.duration_since(*at) > POWEROFF_GRACE)
         {
             break;
         }
@@ -552,9 +513,7 @@ fn supervise(mut cmd: Command, log: fs::File, nonce: &str, timeout: Duration) ->
             timed_out = true;
             break;
         }
-        let wait = deadline
-            .saturating_duration_since(now)
-            .clamp(Duration::from_millis(1), Duration::from_millis(100));
+        let wait = deadline.saturating_duration_since(now).clamp(Duration::from_millis(1), Duration::from_millis(100));
         match rx.recv_timeout(wait) {
             Ok(Event::Console(line)) => {
                 if init_at.is_none() && line.contains(INIT_MARKER) {
@@ -579,10 +538,7 @@ fn supervise(mut cmd: Command, log: fs::File, nonce: &str, timeout: Duration) ->
                 if fatal.is_none() && line.contains("KVM internal error") {
                     let at = Instant::now().checked_sub(FATAL_GRACE).unwrap_or(start);
                     fatal = Some((
-                        Fatal {
-                            kind: "KVM failure",
-                            line: format!("qemu: {} (try --accel tcg)", line.trim()),
-                        },
+                        Fatal { kind: "KVM failure", line: format!("qemu: {} (try --accel tcg)", line.trim()) },
                         at,
                     ));
                 }
@@ -599,9 +555,7 @@ fn supervise(mut cmd: Command, log: fs::File, nonce: &str, timeout: Duration) ->
         Some(s) => s,
         None => {
             if verdict.is_some() && fatal.is_none() {
-                eprintln!(
-                    "vm: warning: the guest did not power off after its verdict; killing qemu"
-                );
+                eprintln!("vm: warning: the guest did not power off after its verdict; killing qemu");
             }
             let _ = child.kill();
             child.wait().context("waiting for qemu")?
@@ -617,16 +571,9 @@ fn supervise(mut cmd: Command, log: fs::File, nonce: &str, timeout: Duration) ->
     } else if let Some((code, _)) = verdict {
         Outcome::Verdict(code)
     } else {
-        Outcome::NoVerdict {
-            status,
-            stderr: last_stderr,
-        }
+        Outcome::NoVerdict { status, stderr: last_stderr }
     };
-    Ok(Report {
-        outcome,
-        init_at,
-        elapsed: start.elapsed(),
-    })
+    Ok(Report { outcome, init_at, elapsed: start.elapsed() })
 }
 
 /// Picks the accelerator: KVM only where a probe boot of this kernel under KVM works
@@ -671,27 +618,16 @@ fn choose_accel(req: Accel, qemu: &Path, kernel: &Kernel, scratch: &Path) -> Res
             format!("works\t{kernel_id}")
         }
         Err(e) => {
-            eprintln!(
-                "vm: KVM does not work here (probe boot of {}: {e:#}); using TCG",
-                kernel.name
-            );
+            eprintln!("vm: KVM does not work here (probe boot of {}: {e:#}); using TCG", kernel.name);
             format!("broken\tprobe boot of {}: {e:#}", kernel.name)
         }
     };
     let _ = fs::write(&cache, format!("{known}{line}\n"));
-    Ok(if line.starts_with("works") {
-        Accel::Kvm
-    } else {
-        Accel::Tcg
-    })
+    Ok(if line.starts_with("works") { Accel::Kvm } else { Accel::Tcg })
 }
 
 fn kvm_openable() -> io::Result<()> {
-    fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .map(drop)
+    fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").map(drop)
 }
 
 /// Boots the kernel under KVM with an init that only prints a marker and powers off.
@@ -705,14 +641,7 @@ fn probe_kvm(qemu: &Path, kernel: &Kernel, scratch: &Path) -> Result<()> {
     let mut child = Command::new(qemu)
         .args(accel_args(Accel::Kvm))
         .args(["-m", "256", "-smp", "1"])
-        .args([
-            "-nographic",
-            "-nodefaults",
-            "-serial",
-            "stdio",
-            "-monitor",
-            "none",
-        ])
+        .args(["-nographic", "-nodefaults", "-serial", "stdio", "-monitor", "none"])
         .arg("-no-reboot")
         .arg("-kernel")
         .arg(&kernel.vmlinuz)
@@ -730,36 +659,18 @@ fn probe_kvm(qemu: &Path, kernel: &Kernel, scratch: &Path) -> Result<()> {
         if text.contains(MARKER) {
             break Ok(());
         }
-        let failure = [
-            "KVM internal error",
-            "emulation failure",
-            "failed to initialize kvm",
-            "Kernel panic",
-        ]
-        .iter()
-        .find_map(|k| {
-            text.find(k)
-                .map(|at| text[at..].lines().next().unwrap_or(k))
-        });
+        let failure = ["KVM internal error", "emulation failure", "failed to initialize kvm", "Kernel panic"]
+            .iter()
+            .find_map(|k| text.find(k).map(|at| text[at..].lines().next().unwrap_or(k)));
         if let Some(reason) = failure {
             break Err(anyhow!("{}", reason.trim()));
         }
         if let Some(status) = child.try_wait()? {
-            let last = text
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("");
-            break Err(anyhow!(
-                "qemu exited ({status}) without booting: {}",
-                last.trim()
-            ));
+            let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+            break Err(anyhow!("qemu exited ({status}) without booting: {}", last.trim()));
         }
         if start.elapsed() > KVM_PROBE_TIMEOUT {
-            break Err(anyhow!(
-                "no sign of life within {} s",
-                KVM_PROBE_TIMEOUT.as_secs()
-            ));
+            break Err(anyhow!("no sign of life within {} s", KVM_PROBE_TIMEOUT.as_secs()));
         }
         thread::sleep(Duration::from_millis(100));
     };
@@ -774,7 +685,6 @@ fn probe_kvm(qemu: &Path, kernel: &Kernel, scratch: &Path) -> Result<()> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use std::time::UNIX_EPOCH;
 
@@ -790,14 +700,8 @@ mod tests {
     #[test]
     fn utc_stamps() {
         assert_eq!(utc_stamp(UNIX_EPOCH), "19700101-000000");
-        assert_eq!(
-            utc_stamp(UNIX_EPOCH + Duration::from_secs(951_782_400 + 3661)),
-            "20000229-010101"
-        );
-        assert_eq!(
-            utc_stamp(UNIX_EPOCH + Duration::from_secs(1_767_225_599)),
-            "20251231-235959"
-        );
+        assert_eq!(utc_stamp(UNIX_EPOCH + Duration::from_secs(951_782_400 + 3661)), "20000229-010101");
+        assert_eq!(utc_stamp(UNIX_EPOCH + Duration::from_secs(1_767_225_599)), "20251231-235959");
     }
 
     #[test]
@@ -827,20 +731,12 @@ mod tests {
         assert_eq!(cli.vm.command, ["sh", "-c", "exit 3"]);
         // COMMAND is required, and only after `--`; bad --add values are refused.
         assert!(Cli::try_parse_from(["vm", "--kernel", "6.12"]).is_err());
-        assert!(
-            Cli::try_parse_from(["vm", "--kernel", "6.12", "--add", ":x", "--", "true"]).is_err()
-        );
-        assert!(
-            Cli::try_parse_from(["vm", "--kernel", "6.12", "--timeout", "x", "--", "true"])
-                .is_err()
-        );
+        assert!(Cli::try_parse_from(["vm", "--kernel", "6.12", "--add", ":x", "--", "true"]).is_err());
+        assert!(Cli::try_parse_from(["vm", "--kernel", "6.12", "--timeout", "x", "--", "true"]).is_err());
     }
 
     #[test]
     fn drives_escape_commas() {
-        assert_eq!(
-            drive_arg(Path::new("/a,b/d.img"), "x"),
-            "file=/a,,b/d.img,format=raw,if=none,id=x,cache=unsafe"
-        );
+        assert_eq!(drive_arg(Path::new("/a,b/d.img"), "x"), "file=/a,,b/d.img,format=raw,if=none,id=x,cache=unsafe");
     }
 }

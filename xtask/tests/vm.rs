@@ -9,26 +9,15 @@ const KERNEL: &str = "6.12";
 
 fn xtask_vm(extra: &[&str], command: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    cmd.args(["vm", "--kernel", KERNEL, "--no-build"])
-        .args(extra)
-        .arg("--")
-        .args(command);
+    cmd.args(["vm", "--kernel", KERNEL, "--no-build"]).args(extra).arg("--").args(command);
     let out = cmd.output().expect("running the xtask binary");
-    eprintln!(
-        "--- stderr of xtask vm {extra:?} -- {command:?}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    eprintln!("--- stderr of xtask vm {extra:?} -- {command:?}:\n{}", String::from_utf8_lossy(&out.stderr));
     out
 }
 
 /// The one-line reason that `xtask vm` printed last on stderr.
 fn reason(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("xtask: "))
-        .unwrap_or("")
-        .to_string()
+    String::from_utf8_lossy(&out.stderr).lines().rev().find(|l| l.starts_with("xtask: ")).unwrap_or("").to_string()
 }
 
 #[test]
@@ -41,15 +30,9 @@ fn exit_status_and_output_pass_through() {
     let out = xtask_vm(&["--add", &add], &["sh", "/opt/probe.sh"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "{}", reason(&out));
-    assert!(
-        stdout.contains("hello from 6.12."),
-        "guest output missing:\n{stdout}"
-    );
+    assert!(stdout.contains("hello from 6.12."), "guest output missing:\n{stdout}");
     assert!(stdout.contains("TRACER-VM: kernel 6.12."));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("console log: "),
-        "no log path printed"
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("console log: "), "no log path printed");
 }
 
 #[test]
@@ -71,10 +54,7 @@ fn timeout_kills_the_guest() {
     let out = xtask_vm(&["--timeout", "20"], &["sleep", "1000"]);
     assert_eq!(out.status.code(), Some(2));
     let why = reason(&out);
-    assert!(
-        why.starts_with("xtask: timeout: no verdict after 20 s"),
-        "{why}"
-    );
+    assert!(why.starts_with("xtask: timeout: no verdict after 20 s"), "{why}");
     assert!(why.contains("console log: "), "{why}");
 }
 
@@ -82,10 +62,7 @@ fn timeout_kills_the_guest() {
 #[ignore = "boots a kernel in QEMU (seconds to minutes); run with --ignored"]
 fn powering_off_early_is_a_missing_verdict() {
     // A forged verdict line without this run's nonce does not count.
-    let out = xtask_vm(
-        &[],
-        &["echo TRACER-VERDICT 00000000000000000000000000000000 exit=0; poweroff -f"],
-    );
+    let out = xtask_vm(&[], &["echo TRACER-VERDICT 00000000000000000000000000000000 exit=0; poweroff -f"]);
     assert_eq!(out.status.code(), Some(2));
     let why = reason(&out);
     assert!(why.starts_with("xtask: missing verdict"), "{why}");
@@ -95,40 +72,12 @@ fn powering_off_early_is_a_missing_verdict() {
 #[test]
 fn bad_arguments_fail_with_one_line() {
     for args in [
-        &[
-            "vm",
-            "--kernel",
-            "no-such-kernel",
-            "--no-build",
-            "--",
-            "true",
-        ][..],
-        &[
-            "vm",
-            "--kernel",
-            KERNEL,
-            "--no-build",
-            "--timeout",
-            "0",
-            "--",
-            "true",
-        ][..],
-        &[
-            "vm",
-            "--kernel",
-            KERNEL,
-            "--no-build",
-            "--add",
-            "/no/such/file",
-            "--",
-            "true",
-        ][..],
+        &["vm", "--kernel", "no-such-kernel", "--no-build", "--", "true"][..],
+        &["vm", "--kernel", KERNEL, "--no-build", "--timeout", "0", "--", "true"][..],
+        &["vm", "--kernel", KERNEL, "--no-build", "--add", "/no/such/file", "--", "true"][..],
         &["kernels", "no-such-kernel"][..],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(args)
-            .output()
-            .expect("running the xtask binary");
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask")).args(args).output().expect("running the xtask binary");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");

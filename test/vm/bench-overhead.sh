@@ -1,0 +1,187 @@
+#!/bin/sh
+# Guest side of `cargo xtask bench overhead`: fio IOPS untraced, under the tracer and under an
+# equivalent bpftrace script (bench-overhead.bt), alternating in one boot. Measures only; the
+# host computes medians and ratios.
+#
+# usage: sh bench-overhead.sh RUNTIME ROUNDS [TRACER]
+#
+# Per round: an untraced pass of every job, a pass under `TRACER run --format json` (started
+# before the pass, stopped after it), an untraced pass, a pass under bpftrace; one more
+# untraced pass at the end, so that every traced pass has untraced neighbours on both sides.
+# BPF run time statistics (kernel.bpf_stats_enabled) are on during the traced passes only.
+# Lines for the host:
+#   BENCH-INFO kernel=... cpus=N mem_kb=N runtime=S rounds=N fio=... bpftrace=... bpftool=...
+#   BENCH-RUN job=J mode=none|tracer|bpftrace round=R status=RC iops=X ios=N
+#   BENCH-PROG job=J mode=M round=R id=ID name=NAME:TARGET run_ns=N run_cnt=N (programs that ran)
+#   BENCH-TRACER round=R status=RC ...        BENCH-BT round=R status=RC ...
+#   BENCH-NOTE ...                            BENCH-DONE
+set -u
+export PATH=$PATH:/usr/sbin:/sbin
+RUNTIME=${1:-5}
+ROUNDS=${2:-3}
+TRACER=${3:-tracer}
+BT_SRC=/root/bench-overhead.bt
+
+JOBS="randread-libaio-qd32 randread-psync-qd1 read64k-libaio-qd8 randwrite-uring-fixed-qd32 syscall-zero-512 tmpfs-write-4k"
+
+job_args() {
+    case $1 in
+    randread-libaio-qd32) echo "--filename=/dev/nullb0 --direct=1 --rw=randread --bs=4k --ioengine=libaio --iodepth=32" ;;
+    randread-psync-qd1) echo "--filename=/dev/nullb0 --direct=1 --rw=randread --bs=4k --ioengine=psync --iodepth=1" ;;
+    read64k-libaio-qd8) echo "--filename=/dev/nullb0 --direct=1 --rw=read --bs=64k --ioengine=libaio --iodepth=8" ;;
+    randwrite-uring-fixed-qd32) echo "--filename=/dev/nullb0 --direct=1 --rw=randwrite --bs=4k --ioengine=io_uring --iodepth=32 --fixedbufs" ;;
+    syscall-zero-512) echo "--filename=/dev/zero --size=1g --rw=read --bs=512 --ioengine=psync" ;;
+    tmpfs-write-4k) echo "--filename=/tmp/bench-tmpfs.fio --size=64m --rw=write --bs=4k --ioengine=psync" ;;
+    esac
+}
+
+# targets: "prog_id target" of every attached program (links and perf events), into
+# /tmp/targets. Program names are cut at 15 characters and the twins of a chain share them,
+# so the report names each program's target too.
+BTF_FUNCS=/tmp/btf-funcs
+targets() {
+    [ -s $BTF_FUNCS ] || bpftool btf dump file /sys/kernel/btf/vmlinux 2>/dev/null |
+        awk -v q="'" '$2 == "FUNC" { id = $1; sub(/^\[/, "", id); sub(/\]$/, "", id); n = $3; gsub(q, "", n); print id, n }' > $BTF_FUNCS
+    echo "0 none" > /tmp/targets
+    { bpftool link show; bpftool perf show; } 2>/dev/null | awk -v q="'" -v funcs=$BTF_FUNCS '
+        BEGIN { while ((getline l < funcs) > 0) { split(l, a, " "); fn[a[1]] = a[2] } }
+        /^[0-9]+: / { prog = ""; for (i = 2; i < NF; i++) if ($i == "prog") prog = $(i + 1) }
+        $1 == "tp" { t = $2; gsub(q, "", t); print prog, t }
+        $1 == "kprobe" || $1 == "kretprobe" { print prog, $NF }
+        /target_btf_id/ { for (i = 1; i < NF; i++) if ($i == "target_btf_id") id = $(i + 1)
+            print prog, ((id in fn) ? fn[id] : "btf_id_" id) }
+        $1 == "pid" { p = ""; t = $NF
+            for (i = 1; i < NF; i++) { if ($i == "prog_id") p = $(i + 1); if ($i == "func") t = $(i + 1) }
+            if (p != "") print p, t }' >> /tmp/targets
+}
+
+# progs: "id name:target run_time_ns run_cnt" of every BPF program loaded.
+progs() {
+    bpftool prog show > /tmp/progs.txt 2>/dev/null
+    awk 'NR == FNR { t[$1] = $2; next }
+        /^[0-9]+:/ {
+        id = $1; sub(":", "", id); name = "?"; ns = 0; cnt = 0
+        for (i = 2; i < NF; i++) {
+            if ($i == "name") name = $(i + 1)
+            if ($i == "run_time_ns") ns = $(i + 1)
+            if ($i == "run_cnt") cnt = $(i + 1)
+        }
+        if (id in t) name = name ":" t[id]
+        print id, name, ns, cnt
+    }' /tmp/targets /tmp/progs.txt
+}
+
+# prog_delta JOB MODE ROUND: what each program ran between the snapshots /tmp/p0 and /tmp/p1.
+prog_delta() {
+    awk -v job="$1" -v mode="$2" -v round="$3" 'NR == FNR { ns[$1] = $3; c[$1] = $4; next }
+        { d = $4 - c[$1]; if (d > 0) printf "BENCH-PROG job=%s mode=%s round=%s id=%s name=%s run_ns=%.0f run_cnt=%.0f\n", job, mode, round, $1, $2, $3 - ns[$1], d }' \
+        /tmp/p0 /tmp/p1
+}
+
+# fio_fig: "iops=X ios=N" of the last fio run, reads and writes added up.
+fio_fig() {
+    awk '/^ *"(read|write|trim|sync)" : \{/ { dir = $1; gsub(/"/, "", dir) }
+        dir == "read" || dir == "write" {
+            if ($1 == "\"iops\"") { v = $3; sub(",", "", v); iops += v }
+            if ($1 == "\"total_ios\"") { v = $3; sub(",", "", v); ios += v }
+        }
+        END { printf "iops=%.1f ios=%.0f", iops, ios }' /tmp/fio.json 2>/dev/null
+}
+
+run_job() { # run_job JOB MODE ROUND
+    [ "$2" = none ] || progs > /tmp/p0
+    rm -f /tmp/fio.json
+    # shellcheck disable=SC2046 # job_args is a list of options
+    fio --name=bench --time_based --runtime="$RUNTIME" --norandommap --randrepeat=0 \
+        --output-format=json --output=/tmp/fio.json $(job_args "$1") > /tmp/fio.err 2>&1
+    rc=$?
+    [ "$2" = none ] || { progs > /tmp/p1; prog_delta "$@"; }
+    echo "BENCH-RUN job=$1 mode=$2 round=$3 status=$rc $(fio_fig)"
+    [ $rc -eq 0 ] || tail -3 /tmp/fio.err | sed 's/^/BENCH-NOTE fio: /'
+}
+
+pass() { # pass MODE ROUND: every job once
+    for job in $JOBS; do run_job "$job" "$1" "$2"; done
+}
+
+stats_on() { STATS_OLD=$(cat /proc/sys/kernel/bpf_stats_enabled); echo 1 > /proc/sys/kernel/bpf_stats_enabled; }
+stats_off() { echo "$STATS_OLD" > /proc/sys/kernel/bpf_stats_enabled; }
+
+# wait_for FILE TEXT SECONDS PID: until FILE contains TEXT; fails when PID exits or time is up.
+wait_for() {
+    i=0
+    until grep -q "$2" "$1" 2>/dev/null; do
+        i=$((i + 1))
+        if [ $i -gt $(($3 * 10)) ] || ! kill -0 "$4" 2>/dev/null; then return 1; fi
+        sleep 0.1
+    done
+}
+
+json_int() { sed -n "s/.*\"type\":\"summary\".*\"$1\":\([0-9]*\).*/\1/p" /tmp/tracer.json | tail -1; }
+
+tracer_pass() { # tracer_pass ROUND
+    stats_on
+    "$TRACER" run --format json > /tmp/tracer.json 2> /tmp/tracer.err &
+    pid=$!
+    if wait_for /tmp/tracer.json '"type":"probe"' 300 $pid; then
+        targets
+        sleep 1
+        pass tracer "$1"
+    else
+        echo "BENCH-NOTE round $1: the tracer did not start: $(tail -1 /tmp/tracer.err)"
+    fi
+    kill -INT $pid 2>/dev/null
+    wait $pid
+    rc=$?
+    stats_off
+    echo "BENCH-TRACER round=$1 status=$rc probes=$(grep -c '"type":"probe"' /tmp/tracer.json)" \
+        "pinned=$(json_int pages_pinned) unpinned=$(json_int pages_unpinned) lost=$(json_int lost_events)"
+    grep -E "ERROR|WARN" /tmp/tracer.err | head -5 | sed 's/^/BENCH-NOTE tracer: /'
+}
+
+bpftrace_pass() { # bpftrace_pass ROUND
+    stats_on
+    bpftrace /tmp/bench.bt > /tmp/bt.out 2> /tmp/bt.err &
+    pid=$!
+    if wait_for /tmp/bt.out BENCH-BT-READY 300 $pid; then
+        targets
+        sleep 1
+        pass bpftrace "$1"
+    else
+        echo "BENCH-NOTE round $1: bpftrace did not start: $(tail -2 /tmp/bt.err | tr '\n' ' ')"
+    fi
+    kill -INT $pid 2>/dev/null
+    wait $pid
+    rc=$?
+    stats_off
+    echo "BENCH-BT round=$1 status=$rc$(awk '/^@[a-z_]+(\[[^]]*\])?: [0-9]+$/ {
+        k = $1; sub(/^@/, "", k); sub(/:$/, "", k); sub(/\]$/, "", k); sub(/\[/, ".", k)
+        printf " %s=%s", k, $2 }' /tmp/bt.out)"
+}
+
+# The bpftrace script without the probes of functions this kernel lacks.
+bt_script() {
+    cp "$BT_SRC" /tmp/bench.bt
+    for f in $(sed -n 's/^k\(ret\)\{0,1\}func:\([a-z_0-9]*\)$/\2/p' "$BT_SRC"); do
+        if ! grep -q " $f\$" /proc/kallsyms; then
+            echo "BENCH-NOTE bpftrace: $f is not in this kernel; its probe is left out"
+            sed -i "/^k\(ret\)\{0,1\}func:$f\$/,/^}\$/d" /tmp/bench.bt
+        fi
+    done
+}
+
+echo "BENCH-INFO kernel=$(uname -r) cpus=$(nproc) mem_kb=$(awk '$1 == "MemTotal:" { print $2 }' /proc/meminfo)" \
+    "runtime=$RUNTIME rounds=$ROUNDS fio=$(fio --version) bpftrace=$(bpftrace --version | awk '{ print $2 }')" \
+    "bpftool=$(bpftool version | awk 'NR == 1 { print $2 }')" \
+    "nullb_sched=$(sed 's/.*\[\(.*\)\].*/\1/' /sys/block/nullb0/queue/scheduler)" \
+    "stats_enabled=$(cat /proc/sys/kernel/bpf_stats_enabled)"
+bt_script
+for r in $(seq 1 "$ROUNDS"); do
+    pass none "$r"
+    tracer_pass "$r"
+    pass none "$r"
+    bpftrace_pass "$r"
+done
+pass none $((ROUNDS + 1))
+rm -f /tmp/bench-tmpfs.fio
+echo "BENCH-DONE"

@@ -1,0 +1,91 @@
+//! The decisions of a probe's program chain, shared by the eBPF programs (tracer-ebpf's
+//! `chain` module runs them) and the host tests (tests/chain.rs checks them against a model of
+//! the kernel's skipping, preemption, migration and nested interrupts).
+//!
+//! Why chains: the kernel skips a tracing program for an invocation that arrives on a CPU while
+//! the same program is running there (its per-CPU `active` count is taken): an interrupt that
+//! came while it ran, or, where programs are preemptible (fentry/fexit and faultable syscall
+//! tracepoints on a preemptive kernel such as Debian's 7.x), another thread that preempted it.
+//! A chain is the primary program and a few fallbacks on the same target, run by the kernel in
+//! order for every invocation; each has its own `active` count, so an invocation is lost only
+//! when all of them are skipped. Exactly one program of the chain must do the work for an
+//! invocation: the first that runs. These functions let a program tell whether an earlier
+//! program of the chain ran for the invocation at hand.
+//!
+//! Two rules, by the context an invocation runs in:
+//! - [`cpu_rule_acts`], for invocations that nothing can preempt (interrupt context, and
+//!   tracepoints that run with preemption off): while such an invocation runs, every other
+//!   invocation on its CPU is frozen, so the programs busy on the CPU when its program at `pos`
+//!   runs are the ones that were busy when the kernel tried the earlier ones. A program acts
+//!   when every program before it is busy. No state, so nothing can be left behind.
+//! - [`thread_rule_acts`], for invocations in thread context of preemptible programs: the
+//!   thread keeps one word per probe, the invocation's context address (the trampoline's or the
+//!   tracepoint's argument block, the same for every program of one invocation) and the
+//!   position of the last program that ran for it. A program acts unless the word names this
+//!   invocation and a program before it. Only the thread itself writes its words (interrupts
+//!   that nest on it use the CPU rule), so two programs of one invocation can never both act.
+//!
+//! What each rule can get wrong is a loss, never a double, and the kernel counts every skip of
+//! the primary, so `skips - rescues` is exactly the invocations nobody took care of:
+//! - CPU rule: the holder of an earlier program was in the kernel's few instructions between
+//!   taking `active` and the program's first instruction (or between its last and the release),
+//!   so the program looked idle although the kernel skipped it.
+//! - Thread rule: the previous invocation of the thread at the same context address had every
+//!   program after some position skipped (its word was left behind) and this one every program
+//!   up to that position: as many other threads preempted inside the chain on one CPU at once
+//!   as the chain is long.
+
+/// Programs in a chain at most (the primary and its fallbacks).
+pub const MAX_CHAIN: usize = 6;
+
+/// Bits of a thread word that hold the position (context addresses are 8-byte aligned).
+const POS_MASK: u64 = 7;
+
+const _: () = assert!(MAX_CHAIN as u64 <= POS_MASK + 1);
+
+/// Whether the program at `pos` acts for an invocation nothing can preempt, given which
+/// programs of the chain are running on the CPU now (`busy(i)` for each `i < pos`).
+#[inline(always)]
+pub fn cpu_rule_acts(pos: usize, busy: impl Fn(usize) -> bool) -> bool {
+    let mut i = 0;
+    while i < pos && i < MAX_CHAIN {
+        if !busy(i) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Whether the program at `pos` acts for the thread's invocation at `ctx`, given the thread's
+/// word for the probe (0 when it has none).
+#[inline(always)]
+pub fn thread_rule_acts(word: u64, ctx: u64, pos: usize) -> bool {
+    word & !POS_MASK != ctx & !POS_MASK || (word & POS_MASK) as usize >= pos
+}
+
+/// The thread's word once the program at `pos` ran for its invocation at `ctx`.
+#[inline(always)]
+pub fn thread_word(ctx: u64, pos: usize) -> u64 {
+    ctx & !POS_MASK | (pos as u64 & POS_MASK)
+}
+
+/// Diagnostics of the chains, per probe (TRACER_DEBUG_TWINS), in `CHAIN_DEBUG` at
+/// `probe * CHAIN_DEBUG_KINDS + kind`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChainDebug {
+    /// A fallback acted for an invocation in interrupt context or with preemption off.
+    RescuedByCpuRule = 0,
+    /// A fallback acted for an invocation in thread context.
+    RescuedByThreadRule,
+    /// No word could be kept for the thread (its map was full or busy): a later program of the
+    /// invocation may act again, which the loader counts as lost.
+    NoThreadWord,
+    /// The stack the invocation runs on could not be told (task stack offset unknown): the
+    /// thread rule was used.
+    ContextUnknown,
+}
+
+/// Kinds of [`ChainDebug`].
+pub const CHAIN_DEBUG_KINDS: u32 = 4;

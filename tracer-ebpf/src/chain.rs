@@ -1,0 +1,198 @@
+//! Program chains: a probe's primary program and its fallbacks on the same target, of which
+//! exactly one does the work for each invocation (the rules and why they hold:
+//! tracer_common::chain; the model they are tested against: tracer-common/tests/chain.rs).
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_task, bpf_probe_read_kernel},
+    macros::map,
+    maps::{Array, LruHashMap, PerCpuArray},
+};
+use tracer_common::{
+    chain::{cpu_rule_acts, thread_rule_acts, thread_word, ChainDebug, CHAIN_DEBUG_KINDS, MAX_CHAIN},
+    ProbeId, PROBES, PROBE_COUNT,
+};
+
+use crate::maps::{add, offsets, read_at};
+
+/// Defines a probe's chain: the primary program `$primary` and its fallbacks `nested_<base>`,
+/// `nested2_<base>`, ... on the same target (3 of them, 5 with `long:`), as many as the
+/// catalogue (tracer_common::PROBES) lists for the probe, which a compile-time check enforces.
+/// Each runs `$body` only when [`run`] says it is the one to act for the invocation. A probe's
+/// filter belongs in `$body`: the kernel counts the runs it skips whatever the arguments, and
+/// the loader subtracts the rescues from those counts.
+macro_rules! with_twin {
+    (@program #[$attr:meta] $name:ident, $id:expr, $pos:literal, $len:literal, |$ctx:ident: $ty:ty| $body:expr) => {
+        #[$attr]
+        pub fn $name($ctx: $ty) -> u32 {
+            $crate::chain::run($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, $pos, $len, || $body)
+        }
+    };
+    (#[$attr:meta] $primary:ident, $base:ident, $id:expr, |$ctx:ident: $ty:ty| $body:expr) => {
+        const _: () = assert!(tracer_common::PROBES[$id as usize].chain_len() == 4, "the catalogue's chain length");
+        paste::paste! {
+            with_twin!(@program #[$attr] $primary, $id, 0, 4, |$ctx: $ty| $body);
+            with_twin!(@program #[$attr] [<nested_ $base>], $id, 1, 4, |$ctx: $ty| $body);
+            with_twin!(@program #[$attr] [<nested2_ $base>], $id, 2, 4, |$ctx: $ty| $body);
+            with_twin!(@program #[$attr] [<nested3_ $base>], $id, 3, 4, |$ctx: $ty| $body);
+        }
+    };
+    (long: #[$attr:meta] $primary:ident, $base:ident, $id:expr, |$ctx:ident: $ty:ty| $body:expr) => {
+        const _: () = assert!(tracer_common::PROBES[$id as usize].chain_len() == 6, "the catalogue's chain length");
+        paste::paste! {
+            with_twin!(@program #[$attr] $primary, $id, 0, 6, |$ctx: $ty| $body);
+            with_twin!(@program #[$attr] [<nested_ $base>], $id, 1, 6, |$ctx: $ty| $body);
+            with_twin!(@program #[$attr] [<nested2_ $base>], $id, 2, 6, |$ctx: $ty| $body);
+            with_twin!(@program #[$attr] [<nested3_ $base>], $id, 3, 6, |$ctx: $ty| $body);
+            with_twin!(@program #[$attr] [<nested4_ $base>], $id, 4, 6, |$ctx: $ty| $body);
+            with_twin!(@program #[$attr] [<nested5_ $base>], $id, 5, 6, |$ctx: $ty| $body);
+        }
+    };
+}
+
+const _: () = assert!(MAX_CHAIN == tracer_common::MAX_TWINS + 1);
+
+/// Per-CPU, indexed by ProbeId: how many invocations are inside each program of the chain on
+/// this CPU now (preempted in it, or interrupted in it), by position.
+#[map(name = "CHAIN_RUNNING")]
+static RUNNING: PerCpuArray<[u64; MAX_CHAIN]> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
+
+/// A thread's word for one probe (tracer_common::chain::thread_word).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ThreadKey {
+    task: u64,
+    probe: u64,
+}
+
+/// Threads that had more than this many words at once on one CPU's share of the map evict the
+/// least recently used: those of threads that ended or have not called a chained target for a
+/// long time, not one between two programs of an invocation (used microseconds ago).
+const THREAD_WORDS: u32 = 16384;
+
+/// `BPF_F_NO_COMMON_LRU`: each CPU evicts from its own list, without the common lock.
+const NO_COMMON_LRU: u32 = 2;
+
+#[map(name = "CHAIN_THREADS")]
+static THREADS: LruHashMap<ThreadKey, u64> = LruHashMap::with_max_entries(THREAD_WORDS, NO_COMMON_LRU);
+
+/// Per-CPU, indexed by ProbeId: invocations a fallback took care of because the kernel skipped
+/// the programs before it (the loader subtracts these from the primary's recursion_misses).
+#[map(name = "RESCUED")]
+static RESCUED: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
+
+/// Per probe, at [probe * CHAIN_DEBUG_KINDS + kind]: see tracer_common::chain::ChainDebug.
+#[map(name = "CHAIN_DEBUG")]
+static DEBUG: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROBE_COUNT * CHAIN_DEBUG_KINDS, 0);
+
+/// Index 0: the loader's stage. Below 2 while it attaches the chains: fallbacks keep the rules'
+/// state but act for nothing (the programs of a chain attach one by one). 2 once all are.
+#[map(name = "CHAIN_STAGE")]
+static CHAIN_STAGE: Array<u64> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+fn debug(probe: ProbeId, kind: ChainDebug) {
+    if let Some(p) = DEBUG.get_ptr_mut(probe as u32 * CHAIN_DEBUG_KINDS + kind as u32) {
+        // SAFETY: this CPU's slot.
+        unsafe { add(p, 1) };
+    }
+}
+
+#[inline(always)]
+fn armed() -> bool {
+    // SAFETY: a u64 of the map, written by the loader only.
+    CHAIN_STAGE.get_ptr(0).is_some_and(|p| unsafe { core::ptr::read_volatile(p) } >= 2)
+}
+
+/// Kernel stacks are this size and aligned to it (x86-64 without KASAN); with vmapped stacks a
+/// guard page follows each, so twice this above a task's stack base is still its own.
+const THREAD_SIZE: u64 = 16 << 10;
+
+/// `ctx` as a plain number: the verifier allows no arithmetic on a context pointer, and a copy
+/// through the read helper is a scalar to it.
+#[inline(always)]
+fn address(ctx: &u64) -> Option<u64> {
+    // SAFETY: reads a local of this frame.
+    unsafe { bpf_probe_read_kernel(ctx as *const u64) }.ok()
+}
+
+/// Whether `at` (an invocation's argument block, on the stack it runs on) lies on the current
+/// task's stack: Some(false) on an interrupt stack (hardirq, softirq), None when the kernel's
+/// `task_struct.stack` offset is unknown.
+#[inline(always)]
+fn on_task_stack(at: u64) -> Option<bool> {
+    // SAFETY: helper without preconditions.
+    let task = unsafe { bpf_get_current_task() };
+    let base: u64 = read_at(task, offsets().task_stack)?;
+    Some(base != 0 && at >= base && at - base < 2 * THREAD_SIZE)
+}
+
+/// The thread rule for the program at `pos`: reads and updates the thread's word.
+#[inline(always)]
+fn thread_acts(probe: ProbeId, at: u64, pos: usize) -> bool {
+    // SAFETY: helper without preconditions.
+    let key = ThreadKey { task: unsafe { bpf_get_current_task() }, probe: probe as u64 };
+    let word = thread_word(at, pos);
+    match THREADS.get_ptr_mut(&key) {
+        Some(p) => {
+            // SAFETY: a value of the map; only this thread writes its words (interrupts that
+            // nest on it use the CPU rule).
+            let acts = thread_rule_acts(unsafe { core::ptr::read_volatile(p) }, at, pos);
+            // SAFETY: as above.
+            unsafe { core::ptr::write_volatile(p, word) };
+            acts
+        }
+        None => {
+            if THREADS.insert(&key, &word, 0).is_err() {
+                debug(probe, ChainDebug::NoThreadWord);
+            }
+            true
+        }
+    }
+}
+
+/// Runs `f` as the program at `pos` of `probe`'s chain of `len` for the invocation at `ctx`
+/// when it is the one to act for it.
+#[inline(always)]
+pub fn run(probe: ProbeId, ctx: u64, pos: usize, len: usize, f: impl FnOnce() -> u32) -> u32 {
+    let Some(r) = RUNNING.get_ptr_mut(probe as u32) else { return if pos == 0 { f() } else { 0 } };
+    let slot = pos.min(MAX_CHAIN - 1);
+    // SAFETY: this CPU's entry; slot < MAX_CHAIN; changed only atomically.
+    unsafe { add(&raw mut (*r)[slot], 1) };
+    let (acts, rule) = if PROBES[probe as usize].preemptible() {
+        let at = address(&ctx).unwrap_or(0);
+        match on_task_stack(at) {
+            Some(false) => (cpu_acts(r, pos), ChainDebug::RescuedByCpuRule),
+            Some(true) => (thread_acts(probe, at, pos), ChainDebug::RescuedByThreadRule),
+            None => {
+                debug(probe, ChainDebug::ContextUnknown);
+                (thread_acts(probe, at, pos), ChainDebug::RescuedByThreadRule)
+            }
+        }
+    } else {
+        (cpu_acts(r, pos), ChainDebug::RescuedByCpuRule)
+    };
+    let ret = if !acts {
+        0
+    } else if pos == 0 {
+        f()
+    } else if armed() && pos < len {
+        if let Some(p) = RESCUED.get_ptr_mut(probe as u32) {
+            // SAFETY: this CPU's slot.
+            unsafe { add(p, 1) };
+        }
+        debug(probe, rule);
+        f()
+    } else {
+        0
+    };
+    // SAFETY: as above.
+    unsafe { add(&raw mut (*r)[slot], u64::MAX) };
+    ret
+}
+
+/// The CPU rule for the program at `pos`, over this CPU's running counts.
+#[inline(always)]
+fn cpu_acts(r: *mut [u64; MAX_CHAIN], pos: usize) -> bool {
+    // SAFETY: this CPU's entry; i < MAX_CHAIN (checked by the rule).
+    cpu_rule_acts(pos, |i| unsafe { core::ptr::read_volatile(&raw const (*r)[i]) } != 0)
+}

@@ -1,0 +1,308 @@
+//! I/O latency histograms (HDR, nanoseconds, 3 significant digits), per figure, device,
+//! operation and size class; cumulative and per interval. Pure: fed with decoded events.
+
+use std::collections::HashMap;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tracer_common::{LatencyEvent, LatencyKind};
+
+/// What a row of figures covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    pub kind: LatencyKind,
+    pub dev: u32,
+    pub op: u32,
+    /// log2 of the I/O size rounded up to a power of two; None = all sizes together.
+    pub size_class: Option<u32>,
+}
+
+/// Percentile figures of one histogram.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Stats {
+    pub count: u64,
+    pub min_ns: u64,
+    pub max_ns: u64,
+    pub mean_ns: f64,
+    pub stddev_ns: f64,
+    /// (percentile, value) in the order asked.
+    pub percentiles: Vec<(f64, u64)>,
+    /// Values per bucket of [`BUCKETS_NS`] (not cumulative), then the values above the last
+    /// bound: the Prometheus histogram's buckets.
+    #[serde(skip)]
+    pub buckets: Vec<u64>,
+}
+
+/// Upper bounds of the latency buckets (ns): 10 us to 10 s, 1-2.5-5 steps.
+pub const BUCKETS_NS: [u64; 19] = [
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+];
+
+impl Stats {
+    /// The value at percentile `p` if it was asked for, else 0.
+    pub fn at(&self, p: f64) -> u64 {
+        self.percentiles.iter().find(|(q, _)| *q == p).map_or(0, |(_, v)| *v)
+    }
+}
+
+pub fn new_histogram() -> Histogram<u64> {
+    // 1 ns .. ~1 hour at 3 significant digits; auto-resize beyond.
+    let mut h = Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("static bounds are valid");
+    h.auto(true);
+    h
+}
+
+/// Histograms by key: hashed (each event updates four), sorted only when figures are taken.
+type Histograms = HashMap<Key, Histogram<u64>, foldhash::fast::RandomState>;
+
+/// The figures of `h` in key order.
+fn sorted(h: &Histograms, percentiles: &[f64]) -> Vec<(Key, Stats)> {
+    let mut rows: Vec<(Key, Stats)> = h.iter().map(|(k, h)| (*k, stats(h, percentiles))).collect();
+    rows.sort_by_key(|(k, _)| *k);
+    rows
+}
+
+/// Cumulative and current-interval histograms.
+#[derive(Default)]
+pub struct Latency {
+    cumulative: Histograms,
+    interval: Histograms,
+    /// Events whose end precedes their start, or records that could not be decoded (should
+    /// stay 0).
+    pub invalid: u64,
+}
+
+impl Latency {
+    pub fn record(&mut self, ev: &LatencyEvent) {
+        let Some(kind) = kind_of(ev.kind) else {
+            self.invalid += 1;
+            return;
+        };
+        let Some(ns) = ev.end_ns.checked_sub(ev.start_ns) else {
+            self.invalid += 1;
+            return;
+        };
+        let ns = ns.max(1);
+        for size_class in [None, Some(size_class(ev.bytes))] {
+            let key = Key { kind, dev: ev.dev, op: ev.op, size_class };
+            for map in [&mut self.cumulative, &mut self.interval] {
+                map.entry(key).or_insert_with(new_histogram).saturating_record(ns);
+            }
+        }
+    }
+
+    /// Counts a ring buffer record that could not be decoded.
+    pub fn undecodable(&mut self, e: crate::decode::DecodeError) {
+        log::warn!("undecodable event record: {e}");
+        self.invalid += 1;
+    }
+
+    /// Figures since the start of the trace.
+    pub fn cumulative(&self, percentiles: &[f64]) -> Vec<(Key, Stats)> {
+        sorted(&self.cumulative, percentiles)
+    }
+
+    /// Figures since the previous call; starts a new interval.
+    pub fn take_interval(&mut self, percentiles: &[f64]) -> Vec<(Key, Stats)> {
+        sorted(&std::mem::take(&mut self.interval), percentiles)
+    }
+}
+
+fn kind_of(raw: u32) -> Option<LatencyKind> {
+    [
+        LatencyKind::D2c,
+        LatencyKind::Q2c,
+        LatencyKind::Dio,
+        LatencyKind::Syscall,
+        LatencyKind::PinHold,
+        LatencyKind::UnpinLag,
+    ]
+    .into_iter()
+    .find(|k| *k as u32 == raw)
+}
+
+/// log2 of `bytes` rounded up to a power of two (4096 -> 12, 4097 -> 13); 0 for 0 or 1 byte.
+pub fn size_class(bytes: u64) -> u32 {
+    if bytes <= 1 {
+        0
+    } else {
+        64 - (bytes - 1).leading_zeros()
+    }
+}
+
+pub fn stats(h: &Histogram<u64>, percentiles: &[f64]) -> Stats {
+    Stats {
+        count: h.len(),
+        min_ns: h.min(),
+        max_ns: h.max(),
+        mean_ns: h.mean(),
+        stddev_ns: h.stdev(),
+        percentiles: percentiles.iter().map(|&p| (p, h.value_at_quantile(p / 100.0))).collect(),
+        buckets: buckets(h),
+    }
+}
+
+/// Values per bucket of [`BUCKETS_NS`], then above the last bound. A bucket holds what the
+/// histogram's resolution (3 significant digits) places at or below its bound.
+fn buckets(h: &Histogram<u64>) -> Vec<u64> {
+    let mut below = 0;
+    let mut out: Vec<u64> = BUCKETS_NS
+        .iter()
+        .map(|&bound| {
+            let upto = h.count_between(0, bound);
+            let n = upto.saturating_sub(below);
+            below = upto;
+            n
+        })
+        .collect();
+    out.push(h.len().saturating_sub(below));
+    out
+}
+
+/// Parses a percentile list such as "50,90,99.9".
+pub fn parse_percentiles(s: &str) -> Result<Vec<f64>, String> {
+    let list: Result<Vec<f64>, String> = s
+        .split(',')
+        .map(|p| {
+            let v: f64 = p.trim().parse().map_err(|_| format!("'{p}' is not a percentile"))?;
+            if (0.0..=100.0).contains(&v) {
+                Ok(v)
+            } else {
+                Err(format!("'{p}': a percentile is between 0 and 100"))
+            }
+        })
+        .collect();
+    let list = list?;
+    if list.is_empty() {
+        return Err("empty percentile list".into());
+    }
+    Ok(list)
+}
+
+pub fn kind_name(kind: LatencyKind) -> &'static str {
+    match kind {
+        LatencyKind::D2c => "d2c",
+        LatencyKind::Q2c => "q2c",
+        LatencyKind::Dio => "dio",
+        LatencyKind::Syscall => "sys",
+        LatencyKind::PinHold => "hold",
+        LatencyKind::UnpinLag => "unpin_lag",
+    }
+}
+
+/// "4k", "128k", "1m", ... for a size class.
+pub fn size_name(class: Option<u32>) -> String {
+    match class {
+        None => "all".into(),
+        Some(c) if c < 10 => format!("{}", 1u64 << c),
+        Some(c) if c < 20 => format!("{}k", 1u64 << (c - 10)),
+        Some(c) => format!("{}m", 1u64 << (c - 20)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use tracer_common::RecordType;
+
+    use super::*;
+
+    fn ev(kind: LatencyKind, bytes: u64, ns: u64) -> LatencyEvent {
+        LatencyEvent {
+            record: RecordType::Latency as u32,
+            kind: kind as u32,
+            dev: 0xfe0_0000,
+            op: 0,
+            bytes,
+            start_ns: 1000,
+            end_ns: 1000 + ns,
+        }
+    }
+
+    #[test]
+    fn percentiles_of_a_known_distribution() {
+        let mut l = Latency::default();
+        for i in 1..=1000u64 {
+            l.record(&ev(LatencyKind::D2c, 4096, i * 1000));
+        }
+        let rows = l.cumulative(&[50.0, 99.0]);
+        let (key, all) = &rows[0];
+        assert_eq!(key.size_class, None);
+        assert_eq!(all.count, 1000);
+        let p50 = all.percentiles[0].1 as f64;
+        let p99 = all.percentiles[1].1 as f64;
+        assert!((p50 / 500_000.0 - 1.0).abs() < 0.002, "p50 {p50}");
+        assert!((p99 / 990_000.0 - 1.0).abs() < 0.002, "p99 {p99}");
+        assert_eq!(rows[1].0.size_class, Some(12));
+    }
+
+    #[test]
+    fn interval_restarts_but_cumulative_keeps_everything() {
+        let mut l = Latency::default();
+        l.record(&ev(LatencyKind::Dio, 4096, 10));
+        assert_eq!(l.take_interval(&[50.0])[0].1.count, 1);
+        assert!(l.take_interval(&[50.0]).is_empty());
+        l.record(&ev(LatencyKind::Dio, 4096, 10));
+        assert_eq!(l.cumulative(&[50.0])[0].1.count, 2);
+    }
+
+    #[test]
+    fn backwards_or_unknown_events_are_counted_not_recorded() {
+        let mut l = Latency::default();
+        let mut bad = ev(LatencyKind::D2c, 1, 0);
+        bad.end_ns = 10;
+        l.record(&bad);
+        l.record(&LatencyEvent { kind: 99, ..ev(LatencyKind::D2c, 1, 5) });
+        assert_eq!(l.invalid, 2);
+        assert!(l.cumulative(&[50.0]).is_empty());
+    }
+
+    #[test]
+    fn size_classes_and_names() {
+        assert_eq!((size_class(0), size_class(4096), size_class(4097), size_class(1 << 20)), (0, 12, 13, 20));
+        assert_eq!(size_name(Some(12)), "4k");
+        assert_eq!(size_name(Some(20)), "1m");
+        assert_eq!(size_name(Some(9)), "512");
+        assert_eq!(parse_percentiles("50, 99.9").unwrap(), vec![50.0, 99.9]);
+        assert!(parse_percentiles("101").is_err());
+        assert!(parse_percentiles("x").is_err());
+    }
+
+    proptest! {
+        /// HDR at 3 significant digits: every percentile is within 0.1% of the exact order
+        /// statistic of the recorded values.
+        #[test]
+        fn percentiles_match_exact_order_statistics(mut values in proptest::collection::vec(1u64..10_000_000_000, 1..400)) {
+            let mut l = Latency::default();
+            for v in &values {
+                l.record(&ev(LatencyKind::Q2c, 512, *v));
+            }
+            values.sort_unstable();
+            let stats = &l.cumulative(&[50.0, 99.0])[0].1;
+            for (p, got) in &stats.percentiles {
+                let rank = ((p / 100.0) * values.len() as f64).ceil().max(1.0) as usize;
+                let exact = values[rank - 1] as f64;
+                prop_assert!((*got as f64 - exact).abs() <= exact * 0.001 + 1.0, "p{p}: {got} vs {exact}");
+            }
+            prop_assert_eq!(stats.count, values.len() as u64);
+        }
+    }
+}

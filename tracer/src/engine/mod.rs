@@ -1,0 +1,219 @@
+//! The engine: decoded records into the latency histograms and the two ledgers; verdicts.
+//! Pure: no aya, no tokio, no sinks.
+
+pub mod bio;
+pub mod detect;
+pub mod latency;
+pub mod pages;
+
+mod holds;
+mod page_list;
+
+use std::collections::{BTreeMap, HashMap};
+
+use self::{
+    bio::{Ledger, LedgerSnapshot},
+    detect::Judgement,
+    latency::{Key, Latency, Stats},
+    pages::{OwnerPins, PageLedger, PageSnapshot},
+};
+use crate::{
+    decode::decode,
+    model::{FollBits, Record},
+    probes::{
+        counters::{Counters, ProcCounts},
+        plan::ProbeOutcome,
+        vmstat::FollPin,
+    },
+};
+
+/// The ledgers' hash maps: keyed by kernel addresses and ids, hashed fast (foldhash; the
+/// engine's throughput is a benchmark target).
+pub(crate) type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// A completed bio not released for this long is a leak suspect; so is a pin (not
+    /// long-term, not tied to a bio) held this long.
+    pub grace_ns: u64,
+    /// FOLL_* values of the traced kernel.
+    pub foll: FollBits,
+    /// sizeof(struct page): the distance between the struct pages of adjacent pages (64 on
+    /// x86_64 and arm64 kernels). Only the page-by-page holds use it.
+    pub struct_page_size: u64,
+    /// Leaks and mismatches listed one by one (all are counted).
+    pub max_reports: usize,
+    /// Whether the kernel side read each page's folio (the struct page layout was known). When
+    /// not (record files of tracers before 7.x support), tail pages were filed as their own
+    /// folios, and the page ledger matches folio-level unpins to them by address.
+    pub folio_heads: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            grace_ns: 1_000_000_000,
+            foll: FollBits::BEFORE_6_2,
+            struct_page_size: 64,
+            max_reports: 100,
+            folio_heads: true,
+        }
+    }
+}
+
+/// Raw ring buffer records -> the pure consumers: decoding, latency histograms, pin ledger.
+pub struct Pipeline {
+    latency: Latency,
+    ledger: Ledger,
+    pages: PageLedger,
+    struct_page_size: u64,
+    /// Records that could not be decoded.
+    undecodable: u64,
+    /// Leaks and mismatches found while the records streamed.
+    findings: u64,
+    /// The page ledger's per-owner figures at the last interval.
+    owners_before: BTreeMap<u32, OwnerPins>,
+}
+
+/// How a run ended: the counters over the run, the clock, the command. From the kernel maps in
+/// a live run, from the trailer in a replay.
+pub struct Ending {
+    pub outcomes: Vec<ProbeOutcome>,
+    pub span: Counters,
+    pub elapsed_s: f64,
+    pub vmstat: Option<FollPin>,
+    pub command_exit_status: Option<i32>,
+    /// The records' clock at the end: bios still holding pages are judged then.
+    pub end_ns: u64,
+}
+
+/// What the engine makes of the records at the end of a run or segment.
+pub struct Final {
+    /// Cumulative latency rows in key order.
+    pub latency: Vec<(Key, Stats)>,
+    pub ledger: LedgerSnapshot,
+    pub pages: PageSnapshot,
+    pub judgement: Judgement,
+    /// FOLL_PIN pages per process by the owner of each pin (the kernel's per-process counters
+    /// when the page ledger saw no pin).
+    pub procs: BTreeMap<u32, ProcCounts>,
+    /// Records the probes produced that could not be used (lost events too).
+    pub invalid: u64,
+}
+
+impl Pipeline {
+    pub fn new(ledger: Config) -> Pipeline {
+        Pipeline {
+            latency: Latency::default(),
+            pages: PageLedger::new(ledger.foll, ledger.grace_ns, ledger.folio_heads),
+            struct_page_size: ledger.struct_page_size,
+            ledger: Ledger::new(ledger),
+            undecodable: 0,
+            findings: 0,
+            owners_before: BTreeMap::new(),
+        }
+    }
+
+    /// A fresh pipeline for the next segment of a run; what the stream described once
+    /// (kernel symbols) carries over.
+    pub fn next_segment(&self, ledger: Config) -> Pipeline {
+        let mut next = Pipeline::new(ledger);
+        next.pages.inherit_symbols(&self.pages);
+        next
+    }
+
+    /// One ring buffer record, as the kernel wrote it.
+    pub fn consume(&mut self, bytes: &[u8]) {
+        match decode(bytes) {
+            Ok(Record::Latency(ev)) => self.latency.record(&ev),
+            Ok(Record::Bio(rec)) => {
+                self.pages.bio(&rec, self.struct_page_size);
+                if detect::is_finding(&self.ledger.apply(&rec)) {
+                    self.findings += 1;
+                }
+            }
+            Ok(Record::Pages(rec)) => self.pages.apply(&rec),
+            Ok(Record::Symbols(symbols)) => self.pages.symbols(&symbols),
+            Ok(Record::Exit(exit)) => self.pages.exit(exit.tgid, exit.ts_ns),
+            Err(e) => {
+                self.undecodable += 1;
+                self.latency.undecodable(e);
+            }
+        }
+    }
+
+    /// The final figures. Pure: everything comes from the records and `end`.
+    pub fn finish(&self, end: &Ending, percentiles: &[f64]) -> Final {
+        let ledger = self.ledger.snapshot(end.end_ns);
+        let lost = detect::lost_records(&end.span, self.undecodable);
+        let pages = self.pages.snapshot(end.end_ns);
+        let judgement = detect::verdict(&ledger, &pages.totals, &end.outcomes, lost);
+        let procs = owner_counts(self.pages.owners(), &BTreeMap::new()).unwrap_or_else(|| end.span.procs.clone());
+        Final {
+            latency: self.latency.cumulative(percentiles),
+            ledger,
+            pages,
+            judgement,
+            procs,
+            invalid: self.latency.invalid,
+        }
+    }
+
+    /// The latency rows of the interval since the last call; the next interval starts.
+    pub fn take_interval(&mut self, percentiles: &[f64]) -> Vec<(Key, Stats)> {
+        self.latency.take_interval(percentiles)
+    }
+
+    /// Warns of what the records showed wrong, once, at the end of a run or segment (not at
+    /// every dashboard refresh, which also calls [`Pipeline::finish`]).
+    pub fn warn_at_end(&self) {
+        if self.latency.invalid > 0 {
+            log::warn!(
+                "{} event records were invalid (undecodable, or ending before they start)",
+                self.latency.invalid
+            );
+        }
+        if self.findings > 0 {
+            log::info!("{} leaks or mismatches found while the records streamed", self.findings);
+        }
+    }
+
+    /// The processes' figures since the last interval, by the owner of each pin (None when the
+    /// page ledger saw no pin at all: then the kernel's per-process counters are all there is).
+    pub fn owner_interval(&mut self) -> Option<BTreeMap<u32, ProcCounts>> {
+        let now = self.pages.owners();
+        let procs = owner_counts(now, &self.owners_before);
+        self.owners_before = now.clone();
+        procs
+    }
+}
+
+/// FOLL_PIN pages per process from the page ledger's owners, since `before`: pins by the process
+/// that took them, unpins by the process whose pins they released (a bio completion in an
+/// interrupt is the pinning process's, not the interrupted task's). Processes with nothing in
+/// the span are left out. None when the ledger has no owner at all.
+fn owner_counts(
+    now: &BTreeMap<u32, OwnerPins>,
+    before: &BTreeMap<u32, OwnerPins>,
+) -> Option<BTreeMap<u32, ProcCounts>> {
+    if now.is_empty() {
+        return None;
+    }
+    let procs = now
+        .iter()
+        .filter_map(|(&tgid, o)| {
+            let b = before.get(&tgid);
+            let pinned = o.pinned.saturating_sub(b.map_or(0, |b| b.pinned));
+            let unpinned = o.unpinned.saturating_sub(b.map_or(0, |b| b.unpinned));
+            (pinned > 0 || unpinned > 0)
+                .then(|| (tgid, ProcCounts { comm: o.comm.clone(), pages_pinned: pinned, pages_unpinned: unpinned }))
+        })
+        .collect();
+    Some(procs)
+}
+
+/// The engine's configuration from the command line's grace period and the traced kernel's
+/// facts.
+pub fn config(grace: std::time::Duration, foll: FollBits, folio_heads: bool) -> Config {
+    Config { grace_ns: grace.as_nanos().min(u64::MAX as u128) as u64, foll, folio_heads, ..Config::default() }
+}

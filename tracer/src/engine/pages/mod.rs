@@ -1,0 +1,379 @@
+//! The page ledger: every page a pin entry point returned (FOLL_PIN) matched to the unpin that
+//! released it, folio by folio; every page a FOLL_GET entry point returned followed to its bio;
+//! and an audit per call path (the symbolized kernel stack of the call): FOLL_GET or FOLL_PIN,
+//! LONGTERM or not, how many pages, tied to a bio or not, and which release function ended them.
+//!
+//! Pure, like the bio ledger: fed with decoded [`PagesRecord`]s, [`SymbolsRecord`]s and the bio
+//! records. Rules (docs/ledger.md, "Page ledger"):
+//! - A pin adds one hold per page to the page's folio (`folios[i]`, the head page the kernel
+//!   counts pins on). An unpin of a page takes the hold of that page, or else the folio's oldest;
+//!   an unpin that names only a folio (unpin_user_folio, unpin_folio, unpin_folios) takes the
+//!   folio's oldest holds. Counts per folio are exact either way; only which call a hold is
+//!   charged to can differ when one folio is pinned by several calls at once.
+//! - An unpin with no hold is of unknown origin (pinned before the trace started), never a leak.
+//! - A bio acquisition or release that names a held page ties that hold to a bio.
+//! - At a snapshot, holds tied to a bio are judged by the bio ledger; FOLL_LONGTERM holds are
+//!   long-term (io_uring registered buffers, RDMA, VFIO: held by design); other holds younger
+//!   than the grace period are held; older ones are leak suspects.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use tracer_common::{BioEvent, BioRecord, PageEvent, ProbeId, BIO_FLAG_PINNED, PROBES};
+
+mod release;
+mod report;
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
+pub use self::report::{Class, OwnerPins, PageSnapshot, PageTotals, PathRow};
+use super::{
+    detect::{self, HoldFacts, HoldState},
+    holds::HoldQueue,
+    page_list::PageList,
+    Map,
+};
+use crate::model::{comm_to_string, FollBits, PagesRecord, SymbolsRecord};
+
+/// One pin (or followed reference) of a page: 24 bytes, the bulk of the ledger's memory per
+/// outstanding page.
+#[derive(Clone, Copy, Debug)]
+struct Hold {
+    page: u64,
+    ts_ns: u64,
+    /// The thread that took it.
+    pid: u32,
+    /// The audit row (bits 0..31) and whether a bio named the page ([`TIED_TO_BIO`]).
+    path_bio: u32,
+}
+
+const TIED_TO_BIO: u32 = 1 << 31;
+const _: () = assert!(std::mem::size_of::<Hold>() == 24);
+
+impl Hold {
+    fn new(page: u64, rec: &PagesRecord, path: u32) -> Hold {
+        Hold { page, ts_ns: rec.ts_ns, pid: rec.owner.pid, path_bio: path & !TIED_TO_BIO }
+    }
+    fn path(&self) -> usize {
+        (self.path_bio & !TIED_TO_BIO) as usize
+    }
+    fn bio(&self) -> bool {
+        self.path_bio & TIED_TO_BIO != 0
+    }
+    fn tie_to_bio(&mut self) {
+        self.path_bio |= TIED_TO_BIO;
+    }
+}
+
+/// Frames of the call path kept for the audit.
+const PATH_DEPTH: usize = 6;
+
+#[derive(Clone, Debug, Default)]
+pub struct PageLedger {
+    foll: FollBits,
+    grace_ns: u64,
+    /// Function names of return addresses.
+    symbols: Map<u64, String>,
+    /// Audit rows; `path_index` finds them by (class, entry, callers).
+    paths: Vec<PathRow>,
+    path_index: Map<(Class, u32, Vec<String>), u32>,
+    /// FOLL_PIN holds by folio, oldest first.
+    holds: Map<u64, HoldQueue<Hold>>,
+    /// Folio of each page with holds filed under another key than the page itself (tail pages
+    /// of large folios); a page filed under itself is found in `holds` (see [`Self::filed`]).
+    page_folio: Map<u64, u64>,
+    /// FOLL_GET references by page, oldest first (followed until their bio releases them).
+    refs: Map<u64, HoldQueue<Hold>>,
+    /// Processes that exited, and when (the latest exit of each tgid).
+    exited: Map<u32, u64>,
+    /// The process of each thread that took pins or references.
+    threads: Map<u32, u32>,
+    /// Followed references a scope release will drop: by (thread, scope probe), their pages.
+    scoped: Map<(u32, u32), Vec<u64>>,
+    /// Pages a pinned bio's release named, by the thread it ran on, in the bio's order, with the
+    /// release's time: the folio-level unpins that follow on that thread
+    /// (`unpin_user_folio(folio, npages)` per folio in `__bio_release_pages`) release them.
+    releasing: Map<u32, VecDeque<(u64, u64)>>,
+    /// sizeof(struct page), from the bio records (0 until one came: 64 is assumed).
+    struct_page: u64,
+    /// Whether pin records name each page's real folio; if not, tail pages were filed under
+    /// themselves and folio-level unpins look for them by address.
+    folio_heads: bool,
+    /// FOLL_PIN pages per process (tgid) that pinned them: pinned, and unpinned (matched to
+    /// their pins: a release is the pin owner's, whatever task ran it).
+    owners: BTreeMap<u32, OwnerPins>,
+    totals: PageTotals,
+}
+
+/// "func+0x1a/0x80" -> "func"; a module's function keeps its module: "func [nfs]".
+fn function_name(symbol: &str) -> String {
+    let mut words = symbol.split_whitespace();
+    let function = words.next().unwrap_or_default();
+    let function = function.split('+').next().unwrap_or(function);
+    match words.find(|w| w.starts_with('[')) {
+        Some(module) => format!("{function} {}", module.split('+').next().unwrap_or(module)),
+        None => function.to_string(),
+    }
+}
+
+/// Functions that drop, before they return, every FOLL_GET reference their thread took inside
+/// them (their probes stream PutScope records), unless they return -EIOCBQUEUED; each with the
+/// functions that tell a reference taken inside it in a call path (the path keeps 6 callers:
+/// the server's copies of request data through /dev/fuse show fuse_dev_do_read, not
+/// fuse_dev_read, which is its only caller that takes references).
+const SCOPES: [(ProbeId, &[&str]); 6] = [
+    (ProbeId::NfsDirectReadScheduleIovec, &["nfs_direct_read_schedule_iovec"]),
+    (ProbeId::NfsDirectWriteScheduleIovec, &["nfs_direct_write_schedule_iovec"]),
+    (ProbeId::FuseFileReadIter, &["fuse_file_read_iter"]),
+    (ProbeId::FuseFileWriteIter, &["fuse_file_write_iter"]),
+    (ProbeId::FuseDevRead, &["fuse_dev_read", "fuse_dev_do_read"]),
+    (ProbeId::FuseDevWrite, &["fuse_dev_write", "fuse_dev_do_write"]),
+];
+
+/// The key `page`'s hold is filed under in `holds`: its folio (from `page_folio`), or the page
+/// itself (a small page, or a tail page whose folio was not known); None when it has no hold.
+fn filed_in(holds: &Map<u64, HoldQueue<Hold>>, page_folio: &Map<u64, u64>, page: u64) -> Option<u64> {
+    if let Some(&folio) = page_folio.get(&page) {
+        return Some(folio);
+    }
+    holds.get(&page).is_some_and(|q| q.iter().any(|h| h.page == page)).then_some(page)
+}
+
+/// FOLL_GET references followed at most; beyond, they are counted only.
+const MAX_REFS_FOLLOWED: usize = 1 << 20;
+
+/// Pages of bio releases kept per thread for the unpins that follow (a bio names at most 16
+/// vecs; with large folios a vec can cover 512 pages).
+const MAX_RELEASING: usize = 1 << 13;
+
+/// How long the pages of a bio release wait for their unpins, which the same call makes right
+/// after it is entered: older ones are leftovers (pages whose unpins no probe saw).
+const RELEASING_NS: u64 = 1_000_000_000;
+
+/// How far into a thread's releasing pages an unpin looks for one of its folio.
+const RELEASING_WINDOW: usize = 1024;
+
+/// Pages of the largest folio whose tails a folio-level unpin looks for among the pages filed
+/// under themselves (a PMD-sized THP of 4 KiB pages).
+const FOLIO_SPAN_PAGES: u64 = 512;
+
+impl PageLedger {
+    /// `folio_heads`: whether the pin records name each page's real folio (see
+    /// [`super::Config::folio_heads`]).
+    pub fn new(foll: FollBits, grace_ns: u64, folio_heads: bool) -> PageLedger {
+        PageLedger { foll, grace_ns, folio_heads, ..PageLedger::default() }
+    }
+
+    pub fn symbols(&mut self, s: &SymbolsRecord) {
+        for (ip, name) in &s.symbols {
+            self.symbols.insert(*ip, function_name(name));
+        }
+    }
+
+    /// The last thread of process `tgid` exited at `ts_ns`.
+    pub fn exit(&mut self, tgid: u32, ts_ns: u64) {
+        self.exited.insert(tgid, ts_ns);
+    }
+
+    /// Takes the symbols `earlier` learnt (the stream describes each address once).
+    pub fn inherit_symbols(&mut self, earlier: &PageLedger) {
+        self.symbols.clone_from(&earlier.symbols);
+    }
+
+    pub fn apply(&mut self, rec: &PagesRecord) {
+        if rec.event == PageEvent::Pin as u32 || rec.event == PageEvent::Get as u32 {
+            self.take(rec);
+        } else if rec.event == PageEvent::Unpin as u32 {
+            self.release(rec);
+        } else if rec.event == PageEvent::Put as u32 || rec.event == PageEvent::PutScope as u32 {
+            self.put(rec);
+        }
+    }
+
+    /// Function names of a call's frames, without the tracer's own frames (the BPF program and
+    /// its trampoline) and without the probed function itself.
+    fn callers(&mut self, frames: &[u64], probe: u32) -> Vec<String> {
+        let own = PROBES.get(probe as usize).map_or("", |d| d.target);
+        let resolved: Option<Vec<&String>> = frames.iter().map(|ip| self.symbols.get(ip)).collect();
+        let Some(resolved) = resolved.filter(|r| !r.is_empty()) else {
+            self.totals.unknown_stacks += 1;
+            return Vec::new();
+        };
+        let mut names: Vec<String> = resolved
+            .into_iter()
+            .filter(|f| !f.starts_with("bpf_") && !f.starts_with("0x") && !f.is_empty())
+            .cloned()
+            .collect();
+        // A function with an fexit trampoline shows twice (its frame and the trampoline's), and
+        // the probed function itself may show: the path starts at its caller.
+        names.dedup();
+        let skip = names.iter().take_while(|f| f.split(' ').next() == Some(own)).count();
+        names.drain(..skip);
+        names.truncate(PATH_DEPTH);
+        names
+    }
+
+    fn path(&mut self, class: Class, probe: u32, callers: Vec<String>) -> u32 {
+        let key = (class, probe, callers);
+        if let Some(&i) = self.path_index.get(&key) {
+            return i;
+        }
+        let i = self.paths.len() as u32;
+        let entry = PROBES.get(probe as usize).map_or("?", |d| d.target).to_string();
+        self.paths.push(PathRow { class: Some(class), entry, callers: key.2.clone(), ..PathRow::default() });
+        self.path_index.insert(key, i);
+        i
+    }
+
+    fn take(&mut self, rec: &PagesRecord) {
+        let class = if rec.event == PageEvent::Get as u32 {
+            Class::Get
+        } else if rec.gup_flags & self.foll.longterm != 0 {
+            Class::PinLongterm
+        } else {
+            Class::Pin
+        };
+        let callers = self.callers(&rec.frames, rec.probe);
+        let path = self.path(class, rec.probe, callers);
+        let row = &mut self.paths[path as usize];
+        let listed = rec.entries.len() as u64;
+        let counted = rec.nr as u64;
+        row.calls += 1;
+        row.pages += counted;
+        // Pages beyond the record's entries (or all, for a kretprobe) are counted, not followed.
+        let unlisted = counted.saturating_sub(listed);
+        self.threads.insert(rec.owner.pid, rec.owner.tgid);
+        if class == Class::Get {
+            self.totals.referenced += counted;
+            if self.refs.len() + listed as usize <= MAX_REFS_FOLLOWED {
+                for &(page, _) in &rec.entries {
+                    self.refs.entry(page).or_default().push_back(Hold::new(page, rec, path));
+                }
+                // Taken inside a function that drops them all before it returns.
+                let callers = &self.paths[path as usize].callers;
+                let inside =
+                    |names: &[&str]| callers.iter().any(|c| c.split(' ').next().is_some_and(|f| names.contains(&f)));
+                if let Some(&(scope, _)) = SCOPES.iter().find(|(_, names)| inside(names)) {
+                    let pages = rec.entries.iter().map(|&(page, _)| page);
+                    self.scoped.entry((rec.owner.pid, scope as u32)).or_default().extend(pages);
+                }
+            }
+            return;
+        }
+        self.totals.pinned += counted;
+        self.totals.unlisted += unlisted;
+        let owner = self.owners.entry(rec.owner.tgid).or_default();
+        owner.pinned += counted;
+        // The process's name: the comm of its first thread that pinned, unless that was one of
+        // io_uring's worker threads (iou-wrk-PID, iou-sqp-PID) and another thread pins later.
+        let io_thread = |c: &str| c.starts_with("iou-wrk-") || c.starts_with("iou-sqp-");
+        if owner.comm.is_empty() || io_thread(&owner.comm) {
+            let comm = comm_to_string(&rec.owner.comm);
+            if owner.comm.is_empty() || !io_thread(&comm) {
+                owner.comm = comm;
+            }
+        }
+        if class == Class::PinLongterm {
+            self.totals.pinned_longterm += counted;
+        }
+        for &(page, folio) in &rec.entries {
+            self.holds.entry(folio).or_default().push_back(Hold::new(page, rec, path));
+            if page != 0 && folio != page {
+                self.page_folio.insert(page, folio);
+                self.totals.pinned_large_folio += 1;
+            }
+        }
+    }
+
+    /// A bio record: the held pages it names are tied to a bio; a referenced bio's release
+    /// releases its FOLL_GET references.
+    pub fn bio(&mut self, rec: &BioRecord, struct_page_size: u64) {
+        let pinned = rec.flags & BIO_FLAG_PINNED != 0;
+        let list = PageList::of(rec);
+        let release = rec.event == BioEvent::Release as u32;
+        if rec.event != BioEvent::Acquire as u32 && !release {
+            return;
+        }
+        self.struct_page = struct_page_size;
+        if pinned && release {
+            let queue = self.releasing.entry(rec.owner.pid).or_default();
+            queue.extend(list.each_page(struct_page_size).map(|page| (page, rec.ts_ns)));
+            let over = queue.len().saturating_sub(MAX_RELEASING);
+            queue.drain(..over);
+        }
+        for page in list.each_page(struct_page_size) {
+            if pinned {
+                let folio = self.filed(page).unwrap_or(page);
+                let Some(queue) = self.holds.get_mut(&folio) else { continue };
+                // A hold that names no page (folio_add_pin) stands for any page of its folio.
+                let hold = queue.iter().position(|h| h.page == page && !h.bio());
+                let hold = hold.or_else(|| queue.iter().position(|h| h.page == 0 && !h.bio()));
+                if let Some(h) = hold.and_then(|i| queue.get_mut(i)) {
+                    h.tie_to_bio();
+                    self.totals.pinned_with_bio += 1;
+                    self.paths[h.path()].with_bio += 1;
+                }
+            } else if let Some(queue) = self.refs.get_mut(&page) {
+                if let Some(h) = queue.position(|h| !h.bio()).and_then(|at| queue.get_mut(at)) {
+                    h.tie_to_bio();
+                    self.totals.referenced_with_bio += 1;
+                    self.paths[h.path()].with_bio += 1;
+                }
+                if release {
+                    if let Some(h) = queue.position(|h| h.bio()).and_then(|at| queue.remove(at)) {
+                        self.totals.referenced_released_with_bio += 1;
+                        *self.paths[h.path()].released_by.entry("__bio_release_pages".into()).or_insert(0) += 1;
+                    }
+                    if queue.is_empty() {
+                        self.refs.remove(&page);
+                    }
+                }
+            }
+        }
+    }
+
+    /// FOLL_PIN pages per process that pinned them (tgid), since the ledger began: its pins,
+    /// and the unpins matched to them, whoever ran them.
+    pub fn owners(&self) -> &BTreeMap<u32, OwnerPins> {
+        &self.owners
+    }
+
+    /// The ledger at `now_ns`.
+    pub fn snapshot(&self, now_ns: u64) -> PageSnapshot {
+        let mut totals = self.totals.clone();
+        let mut paths = self.paths.clone();
+        for queue in self.holds.values() {
+            for h in queue.iter() {
+                let row = &mut paths[h.path()];
+                row.outstanding += 1;
+                totals.outstanding += 1;
+                // Its process exited (after taking it) a grace period ago or more: nothing will
+                // release it on the process's behalf any more, long-term or not. A bio still
+                // holding it is the bio ledger's to judge.
+                let exit = self.threads.get(&h.pid).and_then(|tgid| self.exited.get(tgid)).copied();
+                let orphaned = detect::orphaned(exit, h.ts_ns, now_ns, self.grace_ns);
+                if orphaned {
+                    totals.outstanding_owner_exited += 1;
+                }
+                let longterm = row.class == Some(Class::PinLongterm);
+                let hold =
+                    HoldFacts { tied_to_bio: h.bio(), longterm, orphaned, held_ns: now_ns.saturating_sub(h.ts_ns) };
+                match detect::hold_state(hold, self.grace_ns) {
+                    HoldState::WithBio => totals.outstanding_with_bio += 1,
+                    HoldState::LongTerm => totals.outstanding_longterm += 1,
+                    HoldState::Suspect => {
+                        row.suspect += 1;
+                        totals.suspect += 1;
+                    }
+                    HoldState::Held => {}
+                }
+            }
+        }
+        paths.sort_by(|a, b| {
+            b.pages.cmp(&a.pages).then_with(|| a.entry.cmp(&b.entry)).then_with(|| a.callers.cmp(&b.callers))
+        });
+        PageSnapshot { totals, paths }
+    }
+}

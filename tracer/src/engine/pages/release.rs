@@ -1,0 +1,154 @@
+//! The page ledger's releases: unpins matched to their holds, references dropped.
+
+use tracer_common::{PageEvent, PAGES_FLAG_DIRTY, PAGES_FLAG_QUEUED, PROBES};
+
+use super::{filed_in, Hold, PageLedger, FOLIO_SPAN_PAGES, RELEASING_NS, RELEASING_WINDOW};
+use crate::model::PagesRecord;
+
+impl PageLedger {
+    /// The name of a release: the unpin variant and the function that called it.
+    pub(super) fn release_name(&mut self, rec: &PagesRecord) -> String {
+        let variant = PROBES.get(rec.probe as usize).map_or("?", |d| d.target);
+        match self.callers(&rec.frames, rec.probe).first() {
+            Some(caller) => format!("{variant} <- {caller}"),
+            None => variant.to_string(),
+        }
+    }
+
+    pub(super) fn release(&mut self, rec: &PagesRecord) {
+        let name = self.release_name(rec);
+        let dirty = rec.flags & PAGES_FLAG_DIRTY != 0;
+        let refs = rec.refs.max(1);
+        for &(page, folio) in &rec.entries {
+            for _ in 0..refs {
+                self.totals.unpinned += 1;
+                // An unpin that names only a folio takes the hold of the next page the bio
+                // being released on this thread names in that folio, if any.
+                let named =
+                    if page == 0 { self.next_releasing(rec.owner.pid, folio, rec.ts_ns).unwrap_or(0) } else { page };
+                let hold = self.unhold(folio, named).or_else(|| if page == 0 { self.unhold_tail(folio) } else { None });
+                match hold {
+                    Some(hold) => {
+                        self.totals.unpinned_matched += 1;
+                        if let Some(owner) = self.threads.get(&hold.pid).and_then(|tgid| self.owners.get_mut(tgid)) {
+                            owner.unpinned += 1;
+                        }
+                        let row = &mut self.paths[hold.path()];
+                        *row.released_by.entry(name.clone()).or_insert(0) += 1;
+                        if dirty {
+                            row.released_dirty += 1;
+                        }
+                    }
+                    None => self.totals.unpinned_unknown_origin += 1,
+                }
+            }
+        }
+        // Entries not listed (a kretprobe fallback, or beyond the record) are counted only.
+        let n = (rec.nr as u64).saturating_sub(rec.entries.len() as u64) * refs as u64;
+        self.totals.unpinned += n;
+        self.totals.unpinned_unknown_origin += n;
+    }
+
+    /// FOLL_GET references dropped where a probe sees it: the pages of a pipe buffer over
+    /// vmspliced user pages, or every page the thread took inside a returning scope function
+    /// (PutScope). Each releases the oldest followed reference of its page not held by a bio
+    /// (of that thread, for a scope).
+    pub(super) fn put(&mut self, rec: &PagesRecord) {
+        let name = self.release_name(rec);
+        let (pages, thread): (Vec<u64>, Option<u32>) = if rec.event == PageEvent::PutScope as u32 {
+            let pages = self.scoped.remove(&(rec.owner.pid, rec.probe)).unwrap_or_default();
+            if rec.flags & PAGES_FLAG_QUEUED != 0 {
+                // The I/O goes on: its references are dropped later, where no probe sees it.
+                return;
+            }
+            (pages, Some(rec.owner.pid))
+        } else {
+            (rec.entries.iter().map(|&(page, _)| page).collect(), None)
+        };
+        for page in pages {
+            let Some(queue) = self.refs.get_mut(&page) else { continue };
+            let mine = |h: &Hold| !h.bio() && thread.is_none_or(|pid| h.pid == pid);
+            let Some(h) = queue.position(mine).and_then(|at| queue.remove(at)) else { continue };
+            if queue.is_empty() {
+                self.refs.remove(&page);
+            }
+            self.totals.referenced_released_put += 1;
+            *self.paths[h.path()].released_by.entry(name.clone()).or_insert(0) += 1;
+        }
+    }
+
+    pub(super) fn struct_page(&self) -> u64 {
+        if self.struct_page == 0 {
+            64
+        } else {
+            self.struct_page
+        }
+    }
+
+    /// Whether `page` is a tail page of the folio at `folio` that was filed under itself (its
+    /// folio was not known when it was pinned: an unreadable or unknown struct page layout).
+    pub(super) fn self_filed_tail(&self, page: u64, folio: u64) -> bool {
+        if self.folio_heads {
+            return false;
+        }
+        let span = FOLIO_SPAN_PAGES * self.struct_page();
+        page > folio && page - folio < span && self.filed(page) == Some(page)
+    }
+
+    /// The key `page`'s hold is filed under (see [`filed_in`]).
+    pub(super) fn filed(&self, page: u64) -> Option<u64> {
+        filed_in(&self.holds, &self.page_folio, page)
+    }
+
+    /// A folio-level unpin found no hold of its folio: the hold of one of its tail pages filed
+    /// under itself, if the pins of that folio were taken when its layout was unknown. Any
+    /// tail of the folio will do: the kernel counts pins per folio.
+    pub(super) fn unhold_tail(&mut self, folio: u64) -> Option<Hold> {
+        let size = self.struct_page();
+        let tail = (1..FOLIO_SPAN_PAGES).map(|i| folio + i * size).find(|&p| self.self_filed_tail(p, folio))?;
+        self.unhold(tail, tail)
+    }
+
+    /// The next page of the bio being released on thread `pid` that lies in `folio`: the
+    /// kernel releases a bio's pages folio by folio in the bio's order, so the first page whose
+    /// hold lies under `folio` (or, when its folio was not known when it was pinned, a tail of
+    /// `folio` filed under itself) is the one. Leftovers (older than [`RELEASING_NS`], or no
+    /// longer held) are dropped on the way.
+    pub(super) fn next_releasing(&mut self, pid: u32, folio: u64, now_ns: u64) -> Option<u64> {
+        let span = FOLIO_SPAN_PAGES * self.struct_page();
+        let queue = self.releasing.get_mut(&pid)?;
+        let held = |page: &u64| filed_in(&self.holds, &self.page_folio, *page);
+        while let Some(&(page, ts)) = queue.front() {
+            if now_ns.saturating_sub(ts) < RELEASING_NS && held(&page).is_some() {
+                break;
+            }
+            queue.pop_front();
+        }
+        let tail_of = |page: u64| !self.folio_heads && page > folio && page - folio < span;
+        let at = queue
+            .iter()
+            .take(RELEASING_WINDOW)
+            .position(|&(page, _)| held(&page).is_some_and(|key| key == folio || (key == page && tail_of(page))));
+        let page = at.and_then(|at| queue.remove(at)).map(|(page, _)| page);
+        if queue.is_empty() {
+            self.releasing.remove(&pid);
+        }
+        page
+    }
+
+    /// Takes one hold of `folio`: the one of `page` if named (wherever it was filed: under the
+    /// page itself when its folio was not known at pin time), else the folio's oldest.
+    pub(super) fn unhold(&mut self, folio: u64, page: u64) -> Option<Hold> {
+        let folio = if page != 0 { self.filed(page).unwrap_or(folio) } else { folio };
+        let queue = self.holds.get_mut(&folio)?;
+        let at = if page != 0 { queue.iter().position(|h| h.page == page).unwrap_or(0) } else { 0 };
+        let hold = queue.remove(at)?;
+        if queue.is_empty() {
+            self.holds.remove(&folio);
+        }
+        if hold.page != 0 && !self.holds.get(&folio).is_some_and(|q| q.iter().any(|h| h.page == hold.page)) {
+            self.page_folio.remove(&hold.page);
+        }
+        Some(hold)
+    }
+}

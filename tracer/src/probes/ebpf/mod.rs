@@ -1,0 +1,559 @@
+//! The only module that talks to aya: loads the embedded eBPF object, attaches each probe of
+//! the plan by the first method the kernel accepts, and reads the counter maps.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    error::Error as StdError,
+    os::fd::{AsFd, AsRawFd, RawFd},
+};
+
+mod preload;
+
+use aya::{
+    maps::{MapData, MapError, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, FEntry, FExit, KProbe, ProgramError},
+    Btf, Ebpf, EbpfError, EbpfLoader,
+};
+use tracer_common::{
+    names, PagesHeader, ProbeDef, ProbeStat, RecordType, LOST_REASONS, PAGES_STACK_FRAMES, PROBE_COUNT,
+};
+
+use super::{
+    counters::Counters,
+    kernel::Facts,
+    plan::{Method, PlannedProbe, ProbeOutcome},
+};
+use crate::model::{symbols_bytes, SymbolsRecord};
+
+/// The eBPF object built by build.rs (empty in stub mode).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer.bpf.o"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("this tracer binary was built without its eBPF programs (stub mode: bpf-linker or /usr/bin/rustc was missing at build time); run scripts/setup.sh and rebuild")]
+    Stub,
+    #[error("loading the eBPF object needs root (CAP_BPF and CAP_PERFMON): {0}")]
+    Permission(String),
+    #[error("loading the eBPF object failed: {0}")]
+    Object(String),
+    #[error("no probe could attach on this kernel; `tracer check` lists each probe with the reason")]
+    NothingAttached,
+    #[error("starting the twin programs: {0}")]
+    Arm(#[from] ReadError),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("reading map {map}: {source}")]
+pub struct ReadError {
+    map: &'static str,
+    #[source]
+    source: MapError,
+}
+
+/// Loaded programs and their maps; dropping it detaches everything.
+pub struct Tracer {
+    ebpf: Ebpf,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    pub outcomes: Vec<ProbeOutcome>,
+    /// The primaries' recursion misses when the fallbacks began to act (see [`Tracer::arm_chains`]).
+    skipped_base: [u64; PROBE_COUNT as usize],
+    /// Probes whose twins were found acting out of order (reported once each).
+    doubled_warned: HashSet<usize>,
+}
+
+impl Tracer {
+    /// Loads the object and attaches every probe it can. Errors only when nothing can run.
+    pub fn load(facts: &Facts, plan: &[PlannedProbe]) -> Result<Tracer, LoadError> {
+        if OBJECT.is_empty() {
+            return Err(LoadError::Stub);
+        }
+        raise_memlock_limit();
+        let btf = Btf::from_sys_fs().ok();
+        let mut ebpf = EbpfLoader::new()
+            .btf(btf.as_ref())
+            .override_global(names::OFFSETS, &facts.offsets, true)
+            .load(OBJECT)
+            .map_err(load_error)?;
+        // Kept alive for as long as the programs: dropping it closes the log map.
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                // The programs have no log statements today, so the object has no log map: the usual case.
+                log::debug!("eBPF log forwarding off: {e}");
+                None
+            }
+        };
+        preload::preload(&mut ebpf, btf.as_ref(), plan);
+        let mut outcomes = Vec::with_capacity(plan.len());
+        for planned in plan {
+            let mut outcome = ProbeOutcome { def: planned.def, attached: None, failures: planned.ruled_out.clone() };
+            for &(method, program) in &planned.candidates {
+                match attach_chain(&mut ebpf, btf.as_ref(), method, program, &planned.def) {
+                    Ok(()) => {
+                        outcome.attached = Some(method);
+                        break;
+                    }
+                    Err(why) => outcome.failures.push((method, explain(method, why))),
+                }
+            }
+            outcome.failures.sort_by_key(|(m, _)| planned.preference(*m));
+            outcomes.push(outcome);
+        }
+        if outcomes.iter().all(|o| o.attached.is_none()) {
+            return Err(LoadError::NothingAttached);
+        }
+        let mut tracer =
+            Tracer { ebpf, logger, outcomes, skipped_base: [0; PROBE_COUNT as usize], doubled_warned: HashSet::new() };
+        tracer.arm_chains()?;
+        Ok(tracer)
+    }
+
+    /// The record stream (once; later calls return None).
+    pub fn take_events(&mut self) -> Option<EventStream> {
+        let map = self.ebpf.take_map(names::EVENTS)?;
+        match RingBuf::try_from(map) {
+            Ok(ring) => Some(EventStream { ring, stacks: Stacks { symbols: None, seen: HashSet::new() } }),
+            Err(e) => {
+                log::warn!("event ring buffer unusable: {e}");
+                None
+            }
+        }
+    }
+
+    /// Reads every counter map, summed over CPUs.
+    pub fn counters(&mut self) -> Result<Counters, ReadError> {
+        if let Some(logger) = self.logger.as_mut() {
+            logger.flush();
+        }
+        let mut snap = Counters::default();
+        let probes = per_cpu_array::<ProbeStat>(&self.ebpf, names::PROBE_STATS)?;
+        for i in 0..PROBE_COUNT {
+            for v in probes.get(&i, 0).map_err(|source| ReadError { map: names::PROBE_STATS, source })?.iter() {
+                snap.probes[i as usize].hits += v.hits;
+                snap.probes[i as usize].amount += v.amount;
+            }
+        }
+        let lost = sum_per_cpu_u64(&self.ebpf, names::LOST, LOST_REASONS)?;
+        snap.lost.copy_from_slice(&lost);
+        let rescued = sum_per_cpu_u64(&self.ebpf, names::RESCUED, PROBE_COUNT)?;
+        if std::env::var_os("TRACER_DEBUG_TWINS").is_some() {
+            self.debug_twins(&rescued);
+        }
+        for o in &self.outcomes {
+            let Some(fd) = self.primary_fd(o) else { continue };
+            let id = o.def.id as usize;
+            match recursion_misses(fd.as_fd()) {
+                Ok(skipped) => {
+                    // Skips before the twins began to act were not rescued. After, a twin
+                    // acts only for invocations the kernel skipped the primary for, so more
+                    // rescues than skips means some were taken care of twice: the counts of
+                    // this probe cannot be trusted either way, and the excess counts as lost.
+                    let before = self.skipped_base[id].min(skipped);
+                    let after = skipped - before;
+                    let doubled = rescued[id].saturating_sub(after);
+                    if doubled > 0 && self.doubled_warned.insert(id) {
+                        log::error!(
+                            "{}: twins acted for {doubled} invocations the primary also took care of \
+                             (the kernel ran them out of order?): counted as lost",
+                            o.def.target
+                        );
+                    }
+                    snap.missed[id] = before + after.saturating_sub(rescued[id]) + doubled;
+                }
+                Err(e) => log::debug!("recursion_misses of {}: {e}", o.def.target),
+            }
+        }
+        Ok(snap)
+    }
+
+    /// Lets the fallbacks of the chains act, once every program is attached (tracer-ebpf/src/
+    /// chain.rs, CHAIN_STAGE). The primaries' skips so far are read first: none of them was
+    /// rescued, so they count as lost (see [`Tracer::counters`]); a skip between the read and
+    /// the switch counts as lost too, never as rescued twice.
+    fn arm_chains(&mut self) -> Result<(), ReadError> {
+        for o in &self.outcomes {
+            if let Some(fd) = self.primary_fd(o) {
+                self.skipped_base[o.def.id as usize] = recursion_misses(fd.as_fd()).unwrap_or(0);
+            }
+        }
+        let err = |source| ReadError { map: names::CHAIN_STAGE, source };
+        let map = self
+            .ebpf
+            .map_mut(names::CHAIN_STAGE)
+            .ok_or(err(MapError::InvalidName { name: names::CHAIN_STAGE.into() }))?;
+        let mut stage = aya::maps::Array::<_, u64>::try_from(map).map_err(err)?;
+        stage.set(0, 2, 0).map_err(err)?;
+        Ok(())
+    }
+
+    /// The attached program that runs first for each invocation of the probe of `o`.
+    fn primary_fd(&self, o: &ProbeOutcome) -> Option<aya::programs::ProgramFd> {
+        let name = match o.attached? {
+            Method::Kprobe | Method::Kretprobe => o.def.kprobe_program.unwrap_or(o.def.btf_program),
+            _ => o.def.btf_program,
+        };
+        self.ebpf.program(name)?.fd().ok()?.try_clone().ok()
+    }
+
+    /// Diagnostics of the chains (TRACER_DEBUG_TWINS): each program's recursion misses, the
+    /// rescues and the chain counters (tracer_common::chain::ChainDebug).
+    fn debug_twins(&self, rescued: &[u64]) {
+        use tracer_common::chain::{ChainDebug, CHAIN_DEBUG_KINDS};
+        let debug = sum_per_cpu_u64(&self.ebpf, names::CHAIN_DEBUG, PROBE_COUNT * CHAIN_DEBUG_KINDS)
+            .unwrap_or_default();
+        for o in &self.outcomes {
+            if o.attached.is_none() {
+                continue;
+            }
+            let def = o.def;
+            let misses: Vec<String> = std::iter::once(def.btf_program)
+                .chain(def.twins.iter().copied())
+                .filter_map(|name| {
+                    let fd = self.ebpf.program(name)?.fd().ok()?;
+                    Some(format!("{}", recursion_misses(fd.as_fd()).ok()?))
+                })
+                .collect();
+            let id = def.id as usize;
+            let d = |k: ChainDebug| debug.get(id * CHAIN_DEBUG_KINDS as usize + k as usize).copied().unwrap_or(0);
+            log::warn!(
+                "chain {}: recursion misses {} (primary/fallbacks), before armed {}, rescued {} \
+                 (cpu rule {}, thread rule {}), no thread word {}, context unknown {}",
+                def.target,
+                misses.join("/"),
+                self.skipped_base[id],
+                rescued[id],
+                d(ChainDebug::RescuedByCpuRule),
+                d(ChainDebug::RescuedByThreadRule),
+                d(ChainDebug::NoThreadWord),
+                d(ChainDebug::ContextUnknown),
+            );
+        }
+    }
+}
+
+/// Records streamed by the eBPF programs. Poll its fd for readability, then [`Self::drain`].
+pub struct EventStream {
+    ring: RingBuf<MapData>,
+    stacks: Stacks,
+}
+
+impl EventStream {
+    /// Hands the bytes of every available record to `f`; returns how many there were. A page
+    /// record with return addresses not described yet is preceded by a symbols record (see
+    /// [`crate::model::symbols_bytes`]), so the stream, and a record file of it, is complete.
+    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+        let mut n = 0;
+        while let Some(item) = self.ring.next() {
+            if let Some(stack) = self.stacks.describe(&item) {
+                f(&stack);
+            }
+            f(&item);
+            n += 1;
+        }
+        n
+    }
+}
+
+/// The kernel symbols of the return addresses page records carry, each resolved once from
+/// /proc/kallsyms.
+struct Stacks {
+    /// Loaded on first use.
+    symbols: Option<BTreeMap<u64, String>>,
+    seen: HashSet<u64>,
+}
+
+impl Stacks {
+    /// A symbols record for the addresses of `record` not described yet, if it is a page record
+    /// that has any.
+    fn describe(&mut self, record: &[u8]) -> Option<Vec<u8>> {
+        let word = |at: usize| record.get(at..at + 4).and_then(|b| b.try_into().ok()).map(u32::from_ne_bytes);
+        if word(0)? != RecordType::Pages as u32 {
+            return None;
+        }
+        let n = (word(std::mem::offset_of!(PagesHeader, nr_frames))? as usize).min(PAGES_STACK_FRAMES);
+        let at = std::mem::offset_of!(PagesHeader, frames);
+        let new: Vec<u64> = (0..n)
+            .filter_map(|i| record.get(at + 8 * i..at + 8 * i + 8)?.try_into().ok().map(u64::from_ne_bytes))
+            .filter(|ip| !self.seen.contains(ip))
+            .collect();
+        if new.is_empty() {
+            return None;
+        }
+        let symbols = self.symbols.get_or_insert_with(|| {
+            aya::util::kernel_symbols().unwrap_or_else(|e| {
+                log::warn!("/proc/kallsyms unreadable, call paths stay addresses: {e}");
+                BTreeMap::new()
+            })
+        });
+        let mut described = Vec::with_capacity(new.len());
+        for ip in new {
+            if self.seen.insert(ip) {
+                described.push((ip, symbolize(symbols, ip)));
+            }
+        }
+        Some(symbols_bytes(&SymbolsRecord { symbols: described }))
+    }
+}
+
+/// "function+0xoff" for a kernel address, or the address in hex.
+fn symbolize(symbols: &BTreeMap<u64, String>, ip: u64) -> String {
+    match symbols.range(..=ip).next_back() {
+        Some((start, name)) => format!("{name}+{:#x}", ip - start),
+        None => format!("{ip:#x}"),
+    }
+}
+
+impl AsRawFd for EventStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.ring.as_raw_fd()
+    }
+}
+
+fn per_cpu_array<'a, T: aya::Pod>(
+    ebpf: &'a Ebpf,
+    name: &'static str,
+) -> Result<PerCpuArray<&'a aya::maps::MapData, T>, ReadError> {
+    let map = ebpf.map(name).ok_or(ReadError { map: name, source: MapError::InvalidName { name: name.into() } })?;
+    PerCpuArray::try_from(map).map_err(|source| ReadError { map: name, source })
+}
+
+fn sum_per_cpu_u64(ebpf: &Ebpf, name: &'static str, len: u32) -> Result<Vec<u64>, ReadError> {
+    let array = per_cpu_array::<u64>(ebpf, name)?;
+    (0..len)
+        .map(|i| array.get(&i, 0).map(|values| values.iter().sum()).map_err(|source| ReadError { map: name, source }))
+        .collect()
+}
+
+/// Attaches `primary` by `method`, with the probe's twins when the method is a BTF one, so that
+/// the kernel runs the primary first for every invocation: the twins act only for invocations
+/// the programs before them did not take care of (tracer-ebpf/src/maps.rs). A trampoline
+/// (fentry/fexit) runs its programs newest first, a tracepoint oldest first. Without a twin,
+/// invocations the kernel skips while the primary runs on that CPU are lost (and counted):
+/// worse, not broken.
+fn attach_chain(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    method: Method,
+    primary: &str,
+    def: &ProbeDef,
+) -> Result<(), String> {
+    let twins: Vec<&str> = match method {
+        Method::Fentry | Method::Fexit | Method::TpBtf => def.twins.to_vec(),
+        Method::Kprobe | Method::Kretprobe => Vec::new(),
+    };
+    let newest_first = matches!(method, Method::Fentry | Method::Fexit);
+    if !newest_first {
+        attach(ebpf, btf, method, primary, def.target)?;
+    }
+    let order: Vec<&str> = if newest_first { twins.iter().rev().copied().collect() } else { twins };
+    let mut attached = Vec::new();
+    let mut failed: Vec<(&str, String)> = Vec::new();
+    for twin in order {
+        match attach(ebpf, btf, method, twin, def.target) {
+            Ok(()) => attached.push(twin),
+            Err(why) => failed.push((twin, why)),
+        }
+    }
+    // One line per probe whose twins did not all attach, and none when the primary did not
+    // either: then the probe is missing, which `tracer check` and the probe records report
+    // with the reason.
+    let warn_twins = |failed: &[(&str, String)]| {
+        if let Some((_, why)) = failed.first() {
+            let names: Vec<&str> = failed.iter().map(|(t, _)| *t).collect();
+            log::warn!(
+                "{} of {} twins of {} did not attach ({why}): calls the kernel skips while its other programs run are lost and counted",
+                failed.len(),
+                def.twins.len(),
+                def.target
+            );
+            log::debug!("twins not attached: {}", names.join(", "));
+        }
+    };
+    if !newest_first {
+        warn_twins(&failed);
+    }
+    if newest_first {
+        if let Err(why) = attach(ebpf, btf, method, primary, def.target) {
+            // Twins without their primary would each act for every call: take them off.
+            for twin in attached {
+                let Some(prog) = ebpf.program_mut(twin) else { continue };
+                let unloaded = match method {
+                    Method::Fentry => <&mut FEntry>::try_from(prog).map(|p| p.unload()),
+                    _ => <&mut FExit>::try_from(prog).map(|p| p.unload()),
+                };
+                if let Err(e) | Ok(Err(e)) = unloaded {
+                    log::warn!("{twin}: cannot unload after {primary} failed: {e}");
+                }
+            }
+            return Err(why);
+        }
+        warn_twins(&failed);
+    }
+    Ok(())
+}
+
+fn attach(ebpf: &mut Ebpf, btf: Option<&Btf>, method: Method, program: &str, target: &str) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let prog = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("program {program} missing from the eBPF object (build mismatch)"))?;
+    let no_btf = || "kernel BTF unavailable".to_string();
+    // BTF programs may have been loaded by preload::preload already.
+    if matches!(method, Method::Fentry | Method::Fexit | Method::TpBtf) {
+        preload::load(prog, method, target, btf.ok_or_else(no_btf)?).map_err(|e| describe(&e))?;
+    }
+    let result: Result<(), ProgramError> = match method {
+        Method::Fentry => {
+            let p: &mut FEntry = prog.try_into().map_err(|e| describe(&e))?;
+            p.attach().map(drop)
+        }
+        Method::Fexit => {
+            let p: &mut FExit = prog.try_into().map_err(|e| describe(&e))?;
+            p.attach().map(drop)
+        }
+        Method::TpBtf => {
+            let p: &mut BtfTracePoint = prog.try_into().map_err(|e| describe(&e))?;
+            p.attach().map(drop)
+        }
+        Method::Kprobe | Method::Kretprobe => {
+            let p: &mut KProbe = prog.try_into().map_err(|e| describe(&e))?;
+            p.load().and_then(|()| p.attach(target, 0).map(drop))
+        }
+    };
+    result.map_err(|e| describe(&e))?;
+    if log::log_enabled!(log::Level::Debug) {
+        if let Some(Ok(fd)) = ebpf.program(program).map(|p| p.fd()) {
+            if let Ok(info) = prog_info(fd.as_fd()) {
+                log::debug!(
+                    "{program}: {} instructions verified ({} in the program); loaded and attached in {:.1?}",
+                    info.verified_insns,
+                    info.xlated_prog_len / 8,
+                    started.elapsed()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Adds what a bare errno means for this kind of program.
+fn explain(method: Method, why: String) -> String {
+    let why = why.trim_end_matches("Verifier output:").trim_end().trim_end_matches('.').to_string();
+    let refused = why.contains("Operation not permitted") || why.contains("os error 1)");
+    if refused && matches!(method, Method::Fentry | Method::Fexit) {
+        format!("{why}: this kernel refuses BPF trampolines (ftrace function attach disabled or locked)")
+    } else {
+        why
+    }
+}
+
+/// An error with its causes, on one line.
+fn describe(e: &dyn StdError) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(cause) = cur {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        cur = cause.source();
+    }
+    // Verifier logs span many lines and end with the cause: keep the head of the message and
+    // the tail of the log, on one line.
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.split_once("Verifier output:") {
+        Some((head, log)) if log.trim().len() > 300 => {
+            let log = log.trim();
+            let mut cut = log.len() - 300;
+            while !log.is_char_boundary(cut) {
+                cut += 1;
+            }
+            format!("{head}Verifier output (end): ...{}", &log[cut..])
+        }
+        _ => one_line,
+    }
+}
+
+fn load_error(e: EbpfError) -> LoadError {
+    let text = describe(&e);
+    let denied = text.contains("Operation not permitted") || text.contains("Permission denied");
+    if denied {
+        LoadError::Permission(text)
+    } else {
+        LoadError::Object(text)
+    }
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones to the memcg, so a
+/// failure here (no CAP_SYS_RESOURCE) is harmless on them.
+fn raise_memlock_limit() {
+    let limit = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit with a valid pointer to a local struct.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) };
+    if rc != 0 {
+        log::debug!("cannot raise RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// `bpf_prog_info.recursion_misses` of a loaded program: runs the kernel skipped because the
+/// program was already running on that CPU. aya 0.14 does not expose the field, so this asks
+/// the kernel directly (BPF_OBJ_GET_INFO_BY_FD).
+fn recursion_misses(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u64> {
+    prog_info(fd).map(|info| info.recursion_misses)
+}
+
+/// The kernel's bpf_prog_info of a loaded program.
+fn prog_info(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<aya_obj::generated::bpf_prog_info> {
+    use std::os::fd::AsRawFd as _;
+    #[repr(C)]
+    struct InfoByFd {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    // SAFETY: bpf_prog_info is plain integers; all zeroes is a valid value.
+    let mut info: aya_obj::generated::bpf_prog_info = unsafe { std::mem::zeroed() };
+    let attr = InfoByFd {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: std::mem::size_of_val(&info) as u32,
+        info: &mut info as *mut _ as u64,
+    };
+    // SAFETY: the kernel writes at most info_len bytes into `info`, which outlives the call.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &attr as *const InfoByFd, std::mem::size_of::<InfoByFd>())
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(info)
+}
+
+/// The embedded object against the probe catalogue (tracer-common): every program a probe
+/// names (its BTF program, its kprobe fallback, each twin of its chain) is in the object, and
+/// every program of the object belongs to a probe. Compiled only when the object is real (not
+/// in stub mode, which has no programs).
+#[cfg(all(test, not(tracer_ebpf_stub)))]
+mod object_tests {
+    use std::collections::BTreeSet;
+
+    use tracer_common::PROBES;
+
+    #[test]
+    fn the_object_has_the_programs_of_the_catalogue_and_no_others() {
+        let obj = aya_obj::Object::parse(super::OBJECT).expect("the embedded eBPF object parses");
+        let in_object: BTreeSet<&str> = obj.programs.keys().map(String::as_str).collect();
+        let mut named = BTreeSet::new();
+        for def in PROBES.iter() {
+            named.insert(def.btf_program);
+            named.extend(def.kprobe_program);
+            named.extend(def.twins.iter().copied());
+            assert!(def.twins.len() <= tracer_common::MAX_TWINS, "{}: {} twins", def.target, def.twins.len());
+        }
+        let missing: Vec<_> = named.difference(&in_object).collect();
+        assert!(missing.is_empty(), "programs the catalogue names but the object lacks: {missing:?}");
+        let unknown: Vec<_> = in_object.difference(&named).collect();
+        assert!(unknown.is_empty(), "programs of the object no probe names: {unknown:?}");
+    }
+}

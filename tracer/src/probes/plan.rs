@@ -1,0 +1,208 @@
+//! The probe plan: for each probe of the catalogue, the ways this kernel may let us attach it,
+//! in order of preference, and why the others are ruled out. Pure: made from [`Facts`].
+
+use serde::Serialize;
+use tracer_common::{Attach, ProbeDef, ProbeRole, PROBES};
+
+use super::kernel::Facts;
+
+/// A way of attaching a program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    Fentry,
+    Fexit,
+    Kprobe,
+    Kretprobe,
+    TpBtf,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Fentry => "fentry",
+            Method::Fexit => "fexit",
+            Method::Kprobe => "kprobe",
+            Method::Kretprobe => "kretprobe",
+            Method::TpBtf => "tp_btf",
+        }
+    }
+}
+
+/// One probe's options on this kernel.
+#[derive(Clone, Debug)]
+pub struct PlannedProbe {
+    pub def: ProbeDef,
+    /// Methods to try, best first, each with the program that implements it.
+    pub candidates: Vec<(Method, &'static str)>,
+    /// Methods ruled out before trying, with the reason.
+    pub ruled_out: Vec<(Method, String)>,
+}
+
+impl PlannedProbe {
+    /// Rank of a method for this probe (BTF programs first, then kprobes).
+    pub fn preference(&self, m: Method) -> usize {
+        methods(self.def.attach).iter().position(|x| *x == m).unwrap_or(usize::MAX)
+    }
+}
+
+/// What happened to one probe when the loader tried its candidates.
+#[derive(Clone, Debug)]
+pub struct ProbeOutcome {
+    pub def: ProbeDef,
+    /// The method that attached, if any.
+    pub attached: Option<Method>,
+    /// Methods that were ruled out or failed, with the reason.
+    pub failures: Vec<(Method, String)>,
+}
+
+impl ProbeOutcome {
+    /// The outcome of a probe that was never tried (programs not loaded): its plan alone.
+    pub fn untried(p: &PlannedProbe, why: &str) -> ProbeOutcome {
+        let mut failures = p.ruled_out.clone();
+        failures.extend(p.candidates.iter().map(|&(m, _)| (m, format!("not tried: {why}"))));
+        failures.sort_by_key(|(m, _)| p.preference(*m));
+        ProbeOutcome { def: p.def, attached: None, failures }
+    }
+}
+
+/// Plans every probe of the catalogue.
+pub fn plan(facts: &Facts) -> Vec<PlannedProbe> {
+    PROBES.iter().map(|def| plan_one(facts, *def)).collect()
+}
+
+fn plan_one(facts: &Facts, def: ProbeDef) -> PlannedProbe {
+    let mut p = PlannedProbe { def, candidates: Vec::new(), ruled_out: Vec::new() };
+    let (btf_method, kprobe_method) = match def.attach {
+        Attach::Fentry => (Method::Fentry, Some(Method::Kprobe)),
+        Attach::Fexit => (Method::Fexit, Some(Method::Kretprobe)),
+        Attach::TpBtf => (Method::TpBtf, None),
+    };
+    let btf_ok = match (&facts.btf, def.attach) {
+        (Err(why), _) => Err(why.clone()),
+        (Ok(()), Attach::TpBtf) if !facts.btf_tracepoints.contains(def.target) => {
+            Err(format!("no BTF type btf_trace_{} (tracepoint absent)", def.target))
+        }
+        (Ok(()), Attach::Fentry | Attach::Fexit) if !facts.btf_funcs.contains(def.target) => {
+            Err("no BTF FUNC record (function absent, inlined or static without BTF)".into())
+        }
+        (Ok(()), _) => Ok(()),
+    };
+    match btf_ok {
+        Ok(()) => p.candidates.push((btf_method, def.btf_program)),
+        Err(why) => p.ruled_out.push((btf_method, why)),
+    }
+    if let (Some(method), None) = (kprobe_method, def.kprobe_program) {
+        p.ruled_out.push((method, "no kprobe twin for this probe (it needs the entry arguments at return)".into()));
+    }
+    if let (Some(method), Some(program)) = (kprobe_method, def.kprobe_program) {
+        let kprobe_ok = match &facts.kprobes {
+            Err(why) => Err(why.clone()),
+            Ok(()) if !facts.kallsyms.contains(def.target) => {
+                Err("not in /proc/kallsyms (function absent or inlined)".into())
+            }
+            Ok(()) => Ok(()),
+        };
+        match kprobe_ok {
+            Ok(()) => p.candidates.push((method, program)),
+            Err(why) => p.ruled_out.push((method, why)),
+        }
+    }
+    p
+}
+
+fn methods(attach: Attach) -> Vec<Method> {
+    match attach {
+        Attach::Fentry => vec![Method::Fentry, Method::Kprobe],
+        Attach::Fexit => vec![Method::Fexit, Method::Kretprobe],
+        Attach::TpBtf => vec![Method::TpBtf],
+    }
+}
+
+/// A probe role as the output names it.
+pub fn role_name(role: ProbeRole) -> &'static str {
+    match role {
+        ProbeRole::Pin => "pin",
+        ProbeRole::Unpin => "unpin",
+        ProbeRole::Get => "get",
+        ProbeRole::BlockIssue => "block_issue",
+        ProbeRole::BlockComplete => "block_complete",
+        ProbeRole::Latency => "latency",
+        ProbeRole::Put => "put",
+        ProbeRole::Exit => "exit",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use tracer_common::ProbeId;
+
+    use super::*;
+
+    fn find(plan: &[PlannedProbe], id: ProbeId) -> &PlannedProbe {
+        &plan[id as usize]
+    }
+
+    fn stock_612() -> Facts {
+        let all: HashSet<String> = PROBES.iter().map(|d| d.target.to_string()).collect();
+        Facts {
+            btf: Ok(()),
+            btf_funcs: all.clone(),
+            btf_tracepoints: all.clone(),
+            kallsyms: all,
+            kprobes: Ok(()),
+            ..Facts::nothing("6.12.0", "")
+        }
+    }
+
+    #[test]
+    fn prefers_btf_then_kprobe() {
+        let plan = plan(&stock_612());
+        let p = find(&plan, ProbeId::PinUserPagesFast);
+        assert_eq!(
+            p.candidates,
+            vec![(Method::Fexit, "fexit_pin_user_pages_fast"), (Method::Kretprobe, "kretprobe_pin_user_pages_fast")]
+        );
+        assert!(p.ruled_out.is_empty());
+        let t = find(&plan, ProbeId::BlockRqComplete);
+        assert_eq!(t.candidates, vec![(Method::TpBtf, "tp_btf_block_rq_complete")]);
+    }
+
+    #[test]
+    fn absent_function_is_ruled_out_by_name_with_both_reasons() {
+        let mut facts = stock_612();
+        facts.btf_funcs.remove("unpin_user_folio");
+        facts.kallsyms.remove("unpin_user_folio");
+        let plan = plan(&facts);
+        let p = find(&plan, ProbeId::UnpinUserFolio);
+        assert!(p.candidates.is_empty());
+        assert_eq!(p.ruled_out.len(), 2);
+        assert!(p.ruled_out[0].1.contains("no BTF FUNC"));
+        assert!(p.ruled_out[1].1.contains("kallsyms"));
+    }
+
+    #[test]
+    fn host_like_kernel_keeps_only_tracepoints_as_kprobe_free() {
+        // Our hosts: BTF, no kprobe PMU. fentry stays a candidate (the load may still be refused,
+        // which the loader reports); kprobes are ruled out with the reason.
+        let mut facts = stock_612();
+        facts.kprobes = Err("kernel has no kprobe PMU".into());
+        let plan = plan(&facts);
+        let p = find(&plan, ProbeId::UnpinUserPage);
+        assert_eq!(p.candidates, vec![(Method::Fentry, "fentry_unpin_user_page")]);
+        assert_eq!(p.ruled_out, vec![(Method::Kprobe, "kernel has no kprobe PMU".to_string())]);
+    }
+
+    #[test]
+    fn no_btf_falls_back_to_kprobes() {
+        let mut facts = stock_612();
+        facts.btf = Err("kernel BTF unreadable".into());
+        let plan = plan(&facts);
+        let p = find(&plan, ProbeId::UnpinUserPages);
+        assert_eq!(p.candidates, vec![(Method::Kprobe, "kprobe_unpin_user_pages")]);
+        let t = find(&plan, ProbeId::BlockRqIssue);
+        assert!(t.candidates.is_empty());
+    }
+}

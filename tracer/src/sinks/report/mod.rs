@@ -1,0 +1,128 @@
+//! The report file (`--report FILE`): one document of the whole run (or its last segment) to
+//! hand to a colleague or attach to a kernel bug, in JSON (versioned schema, docs/report.md) or
+//! Markdown. Written at the end of the run, atomically (a temporary file renamed over the
+//! target), mode 0600, and given to $SUDO_USER when the tracer runs under sudo.
+
+mod json;
+mod markdown;
+mod write;
+
+use std::path::{Path, PathBuf};
+
+use super::{ndjson::ProbeRecord, Sink};
+use crate::snapshot::{Snapshot, Start};
+
+pub use self::write::write_private;
+
+/// Formats a report can be written in.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// One JSON document (schema `tracer-report`, version in `schema_version`).
+    Json,
+    /// Markdown: tables of the figures, the ledgers as the text report shows them.
+    Md,
+}
+
+/// A report file's name or format that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReportError {
+    #[error("{0}: HTML reports are not implemented yet; use .json or .md (or --report-format)")]
+    Html(String),
+    #[error("{0}: cannot tell the report format from the name; end it in .json or .md, or give --report-format")]
+    Unknown(String),
+}
+
+impl ReportFormat {
+    /// The format asked for, else the one the file name ends in.
+    pub fn for_path(path: &Path, asked: Option<ReportFormat>) -> Result<ReportFormat, ReportError> {
+        if let Some(f) = asked {
+            return Ok(f);
+        }
+        let name = path.display().to_string();
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("json") => Ok(ReportFormat::Json),
+            Some("md" | "markdown") => Ok(ReportFormat::Md),
+            Some("html" | "htm") => Err(ReportError::Html(name)),
+            _ => Err(ReportError::Unknown(name)),
+        }
+    }
+}
+
+/// What a report states about how it was made.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub leak_grace_s: f64,
+    pub percentiles: Vec<f64>,
+    /// The traced command, if any.
+    pub command: Vec<String>,
+}
+
+/// What the run showed first, kept for the report.
+struct Opening {
+    kernel: String,
+    probes: Vec<ProbeRecord>,
+    recording: Option<crate::snapshot::Recording>,
+}
+
+/// Writes the report at every end of the run (a segment's end overwrites the previous one).
+pub struct ReportSink {
+    path: PathBuf,
+    format: ReportFormat,
+    settings: Settings,
+    opening: Option<Opening>,
+    started_unix_s: f64,
+}
+
+impl ReportSink {
+    pub fn new(path: PathBuf, format: ReportFormat, settings: Settings) -> ReportSink {
+        ReportSink { path, format, settings, opening: None, started_unix_s: unix_now() }
+    }
+
+    /// The report of `summary` in this sink's format.
+    fn render(&self, summary: &Snapshot) -> String {
+        let empty = Opening { kernel: String::new(), probes: Vec::new(), recording: None };
+        let o = self.opening.as_ref().unwrap_or(&empty);
+        let doc = json::Report::new(
+            json::Context {
+                kernel: &o.kernel,
+                probes: &o.probes,
+                recording: o.recording.as_ref(),
+                settings: &self.settings,
+                started_unix_s: self.started_unix_s,
+                written_unix_s: unix_now(),
+            },
+            summary,
+        );
+        match self.format {
+            ReportFormat::Json => json::to_string(&doc),
+            ReportFormat::Md => markdown::render(&doc, summary),
+        }
+    }
+}
+
+impl Sink for ReportSink {
+    fn start(&mut self, start: &Start) -> std::io::Result<()> {
+        self.opening = Some(Opening {
+            kernel: start.kernel.clone(),
+            probes: start.probes.iter().map(ProbeRecord::from_outcome).collect(),
+            recording: start.recording.clone(),
+        });
+        Ok(())
+    }
+
+    fn interval(&mut self, _interval: &Snapshot, _totals: Option<&Snapshot>) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn end(&mut self, summary: &Snapshot) -> std::io::Result<()> {
+        write_private(&self.path, self.render(summary).as_bytes())
+            .map_err(|e| std::io::Error::new(e.kind(), format!("writing the report {}: {e}", self.path.display())))
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests;

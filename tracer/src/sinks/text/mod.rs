@@ -1,0 +1,221 @@
+//! The text format: tables and paragraphs, formatted from the typed snapshot.
+
+mod ledger;
+
+use std::{collections::BTreeMap, io::Write};
+
+pub use self::ledger::{ledger_text, page_ledger_text};
+use super::Sink;
+use crate::{
+    engine::latency::{kind_name, size_name, Key, Stats},
+    probes::plan::{role_name, ProbeOutcome},
+    snapshot::{Figures, NameTable, PinAccounting, Process, Recording, Scope, Snapshot, Start},
+};
+
+/// Text on a stream: the start, every interval (unless the dashboard shows them), the end.
+pub struct TextSink<W: Write> {
+    pub out: W,
+}
+
+impl<W: Write> TextSink<W> {
+    fn text(&mut self, s: &str) {
+        // A closed stdout does not stop the trace.
+        let _ = self.out.write_all(s.as_bytes()).and_then(|()| self.out.flush());
+    }
+}
+
+impl<W: Write> Sink for TextSink<W> {
+    fn start(&mut self, start: &Start) -> std::io::Result<()> {
+        if let Some(r) = &start.recording {
+            self.text(&recording_text(r));
+        }
+        self.text(&probes_brief(&start.probes, &start.kernel));
+        Ok(())
+    }
+
+    fn interval(&mut self, snap: &Snapshot, _totals: Option<&Snapshot>) -> std::io::Result<()> {
+        self.text(&latency_text(&snap.latency, Scope::Interval, &snap.names));
+        self.text(&figures_text(&snap.figures, &snap.procs));
+        Ok(())
+    }
+
+    fn end(&mut self, snap: &Snapshot) -> std::io::Result<()> {
+        self.text(&latency_text(&snap.latency, Scope::Summary, &snap.names));
+        if let Some(b) = &snap.bios {
+            self.text(&ledger_text(b, &snap.names));
+        }
+        if let Some(p) = &snap.pages {
+            self.text(&page_ledger_text(p));
+        }
+        self.text(&figures_text(&snap.figures, &snap.procs));
+        Ok(())
+    }
+
+    fn recorded(&mut self, file: &str, records: u64) {
+        self.text(&format!("record file {file}: {records} records\n"));
+    }
+}
+
+/// "p50", "p99.9", ... -> nanoseconds, in the order of their labels.
+fn labelled(st: &Stats) -> BTreeMap<String, u64> {
+    st.percentiles.iter().map(|(p, v)| (format!("p{p}"), *v)).collect()
+}
+
+/// Latency rows as a text table in microseconds.
+pub fn latency_text(rows: &[(Key, Stats)], scope: Scope, names: &NameTable) -> String {
+    let Some((_, first)) = rows.first() else { return String::new() };
+    let pcts: Vec<String> = labelled(first).into_keys().collect();
+    let scope = match scope {
+        Scope::Interval => "interval",
+        Scope::Summary => "cumulative",
+    };
+    let mut s = format!("latency ({scope}), microseconds:\n");
+    s.push_str(&format!(
+        "  {:<4} {:<10} {:<8} {:>5} {:>9} {:>9} {:>9} {:>9}",
+        "FIG", "DEVICE", "OP", "SIZE", "COUNT", "MEAN", "STDDEV", "MIN"
+    ));
+    for p in &pcts {
+        s.push_str(&format!(" {:>9}", p));
+    }
+    s.push_str(&format!(" {:>9}\n", "MAX"));
+    let us = |ns: u64| format!("{:.1}", ns as f64 / 1000.0);
+    for (k, r) in rows {
+        let (figure, device, op, size) =
+            (kind_name(k.kind), names.device(k.dev), names.op(k.op), size_name(k.size_class));
+        let (mean, stddev) = (r.mean_ns.round() as u64, r.stddev_ns.round() as u64);
+        s.push_str(&format!(
+            "  {:<4} {:<10} {:<8} {:>5} {:>9} {:>9} {:>9} {:>9}",
+            figure,
+            device,
+            op,
+            size,
+            r.count,
+            us(mean),
+            us(stddev),
+            us(r.min_ns)
+        ));
+        let values = labelled(r);
+        for p in &pcts {
+            let v = values.get(p).copied().unwrap_or(0);
+            s.push_str(&format!(" {:>9}", us(v)));
+        }
+        s.push_str(&format!(" {:>9}\n", us(r.max_ns)));
+    }
+    s
+}
+
+/// The probe plan as a text table.
+pub fn probes_text(probes: &[ProbeOutcome], kernel: &str) -> String {
+    let attached = probes.iter().filter(|o| o.attached.is_some()).count();
+    let mut s = format!("kernel {kernel}: {attached} of {} probes attached\n", probes.len());
+    for o in probes {
+        let (target, role) = (o.def.target, role_name(o.def.role));
+        match o.attached {
+            Some(m) => s.push_str(&format!("  ok       {:<34} {:<15} {}\n", target, role, m.name())),
+            None => {
+                s.push_str(&format!("  MISSING  {:<34} {}\n", target, role));
+                for (method, reason) in &o.failures {
+                    s.push_str(&format!("             {:<10} {}\n", method.name(), reason));
+                }
+            }
+        }
+    }
+    s
+}
+
+/// One paragraph for the start of a run: what attached, what did not (details: `tracer check`).
+pub fn probes_brief(probes: &[ProbeOutcome], kernel: &str) -> String {
+    let (ok, missing): (Vec<_>, Vec<_>) = probes.iter().partition(|o| o.attached.is_some());
+    let mut s = format!("kernel {kernel}: {} of {} probes attached\n", ok.len(), probes.len());
+    let list = |v: &[&ProbeOutcome]| v.iter().map(|o| o.def.target).collect::<Vec<_>>().join(", ");
+    s.push_str(&format!("  attached: {}\n", list(&ok)));
+    if !missing.is_empty() {
+        s.push_str(&format!("  missing:  {} (reasons: `tracer check`)\n", list(&missing)));
+    }
+    s
+}
+
+/// Figures (interval or summary) and the processes, as text.
+pub fn figures_text(f: &Figures, procs: &[Process]) -> String {
+    let mut s = String::new();
+    let title = match f.scope {
+        Scope::Summary => "summary",
+        Scope::Interval => "interval",
+    };
+    s.push_str(&format!("--- {title}: {:.3} s (at {:.3} s) ---\n", f.span_s, f.elapsed_s));
+    if f.pin_accounting == PinAccounting::Measured {
+        let outstanding = f.net_pinned();
+        s.push_str(&format!(
+            "FOLL_PIN pages: pinned {}  unpinned {}  net {outstanding:+}\n",
+            f.pages_pinned, f.pages_unpinned
+        ));
+    } else {
+        s.push_str("FOLL_PIN pages: unverifiable (this kernel's /proc/vmstat has no nr_foll_pin_* counters)\n");
+    }
+    if let Some(v) = f.vmstat {
+        s.push_str(&format!(
+            "/proc/vmstat:   nr_foll_pin_acquired +{}  nr_foll_pin_released +{}\n",
+            v.nr_foll_pin_acquired, v.nr_foll_pin_released
+        ));
+    }
+    s.push_str(&format!("lost events:    {}", f.lost_events));
+    if !f.lost_by_reason.is_empty() {
+        let why: Vec<String> = f.lost_by_reason.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        s.push_str(&format!(" ({})", why.join(", ")));
+    }
+    s.push('\n');
+    for skip in &f.probes_skipped {
+        s.push_str(&format!(
+            "  {} skipped {} times (already running on that CPU: nested in an interrupt)\n",
+            skip.target, skip.runs
+        ));
+    }
+    if !f.entry_points.is_empty() {
+        s.push_str(&format!("  {:<34} {:>6} {:>10} {:>12}\n", "ENTRY POINT", "ROLE", "CALLS", "PAGES"));
+        for e in &f.entry_points {
+            s.push_str(&format!("  {:<34} {:>6} {:>10} {:>12}\n", e.function, role_name(e.role), e.calls, e.pages));
+        }
+    }
+    if let (Some(issued), Some(done), Some(bytes)) =
+        (f.block.requests_issued, f.block.requests_completed, f.block.bytes_completed)
+    {
+        s.push_str(&format!("block requests: issued {issued}  completed {done}  bytes {bytes}\n"));
+    }
+    if !procs.is_empty() {
+        s.push_str(&format!("  {:>8} {:<16} {:>12} {:>16}\n", "TGID", "COMM", "PINNED", "UNPINNED"));
+        for p in procs {
+            s.push_str(&format!("  {:>8} {:<16} {:>12} {:>16}\n", p.tgid, p.comm, p.pages_pinned, p.pages_unpinned));
+        }
+    }
+    if let Some(verdict) = f.verdict {
+        s.push_str(&format!("pin ledger: {}\n", verdict.name()));
+    }
+    if let Some(code) = f.command_exit_status {
+        s.push_str(&format!("command exit status: {code}\n"));
+    }
+    if !f.probes_missing.is_empty() {
+        s.push_str(&format!("probes missing: {}\n", f.probes_missing.join(", ")));
+    }
+    s
+}
+
+pub fn recording_text(r: &Recording) -> String {
+    let mut s = format!(
+        "record file {}: {} records, tracer {}, started {}\n",
+        r.file,
+        r.records,
+        r.tracer_version,
+        utc(r.start_unix_ns)
+    );
+    if !r.command.is_empty() {
+        s.push_str(&format!("command: {}\n", r.command.join(" ")));
+    }
+    s
+}
+
+/// "2024-05-01 12:00:00 UTC".
+pub fn utc(unix_ns: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_ns / 1_000_000_000);
+    // RFC 3339 "2024-05-01T12:00:00Z", respelled.
+    humantime::format_rfc3339_seconds(t).to_string().replacen('T', " ", 1).replacen('Z', " UTC", 1)
+}

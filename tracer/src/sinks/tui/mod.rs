@@ -1,0 +1,62 @@
+//! The live dashboard (`tracer run --format tui`): its state and update over a [`Msg`]
+//! (app.rs), its drawing (ui.rs, pure, with snapshot tests) and the terminal it owns
+//! (terminal.rs). It is fed the run's typed snapshots: the run so far and the last interval.
+
+pub mod app;
+pub mod terminal;
+pub mod ui;
+
+#[cfg(test)]
+mod tests;
+
+use tokio::sync::mpsc::UnboundedSender;
+
+pub use self::app::App;
+use self::{app::Msg, terminal::Screen};
+use super::Sink;
+use crate::snapshot::{Snapshot, Start};
+
+/// The dashboard as a sink: it opens its screen when the run starts (after the start was
+/// printed as text) and closes it before the end is; it shows every interval.
+pub struct Dashboard {
+    pending: Option<(App, UnboundedSender<()>)>,
+    screen: Option<Screen>,
+}
+
+impl Dashboard {
+    /// A quit key sends on `quit`.
+    pub fn new(app: App, quit: UnboundedSender<()>) -> Dashboard {
+        Dashboard { pending: Some((app, quit)), screen: None }
+    }
+}
+
+impl Sink for Dashboard {
+    fn start(&mut self, _start: &Start) -> std::io::Result<()> {
+        if let Some((app, quit)) = self.pending.take() {
+            self.screen = Some(Screen::open(app, quit)?);
+        }
+        Ok(())
+    }
+
+    fn interval(&mut self, interval: &Snapshot, totals: Option<&Snapshot>) -> std::io::Result<()> {
+        match (self.screen.as_mut(), totals) {
+            (Some(screen), Some(totals)) => {
+                screen.show(Msg::Tick { totals: totals.clone(), interval: interval.figures.clone() })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn end(&mut self, _summary: &Snapshot) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn wants_totals(&self) -> bool {
+        true
+    }
+
+    /// The terminal back to normal before the end-of-run report.
+    fn close(&mut self) {
+        self.screen = None;
+    }
+}
