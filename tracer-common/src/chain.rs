@@ -6,7 +6,7 @@
 //! the same program is running there (its per-CPU `active` count is taken): an interrupt that
 //! came while it ran, or, where programs are preemptible (fentry/fexit and faultable syscall
 //! tracepoints on a preemptive kernel such as Debian's 7.x), another thread that preempted it.
-//! A chain is the primary program and a few fallbacks on the same target, run by the kernel in
+//! A chain is the primary program and a few backups on the same target, run by the kernel in
 //! order for every invocation; each has its own `active` count, so an invocation is lost only
 //! when all of them are skipped. Exactly one program of the chain must do the work for an
 //! invocation: the first that runs. These functions let a program tell whether an earlier
@@ -35,7 +35,7 @@
 //!   up to that position: as many other threads preempted inside the chain on one CPU at once
 //!   as the chain is long.
 
-/// Programs in a chain at most (the primary and its fallbacks).
+/// Programs in a chain at most (the primary and its backups).
 pub const MAX_CHAIN: usize = 6;
 
 /// Bits of a thread word that hold the position (context addresses are 8-byte aligned).
@@ -75,9 +75,9 @@ pub fn thread_word(ctx: u64, pos: usize) -> u64 {
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChainDebug {
-    /// A fallback acted for an invocation in interrupt context or with preemption off.
+    /// A backup acted for an invocation in interrupt context or with preemption off.
     RescuedByCpuRule = 0,
-    /// A fallback acted for an invocation in thread context.
+    /// A backup acted for an invocation in thread context.
     RescuedByThreadRule,
     /// No word could be kept for the thread (its map was full or busy): a later program of the
     /// invocation may act again, which the loader counts as lost.

@@ -286,7 +286,7 @@ fn atomic_chain_without_windows_loses_only_what_all_programs_missed() {
         .unwrap();
 }
 
-/// The model does produce the situations the rules must survive (skips, and fallbacks that act
+/// The model does produce the situations the rules must survive (skips, and backups that act
 /// for an invocation whose primary was skipped), and the rules lose far fewer invocations than
 /// they rescue even under this much contention (windows left out: in the kernel they are a few
 /// instructions against a program body of hundreds, here they would be as likely as a body).

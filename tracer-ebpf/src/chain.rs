@@ -1,4 +1,4 @@
-//! Program chains: a probe's primary program and its fallbacks on the same target, of which
+//! Program chains: a probe's primary program and its backups on the same target, of which
 //! exactly one does the work for each invocation (the rules and why they hold:
 //! tracer_common::chain; the model they are tested against: tracer-common/tests/chain.rs).
 
@@ -14,7 +14,7 @@ use tracer_common::{
 
 use crate::maps::{add, offsets, read_at};
 
-/// Defines a probe's chain: the primary program `$primary` and its fallbacks `nested_<base>`,
+/// Defines a probe's chain: the primary program `$primary` and its backups `nested_<base>`,
 /// `nested2_<base>`, ... on the same target (3 of them, 5 with `long:`), as many as the
 /// catalogue (tracer_common::PROBES) lists for the probe, which a compile-time check enforces.
 /// Each runs `$body` only when [`run`] says it is the one to act for the invocation. A probe's
@@ -75,7 +75,7 @@ const NO_COMMON_LRU: u32 = 2;
 #[map(name = "CHAIN_THREADS")]
 static THREADS: LruHashMap<ThreadKey, u64> = LruHashMap::with_max_entries(THREAD_WORDS, NO_COMMON_LRU);
 
-/// Per-CPU, indexed by ProbeId: invocations a fallback took care of because the kernel skipped
+/// Per-CPU, indexed by ProbeId: invocations a backup took care of because the kernel skipped
 /// the programs before it (the loader subtracts these from the primary's recursion_misses).
 #[map(name = "RESCUED")]
 static RESCUED: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
@@ -84,7 +84,7 @@ static RESCUED: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROBE_COUNT, 0)
 #[map(name = "CHAIN_DEBUG")]
 static DEBUG: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROBE_COUNT * CHAIN_DEBUG_KINDS, 0);
 
-/// Index 0: the loader's stage. Below 2 while it attaches the chains: fallbacks keep the rules'
+/// Index 0: the loader's stage. Below 2 while it attaches the chains: backups keep the rules'
 /// state but act for nothing (the programs of a chain attach one by one). 2 once all are.
 #[map(name = "CHAIN_STAGE")]
 static CHAIN_STAGE: Array<u64> = Array::with_max_entries(1, 0);

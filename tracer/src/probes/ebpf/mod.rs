@@ -55,7 +55,7 @@ pub struct Tracer {
     ebpf: Ebpf,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     pub outcomes: Vec<ProbeOutcome>,
-    /// The primaries' recursion misses when the fallbacks began to act (see [`Tracer::arm_chains`]).
+    /// The primaries' recursion misses when the backups began to act (see [`Tracer::arm_chains`]).
     skipped_base: [u64; PROBE_COUNT as usize],
     /// Probes whose twins were found acting out of order (reported once each).
     doubled_warned: HashSet<usize>,
@@ -166,7 +166,7 @@ impl Tracer {
         Ok(snap)
     }
 
-    /// Lets the fallbacks of the chains act, once every program is attached (tracer-ebpf/src/
+    /// Lets the backups of the chains act, once every program is attached (tracer-ebpf/src/
     /// chain.rs, CHAIN_STAGE). The primaries' skips so far are read first: none of them was
     /// rescued, so they count as lost (see [`Tracer::counters`]); a skip between the read and
     /// the switch counts as lost too, never as rescued twice.
@@ -214,9 +214,12 @@ impl Tracer {
                 })
                 .collect();
             let id = def.id as usize;
+            if rescued[id] == 0 && misses.iter().all(|m| m == "0") {
+                continue;
+            }
             let d = |k: ChainDebug| debug.get(id * CHAIN_DEBUG_KINDS as usize + k as usize).copied().unwrap_or(0);
             log::warn!(
-                "chain {}: recursion misses {} (primary/fallbacks), before armed {}, rescued {} \
+                "chain {}: recursion misses {} (primary/backups), before armed {}, rescued {} \
                  (cpu rule {}, thread rule {}), no thread word {}, context unknown {}",
                 def.target,
                 misses.join("/"),
@@ -531,7 +534,7 @@ fn prog_info(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<aya_obj::genera
 }
 
 /// The embedded object against the probe catalogue (tracer-common): every program a probe
-/// names (its BTF program, its kprobe fallback, each twin of its chain) is in the object, and
+/// names (its BTF program, its kprobe fallback, each backup of its chain) is in the object, and
 /// every program of the object belongs to a probe. Compiled only when the object is real (not
 /// in stub mode, which has no programs).
 #[cfg(all(test, not(tracer_ebpf_stub)))]
