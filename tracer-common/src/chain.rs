@@ -36,7 +36,7 @@
 //!   as the chain is long.
 
 /// Programs in a chain at most (the primary and its backups).
-pub const MAX_CHAIN: usize = 6;
+pub const MAX_CHAIN: usize = 4;
 
 /// Bits of a thread word that hold the position (context addresses are 8-byte aligned).
 const POS_MASK: u64 = 7;

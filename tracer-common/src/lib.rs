@@ -83,7 +83,18 @@ pub enum Attach {
     Fexit,
     /// BTF-typed tracepoint (tp_btf); no fallback needed, it needs neither kprobes nor ftrace.
     TpBtf,
+    /// The perf tracepoints of the system calls that can do Direct I/O on a file:
+    /// `syscalls:<target>_<name>` for each name of [`RW_SYSCALLS`] (target `sys_enter` or
+    /// `sys_exit`), one program attached to all of them. The kernel runs it for those calls
+    /// only, not for every system call of the machine as the raw `sys_enter`/`sys_exit`
+    /// tracepoints would, and with preemption off (also where syscall tracepoints may fault,
+    /// 6.14+), so it needs no chain. Needs CONFIG_FTRACE_SYSCALLS and tracefs.
+    Syscalls,
 }
+
+/// The x86_64 system calls that can do Direct I/O on a file (the `sys` latency figure's).
+pub const RW_SYSCALLS: [&str; 10] =
+    ["read", "write", "pread64", "pwrite64", "readv", "writev", "preadv", "pwritev", "preadv2", "pwritev2"];
 
 /// One probe: the kernel function or tracepoint and the programs that can observe it.
 #[derive(Clone, Copy, Debug)]
@@ -92,7 +103,8 @@ pub struct ProbeDef {
     pub target: &'static str,
     pub role: ProbeRole,
     pub attach: Attach,
-    /// Name of the BTF-based program (fentry, fexit or tp_btf) in the eBPF object.
+    /// Name of the preferred program (fentry, fexit, tp_btf or syscall tracepoint) in the eBPF
+    /// object.
     pub btf_program: &'static str,
     /// Name of the kprobe/kretprobe fallback program, if there is one.
     pub kprobe_program: Option<&'static str>,
@@ -100,19 +112,16 @@ pub struct ProbeDef {
     /// programs before them missed: the kernel skips a program that is already running on that
     /// CPU, which happens when an interrupt arrives while it runs, or when it is preempted and
     /// another task on that CPU hits the target. A twin acts only for invocations no program
-    /// before it took care of (tracer-ebpf/src/maps.rs).
+    /// before it took care of (tracer-ebpf/src/chain.rs). None for [`Attach::Syscalls`].
     pub twins: &'static [&'static str],
 }
 
 impl ProbeDef {
     /// Whether the kernel can preempt the probe's BTF programs in thread context: trampolines
-    /// (fentry/fexit) disable migration, not preemption, and syscall tracepoints are faultable
-    /// from 6.14 on; other tracepoints run with preemption off (see [`chain`]).
+    /// (fentry/fexit) disable migration, not preemption; tracepoints run with preemption off
+    /// (see [`chain`]).
     pub const fn preemptible(&self) -> bool {
-        match self.attach {
-            Attach::Fentry | Attach::Fexit => true,
-            Attach::TpBtf => matches!(self.id, ProbeId::SysEnter | ProbeId::SysExit),
-        }
+        matches!(self.attach, Attach::Fentry | Attach::Fexit)
     }
 
     /// Programs in the probe's chain: the BTF program and its fallbacks on the same target.
@@ -121,30 +130,15 @@ impl ProbeDef {
     }
 }
 
-/// Twins of a probe's BTF program at most (see [`ProbeDef::twins`]): 3 for every probe, 5 for
-/// the hottest targets (sys_enter, sys_exit).
-pub const MAX_TWINS: usize = 5;
+/// Twins of a probe's BTF program at most (see [`ProbeDef::twins`]).
+pub const MAX_TWINS: usize = 3;
 
 macro_rules! probe {
     ($id:ident, $target:literal, $role:ident, Fentry) => {
         probe!(@def $id, $target, $role, Fentry, "fentry_", Some(concat!("kprobe_", $target)))
     };
-    // 5 twins: targets hot enough (every syscall) that threads preempted inside their programs
-    // hold 4 of them on one CPU at times (7.x).
-    ($id:ident, $target:literal, $role:ident, TpBtfLong) => {
-        probe!(@long probe!(@def $id, $target, $role, TpBtf, "tp_btf_", None), $target)
-    };
-    (@long $def:expr, $target:literal) => {
-        ProbeDef {
-            twins: &[
-                concat!("nested_", $target),
-                concat!("nested2_", $target),
-                concat!("nested3_", $target),
-                concat!("nested4_", $target),
-                concat!("nested5_", $target),
-            ],
-            ..$def
-        }
+    ($id:ident, $target:literal, $role:ident, Syscalls) => {
+        ProbeDef { twins: &[], ..probe!(@def $id, $target, $role, Syscalls, "tp_", None) }
     };
     ($id:ident, $target:literal, $role:ident, Fexit) => {
         probe!(@def $id, $target, $role, Fexit, "fexit_", Some(concat!("kretprobe_", $target)))
@@ -188,8 +182,8 @@ pub const PROBES: [ProbeDef; PROBE_COUNT as usize] = [
     probe!(BlockBioComplete, "block_bio_complete", Latency, TpBtf),
     probe!(IomapDioBegin, "iomap_dio_rw_begin", Latency, TpBtf),
     probe!(IomapDioComplete, "iomap_dio_complete", Latency, TpBtf),
-    probe!(SysEnter, "sys_enter", Latency, TpBtfLong),
-    probe!(SysExit, "sys_exit", Latency, TpBtfLong),
+    probe!(SysEnter, "sys_enter", Latency, Syscalls),
+    probe!(SysExit, "sys_exit", Latency, Syscalls),
     probe!(BioIovIterGetPages, "bio_iov_iter_get_pages", Latency, FexitOnly),
     probe!(BioEndio, "bio_endio", Latency, Fentry),
     probe!(BioReleasePages, "__bio_release_pages", Latency, Fentry),
@@ -311,8 +305,6 @@ pub struct Offsets {
     pub page_mapping: u32,
     /// struct task_struct: stack (the base of the task's kernel stack).
     pub task_stack: u32,
-    /// struct pt_regs: di (a system call's first argument at sys_enter); x86_64.
-    pub regs_di: u32,
     /// struct task_struct: files; struct files_struct: fdt; struct fdtable: fd; struct file:
     /// f_flags (whether a read or write system call's file is open with O_DIRECT).
     pub task_files: u32,
@@ -358,7 +350,6 @@ impl Offsets {
         pipe_buffer_page: OFFSET_UNKNOWN,
         page_mapping: OFFSET_UNKNOWN,
         task_stack: OFFSET_UNKNOWN,
-        regs_di: OFFSET_UNKNOWN,
         task_files: OFFSET_UNKNOWN,
         files_fdt: OFFSET_UNKNOWN,
         fdt_fd: OFFSET_UNKNOWN,
@@ -643,7 +634,7 @@ pub mod names {
 }
 
 const _: () = assert!(size_of::<ProbeStat>() == 16);
-const _: () = assert!(size_of::<Offsets>() == 148);
+const _: () = assert!(size_of::<Offsets>() == 144);
 const _: () = assert!(size_of::<ExitRecord>() == 16);
 const _: () = assert!(size_of::<PagesHeader>() == 48 + 32 + 8 * PAGES_STACK_FRAMES);
 const _: () = assert!(size_of::<PagesWire>() == size_of::<PagesHeader>() + 16 * PAGES_MAX_ENTRIES);

@@ -8,7 +8,7 @@
 //! kernel's entry or exit window, or a thread word left by an earlier invocation).
 
 use proptest::{prelude::*, strategy::ValueTree};
-use tracer_common::chain::{cpu_rule_acts, thread_rule_acts, thread_word};
+use tracer_common::chain::{cpu_rule_acts, thread_rule_acts, thread_word, MAX_CHAIN};
 
 const CPUS: usize = 2;
 const THREADS: usize = 3;
@@ -105,7 +105,7 @@ impl World {
                         let (word, writer) = self.words[t];
                         let acts = thread_rule_acts(word, call.ctx, pos);
                         if !acts && out.acts == 0 {
-                            out.stale_word = writer != call.id;
+                            out.stale_word |= writer != call.id;
                         }
                         self.words[t] = (thread_word(call.ctx, pos), call.id);
                         acts
@@ -113,7 +113,7 @@ impl World {
                     None => {
                         let acts = cpu_rule_acts(pos, |i| c.running[i] > 0);
                         if !acts && out.acts == 0 {
-                            out.window_holder = (0..pos).any(|i| c.running[i] == 0 && c.active[i] > 0);
+                            out.window_holder |= (0..pos).any(|i| c.running[i] == 0 && c.active[i] > 0);
                         }
                         acts
                     }
@@ -149,7 +149,7 @@ impl World {
     fn interrupt(&mut self, cpu: usize, depth: u64, choices: &mut impl Iterator<Item = u8>) {
         let mut call = self.begin(0x10_0000 + depth * 0x100);
         loop {
-            if depth < 2 && self.may_land(&call) && choices.next().unwrap_or(0) % 8 == 0 {
+            if depth < 2 && self.may_land(&call) && choices.next().unwrap_or(0).is_multiple_of(8) {
                 self.interrupt(cpu, depth + 1, choices);
             }
             if !self.step(cpu, &mut call, None) {
@@ -183,9 +183,7 @@ fn simulate(len: usize, preemptible: bool, windows: bool, choices: Vec<u8>) -> W
         let action = pick.map_or(0, |p| p / 16 % 4);
         match (action, current[cpu]) {
             // An interrupt on the CPU.
-            (1, Some(t)) if threads[t].call.as_ref().is_none_or(|c| w.may_land(c)) => {
-                w.interrupt(cpu, 0, &mut choices)
-            }
+            (1, Some(t)) if threads[t].call.as_ref().is_none_or(|c| w.may_land(c)) => w.interrupt(cpu, 0, &mut choices),
             // A switch to another thread: allowed where the current one can be preempted.
             (2, cur) => {
                 let preemptible_now = match cur {
@@ -260,12 +258,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     #[test]
-    fn preemptible_chains_never_double(len in 2usize..=6, windows: bool, choices in prop::collection::vec(any::<u8>(), 0..400)) {
+    fn preemptible_chains_never_double(len in 2usize..=MAX_CHAIN, windows: bool, choices in prop::collection::vec(any::<u8>(), 0..400)) {
         check(&simulate(len, true, windows, choices))?;
     }
 
     #[test]
-    fn atomic_chains_never_double(len in 2usize..=6, windows: bool, choices in prop::collection::vec(any::<u8>(), 0..400)) {
+    fn atomic_chains_never_double(len in 2usize..=MAX_CHAIN, windows: bool, choices in prop::collection::vec(any::<u8>(), 0..400)) {
         check(&simulate(len, false, windows, choices))?;
     }
 }
@@ -276,7 +274,7 @@ proptest! {
 fn atomic_chain_without_windows_loses_only_what_all_programs_missed() {
     let mut runner = proptest::test_runner::TestRunner::default();
     runner
-        .run(&(2usize..=6, prop::collection::vec(any::<u8>(), 0..400)), |(len, choices)| {
+        .run(&(2usize..=MAX_CHAIN, prop::collection::vec(any::<u8>(), 0..400)), |(len, choices)| {
             let w = simulate(len, false, false, choices);
             for o in &w.outcomes {
                 prop_assert!(o.acts == 1 || o.ran == 0, "{o:?}");

@@ -15,7 +15,7 @@ use tracer_common::{
 use crate::maps::{add, offsets, read_at};
 
 /// Defines a probe's chain: the primary program `$primary` and its backups `nested_<base>`,
-/// `nested2_<base>`, ... on the same target (3 of them, 5 with `long:`), as many as the
+/// `nested2_<base>`, `nested3_<base>` on the same target, as many as the
 /// catalogue (tracer_common::PROBES) lists for the probe, which a compile-time check enforces.
 /// Each runs `$body` only when [`run`] says it is the one to act for the invocation. A probe's
 /// filter belongs in `$body`: the kernel counts the runs it skips whatever the arguments, and
@@ -34,17 +34,6 @@ macro_rules! with_twin {
             with_twin!(@program #[$attr] [<nested_ $base>], $id, 1, 4, |$ctx: $ty| $body);
             with_twin!(@program #[$attr] [<nested2_ $base>], $id, 2, 4, |$ctx: $ty| $body);
             with_twin!(@program #[$attr] [<nested3_ $base>], $id, 3, 4, |$ctx: $ty| $body);
-        }
-    };
-    (long: #[$attr:meta] $primary:ident, $base:ident, $id:expr, |$ctx:ident: $ty:ty| $body:expr) => {
-        const _: () = assert!(tracer_common::PROBES[$id as usize].chain_len() == 6, "the catalogue's chain length");
-        paste::paste! {
-            with_twin!(@program #[$attr] $primary, $id, 0, 6, |$ctx: $ty| $body);
-            with_twin!(@program #[$attr] [<nested_ $base>], $id, 1, 6, |$ctx: $ty| $body);
-            with_twin!(@program #[$attr] [<nested2_ $base>], $id, 2, 6, |$ctx: $ty| $body);
-            with_twin!(@program #[$attr] [<nested3_ $base>], $id, 3, 6, |$ctx: $ty| $body);
-            with_twin!(@program #[$attr] [<nested4_ $base>], $id, 4, 6, |$ctx: $ty| $body);
-            with_twin!(@program #[$attr] [<nested5_ $base>], $id, 5, 6, |$ctx: $ty| $body);
         }
     };
 }

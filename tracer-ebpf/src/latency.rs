@@ -10,9 +10,9 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_task, bpf_ktime_get_ns},
-    macros::{btf_tracepoint, map},
+    macros::{btf_tracepoint, map, tracepoint},
     maps::LruHashMap,
-    programs::BtfTracePointContext,
+    programs::{BtfTracePointContext, TracePointContext},
 };
 use tracer_common::{LatencyEvent, LatencyKind, LostReason, ProbeId, RecordType, OFFSET_UNKNOWN};
 
@@ -187,38 +187,31 @@ struct SysStart {
 #[map(name = "SYS_START")]
 static SYS_START: LruHashMap<u32, SysStart> = LruHashMap::with_max_entries(IN_FLIGHT, 0);
 
-/// x86_64 system calls that can do Direct I/O on a file: read, write, pread64, pwrite64,
-/// readv, writev, preadv, pwritev, preadv2, pwritev2 (the x86_64 syscall ABI is fixed).
-#[inline(always)]
-fn is_rw_syscall(id: i64) -> bool {
-    matches!(id, 0 | 1 | 17 | 18 | 19 | 20 | 295 | 296 | 327 | 328)
+// The perf tracepoints `syscalls:sys_enter_<name>` of tracer_common::RW_SYSCALLS, one program
+// for all of them. The context is the kernel's argument block of a syscall event: the regs
+// pointer, the system call number, then its six arguments.
+#[tracepoint]
+pub fn tp_sys_enter(ctx: TracePointContext) -> u32 {
+    // SAFETY: reads the block's args[0] (the fd of every call of RW_SYSCALLS).
+    try_sys_enter(unsafe { ctx.read_at::<u64>(SYSCALL_ARGS) }.unwrap_or(u64::MAX))
 }
 
-// sys_enter(struct pt_regs *regs, long id): every system call of the machine. The filters run
-// inside the chain (see with_twin! in maps.rs: the kernel's count of skipped runs covers every
-// call).
-with_twin!(
-    long: #[btf_tracepoint(function = "sys_enter")]
-    tp_btf_sys_enter,
-    sys_enter,
-    ProbeId::SysEnter,
-    |ctx: BtfTracePointContext| try_sys_enter(ctx.arg::<u64>(0), ctx.arg::<i64>(1))
-);
+/// Where a syscall event's arguments begin in its context (after the regs pointer and the
+/// system call number, padded to 8).
+const SYSCALL_ARGS: usize = 16;
 
-/// O_DIRECT in the x86_64 UAPI (like the system call numbers above: the sys figure is x86_64's).
+/// O_DIRECT in the x86_64 UAPI (like tracer_common::RW_SYSCALLS: the sys figure is x86_64's).
 const O_DIRECT: u32 = 0o40000;
 
-/// Whether the file of the system call's first argument (the fd of every read and write call
-/// of [`is_rw_syscall`]) is open with O_DIRECT: only those calls can do Direct I/O. Unknown
-/// offsets keep every call (the figure stays exact, only dearer).
+/// Whether file descriptor `fd` of the current task is open with O_DIRECT: only calls on
+/// those can do Direct I/O. Unknown offsets keep every call (the figure stays exact, only
+/// dearer).
 #[inline(always)]
-fn fd_is_direct(regs: u64) -> bool {
+fn fd_is_direct(fd: u64) -> bool {
     let off = offsets();
     if off.task_files == OFFSET_UNKNOWN || off.file_f_flags == OFFSET_UNKNOWN {
         return true;
     }
-    // The first argument of the system call.
-    let Some(fd) = read_at::<u64>(regs, off.regs_di) else { return true };
     // SAFETY: helper without preconditions.
     let task = unsafe { bpf_get_current_task() };
     let files: u64 = read_at(task, off.task_files).unwrap_or(0);
@@ -235,10 +228,10 @@ fn fd_is_direct(regs: u64) -> bool {
 }
 
 #[inline(always)]
-fn try_sys_enter(regs: u64, id: i64) -> u32 {
-    // Only read and write calls on files open with O_DIRECT can do Direct I/O: the others leave
-    // no start time (no map update, and nothing for sys_exit to find).
-    if !is_rw_syscall(id) || !fd_is_direct(regs) {
+fn try_sys_enter(fd: u64) -> u32 {
+    // Only calls on files open with O_DIRECT can do Direct I/O: the others leave no start time
+    // (no map update, and nothing for sys_exit to find).
+    if !fd_is_direct(fd) {
         return 0;
     }
     count(ProbeId::SysEnter, 0);
@@ -255,14 +248,11 @@ fn try_sys_enter(regs: u64, id: i64) -> u32 {
     0
 }
 
-// sys_exit(struct pt_regs *regs, long ret)
-with_twin!(
-    long: #[btf_tracepoint(function = "sys_exit")]
-    tp_btf_sys_exit,
-    sys_exit,
-    ProbeId::SysExit,
-    |_ctx: BtfTracePointContext| try_sys_exit()
-);
+// The perf tracepoints `syscalls:sys_exit_<name>` of tracer_common::RW_SYSCALLS.
+#[tracepoint]
+pub fn tp_sys_exit(_ctx: TracePointContext) -> u32 {
+    try_sys_exit()
+}
 
 #[inline(always)]
 fn try_sys_exit() -> u32 {

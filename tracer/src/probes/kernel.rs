@@ -4,7 +4,7 @@
 use std::{collections::HashSet, fs, path::Path};
 
 use btf_rs::{Btf, Type};
-use tracer_common::{Attach, Offsets, OFFSET_UNKNOWN, PROBES};
+use tracer_common::{Attach, Offsets, OFFSET_UNKNOWN, PROBES, RW_SYSCALLS};
 
 use crate::model::FollBits;
 
@@ -23,6 +23,9 @@ pub struct Facts {
     pub kallsyms: HashSet<String>,
     /// Whether kprobes can be created, or why not.
     pub kprobes: Result<(), String>,
+    /// Whether the perf tracepoints of every system call of tracer_common::RW_SYSCALLS exist
+    /// (entry and exit), or why not.
+    pub syscall_events: Result<(), String>,
     /// Struct member offsets the latency programs read.
     pub offsets: Offsets,
     /// `struct.member` paths this kernel's BTF does not have (their offsets are unknown).
@@ -35,6 +38,8 @@ pub struct Facts {
 
 const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
 const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe";
+/// Where tracefs is mounted, in the order aya looks.
+const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
 impl Facts {
     /// One line per struct member this kernel's BTF lacks, with what the tracer loses without
@@ -65,6 +70,7 @@ impl Facts {
             btf_tracepoints: HashSet::new(),
             kallsyms: HashSet::new(),
             kprobes: Err(why.to_string()),
+            syscall_events: Err(why.to_string()),
             offsets: Offsets::UNKNOWN,
             offsets_missing: Vec::new(),
             req_ops: Default::default(),
@@ -79,6 +85,10 @@ impl Facts {
             .unwrap_or_else(|_| "unknown".into());
         let mut facts = Facts {
             kprobes: kprobe_support(Path::new(KPROBE_PMU)),
+            syscall_events: {
+                mount_tracefs_if_missing();
+                syscall_event_support(&TRACEFS.map(Path::new))
+            },
             kallsyms: kallsyms_names(Path::new("/proc/kallsyms")),
             ..Facts::nothing(&release, "")
         };
@@ -134,7 +144,7 @@ fn enum_values(btf: &Btf, name: &str, prefix: &str) -> std::collections::BTreeMa
 }
 
 /// The offsets of [`Offsets`], each as `struct` + member path.
-const OFFSET_PATHS: [(&str, &str); 33] = [
+const OFFSET_PATHS: [(&str, &str); 32] = [
     ("request", "part"),
     ("request", "cmd_flags"),
     ("request", "bio"),
@@ -163,7 +173,6 @@ const OFFSET_PATHS: [(&str, &str); 33] = [
     ("pipe_buffer", "page"),
     ("page", "mapping"),
     ("task_struct", "stack"),
-    ("pt_regs", "di"),
     ("task_struct", "files"),
     ("files_struct", "fdt"),
     ("fdtable", "fd"),
@@ -190,7 +199,7 @@ fn read_offsets(btf: &Btf) -> (Offsets, Vec<String>, FollBits) {
             None => missing.push(format!("{st}.{path}")),
         }
     }
-    let [rq_part, rq_cmd_flags, rq_bio, rq_data_len, bdev_dev, bio_next, bio_bdev, bio_opf, bio_size, kiocb_filp, file_inode, inode_sb, sb_dev, iter_data_source, iter_count, bio_io_vec, bio_vcnt, bio_flags, bio_status, bvec_page, bvec_len, bvec_offset, page_compound_head, task_signal, signal_live, pipe_buffer_page, page_mapping, task_stack, regs_di, task_files, files_fdt, fdt_fd, file_f_flags] =
+    let [rq_part, rq_cmd_flags, rq_bio, rq_data_len, bdev_dev, bio_next, bio_bdev, bio_opf, bio_size, kiocb_filp, file_inode, inode_sb, sb_dev, iter_data_source, iter_count, bio_io_vec, bio_vcnt, bio_flags, bio_status, bvec_page, bvec_len, bvec_offset, page_compound_head, task_signal, signal_live, pipe_buffer_page, page_mapping, task_stack, task_files, files_fdt, fdt_fd, file_f_flags] =
         values;
     let [bio_pinned_bit, bio_no_page_ref_bit, foll_write, foll_longterm] =
         enumerators(btf, ["BIO_PAGE_PINNED", "BIO_NO_PAGE_REF", "FOLL_WRITE", "FOLL_LONGTERM"]);
@@ -234,7 +243,6 @@ fn read_offsets(btf: &Btf) -> (Offsets, Vec<String>, FollBits) {
         pipe_buffer_page,
         page_mapping,
         task_stack,
-        regs_di,
         task_files,
         files_fdt,
         fdt_fd,
@@ -334,6 +342,44 @@ pub fn kprobe_support(pmu: &Path) -> Result<(), String> {
     }
 }
 
+/// Mounts tracefs at /sys/kernel/tracing when no tracefs is mounted (as perf does): the
+/// syscall tracepoints are found through it. Needs root; failing, the probes that need it are
+/// reported missing with the reason.
+fn mount_tracefs_if_missing() {
+    if TRACEFS.iter().any(|r| Path::new(r).join("events").is_dir()) || !Path::new(TRACEFS[0]).is_dir() {
+        return;
+    }
+    let (src, dir, fstype) = (c"tracefs", c"/sys/kernel/tracing", c"tracefs");
+    // SAFETY: NUL-terminated strings that outlive the call; no mount data.
+    let rc = unsafe { libc::mount(src.as_ptr(), dir.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
+    if rc == 0 {
+        log::info!("mounted tracefs at /sys/kernel/tracing (for the system call tracepoints)");
+    } else {
+        log::debug!("cannot mount tracefs: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// Whether some tracefs of `roots` has the events `syscalls/sys_enter_<name>` and
+/// `syscalls/sys_exit_<name>` of every read and write system call (CONFIG_FTRACE_SYSCALLS).
+pub fn syscall_event_support(roots: &[&Path]) -> Result<(), String> {
+    let Some(root) = roots.iter().find(|r| r.join("events").is_dir()) else {
+        let names: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+        return Err(format!("tracefs not mounted (no events/ under {})", names.join(" or ")));
+    };
+    let events = root.join("events/syscalls");
+    for name in RW_SYSCALLS {
+        for side in ["sys_enter", "sys_exit"] {
+            if !events.join(format!("{side}_{name}")).join("id").exists() {
+                return Err(format!(
+                    "no syscall tracepoint {side}_{name} in {} (CONFIG_FTRACE_SYSCALLS off?)",
+                    events.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The catalogue's function names that /proc/kallsyms lists (module suffixes ignored).
 pub fn kallsyms_names(path: &Path) -> HashSet<String> {
     let wanted: HashSet<&str> = PROBES.iter().map(|d| d.target).collect();
@@ -394,6 +440,27 @@ mod tests {
         assert!(got.contains("unpin_user_page"));
         assert!(!got.contains("unpin_folio"), "data symbols cannot take a kprobe");
         assert_eq!(got.len(), 2);
+    }
+
+    #[test]
+    fn syscall_events_are_looked_up_under_tracefs() {
+        let root = std::env::temp_dir().join(format!("tracer-tracefs-{}", std::process::id()));
+        let none = syscall_event_support(&[root.as_path()]).unwrap_err();
+        assert!(none.contains("tracefs not mounted"), "{none}");
+        for name in RW_SYSCALLS {
+            for side in ["sys_enter", "sys_exit"] {
+                let dir = root.join("events/syscalls").join(format!("{side}_{name}"));
+                fs::create_dir_all(&dir).unwrap();
+                if name != "pwritev2" || side != "sys_exit" {
+                    fs::write(dir.join("id"), "1").unwrap();
+                }
+            }
+        }
+        let missing = syscall_event_support(&[root.as_path()]).unwrap_err();
+        assert!(missing.contains("sys_exit_pwritev2"), "{missing}");
+        fs::write(root.join("events/syscalls/sys_exit_pwritev2/id"), "1").unwrap();
+        assert_eq!(syscall_event_support(&[Path::new("/nonexistent"), root.as_path()]), Ok(()));
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

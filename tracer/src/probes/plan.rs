@@ -15,6 +15,8 @@ pub enum Method {
     Kprobe,
     Kretprobe,
     TpBtf,
+    /// Perf tracepoints (the system call events of `Attach::Syscalls`).
+    Tracepoint,
 }
 
 impl Method {
@@ -25,6 +27,7 @@ impl Method {
             Method::Kprobe => "kprobe",
             Method::Kretprobe => "kretprobe",
             Method::TpBtf => "tp_btf",
+            Method::Tracepoint => "tracepoint",
         }
     }
 }
@@ -77,8 +80,11 @@ fn plan_one(facts: &Facts, def: ProbeDef) -> PlannedProbe {
         Attach::Fentry => (Method::Fentry, Some(Method::Kprobe)),
         Attach::Fexit => (Method::Fexit, Some(Method::Kretprobe)),
         Attach::TpBtf => (Method::TpBtf, None),
+        Attach::Syscalls => (Method::Tracepoint, None),
     };
     let btf_ok = match (&facts.btf, def.attach) {
+        // Perf tracepoints need no BTF.
+        (_, Attach::Syscalls) => facts.syscall_events.clone(),
         (Err(why), _) => Err(why.clone()),
         (Ok(()), Attach::TpBtf) if !facts.btf_tracepoints.contains(def.target) => {
             Err(format!("no BTF type btf_trace_{} (tracepoint absent)", def.target))
@@ -116,6 +122,7 @@ fn methods(attach: Attach) -> Vec<Method> {
         Attach::Fentry => vec![Method::Fentry, Method::Kprobe],
         Attach::Fexit => vec![Method::Fexit, Method::Kretprobe],
         Attach::TpBtf => vec![Method::TpBtf],
+        Attach::Syscalls => vec![Method::Tracepoint],
     }
 }
 
@@ -153,6 +160,7 @@ mod tests {
             btf_tracepoints: all.clone(),
             kallsyms: all,
             kprobes: Ok(()),
+            syscall_events: Ok(()),
             ..Facts::nothing("6.12.0", "")
         }
     }
@@ -204,5 +212,18 @@ mod tests {
         assert_eq!(p.candidates, vec![(Method::Kprobe, "kprobe_unpin_user_pages")]);
         let t = find(&plan, ProbeId::BlockRqIssue);
         assert!(t.candidates.is_empty());
+    }
+
+    #[test]
+    fn syscall_latency_uses_the_syscall_events_and_needs_no_btf() {
+        let mut facts = stock_612();
+        facts.btf = Err("kernel BTF unreadable".into());
+        let p = &plan(&facts)[ProbeId::SysEnter as usize];
+        assert_eq!(p.candidates, vec![(Method::Tracepoint, "tp_sys_enter")]);
+        assert!(p.def.twins.is_empty(), "run with preemption off: no chain");
+        facts.syscall_events = Err("tracefs not mounted".into());
+        let p = &plan(&facts)[ProbeId::SysExit as usize];
+        assert!(p.candidates.is_empty());
+        assert_eq!(p.ruled_out, vec![(Method::Tracepoint, "tracefs not mounted".to_string())]);
     }
 }

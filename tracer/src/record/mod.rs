@@ -168,7 +168,7 @@ impl Metadata {
 }
 
 fn method(name: &str) -> Option<Method> {
-    [Method::Fentry, Method::Fexit, Method::Kprobe, Method::Kretprobe, Method::TpBtf]
+    [Method::Fentry, Method::Fexit, Method::Kprobe, Method::Kretprobe, Method::TpBtf, Method::Tracepoint]
         .into_iter()
         .find(|m| m.name() == name)
 }

@@ -11,11 +11,11 @@ mod preload;
 
 use aya::{
     maps::{MapData, MapError, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, FEntry, FExit, KProbe, ProgramError},
+    programs::{BtfTracePoint, FEntry, FExit, KProbe, ProgramError, TracePoint},
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
 use tracer_common::{
-    names, PagesHeader, ProbeDef, ProbeStat, RecordType, LOST_REASONS, PAGES_STACK_FRAMES, PROBE_COUNT,
+    names, PagesHeader, ProbeDef, ProbeStat, RecordType, LOST_REASONS, PAGES_STACK_FRAMES, PROBE_COUNT, RW_SYSCALLS,
 };
 
 use super::{
@@ -199,8 +199,8 @@ impl Tracer {
     /// rescues and the chain counters (tracer_common::chain::ChainDebug).
     fn debug_twins(&self, rescued: &[u64]) {
         use tracer_common::chain::{ChainDebug, CHAIN_DEBUG_KINDS};
-        let debug = sum_per_cpu_u64(&self.ebpf, names::CHAIN_DEBUG, PROBE_COUNT * CHAIN_DEBUG_KINDS)
-            .unwrap_or_default();
+        let debug =
+            sum_per_cpu_u64(&self.ebpf, names::CHAIN_DEBUG, PROBE_COUNT * CHAIN_DEBUG_KINDS).unwrap_or_default();
         for o in &self.outcomes {
             if o.attached.is_none() {
                 continue;
@@ -342,7 +342,7 @@ fn attach_chain(
 ) -> Result<(), String> {
     let twins: Vec<&str> = match method {
         Method::Fentry | Method::Fexit | Method::TpBtf => def.twins.to_vec(),
-        Method::Kprobe | Method::Kretprobe => Vec::new(),
+        Method::Kprobe | Method::Kretprobe | Method::Tracepoint => Vec::new(),
     };
     let newest_first = matches!(method, Method::Fentry | Method::Fexit);
     if !newest_first {
@@ -421,6 +421,22 @@ fn attach(ebpf: &mut Ebpf, btf: Option<&Btf>, method: Method, program: &str, tar
         Method::Kprobe | Method::Kretprobe => {
             let p: &mut KProbe = prog.try_into().map_err(|e| describe(&e))?;
             p.load().and_then(|()| p.attach(target, 0).map(drop))
+        }
+        Method::Tracepoint => {
+            let p: &mut TracePoint = prog.try_into().map_err(|e| describe(&e))?;
+            p.load().map_err(|e| describe(&e))?;
+            // One program on the event of every read and write system call; all or none.
+            let attached = RW_SYSCALLS.iter().try_for_each(|name| {
+                let event = format!("{target}_{name}");
+                p.attach("syscalls", &event).map(drop).map_err(|e| format!("syscalls:{event}: {}", describe(&e)))
+            });
+            if let Err(why) = attached {
+                if let Err(e) = p.unload() {
+                    log::warn!("{program}: cannot unload after {why}: {e}");
+                }
+                return Err(why);
+            }
+            Ok(())
         }
     };
     result.map_err(|e| describe(&e))?;
