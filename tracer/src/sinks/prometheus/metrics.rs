@@ -73,94 +73,111 @@ impl Collector for Metrics {
             probes,
         )?;
         let Some(s) = &self.latest else { return Ok(()) };
-        let f = &s.figures;
-        if f.pin_accounting == PinAccounting::Measured {
-            let pins = [
-                (vec![("event", "pinned".to_string())], counter(f.pages_pinned)),
-                (vec![("event", "unpinned".to_string())], counter(f.pages_unpinned)),
-            ];
-            family(
-                &mut enc,
-                "foll_pin_pages",
-                "FOLL_PIN pages since the start, as the kernel counts them (/proc/vmstat)",
-                MetricType::Counter,
-                pins,
-            )?;
-        }
-        family(
-            &mut enc,
-            "lost_events",
-            "Events a probe saw but could not record, and probe runs the kernel skipped",
-            MetricType::Counter,
-            [(Labels::new(), counter(f.lost_events))],
-        )?;
-        let lost = f.lost_by_reason.iter().map(|(&why, &n)| (vec![("reason", why.to_string())], counter(n)));
-        family(
-            &mut enc,
-            "lost_events_by_reason",
-            "Lost events by reason (skipped runs are in probe_skipped_runs)",
-            MetricType::Counter,
-            lost,
-        )?;
-        let skipped = f.probes_skipped.iter().map(|k| (vec![("probe", k.target.to_string())], counter(k.runs)));
-        family(
-            &mut enc,
-            "probe_skipped_runs",
-            "Probe runs the kernel skipped (the program was already running on the CPU)",
-            MetricType::Counter,
-            skipped,
-        )?;
-        let calls = f.entry_points.iter().map(|e| {
-            (vec![("function", e.function.to_string()), ("role", role_name(e.role).to_string())], counter(e.calls))
-        });
-        family(&mut enc, "entry_point_calls", "Calls of each pin and unpin entry point", MetricType::Counter, calls)?;
-        let pages = f.entry_points.iter().map(|e| {
-            (vec![("function", e.function.to_string()), ("role", role_name(e.role).to_string())], counter(e.pages))
-        });
-        family(
-            &mut enc,
-            "entry_point_pages",
-            "Pages returned by a pin call or passed to an unpin call (entry points nest: do not add them up)",
-            MetricType::Counter,
-            pages,
-        )?;
-        if let Some(n) = f.block.requests_completed {
-            family(
-                &mut enc,
-                "block_requests_completed",
-                "Block requests completed",
-                MetricType::Counter,
-                [(Labels::new(), counter(n))],
-            )?;
-        }
-        if let Some(p) = &s.pages {
-            let t = &p.totals;
-            let states = [
-                ("outstanding", t.outstanding),
-                ("outstanding_longterm", t.outstanding_longterm),
-                ("outstanding_owner_exited", t.outstanding_owner_exited),
-                ("suspect", t.suspect),
-            ];
-            let states = states.into_iter().map(|(k, n)| (vec![("state", k.to_string())], gauge(n)));
-            family(
-                &mut enc,
-                "page_ledger_pages",
-                "Pinned pages the page ledger holds now, by state",
-                MetricType::Gauge,
-                states,
-            )?;
-        }
-        if let Some(v) = f.verdict {
-            family(
-                &mut enc,
-                "verdict",
-                "The run's verdict so far (1 for the one that holds)",
-                MetricType::Gauge,
-                [(vec![("verdict", v.name().to_string())], gauge(1))],
-            )?;
-        }
+        health(&mut enc, s)?;
+        pins(&mut enc, s)?;
+        ledger(&mut enc, s)?;
         latency(&mut enc, s)
     }
+}
+
+/// The tracer's own health: lost events and skipped runs.
+fn health(enc: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fmt::Error> {
+    let f = &s.figures;
+    family(
+        enc,
+        "lost_events",
+        "Events a probe saw but could not record, and probe runs the kernel skipped",
+        MetricType::Counter,
+        [(Labels::new(), counter(f.lost_events))],
+    )?;
+    let lost = f.lost_by_reason.iter().map(|(&why, &n)| (vec![("reason", why.to_string())], counter(n)));
+    family(
+        enc,
+        "lost_events_by_reason",
+        "Lost events by reason (skipped runs are in probe_skipped_runs)",
+        MetricType::Counter,
+        lost,
+    )?;
+    let skipped = f.probes_skipped.iter().map(|k| (vec![("probe", k.target.to_string())], counter(k.runs)));
+    family(
+        enc,
+        "probe_skipped_runs",
+        "Probe runs the kernel skipped (the program was already running on the CPU)",
+        MetricType::Counter,
+        skipped,
+    )
+}
+
+/// The kernel's FOLL_PIN totals, the entry points' calls and pages, block requests.
+fn pins(enc: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fmt::Error> {
+    let f = &s.figures;
+    if f.pin_accounting == PinAccounting::Measured {
+        let pins = [
+            (vec![("event", "pinned".to_string())], counter(f.pages_pinned)),
+            (vec![("event", "unpinned".to_string())], counter(f.pages_unpinned)),
+        ];
+        family(
+            enc,
+            "foll_pin_pages",
+            "FOLL_PIN pages since the start, as the kernel counts them (/proc/vmstat)",
+            MetricType::Counter,
+            pins,
+        )?;
+    }
+    let labels = |e: &crate::snapshot::EntryPoint| {
+        vec![("function", e.function.to_string()), ("role", role_name(e.role).to_string())]
+    };
+    let calls = f.entry_points.iter().map(|e| (labels(e), counter(e.calls)));
+    family(enc, "entry_point_calls", "Calls of each pin and unpin entry point", MetricType::Counter, calls)?;
+    let pages = f.entry_points.iter().map(|e| (labels(e), counter(e.pages)));
+    family(
+        enc,
+        "entry_point_pages",
+        "Pages returned by a pin call or passed to an unpin call (entry points nest: do not add them up)",
+        MetricType::Counter,
+        pages,
+    )?;
+    if let Some(n) = f.block.requests_completed {
+        family(
+            enc,
+            "block_requests_completed",
+            "Block requests completed",
+            MetricType::Counter,
+            [(Labels::new(), counter(n))],
+        )?;
+    }
+    Ok(())
+}
+
+/// The page ledger's pages by state, and the verdict.
+fn ledger(enc: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fmt::Error> {
+    if let Some(p) = &s.pages {
+        let t = &p.totals;
+        let states = [
+            ("outstanding", t.outstanding),
+            ("outstanding_longterm", t.outstanding_longterm),
+            ("outstanding_owner_exited", t.outstanding_owner_exited),
+            ("suspect", t.suspect),
+        ];
+        let states = states.into_iter().map(|(k, n)| (vec![("state", k.to_string())], gauge(n)));
+        family(
+            enc,
+            "page_ledger_pages",
+            "Pinned pages the page ledger holds now, by state",
+            MetricType::Gauge,
+            states,
+        )?;
+    }
+    if let Some(v) = s.figures.verdict {
+        family(
+            enc,
+            "verdict",
+            "The run's verdict so far (1 for the one that holds)",
+            MetricType::Gauge,
+            [(vec![("verdict", v.name().to_string())], gauge(1))],
+        )?;
+    }
+    Ok(())
 }
 
 /// tracer_latency_seconds{figure, device, op}: every size together, cumulative.
