@@ -104,8 +104,9 @@ pub struct ViewArgs {
     /// holding its pages is a leak suspect (pin ledger; docs/ledger.md).
     #[arg(long, value_name = "S", default_value = "1", value_parser = parse_seconds)]
     pub leak_grace: Duration,
-    /// Also write a report of the run to FILE when it ends (on Ctrl-C and SIGTERM too): JSON or
-    /// Markdown by the name's ending (.json, .md), or as --report-format says (docs/report.md).
+    /// Also write a report of the run to FILE when it ends (on Ctrl-C and SIGTERM too): JSON,
+    /// Markdown or HTML by the name's ending (.json, .md, .html), or as --report-format says
+    /// (docs/report.md).
     /// Written atomically, mode 0600, owned by $SUDO_USER under sudo.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,

@@ -459,16 +459,33 @@ fn report_files_hold_the_run_in_json_and_markdown() {
 }
 
 #[test]
+fn the_html_report_is_one_self_contained_page_with_its_charts() {
+    let path = temp("sid-thp.html");
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sid-thp-fio-qd4.rec");
+    tracer().arg("report").arg(fixture).arg("--report").arg(&path).assert().success();
+    let html = std::fs::read_to_string(&path).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+    assert!(html.contains("<h1>tracer report: clean</h1>"), "{}", &html[..300]);
+    for id in ["id=\"outstanding-over-time\"><svg", "id=\"pin-ages\"><svg", "class=\"latency\" id=\"latency-"] {
+        assert!(html.contains(id), "{id} missing");
+    }
+    assert_eq!(html.matches("<figure").count(), html.matches("<svg").count(), "every figure holds its chart");
+    for external in ["src=", "href=", "<script", "url("] {
+        assert!(!html.contains(external), "the page must need nothing else: found {external}");
+    }
+}
+
+#[test]
 fn a_report_name_without_a_known_format_is_refused_before_anything_runs() {
     let rec = write("leaky-report-bad.rec", &record_file(&leaky_run(), 5_000 * MS));
     tracer()
         .arg("report")
         .arg(&rec)
-        .args(["--report", "out.html"])
+        .args(["--report", "out.report"])
         .assert()
         .failure()
         .code(1)
-        .stderr(predicate::str::contains("HTML reports are not implemented yet"))
+        .stderr(predicate::str::contains("cannot tell the report format"))
         .stdout("");
     tracer()
         .args(["run", "--duration", "1", "--report", "out.txt"])

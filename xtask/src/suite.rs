@@ -57,6 +57,7 @@ pub fn test(args: &TestArgs) -> Result<i32> {
     });
     if !args.vm_only {
         step("host: tracer check / run (tracepoints only here)", &mut host_live);
+        step("host: HTML report in headless Chromium", &mut crate::report_browser::run);
     }
     step("harness: failure modes (panic, timeout, missing verdict)", &mut || {
         cargo(&["test", "-p", "xtask", "--quiet", "--test", "vm", "--", "--ignored"]).map(|_| String::new())

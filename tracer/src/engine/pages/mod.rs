@@ -28,7 +28,7 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
-pub use self::report::{Class, OwnerPins, PageSnapshot, PageTotals, PathRow};
+pub use self::report::{age_class, Class, OwnerPins, PageSnapshot, PageTotals, PathRow, AGE_BOUNDS_NS};
 use super::{
     detect::{self, HoldFacts, HoldState},
     holds::HoldQueue,
@@ -344,6 +344,7 @@ impl PageLedger {
     pub fn snapshot(&self, now_ns: u64) -> PageSnapshot {
         let mut totals = self.totals.clone();
         let mut paths = self.paths.clone();
+        let mut ages = vec![0; AGE_BOUNDS_NS.len() + 1];
         for queue in self.holds.values() {
             for h in queue.iter() {
                 let row = &mut paths[h.path()];
@@ -358,8 +359,9 @@ impl PageLedger {
                     totals.outstanding_owner_exited += 1;
                 }
                 let longterm = row.class == Some(Class::PinLongterm);
-                let hold =
-                    HoldFacts { tied_to_bio: h.bio(), longterm, orphaned, held_ns: now_ns.saturating_sub(h.ts_ns) };
+                let held_ns = now_ns.saturating_sub(h.ts_ns);
+                ages[age_class(held_ns)] += 1;
+                let hold = HoldFacts { tied_to_bio: h.bio(), longterm, orphaned, held_ns };
                 match detect::hold_state(hold, self.grace_ns) {
                     HoldState::WithBio => totals.outstanding_with_bio += 1,
                     HoldState::LongTerm => totals.outstanding_longterm += 1,
@@ -374,6 +376,6 @@ impl PageLedger {
         paths.sort_by(|a, b| {
             b.pages.cmp(&a.pages).then_with(|| a.entry.cmp(&b.entry)).then_with(|| a.callers.cmp(&b.callers))
         });
-        PageSnapshot { totals, paths }
+        PageSnapshot { totals, paths, ages }
     }
 }

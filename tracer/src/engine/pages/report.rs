@@ -107,10 +107,33 @@ pub struct OwnerPins {
     pub unpinned: u64,
 }
 
+/// Upper bounds (ns) of the age classes of outstanding pins: 1 ms to 1 h, by tens then
+/// minutes ([`PageSnapshot::ages`]).
+pub const AGE_BOUNDS_NS: [u64; 8] = [
+    1_000_000,
+    10_000_000,
+    100_000_000,
+    1_000_000_000,
+    10_000_000_000,
+    60_000_000_000,
+    600_000_000_000,
+    3_600_000_000_000,
+];
+
+/// The age class of a pin held `held_ns`: its index in [`AGE_BOUNDS_NS`], or its length for
+/// older ones.
+pub fn age_class(held_ns: u64) -> usize {
+    AGE_BOUNDS_NS.iter().position(|&b| held_ns <= b).unwrap_or(AGE_BOUNDS_NS.len())
+}
+
 /// The page ledger at a moment.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PageSnapshot {
     pub totals: PageTotals,
     /// Call paths, most pages first.
     pub paths: Vec<PathRow>,
+    /// Outstanding pinned pages by age class (how long they have been held): one count per
+    /// bound of [`AGE_BOUNDS_NS`], then the older ones.
+    #[serde(skip)]
+    pub ages: Vec<u64>,
 }

@@ -3,6 +3,8 @@
 //! Markdown. Written at the end of the run, atomically (a temporary file renamed over the
 //! target), mode 0600, and given to $SUDO_USER when the tracer runs under sudo.
 
+mod charts;
+mod html;
 mod json;
 mod markdown;
 mod write;
@@ -21,14 +23,17 @@ pub enum ReportFormat {
     Json,
     /// Markdown: tables of the figures, the ledgers as the text report shows them.
     Md,
+    /// HTML: one self-contained page, the Markdown's tables and charts (latency histograms,
+    /// ages of outstanding pins, outstanding pins over the run).
+    Html,
 }
 
 /// A report file's name or format that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ReportError {
-    #[error("{0}: HTML reports are not implemented yet; use .json or .md (or --report-format)")]
-    Html(String),
-    #[error("{0}: cannot tell the report format from the name; end it in .json or .md, or give --report-format")]
+    #[error(
+        "{0}: cannot tell the report format from the name; end it in .json, .md or .html, or give --report-format"
+    )]
     Unknown(String),
 }
 
@@ -42,7 +47,7 @@ impl ReportFormat {
         match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
             Some("json") => Ok(ReportFormat::Json),
             Some("md" | "markdown") => Ok(ReportFormat::Md),
-            Some("html" | "htm") => Err(ReportError::Html(name)),
+            Some("html" | "htm") => Ok(ReportFormat::Html),
             _ => Err(ReportError::Unknown(name)),
         }
     }
@@ -71,11 +76,14 @@ pub struct ReportSink {
     settings: Settings,
     opening: Option<Opening>,
     started_unix_s: f64,
+    /// Pages outstanding in the page ledger at the start, every interval and the end (for the
+    /// HTML report's chart), seconds since the start.
+    outstanding: Vec<html::Point>,
 }
 
 impl ReportSink {
     pub fn new(path: PathBuf, format: ReportFormat, settings: Settings) -> ReportSink {
-        ReportSink { path, format, settings, opening: None, started_unix_s: unix_now() }
+        ReportSink { path, format, settings, opening: None, started_unix_s: unix_now(), outstanding: vec![(0.0, 0)] }
     }
 
     /// The report of `summary` in this sink's format.
@@ -96,6 +104,11 @@ impl ReportSink {
         match self.format {
             ReportFormat::Json => json::to_string(&doc),
             ReportFormat::Md => markdown::render(&doc, summary),
+            ReportFormat::Html => {
+                let mut points = self.outstanding.clone();
+                points.extend(point(summary));
+                html::render(&doc, summary, &points)
+            }
         }
     }
 }
@@ -110,7 +123,8 @@ impl Sink for ReportSink {
         Ok(())
     }
 
-    fn interval(&mut self, _interval: &Snapshot, _totals: Option<&Snapshot>) -> std::io::Result<()> {
+    fn interval(&mut self, _interval: &Snapshot, totals: Option<&Snapshot>) -> std::io::Result<()> {
+        self.outstanding.extend(totals.and_then(point));
         Ok(())
     }
 
@@ -118,6 +132,11 @@ impl Sink for ReportSink {
         write_private(&self.path, self.render(summary).as_bytes())
             .map_err(|e| std::io::Error::new(e.kind(), format!("writing the report {}: {e}", self.path.display())))
     }
+}
+
+/// Where the page ledger stands in `snap`: seconds since the start, pages outstanding.
+fn point(snap: &Snapshot) -> Option<html::Point> {
+    snap.pages.as_ref().map(|p| (snap.figures.elapsed_s, p.totals.outstanding))
 }
 
 fn unix_now() -> f64 {

@@ -8,9 +8,11 @@ fn the_format_comes_from_the_name_unless_asked() {
     assert_eq!(f("leaks.json", None), Ok(ReportFormat::Json));
     assert_eq!(f("LEAKS.MD", None), Ok(ReportFormat::Md));
     assert_eq!(f("x.report", Some(ReportFormat::Md)), Ok(ReportFormat::Md));
-    assert_eq!(f("x.html", None), Err(ReportError::Html("x.html".into())));
+    assert_eq!(f("x.html", None), Ok(ReportFormat::Html));
+    assert_eq!(f("x.HTM", None), Ok(ReportFormat::Html));
     let unknown = f("report", None).unwrap_err().to_string();
-    assert!(unknown.contains("end it in .json or .md"), "{unknown}");
+    assert!(unknown.contains("end it in .json, .md or .html"), "{unknown}");
+    assert_eq!(f("report", None), Err(ReportError::Unknown("report".into())));
 }
 
 #[test]

@@ -125,7 +125,7 @@ fn totals() -> Snapshot {
         procs: vec![proc(412, "fio", 2040, 2032), proc(415, "leaker", 8, 0)].into(),
         latency: vec![(all, stats.clone()), (sized, stats)].into(),
         bios: Some(Arc::new(ledger())),
-        pages: Some(Arc::new(PageSnapshot { totals: pages, paths: vec![] })),
+        pages: Some(Arc::new(PageSnapshot { totals: pages, paths: vec![], ages: vec![] })),
         names: Arc::new(NameTable::of(&[(NVME, "nvme0n1")], &[(0, "read")])),
         counters: Arc::new(Counters::default()),
         clock: Clock::default(),
