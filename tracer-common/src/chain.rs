@@ -25,6 +25,13 @@
 //!   invocation and a program before it. Only the thread itself writes its words (interrupts
 //!   that nest on it use the CPU rule), so two programs of one invocation can never both act.
 //!
+//! The thread rule costs a hash map lookup in every program of the chain, and is needed only
+//! where the kernel can preempt a thread inside a program (full, lazy or RT preemption). Where
+//! it cannot (no or voluntary preemption: Debian's 6.1 and 6.12 boot that way), nothing runs on
+//! a CPU beneath a thread-context invocation, so the CPU rule is exact there too; the loader
+//! tells the programs which through the `TASK_PREEMPTION` global (unknown counts as
+//! preemptible), and the model's `atomic_chains_*` tests cover that case.
+//!
 //! What each rule can get wrong is a loss, never a double, and the kernel counts every skip of
 //! the primary, so `skips - rescues` is exactly the invocations nobody took care of:
 //! - CPU rule: the holder of an earlier program was in the kernel's few instructions between

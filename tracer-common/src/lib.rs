@@ -476,6 +476,16 @@ pub struct PagesHeader {
 /// Kernel stack frames a page record carries.
 pub const PAGES_STACK_FRAMES: usize = 14;
 
+/// Kernel stack frames a release record (unpin, put) carries: the tracer's own frames (its
+/// program, a subprogram and the trampoline), the release function and its caller, and one
+/// more. A release is named by its caller only, and the kernel's unwinding is most of a
+/// record's cost (about 70% of it, measured in `cargo xtask bench overhead`), so releases
+/// are not unwound further; pins and references keep [`PAGES_STACK_FRAMES`] for their call
+/// paths.
+pub const RELEASE_STACK_FRAMES: usize = 6;
+
+const _: () = assert!(RELEASE_STACK_FRAMES <= PAGES_STACK_FRAMES);
+
 /// One page of a call: its struct page (0 when the call names only the folio) and its folio
 /// (head page), on which the kernel counts pins.
 #[repr(C)]
@@ -631,6 +641,9 @@ pub mod names {
     pub const EVENTS: &str = "EVENTS";
     /// The [`super::Offsets`] global.
     pub const OFFSETS: &str = "OFFSETS";
+    /// A u64 global: 1 when threads can be preempted inside tracing programs (full, lazy or
+    /// RT preemption, or not known), 0 when they cannot (none or voluntary); see [`super::chain`].
+    pub const TASK_PREEMPTION: &str = "TASK_PREEMPTION";
 }
 
 const _: () = assert!(size_of::<ProbeStat>() == 16);

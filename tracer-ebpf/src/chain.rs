@@ -86,6 +86,19 @@ fn debug(probe: ProbeId, kind: ChainDebug) {
     }
 }
 
+/// 1 when threads can be preempted inside tracing programs, 0 when they cannot (patched by the
+/// loader from the kernel's preemption model; tracer_common::names::TASK_PREEMPTION). Where they
+/// cannot, only interrupts nest, so the CPU rule is exact in thread context too and the
+/// thread's word is never needed.
+#[unsafe(no_mangle)]
+static TASK_PREEMPTION: u64 = 1;
+
+#[inline(always)]
+fn task_preemption() -> bool {
+    // SAFETY: read-only global patched by the loader; volatile keeps the compiler from folding it.
+    unsafe { core::ptr::read_volatile(&TASK_PREEMPTION) != 0 }
+}
+
 #[inline(always)]
 fn armed() -> bool {
     // SAFETY: a u64 of the map, written by the loader only.
@@ -147,7 +160,7 @@ pub fn run(probe: ProbeId, ctx: u64, pos: usize, len: usize, f: impl FnOnce() ->
     let slot = pos.min(MAX_CHAIN - 1);
     // SAFETY: this CPU's entry; slot < MAX_CHAIN; changed only atomically.
     unsafe { add(&raw mut (*r)[slot], 1) };
-    let (acts, rule) = if PROBES[probe as usize].preemptible() {
+    let (acts, rule) = if PROBES[probe as usize].preemptible() && task_preemption() {
         let at = address(&ctx).unwrap_or(0);
         match on_task_stack(at) {
             Some(false) => (cpu_acts(r, pos), ChainDebug::RescuedByCpuRule),

@@ -15,6 +15,7 @@ use aya_ebpf::{
 use tracer_common::{
     head_of, LostReason, Owner, PageEntry, PageEvent, PagesHeader, PagesWire, ProbeId, RecordType, COMM_LEN,
     OFFSET_UNKNOWN, PAGES_FLAG_TRUNCATED, PAGES_FLAG_UNLISTED, PAGES_MAX_ENTRIES, PAGES_STACK_FRAMES,
+    RELEASE_STACK_FRAMES,
 };
 
 use crate::maps::{lost, offsets, submit_flags, EVENTS};
@@ -209,13 +210,14 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
             frames: [0; PAGES_STACK_FRAMES],
         };
         // The kernel stack, straight into the record (a stack map would lose stacks to hash
-        // collisions).
-        let bytes = generated::bpf_get_stack(
-            ctx.as_ptr(),
-            core::ptr::addr_of_mut!((*w).header.frames) as *mut c_void,
-            (8 * PAGES_STACK_FRAMES) as u32,
-            0,
-        );
+        // collisions); releases only down to their caller (RELEASE_STACK_FRAMES). Two calls
+        // with constant sizes: the 6.1 verifier wants the size bounded exactly.
+        let frames = core::ptr::addr_of_mut!((*w).header.frames) as *mut c_void;
+        let bytes = if matches!(call.event, PageEvent::Pin | PageEvent::Get) {
+            generated::bpf_get_stack(ctx.as_ptr(), frames, (8 * PAGES_STACK_FRAMES) as u32, 0)
+        } else {
+            generated::bpf_get_stack(ctx.as_ptr(), frames, (8 * RELEASE_STACK_FRAMES) as u32, 0)
+        };
         if bytes > 0 {
             (*w).header.nr_frames = (bytes as u32) / 8;
         } else {

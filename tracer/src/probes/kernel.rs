@@ -6,6 +6,7 @@ use std::{collections::HashSet, fs, path::Path};
 use btf_rs::{Btf, Type};
 use tracer_common::{Attach, Offsets, OFFSET_UNKNOWN, PROBES, RW_SYSCALLS};
 
+use super::preemption::Preemption;
 use crate::model::FollBits;
 
 /// Facts the probe plan is made from. Plain data, so the plan is testable without a kernel.
@@ -34,6 +35,8 @@ pub struct Facts {
     pub req_ops: std::collections::BTreeMap<u32, String>,
     /// Values of the FOLL_* flags the audit names.
     pub foll: FollBits,
+    /// Whether threads can be preempted inside tracing programs (the chains' rules).
+    pub preemption: Preemption,
 }
 
 const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
@@ -75,6 +78,7 @@ impl Facts {
             offsets_missing: Vec::new(),
             req_ops: Default::default(),
             foll: FollBits::BEFORE_6_2,
+            preemption: Preemption::Unknown(why.to_string()),
         }
     }
 
@@ -90,6 +94,7 @@ impl Facts {
                 syscall_event_support(&TRACEFS.map(Path::new))
             },
             kallsyms: kallsyms_names(Path::new("/proc/kallsyms")),
+            preemption: Preemption::of_running_kernel(),
             ..Facts::nothing(&release, "")
         };
         match Btf::from_file(BTF_PATH) {

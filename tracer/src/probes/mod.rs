@@ -6,5 +6,6 @@ pub mod counters;
 pub mod ebpf;
 pub mod kernel;
 pub mod plan;
+pub mod preemption;
 pub mod sysfs;
 pub mod vmstat;

@@ -63,6 +63,7 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
             for w in &layout {
                 writeln!(out, "  LAYOUT   {w}")?;
             }
+            writeln!(out, "  {}", facts.preemption.describe())?;
         }
         Format::Json => {
             for o in &outcomes {
@@ -71,6 +72,12 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
             for w in &layout {
                 writeln!(out, "{}", serde_json::json!({"type": "layout", "missing": w}))?;
             }
+            let p = &facts.preemption;
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({"type": "preemption", "in_programs": p.in_programs(), "detail": p.describe()})
+            )?;
         }
     }
     if let Some(why) = load_problem {

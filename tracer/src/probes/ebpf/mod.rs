@@ -8,6 +8,7 @@ use std::{
 };
 
 mod preload;
+mod realtime;
 
 use aya::{
     maps::{MapData, MapError, PerCpuArray, RingBuf},
@@ -72,6 +73,7 @@ impl Tracer {
         let mut ebpf = EbpfLoader::new()
             .btf(btf.as_ref())
             .override_global(names::OFFSETS, &facts.offsets, true)
+            .override_global(names::TASK_PREEMPTION, &u64::from(facts.preemption.in_programs()), true)
             .load(OBJECT)
             .map_err(load_error)?;
         // Kept alive for as long as the programs: dropping it closes the log map.
@@ -88,7 +90,14 @@ impl Tracer {
         for planned in plan {
             let mut outcome = ProbeOutcome { def: planned.def, attached: None, failures: planned.ruled_out.clone() };
             for &(method, program) in &planned.candidates {
-                match attach_chain(&mut ebpf, btf.as_ref(), method, program, &planned.def) {
+                match attach_chain(
+                    &mut ebpf,
+                    btf.as_ref(),
+                    method,
+                    program,
+                    &planned.def,
+                    twins_needed(&planned.def, facts.preemption.in_programs()),
+                ) {
                     Ok(()) => {
                         outcome.attached = Some(method);
                         break;
@@ -125,6 +134,7 @@ impl Tracer {
         if let Some(logger) = self.logger.as_mut() {
             logger.flush();
         }
+        let shield = realtime::Shielded::new();
         let mut snap = Counters::default();
         let probes = per_cpu_array::<ProbeStat>(&self.ebpf, names::PROBE_STATS)?;
         for i in 0..PROBE_COUNT {
@@ -136,6 +146,7 @@ impl Tracer {
         let lost = sum_per_cpu_u64(&self.ebpf, names::LOST, LOST_REASONS)?;
         snap.lost.copy_from_slice(&lost);
         let rescued = sum_per_cpu_u64(&self.ebpf, names::RESCUED, PROBE_COUNT)?;
+        drop(shield);
         if std::env::var_os("TRACER_DEBUG_TWINS").is_some() {
             self.debug_twins(&rescued);
         }
@@ -332,16 +343,17 @@ fn sum_per_cpu_u64(ebpf: &Ebpf, name: &'static str, len: u32) -> Result<Vec<u64>
 /// the programs before them did not take care of (tracer-ebpf/src/maps.rs). A trampoline
 /// (fentry/fexit) runs its programs newest first, a tracepoint oldest first. Without a twin,
 /// invocations the kernel skips while the primary runs on that CPU are lost (and counted):
-/// worse, not broken.
+/// worse, not broken. `max_twins` of the probe's twins are attached (see [`twins_needed`]).
 fn attach_chain(
     ebpf: &mut Ebpf,
     btf: Option<&Btf>,
     method: Method,
     primary: &str,
     def: &ProbeDef,
+    max_twins: usize,
 ) -> Result<(), String> {
     let twins: Vec<&str> = match method {
-        Method::Fentry | Method::Fexit | Method::TpBtf => def.twins.to_vec(),
+        Method::Fentry | Method::Fexit | Method::TpBtf => def.twins.iter().take(max_twins).copied().collect(),
         Method::Kprobe | Method::Kretprobe | Method::Tracepoint => Vec::new(),
     };
     let newest_first = matches!(method, Method::Fentry | Method::Fexit);
@@ -366,7 +378,7 @@ fn attach_chain(
             log::warn!(
                 "{} of {} twins of {} did not attach ({why}): calls the kernel skips while its other programs run are lost and counted",
                 failed.len(),
-                def.twins.len(),
+                def.twins.len().min(max_twins),
                 def.target
             );
             log::debug!("twins not attached: {}", names.join(", "));
@@ -393,6 +405,22 @@ fn attach_chain(
         warn_twins(&failed);
     }
     Ok(())
+}
+
+/// Backups a chain needs: an invocation is skipped only while another one of the same target
+/// is inside the chain's programs on that CPU. Where threads cannot be preempted in the
+/// programs (tracepoints run them with preemption off; trampolines on kernels with no or
+/// voluntary preemption) those can only be invocations it interrupted: at most thread, softirq
+/// and hardirq context nest (no probed target runs in NMI context), so two backups suffice.
+/// Where threads can be preempted in them, other threads on the CPU may be inside them too:
+/// every backup of the catalogue. Each attached backup runs for every invocation, so fewer
+/// cost less.
+fn twins_needed(def: &ProbeDef, threads_preemptible: bool) -> usize {
+    if threads_preemptible && def.preemptible() {
+        tracer_common::MAX_TWINS
+    } else {
+        2
+    }
 }
 
 fn attach(ebpf: &mut Ebpf, btf: Option<&Btf>, method: Method, program: &str, target: &str) -> Result<(), String> {
