@@ -124,6 +124,36 @@ impl ProbeDef {
         matches!(self.attach, Attach::Fentry | Attach::Fexit)
     }
 
+    /// Whether the target can be reached in interrupt context (hardirq or softirq), where an
+    /// invocation can nest on another one of the same target on its CPU. The others are reached
+    /// only by a thread (system calls, page pinning, bio submission, process exit): where no
+    /// thread is preempted inside the programs, nothing can be inside their chain beneath an
+    /// invocation, so they need no backup. Were one reached in an interrupt after all, the
+    /// kernel counts the skip and the tracer reports it as lost: never silent.
+    pub const fn in_interrupts(&self) -> bool {
+        !matches!(
+            self.id,
+            ProbeId::PinUserPagesFast
+                | ProbeId::PinUserPages
+                | ProbeId::PinUserPagesRemote
+                | ProbeId::PinUserPagesUnlocked
+                | ProbeId::GetUserPagesFast
+                | ProbeId::FolioAddPin
+                | ProbeId::BioIovIterGetPages
+                | ProbeId::IomapDioBegin
+                | ProbeId::SysEnter
+                | ProbeId::SysExit
+                | ProbeId::ProcessExit
+                | ProbeId::PipeBufRelease
+                | ProbeId::NfsDirectReadScheduleIovec
+                | ProbeId::NfsDirectWriteScheduleIovec
+                | ProbeId::FuseFileReadIter
+                | ProbeId::FuseFileWriteIter
+                | ProbeId::FuseDevRead
+                | ProbeId::FuseDevWrite
+        )
+    }
+
     /// Programs in the probe's chain: the BTF program and its fallbacks on the same target.
     pub const fn chain_len(&self) -> usize {
         self.twins.len() + 1

@@ -134,7 +134,8 @@ impl Tracer {
         if let Some(logger) = self.logger.as_mut() {
             logger.flush();
         }
-        let shield = realtime::Shielded::new();
+        // Every map read below, the chain diagnostics' too (TRACER_DEBUG_TWINS), shielded.
+        let _shield = realtime::Shielded::new();
         let mut snap = Counters::default();
         let probes = per_cpu_array::<ProbeStat>(&self.ebpf, names::PROBE_STATS)?;
         for i in 0..PROBE_COUNT {
@@ -146,7 +147,6 @@ impl Tracer {
         let lost = sum_per_cpu_u64(&self.ebpf, names::LOST, LOST_REASONS)?;
         snap.lost.copy_from_slice(&lost);
         let rescued = sum_per_cpu_u64(&self.ebpf, names::RESCUED, PROBE_COUNT)?;
-        drop(shield);
         if std::env::var_os("TRACER_DEBUG_TWINS").is_some() {
             self.debug_twins(&rescued);
         }
@@ -408,18 +408,20 @@ fn attach_chain(
 }
 
 /// Backups a chain needs: an invocation is skipped only while another one of the same target
-/// is inside the chain's programs on that CPU. Where threads cannot be preempted in the
-/// programs (tracepoints run them with preemption off; trampolines on kernels with no or
-/// voluntary preemption) those can only be invocations it interrupted: at most thread, softirq
-/// and hardirq context nest (no probed target runs in NMI context), so two backups suffice.
-/// Where threads can be preempted in them, other threads on the CPU may be inside them too:
-/// every backup of the catalogue. Each attached backup runs for every invocation, so fewer
-/// cost less.
-fn twins_needed(def: &ProbeDef, threads_preemptible: bool) -> usize {
+/// is inside the chain's programs on that CPU. Where threads can be preempted in the programs
+/// (trampolines on a kernel with full, lazy or RT preemption), other threads on the CPU may be
+/// inside them: every backup of the catalogue. Where they cannot (tracepoints run programs
+/// with preemption off; trampolines on kernels with no or voluntary preemption), only the
+/// invocations it interrupted can be: none for a target only threads reach, and at most two
+/// for the others (thread, softirq and hardirq context nest; no probed target runs in NMI
+/// context). Each attached backup runs for every invocation, so fewer cost less.
+pub fn twins_needed(def: &ProbeDef, threads_preemptible: bool) -> usize {
     if threads_preemptible && def.preemptible() {
         tracer_common::MAX_TWINS
-    } else {
+    } else if def.in_interrupts() {
         2
+    } else {
+        0
     }
 }
 
