@@ -44,8 +44,15 @@ pub enum Format {
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
+    /// Print figures every INTERVAL seconds, as --interval does (bcc style: `tracer run 1 10`
+    /// prints every second, ten times, then the summary).
+    #[arg(value_name = "INTERVAL", value_parser = parse_positional_seconds, conflicts_with = "interval")]
+    pub interval_pos: Option<Duration>,
+    /// Stop after COUNT intervals: --duration INTERVAL×COUNT (the summary ends the last one).
+    #[arg(value_name = "COUNT", value_parser = parse_count, requires = "interval_pos", conflicts_with = "duration")]
+    pub count: Option<u32>,
     /// Stop after this many seconds (decimals allowed).
-    #[arg(short, long, value_name = "S", value_parser = parse_seconds)]
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
     pub duration: Option<Duration>,
     /// Also print figures every S seconds (each labelled as an interval).
     #[arg(short, long, value_name = "S", value_parser = parse_seconds)]
@@ -113,6 +120,47 @@ pub struct ViewArgs {
     /// The report's format, whatever the file is called.
     #[arg(long, value_enum, value_name = "FORMAT", requires = "report")]
     pub report_format: Option<crate::sinks::report::ReportFormat>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// Which records the ledgers, the process table and the latency rows see. Options of one kind
+/// are alternatives; different kinds must all match. The kernel's own totals (/proc/vmstat,
+/// entry points, block requests) stay machine-wide and are labelled so.
+#[derive(clap::Args, Debug, Default, Clone, PartialEq)]
+#[command(next_help_heading = "Filters")]
+pub struct FilterArgs {
+    /// Only pins, unpins and bios of process PID (its thread group id, the PID `ps` shows);
+    /// repeatable or comma-separated. An unpin counts for the process that took the pin,
+    /// whichever task ran it (a bio completion in an interrupt, a kworker).
+    #[arg(short = 'p', long = "pid", value_name = "PID", value_delimiter = ',', value_parser = parse_pid)]
+    pub pids: Vec<u32>,
+    /// Only processes named NAME: the kernel's process name (`ps -o comm`, at most 15
+    /// characters), exact; repeatable.
+    #[arg(long = "comm", value_name = "NAME", value_parser = parse_comm)]
+    pub comms: Vec<String>,
+    /// Only I/O on block device DEV: a name (nvme0n1, sda, nullb0, dm-0) or MAJ:MIN (259:0);
+    /// repeatable or comma-separated. Filters latency rows and bios (pins are of memory, not of
+    /// a device). `report`: a name from the record file's device table, else from /sys here.
+    #[arg(short = 'd', long = "device", value_name = "DEV", value_delimiter = ',')]
+    pub devices: Vec<String>,
+    /// Only processes in the cgroup v2 directory PATH (/sys/fs/cgroup/system.slice/x.service;
+    /// that cgroup itself, not its children); repeatable. `report`: the directory must exist
+    /// here and have the same inode as on the recording machine (the same machine and boot).
+    #[arg(long = "cgroup", value_name = "PATH")]
+    pub cgroups: Vec<PathBuf>,
+}
+
+impl FilterArgs {
+    /// The filter as given ("--pid 12 --comm fio"), for the outputs.
+    pub fn label(&self) -> String {
+        let mut words = Vec::new();
+        words.extend(self.pids.iter().map(|p| format!("--pid {p}")));
+        words.extend(self.comms.iter().map(|c| format!("--comm {c}")));
+        words.extend(self.devices.iter().map(|d| format!("--device {d}")));
+        words.extend(self.cgroups.iter().map(|c| format!("--cgroup {}", c.display())));
+        words.join(" ")
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -125,6 +173,13 @@ impl RunArgs {
     /// The format of a live run: as asked, else the dashboard when stdin and stdout are both
     /// terminals (and neither --no-tui nor --segments was given), else text.
     pub fn resolve_format(&mut self, terminal: bool) {
+        // The positionals `[INTERVAL] [COUNT]` as the options they stand for.
+        if let Some(every) = self.interval_pos {
+            self.interval = Some(every);
+            if let Some(count) = self.count {
+                self.duration = Some(every.saturating_mul(count));
+            }
+        }
         let interactive = terminal && !self.no_tui && !self.segments;
         self.view.format = self.view.format_arg.unwrap_or(if interactive { Format::Tui } else { Format::Text });
     }
@@ -144,6 +199,36 @@ pub struct Percentiles(pub Vec<f64>);
 impl Percentiles {
     fn parse(s: &str) -> Result<Percentiles, String> {
         crate::engine::latency::parse_percentiles(s).map(Percentiles)
+    }
+}
+
+/// The positional INTERVAL: seconds, or a hint for a command given without `--`.
+fn parse_positional_seconds(s: &str) -> Result<Duration, String> {
+    parse_seconds(s).map_err(|e| format!("{e} (a COMMAND to run goes after --)"))
+}
+
+/// The positional COUNT: a positive whole number.
+fn parse_count(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("'{s}' is not a positive whole number of intervals")),
+    }
+}
+
+/// A process id: a positive whole number.
+fn parse_pid(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("'{s}' is not a process id (a positive whole number)")),
+    }
+}
+
+/// A process name as the kernel keeps it (TASK_COMM_LEN - 1 bytes at most).
+fn parse_comm(s: &str) -> Result<String, String> {
+    match s.len() {
+        0 => Err("a process name cannot be empty".into()),
+        1..=15 => Ok(s.to_string()),
+        _ => Err(format!("'{s}' is longer than 15 bytes: the kernel keeps process names shorter (`ps -o comm`)")),
     }
 }
 

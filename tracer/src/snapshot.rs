@@ -10,6 +10,7 @@ use crate::{
     engine::{
         bio::LedgerSnapshot,
         detect::{Judgement, Verdict},
+        filter::FilterStatus,
         latency::{Key, Stats},
         pages::PageSnapshot,
         Ending, Final,
@@ -96,6 +97,10 @@ pub struct Figures {
     pub probes_skipped: Vec<Skipped>,
     /// Summary only: the run's verdict.
     pub verdict: Option<Verdict>,
+    /// The filter and what it let through (None without one). Under a filter the kernel's
+    /// totals above (pages_pinned, vmstat, entry points, block) stay machine-wide; the ledgers,
+    /// processes and latency rows are filtered.
+    pub filter: Option<FilterStatus>,
 }
 
 impl Figures {
@@ -154,6 +159,7 @@ impl Figures {
                 .map(|o| Skipped { target: o.def.target, runs: span.missed[o.def.id as usize] })
                 .collect(),
             verdict: None,
+            filter: None,
         }
     }
 
@@ -300,6 +306,7 @@ impl Snapshot {
         // Records the probes produced but that could not be used are lost events too.
         figures.lost_events += fin.invalid;
         figures.verdict = Some(fin.judgement.verdict);
+        figures.filter = fin.filter.clone();
         let l = &fin.ledger;
         let devs = fin.latency.iter().map(|(k, _)| k.dev).chain(l.devices.iter().map(|d| d.dev));
         let devs = devs.chain(l.leaks.iter().map(|x| x.dev)).chain(l.mismatches.iter().map(|m| m.dev));

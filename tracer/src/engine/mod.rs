@@ -3,6 +3,7 @@
 
 pub mod bio;
 pub mod detect;
+pub mod filter;
 pub mod latency;
 pub mod pages;
 
@@ -14,6 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use self::{
     bio::{Ledger, LedgerSnapshot},
     detect::Judgement,
+    filter::{Filter, FilterStatus, Gate},
     latency::{Key, Latency, Stats},
     pages::{OwnerPins, PageLedger, PageSnapshot},
 };
@@ -47,6 +49,8 @@ pub struct Config {
     /// not (record files of tracers before 7.x support), tail pages were filed as their own
     /// folios, and the page ledger matches folio-level unpins to them by address.
     pub folio_heads: bool,
+    /// Which records the consumers see (`--pid`, `--comm`, `--cgroup`, `--device`).
+    pub filter: Filter,
 }
 
 impl Default for Config {
@@ -57,6 +61,7 @@ impl Default for Config {
             struct_page_size: 64,
             max_reports: 100,
             folio_heads: true,
+            filter: Filter::default(),
         }
     }
 }
@@ -73,6 +78,8 @@ pub struct Pipeline {
     findings: u64,
     /// The page ledger's per-owner figures at the last interval.
     owners_before: BTreeMap<u32, OwnerPins>,
+    /// The filter, when one was given.
+    gate: Option<Gate>,
 }
 
 /// How a run ended: the counters over the run, the clock, the command. From the kernel maps in
@@ -99,13 +106,18 @@ pub struct Final {
     pub procs: BTreeMap<u32, ProcCounts>,
     /// Records the probes produced that could not be used (lost events too).
     pub invalid: u64,
+    /// What the filter let through, when one was given.
+    pub filter: Option<FilterStatus>,
 }
 
 impl Pipeline {
     pub fn new(ledger: Config) -> Pipeline {
+        let page_ledger = || PageLedger::new(ledger.foll, ledger.grace_ns, ledger.folio_heads);
+        let gate = (!ledger.filter.is_empty()).then(|| Gate::new(ledger.filter.clone(), page_ledger()));
         Pipeline {
             latency: Latency::default(),
-            pages: PageLedger::new(ledger.foll, ledger.grace_ns, ledger.folio_heads),
+            pages: page_ledger(),
+            gate,
             struct_page_size: ledger.struct_page_size,
             ledger: Ledger::new(ledger),
             undecodable: 0,
@@ -119,27 +131,69 @@ impl Pipeline {
     pub fn next_segment(&self, ledger: Config) -> Pipeline {
         let mut next = Pipeline::new(ledger);
         next.pages.inherit_symbols(&self.pages);
+        if let Some(gate) = next.gate.as_mut() {
+            gate.shadow_mut().inherit_symbols(&self.pages);
+        }
         next
     }
 
     /// One ring buffer record, as the kernel wrote it.
     pub fn consume(&mut self, bytes: &[u8]) {
         match decode(bytes) {
-            Ok(Record::Latency(ev)) => self.latency.record(&ev),
-            Ok(Record::Bio(rec)) => {
-                self.pages.bio(&rec, self.struct_page_size);
-                if detect::is_finding(&self.ledger.apply(&rec)) {
-                    self.findings += 1;
-                }
-            }
-            Ok(Record::Pages(rec)) => self.pages.apply(&rec),
-            Ok(Record::Symbols(symbols)) => self.pages.symbols(&symbols),
-            Ok(Record::Exit(exit)) => self.pages.exit(exit.tgid, exit.ts_ns),
+            Ok(rec) => self.apply(&rec),
             Err(e) => {
                 self.undecodable += 1;
                 self.latency.undecodable(e);
             }
         }
+    }
+
+    /// One decoded record, through the filter if there is one.
+    pub fn apply(&mut self, rec: &Record) {
+        match rec {
+            Record::Latency(ev) => {
+                if self.gate.as_mut().is_none_or(|g| g.latency(ev)) {
+                    self.latency.record(ev);
+                }
+            }
+            Record::Bio(rec) => {
+                self.pages.bio(rec, self.struct_page_size);
+                if self.gate.as_mut().is_none_or(|g| g.bio(rec, self.struct_page_size))
+                    && detect::is_finding(&self.ledger.apply(rec))
+                {
+                    self.findings += 1;
+                }
+            }
+            Record::Pages(rec) => match self.gate.as_mut() {
+                Some(gate) => gate.pages(rec, &mut self.pages),
+                None => self.pages.apply(rec),
+            },
+            Record::Symbols(symbols) => {
+                self.pages.symbols(symbols);
+                if let Some(gate) = self.gate.as_mut() {
+                    gate.shadow_mut().symbols(symbols);
+                }
+            }
+            Record::Exit(exit) => {
+                self.pages.exit(exit.tgid, exit.ts_ns);
+                if let Some(gate) = self.gate.as_mut() {
+                    gate.shadow_mut().exit(exit.tgid, exit.ts_ns);
+                }
+            }
+        }
+    }
+
+    /// What the filter let through so far; None without a filter.
+    pub fn filter_status(&self) -> Option<FilterStatus> {
+        self.gate.as_ref().map(Gate::status)
+    }
+
+    /// The kernel's per-process counters (by the task that ran each call), narrowed to the
+    /// filter's processes where it can tell (not under --cgroup: they carry no cgroup).
+    fn kernel_procs(&self, procs: &BTreeMap<u32, ProcCounts>) -> BTreeMap<u32, ProcCounts> {
+        let Some(filter) = self.gate.as_ref().map(Gate::filter) else { return procs.clone() };
+        let keep = |tgid: u32, p: &ProcCounts| filter.process_matches(tgid, &p.comm).unwrap_or(false);
+        procs.iter().filter(|&(&tgid, p)| keep(tgid, p)).map(|(&t, p)| (t, p.clone())).collect()
     }
 
     /// The final figures. Pure: everything comes from the records and `end`.
@@ -148,7 +202,8 @@ impl Pipeline {
         let lost = detect::lost_records(&end.span, self.undecodable);
         let pages = self.pages.snapshot(end.end_ns);
         let judgement = detect::verdict(&ledger, &pages.totals, &end.outcomes, lost);
-        let procs = owner_counts(self.pages.owners(), &BTreeMap::new()).unwrap_or_else(|| end.span.procs.clone());
+        let procs =
+            owner_counts(self.pages.owners(), &BTreeMap::new()).unwrap_or_else(|| self.kernel_procs(&end.span.procs));
         Final {
             latency: self.latency.cumulative(percentiles),
             ledger,
@@ -156,6 +211,7 @@ impl Pipeline {
             judgement,
             procs,
             invalid: self.latency.invalid,
+            filter: self.filter_status(),
         }
     }
 
@@ -176,6 +232,9 @@ impl Pipeline {
         if self.findings > 0 {
             log::info!("{} leaks or mismatches found while the records streamed", self.findings);
         }
+        if let Some(f) = self.filter_status().filter(|f| f.matched == 0) {
+            log::warn!("filter {} matched no records", f.label);
+        }
     }
 
     /// The processes' figures since the last interval, by the owner of each pin (None when the
@@ -185,6 +244,12 @@ impl Pipeline {
         let procs = owner_counts(now, &self.owners_before);
         self.owners_before = now.clone();
         procs
+    }
+
+    /// The kernel's per-process counters of an interval, narrowed to the filter's processes
+    /// (see [`Pipeline::owner_interval`] for when they are used).
+    pub fn kernel_interval(&self, procs: &BTreeMap<u32, ProcCounts>) -> BTreeMap<u32, ProcCounts> {
+        self.kernel_procs(procs)
     }
 }
 
@@ -214,6 +279,6 @@ fn owner_counts(
 
 /// The engine's configuration from the command line's grace period and the traced kernel's
 /// facts.
-pub fn config(grace: std::time::Duration, foll: FollBits, folio_heads: bool) -> Config {
-    Config { grace_ns: grace.as_nanos().min(u64::MAX as u128) as u64, foll, folio_heads, ..Config::default() }
+pub fn config(grace: std::time::Duration, foll: FollBits, folio_heads: bool, filter: Filter) -> Config {
+    Config { grace_ns: grace.as_nanos().min(u64::MAX as u128) as u64, foll, folio_heads, filter, ..Config::default() }
 }

@@ -70,11 +70,13 @@ fn interval(
     percentiles: &[f64],
 ) -> Result<()> {
     let mut span = tick.span;
-    if let Some(procs) = engine.owner_interval() {
-        span.procs = procs;
-    }
+    span.procs = match engine.owner_interval() {
+        Some(procs) => procs,
+        None => engine.kernel_interval(&span.procs),
+    };
     let outcomes = &tick.totals.outcomes;
-    let figures = Figures::new(Scope::Interval, outcomes, &span, (tick.elapsed_s, tick.span_s), tick.vmstat);
+    let mut figures = Figures::new(Scope::Interval, outcomes, &span, (tick.elapsed_s, tick.span_s), tick.vmstat);
+    figures.filter = engine.filter_status();
     let latency = engine.take_interval(percentiles);
     let snap = Snapshot::interval(figures, span, latency, names, tick.end_ns);
     let totals = sinks

@@ -3,6 +3,7 @@
 //! to the same loop ([`drive::drive`]).
 
 mod drive;
+mod filter;
 
 #[cfg(test)]
 mod tests;
@@ -95,6 +96,7 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
         // Before the probes load (tens of seconds on some machines).
         need_terminal()?;
     }
+    let filter = filter::live(&args.view.filter)?;
     let command = args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
     let report = report_sink(&args.view, command)?;
     // Bound before the load: a port in use is one line and exit 1, not minutes later.
@@ -169,7 +171,7 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
         quit,
     };
     let live = LiveSource::new(tracer, first, triggers, SysNames::new(&facts), start)?;
-    let config = engine::config(args.view.leak_grace, facts.foll, facts.folio_heads());
+    let config = engine::config(args.view.leak_grace, facts.foll, facts.folio_heads(), filter);
     let mut refs: Vec<&mut dyn Sink> = sinks.iter_mut().map(|s| &mut **s as &mut dyn Sink).collect();
     let source = &mut EventSource::Live(Box::new(live));
     let end = drive(source, config, &mut refs, recorder.as_mut(), &args.view.percentiles.0).await?;
@@ -227,6 +229,7 @@ fn metadata(facts: &Facts, outcomes: &[ProbeOutcome], args: &RunArgs, start_ns: 
 pub async fn report(args: &ReportArgs) -> Result<i32> {
     let path = &args.file;
     let file = File::open(path).map_err(|e| anyhow!("cannot open {}: {}", path.display(), io_reason(&e)))?;
+    let filter = filter::replay(&args.view.filter, path)?;
     let mut report = report_sink(&args.view, Vec::new())?;
     let out = std::io::stdout();
     let mut sink: Box<dyn Sink> = match args.view.format {
@@ -238,7 +241,8 @@ pub async fn report(args: &ReportArgs) -> Result<i32> {
     if let Some(r) = report.as_mut() {
         sinks.push(r);
     }
-    replay(&path.display().to_string(), Box::new(BufReader::new(file)), &args.view, &mut sinks).await?;
+    let src = Box::new(BufReader::new(file));
+    replay(&path.display().to_string(), src, &args.view, filter, &mut sinks).await?;
     Ok(0)
 }
 
@@ -255,10 +259,17 @@ fn report_sink(view: &ViewArgs, command: Vec<String>) -> Result<Option<ReportSin
     Ok(Some(ReportSink::new(path.clone(), format, settings)))
 }
 
-/// Replays a record file read from `src` into `sinks`. `name` is the file's name for messages.
-async fn replay(name: &str, src: Box<dyn Read>, view: &ViewArgs, sinks: &mut [&mut dyn Sink]) -> Result<()> {
+/// Replays a record file read from `src` into `sinks`, through `filter`. `name` is the file's
+/// name for messages.
+async fn replay(
+    name: &str,
+    src: Box<dyn Read>,
+    view: &ViewArgs,
+    filter: engine::filter::Filter,
+    sinks: &mut [&mut dyn Sink],
+) -> Result<()> {
     let file = FileSource::open(name, src)?;
-    let config = engine::config(view.leak_grace, file.metadata().foll, file.metadata().folio_heads);
+    let config = engine::config(view.leak_grace, file.metadata().foll, file.metadata().folio_heads, filter);
     drive(&mut EventSource::File(Box::new(file)), config, sinks, None, &view.percentiles.0).await?;
     Ok(())
 }

@@ -31,6 +31,7 @@ fn args(format: Format) -> ReportArgs {
             leak_grace: Duration::from_secs(1),
             report: None,
             report_format: None,
+            filter: crate::cli::FilterArgs::default(),
         },
     }
 }
@@ -72,7 +73,8 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// A record file replayed into `sink`.
 fn replay_into(bytes: &[u8], sink: &mut dyn Sink) -> Result<()> {
-    block_on(replay("t.rec", Box::new(std::io::Cursor::new(bytes.to_vec())), &args(Format::Json).view, &mut [sink]))
+    let src = Box::new(std::io::Cursor::new(bytes.to_vec()));
+    block_on(replay("t.rec", src, &args(Format::Json).view, engine::filter::Filter::default(), &mut [sink]))
 }
 
 fn replayed(bytes: &[u8], format: Format) -> String {

@@ -340,6 +340,11 @@ impl PageLedger {
         &self.owners
     }
 
+    /// The running totals (outstanding pins are counted at a snapshot only).
+    pub fn totals(&self) -> &PageTotals {
+        &self.totals
+    }
+
     /// The ledger at `now_ns`.
     pub fn snapshot(&self, now_ns: u64) -> PageSnapshot {
         let mut totals = self.totals.clone();

@@ -7,7 +7,7 @@ use crate::model::PagesRecord;
 
 impl PageLedger {
     /// The name of a release: the unpin variant and the function that called it.
-    pub(super) fn release_name(&mut self, rec: &PagesRecord) -> String {
+    pub(crate) fn release_name(&mut self, rec: &PagesRecord) -> String {
         let variant = PROBES.get(rec.probe as usize).map_or("?", |d| d.target);
         match self.callers(&rec.frames, rec.probe).first() {
             Some(caller) => format!("{variant} <- {caller}"),
@@ -17,36 +17,58 @@ impl PageLedger {
 
     pub(super) fn release(&mut self, rec: &PagesRecord) {
         let name = self.release_name(rec);
-        let dirty = rec.flags & PAGES_FLAG_DIRTY != 0;
-        let refs = rec.refs.max(1);
-        for &(page, folio) in &rec.entries {
-            for _ in 0..refs {
-                self.totals.unpinned += 1;
-                // An unpin that names only a folio takes the hold of the next page the bio
-                // being released on this thread names in that folio, if any.
-                let named =
-                    if page == 0 { self.next_releasing(rec.owner.pid, folio, rec.ts_ns).unwrap_or(0) } else { page };
-                let hold = self.unhold(folio, named).or_else(|| if page == 0 { self.unhold_tail(folio) } else { None });
-                match hold {
-                    Some(hold) => {
-                        self.totals.unpinned_matched += 1;
-                        if let Some(owner) = self.threads.get(&hold.pid).and_then(|tgid| self.owners.get_mut(tgid)) {
-                            owner.unpinned += 1;
-                        }
-                        let row = &mut self.paths[hold.path()];
-                        *row.released_by.entry(name.clone()).or_insert(0) += 1;
-                        if dirty {
-                            row.released_dirty += 1;
-                        }
-                    }
-                    None => self.totals.unpinned_unknown_origin += 1,
-                }
+        for &entry in &rec.entries {
+            for _ in 0..rec.refs.max(1) {
+                self.release_ref(rec, entry, &name);
             }
         }
-        // Entries not listed (a kretprobe fallback, or beyond the record) are counted only.
-        let n = (rec.nr as u64).saturating_sub(rec.entries.len() as u64) * refs as u64;
+        self.release_unlisted(rec);
+    }
+
+    /// One pin reference of the entry `(page, folio)` of the unpin `rec`, released by `name`.
+    pub(crate) fn release_ref(&mut self, rec: &PagesRecord, (page, folio): (u64, u64), name: &str) {
+        self.totals.unpinned += 1;
+        // An unpin that names only a folio takes the hold of the next page the bio being
+        // released on this thread names in that folio, if any.
+        let named = if page == 0 { self.next_releasing(rec.owner.pid, folio, rec.ts_ns).unwrap_or(0) } else { page };
+        let hold = self.unhold(folio, named).or_else(|| if page == 0 { self.unhold_tail(folio) } else { None });
+        let Some(hold) = hold else {
+            self.totals.unpinned_unknown_origin += 1;
+            return;
+        };
+        self.totals.unpinned_matched += 1;
+        if let Some(owner) = self.threads.get(&hold.pid).and_then(|tgid| self.owners.get_mut(tgid)) {
+            owner.unpinned += 1;
+        }
+        let row = &mut self.paths[hold.path()];
+        *row.released_by.entry(name.to_string()).or_insert(0) += 1;
+        if rec.flags & PAGES_FLAG_DIRTY != 0 {
+            row.released_dirty += 1;
+        }
+    }
+
+    /// The pages of the unpin `rec` it does not list (a kretprobe fallback, or beyond the
+    /// record): counted only.
+    pub(crate) fn release_unlisted(&mut self, rec: &PagesRecord) {
+        let n = (rec.nr as u64).saturating_sub(rec.entries.len() as u64) * rec.refs.max(1) as u64;
         self.totals.unpinned += n;
         self.totals.unpinned_unknown_origin += n;
+    }
+
+    /// Whether an unpin reference of `(page, folio)` would find a hold here (see
+    /// [`Self::release_ref`]): a hold of the page, or of its folio, or (folio-level unpins of
+    /// pins filed before the folio was known) of a tail of the folio filed under itself.
+    pub(crate) fn would_release(&self, page: u64, folio: u64) -> bool {
+        if (page != 0 && self.filed(page).is_some()) || self.holds.contains_key(&folio) {
+            return true;
+        }
+        let size = self.struct_page();
+        page == 0 && !self.folio_heads && (1..FOLIO_SPAN_PAGES).any(|i| self.self_filed_tail(folio + i * size, folio))
+    }
+
+    /// Whether a FOLL_GET reference of `page` is followed here.
+    pub(crate) fn follows_reference(&self, page: u64) -> bool {
+        self.refs.contains_key(&page)
     }
 
     /// FOLL_GET references dropped where a probe sees it: the pages of a pipe buffer over

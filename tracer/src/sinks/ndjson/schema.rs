@@ -7,6 +7,7 @@ use crate::{
     engine::{
         bio::{Count, Group, LeakReport, MismatchReport, PagesSeen, Timing},
         detect::Verdict,
+        filter::FilterStatus,
         latency::{kind_name, size_name, Key, Stats},
         pages::{PageSnapshot, PageTotals, PathRow},
     },
@@ -129,6 +130,43 @@ pub struct FiguresRecord {
     /// Summary only: the pin ledger's verdict (details in the `ledger` record).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ledger: Option<&'static str>,
+    /// The filter (`--pid`, `--comm`, `--cgroup`, `--device`) and what it let through; absent
+    /// without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<FilterRecord>,
+}
+
+/// A filter and what it let through (`filter` of an interval or the summary).
+#[derive(Serialize, Debug, PartialEq)]
+pub struct FilterRecord {
+    /// The filter as given on the command line ("--comm fio --device nullb0").
+    pub applied: String,
+    /// Records the filter judged and kept, and dropped.
+    pub records_matched: u64,
+    pub records_dropped: u64,
+    /// No record matched (not an error).
+    pub matched_nothing: bool,
+    /// Unpins of pins taken before the trace (owner unknown), left out.
+    pub unattributed_unpins: u64,
+    /// "machine-wide": pages_pinned, pages_unpinned, vmstat, entry_points and block are not
+    /// filtered.
+    pub kernel_totals: &'static str,
+    /// "not applicable under a filter".
+    pub vmstat_check: &'static str,
+}
+
+impl FilterRecord {
+    pub fn of(f: &FilterStatus) -> FilterRecord {
+        FilterRecord {
+            applied: f.label.clone(),
+            records_matched: f.matched,
+            records_dropped: f.dropped,
+            matched_nothing: f.matched == 0,
+            unattributed_unpins: f.unattributed_unpins,
+            kernel_totals: "machine-wide",
+            vmstat_check: "not applicable under a filter",
+        }
+    }
 }
 
 impl FiguresRecord {
@@ -164,6 +202,7 @@ impl FiguresRecord {
             probes_missing: f.probes_missing.clone(),
             probes_skipped: f.probes_skipped.iter().map(|s| Skipped { target: s.target, runs: s.runs }).collect(),
             ledger: f.verdict.map(Verdict::name),
+            filter: f.filter.as_ref().map(FilterRecord::of),
         }
     }
 }

@@ -7,7 +7,10 @@ use std::{collections::BTreeMap, io::Write};
 pub use self::ledger::{ledger_text, page_ledger_text};
 use super::Sink;
 use crate::{
-    engine::latency::{kind_name, size_name, Key, Stats},
+    engine::{
+        filter::FilterStatus,
+        latency::{kind_name, size_name, Key, Stats},
+    },
     probes::plan::{role_name, ProbeOutcome},
     snapshot::{Figures, NameTable, PinAccounting, Process, Recording, Scope, Snapshot, Start},
 };
@@ -143,10 +146,14 @@ pub fn figures_text(f: &Figures, procs: &[Process]) -> String {
         Scope::Interval => "interval",
     };
     s.push_str(&format!("--- {title}: {:.3} s (at {:.3} s) ---\n", f.span_s, f.elapsed_s));
+    if let Some(filter) = &f.filter {
+        s.push_str(&filter_text(filter));
+    }
     if f.pin_accounting == PinAccounting::Measured {
         let outstanding = f.net_pinned();
+        let wide = if f.filter.is_some() { " (machine-wide)" } else { "" };
         s.push_str(&format!(
-            "FOLL_PIN pages: pinned {}  unpinned {}  net {outstanding:+}\n",
+            "FOLL_PIN pages{wide}: pinned {}  unpinned {}  net {outstanding:+}\n",
             f.pages_pinned, f.pages_unpinned
         ));
     } else {
@@ -195,6 +202,24 @@ pub fn figures_text(f: &Figures, procs: &[Process]) -> String {
     }
     if !f.probes_missing.is_empty() {
         s.push_str(&format!("probes missing: {}\n", f.probes_missing.join(", ")));
+    }
+    s
+}
+
+/// What a filter let through, and what it does not apply to.
+fn filter_text(f: &FilterStatus) -> String {
+    let mut s = match f.matched {
+        0 => format!("filter {} matched no records\n", f.label),
+        n => format!("filter {}: {n} records matched, {} dropped\n", f.label, f.dropped),
+    };
+    s.push_str("  filtered: both ledgers and the processes (by the owner of each pin and bio); latency rows by\n");
+    s.push_str("  --device only (they name no process). Machine-wide: the FOLL_PIN totals, /proc/vmstat, entry\n");
+    s.push_str("  points, block requests (/proc/vmstat check: not applicable under a filter)\n");
+    if f.unattributed_unpins > 0 {
+        s.push_str(&format!(
+            "  {} unpins of pins taken before the trace (owner unknown) left out\n",
+            f.unattributed_unpins
+        ));
     }
     s
 }

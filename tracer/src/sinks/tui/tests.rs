@@ -58,6 +58,7 @@ fn figures(scope: Scope, elapsed_s: f64, span_s: f64, (pinned, unpinned): (u64, 
         probes_missing: vec!["unpin_folio"],
         probes_skipped: vec![Skipped { target: "unpin_user_folio", runs: 1 }],
         verdict: Some(Verdict::LeaksFound),
+        filter: None,
     }
 }
 

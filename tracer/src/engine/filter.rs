@@ -1,0 +1,215 @@
+//! `--pid`, `--comm`, `--cgroup` and `--device`: which records the engine's consumers see.
+//!
+//! [`Filter`] is plain data (sets of tgids, comms, cgroup ids and dev_t values), the shape a
+//! kernel-side map would take if the filter is one day pushed into the probes. [`Gate`] applies
+//! it in userspace, at the engine's input, so the latency histograms, the bio ledger, the page
+//! ledger and the per-process table only see matching records.
+//!
+//! # Unpins under a filter
+//! An unpin often runs on another task than the pin it ends (a bio completion in an interrupt, a
+//! kworker tearing an io_uring ring down), so its own owner says nothing. The gate keeps two page
+//! ledgers: the engine's, fed with the pins of matching owners, and a shadow one fed with the
+//! pins filtered out. An unpin is split reference by reference; each goes to the ledger that
+//! holds a pin it releases (the engine's first), so it is kept or dropped by the owner of that
+//! pin at pin time, with the ledger's own matching rules (by page, by folio, through a bio's
+//! release). The matching is therefore the same as without a filter: no unpin of a kept pin is
+//! lost, none of a dropped pin is kept. Unpins no ledger can match (pinned before the trace)
+//! belong to no known owner: they go to the shadow ledger and are counted as unattributed. Bio
+//! records go to both page ledgers (each ties only its own holds), and to the bio ledger when
+//! the bio's acquisition matched (its end and release run on other tasks too).
+//!
+//! Latency records carry a device but no owner: only `--device` filters them.
+
+use std::collections::BTreeSet;
+
+use tracer_common::{BioEvent, BioRecord, LatencyEvent, Owner, PageEvent};
+
+use super::{pages::PageLedger, Map};
+use crate::model::{comm_to_string, PagesRecord};
+
+/// What to keep. Empty sets match everything; the sets of different kinds must all match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Thread group ids (the PID `ps` shows).
+    pub tgids: BTreeSet<u32>,
+    /// Process names as the kernel keeps them (at most 15 bytes).
+    pub comms: BTreeSet<String>,
+    /// cgroup v2 ids (the inode numbers of the cgroup directories).
+    pub cgroups: BTreeSet<u64>,
+    /// Kernel dev_t values (major << 20 | minor).
+    pub devs: BTreeSet<u32>,
+    /// How the command line gave it ("--comm fio --device nullb0"), for the outputs only.
+    pub label: String,
+}
+
+impl Filter {
+    /// Whether it keeps everything.
+    pub fn is_empty(&self) -> bool {
+        !self.filters_owners() && self.devs.is_empty()
+    }
+
+    /// Whether it selects owners (processes or cgroups).
+    pub fn filters_owners(&self) -> bool {
+        !self.tgids.is_empty() || !self.comms.is_empty() || !self.cgroups.is_empty()
+    }
+
+    /// Whether the task `o` is one of the selected owners.
+    pub fn owner_matches(&self, o: &Owner) -> bool {
+        (self.tgids.is_empty() || self.tgids.contains(&o.tgid))
+            && (self.cgroups.is_empty() || self.cgroups.contains(&o.cgroup))
+            && (self.comms.is_empty() || self.comms.contains(&comm_to_string(&o.comm)))
+    }
+
+    /// Whether a process known by tgid and name only (no cgroup) is selected: None when the
+    /// filter needs its cgroup.
+    pub fn process_matches(&self, tgid: u32, comm: &str) -> Option<bool> {
+        if !self.cgroups.is_empty() {
+            return None;
+        }
+        Some(
+            (self.tgids.is_empty() || self.tgids.contains(&tgid))
+                && (self.comms.is_empty() || self.comms.contains(comm)),
+        )
+    }
+
+    /// Whether a record of device `dev` is kept.
+    pub fn dev_matches(&self, dev: u32) -> bool {
+        self.devs.is_empty() || self.devs.contains(&dev)
+    }
+}
+
+/// What the filter let through so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FilterStatus {
+    /// The filter as the command line gave it.
+    pub label: String,
+    /// Records the filter judged and kept: pins and references (by owner), bio acquisitions
+    /// (by owner and device), latency records (by device).
+    pub matched: u64,
+    /// Records the filter judged and dropped.
+    pub dropped: u64,
+    /// Unpins of pins taken before the trace: no owner is known, so the filter drops them.
+    pub unattributed_unpins: u64,
+}
+
+/// The filter at the engine's input, with what it needs to judge releases (module docs).
+#[derive(Clone, Debug)]
+pub struct Gate {
+    filter: Filter,
+    /// The page ledger of the pins and references filtered out.
+    shadow: PageLedger,
+    /// Whether each bio acquired in the trace matched, by address (until its release).
+    bios: Map<u64, bool>,
+    matched: u64,
+    dropped: u64,
+}
+
+impl Gate {
+    /// `shadow`: an empty page ledger configured like the engine's.
+    pub fn new(filter: Filter, shadow: PageLedger) -> Gate {
+        Gate { filter, shadow, bios: Map::default(), matched: 0, dropped: 0 }
+    }
+
+    pub fn filter(&self) -> &Filter {
+        &self.filter
+    }
+
+    /// The shadow ledger, for what both ledgers learn (symbols, process exits).
+    pub fn shadow_mut(&mut self) -> &mut PageLedger {
+        &mut self.shadow
+    }
+
+    pub fn status(&self) -> FilterStatus {
+        FilterStatus {
+            label: self.filter.label.clone(),
+            matched: self.matched,
+            dropped: self.dropped,
+            unattributed_unpins: self.shadow.totals().unpinned_unknown_origin,
+        }
+    }
+
+    fn count(&mut self, keep: bool) -> bool {
+        if keep {
+            self.matched += 1;
+        } else {
+            self.dropped += 1;
+        }
+        keep
+    }
+
+    /// Whether a latency record is kept (by device; it names no owner).
+    pub fn latency(&mut self, ev: &LatencyEvent) -> bool {
+        if self.filter.devs.is_empty() {
+            return true;
+        }
+        let keep = self.filter.dev_matches(ev.dev);
+        self.count(keep)
+    }
+
+    /// Whether the bio ledger gets a bio record: by its acquisition's owner and device; a bio
+    /// acquired before the trace by its device alone, and not at all under an owner filter.
+    /// The shadow page ledger gets every bio record (see [`PageLedger::bio`]).
+    pub fn bio(&mut self, rec: &BioRecord, struct_page_size: u64) -> bool {
+        self.shadow.bio(rec, struct_page_size);
+        let unknown = !self.filter.filters_owners() && self.filter.dev_matches(rec.dev);
+        if rec.event == BioEvent::Acquire as u32 {
+            let keep = self.filter.owner_matches(&rec.owner) && self.filter.dev_matches(rec.dev);
+            self.bios.insert(rec.bio, keep);
+            return self.count(keep);
+        }
+        if rec.event == BioEvent::Release as u32 {
+            return self.bios.remove(&rec.bio).unwrap_or(unknown);
+        }
+        self.bios.get(&rec.bio).copied().unwrap_or(unknown)
+    }
+
+    /// Splits a page record between `kept` (the engine's page ledger) and the shadow ledger.
+    pub fn pages(&mut self, rec: &PagesRecord, kept: &mut PageLedger) {
+        if !self.filter.filters_owners() {
+            kept.apply(rec);
+            return;
+        }
+        let event = rec.event;
+        if event == PageEvent::Pin as u32 || event == PageEvent::Get as u32 || event == PageEvent::PutScope as u32 {
+            // Taken by the task of the record; a scope's references are dropped by the thread
+            // that took them.
+            let keep = self.filter.owner_matches(&rec.owner);
+            if event != PageEvent::PutScope as u32 {
+                self.count(keep);
+            }
+            if keep {
+                kept.apply(rec);
+            } else {
+                self.shadow.apply(rec);
+            }
+        } else if event == PageEvent::Unpin as u32 {
+            self.unpins(rec, kept);
+        } else if event == PageEvent::Put as u32 {
+            let mine = rec.entries.iter().any(|&(page, _)| kept.follows_reference(page));
+            if mine {
+                kept.apply(rec);
+            } else {
+                self.shadow.apply(rec);
+            }
+        }
+    }
+
+    /// An unpin record, reference by reference, to the ledger holding the pin each releases.
+    fn unpins(&mut self, rec: &PagesRecord, kept: &mut PageLedger) {
+        // Each ledger names the release once per record (its call path).
+        let (mut kept_name, mut shadow_name) = (None, None);
+        for &entry in &rec.entries {
+            for _ in 0..rec.refs.max(1) {
+                let (ledger, name) = if kept.would_release(entry.0, entry.1) {
+                    (&mut *kept, &mut kept_name)
+                } else {
+                    (&mut self.shadow, &mut shadow_name)
+                };
+                let name: &String = name.get_or_insert_with(|| ledger.release_name(rec));
+                ledger.release_ref(rec, entry, name);
+            }
+        }
+        // Pages the record does not list: counted, owner unknown.
+        self.shadow.release_unlisted(rec);
+    }
+}
