@@ -285,6 +285,57 @@ mod tests {
     }
 
     #[test]
+    fn interval_and_count_positionals_as_bcc_has_them() {
+        let run = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let (Command::Run(mut run) | Command::Record(RecordArgs { mut run, .. })) = cli.command else {
+                panic!("expected run or record")
+            };
+            run.resolve_format(false);
+            (run.interval, run.duration, run.command)
+        };
+        let s = Duration::from_secs;
+        assert_eq!(run(&["tracer", "run", "1", "10"]), (Some(s(1)), Some(s(10)), vec![]));
+        assert_eq!(run(&["tracer", "run", "0.5"]), (Some(Duration::from_millis(500)), None, vec![]));
+        assert_eq!(
+            run(&["tracer", "run", "2", "--", "dd", "if=x"]),
+            (Some(s(2)), None, vec![OsString::from("dd"), OsString::from("if=x")])
+        );
+        assert_eq!(run(&["tracer", "record", "-o", "x.rec", "1", "5"]), (Some(s(1)), Some(s(5)), vec![]));
+        assert_eq!(run(&["tracer", "run", "--interval", "2", "--duration", "4"]), (Some(s(2)), Some(s(4)), vec![]));
+        assert!(Cli::try_parse_from(["tracer", "run", "1", "--interval", "1"]).is_err());
+        assert!(Cli::try_parse_from(["tracer", "run", "1", "3", "--duration", "1"]).is_err());
+    }
+
+    #[test]
+    fn filters_are_repeatable_or_comma_separated() {
+        let cli = Cli::try_parse_from([
+            "tracer",
+            "report",
+            "x.rec",
+            "-p",
+            "1,2",
+            "--pid",
+            "3",
+            "--comm",
+            "fio",
+            "-d",
+            "nvme0n1,8:0",
+        ])
+        .unwrap();
+        let Command::Report(rep) = cli.command else { panic!("expected report") };
+        let f = rep.view.filter;
+        assert_eq!((f.pids, f.comms), (vec![1, 2, 3], vec!["fio".to_string()]));
+        assert_eq!(f.devices, ["nvme0n1", "8:0"]);
+        let cli = Cli::try_parse_from(["tracer", "run", "--comm", "fio", "--cgroup", "/sys/fs/cgroup/a"]).unwrap();
+        let Command::Run(run) = cli.command else { panic!("expected run") };
+        assert_eq!(run.view.filter.label(), "--comm fio --cgroup /sys/fs/cgroup/a");
+        for bad in [&["--pid", "x"][..], &["--pid", "-1"], &["--comm", ""], &["--comm", "sixteen-bytes-xx"]] {
+            assert!(Cli::try_parse_from(["tracer", "report", "f"].iter().chain(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn record_takes_the_run_options_and_a_file() {
         let cli =
             Cli::try_parse_from(["tracer", "record", "-o", "x.rec", "--duration", "2", "--", "fio", "j"]).unwrap();

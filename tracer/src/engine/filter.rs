@@ -213,3 +213,188 @@ impl Gate {
         self.shadow.release_unlisted(rec);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tracer_common::{LatencyKind, ProbeId, RecordType, BIO_FLAG_PINNED, BIO_MAX_VECS, COMM_LEN};
+
+    use super::*;
+    use crate::{
+        engine::{Config, Pipeline},
+        model::Record,
+    };
+
+    const FIO: (u32, &str, u64) = (100, "fio", 10);
+    const DD: (u32, &str, u64) = (200, "dd", 20);
+    /// An interrupt: bio completions and their unpins run there.
+    const IRQ: (u32, &str, u64) = (0, "swapper/1", 1);
+    const NULLB0: u32 = 251 << 20;
+    const SDA: u32 = 8 << 20;
+
+    fn owner((tgid, comm, cgroup): (u32, &str, u64)) -> Owner {
+        let mut c = [0u8; COMM_LEN];
+        c[..comm.len()].copy_from_slice(comm.as_bytes());
+        Owner { tgid, pid: tgid, cgroup, comm: c }
+    }
+
+    fn pages(event: PageEvent, task: (u32, &str, u64), ts_ns: u64, entries: &[(u64, u64)], refs: u32) -> Record {
+        let probe = if event == PageEvent::Pin { ProbeId::PinUserPagesFast } else { ProbeId::UnpinUserFolio };
+        Record::Pages(PagesRecord {
+            event: event as u32,
+            ts_ns,
+            probe: probe as u32,
+            gup_flags: 0,
+            nr: entries.len() as u32,
+            refs,
+            flags: 0,
+            owner: owner(task),
+            frames: Vec::new(),
+            entries: entries.to_vec(),
+        })
+    }
+
+    fn bio(event: BioEvent, addr: u64, dev: u32, task: (u32, &str, u64), first_page: u64) -> Record {
+        let mut r = BioRecord {
+            record: RecordType::Bio as u32,
+            event: event as u32,
+            ts_ns: 10,
+            bio: addr,
+            dev,
+            op: 0,
+            flags: BIO_FLAG_PINNED,
+            status: 0,
+            bytes: 4096,
+            _pad: 0,
+            owner: owner(task),
+            nr_vecs: 1,
+            nr_pages: 1,
+            pages: [0; BIO_MAX_VECS],
+            vec_pages: [0; BIO_MAX_VECS],
+        };
+        r.pages[0] = first_page;
+        r.vec_pages[0] = 1;
+        Record::Bio(r)
+    }
+
+    fn latency(dev: u32) -> Record {
+        Record::Latency(LatencyEvent {
+            record: RecordType::Latency as u32,
+            kind: LatencyKind::D2c as u32,
+            dev,
+            op: 0,
+            bytes: 4096,
+            start_ns: 0,
+            end_ns: 1000,
+        })
+    }
+
+    fn pipeline(filter: Filter) -> Pipeline {
+        Pipeline::new(Config { filter: Filter { label: "test".into(), ..filter }, ..Config::default() })
+    }
+
+    fn comm(name: &str) -> Filter {
+        Filter { comms: [name.to_string()].into(), ..Filter::default() }
+    }
+
+    #[test]
+    fn kinds_combine_and_values_are_alternatives() {
+        let f = Filter { tgids: [100, 300].into(), cgroups: [10].into(), ..Filter::default() };
+        assert!(f.owner_matches(&owner(FIO)));
+        assert!(!f.owner_matches(&owner((100, "fio", 11))), "another cgroup");
+        assert!(!f.owner_matches(&owner(DD)));
+        assert_eq!(f.process_matches(100, "fio"), None, "a cgroup filter cannot judge a bare process");
+        let f = Filter { comms: ["fio".into()].into(), devs: [NULLB0].into(), ..Filter::default() };
+        assert!(f.owner_matches(&owner((7, "fio", 0))) && !f.owner_matches(&owner(DD)));
+        assert_eq!((f.process_matches(7, "fio"), f.process_matches(7, "dd")), (Some(true), Some(false)));
+        assert!(f.dev_matches(NULLB0) && !f.dev_matches(SDA));
+        assert!(Filter::default().is_empty() && Filter::default().owner_matches(&owner(DD)));
+        assert!(!f.is_empty() && f.filters_owners());
+        assert!(!Filter { devs: [SDA].into(), ..Filter::default() }.filters_owners());
+    }
+
+    /// fio and dd pin; an interrupt unpins both: fio's unpin is kept, dd's dropped, by the
+    /// owner of the pin each releases.
+    #[test]
+    fn unpins_follow_the_owner_of_their_pin() {
+        let mut p = pipeline(comm("fio"));
+        p.apply(&pages(PageEvent::Pin, FIO, 1, &[(0x1000, 0x1000), (0x1040, 0x1040)], 1));
+        p.apply(&pages(PageEvent::Pin, DD, 2, &[(0x2000, 0x2000)], 1));
+        p.apply(&pages(PageEvent::Unpin, IRQ, 3, &[(0x2000, 0x2000), (0x1000, 0x1000)], 1));
+        p.apply(&pages(PageEvent::Unpin, IRQ, 4, &[(0x9000, 0x9000)], 1));
+        let t = p.pages.snapshot(5).totals;
+        assert_eq!((t.pinned, t.unpinned, t.unpinned_matched, t.unpinned_unknown_origin), (2, 1, 1, 0));
+        assert_eq!(t.outstanding, 1, "0x1040 is still pinned by fio");
+        let owners = p.pages.owners();
+        assert_eq!(owners.keys().copied().collect::<Vec<_>>(), [100]);
+        assert_eq!((owners[&100].pinned, owners[&100].unpinned), (2, 1));
+        let status = p.filter_status().unwrap();
+        assert_eq!((status.matched, status.dropped, status.unattributed_unpins), (1, 1, 1));
+    }
+
+    /// A folio-level unpin of two references of a folio both processes pinned: one each.
+    #[test]
+    fn a_folio_unpin_is_split_reference_by_reference() {
+        let mut p = pipeline(comm("fio"));
+        p.apply(&pages(PageEvent::Pin, DD, 1, &[(0x3040, 0x3000)], 1));
+        p.apply(&pages(PageEvent::Pin, FIO, 2, &[(0x3080, 0x3000)], 1));
+        p.apply(&pages(PageEvent::Unpin, IRQ, 3, &[(0, 0x3000)], 2));
+        let t = p.pages.snapshot(4).totals;
+        assert_eq!((t.pinned, t.unpinned, t.unpinned_matched, t.outstanding), (1, 1, 1, 0));
+        assert_eq!(p.filter_status().unwrap().unattributed_unpins, 0);
+    }
+
+    /// Without a filter the same records give the same ledger as the filter's two halves.
+    #[test]
+    fn a_filter_that_keeps_everything_changes_nothing() {
+        let records = [
+            pages(PageEvent::Pin, FIO, 1, &[(0x1000, 0x1000), (0x3040, 0x3000)], 1),
+            pages(PageEvent::Pin, FIO, 2, &[(0x3080, 0x3000)], 1),
+            pages(PageEvent::Unpin, IRQ, 3, &[(0, 0x3000), (0x1000, 0x1000)], 1),
+            pages(PageEvent::Unpin, IRQ, 4, &[(0x7000, 0x7000)], 1),
+        ];
+        let mut all = pipeline(Filter::default());
+        let mut fio = pipeline(Filter { tgids: [100].into(), ..Filter::default() });
+        for r in &records {
+            all.apply(r);
+            fio.apply(r);
+        }
+        let (a, f) = (all.pages.snapshot(5).totals, fio.pages.snapshot(5).totals);
+        assert_eq!((a.pinned, a.unpinned_matched, a.outstanding), (f.pinned, f.unpinned_matched, f.outstanding));
+        assert_eq!((a.unpinned_unknown_origin, f.unpinned_unknown_origin), (1, 0), "left out as unattributed");
+        assert!(all.filter_status().is_none());
+    }
+
+    /// Bios by the owner and device of their acquisition, whoever completes them; latency
+    /// records by device.
+    #[test]
+    fn bios_and_latency_by_device_and_owner() {
+        let mut p = pipeline(Filter { devs: [NULLB0].into(), ..comm("fio") });
+        p.apply(&bio(BioEvent::Acquire, 0xa, NULLB0, FIO, 0x1000));
+        p.apply(&bio(BioEvent::Acquire, 0xb, NULLB0, DD, 0x2000));
+        p.apply(&bio(BioEvent::Acquire, 0xc, SDA, FIO, 0x3000));
+        for addr in [0xa, 0xb, 0xc] {
+            p.apply(&bio(BioEvent::End, addr, if addr == 0xc { SDA } else { NULLB0 }, IRQ, 0));
+        }
+        p.apply(&bio(BioEvent::Release, 0xa, NULLB0, IRQ, 0x1000));
+        p.apply(&bio(BioEvent::Release, 0xb, NULLB0, IRQ, 0x2000));
+        p.apply(&latency(NULLB0));
+        p.apply(&latency(SDA));
+        let t = p.ledger.snapshot(20).totals;
+        assert_eq!((t.acquired.bios, t.ended.bios, t.released.bios, t.unknown_origin.bios), (1, 1, 1, 0));
+        let rows = p.latency.cumulative(&[50.0]);
+        assert!(rows.iter().all(|(k, _)| k.dev == NULLB0) && !rows.is_empty());
+        let status = p.filter_status().unwrap();
+        assert_eq!((status.matched, status.dropped), (2, 3));
+    }
+
+    #[test]
+    fn a_filter_that_matches_nothing_says_so() {
+        let mut p = pipeline(comm("nosuch"));
+        p.apply(&pages(PageEvent::Pin, FIO, 1, &[(0x1000, 0x1000)], 1));
+        p.apply(&pages(PageEvent::Unpin, IRQ, 2, &[(0x1000, 0x1000)], 1));
+        let status = p.filter_status().unwrap();
+        assert_eq!((status.matched, status.dropped, status.unattributed_unpins), (0, 1, 0));
+        assert!(p.pages.owners().is_empty());
+        assert_eq!(p.pages.snapshot(3).totals.unpinned, 0);
+    }
+}
