@@ -132,7 +132,9 @@ pub struct ViewArgs {
 pub struct FilterArgs {
     /// Only pins, unpins and bios of process PID (its thread group id, the PID `ps` shows);
     /// repeatable or comma-separated. An unpin counts for the process that took the pin,
-    /// whichever task ran it (a bio completion in an interrupt, a kworker).
+    /// whichever task ran it (a bio completion in an interrupt, a kworker). Latency rows name
+    /// no process: only --device filters them. The kernel's own totals (/proc/vmstat, entry
+    /// points) stay machine-wide and are labelled so.
     #[arg(short = 'p', long = "pid", value_name = "PID", value_delimiter = ',', value_parser = parse_pid)]
     pub pids: Vec<u32>,
     /// Only processes named NAME: the kernel's process name (`ps -o comm`, at most 15
