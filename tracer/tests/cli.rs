@@ -552,6 +552,16 @@ fn a_filter_that_matches_nothing_says_so_and_is_not_an_error() {
         .stdout(predicate::str::contains("FOLL_PIN pages (machine-wide): pinned 8192"))
         .stdout(predicate::str::contains("   143 fio").not())
         .stderr(predicate::str::contains("filter --comm nosuch matched no records"));
+    let md = temp("filter-nosuch.md");
+    tracer()
+        .arg("report")
+        .arg(fixture("sid-thp-fio-qd4.rec"))
+        .args(["--comm", "nosuch", "--report"])
+        .arg(&md)
+        .assert()
+        .success();
+    let md = std::fs::read_to_string(md).unwrap();
+    assert!(md.contains("| filter | --comm nosuch: matched no records; kernel totals"), "{md}");
 }
 
 /// A device by the record file's name for it, or MAJ:MIN: latency rows and bios of that device.

@@ -80,6 +80,9 @@ fn row(s: &mut String, key: &str, value: &str) {
 fn totals(s: &mut String, r: &Report) {
     let f = &r.summary;
     s.push_str("<h2>FOLL_PIN totals and losses</h2>\n<table>");
+    if let Some(filter) = &f.filter {
+        row(s, "filter", &super::filter_line(filter));
+    }
     if f.pin_accounting == "measured" {
         row(s, "pages pinned (kernel accounting)", &f.pages_pinned.to_string());
         row(s, "pages unpinned (kernel accounting)", &f.pages_unpinned.to_string());

@@ -58,6 +58,9 @@ pub fn render(r: &Report, snap: &Snapshot) -> String {
 fn totals(s: &mut String, r: &Report) {
     let f = &r.summary;
     let _ = writeln!(s, "\n## FOLL_PIN totals and losses\n\n| figure | value |\n|---|---|");
+    if let Some(filter) = &f.filter {
+        let _ = writeln!(s, "| filter | {} |", super::filter_line(filter));
+    }
     if f.pin_accounting == "measured" {
         let _ = writeln!(s, "| pages pinned (kernel accounting) | {} |", f.pages_pinned);
         let _ = writeln!(s, "| pages unpinned (kernel accounting) | {} |", f.pages_unpinned);

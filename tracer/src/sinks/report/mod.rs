@@ -139,6 +139,19 @@ fn point(snap: &Snapshot) -> Option<html::Point> {
     snap.pages.as_ref().map(|p| (snap.figures.elapsed_s, p.totals.outstanding))
 }
 
+/// The filter of a report, in words: what it matched, and that the kernel's totals are not
+/// filtered.
+fn filter_line(f: &super::ndjson::FilterRecord) -> String {
+    let matched = match f.matched_nothing {
+        true => "matched no records".to_string(),
+        false => format!("{} records matched, {} dropped", f.records_matched, f.records_dropped),
+    };
+    format!(
+        "{}: {matched}; kernel totals and /proc/vmstat are {} (check {})",
+        f.applied, f.kernel_totals, f.vmstat_check
+    )
+}
+
 fn unix_now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
