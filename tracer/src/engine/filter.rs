@@ -148,9 +148,13 @@ impl Gate {
 
     /// Whether the bio ledger gets a bio record: by its acquisition's owner and device; a bio
     /// acquired before the trace by its device alone, and not at all under an owner filter.
-    /// The shadow page ledger gets every bio record (see [`PageLedger::bio`]).
+    /// The shadow page ledger gets every bio record under an owner filter (see
+    /// [`PageLedger::bio`]).
     pub fn bio(&mut self, rec: &BioRecord, struct_page_size: u64) -> bool {
-        self.shadow.bio(rec, struct_page_size);
+        if self.filter.filters_owners() {
+            // Only then does the shadow ledger hold pins.
+            self.shadow.bio(rec, struct_page_size);
+        }
         let unknown = !self.filter.filters_owners() && self.filter.dev_matches(rec.dev);
         if rec.event == BioEvent::Acquire as u32 {
             let keep = self.filter.owner_matches(&rec.owner) && self.filter.dev_matches(rec.dev);
