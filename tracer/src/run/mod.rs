@@ -202,7 +202,8 @@ fn live_sinks(
     let command = (!args.command.is_empty())
         .then(|| args.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let dashboard = Dashboard::new(App::new(kernel, outcomes, command), tx);
+    let report = args.view.report.as_ref().map(|p| p.display().to_string());
+    let dashboard = Dashboard::new(App::new(kernel, outcomes, command).with_report(report), tx);
     (vec![text, Box::new(dashboard)], Some(rx))
 }
 

@@ -1,11 +1,15 @@
-//! The live dashboard (`tracer run --format tui`): its state and update over a [`Msg`]
-//! (app.rs), its drawing (ui.rs, pure, with snapshot tests) and the terminal it owns
-//! (terminal.rs). It is fed the run's typed snapshots: the run so far and the last interval.
+//! The live dashboard (`tracer run` in a terminal, or `--format tui`): its state and update
+//! over a [`Msg`] (app/: panels, tables, keys), its drawing (ui/, pure, with snapshot tests)
+//! and the terminal it owns (terminal.rs: keys, resizes, ticks on a thread of its own). It is
+//! fed the run's typed snapshots: the run so far and the last interval.
 
 pub mod app;
+pub mod logs;
 pub mod terminal;
 pub mod ui;
 
+#[cfg(test)]
+mod reducer_tests;
 #[cfg(test)]
 mod tests;
 
@@ -40,9 +44,7 @@ impl Sink for Dashboard {
 
     fn interval(&mut self, interval: &Snapshot, totals: Option<&Snapshot>) -> std::io::Result<()> {
         match (self.screen.as_mut(), totals) {
-            (Some(screen), Some(totals)) => {
-                screen.show(Msg::Tick { totals: totals.clone(), interval: interval.figures.clone() })
-            }
+            (Some(screen), Some(totals)) => screen.show(Msg::tick(totals.clone(), interval.clone())),
             _ => Ok(()),
         }
     }
