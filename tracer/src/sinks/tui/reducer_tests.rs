@@ -228,3 +228,39 @@ fn terminal_keys_become_app_keys() {
     assert!(terminal::message(&Event::Key(release)).is_none(), "a release is not a key");
     assert!(key(KeyCode::F(1)).is_none());
 }
+
+/// The real terminal: opened, fed a tick, a quit key from stdin, closed and restored. Needs a
+/// terminal, so not run by default: `script -qec "cargo test -p tracer dashboard_on_a_terminal
+/// -- --ignored" /dev/null` with `q` typed (or piped) into it.
+#[test]
+#[ignore = "needs a terminal on stdin and stdout"]
+fn dashboard_on_a_terminal() {
+    use std::time::{Duration, Instant};
+
+    terminal::need_terminal().expect("a terminal");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut screen = terminal::Screen::open(app(), tx).expect("the screen opens");
+    screen.show(Msg::tick(totals(), interval())).expect("a tick");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rx.try_recv().is_err() {
+        assert!(Instant::now() < deadline, "no quit key within 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(screen);
+    assert!(!terminal::is_open(), "the terminal is restored");
+}
+
+/// A panic while the dashboard is open gives the terminal back first (the panic hook). Needs a
+/// terminal, as above.
+#[test]
+#[ignore = "needs a terminal on stdin and stdout"]
+fn a_panic_restores_the_terminal() {
+    terminal::need_terminal().expect("a terminal");
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let screen = terminal::Screen::open(app(), tx).expect("the screen opens");
+    assert!(terminal::is_open());
+    let panicked = std::panic::catch_unwind(|| panic!("a bug while the dashboard is open"));
+    assert!(panicked.is_err());
+    assert!(!terminal::is_open(), "the hook restored the terminal before the panic was reported");
+    drop(screen);
+}

@@ -54,6 +54,12 @@ fn failed(what: &str) -> impl Fn(std::io::Error) -> std::io::Error + '_ {
 /// Whether the screen is in raw mode on the alternate screen (what the panic hook undoes).
 static OPEN: AtomicBool = AtomicBool::new(false);
 
+/// Whether the dashboard holds the terminal (raw mode, alternate screen).
+#[cfg(test)]
+pub fn is_open() -> bool {
+    OPEN.load(Ordering::SeqCst)
+}
+
 /// Leaves the alternate screen and raw mode, if the dashboard had them.
 fn restore() {
     if OPEN.swap(false, Ordering::SeqCst) {

@@ -239,7 +239,7 @@ impl App {
     fn key(&mut self, key: Key) -> Option<Action> {
         self.status = None;
         if key == Key::Ctrl('c') {
-            return Some(Action::Quit);
+            return Some(self.quit());
         }
         if self.filtering {
             self.filter_key(key);
@@ -247,14 +247,14 @@ impl App {
         }
         if self.help {
             match key {
-                Key::Char('q') => return Some(Action::Quit),
+                Key::Char('q') => return Some(self.quit()),
                 Key::Char('?') | Key::Esc => self.help = false,
                 _ => {}
             }
             return None;
         }
         match key {
-            Key::Char('q') => return Some(Action::Quit),
+            Key::Char('q') => return Some(self.quit()),
             Key::Char('e') => return Some(self.export()),
             Key::Char('?') => self.help = true,
             Key::Char(' ') => self.freeze(),
@@ -347,6 +347,12 @@ impl App {
                 self.rebuild();
             }
         }
+    }
+
+    /// The run ends once the tracer takes the key: the summary follows.
+    fn quit(&mut self) -> Action {
+        self.status = Some("quitting: the summary follows".into());
+        Action::Quit
     }
 
     fn export(&mut self) -> Action {
