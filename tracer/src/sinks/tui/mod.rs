@@ -13,31 +13,44 @@ mod reducer_tests;
 #[cfg(test)]
 mod tests;
 
+use std::sync::{atomic::AtomicBool, Arc};
+
 use tokio::sync::mpsc::UnboundedSender;
 
 pub use self::app::App;
-use self::{app::Msg, terminal::Screen};
+use self::{
+    app::Msg,
+    terminal::{Requests, Screen},
+};
 use super::Sink;
 use crate::snapshot::{Snapshot, Start};
 
 /// The dashboard as a sink: it opens its screen when the run starts (after the start was
 /// printed as text) and closes it before the end is; it shows every interval.
 pub struct Dashboard {
-    pending: Option<(App, UnboundedSender<()>)>,
+    pending: Option<(App, Requests)>,
     screen: Option<Screen>,
 }
 
 impl Dashboard {
     /// A quit key sends on `quit`.
     pub fn new(app: App, quit: UnboundedSender<()>) -> Dashboard {
-        Dashboard { pending: Some((app, quit)), screen: None }
+        Dashboard { pending: Some((app, Requests { quit, export: None })), screen: None }
+    }
+
+    /// The export key sets `asked` (the report sink writes at the next interval).
+    pub fn export_to(mut self, asked: Arc<AtomicBool>) -> Dashboard {
+        if let Some((_, requests)) = self.pending.as_mut() {
+            requests.export = Some(asked);
+        }
+        self
     }
 }
 
 impl Sink for Dashboard {
     fn start(&mut self, _start: &Start) -> std::io::Result<()> {
-        if let Some((app, quit)) = self.pending.take() {
-            self.screen = Some(Screen::open(app, quit)?);
+        if let Some((app, requests)) = self.pending.take() {
+            self.screen = Some(Screen::open(app, requests)?);
         }
         Ok(())
     }

@@ -182,7 +182,10 @@ fn e_asks_for_an_export() {
     assert_eq!(app.status.as_deref(), Some("export requested: no --report FILE was given"));
     let mut app = app.with_report(Some("run.html".into()));
     assert_eq!(keys(&mut app, &[Key::Char('e')]), [Some(Action::Export)]);
-    assert_eq!(app.status.as_deref(), Some("export requested: run.html"));
+    assert_eq!(
+        app.status.as_deref(),
+        Some("export requested: run.html is written at the next interval (and at the end)")
+    );
     keys(&mut app, &[Key::Tab]);
     assert_eq!(app.status, None, "until the next key");
 }
@@ -239,7 +242,8 @@ fn dashboard_on_a_terminal() {
 
     terminal::need_terminal().expect("a terminal");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut screen = terminal::Screen::open(app(), tx).expect("the screen opens");
+    let requests = terminal::Requests { quit: tx, export: None };
+    let mut screen = terminal::Screen::open(app(), requests).expect("the screen opens");
     screen.show(Msg::tick(totals(), interval())).expect("a tick");
     let deadline = Instant::now() + Duration::from_secs(10);
     while rx.try_recv().is_err() {
@@ -257,10 +261,45 @@ fn dashboard_on_a_terminal() {
 fn a_panic_restores_the_terminal() {
     terminal::need_terminal().expect("a terminal");
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let screen = terminal::Screen::open(app(), tx).expect("the screen opens");
+    let screen =
+        terminal::Screen::open(app(), terminal::Requests { quit: tx, export: None }).expect("the screen opens");
     assert!(terminal::is_open());
     let panicked = std::panic::catch_unwind(|| panic!("a bug while the dashboard is open"));
     assert!(panicked.is_err());
     assert!(!terminal::is_open(), "the hook restored the terminal before the panic was reported");
     drop(screen);
+}
+
+/// `e` sets the flag the report sink reads: at the next interval it writes the run so far; a
+/// write that fails does not end the run.
+#[test]
+fn export_makes_the_report_sink_write_the_run_so_far() {
+    use std::sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    };
+
+    use crate::sinks::{
+        report::{ReportFormat, ReportSink, Settings},
+        Sink,
+    };
+
+    let dir = std::env::temp_dir().join(format!("tracer-export-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let settings = || Settings { leak_grace_s: 1.0, percentiles: vec![50.0, 99.0], command: vec![] };
+    let asked = Arc::new(AtomicBool::new(false));
+    let path = dir.join("r.json");
+    let mut sink = ReportSink::new(path.clone(), ReportFormat::Json, settings()).export_on(asked.clone());
+    assert!(sink.wants_totals());
+    sink.interval(&interval(), Some(&totals())).unwrap();
+    assert!(!path.exists(), "not asked yet");
+    asked.store(true, Ordering::Relaxed);
+    sink.interval(&interval(), Some(&totals())).unwrap();
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(written.contains("tracer-report"), "the report's JSON document: {written}");
+    assert!(!asked.load(Ordering::Relaxed), "once per request");
+    let mut bad = ReportSink::new(dir.join("no/such/r.json"), ReportFormat::Json, settings()).export_on(asked.clone());
+    asked.store(true, Ordering::Relaxed);
+    assert!(bad.interval(&interval(), Some(&totals())).is_ok(), "the run goes on");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -9,7 +9,7 @@ use std::{
     sync::{
         atomic::{AtomicBool, Ordering},
         mpsc::{self, Receiver, Sender, TryRecvError},
-        Once,
+        Arc, Once,
     },
     thread::{self, JoinHandle},
     time::Duration,
@@ -88,6 +88,14 @@ fn open_terminal() -> std::io::Result<DefaultTerminal> {
     Terminal::new(CrosstermBackend::new(std::io::stdout())).inspect_err(|_| restore())
 }
 
+/// Where the dashboard's [`Action`]s go.
+pub struct Requests {
+    /// Quit: the run ends.
+    pub quit: UnboundedSender<()>,
+    /// Export: set for the report sink (None: no --report file).
+    pub export: Option<Arc<AtomicBool>>,
+}
+
 /// The open dashboard: its thread, and the way to send it messages.
 pub struct Screen {
     msgs: Option<Sender<Msg>>,
@@ -96,8 +104,7 @@ pub struct Screen {
 
 impl Screen {
     /// The caller has checked [`need_terminal`] (before loading the probes).
-    /// A quit key sends on `quit`.
-    pub fn open(mut app: App, quit: UnboundedSender<()>) -> std::io::Result<Screen> {
+    pub fn open(mut app: App, requests: Requests) -> std::io::Result<Screen> {
         let mut terminal = open_terminal().map_err(failed("setting up the terminal for the dashboard"))?;
         let size = terminal.size().inspect_err(|_| restore()).map_err(failed("reading the terminal's size"))?;
         app.update(Msg::Resize(size.width, size.height));
@@ -105,7 +112,7 @@ impl Screen {
         let (tx, rx) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("dashboard".into())
-            .spawn(move || run(terminal, app, &rx, &quit))
+            .spawn(move || run(terminal, app, &rx, &requests))
             .inspect_err(|_| restore())
             .map_err(failed("starting the dashboard"))?;
         Ok(Screen { msgs: Some(tx), thread: Some(thread) })
@@ -134,7 +141,7 @@ impl Drop for Screen {
 
 /// The dashboard's thread: keys and ticks into the app, the app onto the screen, until the
 /// sink closes the channel.
-fn run(mut terminal: DefaultTerminal, mut app: App, msgs: &Receiver<Msg>, quit: &UnboundedSender<()>) {
+fn run(mut terminal: DefaultTerminal, mut app: App, msgs: &Receiver<Msg>, requests: &Requests) {
     let mut logged = 0;
     loop {
         let mut changed = false;
@@ -146,7 +153,7 @@ fn run(mut terminal: DefaultTerminal, mut app: App, msgs: &Receiver<Msg>, quit: 
         loop {
             match msgs.try_recv() {
                 Ok(msg) => {
-                    act(app.update(msg), quit);
+                    act(app.update(msg), requests);
                     changed = true;
                 }
                 Err(TryRecvError::Empty) => break,
@@ -157,7 +164,7 @@ fn run(mut terminal: DefaultTerminal, mut app: App, msgs: &Receiver<Msg>, quit: 
             Ok(true) => match event::read() {
                 Ok(ev) => {
                     if let Some(msg) = message(&ev) {
-                        act(app.update(msg), quit);
+                        act(app.update(msg), requests);
                         changed = true;
                     }
                 }
@@ -179,20 +186,18 @@ fn run(mut terminal: DefaultTerminal, mut app: App, msgs: &Receiver<Msg>, quit: 
 }
 
 /// Does what the app asked.
-fn act(action: Option<Action>, quit: &UnboundedSender<()>) {
+fn act(action: Option<Action>, requests: &Requests) {
     match action {
         Some(Action::Quit) => {
-            let _ = quit.send(());
+            let _ = requests.quit.send(());
         }
-        Some(Action::Export) => export_requested(),
+        Some(Action::Export) => {
+            if let Some(asked) = &requests.export {
+                asked.store(true, Ordering::Relaxed);
+            }
+        }
         None => {}
     }
-}
-
-/// `e`: the hook where an on-demand report would be written. The --report file is written when
-/// the run ends (sinks/report); writing it mid-run is not done yet, the status line says so.
-fn export_requested() {
-    log::info!("dashboard: export requested; the --report file is written when the run ends");
 }
 
 /// The app's message for a terminal event, if it has one.

@@ -357,7 +357,7 @@ impl App {
 
     fn export(&mut self) -> Action {
         self.status = Some(match &self.report {
-            Some(path) => format!("export requested: {path}"),
+            Some(path) => format!("export requested: {path} is written at the next interval (and at the end)"),
             None => "export requested: no --report FILE was given".into(),
         });
         Action::Export
