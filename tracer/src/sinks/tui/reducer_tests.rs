@@ -8,7 +8,7 @@ use super::{
         Action, Key, Msg, Panel,
     },
     terminal,
-    tests::{app, interval, keys, ticked, totals},
+    tests::{app, drawn_at, interval, keys, ticked, totals},
 };
 
 fn selected(view: &TableView) -> Option<&str> {
@@ -302,4 +302,34 @@ fn export_makes_the_report_sink_write_the_run_so_far() {
     asked.store(true, Ordering::Relaxed);
     assert!(bad.interval(&interval(), Some(&totals())).is_ok(), "the run goes on");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn g_and_shift_g_go_to_the_ends_and_a_long_table_scrolls() {
+    let mut app = ticked((120, 12));
+    let mut many = totals();
+    many.procs = (1..=40)
+        .map(|t| crate::snapshot::Process {
+            tgid: t,
+            comm: format!("p{t}"),
+            pages_pinned: u64::from(t),
+            pages_unpinned: 0,
+        })
+        .collect();
+    app.update(Msg::tick(many, interval()));
+    keys(&mut app, &[Key::Char('2'), Key::Char('G')]);
+    assert_eq!(selected(app.view()), Some("1"), "the last row: fewest pinned");
+    let page = app.page();
+    assert_eq!(page, 12 - 3 - 3, "the terminal less header, tabs, status, borders, titles");
+    assert_eq!(app.view().offset, 40 - page, "scrolled to show the last row");
+    let screen = drawn_at(&app, (120, 12));
+    assert!(
+        screen.contains("> 1 ") && screen.contains(&format!(" p{} ", page)) && !screen.contains(" p7 "),
+        "{screen}"
+    );
+    keys(&mut app, &[Key::Char('g')]);
+    assert_eq!((selected(app.view()), app.view().offset), (Some("40"), 0));
+    keys(&mut app, &[Key::PageDown, Key::PageDown]);
+    assert_eq!(app.view().index, 2 * page);
+    assert!(app.view().offset <= app.view().index && app.view().index < app.view().offset + page);
 }

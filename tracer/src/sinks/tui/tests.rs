@@ -260,7 +260,7 @@ pub fn keys(app: &mut App, keys: &[Key]) -> Vec<Option<Action>> {
     keys.iter().map(|&k| app.update(Msg::Key(k))).collect()
 }
 
-fn drawn_at(app: &App, (w, h): (u16, u16)) -> String {
+pub fn drawn_at(app: &App, (w, h): (u16, u16)) -> String {
     let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("a test terminal");
     terminal.draw(|f| ui::render(app, f)).expect("drawing into memory");
     terminal.backend().to_string()

@@ -113,8 +113,8 @@ pub struct Shown {
 /// Log lines kept for the Overview.
 const LOG_LINES: usize = 50;
 
-/// Rows around a table: header, tabs, status line, borders, column titles, notes.
-const CHROME_ROWS: usize = 8;
+/// Rows around the panels: the header, the tabs and the status line.
+const CHROME_ROWS: usize = 3;
 
 /// The dashboard's state.
 pub struct App {
@@ -181,10 +181,19 @@ impl App {
         &self.views[self.panel.index()]
     }
 
-    /// Rows of a table that fit on screen (about: the terminal corrects the rest).
+    /// Rows of the current table that fit on screen.
     pub fn page(&self) -> usize {
-        let rows = (self.size.1 as usize).saturating_sub(CHROME_ROWS);
-        if self.panel == Panel::Latency { rows / 2 } else { rows }.max(1)
+        self.page_of(self.panel)
+    }
+
+    /// Rows of a panel's table that fit on screen, as ui/ lays it out (about: the terminal
+    /// scrolls to the selection anyway).
+    fn page_of(&self, panel: Panel) -> usize {
+        let body = (self.size.1 as usize).saturating_sub(CHROME_ROWS);
+        // The latency histograms take half the panel when it has room for them.
+        let area = if panel == Panel::Latency && body >= 12 { body / 2 } else { body };
+        // Borders, column titles, notes.
+        area.saturating_sub(3 + self.tables[panel.index()].notes.len()).max(1)
     }
 
     pub fn update(&mut self, msg: Msg) -> Option<Action> {
@@ -230,9 +239,9 @@ impl App {
     }
 
     fn reselect_all(&mut self) {
-        let page = self.page();
-        for (view, data) in self.views.iter_mut().zip(&self.tables) {
-            view.reselect(data, page);
+        for panel in Panel::ALL {
+            let page = self.page_of(panel);
+            self.views[panel.index()].reselect(&self.tables[panel.index()], page);
         }
     }
 

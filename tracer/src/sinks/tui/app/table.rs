@@ -112,9 +112,9 @@ impl TableRow {
 }
 
 impl TableRow {
+    /// Whether a cell holds `filter` (lower case), whatever the case.
     fn matches(&self, filter: &str) -> bool {
-        let filter = filter.to_lowercase();
-        self.cells.iter().any(|c| c.text().to_lowercase().contains(&filter))
+        self.cells.iter().any(|c| c.text().to_lowercase().contains(filter))
     }
 }
 
@@ -173,7 +173,8 @@ impl TableView {
 
     /// The rows shown: filtered, then sorted (stable, so equal rows keep the snapshot's order).
     pub fn shown<'a>(&self, data: &'a TableData) -> Vec<&'a TableRow> {
-        let mut rows: Vec<&TableRow> = data.rows.iter().filter(|r| r.matches(&self.filter)).collect();
+        let filter = self.filter.to_lowercase();
+        let mut rows: Vec<&TableRow> = data.rows.iter().filter(|r| filter.is_empty() || r.matches(&filter)).collect();
         if let SortBy::Column(c) = self.sort_by(data) {
             rows.sort_by(|a, b| match (a.cells.get(c), b.cells.get(c)) {
                 (Some(x), Some(y)) => x.order(y),
