@@ -73,7 +73,7 @@ fn arrows_and_j_k_move_the_selection_within_the_rows() {
 fn each_panel_keeps_its_own_selection() {
     let mut app = ticked((120, 30));
     keys(&mut app, &[Key::Char('2'), Key::Char('j'), Key::Char('6'), Key::Char('j'), Key::Char('j')]);
-    assert_eq!(selected(app.view()), Some("unpin_folio"));
+    assert!(selected(app.view()).is_some_and(|k| k.ends_with(":unpin_folio")), "{:?}", app.view().selected);
     keys(&mut app, &[Key::Char('2')]);
     assert_eq!(selected(app.view()), Some("420"));
 }

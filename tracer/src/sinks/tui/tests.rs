@@ -180,7 +180,15 @@ fn proc(tgid: u32, comm: &str, pinned: u64, unpinned: u64) -> Process {
 }
 
 pub fn totals() -> Snapshot {
-    let pages = PageTotals { pinned: 2048, pinned_longterm: 16, outstanding: 24, suspect: 1, ..PageTotals::default() };
+    let pages = PageTotals {
+        pinned: 2048,
+        pinned_longterm: 16,
+        unpinned: 2024,
+        unpinned_matched: 2024,
+        outstanding: 24,
+        suspect: 1,
+        ..PageTotals::default()
+    };
     let read = LatencyKey { kind: LatencyKind::Q2c, dev: NVME, op: 0, size_class: None };
     let write = LatencyKey { op: 1, ..read };
     let sized = LatencyKey { size_class: Some(12), ..read };

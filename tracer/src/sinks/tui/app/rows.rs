@@ -352,7 +352,7 @@ pub fn probes(outcomes: &[ProbeOutcome], shown: Option<&Shown>) -> TableData {
                 detail.extend(why.iter().map(|w| format!("  {w}")));
             }
             let tone = if o.attached.is_none() { Tone::Bad } else { Tone::Normal };
-            TableRow::new(o.def.target.into(), cells, detail).tone(tone)
+            TableRow::new(format!("{}:{}", o.def.id as u32, o.def.target), cells, detail).tone(tone)
         })
         .collect();
     let missing = outcomes.iter().filter(|o| o.attached.is_none()).count();

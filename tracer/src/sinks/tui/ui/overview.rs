@@ -70,6 +70,11 @@ fn pin_lines(shown: &Shown) -> Vec<Line<'static>> {
             v.nr_foll_pin_acquired, v.nr_foll_pin_released
         )));
     }
+    // The cross-check: what the probes saw, beside the kernel's own count.
+    if let Some(p) = shown.totals.pages.as_deref() {
+        let t = &p.totals;
+        out.push(Line::from(format!("  the probes saw: pinned +{}  unpinned +{}", t.pinned, t.unpinned)));
+    }
     for e in f.active_entry_points() {
         let text = format!("  {} ({}): {} calls, {} pages", e.function, role_name(e.role), e.calls, e.pages);
         out.push(Line::from(text));
