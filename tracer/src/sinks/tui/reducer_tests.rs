@@ -131,7 +131,9 @@ fn slash_filters_the_rows_of_the_current_table() {
     assert_eq!(app.view().filter, "LE", "enter keeps the filter");
     keys(&mut app, &[Key::Char('j')]);
     assert_eq!(selected(app.view()), Some("415"), "keys move again once the filter is typed");
-    keys(&mut app, &[Key::Char('/'), Key::Char('z'), Key::Esc]);
+    keys(&mut app, &[Key::Char('/'), Key::Backspace, Key::Backspace, Key::Up]);
+    assert_eq!((app.filtering, selected(app.view())), (true, Some("420")), "arrows move while typing");
+    keys(&mut app, &[Key::Char('z'), Key::Esc]);
     assert_eq!((app.filtering, app.view().filter.as_str()), (false, ""), "esc clears it");
     keys(&mut app, &[Key::Char('/'), Key::Char('f'), Key::Enter, Key::Esc]);
     assert_eq!(app.view().filter, "", "esc outside the filter clears it too");

@@ -282,10 +282,12 @@ impl App {
         None
     }
 
-    /// A key while typing the filter: it narrows the rows as it is typed.
+    /// A key while typing the filter: it narrows the rows as it is typed; the arrows still
+    /// move the selection.
     fn filter_key(&mut self, key: Key) {
         let view = &mut self.views[self.panel.index()];
         match key {
+            Key::Up | Key::Down | Key::PageUp | Key::PageDown => return self.motion(key),
             Key::Char(c) => view.filter.push(c),
             Key::Backspace => {
                 view.filter.pop();
