@@ -11,33 +11,17 @@ mod sinks;
 mod snapshot;
 mod source;
 
-use std::{
-    io::{IsTerminal, Write},
-    sync::Mutex,
-};
+use std::io::{IsTerminal, Write};
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, Format};
+use crate::{
+    cli::{Cli, Command, Format},
+    sinks::tui::logs::{self, HeldLogs},
+};
 
-/// Log lines held back while the dashboard owns the terminal (a line on stderr would draw over
-/// it); printed to stderr when the command ends.
-static HELD_LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct HeldLogs;
-
-impl Write for HeldLogs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        HELD_LOGS.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Logs to stderr, or, under the dashboard, into [`HELD_LOGS`].
+/// Logs to stderr, or, under the dashboard, held back (sinks/tui/logs.rs): a line on stderr
+/// would draw over it. They are printed to stderr when the command ends.
 fn init_logging(dashboard: bool) {
     let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
     logger.format_target(false);
@@ -67,7 +51,7 @@ fn main() {
     };
     init_logging(dashboard);
     let result = run_command(cli);
-    let held = std::mem::take(&mut *HELD_LOGS.lock().unwrap_or_else(|e| e.into_inner()));
+    let held = logs::take();
     let _ = std::io::stderr().write_all(&held);
     match result {
         Ok(code) => std::process::exit(code),

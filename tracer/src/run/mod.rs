@@ -12,6 +12,7 @@ use std::{
     fs::File,
     io::{BufReader, BufWriter, Read, Write},
     path::Path,
+    sync::{atomic::AtomicBool, Arc},
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -148,9 +149,14 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
         }
         _ => None,
     };
-    let (mut sinks, quit) = live_sinks(&args, &facts.release, &tracer.outcomes);
+    // The dashboard's export key asks the report sink for the run so far.
+    let export = (args.view.format == Format::Tui && report.is_some()).then(|| Arc::new(AtomicBool::new(false)));
+    let (mut sinks, quit) = live_sinks(&args, &facts.release, &tracer.outcomes, export.clone());
     if let Some(report) = report {
-        sinks.push(Box::new(report));
+        sinks.push(Box::new(match export {
+            Some(asked) => report.export_on(asked),
+            None => report,
+        }));
     }
     if let Some(listener) = metrics {
         let shared = std::sync::Arc::new(std::sync::Mutex::new(prometheus::Shared::default()));
@@ -188,6 +194,7 @@ fn live_sinks(
     args: &RunArgs,
     kernel: &str,
     outcomes: &[ProbeOutcome],
+    export: Option<Arc<AtomicBool>>,
 ) -> (Vec<Box<dyn Sink>>, Option<tokio::sync::mpsc::UnboundedReceiver<()>>) {
     let out = std::io::stdout();
     let text: Box<dyn Sink> = match args.view.format {
@@ -204,7 +211,11 @@ fn live_sinks(
     let command = (!args.command.is_empty())
         .then(|| args.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let dashboard = Dashboard::new(App::new(kernel, outcomes, command), tx);
+    let report = args.view.report.as_ref().map(|p| p.display().to_string());
+    let mut dashboard = Dashboard::new(App::new(kernel, outcomes, command).with_report(report), tx);
+    if let Some(asked) = export {
+        dashboard = dashboard.export_to(asked);
+    }
     (vec![text, Box::new(dashboard)], Some(rx))
 }
 

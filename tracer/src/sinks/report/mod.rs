@@ -9,7 +9,13 @@ mod json;
 mod markdown;
 mod write;
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
 
 use super::{ndjson::ProbeRecord, Sink};
 use crate::snapshot::{Snapshot, Start};
@@ -79,11 +85,33 @@ pub struct ReportSink {
     /// Pages outstanding in the page ledger at the start, every interval and the end (for the
     /// HTML report's chart), seconds since the start.
     outstanding: Vec<html::Point>,
+    /// Set by the dashboard's export key: the report of the run so far is written at the next
+    /// interval (the end of the run writes it again).
+    export: Option<Arc<AtomicBool>>,
 }
 
 impl ReportSink {
     pub fn new(path: PathBuf, format: ReportFormat, settings: Settings) -> ReportSink {
-        ReportSink { path, format, settings, opening: None, started_unix_s: unix_now(), outstanding: vec![(0.0, 0)] }
+        ReportSink {
+            path,
+            format,
+            settings,
+            opening: None,
+            started_unix_s: unix_now(),
+            outstanding: vec![(0.0, 0)],
+            export: None,
+        }
+    }
+
+    /// Also writes the report of the run so far at the first interval after `asked` is set.
+    pub fn export_on(mut self, asked: Arc<AtomicBool>) -> ReportSink {
+        self.export = Some(asked);
+        self
+    }
+
+    fn write(&self, summary: &Snapshot) -> std::io::Result<()> {
+        write_private(&self.path, self.render(summary).as_bytes())
+            .map_err(|e| std::io::Error::new(e.kind(), format!("writing the report {}: {e}", self.path.display())))
     }
 
     /// The report of `summary` in this sink's format.
@@ -125,12 +153,23 @@ impl Sink for ReportSink {
 
     fn interval(&mut self, _interval: &Snapshot, totals: Option<&Snapshot>) -> std::io::Result<()> {
         self.outstanding.extend(totals.and_then(point));
+        let asked = self.export.as_ref().is_some_and(|a| a.swap(false, Ordering::Relaxed));
+        if let (true, Some(totals)) = (asked, totals) {
+            // Asked for mid-run: a failure is said, the run goes on (the end tries again).
+            match self.write(totals) {
+                Ok(()) => log::info!("report of the run so far written to {}", self.path.display()),
+                Err(e) => log::warn!("{e}"),
+            }
+        }
         Ok(())
     }
 
     fn end(&mut self, summary: &Snapshot) -> std::io::Result<()> {
-        write_private(&self.path, self.render(summary).as_bytes())
-            .map_err(|e| std::io::Error::new(e.kind(), format!("writing the report {}: {e}", self.path.display())))
+        self.write(summary)
+    }
+
+    fn wants_totals(&self) -> bool {
+        self.export.is_some()
     }
 }
 
