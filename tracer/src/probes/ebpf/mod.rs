@@ -415,7 +415,7 @@ fn attach_chain(
 /// invocations it interrupted can be: none for a target only threads reach, and at most two
 /// for the others (thread, softirq and hardirq context nest; no probed target runs in NMI
 /// context). Each attached backup runs for every invocation, so fewer cost less.
-pub fn twins_needed(def: &ProbeDef, threads_preemptible: bool) -> usize {
+fn twins_needed(def: &ProbeDef, threads_preemptible: bool) -> usize {
     if threads_preemptible && def.preemptible() {
         tracer_common::MAX_TWINS
     } else if def.in_interrupts() {

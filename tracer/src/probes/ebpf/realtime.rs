@@ -18,21 +18,26 @@ pub struct Shielded {
 impl Shielded {
     pub fn new() -> Shielded {
         // SAFETY: pid 0 is the calling thread; the out-parameter is a valid sched_param.
-        let previous = unsafe {
-            let policy = libc::sched_getscheduler(0);
-            let mut param: libc::sched_param = std::mem::zeroed();
-            if policy < 0 || libc::sched_getparam(0, &mut param) != 0 {
-                None
+        let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let policy = unsafe {
+            if libc::sched_getparam(0, &mut param) == 0 {
+                libc::sched_getscheduler(0)
             } else {
-                let fifo = libc::sched_param { sched_priority: 1 };
-                (policy != libc::SCHED_FIFO && libc::sched_setscheduler(0, libc::SCHED_FIFO, &fifo) == 0)
-                    .then_some((policy, param))
+                -1
             }
         };
-        if previous.is_none() {
-            log::debug!("map reads not shielded: {}", std::io::Error::last_os_error());
+        if policy == libc::SCHED_FIFO {
+            // Already a real-time thread: shielded as it is, nothing to restore.
+            return Shielded { previous: None };
         }
-        Shielded { previous }
+        let fifo = libc::sched_param { sched_priority: 1 };
+        // SAFETY: pid 0 is the calling thread; `fifo` is a valid sched_param.
+        if policy < 0 || unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &fifo) } != 0 {
+            log::debug!("map reads not shielded: {}", std::io::Error::last_os_error());
+            return Shielded { previous: None };
+        }
+        Shielded { previous: Some((policy, param)) }
     }
 }
 
