@@ -7,8 +7,9 @@
 use core::mem::size_of;
 
 pub mod chain;
+pub mod counters;
 
-/// Every probe the tracer knows, in the order of [`PROBES`]. The value indexes `PROBE_STATS`.
+/// Every probe the tracer knows, in the order of [`PROBES`]. The value indexes the probes' counters.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ProbeId {
@@ -46,7 +47,7 @@ pub enum ProbeId {
     FuseDevWrite,
 }
 
-/// Number of [`ProbeId`]s (size of the `PROBE_STATS` array).
+/// Number of [`ProbeId`]s.
 pub const PROBE_COUNT: u32 = ProbeId::FuseDevWrite as u32 + 1;
 
 /// What a probe observes; decides what its [`ProbeStat::amount`] counts.
@@ -83,12 +84,21 @@ pub enum Attach {
     Fexit,
     /// BTF-typed tracepoint (tp_btf); no fallback needed, it needs neither kprobes nor ftrace.
     TpBtf,
-    /// The perf tracepoints of the system calls that can do Direct I/O on a file:
-    /// `syscalls:<target>_<name>` for each name of [`RW_SYSCALLS`] (target `sys_enter` or
-    /// `sys_exit`), one program attached to all of them. The kernel runs it for those calls
-    /// only, not for every system call of the machine as the raw `sys_enter`/`sys_exit`
-    /// tracepoints would, and with preemption off (also where syscall tracepoints may fault,
-    /// 6.14+), so it needs no chain. Needs CONFIG_FTRACE_SYSCALLS and tracefs.
+    /// The system calls that can do Direct I/O on a file ([`RW_SYSCALLS`]), observed one of
+    /// two ways:
+    /// - the perf tracepoints `syscalls:<target>_<name>` (target `sys_enter` or `sys_exit`),
+    ///   one program attached to all of them: the kernel runs it for those calls only. Needs
+    ///   CONFIG_FTRACE_SYSCALLS and tracefs. The kernel runs perf tracepoint programs only
+    ///   while no other such program runs on the CPU (`bpf_prog_active`), and some kernels
+    ///   (Debian's 7.2, lazy preemption) run these with preemption on: a thread preempted in
+    ///   one makes every other thread's calls on that CPU skip it (two syscall loops on one CPU
+    ///   under 7.2: a third of the calls skipped).
+    /// - the raw tracepoints `sys_enter`/`sys_exit` ([`ProbeDef::raw_syscall_program`], no BTF),
+    ///   which run for every system call of the machine (the program checks the call number
+    ///   first) with preemption off and a recursion guard of their own.
+    ///
+    /// The first is cheaper where threads cannot be preempted inside programs; the second is
+    /// exact everywhere and preferred where they can.
     Syscalls,
 }
 
@@ -112,16 +122,26 @@ pub struct ProbeDef {
     /// programs before them missed: the kernel skips a program that is already running on that
     /// CPU, which happens when an interrupt arrives while it runs, or when it is preempted and
     /// another task on that CPU hits the target. A twin acts only for invocations no program
-    /// before it took care of (tracer-ebpf/src/chain.rs). None for [`Attach::Syscalls`].
+    /// before it took care of (tracer-ebpf/src/chain.rs). For [`Attach::Syscalls`], those of
+    /// the raw tracepoint program (the perf tracepoint programs cannot have any).
     pub twins: &'static [&'static str],
 }
 
 impl ProbeDef {
-    /// Whether the kernel can preempt the probe's BTF programs in thread context: trampolines
-    /// (fentry/fexit) disable migration, not preemption; tracepoints run with preemption off
-    /// (see [`chain`]).
+    /// Whether the kernel can preempt the probe's chained programs in thread context:
+    /// trampolines (fentry/fexit) disable migration, not preemption; tracepoints run with
+    /// preemption off (see [`chain`]), except those of system calls on some kernels (7.2: see
+    /// [`Attach::Syscalls`]).
     pub const fn preemptible(&self) -> bool {
-        matches!(self.attach, Attach::Fentry | Attach::Fexit)
+        matches!(self.attach, Attach::Fentry | Attach::Fexit | Attach::Syscalls)
+    }
+
+    /// Whether the chain's programs test each invocation before the chain's bookkeeping (the
+    /// raw system call tracepoints, run for every call of the machine: tracer-ebpf/src/chain.rs
+    /// says how the skips stay exact). Such a chain runs in attach order (a tracepoint's), so
+    /// its backups act from the moment they attach.
+    pub const fn filters_first(&self) -> bool {
+        matches!(self.attach, Attach::Syscalls)
     }
 
     /// Whether the target can be reached in interrupt context (hardirq or softirq), where an
@@ -154,6 +174,16 @@ impl ProbeDef {
         )
     }
 
+    /// For [`Attach::Syscalls`]: the program on the raw tracepoint of the same name,
+    /// the other way to observe the calls (see there).
+    pub const fn raw_syscall_program(&self) -> Option<&'static str> {
+        match self.id {
+            ProbeId::SysEnter => Some("raw_tp_sys_enter"),
+            ProbeId::SysExit => Some("raw_tp_sys_exit"),
+            _ => None,
+        }
+    }
+
     /// Programs in the probe's chain: the BTF program and its fallbacks on the same target.
     pub const fn chain_len(&self) -> usize {
         self.twins.len() + 1
@@ -167,8 +197,9 @@ macro_rules! probe {
     ($id:ident, $target:literal, $role:ident, Fentry) => {
         probe!(@def $id, $target, $role, Fentry, "fentry_", Some(concat!("kprobe_", $target)))
     };
+    // The twins are the raw tracepoint program's (the perf tracepoints cannot have any).
     ($id:ident, $target:literal, $role:ident, Syscalls) => {
-        ProbeDef { twins: &[], ..probe!(@def $id, $target, $role, Syscalls, "tp_", None) }
+        probe!(@def $id, $target, $role, Syscalls, "tp_", None)
     };
     ($id:ident, $target:literal, $role:ident, Fexit) => {
         probe!(@def $id, $target, $role, Fexit, "fexit_", Some(concat!("kretprobe_", $target)))
@@ -242,7 +273,7 @@ pub const PROBES: [ProbeDef; PROBE_COUNT as usize] = [
     probe!(FuseDevWrite, "fuse_dev_write", Put, Fexit),
 ];
 
-/// Per-probe counters (`PROBE_STATS`, a per-CPU array indexed by [`ProbeId`]).
+/// A probe's counters (the `HITS` and `AMOUNT` slots of [`counters`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProbeStat {
@@ -255,7 +286,7 @@ pub struct ProbeStat {
 /// Length of a task's comm, as in the kernel.
 pub const COMM_LEN: usize = 16;
 
-/// Why an event was not counted (`LOST`, a per-CPU array indexed by this enum).
+/// Why an event was not counted (the `LOST` slots of [`counters`], indexed by this enum).
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LostReason {
@@ -661,12 +692,8 @@ pub struct BioRecord {
 
 /// Map and global names shared by both sides.
 pub mod names {
-    pub const PROBE_STATS: &str = "PROBE_STATS";
-    pub const LOST: &str = "LOST";
-    /// Per-CPU array indexed by ProbeId: invocations a fallback of the chain took care of
-    /// because the kernel skipped the programs before it.
-    pub const RESCUED: &str = "RESCUED";
-    pub const CHAIN_DEBUG: &str = "CHAIN_DEBUG";
+    /// Every counter of the programs (layout: [`super::counters`]).
+    pub const COUNTERS: &str = "COUNTERS";
     pub const CHAIN_STAGE: &str = "CHAIN_STAGE";
     pub const EVENTS: &str = "EVENTS";
     /// The [`super::Offsets`] global.

@@ -9,10 +9,10 @@ use aya_ebpf::{
 };
 use tracer_common::{
     chain::{cpu_rule_acts, thread_rule_acts, thread_word, ChainDebug, CHAIN_DEBUG_KINDS, MAX_CHAIN},
-    ProbeId, PROBES, PROBE_COUNT,
+    counters, ProbeId, PROBES, PROBE_COUNT,
 };
 
-use crate::maps::{add, offsets, read_at};
+use crate::maps::{add, bump, offsets, read_at};
 
 /// Defines a probe's chain: the primary program `$primary` and its backups `nested_<base>`,
 /// `nested2_<base>`, `nested3_<base>` on the same target, as many as the
@@ -25,6 +25,37 @@ macro_rules! with_twin {
         #[$attr]
         pub fn $name($ctx: $ty) -> u32 {
             $crate::chain::run($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, $pos, $len, || $body)
+        }
+    };
+    // With a filter applied before anything else, for targets hit by far more invocations
+    // than the probe wants (the raw system call tracepoints): an unwanted invocation costs the
+    // primary one test, and a backup one test and one read of the CPU's running counts. A
+    // backup still runs the chain for an unwanted invocation while a primary is running on
+    // its CPU (preempted in it): the kernel skipped the primary for it too, and the rescue
+    // keeps `skips - rescues` exact (the body, filtered again, then does nothing).
+    (@filtered #[$attr:meta] $name:ident, $id:expr, $pos:literal, $len:literal, |$ctx:ident: $ty:ty| $filter:expr, $body:expr) => {
+        #[$attr]
+        pub fn $name($ctx: $ty) -> u32 {
+            if !$filter && ($pos == 0 || !$crate::chain::primary_running($id)) {
+                return 0;
+            }
+            $crate::chain::run($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, $pos, $len, || {
+                if $filter {
+                    $body
+                } else {
+                    0
+                }
+            })
+        }
+    };
+    (#[$attr:meta] $primary:ident, $base:ident, $id:expr, filter |$ctx:ident: $ty:ty| $filter:expr, $body:expr) => {
+        const _: () = assert!(tracer_common::PROBES[$id as usize].chain_len() == 4, "the catalogue's chain length");
+        const _: () = assert!(tracer_common::PROBES[$id as usize].filters_first(), "the catalogue's filters_first");
+        paste::paste! {
+            with_twin!(@filtered #[$attr] $primary, $id, 0, 4, |$ctx: $ty| $filter, $body);
+            with_twin!(@filtered #[$attr] [<nested_ $base>], $id, 1, 4, |$ctx: $ty| $filter, $body);
+            with_twin!(@filtered #[$attr] [<nested2_ $base>], $id, 2, 4, |$ctx: $ty| $filter, $body);
+            with_twin!(@filtered #[$attr] [<nested3_ $base>], $id, 3, 4, |$ctx: $ty| $filter, $body);
         }
     };
     (#[$attr:meta] $primary:ident, $base:ident, $id:expr, |$ctx:ident: $ty:ty| $body:expr) => {
@@ -64,15 +95,6 @@ const NO_COMMON_LRU: u32 = 2;
 #[map(name = "CHAIN_THREADS")]
 static THREADS: LruHashMap<ThreadKey, u64> = LruHashMap::with_max_entries(THREAD_WORDS, NO_COMMON_LRU);
 
-/// Per-CPU, indexed by ProbeId: invocations a backup took care of because the kernel skipped
-/// the programs before it (the loader subtracts these from the primary's recursion_misses).
-#[map(name = "RESCUED")]
-static RESCUED: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
-
-/// Per probe, at [probe * CHAIN_DEBUG_KINDS + kind]: see tracer_common::chain::ChainDebug.
-#[map(name = "CHAIN_DEBUG")]
-static DEBUG: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROBE_COUNT * CHAIN_DEBUG_KINDS, 0);
-
 /// Index 0: the loader's stage. Below 2 while it attaches the chains: backups keep the rules'
 /// state but act for nothing (the programs of a chain attach one by one). 2 once all are.
 #[map(name = "CHAIN_STAGE")]
@@ -80,10 +102,7 @@ static CHAIN_STAGE: Array<u64> = Array::with_max_entries(1, 0);
 
 #[inline(always)]
 fn debug(probe: ProbeId, kind: ChainDebug) {
-    if let Some(p) = DEBUG.get_ptr_mut(probe as u32 * CHAIN_DEBUG_KINDS + kind as u32) {
-        // SAFETY: this CPU's slot.
-        unsafe { add(p, 1) };
-    }
+    bump(counters::CHAIN_DEBUG + probe as u32 * CHAIN_DEBUG_KINDS + kind as u32, 1);
 }
 
 /// 1 when threads can be preempted inside tracing programs, 0 when they cannot (patched by the
@@ -152,6 +171,14 @@ fn thread_acts(probe: ProbeId, at: u64, pos: usize) -> bool {
     }
 }
 
+/// Whether the primary program of `probe`'s chain is running on this CPU now (a thread was
+/// preempted in it, or an interrupt came while it ran).
+#[inline(always)]
+pub fn primary_running(probe: ProbeId) -> bool {
+    // SAFETY: this CPU's entry, read once.
+    RUNNING.get_ptr(probe as u32).is_some_and(|r| unsafe { core::ptr::read_volatile(&raw const (*r)[0]) } != 0)
+}
+
 /// Runs `f` as the program at `pos` of `probe`'s chain of `len` for the invocation at `ctx`
 /// when it is the one to act for it.
 #[inline(always)]
@@ -177,11 +204,8 @@ pub fn run(probe: ProbeId, ctx: u64, pos: usize, len: usize, f: impl FnOnce() ->
         0
     } else if pos == 0 {
         f()
-    } else if armed() && pos < len {
-        if let Some(p) = RESCUED.get_ptr_mut(probe as u32) {
-            // SAFETY: this CPU's slot.
-            unsafe { add(p, 1) };
-        }
+    } else if (armed() || PROBES[probe as usize].filters_first()) && pos < len {
+        bump(counters::RESCUED + probe as u32, 1);
         debug(probe, rule);
         f()
     } else {

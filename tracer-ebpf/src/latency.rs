@@ -10,9 +10,9 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_task, bpf_ktime_get_ns},
-    macros::{btf_tracepoint, map, tracepoint},
+    macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::LruHashMap,
-    programs::{BtfTracePointContext, TracePointContext},
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use tracer_common::{LatencyEvent, LatencyKind, LostReason, ProbeId, RecordType, OFFSET_UNKNOWN};
 
@@ -246,6 +246,43 @@ fn try_sys_enter(fd: u64) -> u32 {
         lost(LostReason::StartMapFull);
     }
     0
+}
+
+// The raw tracepoints `sys_enter(struct pt_regs *regs, long id)` and `sys_exit(struct pt_regs
+// *regs, long ret)`, used instead of the perf tracepoints where those can be skipped
+// (tracer_common::Attach::Syscalls). The kernel runs them for every system call, so the chain's
+// filter is the call number (for sys_exit, the registers' orig_ax); and it can preempt a thread
+// inside them there, hence the chain.
+with_twin!(
+    #[raw_tracepoint(tracepoint = "sys_enter")]
+    raw_tp_sys_enter,
+    sys_enter,
+    ProbeId::SysEnter,
+    filter |ctx: RawTracePointContext| is_rw_syscall(ctx.arg::<u64>(1)),
+    try_sys_enter(read_at::<u64>(ctx.arg::<u64>(0), PT_REGS_DI).unwrap_or(u64::MAX))
+);
+
+with_twin!(
+    #[raw_tracepoint(tracepoint = "sys_exit")]
+    raw_tp_sys_exit,
+    sys_exit,
+    ProbeId::SysExit,
+    filter |ctx: RawTracePointContext| is_rw_syscall(read_at::<u64>(ctx.arg::<u64>(0), PT_REGS_ORIG_AX).unwrap_or(u64::MAX)),
+    try_sys_exit()
+);
+
+/// x86_64 `struct pt_regs`: where `di` (a system call's first argument) and `orig_ax` (its
+/// number) are.
+const PT_REGS_DI: u32 = 14 * 8;
+const PT_REGS_ORIG_AX: u32 = 15 * 8;
+
+/// Whether `nr` is one of tracer_common::RW_SYSCALLS (x86_64 numbers).
+#[inline(always)]
+fn is_rw_syscall(nr: u64) -> bool {
+    // read 0, write 1, pread64 17, pwrite64 18, readv 19, writev 20.
+    const LOW: u64 = 1 << 0 | 1 << 1 | 1 << 17 | 1 << 18 | 1 << 19 | 1 << 20;
+    // preadv 295, pwritev 296, preadv2 327, pwritev2 328.
+    (nr < 64 && LOW & (1 << nr) != 0) || matches!(nr, 295 | 296 | 327 | 328)
 }
 
 // The perf tracepoints `syscalls:sys_exit_<name>` of tracer_common::RW_SYSCALLS.

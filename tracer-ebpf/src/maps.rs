@@ -3,12 +3,12 @@
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
+    helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_probe_read_kernel},
     macros::map,
-    maps::{PerCpuArray, RingBuf},
+    maps::{Array, RingBuf},
     EbpfContext,
 };
-use tracer_common::{LostReason, Offsets, ProbeId, ProbeStat, LOST_REASONS, OFFSET_UNKNOWN, PROBE_COUNT};
+use tracer_common::{counters, LostReason, Offsets, ProbeId, OFFSET_UNKNOWN};
 
 /// Bytes of the event ring buffer (a power of two multiple of the page size).
 const EVENTS_BYTES: u32 = 8 << 20;
@@ -70,32 +70,43 @@ pub fn current_tid() -> u32 {
     bpf_get_current_pid_tgid() as u32
 }
 
-#[map(name = "PROBE_STATS")]
-static PROBE_STATS: PerCpuArray<ProbeStat> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
+/// `BPF_F_MMAPABLE`: userspace reads the counters through a shared mapping.
+const MMAPABLE: u32 = 1 << 10;
 
-#[map(name = "LOST")]
-static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOST_REASONS, 0);
+/// Every counter, a block of `counters::SLOTS` per CPU (tracer_common::counters).
+#[map(name = "COUNTERS")]
+static COUNTERS: Array<u64> = Array::with_max_entries(counters::DECLARED_CPUS * counters::SLOTS, MMAPABLE);
+
+/// Adds `v` to slot `at` (tracer_common::counters) of this CPU's block. A program runs on one
+/// CPU from start to end (migration is off), and the add is atomic: a thread preempted in a
+/// program, or an interrupt nested in it, cannot lose another's add.
+#[inline(always)]
+pub fn bump(at: u32, v: u64) -> bool {
+    // SAFETY: helper without preconditions.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    match COUNTERS.get_ptr_mut(cpu.wrapping_mul(counters::SLOTS).wrapping_add(at)) {
+        Some(p) => {
+            // SAFETY: a u64 of the map's value area.
+            unsafe { add(p, v) };
+            true
+        }
+        None => false,
+    }
+}
 
 /// Counts one hit of `probe` that observed `amount`.
 #[inline(always)]
 pub fn count(probe: ProbeId, amount: u64) {
-    match PROBE_STATS.get_ptr_mut(probe as u32) {
-        // SAFETY: per-CPU slot, changed only atomically.
-        Some(stat) => unsafe {
-            add(&raw mut (*stat).hits, 1);
-            add(&raw mut (*stat).amount, amount);
-        },
-        None => lost(LostReason::BadIndex),
+    if !bump(counters::HITS + probe as u32, 1) {
+        lost(LostReason::BadIndex);
     }
+    bump(counters::AMOUNT + probe as u32, amount);
 }
 
 /// Counts an event that could not be recorded.
 #[inline(always)]
 pub fn lost(reason: LostReason) {
-    if let Some(slot) = LOST.get_ptr_mut(reason as u32) {
-        // SAFETY: per-CPU slot.
-        unsafe { add(slot, 1) };
-    }
+    bump(counters::LOST + reason as u32, 1);
 }
 
 /// Argument `n` of the traced function, read with bpf_get_func_arg (fentry/fexit). Unlike a

@@ -17,6 +17,8 @@ pub enum Method {
     TpBtf,
     /// Perf tracepoints (the system call events of `Attach::Syscalls`).
     Tracepoint,
+    /// Raw tracepoints (`sys_enter`/`sys_exit`, the other way of `Attach::Syscalls`).
+    RawTracepoint,
 }
 
 impl Method {
@@ -28,6 +30,7 @@ impl Method {
             Method::Kretprobe => "kretprobe",
             Method::TpBtf => "tp_btf",
             Method::Tracepoint => "tracepoint",
+            Method::RawTracepoint => "raw_tracepoint",
         }
     }
 }
@@ -98,6 +101,13 @@ fn plan_one(facts: &Facts, def: ProbeDef) -> PlannedProbe {
         Ok(()) => p.candidates.push((btf_method, def.btf_program)),
         Err(why) => p.ruled_out.push((btf_method, why)),
     }
+    if let Some(program) = def.raw_syscall_program() {
+        // Raw tracepoints need neither BTF nor tracefs. Where threads can be preempted inside
+        // programs, the perf tracepoints can be skipped for other threads' calls
+        // (tracer_common::Attach::Syscalls): raw first.
+        let at = if facts.preemption.in_programs() { 0 } else { p.candidates.len() };
+        p.candidates.insert(at, (Method::RawTracepoint, program));
+    }
     if let (Some(method), None) = (kprobe_method, def.kprobe_program) {
         p.ruled_out.push((method, "no kprobe twin for this probe (it needs the entry arguments at return)".into()));
     }
@@ -122,7 +132,7 @@ fn methods(attach: Attach) -> Vec<Method> {
         Attach::Fentry => vec![Method::Fentry, Method::Kprobe],
         Attach::Fexit => vec![Method::Fexit, Method::Kretprobe],
         Attach::TpBtf => vec![Method::TpBtf],
-        Attach::Syscalls => vec![Method::Tracepoint],
+        Attach::Syscalls => vec![Method::Tracepoint, Method::RawTracepoint],
     }
 }
 
@@ -147,6 +157,7 @@ mod tests {
     use tracer_common::ProbeId;
 
     use super::*;
+    use crate::probes::preemption::Preemption;
 
     fn find(plan: &[PlannedProbe], id: ProbeId) -> &PlannedProbe {
         &plan[id as usize]
@@ -161,6 +172,7 @@ mod tests {
             kallsyms: all,
             kprobes: Ok(()),
             syscall_events: Ok(()),
+            preemption: Preemption::NotInPrograms("voluntary"),
             ..Facts::nothing("6.12.0", "")
         }
     }
@@ -215,15 +227,32 @@ mod tests {
     }
 
     #[test]
-    fn syscall_latency_uses_the_syscall_events_and_needs_no_btf() {
+    fn syscall_latency_prefers_the_syscall_events_where_threads_are_not_preempted_in_programs() {
         let mut facts = stock_612();
         facts.btf = Err("kernel BTF unreadable".into());
         let p = &plan(&facts)[ProbeId::SysEnter as usize];
-        assert_eq!(p.candidates, vec![(Method::Tracepoint, "tp_sys_enter")]);
-        assert!(p.def.twins.is_empty(), "run with preemption off: no chain");
+        assert_eq!(
+            p.candidates,
+            vec![(Method::Tracepoint, "tp_sys_enter"), (Method::RawTracepoint, "raw_tp_sys_enter")],
+            "the perf events first, the raw tracepoint (no BTF needed) next"
+        );
         facts.syscall_events = Err("tracefs not mounted".into());
         let p = &plan(&facts)[ProbeId::SysExit as usize];
-        assert!(p.candidates.is_empty());
+        assert_eq!(p.candidates, vec![(Method::RawTracepoint, "raw_tp_sys_exit")]);
         assert_eq!(p.ruled_out, vec![(Method::Tracepoint, "tracefs not mounted".to_string())]);
+    }
+
+    #[test]
+    fn syscall_latency_takes_the_chained_raw_tracepoints_where_threads_are_preempted_in_programs() {
+        let mut facts = stock_612();
+        facts.preemption = Preemption::Anywhere("lazy");
+        let p = &plan(&facts)[ProbeId::SysEnter as usize];
+        assert_eq!(p.candidates[0], (Method::RawTracepoint, "raw_tp_sys_enter"));
+        assert_eq!(
+            p.def.twins.len(),
+            tracer_common::MAX_TWINS,
+            "a full chain: the kernel preempts threads inside them"
+        );
+        assert!(p.def.filters_first());
     }
 }

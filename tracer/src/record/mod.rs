@@ -168,9 +168,17 @@ impl Metadata {
 }
 
 fn method(name: &str) -> Option<Method> {
-    [Method::Fentry, Method::Fexit, Method::Kprobe, Method::Kretprobe, Method::TpBtf, Method::Tracepoint]
-        .into_iter()
-        .find(|m| m.name() == name)
+    [
+        Method::Fentry,
+        Method::Fexit,
+        Method::Kprobe,
+        Method::Kretprobe,
+        Method::TpBtf,
+        Method::Tracepoint,
+        Method::RawTracepoint,
+    ]
+    .into_iter()
+    .find(|m| m.name() == name)
 }
 
 /// The trailer: how the run ended and its final counters.

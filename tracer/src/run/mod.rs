@@ -48,7 +48,14 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
     let planned = plan(&facts);
     let (outcomes, load_problem) = match Tracer::load(&facts, &planned) {
         Ok(t) => (t.outcomes.clone(), None),
-        Err(e @ (LoadError::Stub | LoadError::Permission(_) | LoadError::Object(_) | LoadError::Arm(_))) => {
+        Err(
+            e @ (LoadError::Stub
+            | LoadError::Permission(_)
+            | LoadError::Object(_)
+            | LoadError::Arm(_)
+            | LoadError::Counters(_)
+            | LoadError::Cpus(..)),
+        ) => {
             let why = e.to_string();
             (planned.iter().map(|p| ProbeOutcome::untried(p, &why)).collect(), Some(why))
         }

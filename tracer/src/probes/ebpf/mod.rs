@@ -7,16 +7,17 @@ use std::{
     os::fd::{AsFd, AsRawFd, RawFd},
 };
 
+mod counter_map;
 mod preload;
-mod realtime;
 
 use aya::{
-    maps::{MapData, MapError, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, FEntry, FExit, KProbe, ProgramError, TracePoint},
+    maps::{MapData, MapError, RingBuf},
+    programs::{BtfTracePoint, FEntry, FExit, KProbe, ProgramError, RawTracePoint, TracePoint},
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
 use tracer_common::{
-    names, PagesHeader, ProbeDef, ProbeStat, RecordType, LOST_REASONS, PAGES_STACK_FRAMES, PROBE_COUNT, RW_SYSCALLS,
+    counters as slots, names, PagesHeader, ProbeDef, RecordType, LOST_REASONS, PAGES_STACK_FRAMES, PROBE_COUNT,
+    RW_SYSCALLS,
 };
 
 use super::{
@@ -41,6 +42,10 @@ pub enum LoadError {
     NothingAttached,
     #[error("starting the twin programs: {0}")]
     Arm(#[from] ReadError),
+    #[error("the counters: {0}")]
+    Counters(#[from] counter_map::CounterMapError),
+    #[error("counting possible CPUs ({0}): {1}")]
+    Cpus(&'static str, std::io::Error),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +59,8 @@ pub struct ReadError {
 /// Loaded programs and their maps; dropping it detaches everything.
 pub struct Tracer {
     ebpf: Ebpf,
+    /// COUNTERS, mapped (declared after `ebpf`: unmapped first).
+    counter_map: counter_map::CounterMap,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     pub outcomes: Vec<ProbeOutcome>,
     /// The primaries' recursion misses when the backups began to act (see [`Tracer::arm_chains`]).
@@ -70,8 +77,10 @@ impl Tracer {
         }
         raise_memlock_limit();
         let btf = Btf::from_sys_fs().ok();
+        let cpus = aya::util::nr_cpus().map_err(|(what, e)| LoadError::Cpus(what, e))?;
         let mut ebpf = EbpfLoader::new()
             .btf(btf.as_ref())
+            .map_max_entries(names::COUNTERS, u32::try_from(cpus).unwrap_or(u32::MAX).saturating_mul(slots::SLOTS))
             .override_global(names::OFFSETS, &facts.offsets, true)
             .override_global(names::TASK_PREEMPTION, &u64::from(facts.preemption.in_programs()), true)
             .load(OBJECT)
@@ -111,8 +120,15 @@ impl Tracer {
         if outcomes.iter().all(|o| o.attached.is_none()) {
             return Err(LoadError::NothingAttached);
         }
-        let mut tracer =
-            Tracer { ebpf, logger, outcomes, skipped_base: [0; PROBE_COUNT as usize], doubled_warned: HashSet::new() };
+        let counter_map = counter_map::CounterMap::new(ebpf.map(names::COUNTERS), names::COUNTERS, cpus)?;
+        let mut tracer = Tracer {
+            ebpf,
+            counter_map,
+            logger,
+            outcomes,
+            skipped_base: [0; PROBE_COUNT as usize],
+            doubled_warned: HashSet::new(),
+        };
         tracer.arm_chains()?;
         Ok(tracer)
     }
@@ -134,25 +150,21 @@ impl Tracer {
         if let Some(logger) = self.logger.as_mut() {
             logger.flush();
         }
-        // Every map read below, the chain diagnostics' too (TRACER_DEBUG_TWINS), shielded.
-        let _shield = realtime::Shielded::new();
+        // Through the shared mapping: no bpf() call (tracer_common::counters says why).
+        let map = &self.counter_map;
         let mut snap = Counters::default();
-        let probes = per_cpu_array::<ProbeStat>(&self.ebpf, names::PROBE_STATS)?;
-        for i in 0..PROBE_COUNT {
-            for v in probes.get(&i, 0).map_err(|source| ReadError { map: names::PROBE_STATS, source })?.iter() {
-                snap.probes[i as usize].hits += v.hits;
-                snap.probes[i as usize].amount += v.amount;
-            }
+        for (i, stat) in (0..PROBE_COUNT).zip(snap.probes.iter_mut()) {
+            stat.hits = map.sum(slots::HITS + i);
+            stat.amount = map.sum(slots::AMOUNT + i);
         }
-        let lost = sum_per_cpu_u64(&self.ebpf, names::LOST, LOST_REASONS)?;
-        snap.lost.copy_from_slice(&lost);
-        let rescued = sum_per_cpu_u64(&self.ebpf, names::RESCUED, PROBE_COUNT)?;
+        snap.lost.copy_from_slice(&map.sums(slots::LOST, LOST_REASONS));
+        let rescued = map.sums(slots::RESCUED, PROBE_COUNT);
         if std::env::var_os("TRACER_DEBUG_TWINS").is_some() {
             self.debug_twins(&rescued);
         }
         for o in &self.outcomes {
-            let Some(fd) = self.primary_fd(o) else { continue };
             let id = o.def.id as usize;
+            let Some(fd) = self.primary_fd(o) else { continue };
             match recursion_misses(fd.as_fd()) {
                 Ok(skipped) => {
                     // Skips before the twins began to act were not rescued. After, a twin
@@ -183,6 +195,11 @@ impl Tracer {
     /// the switch counts as lost too, never as rescued twice.
     fn arm_chains(&mut self) -> Result<(), ReadError> {
         for o in &self.outcomes {
+            // Chains that filter first act from the moment they attach (tracer-ebpf/src/
+            // chain.rs): their skips so far were rescued like the later ones.
+            if o.def.filters_first() {
+                continue;
+            }
             if let Some(fd) = self.primary_fd(o) {
                 self.skipped_base[o.def.id as usize] = recursion_misses(fd.as_fd()).unwrap_or(0);
             }
@@ -199,25 +216,21 @@ impl Tracer {
 
     /// The attached program that runs first for each invocation of the probe of `o`.
     fn primary_fd(&self, o: &ProbeOutcome) -> Option<aya::programs::ProgramFd> {
-        let name = match o.attached? {
-            Method::Kprobe | Method::Kretprobe => o.def.kprobe_program.unwrap_or(o.def.btf_program),
-            _ => o.def.btf_program,
-        };
-        self.ebpf.program(name)?.fd().ok()?.try_clone().ok()
+        self.ebpf.program(primary_name(o)?)?.fd().ok()?.try_clone().ok()
     }
 
     /// Diagnostics of the chains (TRACER_DEBUG_TWINS): each program's recursion misses, the
     /// rescues and the chain counters (tracer_common::chain::ChainDebug).
     fn debug_twins(&self, rescued: &[u64]) {
         use tracer_common::chain::{ChainDebug, CHAIN_DEBUG_KINDS};
-        let debug =
-            sum_per_cpu_u64(&self.ebpf, names::CHAIN_DEBUG, PROBE_COUNT * CHAIN_DEBUG_KINDS).unwrap_or_default();
+        let debug = self.counter_map.sums(slots::CHAIN_DEBUG, PROBE_COUNT * CHAIN_DEBUG_KINDS);
         for o in &self.outcomes {
             if o.attached.is_none() {
                 continue;
             }
             let def = o.def;
-            let misses: Vec<String> = std::iter::once(def.btf_program)
+            let misses: Vec<String> = primary_name(o)
+                .into_iter()
                 .chain(def.twins.iter().copied())
                 .filter_map(|name| {
                     let fd = self.ebpf.program(name)?.fd().ok()?;
@@ -323,19 +336,13 @@ impl AsRawFd for EventStream {
     }
 }
 
-fn per_cpu_array<'a, T: aya::Pod>(
-    ebpf: &'a Ebpf,
-    name: &'static str,
-) -> Result<PerCpuArray<&'a aya::maps::MapData, T>, ReadError> {
-    let map = ebpf.map(name).ok_or(ReadError { map: name, source: MapError::InvalidName { name: name.into() } })?;
-    PerCpuArray::try_from(map).map_err(|source| ReadError { map: name, source })
-}
-
-fn sum_per_cpu_u64(ebpf: &Ebpf, name: &'static str, len: u32) -> Result<Vec<u64>, ReadError> {
-    let array = per_cpu_array::<u64>(ebpf, name)?;
-    (0..len)
-        .map(|i| array.get(&i, 0).map(|values| values.iter().sum()).map_err(|source| ReadError { map: name, source }))
-        .collect()
+/// The name of the program that runs first for each invocation of the probe of `o`.
+fn primary_name(o: &ProbeOutcome) -> Option<&'static str> {
+    Some(match o.attached? {
+        Method::Kprobe | Method::Kretprobe => o.def.kprobe_program.unwrap_or(o.def.btf_program),
+        Method::RawTracepoint => o.def.raw_syscall_program().unwrap_or(o.def.btf_program),
+        _ => o.def.btf_program,
+    })
 }
 
 /// Attaches `primary` by `method`, with the probe's twins when the method is a BTF one, so that
@@ -353,7 +360,9 @@ fn attach_chain(
     max_twins: usize,
 ) -> Result<(), String> {
     let twins: Vec<&str> = match method {
-        Method::Fentry | Method::Fexit | Method::TpBtf => def.twins.iter().take(max_twins).copied().collect(),
+        Method::Fentry | Method::Fexit | Method::TpBtf | Method::RawTracepoint => {
+            def.twins.iter().take(max_twins).copied().collect()
+        }
         Method::Kprobe | Method::Kretprobe | Method::Tracepoint => Vec::new(),
     };
     let newest_first = matches!(method, Method::Fentry | Method::Fexit);
@@ -451,6 +460,10 @@ fn attach(ebpf: &mut Ebpf, btf: Option<&Btf>, method: Method, program: &str, tar
         Method::Kprobe | Method::Kretprobe => {
             let p: &mut KProbe = prog.try_into().map_err(|e| describe(&e))?;
             p.load().and_then(|()| p.attach(target, 0).map(drop))
+        }
+        Method::RawTracepoint => {
+            let p: &mut RawTracePoint = prog.try_into().map_err(|e| describe(&e))?;
+            p.load().and_then(|()| p.attach(target).map(drop))
         }
         Method::Tracepoint => {
             let p: &mut TracePoint = prog.try_into().map_err(|e| describe(&e))?;
@@ -597,6 +610,7 @@ mod object_tests {
         for def in PROBES.iter() {
             named.insert(def.btf_program);
             named.extend(def.kprobe_program);
+            named.extend(def.raw_syscall_program());
             named.extend(def.twins.iter().copied());
             assert!(def.twins.len() <= tracer_common::MAX_TWINS, "{}: {} twins", def.target, def.twins.len());
         }
