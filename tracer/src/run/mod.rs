@@ -120,22 +120,7 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
     for w in facts.layout_warnings() {
         log::warn!("{w}");
     }
-    // SIGINT and SIGTERM from here on end the run cleanly (see Triggers::interrupt); during
-    // the load they wait for the loop, which then stops at once.
-    let listen = |kind: tokio::signal::unix::SignalKind, name: &str| {
-        tokio::signal::unix::signal(kind).with_context(|| format!("listening for {name}"))
-    };
-    let interrupt = listen(tokio::signal::unix::SignalKind::interrupt(), "SIGINT")?;
-    let terminate = listen(tokio::signal::unix::SignalKind::terminate(), "SIGTERM")?;
-    // Listening before the load: a harness that sends SIGUSR1 early must not kill us (the
-    // default action); a cut asked for during the load is made once the loop runs.
-    let segments = match args.segments {
-        true => Some(
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
-                .context("listening for SIGUSR1 (--segments)")?,
-        ),
-        false => None,
-    };
+    let signals = Signals::listen(args.segments)?;
     let mut tracer = Tracer::load(&facts, &plan(&facts))?;
     // Before tracing starts, and only once it can: no empty record file from a failed load.
     let file = match record_to {
@@ -159,17 +144,7 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
     // The dashboard's export key asks the report sink for the run so far.
     let export = (args.view.format == Format::Tui && report.is_some()).then(|| Arc::new(AtomicBool::new(false)));
     let (mut sinks, quit) = live_sinks(&args, &facts.release, &tracer.outcomes, export.clone());
-    if let Some(report) = report {
-        sinks.push(Box::new(match export {
-            Some(asked) => report.export_on(asked),
-            None => report,
-        }));
-    }
-    if let Some(listener) = metrics {
-        let shared = std::sync::Arc::new(std::sync::Mutex::new(prometheus::Shared::default()));
-        tokio::spawn(prometheus::serve(listener, shared.clone()));
-        sinks.push(Box::new(prometheus::PrometheusSink::new(shared)));
-    }
+    add_report_and_metrics(&mut sinks, report, export, metrics);
     let start = Start { recording: None, kernel: facts.release.clone(), probes: tracer.outcomes.clone() };
     // The dashboard and the metrics endpoint refresh every second unless --interval says.
     let refreshed = quit.is_some() || args.prometheus.is_some();
@@ -178,9 +153,9 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
         command: args.command.clone(),
         duration: args.duration,
         interval: every,
-        segments,
-        interrupt,
-        terminate,
+        segments: signals.segments,
+        interrupt: signals.interrupt,
+        terminate: signals.terminate,
         quit,
     };
     let live = LiveSource::new(tracer, first, triggers, SysNames::new(&facts), start)?;
@@ -193,6 +168,54 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
         refs.iter_mut().for_each(|s| s.recorded(&path.display().to_string(), records));
     }
     Ok(end.figures.command_exit_status.unwrap_or(0))
+}
+
+/// The signals a live run listens for.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    /// SIGUSR1, with --segments.
+    segments: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// SIGINT and SIGTERM from here on end the run cleanly (see Triggers::interrupt); during
+    /// the load they wait for the loop, which then stops at once. SIGUSR1 is listened for
+    /// before the load too: a harness that sends it early must not kill us (the default
+    /// action); a cut asked for during the load is made once the loop runs.
+    fn listen(segments: bool) -> Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let listen = |kind: SignalKind, name: &str| signal(kind).with_context(|| format!("listening for {name}"));
+        Ok(Signals {
+            interrupt: listen(SignalKind::interrupt(), "SIGINT")?,
+            terminate: listen(SignalKind::terminate(), "SIGTERM")?,
+            segments: match segments {
+                true => Some(listen(SignalKind::user_defined1(), "SIGUSR1 (--segments)")?),
+                false => None,
+            },
+        })
+    }
+}
+
+/// Adds the report sink (answering the dashboard's export key when `export` is given) and the
+/// Prometheus sink (serving on `metrics`) to `sinks`.
+fn add_report_and_metrics(
+    sinks: &mut Vec<Box<dyn Sink>>,
+    report: Option<ReportSink>,
+    export: Option<Arc<AtomicBool>>,
+    metrics: Option<tokio::net::TcpListener>,
+) {
+    if let Some(report) = report {
+        sinks.push(Box::new(match export {
+            Some(asked) => report.export_on(asked),
+            None => report,
+        }));
+    }
+    if let Some(listener) = metrics {
+        let shared = Arc::new(std::sync::Mutex::new(prometheus::Shared::default()));
+        tokio::spawn(prometheus::serve(listener, shared.clone()));
+        sinks.push(Box::new(prometheus::PrometheusSink::new(shared)));
+    }
 }
 
 /// The sinks of a live run: text or NDJSON on stdout, and the dashboard (intervals only,
