@@ -128,12 +128,14 @@ pub struct ProbeDef {
 }
 
 impl ProbeDef {
-    /// Whether the kernel can preempt the probe's chained programs in thread context:
-    /// trampolines (fentry/fexit) disable migration, not preemption; tracepoints run with
-    /// preemption off (see [`chain`]), except those of system calls on some kernels (7.2: see
-    /// [`Attach::Syscalls`]).
+    /// Whether the kernel can preempt the probe's chained programs in thread context, on a
+    /// kernel that preempts threads in kernel code at all (full, lazy or RT preemption):
+    /// trampolines (fentry/fexit) disable migration, not preemption; tracepoints (tp_btf and
+    /// the system call ones) did disable it, but Debian's 7.2 runs their programs
+    /// preemptible too (seen: a thread-only tp_btf probe skipped, a third of the system call
+    /// tracepoint runs skipped with two syscall loops on one CPU). So all of them.
     pub const fn preemptible(&self) -> bool {
-        matches!(self.attach, Attach::Fentry | Attach::Fexit | Attach::Syscalls)
+        matches!(self.attach, Attach::Fentry | Attach::Fexit | Attach::TpBtf | Attach::Syscalls)
     }
 
     /// Whether the chain's programs test each invocation before the chain's bookkeeping (the

@@ -27,25 +27,23 @@ macro_rules! with_twin {
             $crate::chain::run($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, $pos, $len, || $body)
         }
     };
-    // With a filter applied before anything else, for targets hit by far more invocations
-    // than the probe wants (the raw system call tracepoints): an unwanted invocation costs the
-    // primary one test, and a backup one test and one read of the CPU's running counts. A
-    // backup still runs the chain for an unwanted invocation while a primary is running on
-    // its CPU (preempted in it): the kernel skipped the primary for it too, and the rescue
-    // keeps `skips - rescues` exact (the body, filtered again, then does nothing).
+    // With a filter applied first, for targets hit by far more invocations than the probe
+    // wants (the raw system call tracepoints): an unwanted invocation costs the primary one
+    // test and its running count (run_if), and a backup one test and one read of the CPU's
+    // running counts. A backup still runs the chain for an unwanted invocation while a
+    // primary is running on its CPU (a thread preempted in it): the kernel skipped the
+    // primary for it too, and the rescue keeps `skips - rescues` exact (the body then does
+    // nothing). Only a thread preempted in the kernel's few instructions around the primary
+    // can make an unwanted skip look like a loss: counted, never hidden.
     (@filtered #[$attr:meta] $name:ident, $id:expr, $pos:literal, $len:literal, |$ctx:ident: $ty:ty| $filter:expr, $body:expr) => {
         #[$attr]
         pub fn $name($ctx: $ty) -> u32 {
-            if !$filter && ($pos == 0 || !$crate::chain::primary_running($id)) {
+            let wanted = $filter;
+            if !wanted && $pos > 0 && !$crate::chain::primary_running($id) {
                 return 0;
             }
-            $crate::chain::run($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, $pos, $len, || {
-                if $filter {
-                    $body
-                } else {
-                    0
-                }
-            })
+            let at = aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64;
+            $crate::chain::run_if($id, at, $pos, $len, wanted, || if wanted { $body } else { 0 })
         }
     };
     (#[$attr:meta] $primary:ident, $base:ident, $id:expr, filter |$ctx:ident: $ty:ty| $filter:expr, $body:expr) => {
@@ -183,10 +181,34 @@ pub fn primary_running(probe: ProbeId) -> bool {
 /// when it is the one to act for it.
 #[inline(always)]
 pub fn run(probe: ProbeId, ctx: u64, pos: usize, len: usize, f: impl FnOnce() -> u32) -> u32 {
-    let Some(r) = RUNNING.get_ptr_mut(probe as u32) else { return if pos == 0 { f() } else { 0 } };
+    run_if(probe, ctx, pos, len, true, f)
+}
+
+/// [`run`] for chains that filter first: `wanted` is the filter's verdict. The primary counts
+/// itself running for every invocation (so that a backup can tell when the kernel skipped it)
+/// and goes no further for an unwanted one.
+#[inline(always)]
+pub fn run_if(probe: ProbeId, ctx: u64, pos: usize, len: usize, wanted: bool, f: impl FnOnce() -> u32) -> u32 {
+    let Some(r) = RUNNING.get_ptr_mut(probe as u32) else { return if pos == 0 && wanted { f() } else { 0 } };
     let slot = pos.min(MAX_CHAIN - 1);
     // SAFETY: this CPU's entry; slot < MAX_CHAIN; changed only atomically.
     unsafe { add(&raw mut (*r)[slot], 1) };
+    let ret = if pos == 0 && !wanted { 0 } else { decide_and_run(probe, r, ctx, pos, len, f) };
+    // SAFETY: as above.
+    unsafe { add(&raw mut (*r)[slot], u64::MAX) };
+    ret
+}
+
+/// The chain's rules for the program at `pos` (counted running in `r`), then `f` if it acts.
+#[inline(always)]
+fn decide_and_run(
+    probe: ProbeId,
+    r: *mut [u64; MAX_CHAIN],
+    ctx: u64,
+    pos: usize,
+    len: usize,
+    f: impl FnOnce() -> u32,
+) -> u32 {
     let (acts, rule) = if PROBES[probe as usize].preemptible() && task_preemption() {
         let at = address(&ctx).unwrap_or(0);
         match on_task_stack(at) {
@@ -200,7 +222,7 @@ pub fn run(probe: ProbeId, ctx: u64, pos: usize, len: usize, f: impl FnOnce() ->
     } else {
         (cpu_acts(r, pos), ChainDebug::RescuedByCpuRule)
     };
-    let ret = if !acts {
+    if !acts {
         0
     } else if pos == 0 {
         f()
@@ -210,10 +232,7 @@ pub fn run(probe: ProbeId, ctx: u64, pos: usize, len: usize, f: impl FnOnce() ->
         f()
     } else {
         0
-    };
-    // SAFETY: as above.
-    unsafe { add(&raw mut (*r)[slot], u64::MAX) };
-    ret
+    }
 }
 
 /// The CPU rule for the program at `pos`, over this CPU's running counts.
