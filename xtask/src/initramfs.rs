@@ -82,6 +82,8 @@ pub const TOOLS: &[&str] = &[
     "umount",
     "dmsetup",
     "taskset",
+    // The dashboard test runs `tracer run` in a real terminal.
+    "tmux",
 ];
 
 /// Programs of nfs-kernel-server for the NFS case of pin-paths.sh (the guest runs the kernel

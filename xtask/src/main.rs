@@ -13,6 +13,7 @@ mod ledger_bench;
 mod lint;
 mod report_browser;
 mod suite;
+mod terminal;
 mod vm;
 
 use std::path::PathBuf;

@@ -74,6 +74,12 @@ pub fn test(args: &TestArgs) -> Result<i32> {
         );
         step(&format!("vm {kernel}: latency"), &mut || latency(kernel));
         step(&format!("vm {kernel}: record in the VM, replay on the host"), &mut || replay(kernel));
+        // One kernel is enough for what a person sees in a terminal.
+        if kernel == "6.12" {
+            step(&format!("vm {kernel}: dashboard in a real terminal (tmux), Prometheus scraped"), &mut || {
+                crate::terminal::run(kernel)
+            });
+        }
     }
     let failed: Vec<&String> = results.iter().filter(|(_, r)| r.is_err()).map(|(n, _)| n).collect();
     eprintln!(
@@ -644,7 +650,7 @@ fn json_field(line: &str, key: &str) -> Option<String> {
 }
 
 /// The bytes shipped between `RECORD-BEGIN NAME` and `RECORD-END NAME` (base64 lines).
-fn shipped_file(console: &str, name: &str) -> Result<Vec<u8>> {
+pub fn shipped_file(console: &str, name: &str) -> Result<Vec<u8>> {
     let begin = format!("RECORD-BEGIN {name}");
     let end = format!("RECORD-END {name}");
     let body: String = console
