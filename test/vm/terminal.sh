@@ -17,7 +17,7 @@ pane() { # pane NAME: the visible screen, shipped
 }
 wait_pane() { # wait_pane TEXT SECONDS: until the screen shows TEXT
     t0=$(date +%s)
-    until tmux capture-pane -p -t t | grep -q "$1"; do
+    until tmux capture-pane -p -t t 2>/dev/null | grep -q "$1"; do
         if [ $(($(date +%s) - t0)) -gt "$2" ]; then echo "TERMINAL: '$1' not shown within $2 s"; return 1; fi
         sleep 1
     done
@@ -30,7 +30,7 @@ fio --name=load --filename=/dev/vda --direct=1 --rw=randrw --bs=16k --ioengine=l
     --iodepth=8 --time_based --runtime=3600 --rate_iops=200 --eta=never --output=/dev/null &
 LOAD=$!
 
-export TERM=screen
+export TERM=screen LC_ALL=C.UTF-8
 tmux -u new-session -d -s t -x 160 -y 48 \
     "tracer run --prometheus 9464 --report /tmp/report.json 2> /tmp/tracer.err; echo TRACER-EXITED \$? > /tmp/tracer.exit; sleep 3600"
 # Loading the probes takes tens of seconds under TCG; the dashboard shows its tabs then.

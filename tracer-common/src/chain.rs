@@ -4,8 +4,8 @@
 //!
 //! Why chains: the kernel skips a tracing program for an invocation that arrives on a CPU while
 //! the same program is running there (its per-CPU `active` count is taken): an interrupt that
-//! came while it ran, or, where programs are preemptible (fentry/fexit and faultable syscall
-//! tracepoints on a preemptive kernel such as Debian's 7.x), another thread that preempted it.
+//! came while it ran, or, where programs are preemptible (fentry/fexit, and on Debian's 7.2 the
+//! tracepoints too, syscall ones included), another thread that preempted it.
 //! A chain is the primary program and a few backups on the same target, run by the kernel in
 //! order for every invocation; each has its own `active` count, so an invocation is lost only
 //! when all of them are skipped. Exactly one program of the chain must do the work for an
@@ -14,7 +14,7 @@
 //!
 //! Two rules, by the context an invocation runs in:
 //! - [`cpu_rule_acts`], for invocations that nothing can preempt (interrupt context, and
-//!   tracepoints that run with preemption off): while such an invocation runs, every other
+//!   programs of a kernel that preempts no thread inside them): while such an invocation runs, every other
 //!   invocation on its CPU is frozen, so the programs busy on the CPU when its program at `pos`
 //!   runs are the ones that were busy when the kernel tried the earlier ones. A program acts
 //!   when every program before it is busy. No state, so nothing can be left behind.

@@ -38,12 +38,15 @@ macro_rules! with_twin {
     (@filtered #[$attr:meta] $name:ident, $id:expr, $pos:literal, $len:literal, |$ctx:ident: $ty:ty| $filter:expr, $body:expr) => {
         #[$attr]
         pub fn $name($ctx: $ty) -> u32 {
+            let at = aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64;
+            if $pos == 0 {
+                return $crate::chain::run_if($id, at, 0, $len, || $filter, || $body);
+            }
             let wanted = $filter;
-            if !wanted && $pos > 0 && !$crate::chain::primary_running($id) {
+            if !wanted && !$crate::chain::primary_running($id) {
                 return 0;
             }
-            let at = aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64;
-            $crate::chain::run_if($id, at, $pos, $len, wanted, || if wanted { $body } else { 0 })
+            $crate::chain::run_if($id, at, $pos, $len, || true, || if wanted { $body } else { 0 })
         }
     };
     (#[$attr:meta] $primary:ident, $base:ident, $id:expr, filter |$ctx:ident: $ty:ty| $filter:expr, $body:expr) => {
@@ -181,19 +184,26 @@ pub fn primary_running(probe: ProbeId) -> bool {
 /// when it is the one to act for it.
 #[inline(always)]
 pub fn run(probe: ProbeId, ctx: u64, pos: usize, len: usize, f: impl FnOnce() -> u32) -> u32 {
-    run_if(probe, ctx, pos, len, true, f)
+    run_if(probe, ctx, pos, len, || true, f)
 }
 
-/// [`run`] for chains that filter first: `wanted` is the filter's verdict. The primary counts
-/// itself running for every invocation (so that a backup can tell when the kernel skipped it)
-/// and goes no further for an unwanted one.
+/// [`run`] for chains that filter first: the program acts only if `wanted()` says so. The
+/// primary counts itself running before it asks (so that a backup can tell that the kernel
+/// skipped it, whatever the invocation) and goes no further for an unwanted one.
 #[inline(always)]
-pub fn run_if(probe: ProbeId, ctx: u64, pos: usize, len: usize, wanted: bool, f: impl FnOnce() -> u32) -> u32 {
-    let Some(r) = RUNNING.get_ptr_mut(probe as u32) else { return if pos == 0 && wanted { f() } else { 0 } };
+pub fn run_if(
+    probe: ProbeId,
+    ctx: u64,
+    pos: usize,
+    len: usize,
+    wanted: impl FnOnce() -> bool,
+    f: impl FnOnce() -> u32,
+) -> u32 {
+    let Some(r) = RUNNING.get_ptr_mut(probe as u32) else { return if pos == 0 && wanted() { f() } else { 0 } };
     let slot = pos.min(MAX_CHAIN - 1);
     // SAFETY: this CPU's entry; slot < MAX_CHAIN; changed only atomically.
     unsafe { add(&raw mut (*r)[slot], 1) };
-    let ret = if pos == 0 && !wanted { 0 } else { decide_and_run(probe, r, ctx, pos, len, f) };
+    let ret = if wanted() { decide_and_run(probe, r, ctx, pos, len, f) } else { 0 };
     // SAFETY: as above.
     unsafe { add(&raw mut (*r)[slot], u64::MAX) };
     ret

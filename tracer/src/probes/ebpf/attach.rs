@@ -128,8 +128,11 @@ fn attach(ebpf: &mut Ebpf, btf: Option<&Btf>, method: Method, program: &str, tar
             p.load().and_then(|()| p.attach(target, 0).map(drop))
         }
         Method::RawTracepoint => {
+            // Loaded by preload::preload already, with the rest of its chain: the backups then
+            // attach right after the primary (they act from then on).
             let p: &mut RawTracePoint = prog.try_into().map_err(|e| describe(&e))?;
-            p.load().and_then(|()| p.attach(target).map(drop))
+            let loaded = if p.fd().is_ok() { Ok(()) } else { p.load() };
+            loaded.and_then(|()| p.attach(target).map(drop))
         }
         Method::Tracepoint => {
             let p: &mut TracePoint = prog.try_into().map_err(|e| describe(&e))?;

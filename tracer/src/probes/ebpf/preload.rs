@@ -22,7 +22,7 @@ pub fn preload(ebpf: &mut Ebpf, btf: Option<&Btf>, plan: &[PlannedProbe]) {
     let mut wanted: HashMap<&str, (Method, &str)> = HashMap::new();
     for p in plan {
         let Some(&(method, program)) = p.candidates.first() else { continue };
-        if matches!(method, Method::Fentry | Method::Fexit | Method::TpBtf) {
+        if matches!(method, Method::Fentry | Method::Fexit | Method::TpBtf | Method::RawTracepoint) {
             for name in std::iter::once(program).chain(p.def.twins.iter().copied()) {
                 wanted.insert(name, (method, p.def.target));
             }
@@ -59,6 +59,7 @@ pub fn load(prog: &mut Program, method: Method, target: &str, btf: &Btf) -> Resu
         (Method::Fentry, Program::FEntry(p)) => p.load(target, btf),
         (Method::Fexit, Program::FExit(p)) => p.load(target, btf),
         (Method::TpBtf, Program::BtfTracePoint(p)) => p.load(target, btf),
+        (Method::RawTracepoint, Program::RawTracePoint(p)) => p.load(),
         _ => Ok(()),
     }
 }
