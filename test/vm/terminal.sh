@@ -23,9 +23,8 @@ wait_pane() { # wait_pane TEXT SECONDS: until the screen shows TEXT
     done
 }
 
-fio --name=holder --filename=/dev/nullb0 --ioengine=io_uring --fixedbufs --direct=1 --rw=read \
-    --bs=64k --iodepth=16 --time_based --runtime=3600 --rate_iops=1 --eta=never --output=/dev/null &
-HOLDER=$!
+# The endpoint is scraped over loopback, which the guest's init leaves down.
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
 fio --name=load --filename=/dev/vda --direct=1 --rw=randrw --bs=16k --ioengine=libaio \
     --iodepth=8 --time_based --runtime=3600 --rate_iops=200 --eta=never --output=/dev/null &
 LOAD=$!
@@ -35,11 +34,18 @@ tmux -u new-session -d -s t -x 160 -y 48 \
     "tracer run --prometheus 9464 --report /tmp/report.json 2> /tmp/tracer.err; echo TRACER-EXITED \$? > /tmp/tracer.exit; sleep 3600"
 # Loading the probes takes tens of seconds under TCG; the dashboard shows its tabs then.
 wait_pane Overview 900 || { tmux capture-pane -p -t t; tail -5 /tmp/tracer.err; exit 1; }
-sleep 8
+# Under the tracer: it registers 64 fixed buffers of 256 KiB (4096 pages, long-term pins) and
+# keeps them until it is killed, the most outstanding pins of any call path.
+fio --name=holder --filename=/dev/nullb0 --ioengine=io_uring --fixedbufs --direct=1 --rw=read \
+    --bs=256k --iodepth=64 --time_based --runtime=3600 --rate_iops=1 --eta=never --output=/dev/null &
+HOLDER=$!
+sleep 10
 pane overview
 wget -q -O /tmp/metrics-1.txt http://127.0.0.1:9464/metrics && ship metrics-1 /tmp/metrics-1.txt
 
 tmux send-keys -t t 3
+sleep 1
+tmux send-keys -t t k k k k k k k k
 sleep 3
 pane callpaths
 tmux send-keys -t t Enter

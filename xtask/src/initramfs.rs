@@ -99,7 +99,22 @@ pub fn nfs_utils_root() -> PathBuf {
 }
 
 /// Host configuration files the tools read, copied when present.
-const CONFIG_FILES: &[&str] = &["/etc/mke2fs.conf"];
+const CONFIG_FILES: &[&str] = &[
+    "/etc/mke2fs.conf",
+    // The C.UTF-8 locale (libc-bin), which tmux needs (the dashboard test).
+    "/usr/lib/locale/C.utf8/LC_CTYPE",
+    "/usr/lib/locale/C.utf8/LC_COLLATE",
+    "/usr/lib/locale/C.utf8/LC_NUMERIC",
+    "/usr/lib/locale/C.utf8/LC_TIME",
+    "/usr/lib/locale/C.utf8/LC_MONETARY",
+    "/usr/lib/locale/C.utf8/LC_MESSAGES/SYS_LC_MESSAGES",
+    "/usr/lib/locale/C.utf8/LC_PAPER",
+    "/usr/lib/locale/C.utf8/LC_NAME",
+    "/usr/lib/locale/C.utf8/LC_ADDRESS",
+    "/usr/lib/locale/C.utf8/LC_TELEPHONE",
+    "/usr/lib/locale/C.utf8/LC_MEASUREMENT",
+    "/usr/lib/locale/C.utf8/LC_IDENTIFICATION",
+];
 
 /// Bump when the layout of the base changes in a way its fingerprint cannot see.
 const BASE_FORMAT: &str = "tracer-vm-base-1";
