@@ -797,7 +797,10 @@ pub fn demo(kernel: &str, seconds: u32) -> Result<i32> {
     let script = workspace_root().join("test/vm/demo.sh");
     cargo(&["build", "--release", "-p", "tracer"])?;
     // In a terminal, the guest draws the live dashboard through its console, at this size.
-    let size = terminal_size().map_or(String::new(), |(rows, cols)| format!("DEMO_ROWS={rows} DEMO_COLS={cols} "));
+    // One row less than the terminal: a write to its last row would scroll the screen under the
+    // dashboard (its diffs would then land one row off).
+    let size = terminal_size()
+        .map_or(String::new(), |(rows, cols)| format!("DEMO_ROWS={} DEMO_COLS={cols} ", rows.saturating_sub(1)));
     let args = vm::args_from([
         "--kernel".to_string(),
         kernel.to_string(),
@@ -809,6 +812,9 @@ pub fn demo(kernel: &str, seconds: u32) -> Result<i32> {
         "--".to_string(),
         format!("{size}DEMO_SECONDS={seconds} sh /root/demo.sh"),
     ])?;
+    // The dashboard draws with escape sequences, which the console filter would drop.
+    let mut args = args;
+    args.raw_console = !size.is_empty();
     vm::run(args)
 }
 

@@ -81,6 +81,11 @@ pub struct VmArgs {
     /// Keep the run directory (initrd, disk images) under target/vm/run/.
     #[arg(long)]
     keep: bool,
+    /// Once the guest runs COMMAND, pass its console to this terminal unfiltered (escape
+    /// sequences included), so that a full-screen program in the guest draws here (the
+    /// demo's dashboard). The log stays filtered.
+    #[arg(long, hide = true)]
+    pub raw_console: bool,
     /// What to run in the guest, as root, after `--`. One argument is a shell command
     /// line (like ssh); several are a program and its arguments.
     #[arg(last = true, required = true, value_name = "COMMAND")]
@@ -192,7 +197,7 @@ pub fn run_logged(args: VmArgs) -> Result<(i32, PathBuf)> {
         accel_name(accel)
     );
 
-    let report = supervise(cmd, log, &nonce, Duration::from_secs(args.timeout))?;
+    let report = supervise(cmd, log, &nonce, Duration::from_secs(args.timeout), args.raw_console)?;
     let timing = match report.init_at {
         Some(t) => format!("init after {:.1} s, ", t.as_secs_f64()),
         None => String::new(),
@@ -426,6 +431,7 @@ enum Event {
 fn pump(
     mut from: impl Read + Send + 'static,
     to_stderr: bool,
+    raw: bool,
     log: Arc<Mutex<fs::File>>,
     tx: mpsc::Sender<Event>,
 ) -> thread::JoinHandle<()> {
@@ -434,6 +440,10 @@ fn pump(
         let mut filter = console::EscapeFilter::default();
         let mut chunk = Vec::with_capacity(buf.len());
         let mut line: Vec<u8> = Vec::new();
+        // With `raw`: set once the guest runs the command (the firmware's terminal resets are
+        // behind), from the next read on.
+        let mut passthrough = false;
+        let mut command_started = false;
         let send = |line: &mut Vec<u8>| {
             let text = String::from_utf8_lossy(line).into_owned();
             line.clear();
@@ -451,7 +461,7 @@ fn pump(
                 let _ = io::stderr().write_all(&chunk);
             } else {
                 let mut out = io::stdout().lock();
-                let _ = out.write_all(&chunk);
+                let _ = out.write_all(if passthrough { &buf[..n] } else { &chunk });
                 let _ = out.flush();
             }
             if let Ok(mut f) = log.lock() {
@@ -459,11 +469,13 @@ fn pump(
             }
             for &b in &chunk {
                 if b == b'\n' {
+                    command_started |= line.starts_with(b"TRACER-VM: running COMMAND");
                     send(&mut line);
                 } else {
                     line.push(b);
                 }
             }
+            passthrough = raw && command_started;
         }
         if !line.is_empty() {
             send(&mut line);
@@ -473,7 +485,7 @@ fn pump(
 }
 
 /// Runs QEMU to the end, watching its console.
-fn supervise(mut cmd: Command, log: fs::File, nonce: &str, timeout: Duration) -> Result<Report> {
+fn supervise(mut cmd: Command, log: fs::File, nonce: &str, timeout: Duration, raw: bool) -> Result<Report> {
     let start = Instant::now();
     let mut child: Child = cmd
         .stdin(Stdio::null())
@@ -485,7 +497,7 @@ fn supervise(mut cmd: Command, log: fs::File, nonce: &str, timeout: Duration) ->
     let (tx, rx) = mpsc::channel();
     let stdout = child.stdout.take().ok_or_else(|| anyhow!("no qemu stdout"))?;
     let stderr = child.stderr.take().ok_or_else(|| anyhow!("no qemu stderr"))?;
-    let pumps = [pump(stdout, false, log.clone(), tx.clone()), pump(stderr, true, log.clone(), tx)];
+    let pumps = [pump(stdout, false, raw, log.clone(), tx.clone()), pump(stderr, true, false, log.clone(), tx)];
 
     let deadline = start + timeout;
     let mut verdict: Option<(i32, Instant)> = None;
