@@ -15,6 +15,8 @@ if [ -n "${DEMO_COLS:-}" ] && [ -c /dev/ttyS0 ]; then
 fi
 if [ -n "${DEMO_COLS:-}" ] && [ -t 0 ] && [ -t 1 ]; then
     stty rows "$DEMO_ROWS" cols "$DEMO_COLS"
+    # Kernel messages on the console would scroll the screen under the dashboard.
+    echo 1 > /proc/sys/kernel/printk
     VIEW="--format tui"
 else
     VIEW="--interval 2"
