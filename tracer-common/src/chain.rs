@@ -14,8 +14,8 @@
 //!
 //! Two rules, by the context an invocation runs in:
 //! - [`cpu_rule_acts`], for invocations that nothing can preempt (interrupt context, and
-//!   programs of a kernel that preempts no thread inside them): while such an invocation runs, every other
-//!   invocation on its CPU is frozen, so the programs busy on the CPU when its program at `pos`
+//!   programs of a kernel that preempts no thread inside them): while such an invocation runs,
+//!   every other invocation on its CPU is frozen, so the programs busy on the CPU when its program at `pos`
 //!   runs are the ones that were busy when the kernel tried the earlier ones. A program acts
 //!   when every program before it is busy. No state, so nothing can be left behind.
 //! - [`thread_rule_acts`], for invocations in thread context of preemptible programs: the

@@ -2,12 +2,11 @@
 //!
 //! It is a plain array map created with `BPF_F_MMAPABLE`: one block of [`SLOTS`] u64 per
 //! possible CPU (the loader sizes it), a program adding atomically to its CPU's block. Userspace
-//! reads it through a shared mapping, without a system call. That matters for exactness, not only
-//! for cost: every `bpf(BPF_MAP_LOOKUP_ELEM)` raises the CPU's `bpf_prog_active` while it copies
-//! (bpf_disable_instrumentation), and a reader preempted in there (full or lazy preemption) makes
-//! the kernel skip the perf tracepoint programs (the `syscalls:*` ones) of every thread that runs
-//! on that CPU meanwhile. Reading hundreds of per-CPU slots at each interval opened that window
-//! hundreds of times a second (sid: `sys_enter`/`sys_exit` runs skipped).
+//! reads it through a shared mapping, without a system call: cheaper than hundreds of
+//! `bpf(BPF_MAP_LOOKUP_ELEM)` per interval, and no such call raises the CPU's `bpf_prog_active`
+//! (bpf_disable_instrumentation) while it copies, during which the kernel skips perf tracepoint
+//! and kprobe programs on that CPU (for as long as the reader is preempted in there, on a kernel
+//! with full or lazy preemption).
 
 use crate::{chain::CHAIN_DEBUG_KINDS, LOST_REASONS, PROBE_COUNT};
 

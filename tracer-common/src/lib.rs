@@ -94,11 +94,12 @@ pub enum Attach {
     ///   one makes every other thread's calls on that CPU skip it (two syscall loops on one CPU
     ///   under 7.2: a third of the calls skipped).
     /// - the raw tracepoints `sys_enter`/`sys_exit` ([`ProbeDef::raw_syscall_program`], no BTF),
-    ///   which run for every system call of the machine (the program checks the call number
-    ///   first) with preemption off and a recursion guard of their own.
+    ///   which run for every system call of the machine (the programs check the call number
+    ///   first) and have a recursion guard per program, so a chain of them rescues what one
+    ///   program misses (7.2 runs them preemptible too).
     ///
     /// The first is cheaper where threads cannot be preempted inside programs; the second is
-    /// exact everywhere and preferred where they can.
+    /// preferred where they can.
     Syscalls,
 }
 

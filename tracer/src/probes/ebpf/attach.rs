@@ -84,10 +84,9 @@ pub(super) fn attach_chain(
 
 /// Backups a chain needs: an invocation is skipped only while another one of the same target
 /// is inside the chain's programs on that CPU. Where threads can be preempted in the programs
-/// (trampolines on a kernel with full, lazy or RT preemption), other threads on the CPU may be
-/// inside them: every backup of the catalogue. Where they cannot (tracepoints run programs
-/// with preemption off; trampolines on kernels with no or voluntary preemption), only the
-/// invocations it interrupted can be: none for a target only threads reach, and at most two
+/// (on a kernel with full, lazy or RT preemption: ProbeDef::preemptible), other threads on the
+/// CPU may be inside them: every backup of the catalogue. Where they cannot (no or voluntary
+/// preemption), only the invocations it interrupted can be: none for a target only threads reach, and at most two
 /// for the others (thread, softirq and hardirq context nest; no probed target runs in NMI
 /// context). Each attached backup runs for every invocation, so fewer cost less.
 pub(super) fn twins_needed(def: &ProbeDef, threads_preemptible: bool) -> usize {

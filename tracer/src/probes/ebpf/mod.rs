@@ -57,7 +57,7 @@ pub struct ReadError {
 /// Loaded programs and their maps; dropping it detaches everything.
 pub struct Tracer {
     ebpf: Ebpf,
-    /// COUNTERS, mapped (declared after `ebpf`: unmapped first).
+    /// COUNTERS, mapped (the mapping keeps the map alive on its own).
     counter_map: counter_map::CounterMap,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     pub outcomes: Vec<ProbeOutcome>,
