@@ -119,22 +119,30 @@ case_run() {
     if [ $rc -ne 0 ]; then
         echo "case $name failed (exit $rc):"; tail -5 /tmp/workload.out
     fi
-    echo "CASE $name status=$rc pinned=$(json_int pages_pinned /tmp/case.json)" \
-        "unpinned=$(json_int pages_unpinned /tmp/case.json) lost=$(json_int lost_events /tmp/case.json)" \
-        "accounting=$(json_str pin_accounting /tmp/case.json)" \
-        "vm_acquired=$((a1 - a0)) vm_released=$((r1 - r0))" \
-        "ledger=$(ledger_verdict /tmp/case.json) ledger_pinned=$(ledger_pages pinned /tmp/case.json)" \
-        "ledger_referenced=$(ledger_pages referenced /tmp/case.json) ledger_matched=$(ledger_pages matched /tmp/case.json)" \
-        "ledger_acquired=$(ledger_pages acquired /tmp/case.json)" \
-        "pl_pinned=$(page_total pinned /tmp/case.json) pl_with_bio=$(page_total pinned_with_bio /tmp/case.json)" \
-        "pl_longterm=$(page_total pinned_longterm /tmp/case.json) pl_large=$(page_total pinned_large_folio /tmp/case.json)" \
-        "ledger_truncated=$(ledger_int truncated_bios /tmp/case.json) procs=$(procs /tmp/case.json)" \
-        "pl_unpinned=$(page_total unpinned /tmp/case.json) pl_matched=$(page_total unpinned_matched /tmp/case.json)" \
-        "pl_unknown=$(page_total unpinned_unknown_origin /tmp/case.json) pl_unlisted=$(page_total unlisted /tmp/case.json)" \
-        "pl_outstanding=$(page_total outstanding /tmp/case.json) pl_suspect=$(page_total suspect /tmp/case.json)" \
-        "pl_owner_exited=$(page_total outstanding_owner_exited /tmp/case.json)" \
-        "pl_referenced=$(page_total referenced /tmp/case.json) pl_ref_with_bio=$(page_total referenced_with_bio /tmp/case.json)" \
-        "pl_ref_put=$(page_total referenced_released_put /tmp/case.json)" \
-        "skipped=$(skipped /tmp/case.json) lost_why=$(lost_why /tmp/case.json) ${CASE_NOTE:-}"
+    case_print "$name" $rc /tmp/case.json $((a1 - a0)) $((r1 - r0))
 }
 
+
+# case_print NAME STATUS JSON VM_ACQUIRED VM_RELEASED: the CASE line of a case whose tracer
+# records are in JSON (the host's checks read it: xtask/src/suite.rs).
+case_print() {
+    j=$3
+    echo "CASE $1 status=$2 pinned=$(json_int pages_pinned "$j")" \
+        "unpinned=$(json_int pages_unpinned "$j") lost=$(json_int lost_events "$j")" \
+        "accounting=$(json_str pin_accounting "$j")" \
+        "vm_acquired=$4 vm_released=$5" \
+        "ledger=$(ledger_verdict "$j") ledger_pinned=$(ledger_pages pinned "$j")" \
+        "ledger_referenced=$(ledger_pages referenced "$j") ledger_matched=$(ledger_pages matched "$j")" \
+        "ledger_acquired=$(ledger_pages acquired "$j")" \
+        "pl_pinned=$(page_total pinned "$j") pl_with_bio=$(page_total pinned_with_bio "$j")" \
+        "pl_longterm=$(page_total pinned_longterm "$j") pl_large=$(page_total pinned_large_folio "$j")" \
+        "ledger_truncated=$(ledger_int truncated_bios "$j") procs=$(procs "$j")" \
+        "pl_unpinned=$(page_total unpinned "$j") pl_matched=$(page_total unpinned_matched "$j")" \
+        "pl_unknown=$(page_total unpinned_unknown_origin "$j") pl_unlisted=$(page_total unlisted "$j")" \
+        "pl_outstanding=$(page_total outstanding "$j") pl_suspect=$(page_total suspect "$j")" \
+        "pl_owner_exited=$(page_total outstanding_owner_exited "$j")" \
+        "pl_referenced=$(page_total referenced "$j") pl_ref_with_bio=$(page_total referenced_with_bio "$j")" \
+        "pl_ref_put=$(page_total referenced_released_put "$j")" \
+        "records_submitted=$(json_int records_submitted "$j") records_read=$(json_int records_read "$j")" \
+        "skipped=$(skipped "$j") lost_why=$(lost_why "$j") ${CASE_NOTE:-}"
+}

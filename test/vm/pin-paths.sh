@@ -158,4 +158,46 @@ case_run uring-orphan sh -c "pin-workload uring-orphan --pages 16 --hold-secs 4 
 CASE_NOTE=
 tracer_stop
 echo "TRACER-EXIT status=$?"
+
+# Direct I/O already running when the tracer starts, through the probes' attachment (one by
+# one, tens of seconds under TCG) and a few seconds of trace: a tracer of its own, not the
+# segments above. Whatever was pinned or acquired before the trace began is not the trace's:
+# nothing may look leaked, held or orphaned, and every pin the trace saw is matched. fio stops
+# (SIGINT: it completes its I/O) before the tracer, which waits out the grace period first.
+fio --name=bg --filename=/dev/vda --direct=1 --rw=randrw --bs=16k --ioengine=libaio --iodepth=8 \
+    --rate_iops=200 --time_based --runtime=900 --size=64m --output=/dev/null > /tmp/bg.out 2>&1 &
+BG_PID=$!
+sleep 2
+tracer run --format json > /tmp/before.json 2> /tmp/before.err &
+TRACER_PID=$!
+t0=$(date +%s)
+until grep -q '"type":"probe"' /tmp/before.json 2>/dev/null; do
+    if [ $(($(date +%s) - t0)) -gt 900 ] || ! kill -0 "$TRACER_PID" 2>/dev/null; then
+        echo "tracer did not start:"; tail -5 /tmp/before.err; break
+    fi
+    sleep 0.2
+done
+sleep 4
+kill -INT "$BG_PID"; wait "$BG_PID"; bg_rc=$?
+sleep 2
+kill -INT "$TRACER_PID"; wait "$TRACER_PID"; rc=$?
+# (fio exits 128 when a signal ended its jobs.)
+[ $bg_rc -eq 0 ] || [ $bg_rc -eq 128 ] || { echo "background fio exited with $bg_rc:"; tail -5 /tmp/bg.out; rc=$bg_rc; }
+grep -E "ERROR|WARN" /tmp/before.err | head -5 | sed 's/^/TRACER-STDERR /'
+CASE_NOTE="path=running_before owner=fio"
+case_print vda-fio-running-before $rc /tmp/before.json - -
+CASE_NOTE=
+
+# Forced overload: a ring buffer of one page (4 KiB, a dozen records) against 4k random reads
+# at queue depth 32 on null_blk. Records are lost, each counted by its reason; every record
+# the programs did submit is read (so the loss reported is the loss that happened), and the
+# ledger's verdict is unverifiable, not clean.
+tracer run --format json --ring-buffer 4 -- fio --name=t --filename=/dev/nullb0 --direct=1 --rw=randread \
+    --bs=4k --ioengine=libaio --iodepth=32 --size=64m --io_size=16m --output=/dev/null \
+    > /tmp/overload.json 2> /tmp/overload.err
+rc=$?
+grep -E "ERROR" /tmp/overload.err | head -5 | sed 's/^/TRACER-STDERR /'
+CASE_NOTE="path=overload"
+case_print nullb0-fio-overload $rc /tmp/overload.json - -
+CASE_NOTE=
 echo "CASES-DONE"

@@ -20,8 +20,11 @@ pub const LOST: u32 = AMOUNT + PROBE_COUNT;
 pub const RESCUED: u32 = LOST + LOST_REASONS;
 /// Chain diagnostics, at `CHAIN_DEBUG + ProbeId * CHAIN_DEBUG_KINDS + ChainDebug`.
 pub const CHAIN_DEBUG: u32 = RESCUED + PROBE_COUNT;
+/// Records the programs put into the `EVENTS` ring buffer, at `SUBMITTED` (with the reader's
+/// count of the records it took out, this tells that every record not counted lost was read).
+pub const SUBMITTED: u32 = CHAIN_DEBUG + PROBE_COUNT * CHAIN_DEBUG_KINDS;
 /// Slots in use in a CPU's block.
-pub const USED: u32 = CHAIN_DEBUG + PROBE_COUNT * CHAIN_DEBUG_KINDS;
+pub const USED: u32 = SUBMITTED + 1;
 /// u64 slots per CPU: whole cache lines, so that CPUs never write to the same line.
 pub const SLOTS: u32 = USED.div_ceil(8) * 8;
 /// CPUs the map is declared for; the loader sets the real count of possible CPUs.

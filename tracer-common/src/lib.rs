@@ -704,7 +704,13 @@ pub mod names {
     /// A u64 global: 1 when threads can be preempted inside tracing programs (full, lazy or
     /// RT preemption, or not known), 0 when they cannot (none or voluntary); see [`super::chain`].
     pub const TASK_PREEMPTION: &str = "TASK_PREEMPTION";
+    /// A u64 global: bytes waiting in `EVENTS` above which a submit wakes the reader (the
+    /// loader sets a quarter of the ring buffer's size).
+    pub const EVENTS_WAKE_AT: &str = "EVENTS_WAKE_AT";
 }
+
+/// Bytes of the `EVENTS` ring buffer unless `--ring-buffer` says otherwise.
+pub const EVENTS_DEFAULT_BYTES: u32 = 8 << 20;
 
 const _: () = assert!(size_of::<ProbeStat>() == 16);
 const _: () = assert!(size_of::<Offsets>() == 144);

@@ -22,7 +22,7 @@ use tracer_common::{
 
 use crate::{
     latency::{emit, IN_FLIGHT},
-    maps::{count, lost, offsets, read_at, submit_flags, EVENTS},
+    maps::{count, lost, offsets, read_at, submit_flags, submitted, EVENTS},
 };
 
 /// A bio whose user pages were acquired for I/O.
@@ -222,4 +222,5 @@ fn record(event: BioEvent, bio: u64, extra_flags: u32, status: i32) {
         }
     }
     entry.submit(submit_flags());
+    submitted();
 }

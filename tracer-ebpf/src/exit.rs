@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use tracer_common::{ExitRecord, LostReason, ProbeId, RecordType};
 
-use crate::maps::{count, lost, offsets, read_at, submit_flags, EVENTS};
+use crate::maps::{count, lost, offsets, read_at, submit_flags, submitted, EVENTS};
 
 // sched_process_exit(struct task_struct *p[, bool group_dead]): runs in the exiting task, after
 // do_exit decremented signal->live.
@@ -42,6 +42,7 @@ fn try_exit() -> u32 {
                 ts_ns: unsafe { bpf_ktime_get_ns() },
             });
             entry.submit(submit_flags());
+            submitted();
         }
         None => lost(LostReason::RingFull),
     }

@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 use tracer_common::{LatencyEvent, LatencyKind, LostReason, ProbeId, RecordType, OFFSET_UNKNOWN};
 
-use crate::maps::{count, current_tid, lost, offsets, read_at, submit_flags, EVENTS};
+use crate::maps::{count, current_tid, lost, offsets, read_at, submit_flags, submitted, EVENTS};
 
 /// Requests, bios and DIO calls in flight that can be timed at once.
 pub const IN_FLIGHT: u32 = 65536;
@@ -59,6 +59,7 @@ pub fn emit(kind: LatencyKind, dev: u32, op: u32, bytes: u64, start_ns: u64, end
                 end_ns,
             });
             entry.submit(submit_flags());
+            submitted();
         }
         None => lost(LostReason::RingFull),
     }

@@ -8,21 +8,21 @@ use aya_ebpf::{
     maps::{Array, RingBuf},
     EbpfContext,
 };
-use tracer_common::{counters, LostReason, Offsets, ProbeId, OFFSET_UNKNOWN};
+use tracer_common::{counters, LostReason, Offsets, ProbeId, EVENTS_DEFAULT_BYTES, OFFSET_UNKNOWN};
 
-/// Bytes of the event ring buffer (a power of two multiple of the page size).
-const EVENTS_BYTES: u32 = 8 << 20;
-
-/// Records for userspace (`RecordType`-tagged: latency events and bio records).
+/// Records for userspace (`RecordType`-tagged: latency events and bio records); the loader
+/// sets its size (`--ring-buffer`).
 #[map(name = "EVENTS")]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_DEFAULT_BYTES, 0);
 
 /// Kernel struct offsets from BTF, patched by the loader.
 #[unsafe(no_mangle)]
 static OFFSETS: Offsets = Offsets::UNKNOWN;
 
-/// Data waiting in `EVENTS` above which a submit wakes the reader at once.
-const WAKE_AT_BYTES: u64 = (EVENTS_BYTES / 4) as u64;
+/// Data waiting in `EVENTS` above which a submit wakes the reader at once (patched by the
+/// loader to a quarter of the ring buffer's size).
+#[unsafe(no_mangle)]
+static EVENTS_WAKE_AT: u64 = (EVENTS_DEFAULT_BYTES / 4) as u64;
 
 /// Flags for submitting a record: no wakeup (the reader polls every few milliseconds and a
 /// wakeup per record would cost a context switch per I/O), unless the buffer is filling up.
@@ -31,11 +31,19 @@ pub fn submit_flags() -> u64 {
     const BPF_RB_NO_WAKEUP: u64 = 1;
     const BPF_RB_FORCE_WAKEUP: u64 = 2;
     const BPF_RB_AVAIL_DATA: u64 = 0;
-    if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKE_AT_BYTES {
+    // SAFETY: read-only global patched by the loader; volatile keeps the compiler from folding it.
+    let wake_at = unsafe { core::ptr::read_volatile(&EVENTS_WAKE_AT) };
+    if EVENTS.query(BPF_RB_AVAIL_DATA) >= wake_at {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
     }
+}
+
+/// Counts a record put into `EVENTS` (tracer_common::counters::SUBMITTED).
+#[inline(always)]
+pub fn submitted() {
+    bump(counters::SUBMITTED, 1);
 }
 
 #[inline(always)]

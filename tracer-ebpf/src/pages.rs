@@ -18,7 +18,7 @@ use tracer_common::{
     RELEASE_STACK_FRAMES,
 };
 
-use crate::maps::{lost, offsets, submit_flags, EVENTS};
+use crate::maps::{lost, offsets, submit_flags, submitted, EVENTS};
 
 /// Records [`emit`] can build at once on one CPU: interrupts nest in a program, and in process
 /// context a thread can be preempted inside one (tracing programs run with migration, not
@@ -131,7 +131,9 @@ fn output(w: *mut PagesWire, size: u64) {
             submit_flags(),
         )
     };
-    if rc != 0 {
+    if rc == 0 {
+        submitted();
+    } else {
         lost(LostReason::RingFull);
     }
 }

@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// on 127.0.0.1 only), refreshed every second; off by default.
     #[arg(long, value_name = "ADDR", value_parser = crate::sinks::prometheus::parse_addr)]
     pub prometheus: Option<std::net::SocketAddr>,
+    /// Size of the ring buffer the probes stream records through, in KiB: a power of two, 4
+    /// (one page) to 1048576. Records that find it full are lost, and counted (`ring_full`).
+    #[arg(long, value_name = "KIB", default_value_t = tracer_common::EVENTS_DEFAULT_BYTES / 1024, value_parser = parse_ring_kib)]
+    pub ring_buffer: u32,
     #[command(flatten)]
     pub view: ViewArgs,
     /// Run COMMAND under the tracer; trace until it exits and exit with its status.
@@ -214,6 +218,14 @@ fn parse_count(s: &str) -> Result<u32, String> {
     match s.trim().parse::<u32>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("'{s}' is not a positive whole number of intervals")),
+    }
+}
+
+/// A ring buffer size in KiB: a power of two from one page (4 KiB) to 1 GiB.
+fn parse_ring_kib(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if n.is_power_of_two() && (4..=1 << 20).contains(&n) => Ok(n),
+        _ => Err(format!("'{s}' is not a ring buffer size in KiB (a power of two from 4 to 1048576)")),
     }
 }
 

@@ -15,6 +15,19 @@ pub enum Record {
     Exit(ExitRecord),
 }
 
+impl Record {
+    /// When the kernel wrote it (CLOCK_MONOTONIC); None for what userspace adds (symbols).
+    pub fn ts_ns(&self) -> Option<u64> {
+        match self {
+            Record::Latency(ev) => Some(ev.end_ns),
+            Record::Bio(b) => Some(b.ts_ns),
+            Record::Pages(p) => Some(p.ts_ns),
+            Record::Symbols(_) => None,
+            Record::Exit(e) => Some(e.ts_ns),
+        }
+    }
+}
+
 /// Values of the FOLL_* flags the audit names, from the traced kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FollBits {

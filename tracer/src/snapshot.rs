@@ -86,6 +86,10 @@ pub struct Figures {
     pub lost_by_reason: BTreeMap<&'static str, u64>,
     /// Page records whose kernel stack could not be read.
     pub stacks_unread: u64,
+    /// Records the programs submitted and the reader read, since the programs were loaded
+    /// (see [`Counters::records_submitted`]; 0 in replays of files without them).
+    pub records_submitted: u64,
+    pub records_read: u64,
     pub vmstat: Option<FollPin>,
     pub entry_points: Vec<EntryPoint>,
     pub block: Block,
@@ -144,6 +148,8 @@ impl Figures {
                 .map(|(_, (&name, &n))| (name, n))
                 .collect(),
             stacks_unread: span.lost[LostReason::StackLost as usize],
+            records_submitted: span.records_submitted,
+            records_read: span.records_read,
             vmstat,
             entry_points,
             block: Block {

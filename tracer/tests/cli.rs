@@ -195,6 +195,13 @@ fn bad_arguments_exit_2_with_a_message() {
     ] {
         tracer().args(args).assert().code(2).stderr(predicate::str::contains("error:"));
     }
+    for size in ["3", "6", "0", "2097152", "lots"] {
+        tracer()
+            .args(["run", "--ring-buffer", size])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("is not a ring buffer size in KiB (a power of two from 4 to 1048576)"));
+    }
 }
 
 #[test]

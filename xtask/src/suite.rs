@@ -174,7 +174,7 @@ fn dio_pins(kernel: &str, expect: DioPins) -> Result<String> {
 }
 
 /// Cases of pin-paths.sh.
-const PATH_CASES: usize = 16;
+const PATH_CASES: usize = 18;
 
 fn pin_paths(kernel: &str, expect: DioPins) -> Result<String> {
     let console = run_script(kernel, "pin-paths.sh", 1800)?;
@@ -258,10 +258,19 @@ pub fn check_case(case: &Case, expect: DioPins) -> Vec<String> {
     if case.str("accounting") != "measured" {
         bad(format!("pin accounting was '{}', not measured", case.str("accounting")));
     }
+    if case.str("path") == "overload" {
+        check_overload(case, &mut bad);
+        return problems;
+    }
     if case.int("lost") != Some(0) {
         bad(format!("lost events: {}", case.str("lost")));
     }
     let (p, u) = (case.int("pinned"), case.int("unpinned"));
+    if case.str("path") == "running_before" {
+        check_running_before(case, expect, &mut bad);
+        check_owner(case, &mut bad);
+        return problems;
+    }
     let (a, r) = (case.int("vm_acquired"), case.int("vm_released"));
     if p.is_none() || p != a {
         bad(format!(
@@ -385,6 +394,81 @@ fn check_page_ledger(case: &Case, bad: &mut impl FnMut(String)) {
     }
     if !case.str("skipped").is_empty() {
         bad(format!("probes skipped by the kernel: {}", case.str("skipped")));
+    }
+}
+
+/// Direct I/O that was running when the tracer started (pin-paths.sh, `path=running_before`):
+/// what was pinned or acquired before the trace began is not the trace's, so the pins of the
+/// trace are not the vmstat delta around the whole case; but nothing may look leaked, held or
+/// orphaned, and every pin and bio the trace saw is matched to its release.
+fn check_running_before(case: &Case, expect: DioPins, bad: &mut impl FnMut(String)) {
+    let g = |k: &str| case.int(k);
+    let (taken, kind) = match expect {
+        DioPins::Pinned => ("pl_pinned", "pinned"),
+        DioPins::Referenced => ("pl_referenced", "referenced"),
+    };
+    if g(taken).unwrap_or(0) == 0 || g("ledger_acquired").unwrap_or(0) == 0 {
+        bad(format!(
+            "the trace saw {} {kind} pages and {} acquired bio pages of the running workload",
+            case.str(taken),
+            case.str("ledger_acquired")
+        ));
+    }
+    if case.str("ledger") != "clean" {
+        bad(format!("ledger verdict '{}', not clean", case.str("ledger")));
+    }
+    if g("ledger_matched") != g("ledger_acquired") {
+        bad(format!("ledger matched {} of {} acquired pages", case.str("ledger_matched"), case.str("ledger_acquired")));
+    }
+    if g("pl_matched") != g("pl_pinned") {
+        bad(format!(
+            "page ledger matched {} of {} pins to their unpins",
+            case.str("pl_matched"),
+            case.str("pl_pinned")
+        ));
+    }
+    for (key, what) in [
+        ("pl_outstanding", "pages still pinned at the end"),
+        ("pl_suspect", "pins held past the grace period"),
+        ("pl_owner_exited", "pins outliving their process"),
+        ("pl_unlisted", "pins counted but not listed"),
+    ] {
+        if g(key) != Some(0) {
+            bad(format!("page ledger: {} {what}", case.str(key)));
+        }
+    }
+    if !case.str("skipped").is_empty() {
+        bad(format!("probes skipped by the kernel: {}", case.str("skipped")));
+    }
+}
+
+/// A ring buffer too small for the records (pin-paths.sh, `path=overload`): records are lost
+/// and counted as `ring_full`; every record the programs submitted was read, so the loss
+/// reported is the loss that happened; the verdict is unverifiable.
+fn check_overload(case: &Case, bad: &mut impl FnMut(String)) {
+    let ring_full = case
+        .str("lost_why")
+        .split(',')
+        .find_map(|kv| kv.strip_prefix("ring_full:"))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    if ring_full == 0 || case.int("lost").unwrap_or(0) < ring_full {
+        bad(format!(
+            "a one-page ring buffer: {ring_full} records lost to a full ring buffer, {} lost events in all (lost_why '{}')",
+            case.str("lost"),
+            case.str("lost_why")
+        ));
+    }
+    let (submitted, read) = (case.int("records_submitted"), case.int("records_read"));
+    if submitted.unwrap_or(0) == 0 || submitted != read {
+        bad(format!(
+            "the programs submitted {} records, the tracer read {}: a loss not counted",
+            case.str("records_submitted"),
+            case.str("records_read")
+        ));
+    }
+    if case.str("ledger") != "unverifiable" {
+        bad(format!("records lost but the verdict is '{}', not unverifiable", case.str("ledger")));
     }
 }
 
@@ -927,6 +1011,49 @@ mod tests {
             assert_ne!(off, console, "{file}");
             let err = check_run(&off, expect, PATH_CASES).unwrap_err().to_string();
             assert!(err.contains(&format!("matched {} of {unpins} unpins", matched - 1)), "{file}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_workload_running_before_the_trace_is_judged_by_what_the_trace_saw() {
+        let good = "CASE vda-fio-running-before status=0 pinned=5304 unpinned=5312 lost=0 accounting=measured \
+            vm_acquired=- vm_released=- ledger=clean ledger_pinned=5300 ledger_referenced=0 ledger_matched=5300 \
+            ledger_acquired=5300 pl_pinned=5300 pl_with_bio=5300 pl_longterm=0 pl_large=0 ledger_truncated=0 \
+            procs=fio/179:5300:5300 pl_unpinned=5312 pl_matched=5300 pl_unknown=12 pl_unlisted=0 pl_outstanding=0 \
+            pl_suspect=0 pl_owner_exited=0 pl_referenced=2 pl_ref_with_bio=0 pl_ref_put=0 skipped= lost_why= \
+            path=running_before owner=fio\nCASES-DONE\n";
+        check_run(good, DioPins::Pinned, 1).unwrap();
+        // What the tracer said when it took the attachment's records for the trace's.
+        for (from, to, why) in [
+            ("ledger=clean", "ledger=leaks_found", "not clean"),
+            ("pl_owner_exited=0", "pl_owner_exited=424", "424 pins outliving their process"),
+            ("pl_outstanding=0", "pl_outstanding=432", "432 pages still pinned"),
+            ("ledger_matched=5300", "ledger_matched=5172", "matched 5172 of 5300 acquired"),
+            ("pl_matched=5300", "pl_matched=4868", "matched 4868 of 5300 pins"),
+            ("lost=0", "lost=3", "lost events: 3"),
+            ("pl_pinned=5300", "pl_pinned=0", "the trace saw 0 pinned pages"),
+        ] {
+            let bad = good.replace(from, to);
+            let err = check_run(&bad, DioPins::Pinned, 1).unwrap_err().to_string();
+            assert!(err.contains(why), "{from} -> {to}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_overloaded_ring_buffer_counts_its_losses_and_is_unverifiable() {
+        let good = "CASE nullb0-fio-overload status=0 pinned=4096 unpinned=4096 lost=3512 accounting=measured \
+            vm_acquired=- vm_released=- ledger=unverifiable records_submitted=5120 records_read=5120 \
+            skipped= lost_why=ring_full:3512 path=overload\nCASES-DONE\n";
+        check_run(good, DioPins::Pinned, 1).unwrap();
+        for (from, to, why) in [
+            ("ledger=unverifiable", "ledger=clean", "not unverifiable"),
+            ("records_read=5120", "records_read=5100", "submitted 5120 records, the tracer read 5100"),
+            ("lost_why=ring_full:3512", "lost_why=", "0 records lost to a full ring buffer"),
+            ("records_submitted=5120 records_read=5120", "records_submitted= records_read=", "a loss not counted"),
+        ] {
+            let bad = good.replace(from, to);
+            let err = check_run(&bad, DioPins::Pinned, 1).unwrap_err().to_string();
+            assert!(err.contains(why), "{from} -> {to}: {err}");
         }
     }
 

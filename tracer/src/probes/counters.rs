@@ -28,6 +28,12 @@ pub struct Counters {
     /// Indexed by ProbeId: times the probe's program did not run because it was already
     /// running on that CPU (an interrupt nested in it), from the kernel's recursion_misses.
     pub missed: [u64; PROBE_COUNT as usize],
+    /// Records the programs put into the ring buffer, and records the reader took out, since
+    /// the programs were loaded (not differences: [`Counters::since`] keeps them). Once the
+    /// reader drained a quiet ring buffer they are equal: every record not counted lost was
+    /// read.
+    pub records_submitted: u64,
+    pub records_read: u64,
 }
 
 impl Default for Counters {
@@ -39,6 +45,8 @@ impl Default for Counters {
             procs: BTreeMap::new(),
             lost: [0; LOST_REASONS as usize],
             missed: [0; PROBE_COUNT as usize],
+            records_submitted: 0,
+            records_read: 0,
         }
     }
 }
@@ -84,9 +92,60 @@ impl Counters {
     }
 }
 
+/// What the kernel and the chain counted for one chained probe, cumulative since load.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChainCounts {
+    /// The primary's skips (recursion_misses).
+    pub primary_skips: u64,
+    /// The primary's skips when the backups began to act: none of them was rescued.
+    pub skipped_before_armed: u64,
+    /// Invocations a backup took care of.
+    pub rescued: u64,
+    /// The primary's skips when every program of the chain was attached.
+    pub skipped_before_complete: u64,
+    /// The fewest skips of one of the chain's backups, when it has any.
+    pub backup_skips: Option<u64>,
+}
+
+/// Invocations of a chained probe that no program of the chain took care of, and how many
+/// the backups took care of twice (their rules broke).
+///
+/// Two upper bounds of the same figure, both exact when nothing goes wrong, and the smaller
+/// is kept: the primary's skips less the rescues (too high by the skips of invocations a
+/// backup could not tell were skipped: a thread preempted in the kernel's few instructions
+/// before or after a primary, while the invocation was one the probe filters out), and, once
+/// the chain is complete, the skips of any one of its backups (an invocation is lost only when
+/// every program of the chain skipped it; too high by those another program ran).
+pub fn chain_losses(c: ChainCounts) -> (u64, u64) {
+    let before = c.skipped_before_armed.min(c.primary_skips);
+    let after = c.primary_skips - before;
+    let doubled = c.rescued.saturating_sub(after);
+    let by_rescues = before + after.saturating_sub(c.rescued) + doubled;
+    match c.backup_skips {
+        Some(fewest) if doubled == 0 => (by_rescues.min(c.skipped_before_complete.min(c.primary_skips) + fewest), 0),
+        _ => (by_rescues, doubled),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chain_losses_keep_the_smaller_bound() {
+        let c = ChainCounts { primary_skips: 100, rescued: 95, backup_skips: Some(0), ..ChainCounts::default() };
+        assert_eq!(chain_losses(c), (0, 0), "no invocation lost when a backup skipped none");
+        let c = ChainCounts { backup_skips: Some(9), ..c };
+        assert_eq!(chain_losses(c), (5, 0), "the rescues bound when it is the smaller");
+        let c = ChainCounts { skipped_before_armed: 10, skipped_before_complete: 10, rescued: 85, ..c };
+        assert_eq!(chain_losses(c), (15, 0), "skips before the backups acted are lost");
+        let c = ChainCounts { backup_skips: Some(2), ..c };
+        assert_eq!(chain_losses(c), (12, 0));
+        let c = ChainCounts { primary_skips: 4, rescued: 6, backup_skips: Some(0), ..ChainCounts::default() };
+        assert_eq!(chain_losses(c), (2, 2), "doubles count as lost, whatever the backups say");
+        let c = ChainCounts { primary_skips: 7, rescued: 3, backup_skips: None, ..ChainCounts::default() };
+        assert_eq!(chain_losses(c), (4, 0), "without a backup only the rescues bound holds");
+    }
 
     #[test]
     fn interval_is_the_difference_and_drops_idle_processes() {

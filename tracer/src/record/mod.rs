@@ -221,6 +221,12 @@ pub struct SavedCounters {
     /// Indexed by `tracer_common::LostReason`.
     #[serde(default)]
     pub lost: Vec<u64>,
+    /// Records submitted by the programs and read, since they were loaded (0 in files of
+    /// tracers before these were counted).
+    #[serde(default)]
+    pub records_submitted: u64,
+    #[serde(default)]
+    pub records_read: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,12 +292,19 @@ impl SavedCounters {
                 })
                 .collect(),
             lost: s.lost.to_vec(),
+            records_submitted: s.records_submitted,
+            records_read: s.records_read,
         }
     }
 
     pub fn to_counters(&self) -> Counters {
-        let mut s =
-            Counters { pages_pinned: self.pages_pinned, pages_unpinned: self.pages_unpinned, ..Counters::default() };
+        let mut s = Counters {
+            pages_pinned: self.pages_pinned,
+            pages_unpinned: self.pages_unpinned,
+            records_submitted: self.records_submitted,
+            records_read: self.records_read,
+            ..Counters::default()
+        };
         for p in &self.probes {
             if let Some(i) = PROBES.iter().position(|d| d.target == p.target) {
                 s.probes[i].hits = p.hits;

@@ -46,7 +46,7 @@ use crate::{
 pub fn check(args: &CheckArgs) -> Result<i32> {
     let facts = Facts::probe_running_kernel();
     let planned = plan(&facts);
-    let (outcomes, load_problem) = match Tracer::load(&facts, &planned) {
+    let (outcomes, load_problem) = match Tracer::load(&facts, &planned, tracer_common::EVENTS_DEFAULT_BYTES) {
         Ok(t) => (t.outcomes.clone(), None),
         Err(
             e @ (LoadError::Stub
@@ -121,7 +121,7 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
         log::warn!("{w}");
     }
     let signals = Signals::listen(args.segments)?;
-    let mut tracer = Tracer::load(&facts, &plan(&facts))?;
+    let mut tracer = Tracer::load(&facts, &plan(&facts), args.ring_buffer * 1024)?;
     // Before tracing starts, and only once it can: no empty record file from a failed load.
     let file = match record_to {
         Some(path) => {
@@ -158,8 +158,9 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
         terminate: signals.terminate,
         quit,
     };
+    let start_ns = first.ns;
     let live = LiveSource::new(tracer, first, triggers, SysNames::new(&facts), start)?;
-    let config = engine::config(args.view.leak_grace, facts.foll, facts.folio_heads(), filter);
+    let config = engine::config(args.view.leak_grace, facts.foll, facts.folio_heads(), filter, start_ns);
     let mut refs: Vec<&mut dyn Sink> = sinks.iter_mut().map(|s| &mut **s as &mut dyn Sink).collect();
     let source = &mut EventSource::Live(Box::new(live));
     let end = drive(source, config, &mut refs, recorder.as_mut(), &args.view.percentiles.0).await?;
@@ -310,7 +311,8 @@ async fn replay(
     sinks: &mut [&mut dyn Sink],
 ) -> Result<()> {
     let file = FileSource::open(name, src)?;
-    let config = engine::config(view.leak_grace, file.metadata().foll, file.metadata().folio_heads, filter);
+    let meta = file.metadata();
+    let config = engine::config(view.leak_grace, meta.foll, meta.folio_heads, filter, meta.start_monotonic_ns);
     drive(&mut EventSource::File(Box::new(file)), config, sinks, None, &view.percentiles.0).await?;
     Ok(())
 }

@@ -177,7 +177,7 @@ impl LiveSource {
             (Stop::Stopped, None) => None,
         };
         clocks.drain(each);
-        let now = Mark::take(&mut clocks.tracer)?;
+        let now = clocks.mark()?;
         Ok(Event::End(now.ending_since(&clocks.segment, &clocks.tracer.outcomes, status.map(exit_code))))
     }
 
@@ -209,6 +209,13 @@ impl LiveSource {
 }
 
 impl Clocks {
+    /// The counters now, with the records read so far.
+    fn mark(&mut self) -> Result<Mark, ebpf::ReadError> {
+        let mut now = Mark::take(&mut self.tracer)?;
+        now.snap.records_read = self.events.as_ref().map_or(0, |fd| fd.get_ref().records_read());
+        Ok(now)
+    }
+
     fn drain(&mut self, each: &mut dyn FnMut(&[u8])) {
         if let Some(fd) = self.events.as_mut() {
             fd.get_mut().drain(|bytes| each(bytes));
@@ -218,7 +225,7 @@ impl Clocks {
     /// The end of an interval: the counters since the last one, and the segment so far.
     fn interval(&mut self, each: &mut dyn FnMut(&[u8])) -> Result<Tick, SourceError> {
         self.drain(each);
-        let now = Mark::take(&mut self.tracer)?;
+        let now = self.mark()?;
         let tick = Tick {
             span: now.snap.since(&self.prev.snap),
             elapsed_s: now.at.duration_since(self.first).as_secs_f64(),
@@ -234,7 +241,7 @@ impl Clocks {
     /// The end of a segment (the next one starts here).
     fn segment(&mut self, each: &mut dyn FnMut(&[u8])) -> Result<Ending, SourceError> {
         self.drain(each);
-        let now = Mark::take(&mut self.tracer)?;
+        let now = self.mark()?;
         let ending = now.ending_since(&self.segment, &self.tracer.outcomes, None);
         self.segment = now;
         Ok(ending)

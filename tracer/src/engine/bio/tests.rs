@@ -66,7 +66,7 @@ pub(crate) fn end(bio: u64, ts: u64) -> BioRecord {
     r.flags |= BIO_FLAG_HARDIRQ;
     r
 }
-fn release(bio: u64, ts: u64) -> BioRecord {
+pub(crate) fn release(bio: u64, ts: u64) -> BioRecord {
     rec(BioEvent::Release, bio, ts, KWORKER, VECS, true)
 }
 

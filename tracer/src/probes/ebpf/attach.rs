@@ -17,6 +17,7 @@ use super::{super::plan::Method, preload, prog_info};
 /// (fentry/fexit) runs its programs newest first, a tracepoint oldest first. Without a twin,
 /// invocations the kernel skips while the primary runs on that CPU are lost (and counted):
 /// worse, not broken. `max_twins` of the probe's twins are attached (see [`twins_needed`]).
+/// Returns the backups that attached.
 pub(super) fn attach_chain(
     ebpf: &mut Ebpf,
     btf: Option<&Btf>,
@@ -24,7 +25,7 @@ pub(super) fn attach_chain(
     primary: &str,
     def: &ProbeDef,
     max_twins: usize,
-) -> Result<(), String> {
+) -> Result<Vec<&'static str>, String> {
     let twins: Vec<&str> = match method {
         Method::Fentry | Method::Fexit | Method::TpBtf | Method::RawTracepoint => {
             def.twins.iter().take(max_twins).copied().collect()
@@ -79,7 +80,7 @@ pub(super) fn attach_chain(
         }
         warn_twins(&failed);
     }
-    Ok(())
+    Ok(attached)
 }
 
 /// Backups a chain needs: an invocation is skipped only while another one of the same target

@@ -19,7 +19,7 @@ use aya::{
 use tracer_common::{counters as slots, names, PagesHeader, RecordType, LOST_REASONS, PAGES_STACK_FRAMES, PROBE_COUNT};
 
 use super::{
-    counters::Counters,
+    counters::{chain_losses, ChainCounts, Counters},
     kernel::Facts,
     plan::{Method, PlannedProbe, ProbeOutcome},
 };
@@ -63,13 +63,18 @@ pub struct Tracer {
     pub outcomes: Vec<ProbeOutcome>,
     /// The primaries' recursion misses when the backups began to act (see [`Tracer::arm_chains`]).
     skipped_base: [u64; PROBE_COUNT as usize],
+    /// The primaries' recursion misses when every program of the chains was attached.
+    complete_base: [u64; PROBE_COUNT as usize],
+    /// The backups attached for each probe (see [`chain_losses`]).
+    backups: Vec<Vec<&'static str>>,
     /// Probes whose twins were found acting out of order (reported once each).
     doubled_warned: HashSet<usize>,
 }
 
 impl Tracer {
-    /// Loads the object and attaches every probe it can. Errors only when nothing can run.
-    pub fn load(facts: &Facts, plan: &[PlannedProbe]) -> Result<Tracer, LoadError> {
+    /// Loads the object with a ring buffer of `ring_bytes` (a power of two multiple of the
+    /// page size) and attaches every probe it can. Errors only when nothing can run.
+    pub fn load(facts: &Facts, plan: &[PlannedProbe], ring_bytes: u32) -> Result<Tracer, LoadError> {
         if OBJECT.is_empty() {
             return Err(LoadError::Stub);
         }
@@ -81,6 +86,8 @@ impl Tracer {
             .map_max_entries(names::COUNTERS, u32::try_from(cpus).unwrap_or(u32::MAX).saturating_mul(slots::SLOTS))
             .override_global(names::OFFSETS, &facts.offsets, true)
             .override_global(names::TASK_PREEMPTION, &u64::from(facts.preemption.in_programs()), true)
+            .map_max_entries(names::EVENTS, ring_bytes)
+            .override_global(names::EVENTS_WAKE_AT, &u64::from(ring_bytes / 4), true)
             .load(OBJECT)
             .map_err(load_error)?;
         // Kept alive for as long as the programs: dropping it closes the log map.
@@ -92,8 +99,10 @@ impl Tracer {
                 None
             }
         };
-        preload::preload(&mut ebpf, btf.as_ref(), plan);
+        let threads_preemptible = facts.preemption.in_programs();
+        preload::preload(&mut ebpf, btf.as_ref(), plan, |p| twins_needed(&p.def, threads_preemptible));
         let mut outcomes = Vec::with_capacity(plan.len());
+        let mut backups = vec![Vec::new(); PROBE_COUNT as usize];
         for planned in plan {
             let mut outcome = ProbeOutcome { def: planned.def, attached: None, failures: planned.ruled_out.clone() };
             for &(method, program) in &planned.candidates {
@@ -103,9 +112,10 @@ impl Tracer {
                     method,
                     program,
                     &planned.def,
-                    twins_needed(&planned.def, facts.preemption.in_programs()),
+                    twins_needed(&planned.def, threads_preemptible),
                 ) {
-                    Ok(()) => {
+                    Ok(attached) => {
+                        backups[planned.def.id as usize] = attached;
                         outcome.attached = Some(method);
                         break;
                     }
@@ -125,6 +135,8 @@ impl Tracer {
             logger,
             outcomes,
             skipped_base: [0; PROBE_COUNT as usize],
+            complete_base: [0; PROBE_COUNT as usize],
+            backups,
             doubled_warned: HashSet::new(),
         };
         tracer.arm_chains()?;
@@ -135,7 +147,7 @@ impl Tracer {
     pub fn take_events(&mut self) -> Option<EventStream> {
         let map = self.ebpf.take_map(names::EVENTS)?;
         match RingBuf::try_from(map) {
-            Ok(ring) => Some(EventStream { ring, stacks: Stacks { symbols: None, seen: HashSet::new() } }),
+            Ok(ring) => Some(EventStream { ring, stacks: Stacks { symbols: None, seen: HashSet::new() }, read: 0 }),
             Err(e) => {
                 log::warn!("event ring buffer unusable: {e}");
                 None
@@ -157,6 +169,7 @@ impl Tracer {
         }
         snap.lost.copy_from_slice(&map.sums(slots::LOST, LOST_REASONS));
         let rescued = map.sums(slots::RESCUED, PROBE_COUNT);
+        snap.records_submitted = map.sum(slots::SUBMITTED);
         if std::env::var_os("TRACER_DEBUG_TWINS").is_some() {
             self.debug_twins(&rescued);
         }
@@ -165,13 +178,17 @@ impl Tracer {
             let Some(fd) = self.primary_fd(o) else { continue };
             match recursion_misses(fd.as_fd()) {
                 Ok(skipped) => {
-                    // Skips before the twins began to act were not rescued. After, a twin
-                    // acts only for invocations the kernel skipped the primary for, so more
-                    // rescues than skips means some were taken care of twice: the counts of
-                    // this probe cannot be trusted either way, and the excess counts as lost.
-                    let before = self.skipped_base[id].min(skipped);
-                    let after = skipped - before;
-                    let doubled = rescued[id].saturating_sub(after);
+                    let backup_skips = self.backups[id]
+                        .iter()
+                        .filter_map(|name| recursion_misses(self.ebpf.program(name)?.fd().ok()?.as_fd()).ok())
+                        .min();
+                    let (missed, doubled) = chain_losses(ChainCounts {
+                        primary_skips: skipped,
+                        skipped_before_armed: self.skipped_base[id],
+                        rescued: rescued[id],
+                        skipped_before_complete: self.complete_base[id],
+                        backup_skips,
+                    });
                     if doubled > 0 && self.doubled_warned.insert(id) {
                         log::error!(
                             "{}: twins acted for {doubled} invocations the primary also took care of \
@@ -179,7 +196,7 @@ impl Tracer {
                             o.def.target
                         );
                     }
-                    snap.missed[id] = before + after.saturating_sub(rescued[id]) + doubled;
+                    snap.missed[id] = missed;
                 }
                 Err(e) => log::debug!("recursion_misses of {}: {e}", o.def.target),
             }
@@ -193,13 +210,15 @@ impl Tracer {
     /// the switch counts as lost too, never as rescued twice.
     fn arm_chains(&mut self) -> Result<(), ReadError> {
         for o in &self.outcomes {
+            let Some(fd) = self.primary_fd(o) else { continue };
+            let skipped = recursion_misses(fd.as_fd()).unwrap_or(0);
+            // Every program is attached by now (a loss after this read is a skip of every
+            // backup, so each backup's count covers it).
+            self.complete_base[o.def.id as usize] = skipped;
             // Chains that filter first act from the moment they attach (tracer-ebpf/src/
             // chain.rs): their skips so far were rescued like the later ones.
-            if o.def.filters_first() {
-                continue;
-            }
-            if let Some(fd) = self.primary_fd(o) {
-                self.skipped_base[o.def.id as usize] = recursion_misses(fd.as_fd()).unwrap_or(0);
+            if !o.def.filters_first() {
+                self.skipped_base[o.def.id as usize] = skipped;
             }
         }
         let err = |source| ReadError { map: names::CHAIN_STAGE, source };
@@ -260,6 +279,8 @@ impl Tracer {
 pub struct EventStream {
     ring: RingBuf<MapData>,
     stacks: Stacks,
+    /// Records taken out of the ring buffer so far.
+    read: u64,
 }
 
 impl EventStream {
@@ -275,7 +296,14 @@ impl EventStream {
             f(&item);
             n += 1;
         }
+        self.read += n as u64;
         n
+    }
+
+    /// Records taken out of the ring buffer since it was made (the symbols records the stream
+    /// adds not counted).
+    pub fn records_read(&self) -> u64 {
+        self.read
     }
 }
 

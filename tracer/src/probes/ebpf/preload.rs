@@ -14,16 +14,16 @@ use aya::{
 
 use super::super::plan::{Method, PlannedProbe};
 
-/// Loads (verifies) the BTF programs of every probe's first candidate, primary and twins, on
-/// up to one thread per CPU. Failures are left for the attach step, which loads what is not
-/// loaded yet and reports why it failed.
-pub fn preload(ebpf: &mut Ebpf, btf: Option<&Btf>, plan: &[PlannedProbe]) {
+/// Loads (verifies) the BTF programs of every probe's first candidate, primary and the twins
+/// the attach step will attach (`twins(probe)`), on up to one thread per CPU. Failures are
+/// left for the attach step, which loads what is not loaded yet and reports why it failed.
+pub fn preload(ebpf: &mut Ebpf, btf: Option<&Btf>, plan: &[PlannedProbe], twins: impl Fn(&PlannedProbe) -> usize) {
     let Some(btf) = btf else { return };
     let mut wanted: HashMap<&str, (Method, &str)> = HashMap::new();
     for p in plan {
         let Some(&(method, program)) = p.candidates.first() else { continue };
         if matches!(method, Method::Fentry | Method::Fexit | Method::TpBtf | Method::RawTracepoint) {
-            for name in std::iter::once(program).chain(p.def.twins.iter().copied()) {
+            for name in std::iter::once(program).chain(p.def.twins.iter().take(twins(p)).copied()) {
                 wanted.insert(name, (method, p.def.target));
             }
         }

@@ -113,6 +113,13 @@ pub struct FiguresRecord {
     /// Page records whose kernel stack could not be read (not lost: their call path is unknown).
     #[serde(skip_serializing_if = "is_zero")]
     pub stacks_unread: u64,
+    /// Records the probes put into the ring buffer and the tracer read, since the probes were
+    /// loaded (not over the span): equal once the reader drained a quiet ring buffer, so that
+    /// every record not counted lost was read. Absent in replays of files without them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub records_submitted: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub records_read: u64,
     /// /proc/vmstat deltas over the same span (null where the kernel has none).
     pub vmstat: Option<FollPin>,
     pub entry_points: Vec<EntryPoint>,
@@ -187,6 +194,8 @@ impl FiguresRecord {
             lost_events: f.lost_events,
             lost_by_reason: f.lost_by_reason.clone(),
             stacks_unread: f.stacks_unread,
+            records_submitted: f.records_submitted,
+            records_read: f.records_read,
             vmstat: f.vmstat,
             entry_points: f
                 .entry_points

@@ -170,6 +170,10 @@ pub fn figures_text(f: &Figures, procs: &[Process]) -> String {
         let why: Vec<String> = f.lost_by_reason.iter().map(|(k, n)| format!("{k} {n}")).collect();
         s.push_str(&format!(" ({})", why.join(", ")));
     }
+    if f.records_read < f.records_submitted {
+        let unread = f.records_submitted - f.records_read;
+        s.push_str(&format!("; {unread} records submitted since the start not read yet"));
+    }
     s.push('\n');
     for skip in &f.probes_skipped {
         s.push_str(&format!(

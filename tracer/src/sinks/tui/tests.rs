@@ -57,6 +57,8 @@ fn figures(scope: Scope, elapsed_s: f64, span_s: f64, (pinned, unpinned): (u64, 
         lost_events: 3,
         lost_by_reason: [("ring_full", 2)].into(),
         stacks_unread: 0,
+        records_submitted: 0,
+        records_read: 0,
         vmstat: Some(FollPin { nr_foll_pin_acquired: 2048, nr_foll_pin_released: 2040 }),
         entry_points: vec![
             entry("pin_user_pages_fast", ProbeRole::Pin, 512, 2048),
