@@ -9,7 +9,7 @@ DELAY_MS=${DELAY_MS:-200}
 
 # One tracer for every phase (loading it takes tens of seconds under TCG): each phase is a
 # segment of its own (see cases.sh).
-tracer_start --percentiles 50,99 || echo "TRACER-START-FAILED"
+tracer_start --syscall-latency --percentiles 50,99 || echo "TRACER-START-FAILED"
 grep '"type":"probe"' /tmp/trace.json | sed 's/^/REC probes /'
 
 rec() { # rec PHASE COMMAND...: run COMMAND in a segment of its own and print its records

@@ -73,6 +73,11 @@ pub struct RunArgs {
     /// (one page) to 1048576. Records that find it full are lost, and counted (`ring_full`).
     #[arg(long, value_name = "KIB", default_value_t = tracer_common::EVENTS_DEFAULT_BYTES / 1024, value_parser = parse_ring_kib)]
     pub ring_buffer: u32,
+    /// Also measure the `sys` latency figure: each Direct I/O system call from entry to exit
+    /// (what fio's synchronous engines call clat). Off by default: its probes run for every
+    /// read and write system call of every process on the machine.
+    #[arg(long)]
+    pub syscall_latency: bool,
     #[command(flatten)]
     pub view: ViewArgs,
     /// Run COMMAND under the tracer; trace until it exits and exit with its status.

@@ -158,7 +158,7 @@ impl Figures {
                 bytes_completed: stat(ProbeId::BlockRqComplete).map(|s| s.amount),
             },
             command_exit_status: None,
-            probes_missing: outcomes.iter().filter(|o| o.attached.is_none()).map(|o| o.def.target).collect(),
+            probes_missing: outcomes.iter().filter(|o| o.missing()).map(|o| o.def.target).collect(),
             probes_skipped: outcomes
                 .iter()
                 .filter(|o| span.missed[o.def.id as usize] > 0)

@@ -39,6 +39,8 @@ impl Method {
 #[derive(Clone, Debug)]
 pub struct PlannedProbe {
     pub def: ProbeDef,
+    /// Not asked for (see [`Wanted`]): nothing is tried, and it is not missing.
+    pub off: bool,
     /// Methods to try, best first, each with the program that implements it.
     pub candidates: Vec<(Method, &'static str)>,
     /// Methods ruled out before trying, with the reason.
@@ -56,6 +58,8 @@ impl PlannedProbe {
 #[derive(Clone, Debug)]
 pub struct ProbeOutcome {
     pub def: ProbeDef,
+    /// Not asked for: not attached, and not missing either (see [`Wanted`]).
+    pub off: bool,
     /// The method that attached, if any.
     pub attached: Option<Method>,
     /// Methods that were ruled out or failed, with the reason.
@@ -68,17 +72,56 @@ impl ProbeOutcome {
         let mut failures = p.ruled_out.clone();
         failures.extend(p.candidates.iter().map(|&(m, _)| (m, format!("not tried: {why}"))));
         failures.sort_by_key(|(m, _)| p.preference(*m));
-        ProbeOutcome { def: p.def, attached: None, failures }
+        ProbeOutcome { def: p.def, off: p.off, attached: None, failures }
+    }
+
+    /// Asked for but not attached: the figures that need it are unverifiable.
+    pub fn missing(&self) -> bool {
+        !self.off && self.attached.is_none()
     }
 }
 
+/// The figures a run asks for beyond the default ones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Wanted {
+    /// The `sys` latency figure (`--syscall-latency`): its probes run for every read and write
+    /// system call of every process on the machine, Direct I/O or not, so it is off unless
+    /// asked for.
+    pub syscall_latency: bool,
+}
+
+impl Wanted {
+    /// Everything (`tracer check` shows every probe the kernel would take).
+    pub const ALL: Wanted = Wanted { syscall_latency: true };
+}
+
+/// Why a probe is off.
+pub const SYSCALL_LATENCY_OFF: &str =
+    "off: the sys figure runs a program for every read and write system call of the machine; --syscall-latency turns it on";
+
 /// Plans every probe of the catalogue.
 pub fn plan(facts: &Facts) -> Vec<PlannedProbe> {
-    PROBES.iter().map(|def| plan_one(facts, *def)).collect()
+    plan_for(facts, Wanted::ALL)
+}
+
+/// Plans the probes of the catalogue a run asks for; the others are off.
+pub fn plan_for(facts: &Facts, wanted: Wanted) -> Vec<PlannedProbe> {
+    PROBES
+        .iter()
+        .map(|def| match def.attach {
+            Attach::Syscalls if !wanted.syscall_latency => PlannedProbe {
+                def: *def,
+                off: true,
+                candidates: Vec::new(),
+                ruled_out: vec![(Method::Tracepoint, SYSCALL_LATENCY_OFF.into())],
+            },
+            _ => plan_one(facts, *def),
+        })
+        .collect()
 }
 
 fn plan_one(facts: &Facts, def: ProbeDef) -> PlannedProbe {
-    let mut p = PlannedProbe { def, candidates: Vec::new(), ruled_out: Vec::new() };
+    let mut p = PlannedProbe { def, off: false, candidates: Vec::new(), ruled_out: Vec::new() };
     let (btf_method, kprobe_method) = match def.attach {
         Attach::Fentry => (Method::Fentry, Some(Method::Kprobe)),
         Attach::Fexit => (Method::Fexit, Some(Method::Kretprobe)),
@@ -240,6 +283,23 @@ mod tests {
         let p = &plan(&facts)[ProbeId::SysExit as usize];
         assert_eq!(p.candidates, vec![(Method::RawTracepoint, "raw_tp_sys_exit")]);
         assert_eq!(p.ruled_out, vec![(Method::Tracepoint, "tracefs not mounted".to_string())]);
+    }
+
+    #[test]
+    fn syscall_latency_is_off_unless_asked_for_and_off_is_not_missing() {
+        let facts = stock_612();
+        for p in plan_for(&facts, Wanted::default()) {
+            let syscalls = matches!(p.def.id, ProbeId::SysEnter | ProbeId::SysExit);
+            assert_eq!(p.off, syscalls, "{}", p.def.target);
+            if syscalls {
+                assert!(p.candidates.is_empty());
+                let o = ProbeOutcome::untried(&p, "test");
+                assert!(o.off && !o.missing() && o.attached.is_none());
+            }
+        }
+        let asked = plan_for(&facts, Wanted { syscall_latency: true });
+        assert!(asked.iter().all(|p| !p.off));
+        assert!(!asked[ProbeId::SysEnter as usize].candidates.is_empty());
     }
 
     #[test]

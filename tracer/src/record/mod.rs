@@ -117,6 +117,9 @@ pub struct ProbeInfo {
     pub attached: Option<String>,
     #[serde(default)]
     pub reasons: Vec<ReasonInfo>,
+    /// Not asked for (not missing).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub off: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +134,7 @@ impl ProbeInfo {
             target: o.def.target.into(),
             role: role_name(o.def.role).into(),
             attached: o.attached.map(|m| m.name().to_string()),
+            off: o.off,
             reasons: o
                 .failures
                 .iter()
@@ -150,6 +154,7 @@ impl Metadata {
             .map(|def| match self.probes.iter().find(|p| p.target == def.target) {
                 Some(p) => ProbeOutcome {
                     def: *def,
+                    off: p.off,
                     attached: p.attached.as_deref().and_then(method),
                     failures: p
                         .reasons
@@ -159,6 +164,7 @@ impl Metadata {
                 },
                 None => ProbeOutcome {
                     def: *def,
+                    off: false,
                     attached: None,
                     failures: vec![(Method::Fentry, "not in the record file".into())],
                 },

@@ -23,6 +23,7 @@ pub(crate) fn metadata() -> Metadata {
             role: "latency".into(),
             attached: Some("fentry".into()),
             reasons: vec![],
+            off: false,
         }],
         req_ops: [(0, "read".to_string()), (1, "write".to_string())].into(),
         command: vec!["dd".into()],

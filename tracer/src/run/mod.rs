@@ -25,7 +25,7 @@ use crate::{
     probes::{
         ebpf::{LoadError, Tracer},
         kernel::Facts,
-        plan::{plan, ProbeOutcome},
+        plan::{plan, plan_for, ProbeOutcome, Wanted},
         sysfs::SysNames,
     },
     record::{self, io_reason, Metadata, ProbeInfo, RecordSizes, Writer},
@@ -121,7 +121,8 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
         log::warn!("{w}");
     }
     let signals = Signals::listen(args.segments)?;
-    let mut tracer = Tracer::load(&facts, &plan(&facts), args.ring_buffer * 1024)?;
+    let wanted = Wanted { syscall_latency: args.syscall_latency };
+    let mut tracer = Tracer::load(&facts, &plan_for(&facts, wanted), args.ring_buffer * 1024)?;
     // Before tracing starts, and only once it can: no empty record file from a failed load.
     let file = match record_to {
         Some(path) => {
@@ -129,7 +130,7 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
         }
         None => None,
     };
-    for o in tracer.outcomes.iter().filter(|o| o.attached.is_none()) {
+    for o in tracer.outcomes.iter().filter(|o| o.missing()) {
         log::info!("probe {} missing; figures that need it are reported as unverifiable", o.def.target);
     }
     let first = Mark::take(&mut tracer)?;

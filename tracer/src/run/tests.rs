@@ -46,6 +46,7 @@ fn file(records: &[Vec<u8>], end_ns: u64, missing: &[&str]) -> Vec<u8> {
             role: "latency".into(),
             attached: (!missing.contains(&d.target)).then(|| "fentry".into()),
             reasons: vec![],
+            off: false,
         })
         .collect();
     let mut w = Writer::new(Vec::new(), &meta).unwrap();

@@ -15,6 +15,7 @@ fn outcomes(attached: &[ProbeId]) -> Vec<ProbeOutcome> {
         .iter()
         .map(|d| ProbeOutcome {
             def: *d,
+            off: false,
             attached: attached.contains(&d.id).then_some(Method::Fentry),
             failures: if attached.contains(&d.id) {
                 vec![]

@@ -66,7 +66,7 @@ pub fn latency(args: &LatencyBenchArgs) -> Result<i32> {
         for _ in 0..args.repeat {
             let fio_json = std::env::temp_dir().join(format!("tracer-bench-{}.json", std::process::id()));
             let out = Command::new(&tracer)
-                .args(["run", "--format", "json", "--percentiles", "50,99", "--"])
+                .args(["run", "--syscall-latency", "--format", "json", "--percentiles", "50,99", "--"])
                 .arg("fio")
                 .args([
                     "--name=bench",

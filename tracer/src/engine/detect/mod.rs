@@ -34,7 +34,7 @@ pub fn missing_probes(outcomes: &[ProbeOutcome]) -> Vec<String> {
     PROBES_NEEDED
         .iter()
         .map(|&id| &outcomes[id as usize])
-        .filter(|o| o.attached.is_none())
+        .filter(|o| o.missing())
         .map(|o| o.def.target.to_string())
         .collect()
 }

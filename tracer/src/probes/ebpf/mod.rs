@@ -104,7 +104,12 @@ impl Tracer {
         let mut outcomes = Vec::with_capacity(plan.len());
         let mut backups = vec![Vec::new(); PROBE_COUNT as usize];
         for planned in plan {
-            let mut outcome = ProbeOutcome { def: planned.def, attached: None, failures: planned.ruled_out.clone() };
+            let mut outcome = ProbeOutcome {
+                def: planned.def,
+                off: planned.off,
+                attached: None,
+                failures: planned.ruled_out.clone(),
+            };
             for &(method, program) in &planned.candidates {
                 match attach_chain(
                     &mut ebpf,

@@ -36,8 +36,11 @@ pub struct ProbeRecord {
     pub kind: &'static str,
     pub target: &'static str,
     pub role: &'static str,
-    /// The attach method, or null when missing.
+    /// The attach method, or null when missing or off.
     pub attached: Option<&'static str>,
+    /// Not asked for (`--syscall-latency`): not attached, not missing; absent otherwise.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub off: bool,
     /// Why each other method was not used.
     pub reasons: Vec<Reason>,
 }
@@ -49,6 +52,7 @@ impl ProbeRecord {
             target: o.def.target,
             role: role_name(o.def.role),
             attached: o.attached.map(|m| m.name()),
+            off: o.off,
             reasons: o.failures.iter().map(|(m, r)| Reason { method: m.name(), reason: r.clone() }).collect(),
         }
     }

@@ -44,7 +44,7 @@ impl Sink for PrometheusSink {
     fn start(&mut self, start: &Start) -> std::io::Result<()> {
         if let Ok(mut s) = self.shared.lock() {
             s.probes_attached = start.probes.iter().filter(|p| p.attached.is_some()).count();
-            s.probes_missing = start.probes.len() - s.probes_attached;
+            s.probes_missing = start.probes.iter().filter(|p| p.missing()).count();
         }
         Ok(())
     }

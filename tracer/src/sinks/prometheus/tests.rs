@@ -23,6 +23,7 @@ fn snapshot() -> Snapshot {
         .iter()
         .map(|d| crate::probes::plan::ProbeOutcome {
             def: *d,
+            off: false,
             attached: (d.id == ProbeId::PinUserPagesFast).then_some(Method::Fexit),
             failures: vec![],
         })

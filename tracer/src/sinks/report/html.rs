@@ -185,15 +185,17 @@ fn latency(s: &mut String, snap: &Snapshot) {
 
 fn probes(s: &mut String, r: &Report) {
     let attached = r.probes.iter().filter(|p| p.attached.is_some()).count();
+    let off = r.probes.iter().filter(|p| p.off).count();
     let _ = writeln!(
         s,
-        "<h2>Probes ({attached} attached, {} missing)</h2>\n<table><tr><th>probe</th><th>role</th><th>attached</th><th>why not (other methods)</th></tr>",
-        r.probes.len() - attached
+        "<h2>Probes ({attached} attached, {} missing, {off} off)</h2>\n<table><tr><th>probe</th><th>role</th><th>attached</th><th>why not (other methods)</th></tr>",
+        r.probes.len() - attached - off
     );
     for p in &r.probes {
         let why: Vec<String> = p.reasons.iter().map(|x| format!("{}: {}", x.method, x.reason)).collect();
         let attached = match p.attached {
             Some(m) => esc(m),
+            None if p.off => "off".into(),
             None => "<span class=\"missing\">missing</span>".into(),
         };
         let _ = writeln!(

@@ -97,10 +97,11 @@ fn totals(s: &mut String, r: &Report) {
 
 fn probes(s: &mut String, r: &Report) {
     let attached = r.probes.iter().filter(|p| p.attached.is_some()).count();
+    let off = r.probes.iter().filter(|p| p.off).count();
     let _ = writeln!(
         s,
-        "\n## Probes ({attached} attached, {} missing)\n\n| probe | role | attached | why not (other methods) |\n|---|---|---|---|",
-        r.probes.len() - attached
+        "\n## Probes ({attached} attached, {} missing, {off} off)\n\n| probe | role | attached | why not (other methods) |\n|---|---|---|---|",
+        r.probes.len() - attached - off
     );
     for p in &r.probes {
         let why: Vec<String> = p.reasons.iter().map(|x| format!("{}: {}", x.method, x.reason)).collect();
@@ -109,7 +110,7 @@ fn probes(s: &mut String, r: &Report) {
             "| `{}` | {} | {} | {} |",
             p.target,
             p.role,
-            p.attached.unwrap_or("**missing**"),
+            p.attached.unwrap_or(if p.off { "off" } else { "**missing**" }),
             cell(&why.join("; "))
         );
     }

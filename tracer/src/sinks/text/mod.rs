@@ -115,6 +115,10 @@ pub fn probes_text(probes: &[ProbeOutcome], kernel: &str) -> String {
         let (target, role) = (o.def.target, role_name(o.def.role));
         match o.attached {
             Some(m) => s.push_str(&format!("  ok       {:<34} {:<15} {}\n", target, role, m.name())),
+            None if o.off => {
+                let why = o.failures.first().map_or("", |(_, r)| r.as_str());
+                s.push_str(&format!("  off      {:<34} {:<15} {why}\n", target, role));
+            }
             None => {
                 s.push_str(&format!("  MISSING  {:<34} {}\n", target, role));
                 for (method, reason) in &o.failures {
@@ -128,12 +132,16 @@ pub fn probes_text(probes: &[ProbeOutcome], kernel: &str) -> String {
 
 /// One paragraph for the start of a run: what attached, what did not (details: `tracer check`).
 pub fn probes_brief(probes: &[ProbeOutcome], kernel: &str) -> String {
-    let (ok, missing): (Vec<_>, Vec<_>) = probes.iter().partition(|o| o.attached.is_some());
+    let (ok, rest): (Vec<_>, Vec<_>) = probes.iter().partition(|o| o.attached.is_some());
+    let (off, missing): (Vec<_>, Vec<_>) = rest.into_iter().partition(|o| o.off);
     let mut s = format!("kernel {kernel}: {} of {} probes attached\n", ok.len(), probes.len());
     let list = |v: &[&ProbeOutcome]| v.iter().map(|o| o.def.target).collect::<Vec<_>>().join(", ");
     s.push_str(&format!("  attached: {}\n", list(&ok)));
     if !missing.is_empty() {
         s.push_str(&format!("  missing:  {} (reasons: `tracer check`)\n", list(&missing)));
+    }
+    if !off.is_empty() {
+        s.push_str(&format!("  off:      {} (--syscall-latency)\n", list(&off)));
     }
     s
 }

@@ -29,7 +29,7 @@ const NVME: u32 = 259 << 20;
 pub fn probes() -> Vec<ProbeOutcome> {
     let p = |target: &str, attached, failures: Vec<(Method, String)>| {
         let def = *PROBES.iter().find(|d| d.target == target).expect("a probe of the catalogue");
-        ProbeOutcome { def, attached, failures }
+        ProbeOutcome { def, off: false, attached, failures }
     };
     vec![
         p("pin_user_pages_fast", Some(Method::Fexit), vec![]),

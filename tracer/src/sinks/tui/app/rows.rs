@@ -337,7 +337,7 @@ pub fn probes(outcomes: &[ProbeOutcome], shown: Option<&Shown>) -> TableData {
         .map(|o| {
             let why: Vec<String> = o.failures.iter().map(|(m, r)| format!("{}: {r}", m.name())).collect();
             let runs = skipped.iter().find(|s| s.target == o.def.target).map_or(0, |s| s.runs);
-            let method = o.attached.map_or("missing", |m| m.name());
+            let method = o.attached.map_or(if o.off { "off" } else { "missing" }, |m| m.name());
             let cells = vec![
                 Value::Text(o.def.target.into()),
                 Value::Text(role_name(o.def.role).into()),
@@ -351,12 +351,14 @@ pub fn probes(outcomes: &[ProbeOutcome], shown: Option<&Shown>) -> TableData {
                 detail.push("methods not used:".into());
                 detail.extend(why.iter().map(|w| format!("  {w}")));
             }
-            let tone = if o.attached.is_none() { Tone::Bad } else { Tone::Normal };
+            let tone = if o.missing() { Tone::Bad } else { Tone::Normal };
             TableRow::new(format!("{}:{}", o.def.id as u32, o.def.target), cells, detail).tone(tone)
         })
         .collect();
-    let missing = outcomes.iter().filter(|o| o.attached.is_none()).count();
-    let mut notes = vec![(format!("{} attached, {missing} missing", outcomes.len() - missing), Tone::Normal)];
+    let missing = outcomes.iter().filter(|o| o.missing()).count();
+    let attached = outcomes.iter().filter(|o| o.attached.is_some()).count();
+    let off = outcomes.len() - attached - missing;
+    let mut notes = vec![(format!("{attached} attached, {missing} missing, {off} off"), Tone::Normal)];
     if missing > 0 {
         notes.push(("the figures of missing probes are unverifiable".into(), Tone::Doubtful));
     }

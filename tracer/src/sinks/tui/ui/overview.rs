@@ -145,7 +145,7 @@ fn verdict_lines(shown: &Shown) -> Vec<Line<'static>> {
 
 /// The probes missing, whose figures are unverifiable.
 fn missing_line(app: &App) -> Option<Line<'static>> {
-    let missing: Vec<&str> = app.probes.iter().filter(|p| p.attached.is_none()).map(|p| p.def.target).collect();
+    let missing: Vec<&str> = app.probes.iter().filter(|p| p.missing()).map(|p| p.def.target).collect();
     (!missing.is_empty()).then(|| {
         Line::styled(
             format!("probes missing ({}): {} (see 6 Probes)", missing.len(), missing.join(", ")),
