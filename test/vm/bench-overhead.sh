@@ -107,12 +107,14 @@ pass() { # pass MODE ROUND: every job once
 stats_on() { STATS_OLD=$(cat /proc/sys/kernel/bpf_stats_enabled); echo 1 > /proc/sys/kernel/bpf_stats_enabled; }
 stats_off() { echo "$STATS_OLD" > /proc/sys/kernel/bpf_stats_enabled; }
 
-# wait_for FILE TEXT SECONDS PID: until FILE contains TEXT; fails when PID exits or time is up.
+# wait_for FILE TEXT SECONDS PID [COMMAND]: until FILE contains TEXT, running COMMAND (if any)
+# at every turn; fails when PID exits or time is up.
 wait_for() {
     i=0
     until grep -q "$2" "$1" 2>/dev/null; do
         i=$((i + 1))
         if [ $i -gt $(($3 * 10)) ] || ! kill -0 "$4" 2>/dev/null; then return 1; fi
+        [ -n "${5:-}" ] && $5
         sleep 0.1
     done
 }
@@ -143,7 +145,8 @@ bpftrace_pass() { # bpftrace_pass ROUND
     stats_on
     bpftrace /tmp/bench.bt > /tmp/bt.out 2> /tmp/bt.err &
     pid=$!
-    if wait_for /tmp/bt.out BENCH-BT-READY 300 $pid; then
+    # The script's last probe (ksys_sync) prints when it is attached: sync until it does.
+    if wait_for /tmp/bt.out BENCH-BT-READY 300 $pid sync; then
         targets
         sleep 1
         pass bpftrace "$1"
