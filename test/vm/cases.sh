@@ -23,6 +23,9 @@ lost_why() { grep '"type":"summary"' "$1" | sed -n 's/.*"lost_by_reason":{\([^}]
 ledger_int() { grep '"type":"ledger"' "$2" | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" | tail -1; }
 # procs FILE: the case's processes, "comm/tgid:pinned:unpinned,..." (by the owner of each pin)
 procs() { grep '"type":"process"' "$1" | sed -n 's/.*"tgid":\([0-9]*\),"comm":"\([^"]*\)","pages_pinned":\([0-9]*\),"pages_unpinned":\([0-9]*\).*/\2\/\1:\3:\4/p' | tr ' ' _ | paste -sd, -; }
+# The releases of every path of the page ledger, as "variant<-caller" names, unique, comma-separated.
+released_by() { grep '"type":"pages"' "$1" | grep -o '"released_by":{[^}]*}' | sed 's/"released_by":{//; s/}$//' \
+    | tr ',' '\n' | sed -n 's/^"\([^"]*\)":[0-9]*$/\1/p' | sed 's/ <- /<-/' | sort -u | paste -sd, -; }
 ledger_verdict() { grep '"type":"ledger"' "$1" | sed -n 's/.*"verdict":"\([a-z ]*\)".*/\1/p' | tr ' ' _ | tail -1; }
 
 # One tracer for all the cases of a script (loading the probes takes tens of seconds under
@@ -144,5 +147,6 @@ case_print() {
         "pl_referenced=$(page_total referenced "$j") pl_ref_with_bio=$(page_total referenced_with_bio "$j")" \
         "pl_ref_put=$(page_total referenced_released_put "$j")" \
         "records_submitted=$(json_int records_submitted "$j") records_read=$(json_int records_read "$j")" \
+        "released_by=$(released_by "$j")" \
         "skipped=$(skipped "$j") lost_why=$(lost_why "$j") ${CASE_NOTE:-}"
 }

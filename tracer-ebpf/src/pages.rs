@@ -66,6 +66,9 @@ pub struct Call {
     pub refs: u32,
     pub gup_flags: u32,
     pub flags: u32,
+    /// A release run by an fentry program: its caller is read from the trampoline's frame
+    /// ([`crate::maps::fentry_caller`]), not by walking the stack (unless that fails).
+    pub caller_from_trampoline: bool,
 }
 
 /// Where a page's compound_head is: `offset` into struct page, and a `mask` that is all ones,
@@ -215,7 +218,18 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
         // collisions); releases only down to their caller (RELEASE_STACK_FRAMES). Two calls
         // with constant sizes: the 6.1 verifier wants the size bounded exactly.
         let frames = core::ptr::addr_of_mut!((*w).header.frames) as *mut c_void;
-        let bytes = if matches!(call.event, PageEvent::Pin | PageEvent::Get) {
+        // A release is named by its caller only: the one frame it needs, without a walk. The
+        // caller's value is only stored (never tested afterwards), so the verifier's paths
+        // meet again right after (6.1 verified the rest once per path: minutes under TCG).
+        let trampoline = if call.caller_from_trampoline && !matches!(call.event, PageEvent::Pin | PageEvent::Get) {
+            crate::maps::fentry_caller(ctx)
+        } else {
+            None
+        };
+        let bytes = if let Some(caller) = trampoline {
+            (*w).header.frames[0] = caller;
+            8
+        } else if matches!(call.event, PageEvent::Pin | PageEvent::Get) {
             generated::bpf_get_stack(ctx.as_ptr(), frames, (8 * PAGES_STACK_FRAMES) as u32, 0)
         } else {
             generated::bpf_get_stack(ctx.as_ptr(), frames, (8 * RELEASE_STACK_FRAMES) as u32, 0)

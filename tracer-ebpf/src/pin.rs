@@ -32,7 +32,10 @@ fn try_returned<C: EbpfContext>(
     let ret = ret as i32 as i64;
     if ret > 0 {
         count(probe, ret as u64);
-        emit(ctx, Call { event, probe, source, n: ret as u32, refs: 1, gup_flags, flags: 0 });
+        emit(
+            ctx,
+            Call { event, probe, source, n: ret as u32, refs: 1, gup_flags, flags: 0, caller_from_trampoline: false },
+        );
     }
     0
 }
@@ -134,6 +137,7 @@ fn try_folio_add_pin<C: EbpfContext>(ctx: &C, folio: u64) -> u32 {
         refs: 1,
         gup_flags: 0,
         flags: 0,
+        caller_from_trampoline: false,
     };
     emit(ctx, call);
     0

@@ -41,6 +41,7 @@ fn try_pipe_buf_release<C: EbpfContext>(ctx: &C, buf: u64) -> u32 {
             refs: 1,
             gup_flags: 0,
             flags: 0,
+            caller_from_trampoline: false,
         },
     );
     0
@@ -70,7 +71,19 @@ const EIOCBQUEUED: i64 = -529;
 fn try_scope_end<C: EbpfContext>(ctx: &C, probe: ProbeId, ret: i64) -> u32 {
     count(probe, 0);
     let flags = if ret == EIOCBQUEUED { PAGES_FLAG_QUEUED } else { 0 };
-    emit(ctx, Call { event: PageEvent::PutScope, probe, source: Source::Unlisted, n: 1, refs: 1, gup_flags: 0, flags });
+    emit(
+        ctx,
+        Call {
+            event: PageEvent::PutScope,
+            probe,
+            source: Source::Unlisted,
+            n: 1,
+            refs: 1,
+            gup_flags: 0,
+            flags,
+            caller_from_trampoline: false,
+        },
+    );
     0
 }
 

@@ -32,8 +32,10 @@ enum Shape {
     Folios,
 }
 
+/// `fentry`: run by an fentry program (the record reads the caller from the trampoline's frame).
 #[inline(always)]
-fn try_unpin<C: EbpfContext>(ctx: &C, probe: ProbeId, shape: Shape, a0: u64, a1: u64, a2: u64) -> u32 {
+fn try_unpin<C: EbpfContext>(ctx: &C, probe: ProbeId, shape: Shape, args: [u64; 3], fentry: bool) -> u32 {
+    let [a0, a1, a2] = args;
     // Only the variants that take make_dirty have a third argument (a kprobe would read a
     // stale register for the others).
     let dirty = matches!(shape, Shape::PagesDirty | Shape::Range) && a2 & 0xff != 0;
@@ -54,6 +56,7 @@ fn try_unpin<C: EbpfContext>(ctx: &C, probe: ProbeId, shape: Shape, a0: u64, a1:
         refs: refs as u32,
         gup_flags: 0,
         flags: if dirty { PAGES_FLAG_DIRTY } else { 0 },
+        caller_from_trampoline: fentry,
     };
     emit(ctx, call);
     0
@@ -67,14 +70,15 @@ macro_rules! unpin_probe {
             $base,
             ProbeId::$id,
             |ctx: FEntryContext| {
-                try_unpin(&ctx, ProbeId::$id, Shape::$shape, func_arg(&ctx, 0), func_arg(&ctx, 1), func_arg(&ctx, 2))
+                let args = [func_arg(&ctx, 0), func_arg(&ctx, 1), func_arg(&ctx, 2)];
+                try_unpin(&ctx, ProbeId::$id, Shape::$shape, args, true)
             }
         );
 
         #[kprobe]
         pub fn $kprobe(ctx: ProbeContext) -> u32 {
             let arg = |i| ctx.arg::<u64>(i).unwrap_or(0);
-            try_unpin(&ctx, ProbeId::$id, Shape::$shape, arg(0), arg(1), arg(2))
+            try_unpin(&ctx, ProbeId::$id, Shape::$shape, [arg(0), arg(1), arg(2)], false)
         }
     };
 }

@@ -302,6 +302,15 @@ pub fn check_case(case: &Case, expect: DioPins) -> Vec<String> {
         }
         _ => {}
     }
+    // Each pinned bio page released by __bio_release_pages, named so (the unpin record names its
+    // caller from the trampoline's frame, without a stack walk; older recordings have no
+    // released_by).
+    if expect == DioPins::Pinned && !may_buffer && case.fields.contains_key("released_by") {
+        let names: Vec<&str> = case.str("released_by").split(',').filter(|n| !n.is_empty()).collect();
+        if names.is_empty() || names.iter().any(|n| !n.ends_with("<-__bio_release_pages")) {
+            bad(format!("releases named '{}', not all '<variant> <- __bio_release_pages'", case.str("released_by")));
+        }
+    }
     // The bio ledger (older recordings have no ledger fields; new runs always do).
     if case.fields.contains_key("ledger") {
         let g = |k: &str| case.int(k);
