@@ -13,9 +13,8 @@ set -u
 FIO="fio --name=t --direct=1 --bs=16k --size=8m --io_size=8m --iodepth=8 --output=/dev/null"
 
 tracer check || echo "CHECK-FAILED"
-# Every probe on, the sys figure's too (--syscall-latency: off by default), so that its chains'
-# skips count in the exactness of every case.
-tracer_start --syscall-latency || echo "TRACER-START-FAILED"
+# The default run (the sys figure's probes are off: --syscall-latency; latency.sh runs them).
+tracer_start || echo "TRACER-START-FAILED"
 
 devices=""
 for d in /dev/nullb0 /dev/vda /dev/nvme0n1; do
