@@ -354,6 +354,14 @@ pub fn check_case(case: &Case, expect: DioPins) -> Vec<String> {
     problems
 }
 
+/// Page ledger fields that are 0 when every pin seen was released and listed.
+const NOTHING_HELD: [(&str, &str); 4] = [
+    ("pl_outstanding", "pages still pinned at the end"),
+    ("pl_suspect", "pins held past the grace period"),
+    ("pl_owner_exited", "pins outliving their process"),
+    ("pl_unlisted", "pins counted but not listed"),
+];
+
 /// The page ledger of a case (runs of this tracer always print it): every unpin matched to a pin
 /// seen in the trace, nothing left pinned, nothing uncounted, and its totals equal to the
 /// kernel's own accounting (the pins of legacy direct I/O's folio_add_pin excepted: the kernel
@@ -384,12 +392,7 @@ fn check_page_ledger(case: &Case, bad: &mut impl FnMut(String)) {
     }
     // The orphan case leaves pins held on purpose (check_path judges them).
     let orphan = case.str("path") == "orphan";
-    for (key, what) in [
-        ("pl_outstanding", "pages still pinned at the end"),
-        ("pl_suspect", "pins held past the grace period"),
-        ("pl_owner_exited", "pins outliving their process"),
-        ("pl_unlisted", "pins counted but not listed"),
-    ] {
+    for (key, what) in NOTHING_HELD {
         if orphan && key != "pl_unlisted" {
             continue;
         }
@@ -436,12 +439,7 @@ fn check_running_before(case: &Case, expect: DioPins, bad: &mut impl FnMut(Strin
             case.str("pl_pinned")
         ));
     }
-    for (key, what) in [
-        ("pl_outstanding", "pages still pinned at the end"),
-        ("pl_suspect", "pins held past the grace period"),
-        ("pl_owner_exited", "pins outliving their process"),
-        ("pl_unlisted", "pins counted but not listed"),
-    ] {
+    for (key, what) in NOTHING_HELD {
         if g(key) != Some(0) {
             bad(format!("page ledger: {} {what}", case.str(key)));
         }
@@ -1023,6 +1021,13 @@ mod tests {
         }
     }
 
+    /// `good` with `from` replaced by `to` fails its check with a message containing `why`.
+    fn assert_breaks(good: &str, from: &str, to: &str, why: &str) {
+        let bad = good.replace(from, to);
+        let err = check_run(&bad, DioPins::Pinned, 1).unwrap_err().to_string();
+        assert!(err.contains(why), "{from} -> {to}: {err}");
+    }
+
     #[test]
     fn a_workload_running_before_the_trace_is_judged_by_what_the_trace_saw() {
         let good = "CASE vda-fio-running-before status=0 pinned=5304 unpinned=5312 lost=0 accounting=measured \
@@ -1042,9 +1047,7 @@ mod tests {
             ("lost=0", "lost=3", "lost events: 3"),
             ("pl_pinned=5300", "pl_pinned=0", "the trace saw 0 pinned pages"),
         ] {
-            let bad = good.replace(from, to);
-            let err = check_run(&bad, DioPins::Pinned, 1).unwrap_err().to_string();
-            assert!(err.contains(why), "{from} -> {to}: {err}");
+            assert_breaks(good, from, to, why);
         }
     }
 
@@ -1060,9 +1063,7 @@ mod tests {
             ("lost_why=ring_full:3512", "lost_why=", "0 records lost to a full ring buffer"),
             ("records_submitted=5120 records_read=5120", "records_submitted= records_read=", "a loss not counted"),
         ] {
-            let bad = good.replace(from, to);
-            let err = check_run(&bad, DioPins::Pinned, 1).unwrap_err().to_string();
-            assert!(err.contains(why), "{from} -> {to}: {err}");
+            assert_breaks(good, from, to, why);
         }
     }
 
