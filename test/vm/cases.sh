@@ -147,6 +147,8 @@ case_print() {
         "pl_referenced=$(page_total referenced "$j") pl_ref_with_bio=$(page_total referenced_with_bio "$j")" \
         "pl_ref_put=$(page_total referenced_released_put "$j")" \
         "records_submitted=$(json_int records_submitted "$j") records_read=$(json_int records_read "$j")" \
+        "paths_reused=$(json_int reused "$j") paths_rewalked=$(json_int rewalked "$j")" \
+        "paths_wrong=$(json_int wrong "$j") paths_walked=$(json_int walked "$j")" \
         "released_by=$(released_by "$j")" \
         "skipped=$(skipped "$j") lost_why=$(lost_why "$j") ${CASE_NOTE:-}"
 }

@@ -23,8 +23,29 @@ pub const CHAIN_DEBUG: u32 = RESCUED + PROBE_COUNT;
 /// Records the programs put into the `EVENTS` ring buffer, at `SUBMITTED` (with the reader's
 /// count of the records it took out, this tells that every record not counted lost was read).
 pub const SUBMITTED: u32 = CHAIN_DEBUG + PROBE_COUNT * CHAIN_DEBUG_KINDS;
+/// Learned call paths (crate::stack_path), at `PATHS + PathCount`.
+pub const PATHS: u32 = SUBMITTED + 1;
 /// Slots in use in a CPU's block.
-pub const USED: u32 = SUBMITTED + 1;
+pub const USED: u32 = PATHS + PATH_COUNTS;
+
+/// What the pin records' learned call paths did (counters at `PATHS + PathCount`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathCount {
+    /// A record took its stack from a learned path (no walk).
+    Reused = 0,
+    /// A reuse walked the stack anyway to check the path (one in `REWALK_EVERY`).
+    Rewalked,
+    /// ... and the walk disagreed with the path (which was dropped).
+    Wrong,
+    /// Samples sent to learn a path from.
+    Sampled,
+    /// Records that walked the stack because no path matched.
+    Walked,
+}
+
+/// Kinds of [`PathCount`].
+pub const PATH_COUNTS: u32 = PathCount::Walked as u32 + 1;
 /// u64 slots per CPU: whole cache lines, so that CPUs never write to the same line.
 pub const SLOTS: u32 = USED.div_ceil(8) * 8;
 /// CPUs the map is declared for; the loader sets the real count of possible CPUs.

@@ -8,6 +8,7 @@ use core::mem::size_of;
 
 pub mod chain;
 pub mod counters;
+pub mod stack_path;
 
 /// Every probe the tracer knows, in the order of [`PROBES`]. The value indexes the probes' counters.
 #[repr(u32)]
@@ -457,6 +458,9 @@ pub enum RecordType {
     Stack = 4,
     /// An [`ExitRecord`].
     Exit = 5,
+    /// A [`stack_path::StackSampleWire`]: a walk and the stack it was taken from, for userspace to
+    /// learn the call path from (never passed on to the engine or recorded).
+    StackSample = 6,
 }
 
 /// The last thread of a process exited (`RecordType::Exit`, from sched_process_exit).
@@ -699,6 +703,11 @@ pub mod names {
     pub const COUNTERS: &str = "COUNTERS";
     pub const CHAIN_STAGE: &str = "CHAIN_STAGE";
     pub const EVENTS: &str = "EVENTS";
+    /// Learned call paths ([`super::stack_path`]).
+    pub const STACK_PATHS: &str = "STACK_PATHS";
+    /// A u64 global: 1 when pin records take their stacks from learned call paths, 0 when
+    /// they walk (see tracer/src/probes/kernel.rs, `Facts::learned_paths`).
+    pub const LEARNED_PATHS: &str = "LEARNED_PATHS";
     /// The [`super::Offsets`] global.
     pub const OFFSETS: &str = "OFFSETS";
     /// A u64 global: 1 when threads can be preempted inside tracing programs (full, lazy or
@@ -746,6 +755,10 @@ mod pod {
     unsafe impl aya::Pod for super::PagesHeader {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ExitRecord {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::stack_path::StackPathKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::stack_path::StackPath {}
 }
 
 /// The head page (folio) of the struct page at `page`, from the word `info` at its

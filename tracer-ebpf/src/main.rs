@@ -20,6 +20,7 @@ mod latency;
 mod pages;
 mod pin;
 mod put;
+mod stack;
 mod unpin;
 
 #[cfg(not(test))]

@@ -66,9 +66,10 @@ pub struct Call {
     pub refs: u32,
     pub gup_flags: u32,
     pub flags: u32,
-    /// A release run by an fentry program: its caller is read from the trampoline's frame
-    /// ([`crate::maps::fentry_caller`]), not by walking the stack (unless that fails).
-    pub caller_from_trampoline: bool,
+    /// Run by an fentry or fexit program: a release's caller is read from the trampoline's
+    /// frame ([`crate::maps::fentry_caller`]), a pin's stack comes from its learned path
+    /// ([`crate::stack::pin_stack`]); both walk the stack when that fails.
+    pub trampoline: bool,
 }
 
 /// Where a page's compound_head is: `offset` into struct page, and a `mask` that is all ones,
@@ -221,15 +222,14 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
         // A release is named by its caller only: the one frame it needs, without a walk. The
         // caller's value is only stored (never tested afterwards), so the verifier's paths
         // meet again right after (6.1 verified the rest once per path: minutes under TCG).
-        let trampoline = if call.caller_from_trampoline && !matches!(call.event, PageEvent::Pin | PageEvent::Get) {
-            crate::maps::fentry_caller(ctx)
-        } else {
-            None
-        };
-        let bytes = if let Some(caller) = trampoline {
+        let pin = matches!(call.event, PageEvent::Pin | PageEvent::Get);
+        let caller = if call.trampoline && !pin { crate::maps::fentry_caller(ctx) } else { None };
+        let bytes = if let Some(caller) = caller {
             (*w).header.frames[0] = caller;
             8
-        } else if matches!(call.event, PageEvent::Pin | PageEvent::Get) {
+        } else if pin && call.trampoline && crate::stack::learned_paths() {
+            crate::stack::pin_stack(ctx, call.probe, frames as *mut [u64; PAGES_STACK_FRAMES])
+        } else if pin {
             generated::bpf_get_stack(ctx.as_ptr(), frames, (8 * PAGES_STACK_FRAMES) as u32, 0)
         } else {
             generated::bpf_get_stack(ctx.as_ptr(), frames, (8 * RELEASE_STACK_FRAMES) as u32, 0)

@@ -26,16 +26,14 @@ fn try_returned<C: EbpfContext>(
     ret: i64,
     gup_flags: u32,
     source: Source,
+    trampoline: bool,
 ) -> u32 {
     // A negative return is an error: nothing was pinned. pin_user_pages_fast and
     // get_user_pages_fast return an int: only the low 32 bits of the register are the value.
     let ret = ret as i32 as i64;
     if ret > 0 {
         count(probe, ret as u64);
-        emit(
-            ctx,
-            Call { event, probe, source, n: ret as u32, refs: 1, gup_flags, flags: 0, caller_from_trampoline: false },
-        );
+        emit(ctx, Call { event, probe, source, n: ret as u32, refs: 1, gup_flags, flags: 0, trampoline });
     }
     0
 }
@@ -56,13 +54,14 @@ macro_rules! returned_probe {
                     ctx.ret::<i64>().unwrap_or(0),
                     func_arg(&ctx, $flags) as u32,
                     Source::PageArray(func_arg(&ctx, $pages)),
+                    true,
                 )
             }
         );
 
         #[kretprobe]
         pub fn $kretprobe(ctx: RetProbeContext) -> u32 {
-            try_returned(&ctx, PageEvent::$event, ProbeId::$id, ctx.ret::<i64>(), 0, Source::Unlisted)
+            try_returned(&ctx, PageEvent::$event, ProbeId::$id, ctx.ret::<i64>(), 0, Source::Unlisted, false)
         }
     };
 }
@@ -127,7 +126,7 @@ returned_probe!(
 /// void folio_add_pin(struct folio *folio): one more pin on a folio the caller has pinned
 /// (fs/direct-io.c), not counted in nr_foll_pin_acquired.
 #[inline(always)]
-fn try_folio_add_pin<C: EbpfContext>(ctx: &C, folio: u64) -> u32 {
+fn try_folio_add_pin<C: EbpfContext>(ctx: &C, folio: u64, trampoline: bool) -> u32 {
     count(ProbeId::FolioAddPin, 1);
     let call = Call {
         event: PageEvent::Pin,
@@ -137,7 +136,7 @@ fn try_folio_add_pin<C: EbpfContext>(ctx: &C, folio: u64) -> u32 {
         refs: 1,
         gup_flags: 0,
         flags: 0,
-        caller_from_trampoline: false,
+        trampoline,
     };
     emit(ctx, call);
     0
@@ -148,10 +147,10 @@ with_twin!(
     fentry_folio_add_pin,
     folio_add_pin,
     ProbeId::FolioAddPin,
-    |ctx: FEntryContext| try_folio_add_pin(&ctx, func_arg(&ctx, 0))
+    |ctx: FEntryContext| try_folio_add_pin(&ctx, func_arg(&ctx, 0), true)
 );
 
 #[kprobe]
 pub fn kprobe_folio_add_pin(ctx: ProbeContext) -> u32 {
-    try_folio_add_pin(&ctx, ctx.arg::<u64>(0).unwrap_or(0))
+    try_folio_add_pin(&ctx, ctx.arg::<u64>(0).unwrap_or(0), false)
 }

@@ -41,7 +41,7 @@ fn try_pipe_buf_release<C: EbpfContext>(ctx: &C, buf: u64) -> u32 {
             refs: 1,
             gup_flags: 0,
             flags: 0,
-            caller_from_trampoline: false,
+            trampoline: false,
         },
     );
     0
@@ -81,7 +81,7 @@ fn try_scope_end<C: EbpfContext>(ctx: &C, probe: ProbeId, ret: i64) -> u32 {
             refs: 1,
             gup_flags: 0,
             flags,
-            caller_from_trampoline: false,
+            trampoline: false,
         },
     );
     0

@@ -56,7 +56,7 @@ fn try_unpin<C: EbpfContext>(ctx: &C, probe: ProbeId, shape: Shape, args: [u64; 
         refs: refs as u32,
         gup_flags: 0,
         flags: if dirty { PAGES_FLAG_DIRTY } else { 0 },
-        caller_from_trampoline: fentry,
+        trampoline: fentry,
     };
     emit(ctx, call);
     0

@@ -90,6 +90,9 @@ pub struct Figures {
     /// (see [`Counters::records_submitted`]; 0 in replays of files without them).
     pub records_submitted: u64,
     pub records_read: u64,
+    /// How pin records got their kernel stacks (tracer_common::stack_path), indexed by
+    /// tracer_common::counters::PathCount.
+    pub stack_paths: [u64; tracer_common::counters::PATH_COUNTS as usize],
     pub vmstat: Option<FollPin>,
     pub entry_points: Vec<EntryPoint>,
     pub block: Block,
@@ -150,6 +153,7 @@ impl Figures {
             stacks_unread: span.lost[LostReason::StackLost as usize],
             records_submitted: span.records_submitted,
             records_read: span.records_read,
+            stack_paths: span.stack_paths,
             vmstat,
             entry_points,
             block: Block {

@@ -170,7 +170,26 @@ fn dio_pins(kernel: &str, expect: DioPins) -> Result<String> {
     let cases = check_run(&console, expect, DIO_CASES)?;
     check_probe_plan(kernel, &console)?;
     let pages: u64 = cases.iter().filter_map(|c| c.int("pinned")).sum();
-    Ok(format!("({} cases, {pages} pages pinned in all, each equal to the vmstat delta)", cases.len()))
+    let paths = learned_paths(kernel, &cases)?;
+    Ok(format!("({} cases, {pages} pages pinned in all, each equal to the vmstat delta; {paths})", cases.len()))
+}
+
+/// The learned call paths of a step's cases: some pin records took their stacks from them,
+/// some reuses walked again to check, and (check_case) none was wrong. On 6.1 pins walk
+/// (tracer/src/probes/kernel.rs, `Facts::learned_paths`): none may be reused there.
+fn learned_paths(kernel: &str, cases: &[Case]) -> Result<String> {
+    let sum = |k: &str| cases.iter().filter_map(|c| c.int(k)).sum::<u64>();
+    let (reused, rewalked, walked) = (sum("paths_reused"), sum("paths_rewalked"), sum("paths_walked"));
+    if kernel == "6.1" {
+        if reused > 0 {
+            bail!("{reused} pin records took their stacks from learned paths on 6.1, where pins walk");
+        }
+        return Ok(format!("stacks: {walked} walked"));
+    }
+    if reused == 0 || rewalked == 0 {
+        bail!("no pin record took its stack from a learned call path ({reused} reused, {rewalked} checked by a walk)");
+    }
+    Ok(format!("stacks: {reused} from learned paths, {rewalked} of them walked again and equal, {walked} walked"))
 }
 
 /// Cases of pin-paths.sh.
@@ -181,11 +200,12 @@ fn pin_paths(kernel: &str, expect: DioPins) -> Result<String> {
     let cases = check_run(&console, expect, PATH_CASES)?;
     let sum = |k: &str| cases.iter().filter_map(|c| c.int(k)).sum::<u64>();
     Ok(format!(
-        "({} cases: {} pages pinned ({} long-term), {} referenced, every unpin matched)",
+        "({} cases: {} pages pinned ({} long-term), {} referenced, every unpin matched; {})",
         cases.len(),
         sum("pl_pinned"),
         sum("pl_longterm"),
-        sum("pl_referenced")
+        sum("pl_referenced"),
+        learned_paths(kernel, &cases)?
     ))
 }
 
@@ -264,6 +284,10 @@ pub fn check_case(case: &Case, expect: DioPins) -> Vec<String> {
     }
     if case.int("lost") != Some(0) {
         bad(format!("lost events: {}", case.str("lost")));
+    }
+    // A learned call path that a walk of the same stack contradicts (tracer_common::stack_path).
+    if case.int("paths_wrong").is_some_and(|n| n > 0) {
+        bad(format!("{} learned call paths disagreed with a walk of the stack", case.str("paths_wrong")));
     }
     let (p, u) = (case.int("pinned"), case.int("unpinned"));
     if case.str("path") == "running_before" {
@@ -1034,7 +1058,7 @@ mod tests {
             vm_acquired=- vm_released=- ledger=clean ledger_pinned=5300 ledger_referenced=0 ledger_matched=5300 \
             ledger_acquired=5300 pl_pinned=5300 pl_with_bio=5300 pl_longterm=0 pl_large=0 ledger_truncated=0 \
             procs=fio/179:5300:5300 pl_unpinned=5312 pl_matched=5300 pl_unknown=12 pl_unlisted=0 pl_outstanding=0 \
-            pl_suspect=0 pl_owner_exited=0 pl_referenced=2 pl_ref_with_bio=0 pl_ref_put=0 skipped= lost_why= \
+            pl_suspect=0 pl_owner_exited=0 pl_referenced=2 pl_ref_with_bio=0 pl_ref_put=0 paths_wrong=0 skipped= lost_why= \
             path=running_before owner=fio\nCASES-DONE\n";
         check_run(good, DioPins::Pinned, 1).unwrap();
         // What the tracer said when it took the attachment's records for the trace's.
@@ -1046,6 +1070,7 @@ mod tests {
             ("pl_matched=5300", "pl_matched=4868", "matched 4868 of 5300 pins"),
             ("lost=0", "lost=3", "lost events: 3"),
             ("pl_pinned=5300", "pl_pinned=0", "the trace saw 0 pinned pages"),
+            ("paths_wrong=0", "paths_wrong=2", "2 learned call paths disagreed"),
         ] {
             assert_breaks(good, from, to, why);
         }

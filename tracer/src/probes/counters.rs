@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use tracer_common::{ProbeStat, LOST_REASONS, PROBE_COUNT};
+use tracer_common::{counters::PATH_COUNTS, ProbeStat, LOST_REASONS, PROBE_COUNT};
 
 /// One process's FOLL_PIN pages (see tracer_common::ProcStat for the attribution rule).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -34,6 +34,8 @@ pub struct Counters {
     /// read.
     pub records_submitted: u64,
     pub records_read: u64,
+    /// Indexed by tracer_common::counters::PathCount: how pin records got their stacks.
+    pub stack_paths: [u64; PATH_COUNTS as usize],
 }
 
 impl Default for Counters {
@@ -47,6 +49,7 @@ impl Default for Counters {
             missed: [0; PROBE_COUNT as usize],
             records_submitted: 0,
             records_read: 0,
+            stack_paths: [0; PATH_COUNTS as usize],
         }
     }
 }
@@ -74,6 +77,9 @@ impl Counters {
             *now = now.saturating_sub(*then);
         }
         for (now, then) in d.missed.iter_mut().zip(earlier.missed.iter()) {
+            *now = now.saturating_sub(*then);
+        }
+        for (now, then) in d.stack_paths.iter_mut().zip(earlier.stack_paths.iter()) {
             *now = now.saturating_sub(*then);
         }
         d.procs = self

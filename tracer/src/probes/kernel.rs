@@ -1,5 +1,5 @@
 //! What the running kernel offers, found by feature detection (BTF, kallsyms, the kprobe PMU),
-//! never by version number. Only the facts about the probes in the catalogue are gathered.
+//! never by version number (one exception: `Facts::learned_paths`). Only the facts about the probes in the catalogue are gathered.
 
 use std::{collections::HashSet, fs, path::Path};
 
@@ -8,6 +8,29 @@ use tracer_common::{Attach, Offsets, OFFSET_UNKNOWN, PROBES, RW_SYSCALLS};
 
 use super::preemption::Preemption;
 use crate::model::FollBits;
+
+impl Facts {
+    /// Whether pin records take their kernel stacks from learned call paths
+    /// (tracer_common::stack_path) instead of walking. The one decision made by version
+    /// number, for want of a feature to detect: the verifier of 6.1 (Debian 12's kernel) did
+    /// not finish verifying the pin programs with that code in 12 minutes under TCG (6.12 and
+    /// 7.x take seconds), so below 6.2 they walk, as before. `TRACER_WALK_STACKS=1` makes any
+    /// kernel walk.
+    pub fn learned_paths(&self) -> bool {
+        if std::env::var_os("TRACER_WALK_STACKS").is_some_and(|v| v == "1") {
+            return false;
+        }
+        release_at_least(&self.release, (6, 2))
+    }
+}
+
+/// Whether a `uname -r` release is `min` (major, minor) or later; false when it cannot be read.
+pub fn release_at_least(release: &str, min: (u32, u32)) -> bool {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty());
+    let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+    let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
+    matches!((major, minor), (Some(a), Some(b)) if (a, b) >= min)
+}
 
 /// Facts the probe plan is made from. Plain data, so the plan is testable without a kernel.
 #[derive(Clone, Debug)]
@@ -407,6 +430,15 @@ fn parse_kallsyms(text: &str, wanted: &HashSet<&str>) -> HashSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn releases_are_compared_by_major_and_minor() {
+        assert!(!release_at_least("6.1.0-56-cloud-amd64", (6, 2)));
+        assert!(release_at_least("6.12.95+deb12-cloud-amd64", (6, 2)));
+        assert!(release_at_least("7.2.13+deb14-cloud-amd64", (6, 2)));
+        assert!(!release_at_least("5.19.0", (6, 2)));
+        assert!(!release_at_least("garbage", (6, 2)));
+    }
 
     /// Reads the host's own BTF when it has one (every kernel we support does); the offsets of
     /// these long-stable members must all resolve, nested and anonymous members included.

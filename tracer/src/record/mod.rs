@@ -233,6 +233,9 @@ pub struct SavedCounters {
     pub records_submitted: u64,
     #[serde(default)]
     pub records_read: u64,
+    /// Indexed by `tracer_common::counters::PathCount` (empty in older files).
+    #[serde(default)]
+    pub stack_paths: Vec<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -300,6 +303,7 @@ impl SavedCounters {
             lost: s.lost.to_vec(),
             records_submitted: s.records_submitted,
             records_read: s.records_read,
+            stack_paths: s.stack_paths.to_vec(),
         }
     }
 
@@ -311,6 +315,9 @@ impl SavedCounters {
             records_read: self.records_read,
             ..Counters::default()
         };
+        for (to, from) in s.stack_paths.iter_mut().zip(&self.stack_paths) {
+            *to = *from;
+        }
         for p in &self.probes {
             if let Some(i) = PROBES.iter().position(|d| d.target == p.target) {
                 s.probes[i].hits = p.hits;

@@ -8,6 +8,7 @@ use std::{
 
 mod attach;
 mod counter_map;
+mod paths;
 mod preload;
 
 use self::attach::{attach_chain, describe, explain, twins_needed};
@@ -86,6 +87,7 @@ impl Tracer {
             .map_max_entries(names::COUNTERS, u32::try_from(cpus).unwrap_or(u32::MAX).saturating_mul(slots::SLOTS))
             .override_global(names::OFFSETS, &facts.offsets, true)
             .override_global(names::TASK_PREEMPTION, &u64::from(facts.preemption.in_programs()), true)
+            .override_global(names::LEARNED_PATHS, &u64::from(facts.learned_paths()), true)
             .map_max_entries(names::EVENTS, ring_bytes)
             .override_global(names::EVENTS_WAKE_AT, &u64::from(ring_bytes / 4), true)
             .load(OBJECT)
@@ -150,9 +152,21 @@ impl Tracer {
 
     /// The record stream (once; later calls return None).
     pub fn take_events(&mut self) -> Option<EventStream> {
+        let paths = self.ebpf.take_map(names::STACK_PATHS).and_then(|m| match aya::maps::HashMap::try_from(m) {
+            Ok(map) => Some(map),
+            Err(e) => {
+                log::warn!("learned call paths unusable (every pin record walks its stack): {e}");
+                None
+            }
+        });
         let map = self.ebpf.take_map(names::EVENTS)?;
         match RingBuf::try_from(map) {
-            Ok(ring) => Some(EventStream { ring, stacks: Stacks { symbols: None, seen: HashSet::new() }, read: 0 }),
+            Ok(ring) => Some(EventStream {
+                ring,
+                stacks: Stacks { symbols: None, seen: HashSet::new() },
+                paths: paths::PathLearner::new(paths),
+                read: 0,
+            }),
             Err(e) => {
                 log::warn!("event ring buffer unusable: {e}");
                 None
@@ -175,6 +189,7 @@ impl Tracer {
         snap.lost.copy_from_slice(&map.sums(slots::LOST, LOST_REASONS));
         let rescued = map.sums(slots::RESCUED, PROBE_COUNT);
         snap.records_submitted = map.sum(slots::SUBMITTED);
+        snap.stack_paths.copy_from_slice(&map.sums(slots::PATHS, slots::PATH_COUNTS));
         if std::env::var_os("TRACER_DEBUG_TWINS").is_some() {
             self.debug_twins(&rescued);
         }
@@ -284,22 +299,28 @@ impl Tracer {
 pub struct EventStream {
     ring: RingBuf<MapData>,
     stacks: Stacks,
+    /// Takes the stack samples out of the stream.
+    paths: paths::PathLearner,
     /// Records taken out of the ring buffer so far.
     read: u64,
 }
 
 impl EventStream {
-    /// Hands the bytes of every available record to `f`; returns how many there were. A page
+    /// Hands the bytes of every available record to `f` (but the stack samples, which teach the
+    /// programs call paths); returns how many were read. A page
     /// record with return addresses not described yet is preceded by a symbols record (see
     /// [`crate::model::symbols_bytes`]), so the stream, and a record file of it, is complete.
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
         let mut n = 0;
         while let Some(item) = self.ring.next() {
+            n += 1;
+            if self.paths.take(&item) {
+                continue;
+            }
             if let Some(stack) = self.stacks.describe(&item) {
                 f(&stack);
             }
             f(&item);
-            n += 1;
         }
         self.read += n as u64;
         n

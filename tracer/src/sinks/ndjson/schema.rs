@@ -124,6 +124,10 @@ pub struct FiguresRecord {
     pub records_submitted: u64,
     #[serde(skip_serializing_if = "is_zero")]
     pub records_read: u64,
+    /// How pin records got their kernel stacks: from a learned call path, walked again to
+    /// check one (and found wrong), samples sent to learn one, walked (absent when none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack_paths: Option<StackPaths>,
     /// /proc/vmstat deltas over the same span (null where the kernel has none).
     pub vmstat: Option<FollPin>,
     pub entry_points: Vec<EntryPoint>,
@@ -200,6 +204,7 @@ impl FiguresRecord {
             stacks_unread: f.stacks_unread,
             records_submitted: f.records_submitted,
             records_read: f.records_read,
+            stack_paths: StackPaths::of(&f.stack_paths),
             vmstat: f.vmstat,
             entry_points: f
                 .entry_points
@@ -549,5 +554,28 @@ impl RecordingRecord {
             records: r.records,
             command: r.command.clone(),
         }
+    }
+}
+
+/// `stack_paths` of a summary or interval (tracer_common::counters::PathCount).
+#[derive(Debug, Serialize, PartialEq, Eq, Clone, Copy)]
+pub struct StackPaths {
+    pub reused: u64,
+    pub rewalked: u64,
+    pub wrong: u64,
+    pub sampled: u64,
+    pub walked: u64,
+}
+
+impl StackPaths {
+    fn of(c: &[u64; tracer_common::counters::PATH_COUNTS as usize]) -> Option<StackPaths> {
+        use tracer_common::counters::PathCount as P;
+        (c.iter().any(|&n| n > 0)).then(|| StackPaths {
+            reused: c[P::Reused as usize],
+            rewalked: c[P::Rewalked as usize],
+            wrong: c[P::Wrong as usize],
+            sampled: c[P::Sampled as usize],
+            walked: c[P::Walked as usize],
+        })
     }
 }

@@ -183,6 +183,12 @@ pub fn figures_text(f: &Figures, procs: &[Process]) -> String {
         s.push_str(&format!("; {unread} records submitted since the start not read yet"));
     }
     s.push('\n');
+    let wrong = f.stack_paths[tracer_common::counters::PathCount::Wrong as usize];
+    if wrong > 0 {
+        s.push_str(&format!(
+            "  {wrong} learned call paths disagreed with a walk of the stack (dropped; call paths of pins may be wrong)\n"
+        ));
+    }
     for skip in &f.probes_skipped {
         s.push_str(&format!(
             "  {} skipped {} times (already running on that CPU: nested in an interrupt)\n",

@@ -59,6 +59,7 @@ fn figures(scope: Scope, elapsed_s: f64, span_s: f64, (pinned, unpinned): (u64, 
         stacks_unread: 0,
         records_submitted: 0,
         records_read: 0,
+        stack_paths: Default::default(),
         vmstat: Some(FollPin { nr_foll_pin_acquired: 2048, nr_foll_pin_released: 2040 }),
         entry_points: vec![
             entry("pin_user_pages_fast", ProbeRole::Pin, 512, 2048),
