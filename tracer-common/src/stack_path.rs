@@ -165,16 +165,13 @@ pub fn learn(frames: &[u64], window: &[u64], base_index: usize) -> Result<StackP
     }
     let mut path = StackPath::PENDING;
     let mut checks = 0;
-    for i in 0..n {
-        for w in lo[i]..=hi[i] {
-            if window[w] != walked[i] {
-                continue;
-            }
+    for (i, &frame) in walked.iter().enumerate() {
+        for (w, _) in window.iter().enumerate().take(hi[i] + 1).skip(lo[i]).filter(|&(_, &word)| word == frame) {
             if checks == STACK_PATH_CHECKS {
                 return Err(Unlearnable::TooManyChecks);
             }
             path.check_at[checks] = u16::try_from(w - base_index).map_err(|_| Unlearnable::TooDeep)?;
-            path.check_word[checks] = walked[i];
+            path.check_word[checks] = frame;
             checks += 1;
         }
     }

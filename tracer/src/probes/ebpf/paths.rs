@@ -60,7 +60,7 @@ fn sample_path(record: &[u8]) -> Option<(StackPathKey, StackPath)> {
         .map(|w| u64::from_ne_bytes(w.try_into().unwrap_or_default()))
         .collect();
     let n = (header.nr_frames as usize).min(STACK_PATH_FRAMES);
-    if n == 0 || header.base < header.window_start || (header.base - header.window_start) % 8 != 0 {
+    if n == 0 || header.base < header.window_start || !(header.base - header.window_start).is_multiple_of(8) {
         return None;
     }
     let base_index = usize::try_from((header.base - header.window_start) / 8).ok()?;
