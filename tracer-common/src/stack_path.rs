@@ -25,8 +25,8 @@
 //!
 //! One kind of function breaks the rule that a frame's size is fixed by its return address: one
 //! that realigns its stack (a local aligned beyond 8 bytes), whose frame grows by the alignment
-//! slack. No function on the kernel's pin paths was seen doing that, and every
-//! [`REWALK_EVERY`]th reuse of a path walks the stack anyway and compares (a disagreement is
+//! slack. No function on the kernel's pin paths was seen doing that, and the first reuse of
+//! every path and every [`REWALK_EVERY`]th one walk the stack anyway and compare (a disagreement is
 //! counted, the path dropped and learned again), so the claim is measured in every run, not
 //! assumed.
 
@@ -36,7 +36,7 @@ pub const STACK_WINDOW_BYTES: usize = 8192;
 pub const STACK_WINDOW_WORDS: usize = STACK_WINDOW_BYTES / 8;
 /// Frames a learned path holds at most (as many as a pin record carries).
 pub const STACK_PATH_FRAMES: usize = crate::PAGES_STACK_FRAMES;
-/// A learned path is walked again and compared on one reuse in this many.
+/// A learned path is walked again and compared on its first reuse and one reuse in this many.
 pub const REWALK_EVERY: u64 = 64;
 const _: () = assert!(REWALK_EVERY.is_power_of_two());
 /// Kernel task stacks are this size and aligned to it (x86-64 without KASAN).

@@ -77,7 +77,7 @@ pub fn pin_stack<C: EbpfContext>(ctx: &C, probe: ProbeId, frames: *mut [u64; STA
         crate::maps::add(p, 1);
         core::ptr::read_volatile(p)
     };
-    if hits & (REWALK_EVERY - 1) == 0 {
+    if hits == 1 || hits & (REWALK_EVERY - 1) == 0 {
         counted(PathCount::Rewalked);
         let bytes = walk(ctx, frames);
         if !walk_agrees(frames, path, n as u64) {
