@@ -137,7 +137,10 @@ tracer_pass() { # tracer_pass ROUND
     rc=$?
     stats_off
     echo "BENCH-TRACER round=$1 status=$rc probes=$(grep -c '"type":"probe"' /tmp/tracer.json)" \
-        "pinned=$(json_int pages_pinned) unpinned=$(json_int pages_unpinned) lost=$(json_int lost_events)"
+        "pinned=$(json_int pages_pinned) unpinned=$(json_int pages_unpinned) lost=$(json_int lost_events)" \
+        "lost_why=$(grep '"type":"summary"' /tmp/tracer.json | sed -n 's/.*"lost_by_reason":{\([^}]*\)}.*/\1/p' | tr -d '"' | tail -1)" \
+        "skipped=$(grep '"type":"summary"' /tmp/tracer.json | sed -n 's/.*"probes_skipped":\[\([^]]*\)\].*/\1/p' | sed 's/{"target":"\([^"]*\)","runs":\([0-9]*\)}/\1:\2/g' | tail -1)" \
+        "stack_paths=$(grep '"type":"summary"' /tmp/tracer.json | sed -n 's/.*"stack_paths":{\([^}]*\)}.*/\1/p' | tr -d '"' | tail -1)"
     grep -E "ERROR|WARN" /tmp/tracer.err | head -5 | sed 's/^/BENCH-NOTE tracer: /'
 }
 
