@@ -5,12 +5,13 @@
 //! return address below it: the unwinder finds the caller's frame from the stack pointer and
 //! the size of the frame at that return address (the kernel's ORC data; x86-64 kernels are
 //! built without frame pointers). So once the places of one walk's return addresses are known,
-//! a later call from the same caller at the same depth of its stack whose words at those places
-//! are the same return addresses has the same stack, frame by frame, as a walk would give: the
-//! first place is the caller's (the key), and each return address found in place fixes where
-//! the next one is.
+//! a later call of the same function whose trampoline frame lies at the same depth of its stack,
+//! and whose words at those places are the same return addresses, has the same stack, frame by
+//! frame, as a walk would give: the trampoline's frame is laid out the same for every call, so
+//! the caller's return address is at a fixed place above the key's, and each return address
+//! found in place fixes where the next one is.
 //!
-//! How a path is learned: the first time a (probe, caller, depth) is seen, the program walks the
+//! How a path is learned: the first time a (probe, function, depth) is seen, the program walks the
 //! stack as before and sends a [`StackSampleHeader`] with the walk and the last
 //! [`STACK_WINDOW_BYTES`] of the task's stack (all of it above the call, or no path is learned).
 //! A return address can lie at several places of the window: the kernel moves each system

@@ -1,5 +1,6 @@
 //! What the running kernel offers, found by feature detection (BTF, kallsyms, the kprobe PMU),
-//! never by version number (one exception: `Facts::learned_paths`). Only the facts about the probes in the catalogue are gathered.
+//! never by version number (one exception: `Facts::learned_paths`). Only the facts about the
+//! probes in the catalogue are gathered.
 
 use std::{collections::HashSet, fs, path::Path};
 
