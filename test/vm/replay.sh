@@ -1,12 +1,14 @@
 #!/bin/sh
 # Guest side of the replay test (run by `cargo xtask test`): record real workloads with
-# `tracer record`, print what the live run concluded, and ship each record file to the host
-# (base64 between markers). The host replays the files with `tracer report` and compares.
+# `tracer record`, print what the live run concluded, and ship each record file and the live
+# run's --report file to the host (base64 between markers). The host replays the files with
+# `tracer report` (and `--report`) and compares.
 set -u
 
 ship() { # ship NAME COMMAND...
     name=$1; shift
-    tracer record -o /tmp/$name.rec --format json -- "$@" > /tmp/$name.json 2> /tmp/$name.err
+    tracer record -o /tmp/$name.rec --report /tmp/$name.report.json --format json -- "$@" \
+        > /tmp/$name.json 2> /tmp/$name.err
     echo "RECORDED $name status=$?"
     grep '"type":"ledger"' /tmp/$name.json | sed "s/^/LEDGER $name /"
     grep '"type":"pages"' /tmp/$name.json | sed "s/^/PAGES $name /"
@@ -14,6 +16,9 @@ ship() { # ship NAME COMMAND...
     echo "RECORD-BEGIN $name"
     base64 /tmp/$name.rec
     echo "RECORD-END $name"
+    echo "RECORD-BEGIN $name-report"
+    base64 /tmp/$name.report.json
+    echo "RECORD-END $name-report"
 }
 
 # One recording of every workload (loading the tracer takes tens of seconds under TCG): direct

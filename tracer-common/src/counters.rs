@@ -42,10 +42,13 @@ pub enum PathCount {
     Sampled,
     /// Records that walked the stack because no path matched.
     Walked,
+    /// ... of which a learned path was there but its checks no longer held (a word it checks
+    /// changed: the call came by another way, or the path checks a stale copy).
+    Stale,
 }
 
 /// Kinds of [`PathCount`].
-pub const PATH_COUNTS: u32 = PathCount::Walked as u32 + 1;
+pub const PATH_COUNTS: u32 = PathCount::Stale as u32 + 1;
 /// u64 slots per CPU: whole cache lines, so that CPUs never write to the same line.
 pub const SLOTS: u32 = USED.div_ceil(8) * 8;
 /// CPUs the map is declared for; the loader sets the real count of possible CPUs.

@@ -3,16 +3,18 @@
 //! tracer_common::chain; the model they are tested against: tracer-common/tests/chain.rs).
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_task, bpf_probe_read_kernel},
+    helpers::bpf_get_current_task,
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray},
 };
 use tracer_common::{
     chain::{cpu_rule_acts, thread_rule_acts, thread_word, ChainDebug, CHAIN_DEBUG_KINDS, MAX_CHAIN},
-    counters, ProbeId, PROBES, PROBE_COUNT,
+    counters,
+    stack_path::TASK_STACK_SIZE,
+    ProbeId, PROBES, PROBE_COUNT,
 };
 
-use crate::maps::{add, bump, offsets, read_at};
+use crate::maps::{add, bump, context_address, offsets, read_at};
 
 /// Defines a probe's chain: the primary program `$primary` and its backups `nested_<base>`,
 /// `nested2_<base>`, `nested3_<base>` on the same target, as many as the
@@ -125,27 +127,16 @@ fn armed() -> bool {
     CHAIN_STAGE.get_ptr(0).is_some_and(|p| unsafe { core::ptr::read_volatile(p) } >= 2)
 }
 
-/// Kernel stacks are this size and aligned to it (x86-64 without KASAN); with vmapped stacks a
-/// guard page follows each, so twice this above a task's stack base is still its own.
-const THREAD_SIZE: u64 = 16 << 10;
-
-/// `ctx` as a plain number: the verifier allows no arithmetic on a context pointer, and a copy
-/// through the read helper is a scalar to it.
-#[inline(always)]
-fn address(ctx: &u64) -> Option<u64> {
-    // SAFETY: reads a local of this frame.
-    unsafe { bpf_probe_read_kernel(ctx as *const u64) }.ok()
-}
-
 /// Whether `at` (an invocation's argument block, on the stack it runs on) lies on the current
 /// task's stack: Some(false) on an interrupt stack (hardirq, softirq), None when the kernel's
-/// `task_struct.stack` offset is unknown.
+/// `task_struct.stack` offset is unknown. With vmapped stacks a guard page follows each stack,
+/// so twice its size above a task's stack base is still its own.
 #[inline(always)]
 fn on_task_stack(at: u64) -> Option<bool> {
     // SAFETY: helper without preconditions.
     let task = unsafe { bpf_get_current_task() };
     let base: u64 = read_at(task, offsets().task_stack)?;
-    Some(base != 0 && at >= base && at - base < 2 * THREAD_SIZE)
+    Some(base != 0 && at >= base && at - base < 2 * TASK_STACK_SIZE)
 }
 
 /// The thread rule for the program at `pos`: reads and updates the thread's word.
@@ -220,7 +211,7 @@ fn decide_and_run(
     f: impl FnOnce() -> u32,
 ) -> u32 {
     let (acts, rule) = if PROBES[probe as usize].preemptible() && task_preemption() {
-        let at = address(&ctx).unwrap_or(0);
+        let at = context_address(&ctx).unwrap_or(0);
         match on_task_stack(at) {
             Some(false) => (cpu_acts(r, pos), ChainDebug::RescuedByCpuRule),
             Some(true) => (thread_acts(probe, at, pos), ChainDebug::RescuedByThreadRule),

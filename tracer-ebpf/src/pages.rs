@@ -228,9 +228,9 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
             (*w).header.frames[0] = caller;
             8
         } else if pin && call.trampoline && crate::stack::learned_paths() {
-            crate::stack::pin_stack(ctx, call.probe, frames as *mut [u64; PAGES_STACK_FRAMES])
+            crate::stack::pin_stack(ctx, call.probe, frames as *mut [u64; PAGES_STACK_FRAMES], raw)
         } else if pin {
-            generated::bpf_get_stack(ctx.as_ptr(), frames, (8 * PAGES_STACK_FRAMES) as u32, 0)
+            crate::stack::walk(ctx, frames as *mut [u64; PAGES_STACK_FRAMES])
         } else {
             generated::bpf_get_stack(ctx.as_ptr(), frames, (8 * RELEASE_STACK_FRAMES) as u32, 0)
         };

@@ -14,7 +14,7 @@ use tracer_common::{
     ProbeId, RecordType,
 };
 
-use crate::maps::{bump, submit_flags, submitted, EVENTS};
+use crate::maps::{bump, context_address, submit_flags, submitted, EVENTS};
 
 /// 1 when pin records take their stacks from learned paths, 0 when they walk (patched by the
 /// loader: tracer_common::names::LEARNED_PATHS). A known value to the verifier, which then
@@ -42,19 +42,26 @@ fn counted(what: PathCount) {
     bump(PATH_COUNTERS + what as u32, 1);
 }
 
-/// Walks the stack into `frames`; returns the bytes written, or a negative error.
+/// Walks the stack into `frames` (the kernel's unwinder); returns the bytes written, or a
+/// negative error.
 #[inline(always)]
-fn walk<C: EbpfContext>(ctx: &C, frames: *mut [u64; STACK_PATH_FRAMES]) -> i64 {
+pub fn walk<C: EbpfContext>(ctx: &C, frames: *mut [u64; STACK_PATH_FRAMES]) -> i64 {
     // SAFETY: `frames` has room for STACK_PATH_FRAMES u64s.
     unsafe { generated::bpf_get_stack(ctx.as_ptr(), frames as *mut c_void, (8 * STACK_PATH_FRAMES) as u32, 0) }
 }
 
 /// The kernel stack of a pin call run by an fentry or fexit program, into `frames`: from its
 /// learned path when the stack still holds it, else walked (and sampled when the path is new).
-/// Returns the bytes written, or a negative error, as `bpf_get_stack` does.
+/// Returns the bytes written, or a negative error, as `bpf_get_stack` does. `scratch` is a
+/// buffer of this CPU for this call (the record's page array buffer, not yet in use).
 #[inline(always)]
-pub fn pin_stack<C: EbpfContext>(ctx: &C, probe: ProbeId, frames: *mut [u64; STACK_PATH_FRAMES]) -> i64 {
-    let Some(slot) = context_address(ctx) else {
+pub fn pin_stack<C: EbpfContext>(
+    ctx: &C,
+    probe: ProbeId,
+    frames: *mut [u64; STACK_PATH_FRAMES],
+    scratch: *mut [u64; WINDOW_WORDS],
+) -> i64 {
+    let Some(slot) = context_address(&(ctx.as_ptr() as u64)) else {
         counted(PathCount::Walked);
         return walk(ctx, frames);
     };
@@ -66,12 +73,31 @@ pub fn pin_stack<C: EbpfContext>(ctx: &C, probe: ProbeId, frames: *mut [u64; STA
     };
     // SAFETY: a value of the map, alive for the program's run (RCU).
     let n = unsafe { (*path).nr_frames } as usize;
-    if n == 0 || n > STACK_PATH_FRAMES || !still_there(slot, path) {
+    if n == 0 || n > STACK_PATH_FRAMES {
         counted(PathCount::Walked);
         return walk(ctx, frames);
     }
-    // SAFETY: as above. The add is atomic (other CPUs reuse the path at the same time); the
-    // count read back may include theirs, which only moves which reuse walks again.
+    if !still_there(slot, path, scratch, read_window(slot, scratch)) {
+        counted(PathCount::Walked);
+        counted(PathCount::Stale);
+        return walk(ctx, frames);
+    }
+    reuse(ctx, &key, path, n, frames)
+}
+
+/// The stack of a call from a path whose checks hold; one reuse in [`REWALK_EVERY`] (and the
+/// first) walks and compares, and drops the path when the walk disagrees.
+#[inline(always)]
+fn reuse<C: EbpfContext>(
+    ctx: &C,
+    key: &StackPathKey,
+    path: *mut StackPath,
+    n: usize,
+    frames: *mut [u64; STACK_PATH_FRAMES],
+) -> i64 {
+    // SAFETY: a value of the map (see pin_stack). The add is atomic (other CPUs reuse the path
+    // at the same time); the count read back may include theirs, which only moves which reuse
+    // walks again.
     let hits = unsafe {
         let p = core::ptr::addr_of_mut!((*path).hits);
         crate::maps::add(p, 1);
@@ -82,7 +108,7 @@ pub fn pin_stack<C: EbpfContext>(ctx: &C, probe: ProbeId, frames: *mut [u64; STA
         let bytes = walk(ctx, frames);
         if !walk_agrees(frames, path, n as u64) {
             counted(PathCount::Wrong);
-            let _ = PATHS.remove(&key);
+            let _ = PATHS.remove(key);
         }
         return bytes;
     }
@@ -92,32 +118,86 @@ pub fn pin_stack<C: EbpfContext>(ctx: &C, probe: ProbeId, frames: *mut [u64; STA
     (8 * n) as i64
 }
 
-/// The address of the trampoline's context (the traced function's saved arguments, on the
-/// stack) as a plain number: the verifier allows no arithmetic on a context pointer, and a
-/// copy through the read helper is a scalar to it.
-#[inline(always)]
-fn context_address<C: EbpfContext>(ctx: &C) -> Option<u64> {
-    let at = ctx.as_ptr() as u64;
-    // SAFETY: reads a local of this frame.
-    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(&at as *const u64) }.ok()
-}
-
 /// 1 in every bit when `i < n`, else 0, without a branch (n < 2^63).
 #[inline(always)]
 fn below(i: usize, n: u64) -> u64 {
     0u64.wrapping_sub((i as u64).wrapping_sub(n) >> 63)
 }
 
-/// Whether every check of the path still finds its return address above `slot`. Branch-free
-/// but for the answer: every exit of a loop would be verified on its own through the rest of
-/// the program (the 6.1 verifier took minutes for that), so mismatches are or-ed together.
+/// Words of the stack above the context that one read brings in for the checks: the size of
+/// the buffer the record's page array is later copied into, which is free until then.
+pub const WINDOW_WORDS: usize = tracer_common::PAGES_MAX_ENTRIES;
+const _: () = assert!(WINDOW_WORDS.is_power_of_two());
+
+/// Reads the stack above `slot` into `scratch`, up to [`WINDOW_WORDS`] words or the stack's top
+/// (the top of its TASK_STACK_SIZE block), whichever comes first; returns the words read (0
+/// when the read failed).
 #[inline(always)]
-fn still_there(slot: u64, path: *const StackPath) -> bool {
+fn read_window(slot: u64, scratch: *mut [u64; WINDOW_WORDS]) -> u64 {
+    let room = (slot & !(TASK_STACK_SIZE - 1)) + TASK_STACK_SIZE - slot;
+    // SAFETY: `scratch` holds WINDOW_WORDS u64s; the helper checks the source.
+    unsafe {
+        if room >= 8 * WINDOW_WORDS as u64 {
+            let rc = generated::bpf_probe_read_kernel(
+                scratch as *mut c_void,
+                (8 * WINDOW_WORDS) as u32,
+                slot as *const c_void,
+            );
+            if rc == 0 {
+                WINDOW_WORDS as u64
+            } else {
+                0
+            }
+        } else {
+            // A bounded size for the verifier: below the buffer's size and a multiple of 8.
+            let size = (room as u32) & (8 * WINDOW_WORDS as u32 - 8);
+            let rc = generated::bpf_probe_read_kernel(scratch as *mut c_void, size, slot as *const c_void);
+            if rc == 0 {
+                (size / 8) as u64
+            } else {
+                0
+            }
+        }
+    }
+}
+
+/// Whether every check of the path still finds its return address above `slot`: compared in
+/// `scratch` (the first `words` words above `slot`) when every check lies there, which is the
+/// case of the Direct I/O paths, else a read per check. Branch-free but for the answer: every
+/// exit of a loop would be verified on its own through the rest of the program (the 6.1
+/// verifier took minutes for that), so mismatches are or-ed together.
+#[inline(always)]
+fn still_there(slot: u64, path: *const StackPath, scratch: *const [u64; WINDOW_WORDS], words: u64) -> bool {
     // SAFETY: a value of the map (see pin_stack).
     let n = unsafe { (*path).nr_checks } as u64;
-    let mut diff = 0u64;
+    // The highest check (learn() lists them from the context up, but no order is assumed).
+    let mut span = 0u64;
     for i in 0..STACK_PATH_CHECKS {
         // SAFETY: as above.
+        let at = unsafe { (*path).check_at[i] } as u64;
+        let higher = below(i, n) & 0u64.wrapping_sub((span.wrapping_sub(at) >> 63) & 1);
+        span = (span & !higher) | (at & higher);
+    }
+    if span >= words {
+        return one_by_one(slot, path, n);
+    }
+    let mut diff = 0u64;
+    for i in 0..STACK_PATH_CHECKS {
+        // SAFETY: a value of the map (see pin_stack); the index is masked into the buffer.
+        let (at, want) = unsafe { ((*path).check_at[i] as usize, (*path).check_word[i]) };
+        // SAFETY: as above.
+        let word = unsafe { (*scratch)[at & (WINDOW_WORDS - 1)] };
+        diff |= below(i, n) & (word ^ want);
+    }
+    diff == 0
+}
+
+/// The checks of [`still_there`], a read each.
+#[inline(always)]
+fn one_by_one(slot: u64, path: *const StackPath, n: u64) -> bool {
+    let mut diff = 0u64;
+    for i in 0..STACK_PATH_CHECKS {
+        // SAFETY: a value of the map (see pin_stack).
         let (at, want) = unsafe { ((*path).check_at[i] as u64, (*path).check_word[i]) };
         let mut word = 0u64;
         // SAFETY: the helper writes 8 bytes into `word` and checks the source (a failed read

@@ -1,7 +1,7 @@
 //! The VM test suite: runs the guest scripts of test/vm/ on every kernel and checks what they
 //! measured. Guest scripts only measure and print `CASE` lines; the verdicts are made here.
 
-use std::{collections::BTreeMap, process::Command, time::Instant};
+use std::{collections::BTreeMap, path::Path, process::Command, time::Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -744,9 +744,60 @@ fn replay(kernel: &str) -> Result<String> {
         if verdict != "\"clean\"" {
             bail!("{name}: ledger verdict {verdict}");
         }
+        same_report(&tracer, &console, name, &path)?;
         done.push(format!("{name} {} bytes", bytes.len()));
     }
-    Ok(format!("(replayed {}: ledger and totals identical; files in target/vm/records)", done.join(", ")))
+    Ok(format!("(replayed {}: ledger, totals and --report identical; files in target/vm/records)", done.join(", ")))
+}
+
+/// The `--report` JSON the live recording wrote (shipped as `NAME-report`) against the one
+/// `tracer report REC --report` writes offline from the same events: equal but for the time
+/// window and the replay's `recording` object.
+fn same_report(tracer: &Path, console: &str, name: &str, rec: &Path) -> Result<()> {
+    let live: serde_json::Value = serde_json::from_slice(&shipped_file(console, &format!("{name}-report"))?)
+        .with_context(|| format!("{name}: the live --report file is not JSON"))?;
+    let offline_path = rec.with_extension("report.json");
+    let out =
+        Command::new(tracer).args(["report", "--format", "json", "--report"]).arg(&offline_path).arg(rec).output()?;
+    if !out.status.success() {
+        bail!("tracer report {} --report failed: {}", rec.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    let offline: serde_json::Value = serde_json::from_slice(&std::fs::read(&offline_path)?)
+        .with_context(|| format!("{}: not JSON", offline_path.display()))?;
+    let mut diffs = Vec::new();
+    json_diff("", &live, &offline, &["/window", "/recording"], &mut diffs);
+    if !diffs.is_empty() {
+        bail!(
+            "{name}: the offline report differs from the live one in {} place(s):\n  {}",
+            diffs.len(),
+            diffs.iter().take(12).cloned().collect::<Vec<_>>().join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// The JSON pointers at which `a` and `b` differ (`skip`: pointers left out), with both values.
+fn json_diff(at: &str, a: &serde_json::Value, b: &serde_json::Value, skip: &[&str], out: &mut Vec<String>) {
+    use serde_json::Value;
+    if skip.contains(&at) {
+        return;
+    }
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let (va, vb) = (x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null));
+                json_diff(&format!("{at}/{k}"), va, vb, skip, out);
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                json_diff(&format!("{at}/{i}"), va, vb, skip, out);
+            }
+        }
+        _ if a != b => out.push(format!("{at}: live {a} offline {b}")),
+        _ => {}
+    }
 }
 
 /// The line `TAG NAME <rest>` of the console, as `<rest>`.

@@ -46,6 +46,18 @@ impl PathLearner {
     }
 }
 
+impl Drop for PathLearner {
+    fn drop(&mut self) {
+        if self.learned.paths + self.learned.unlearnable > 0 {
+            log::debug!(
+                "call paths: {} learned, {} samples taught nothing (their calls walk the stack)",
+                self.learned.paths,
+                self.learned.unlearnable
+            );
+        }
+    }
+}
+
 /// The key and learned path of a sample's bytes; None when it teaches nothing (the placeholder
 /// stays: calls of that key keep walking the stack).
 fn sample_path(record: &[u8]) -> Option<(StackPathKey, StackPath)> {

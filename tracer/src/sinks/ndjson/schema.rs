@@ -565,6 +565,7 @@ pub struct StackPaths {
     pub wrong: u64,
     pub sampled: u64,
     pub walked: u64,
+    pub stale: u64,
 }
 
 impl StackPaths {
@@ -576,6 +577,7 @@ impl StackPaths {
             wrong: c[P::Wrong as usize],
             sampled: c[P::Sampled as usize],
             walked: c[P::Walked as usize],
+            stale: c[P::Stale as usize],
         })
     }
 }
