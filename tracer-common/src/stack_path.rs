@@ -56,10 +56,18 @@ pub struct StackPathKey {
     /// the task's stack: its offset from the stack's base (the address modulo
     /// [`TASK_STACK_SIZE`]). The trampoline's frame is laid out the same for every call, so the
     /// caller's return address lies at the same place above it each time.
-    pub depth: u32,
+    pub depth: u16,
+    /// The system call the task is in (`orig_ax` of its pt_regs, low 16 bits): calls that come
+    /// by different ways (a `pread` and an `io_submit` reaching `pin_user_pages_fast`) can
+    /// start at the same depth, and each needs a path of its own. Kernel threads have a
+    /// constant word there.
+    pub syscall: u16,
     /// The `ProbeId` of the program (its own frames are not part of the path).
     pub probe: u32,
 }
+
+/// Offset of `orig_ax` in x86-64's `struct pt_regs` (the ptrace ABI's `ORIG_RAX * 8`).
+pub const PT_REGS_ORIG_AX: u32 = 15 * 8;
 
 /// Words a learned path checks at most.
 pub const STACK_PATH_CHECKS: usize = 24;

@@ -8,13 +8,13 @@ use aya_ebpf::{helpers::generated, macros::map, maps::HashMap, EbpfContext};
 use tracer_common::{
     counters::{PathCount, PATHS as PATH_COUNTERS},
     stack_path::{
-        StackPath, StackPathKey, StackSampleWire, MAX_OWN_FRAMES, REWALK_EVERY, STACK_PATH_CHECKS, STACK_PATH_FRAMES,
-        STACK_WINDOW_BYTES, TASK_STACK_SIZE,
+        StackPath, StackPathKey, StackSampleWire, MAX_OWN_FRAMES, PT_REGS_ORIG_AX, REWALK_EVERY, STACK_PATH_CHECKS,
+        STACK_PATH_FRAMES, STACK_WINDOW_BYTES, TASK_STACK_SIZE,
     },
     ProbeId, RecordType,
 };
 
-use crate::maps::{bump, context_address, submit_flags, submitted, EVENTS};
+use crate::maps::{bump, context_address, read_at, submit_flags, submitted, EVENTS};
 
 /// 1 when pin records take their stacks from learned paths, 0 when they walk (patched by the
 /// loader: tracer_common::names::LEARNED_PATHS). A known value to the verifier, which then
@@ -67,7 +67,15 @@ pub fn pin_stack<C: EbpfContext>(
     };
     // SAFETY: helper for tracing programs.
     let function = unsafe { generated::bpf_get_func_ip(ctx.as_ptr()) };
-    let key = StackPathKey { function, depth: (slot & (TASK_STACK_SIZE - 1)) as u32, probe: probe as u32 };
+    // SAFETY: helpers for tracing programs; the task pointer is the current task's.
+    let regs = unsafe { generated::bpf_task_pt_regs(generated::bpf_get_current_task_btf()) } as u64;
+    let syscall = read_at::<u64>(regs, PT_REGS_ORIG_AX).unwrap_or(u64::MAX);
+    let key = StackPathKey {
+        function,
+        depth: (slot & (TASK_STACK_SIZE - 1)) as u16,
+        syscall: syscall as u16,
+        probe: probe as u32,
+    };
     let Some(path) = PATHS.get_ptr_mut(&key) else {
         return sample(ctx, &key, slot, frames);
     };

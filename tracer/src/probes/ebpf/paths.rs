@@ -111,7 +111,7 @@ mod tests {
         let mut header = StackSampleHeader {
             record: RecordType::StackSample as u32,
             nr_frames: frames.len() as u32,
-            key: StackPathKey { function: 0x9, depth: 8, probe: 0 },
+            key: StackPathKey { function: 0x9, depth: 8, syscall: 17, probe: 0 },
             base: 0x1000 + 8 * base_index as u64,
             window_start: 0x1000,
             frames: [0; STACK_PATH_FRAMES],
