@@ -185,6 +185,24 @@ fn help_lists_the_commands() {
 }
 
 #[test]
+fn every_subcommand_has_help_that_says_what_it_does() {
+    for (cmd, says) in [
+        ("run", "--pid"),
+        ("record", "--output"),
+        ("report", "--report"),
+        ("check", "--format"),
+        ("completions", "bash"),
+        ("man", "man page"),
+    ] {
+        tracer()
+            .args([cmd, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Usage: tracer ").and(predicate::str::contains(says)));
+    }
+}
+
+#[test]
 fn bad_arguments_exit_2_with_a_message() {
     for args in [
         &["frobnicate"][..],
