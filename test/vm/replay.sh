@@ -5,6 +5,12 @@
 # `tracer report` (and `--report`) and compares.
 set -u
 
+send() { # send NAME FILE: the file, base64 between markers
+    echo "RECORD-BEGIN $1"
+    base64 "$2"
+    echo "RECORD-END $1"
+}
+
 ship() { # ship NAME COMMAND...
     name=$1; shift
     tracer record -o /tmp/$name.rec --report /tmp/$name.report.json --format json -- "$@" \
@@ -13,12 +19,8 @@ ship() { # ship NAME COMMAND...
     grep '"type":"ledger"' /tmp/$name.json | sed "s/^/LEDGER $name /"
     grep '"type":"pages"' /tmp/$name.json | sed "s/^/PAGES $name /"
     grep '"type":"summary"' /tmp/$name.json | sed "s/^/SUMMARY $name /"
-    echo "RECORD-BEGIN $name"
-    base64 /tmp/$name.rec
-    echo "RECORD-END $name"
-    echo "RECORD-BEGIN $name-report"
-    base64 /tmp/$name.report.json
-    echo "RECORD-END $name-report"
+    send "$name" /tmp/$name.rec
+    send "$name-report" /tmp/$name.report.json
 }
 
 # One recording of every workload (loading the tracer takes tens of seconds under TCG): direct
