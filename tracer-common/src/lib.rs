@@ -625,6 +625,19 @@ pub const BIO_FLAG_SOFTIRQ: u32 = 1 << 3;
 /// `BioRecord::flags`: the bio had more vecs than [`BIO_MAX_VECS`]; `pages` is truncated.
 pub const BIO_FLAG_TRUNCATED: u32 = 1 << 4;
 
+/// `BioRecord::flags` of a Release: the folio unpins of this release are not streamed as page
+/// records (the kernel skips the `unpin_user_folio` calls made from `__bio_release_pages`); the
+/// pages of the release's records stand for them, one unpin per page each vec covers. Such a
+/// release streams its whole vec array, [`BIO_WIRE_VEC_BYTES`] per record: the records after
+/// the first carry [`BIO_CHUNK_SHIFT`]'s index and only their vecs.
+pub const BIO_FLAG_UNPINS_LISTED: u32 = 1 << 5;
+/// `BioWire::flags` bits 8..15: which slice of [`BIO_WIRE_VEC_BYTES`] of the bio's vec array the
+/// record carries (0 for the first record of an event).
+pub const BIO_CHUNK_SHIFT: u32 = 8;
+/// Records one Release lists its vecs in at most (4 KiB of `struct bio_vec`: 256 vecs, the
+/// kernel's BIO_MAX_VECS).
+pub const BIO_MAX_CHUNKS: u32 = 16;
+
 /// Vecs of a bio recorded page by page in one [`BioRecord`].
 pub const BIO_MAX_VECS: usize = 16;
 
@@ -684,7 +697,9 @@ pub struct BioRecord {
     /// Bytes of the bio (bi_iter.bi_size) when the event ran; at Release and End the iterator
     /// may have been advanced, so only Acquire's figure is the I/O size.
     pub bytes: u32,
-    pub _pad: u32,
+    /// Index in the bio's vec array of this record's first vec (0 but for the later records of
+    /// a release that lists its unpins, [`BIO_FLAG_UNPINS_LISTED`]).
+    pub first_vec: u32,
     /// The task the event ran in.
     pub owner: Owner,
     /// bio->bi_vcnt.
@@ -716,6 +731,14 @@ pub mod names {
     /// A u64 global: bytes waiting in `EVENTS` above which a submit wakes the reader (the
     /// loader sets a quarter of the ring buffer's size).
     pub const EVENTS_WAKE_AT: &str = "EVENTS_WAKE_AT";
+    /// u64 globals: where `__bio_release_pages` lies in kernel text, [start, end); 0 when not
+    /// known (see [`super::BIO_FLAG_UNPINS_LISTED`]).
+    pub const BIO_RELEASE_START: &str = "BIO_RELEASE_START";
+    pub const BIO_RELEASE_END: &str = "BIO_RELEASE_END";
+    /// Array of one u64: 1 once the release probe and the unpin probe are both attached (from
+    /// then on, releases list their unpins), 2 once every probe is (from then on, the unpin
+    /// probe skips the unpins releases list). Never set when either cannot be attached.
+    pub const BIO_COVER: &str = "BIO_COVER";
 }
 
 /// Bytes of the `EVENTS` ring buffer unless `--ring-buffer` says otherwise.

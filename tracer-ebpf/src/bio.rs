@@ -12,12 +12,13 @@ use core::ffi::c_void;
 use aya_ebpf::{
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated},
     macros::{fentry, fexit, kprobe, map},
-    maps::LruHashMap,
+    maps::{Array, LruHashMap},
     programs::{FEntryContext, FExitContext, ProbeContext},
 };
 use tracer_common::{
-    BioEvent, BioWire, LatencyKind, LostReason, Owner, ProbeId, RecordType, BIO_FLAG_MARK_DIRTY, BIO_FLAG_PINNED,
-    BIO_FLAG_TRUNCATED, BIO_WIRE_VEC_BYTES, COMM_LEN, OFFSET_UNKNOWN,
+    BioEvent, BioWire, LatencyKind, LostReason, Owner, ProbeId, RecordType, BIO_CHUNK_SHIFT, BIO_FLAG_MARK_DIRTY,
+    BIO_FLAG_PINNED, BIO_FLAG_TRUNCATED, BIO_FLAG_UNPINS_LISTED, BIO_MAX_CHUNKS, BIO_WIRE_VEC_BYTES, COMM_LEN,
+    OFFSET_UNKNOWN,
 };
 
 use crate::{
@@ -40,6 +41,43 @@ struct BioPages {
 /// bio address -> its pages' acquisition (from bio_iov_iter_get_pages to __bio_release_pages).
 #[map(name = "BIO_PAGES")]
 static BIO_PAGES: LruHashMap<u64, BioPages> = LruHashMap::with_max_entries(IN_FLIGHT, 0);
+
+// Releases list their unpins. __bio_release_pages unpins its bio's pages folio by folio with
+// unpin_user_folio(folio, npages): as many page records as folios (16 for a 64 KiB bio of small
+// pages), each the dearest record there is. The release record has the bio's vecs already, so
+// once both probes are attached (BIO_COVER), a pinned bio's release lists its whole vec array
+// and says so (BIO_FLAG_UNPINS_LISTED), and the unpin probe counts the calls made from
+// __bio_release_pages' text without a record (crate::unpin). Userspace turns the listed pages
+// into those unpins (tracer/src/engine/pages/release.rs, `listed_unpins`).
+
+/// Where __bio_release_pages lies in kernel text, [start, end); patched by the loader, 0 when
+/// not known (then nothing is listed or skipped).
+#[unsafe(no_mangle)]
+static BIO_RELEASE_START: u64 = 0;
+#[unsafe(no_mangle)]
+static BIO_RELEASE_END: u64 = 0;
+
+/// Index 0: 0 until the loader has both probes attached, 1 once it has (releases list their
+/// unpins), 2 once every probe is (the unpin probe skips them: a release that began before it
+/// lists them too, so one in progress at the switch is counted twice, never lost).
+#[map(name = "BIO_COVER")]
+static BIO_COVER: Array<u64> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+fn cover_stage() -> u64 {
+    // SAFETY: a u64 of the map, written by the loader only.
+    BIO_COVER.get_ptr(0).map_or(0, |p| unsafe { core::ptr::read_volatile(p) })
+}
+
+/// Whether an unpin whose return address is `caller` was made by __bio_release_pages of a bio
+/// whose release record lists it (the unpin probe then streams nothing).
+#[inline(always)]
+pub fn listed_by_release(caller: u64) -> bool {
+    // SAFETY: read-only globals patched by the loader; volatile keeps the compiler from folding them.
+    let (start, end) =
+        unsafe { (core::ptr::read_volatile(&BIO_RELEASE_START), core::ptr::read_volatile(&BIO_RELEASE_END)) };
+    caller > start && caller < end && cover_stage() >= 2
+}
 
 // int bio_iov_iter_get_pages(struct bio *bio, struct iov_iter *iter, ...). No kretprobe twin:
 // a kretprobe cannot see the bio argument.
@@ -74,7 +112,7 @@ fn try_bio_got_pages(bio: u64, ret: i64) -> u32 {
     }
     count(ProbeId::BioIovIterGetPages, 0);
     let off = offsets();
-    record(BioEvent::Acquire, bio, 0, 0);
+    record(BioEvent::Acquire, bio, 0, 0, 0);
     // A bio can be filled in several calls: keep the first acquisition time.
     // SAFETY: read-only copy.
     if unsafe { BIO_PAGES.get(&bio) }.is_some() {
@@ -114,7 +152,7 @@ fn try_bio_endio(bio: u64) -> u32 {
     if let Some(pages) = BIO_PAGES.get_ptr_mut(&bio) {
         count(ProbeId::BioEndio, 0);
         let status: u8 = read_at(bio, offsets().bio_status).unwrap_or(0);
-        record(BioEvent::End, bio, 0, status as i32);
+        record(BioEvent::End, bio, 0, status as i32, 0);
         // SAFETY: the entry of a bio being completed; only its completion writes ended_ns.
         unsafe {
             if (*pages).ended_ns == 0 {
@@ -142,7 +180,19 @@ pub fn kprobe___bio_release_pages(ctx: ProbeContext) -> u32 {
 #[inline(always)]
 fn try_bio_release_pages(bio: u64, mark_dirty: bool) -> u32 {
     count(ProbeId::BioReleasePages, 0);
-    record(BioEvent::Release, bio, if mark_dirty { BIO_FLAG_MARK_DIRTY } else { 0 }, 0);
+    let dirty = if mark_dirty { BIO_FLAG_MARK_DIRTY } else { 0 };
+    if cover_stage() >= 1 && holds_pages(bio) && offsets().bio_pinned_bit != OFFSET_UNKNOWN {
+        // Every slice of the vec array, each in a record of its own.
+        let array_bytes = read_at::<u16>(bio, offsets().bio_vcnt).unwrap_or(0) as u32 * offsets().bvec_size;
+        for chunk in 0..BIO_MAX_CHUNKS {
+            if chunk > 0 && chunk * BIO_WIRE_VEC_BYTES as u32 >= array_bytes {
+                break;
+            }
+            record(BioEvent::Release, bio, dirty | BIO_FLAG_UNPINS_LISTED, 0, chunk);
+        }
+    } else {
+        record(BioEvent::Release, bio, dirty, 0, 0);
+    }
     // SAFETY: the value is copied out before the entry is removed.
     let Some(pages) = (unsafe { BIO_PAGES.get(&bio) }).copied() else { return 0 };
     let _ = BIO_PAGES.remove(&bio);
@@ -156,9 +206,10 @@ fn try_bio_release_pages(bio: u64, mark_dirty: bool) -> u32 {
 }
 
 /// Streams one [`BioWire`]: the owner, the bio's device, op and flags, and for Acquire and
-/// Release the bio's vec array, copied raw in one read.
+/// Release the bio's vec array, copied raw in one read: slice `chunk` of it (of
+/// BIO_WIRE_VEC_BYTES each).
 #[inline(always)]
-fn record(event: BioEvent, bio: u64, extra_flags: u32, status: i32) {
+fn record(event: BioEvent, bio: u64, extra_flags: u32, status: i32, chunk: u32) {
     let Some(mut entry) = EVENTS.reserve::<BioWire>(0) else {
         lost(LostReason::RingFull);
         return;
@@ -166,7 +217,8 @@ fn record(event: BioEvent, bio: u64, extra_flags: u32, status: i32) {
     let off = offsets();
     let pid_tgid = bpf_get_current_pid_tgid();
     let bdev: u64 = read_at(bio, off.bio_bdev).unwrap_or(0);
-    let mut flags = extra_flags;
+    let chunk = chunk & 0xf;
+    let mut flags = extra_flags | chunk << BIO_CHUNK_SHIFT;
     if off.bio_pinned_bit != OFFSET_UNKNOWN {
         let bi_flags: u16 = read_at(bio, off.bio_flags).unwrap_or(0);
         if (bi_flags as u32 >> (off.bio_pinned_bit & 15)) & 1 == 1 {
@@ -201,13 +253,16 @@ fn record(event: BioEvent, bio: u64, extra_flags: u32, status: i32) {
         (*w).bvec_offset = off.bvec_offset as u8;
         (*w).vec_bytes = 0;
         if !matches!(event, BioEvent::End) && layout_known {
-            let vecs: u64 = read_at(bio, off.bio_io_vec).unwrap_or(0);
-            // One fixed-size read (a variable size loses its bound in the verifier): the array
+            let skip = chunk * BIO_WIRE_VEC_BYTES as u32;
+            let vecs: u64 = read_at::<u64>(bio, off.bio_io_vec).unwrap_or(0).wrapping_add(skip as u64);
+            // One fixed-size read (a variable size loses its bound in the verifier): the slice
             // plus whatever follows it; userspace reads only `vec_bytes` of it.
-            let mut size = nr_vecs * off.bvec_size;
+            let mut size = (nr_vecs * off.bvec_size).saturating_sub(skip);
             if size > BIO_WIRE_VEC_BYTES as u32 {
                 size = BIO_WIRE_VEC_BYTES as u32;
-                (*w).flags |= BIO_FLAG_TRUNCATED;
+                if extra_flags & BIO_FLAG_UNPINS_LISTED == 0 || chunk + 1 == BIO_MAX_CHUNKS {
+                    (*w).flags |= BIO_FLAG_TRUNCATED;
+                }
             }
             if vecs != 0 && size > 0 {
                 let rc = generated::bpf_probe_read_kernel(

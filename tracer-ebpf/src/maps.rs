@@ -158,6 +158,16 @@ pub fn fentry_caller<C: EbpfContext>(ctx: &C) -> Option<u64> {
     at(2).or_else(|| at(3)).or_else(|| at(4)).or_else(|| at(5)).or_else(|| at(6)).or_else(|| at(7)).or_else(|| at(8))
 }
 
+/// For a kprobe at a function's first instruction: its return address into its caller, the
+/// word the stack pointer points at. None when unreadable or not kernel text.
+#[inline(always)]
+pub fn kprobe_caller<C: EbpfContext>(ctx: &C) -> Option<u64> {
+    /// x86_64 `struct pt_regs`: where `sp` is.
+    const PT_REGS_SP: u32 = 19 * 8;
+    let sp: u64 = read_at(ctx.as_ptr() as u64, PT_REGS_SP)?;
+    read_at::<u64>(sp, 0).filter(|&ip| ip >= KERNEL_TEXT)
+}
+
 pub fn func_arg<C: EbpfContext>(ctx: &C, n: u32) -> u64 {
     let mut value = 0u64;
     // SAFETY: the helper writes one u64 through a valid pointer to a local; it checks `n`.

@@ -48,6 +48,13 @@ fn try_unpin<C: EbpfContext>(ctx: &C, probe: ProbeId, shape: Shape, args: [u64; 
         Shape::Folios => (Source::FolioArray(a0), a1, 1),
     };
     count(probe, n * refs);
+    // Unpins of a bio's pages that its release record lists (crate::bio): counted only.
+    if matches!(shape, Shape::FolioRefs) {
+        let caller = if fentry { crate::maps::fentry_caller(ctx) } else { crate::maps::kprobe_caller(ctx) };
+        if caller.is_some_and(crate::bio::listed_by_release) {
+            return 0;
+        }
+    }
     let call = Call {
         event: PageEvent::Unpin,
         probe,

@@ -1,8 +1,8 @@
 //! Ring buffer records (raw bytes) to typed records. Pure.
 
 use tracer_common::{
-    BioRecord, BioWire, ExitRecord, LatencyEvent, PageEntry, PagesHeader, RecordType, BIO_MAX_VECS, PAGES_MAX_ENTRIES,
-    PAGES_STACK_FRAMES,
+    BioRecord, BioWire, ExitRecord, LatencyEvent, PageEntry, PagesHeader, RecordType, BIO_CHUNK_SHIFT, BIO_MAX_VECS,
+    BIO_WIRE_VEC_BYTES, PAGES_MAX_ENTRIES, PAGES_STACK_FRAMES,
 };
 
 use crate::model::{PagesRecord, Record, SymbolsRecord, MAX_SYMBOLS};
@@ -53,7 +53,7 @@ pub fn bio_record(w: &BioWire) -> BioRecord {
         flags: w.flags,
         status: w.status,
         bytes: w.bytes,
-        _pad: 0,
+        first_vec: 0,
         owner: w.owner,
         nr_vecs: w.nr_vecs,
         nr_pages: 0,
@@ -63,6 +63,12 @@ pub fn bio_record(w: &BioWire) -> BioRecord {
     let size = w.bvec_size as usize;
     if size == 0 {
         return rec;
+    }
+    // A later record of a release that lists its unpins: its slice of the vec array only.
+    let chunk = (w.flags >> BIO_CHUNK_SHIFT) & 0xff;
+    if chunk > 0 {
+        rec.first_vec = chunk * (BIO_WIRE_VEC_BYTES / size) as u32;
+        rec.nr_vecs = w.nr_vecs.saturating_sub(rec.first_vec).min((BIO_WIRE_VEC_BYTES / size) as u32);
     }
     let filled = (w.vec_bytes as usize).min(w.vecs.len());
     let field = |at: usize, len: usize| -> Option<u64> {
@@ -190,7 +196,7 @@ pub fn bytes_of<T: Copy>(record: &T) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use tracer_common::{BioEvent, LatencyKind, Owner, BIO_FLAG_PINNED, BIO_WIRE_VEC_BYTES};
+    use tracer_common::{BioEvent, LatencyKind, Owner, BIO_FLAG_PINNED};
 
     use super::*;
     use crate::model::symbols_bytes;
@@ -246,6 +252,21 @@ mod tests {
         odd.bvec_size = 250;
         odd.bvec_page = 250;
         assert_eq!(bio_record(&odd).nr_pages, 0);
+    }
+
+    #[test]
+    fn later_records_of_a_listed_release_carry_their_slice_of_the_vecs() {
+        // A 40-vec bio's third record (vecs 32..40): 8 vecs, numbered from 32.
+        let mut w = wire(&[(0x9000, 4096, 0); 8]);
+        w.event = BioEvent::Release as u32;
+        w.nr_vecs = 40;
+        w.flags |= tracer_common::BIO_FLAG_UNPINS_LISTED | 2 << BIO_CHUNK_SHIFT;
+        let rec = bio_record(&w);
+        assert_eq!((rec.first_vec, rec.nr_vecs, rec.nr_pages), (32, 8, 8));
+        // The first record keeps the bio's vec count (its list is truncated at 16 vecs).
+        w.flags &= !(0xff << BIO_CHUNK_SHIFT);
+        let first = bio_record(&w);
+        assert_eq!((first.first_vec, first.nr_vecs), (0, 40));
     }
 
     #[test]

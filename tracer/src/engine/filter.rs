@@ -268,7 +268,7 @@ mod tests {
             flags: BIO_FLAG_PINNED,
             status: 0,
             bytes: 4096,
-            _pad: 0,
+            first_vec: 0,
             owner: owner(task),
             nr_vecs: 1,
             nr_pages: 1,

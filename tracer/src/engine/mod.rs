@@ -21,7 +21,7 @@ use self::{
 };
 use crate::{
     decode::decode,
-    model::{FollBits, Record},
+    model::{FollBits, PagesRecord, Record},
     probes::{
         counters::{Counters, ProcCounts},
         plan::ProbeOutcome,
@@ -174,16 +174,18 @@ impl Pipeline {
             }
             Record::Bio(rec) => {
                 self.pages.bio(rec, self.struct_page_size);
-                if self.gate.as_mut().is_none_or(|g| g.bio(rec, self.struct_page_size))
+                // The later records of a release only list more of its vecs (their pages).
+                if rec.first_vec == 0
+                    && self.gate.as_mut().is_none_or(|g| g.bio(rec, self.struct_page_size))
                     && detect::is_finding(&self.ledger.apply(rec))
                 {
                     self.findings += 1;
                 }
+                if let Some(unpins) = pages::listed_unpins(rec, self.struct_page_size) {
+                    self.apply_pages(&unpins);
+                }
             }
-            Record::Pages(rec) => match self.gate.as_mut() {
-                Some(gate) => gate.pages(rec, &mut self.pages),
-                None => self.pages.apply(rec),
-            },
+            Record::Pages(rec) => self.apply_pages(rec),
             Record::Symbols(symbols) => {
                 self.pages.symbols(symbols);
                 if let Some(gate) = self.gate.as_mut() {
@@ -196,6 +198,13 @@ impl Pipeline {
                     gate.shadow_mut().exit(exit.tgid, exit.ts_ns);
                 }
             }
+        }
+    }
+
+    fn apply_pages(&mut self, rec: &PagesRecord) {
+        match self.gate.as_mut() {
+            Some(gate) => gate.pages(rec, &mut self.pages),
+            None => self.pages.apply(rec),
         }
     }
 

@@ -61,6 +61,11 @@ pub struct Facts {
     pub foll: FollBits,
     /// Whether threads can be preempted inside tracing programs (the chains' rules).
     pub preemption: Preemption,
+    /// Where `__bio_release_pages` lies in kernel text, [start, end) from /proc/kallsyms (the
+    /// next text symbol ends it); None when the addresses are hidden or the function is missing.
+    /// Unpins called from there are listed by the bio's release record instead of a record each
+    /// (tracer-ebpf/src/bio.rs, "Releases list their unpins").
+    pub bio_release_text: Option<(u64, u64)>,
 }
 
 const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
@@ -103,6 +108,7 @@ impl Facts {
             req_ops: Default::default(),
             foll: FollBits::BEFORE_6_2,
             preemption: Preemption::Unknown(why.to_string()),
+            bio_release_text: None,
         }
     }
 
@@ -118,6 +124,7 @@ impl Facts {
                 syscall_event_support(&TRACEFS.map(Path::new))
             },
             kallsyms: kallsyms_names(Path::new("/proc/kallsyms")),
+            bio_release_text: text_range(Path::new("/proc/kallsyms"), "__bio_release_pages"),
             preemption: Preemption::of_running_kernel(),
             ..Facts::nothing(&release, "")
         };
@@ -416,6 +423,33 @@ pub fn kallsyms_names(path: &Path) -> HashSet<String> {
     parse_kallsyms(&text, &wanted)
 }
 
+/// Where the text of function `name` lies, [start, end): from its address in /proc/kallsyms to
+/// the next text symbol's. None when the file is unreadable, the function is missing or its
+/// addresses read 0 (hidden by kptr_restrict).
+pub fn text_range(path: &Path, name: &str) -> Option<(u64, u64)> {
+    parse_text_range(&fs::read_to_string(path).ok()?, name)
+}
+
+fn parse_text_range(text: &str, name: &str) -> Option<(u64, u64)> {
+    let text_symbols = text.lines().filter_map(|line| {
+        let mut cols = line.split_whitespace();
+        let (addr, kind, symbol) = (cols.next()?, cols.next()?, cols.next()?);
+        let addr = u64::from_str_radix(addr, 16).ok()?;
+        matches!(kind, "T" | "t" | "W" | "w").then_some((addr, symbol))
+    });
+    let mut start = None;
+    let mut addrs = Vec::new();
+    for (addr, symbol) in text_symbols {
+        if symbol == name && start.is_none() {
+            start = Some(addr);
+        }
+        addrs.push(addr);
+    }
+    let start = start.filter(|&a| a != 0)?;
+    let end = addrs.into_iter().filter(|&a| a > start).min()?;
+    Some((start, end))
+}
+
 fn parse_kallsyms(text: &str, wanted: &HashSet<&str>) -> HashSet<String> {
     text.lines()
         .filter_map(|line| {
@@ -478,6 +512,19 @@ mod tests {
         assert!(got.contains("unpin_user_page"));
         assert!(!got.contains("unpin_folio"), "data symbols cannot take a kprobe");
         assert_eq!(got.len(), 2);
+    }
+
+    #[test]
+    fn a_functions_text_ends_at_the_next_text_symbol() {
+        let text = "ffffffff81600000 T bio_endio\n\
+                    ffffffff81600400 T __bio_release_pages\n\
+                    ffffffff81600500 D some_data\n\
+                    ffffffff81600580 t bio_release_helper\n\
+                    ffffffff81600300 T earlier\n";
+        assert_eq!(parse_text_range(text, "__bio_release_pages"), Some((0xffffffff81600400, 0xffffffff81600580)));
+        assert_eq!(parse_text_range(text, "missing"), None);
+        let hidden = "0000000000000000 T __bio_release_pages\n0000000000000000 T next\n";
+        assert_eq!(parse_text_range(hidden, "__bio_release_pages"), None, "kptr_restrict hides addresses");
     }
 
     #[test]

@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use tracer_common::{BioEvent, BioRecord, PageEvent, ProbeId, BIO_FLAG_PINNED, PROBES};
+use tracer_common::{BioEvent, BioRecord, PageEvent, ProbeId, BIO_FLAG_PINNED, BIO_FLAG_UNPINS_LISTED, PROBES};
 
 mod release;
 mod report;
@@ -28,6 +28,7 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
+pub use self::release::listed_unpins;
 pub use self::report::{age_class, Class, OwnerPins, PageSnapshot, PageTotals, PathRow, AGE_BOUNDS_NS};
 use super::{
     detect::{self, HoldFacts, HoldState},
@@ -163,7 +164,9 @@ impl PageLedger {
     /// `folio_heads`: whether the pin records name each page's real folio (see
     /// [`super::Config::folio_heads`]).
     pub fn new(foll: FollBits, grace_ns: u64, folio_heads: bool) -> PageLedger {
-        PageLedger { foll, grace_ns, folio_heads, ..PageLedger::default() }
+        let mut ledger = PageLedger { foll, grace_ns, folio_heads, ..PageLedger::default() };
+        ledger.symbols.insert(release::BIO_RELEASE_FRAME, "__bio_release_pages".into());
+        ledger
     }
 
     pub fn symbols(&mut self, s: &SymbolsRecord) {
@@ -297,7 +300,8 @@ impl PageLedger {
             return;
         }
         self.struct_page = struct_page_size;
-        if pinned && release {
+        // A release that lists its unpins is not followed by unpin records to wait for.
+        if pinned && release && rec.flags & BIO_FLAG_UNPINS_LISTED == 0 {
             let queue = self.releasing.entry(rec.owner.pid).or_default();
             queue.extend(list.each_page(struct_page_size).map(|page| (page, rec.ts_ns)));
             let over = queue.len().saturating_sub(MAX_RELEASING);

@@ -105,7 +105,7 @@ fn bio_release(ts: u64, pid: u32, first: u64, pages: u64) -> BioRecord {
         flags: BIO_FLAG_PINNED,
         status: 0,
         bytes: (4096 * pages) as u32,
-        _pad: 0,
+        first_vec: 0,
         owner: owner(pid),
         nr_vecs: 1,
         nr_pages: pages as u32,

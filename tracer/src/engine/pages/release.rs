@@ -1,9 +1,43 @@
 //! The page ledger's releases: unpins matched to their holds, references dropped.
 
-use tracer_common::{PageEvent, PAGES_FLAG_DIRTY, PAGES_FLAG_QUEUED, PROBES};
+use tracer_common::{
+    BioEvent, BioRecord, PageEvent, ProbeId, BIO_FLAG_PINNED, BIO_FLAG_UNPINS_LISTED, PAGES_FLAG_DIRTY,
+    PAGES_FLAG_QUEUED, PROBES,
+};
 
 use super::{filed_in, Hold, PageLedger, FOLIO_SPAN_PAGES, RELEASING_NS, RELEASING_WINDOW};
-use crate::model::PagesRecord;
+use crate::{engine::page_list::PageList, model::PagesRecord};
+
+/// The frame the unpins a release record lists are named with: a stand-in address the ledgers
+/// know as `__bio_release_pages` (kernel text never lies this high).
+pub(crate) const BIO_RELEASE_FRAME: u64 = u64::MAX - 0xfff;
+
+/// The unpins a pinned bio's release lists ([`BIO_FLAG_UNPINS_LISTED`]: the kernel streams no
+/// record for its `unpin_user_folio` calls), as the unpin record they stand for: one pin of each
+/// page each vec covers, named by page (its folio is the one its hold was filed under), released
+/// by `unpin_user_folio` called from `__bio_release_pages`. None for any other bio record.
+pub fn listed_unpins(rec: &BioRecord, struct_page_size: u64) -> Option<PagesRecord> {
+    let listed = BIO_FLAG_PINNED | BIO_FLAG_UNPINS_LISTED;
+    if rec.event != BioEvent::Release as u32 || rec.flags & listed != listed {
+        return None;
+    }
+    let list = PageList::of(rec);
+    let entries: Vec<(u64, u64)> = list.each_page(struct_page_size).map(|page| (page, page)).collect();
+    // Pages of vecs the list does not follow (unreadable pages, absurd sizes): counted only.
+    let nr = u32::try_from(list.pages()).unwrap_or(u32::MAX).max(entries.len() as u32);
+    Some(PagesRecord {
+        event: PageEvent::Unpin as u32,
+        ts_ns: rec.ts_ns,
+        probe: ProbeId::UnpinUserFolio as u32,
+        gup_flags: 0,
+        nr,
+        refs: 1,
+        flags: 0,
+        owner: rec.owner,
+        frames: vec![BIO_RELEASE_FRAME],
+        entries,
+    })
+}
 
 impl PageLedger {
     /// The name of a release: the unpin variant and the function that called it.

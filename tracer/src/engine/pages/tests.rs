@@ -53,7 +53,7 @@ fn bio(event: BioEvent, pinned: bool, first_page: u64, pages: u16) -> BioRecord 
         flags: if pinned { BIO_FLAG_PINNED } else { 0 },
         status: 0,
         bytes: 4096 * pages as u32,
-        _pad: 0,
+        first_vec: 0,
         owner: owner(),
         nr_vecs: 1,
         nr_pages: pages as u32,
@@ -288,4 +288,36 @@ fn nfs_references_are_released_when_their_scope_returns() {
     // A second scope end of the thread finds nothing more to release.
     l.apply(&end);
     assert_eq!(l.snapshot(10 * S).totals.referenced_released_put, 2);
+}
+
+#[test]
+fn a_release_that_lists_its_unpins_releases_every_page_of_its_records() {
+    use tracer_common::BIO_FLAG_UNPINS_LISTED;
+    let mut l = ledger();
+    // Three small pages and two pages of a large folio (head 0x3000) in one bio, listed by a
+    // release in two records (the second carries the bio's last vec).
+    let pins = [(0x1000, 0x1000), (0x1040, 0x1040), (0x1080, 0x1080), (0x3040, 0x3000), (0x3080, 0x3000)];
+    l.apply(&rec(PageEvent::Pin, ProbeId::PinUserPagesFast, 10, &pins));
+    l.bio(&bio(BioEvent::Acquire, true, 0x1000, 3), 64);
+    let mut first = bio(BioEvent::Release, true, 0x1000, 3);
+    first.flags |= BIO_FLAG_UNPINS_LISTED;
+    first.nr_vecs = 2;
+    let mut second = bio(BioEvent::Release, true, 0x3040, 2);
+    second.flags |= BIO_FLAG_UNPINS_LISTED | 1 << tracer_common::BIO_CHUNK_SHIFT;
+    second.first_vec = 16;
+    for r in [&first, &second] {
+        l.bio(r, 64);
+        l.apply(&listed_unpins(r, 64).expect("a listed release"));
+    }
+    let s = l.snapshot(40);
+    assert_eq!((s.totals.pinned, s.totals.unpinned, s.totals.unpinned_matched), (5, 5, 5));
+    assert_eq!((s.totals.outstanding, s.totals.unpinned_unknown_origin), (0, 0));
+    assert_eq!(s.paths[0].released_by.get("unpin_user_folio <- __bio_release_pages"), Some(&5));
+    // Nothing waits for unpin records that will not come.
+    assert!(l.releasing.is_empty());
+    // A release that does not list them, or of a bio that holds references, stands for nothing.
+    assert!(listed_unpins(&bio(BioEvent::Release, true, 0x1000, 3), 64).is_none());
+    let mut refs = first;
+    refs.flags &= !BIO_FLAG_PINNED;
+    assert!(listed_unpins(&refs, 64).is_none());
 }

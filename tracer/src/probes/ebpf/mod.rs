@@ -17,7 +17,9 @@ use aya::{
     maps::{MapData, MapError, RingBuf},
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
-use tracer_common::{counters as slots, names, PagesHeader, RecordType, LOST_REASONS, PAGES_STACK_FRAMES, PROBE_COUNT};
+use tracer_common::{
+    counters as slots, names, PagesHeader, ProbeId, RecordType, LOST_REASONS, PAGES_STACK_FRAMES, PROBE_COUNT,
+};
 
 use super::{
     counters::{chain_losses, ChainCounts, Counters},
@@ -90,6 +92,8 @@ impl Tracer {
             .override_global(names::LEARNED_PATHS, &u64::from(facts.learned_paths()), true)
             .map_max_entries(names::EVENTS, ring_bytes)
             .override_global(names::EVENTS_WAKE_AT, &u64::from(ring_bytes / 4), true)
+            .override_global(names::BIO_RELEASE_START, &facts.bio_release_text.map_or(0, |r| r.0), true)
+            .override_global(names::BIO_RELEASE_END, &facts.bio_release_text.map_or(0, |r| r.1), true)
             .load(OBJECT)
             .map_err(load_error)?;
         // Kept alive for as long as the programs: dropping it closes the log map.
@@ -136,6 +140,10 @@ impl Tracer {
             return Err(LoadError::NothingAttached);
         }
         let counter_map = counter_map::CounterMap::new(ebpf.map(names::COUNTERS), names::COUNTERS, cpus)?;
+        let listed = releases_can_list_unpins(&outcomes, facts);
+        if listed {
+            set_cover_stage(&mut ebpf, 1)?;
+        }
         let mut tracer = Tracer {
             ebpf,
             counter_map,
@@ -147,6 +155,9 @@ impl Tracer {
             doubled_warned: HashSet::new(),
         };
         tracer.arm_chains()?;
+        if listed {
+            set_cover_stage(&mut tracer.ebpf, 2)?;
+        }
         Ok(tracer)
     }
 
@@ -386,6 +397,22 @@ impl AsRawFd for EventStream {
     fn as_raw_fd(&self) -> RawFd {
         self.ring.as_raw_fd()
     }
+}
+
+/// Whether pinned bios' releases can list their unpins (tracer-ebpf/src/bio.rs): the release
+/// probe and `unpin_user_folio`'s are both attached, in a form that tells an unpin's caller, and
+/// the release function's text is known.
+fn releases_can_list_unpins(outcomes: &[ProbeOutcome], facts: &Facts) -> bool {
+    let attached = |id: ProbeId| outcomes.iter().any(|o| o.def.id == id && o.attached.is_some());
+    facts.bio_release_text.is_some() && attached(ProbeId::BioReleasePages) && attached(ProbeId::UnpinUserFolio)
+}
+
+/// Moves releases' listing of their unpins to `stage` (names::BIO_COVER).
+fn set_cover_stage(ebpf: &mut Ebpf, stage: u64) -> Result<(), ReadError> {
+    let err = |source| ReadError { map: names::BIO_COVER, source };
+    let map = ebpf.map_mut(names::BIO_COVER).ok_or(err(MapError::InvalidName { name: names::BIO_COVER.into() }))?;
+    let mut cover = aya::maps::Array::<_, u64>::try_from(map).map_err(err)?;
+    cover.set(0, stage, 0).map_err(err)
 }
 
 /// The name of the program that runs first for each invocation of the probe of `o`.
