@@ -1,19 +1,21 @@
 #!/bin/sh
-# Guest side of `cargo xtask bench overhead`: fio IOPS untraced, under the tracer and under an
-# equivalent bpftrace script (bench-overhead.bt), alternating in one boot. Measures only; the
-# host computes medians and ratios.
+# Guest side of `cargo xtask bench overhead`: fio IOPS untraced, under the tracer, under an
+# equivalent bpftrace script (bench-overhead.bt) and under empty programs on the tracer's attach
+# points (bench-floor.bt), alternating in one boot. Measures only; the host computes medians and
+# ratios.
 #
 # usage: sh bench-overhead.sh RUNTIME ROUNDS [TRACER]
 #
 # Per round: an untraced pass of every job, a pass under `TRACER run --format json` (started
-# before the pass, stopped after it), an untraced pass, a pass under bpftrace; one more
-# untraced pass at the end, so that every traced pass has untraced neighbours on both sides.
+# before the pass, stopped after it), an untraced pass, a pass under bpftrace, an untraced pass,
+# a pass under the empty programs ("floor"); one more untraced pass at the end, so that every
+# traced pass has untraced neighbours on both sides.
 # BPF run time statistics (kernel.bpf_stats_enabled) are on during the traced passes only.
 # Lines for the host:
 #   BENCH-INFO kernel=... cpus=N mem_kb=N runtime=S rounds=N fio=... bpftrace=... bpftool=...
-#   BENCH-RUN job=J mode=none|tracer|bpftrace round=R status=RC iops=X ios=N
+#   BENCH-RUN job=J mode=none|tracer|bpftrace|floor round=R status=RC iops=X ios=N
 #   BENCH-PROG job=J mode=M round=R id=ID name=NAME:TARGET run_ns=N run_cnt=N (programs that ran)
-#   BENCH-TRACER round=R status=RC ...        BENCH-BT round=R status=RC ...
+#   BENCH-TRACER round=R status=RC ...        BENCH-BT|BENCH-FLOOR round=R status=RC ...
 #   BENCH-NOTE ...                            BENCH-DONE
 set -u
 export PATH=$PATH:/usr/sbin:/sbin
@@ -21,6 +23,7 @@ RUNTIME=${1:-5}
 ROUNDS=${2:-3}
 TRACER=${3:-tracer}
 BT_SRC=/root/bench-overhead.bt
+FLOOR_SRC=/root/bench-floor.bt
 
 JOBS="randread-libaio-qd32 randread-psync-qd1 read64k-libaio-qd8 randwrite-uring-fixed-qd32 syscall-zero-512 tmpfs-write-4k"
 
@@ -144,34 +147,36 @@ tracer_pass() { # tracer_pass ROUND
     grep -E "ERROR|WARN" /tmp/tracer.err | head -5 | sed 's/^/BENCH-NOTE tracer: /'
 }
 
-bpftrace_pass() { # bpftrace_pass ROUND
+bpftrace_pass() { # bpftrace_pass ROUND [SCRIPT MODE TAG]
+    script=${2:-/tmp/bench.bt}
+    mode=${3:-bpftrace}
     stats_on
-    bpftrace /tmp/bench.bt > /tmp/bt.out 2> /tmp/bt.err &
+    bpftrace "$script" > /tmp/bt.out 2> /tmp/bt.err &
     pid=$!
     # The script's last probe (ksys_sync) prints when it is attached: sync until it does.
     if wait_for /tmp/bt.out BENCH-BT-READY 300 $pid sync; then
         targets
         sleep 1
-        pass bpftrace "$1"
+        pass "$mode" "$1"
     else
-        echo "BENCH-NOTE round $1: bpftrace did not start: $(tail -2 /tmp/bt.err | tr '\n' ' ')"
+        echo "BENCH-NOTE round $1: bpftrace ($mode) did not start: $(tail -2 /tmp/bt.err | tr '\n' ' ')"
     fi
     kill -INT $pid 2>/dev/null
     wait $pid
     rc=$?
     stats_off
-    echo "BENCH-BT round=$1 status=$rc$(awk '/^@[a-z_]+(\[[^]]*\])?: [0-9]+$/ {
+    echo "${4:-BENCH-BT} round=$1 status=$rc$(awk '/^@[a-z_]+(\[[^]]*\])?: [0-9]+$/ {
         k = $1; sub(/^@/, "", k); sub(/:$/, "", k); sub(/\]$/, "", k); sub(/\[/, ".", k)
         printf " %s=%s", k, $2 }' /tmp/bt.out)"
 }
 
 # The bpftrace script without the probes of functions this kernel lacks.
-bt_script() {
-    cp "$BT_SRC" /tmp/bench.bt
-    for f in $(sed -n 's/^k\(ret\)\{0,1\}func:\([a-z_0-9]*\)$/\2/p' "$BT_SRC"); do
+bt_script() { # bt_script SOURCE COPY
+    cp "$1" "$2"
+    for f in $(sed -n 's/^k\(ret\)\{0,1\}func:\([a-z_0-9]*\)$/\2/p' "$1"); do
         if ! grep -q " $f\$" /proc/kallsyms; then
-            echo "BENCH-NOTE bpftrace: $f is not in this kernel; its probe is left out"
-            sed -i "/^k\(ret\)\{0,1\}func:$f\$/,/^}\$/d" /tmp/bench.bt
+            echo "BENCH-NOTE bpftrace: $f is not in this kernel; its probe is left out of $(basename "$1")"
+            sed -i "/^k\(ret\)\{0,1\}func:$f\$/,/^}\$/d" "$2"
         fi
     done
 }
@@ -181,12 +186,15 @@ echo "BENCH-INFO kernel=$(uname -r) cpus=$(nproc) mem_kb=$(awk '$1 == "MemTotal:
     "bpftool=$(bpftool version | awk 'NR == 1 { print $2 }')" \
     "nullb_sched=$(sed 's/.*\[\(.*\)\].*/\1/' /sys/block/nullb0/queue/scheduler)" \
     "stats_enabled=$(cat /proc/sys/kernel/bpf_stats_enabled)"
-bt_script
+bt_script "$BT_SRC" /tmp/bench.bt
+bt_script "$FLOOR_SRC" /tmp/floor.bt
 for r in $(seq 1 "$ROUNDS"); do
     pass none "$r"
     tracer_pass "$r"
     pass none "$r"
     bpftrace_pass "$r"
+    pass none "$r"
+    bpftrace_pass "$r" /tmp/floor.bt floor BENCH-FLOOR
 done
 pass none $((ROUNDS + 1))
 rm -f /tmp/bench-tmpfs.fio

@@ -1,7 +1,7 @@
 //! Bios and their user pages: bio_iov_iter_get_pages (the bio acquires its user pages),
 //! bio_endio (the I/O completes), __bio_release_pages (the pages are unpinned or put). Each
 //! streams a [`BioRecord`] for the pin ledger, with the owner, the flags and the pages of the
-//! bio's vecs; the hold and unpin-lag latency figures are measured here too.
+//! bio's vecs; userspace times the bios' holds and unpin lags from these records.
 
 // Program names follow the kernel functions they probe (`fentry___bio_release_pages`), as the
 // catalogue in tracer-common expects.
@@ -16,31 +16,29 @@ use aya_ebpf::{
     programs::{FEntryContext, FExitContext, ProbeContext},
 };
 use tracer_common::{
-    BioEvent, BioWire, LatencyKind, LostReason, Owner, ProbeId, RecordType, BIO_CHUNK_SHIFT, BIO_FLAG_MARK_DIRTY,
+    BioEvent, BioWire, LostReason, Owner, ProbeId, RecordType, BIO_CHUNK_SHIFT, BIO_FLAG_MARK_DIRTY,
     BIO_FLAG_PINNED, BIO_FLAG_TRUNCATED, BIO_FLAG_UNPINS_LISTED, BIO_MAX_CHUNKS, BIO_WIRE_VEC_BYTES, COMM_LEN,
     OFFSET_UNKNOWN,
 };
 
 use crate::{
-    latency::{emit, IN_FLIGHT},
+    latency::IN_FLIGHT,
     maps::{count, lost, offsets, read_at, submit_flags, submitted, EVENTS},
 };
 
-/// A bio whose user pages were acquired for I/O.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct BioPages {
-    acquired_ns: u64,
-    /// bio_endio time; 0 until the bio completes.
-    ended_ns: u64,
-    bytes: u64,
-    dev: u32,
-    op: u32,
-}
+/// Bios whose user pages were acquired, on kernels that do not mark them (6.1: no
+/// BIO_PAGE_PINNED bit, and BIO_NO_PAGE_REF is clear on every page cache bio too): bio_endio
+/// records only the completions of these. Where the bit exists the bio's flags say it, and
+/// nothing is kept here. The hold and unpin-lag figures come from the bio records' timestamps
+/// in userspace (tracer/src/engine/bio/mod.rs, `BioTiming`).
+#[map(name = "BIO_SEEN")]
+static BIO_SEEN: LruHashMap<u64, u8> = LruHashMap::with_max_entries(IN_FLIGHT, 0);
 
-/// bio address -> its pages' acquisition (from bio_iov_iter_get_pages to __bio_release_pages).
-#[map(name = "BIO_PAGES")]
-static BIO_PAGES: LruHashMap<u64, BioPages> = LruHashMap::with_max_entries(IN_FLIGHT, 0);
+/// Whether the bio's flags tell a bio holding user pages for I/O (6.2+: BIO_PAGE_PINNED).
+#[inline(always)]
+fn marked_by_kernel() -> bool {
+    offsets().bio_pinned_bit != OFFSET_UNKNOWN
+}
 
 // Releases list their unpins. __bio_release_pages unpins its bio's pages folio by folio with
 // unpin_user_folio(folio, npages): as many page records as folios (16 for a 64 KiB bio of small
@@ -111,23 +109,8 @@ fn try_bio_got_pages(bio: u64, ret: i64) -> u32 {
         return 0;
     }
     count(ProbeId::BioIovIterGetPages, 0);
-    let off = offsets();
     record(BioEvent::Acquire, bio, 0, 0, 0);
-    // A bio can be filled in several calls: keep the first acquisition time.
-    // SAFETY: read-only copy.
-    if unsafe { BIO_PAGES.get(&bio) }.is_some() {
-        return 0;
-    }
-    let bdev: u64 = read_at(bio, off.bio_bdev).unwrap_or(0);
-    let pages = BioPages {
-        // SAFETY: helper without preconditions.
-        acquired_ns: unsafe { bpf_ktime_get_ns() },
-        ended_ns: 0,
-        bytes: read_at::<u32>(bio, off.bio_size).unwrap_or(0) as u64,
-        dev: read_at(bdev, off.bdev_dev).unwrap_or(0),
-        op: read_at::<u32>(bio, off.bio_opf).map_or(u32::MAX, |f| f & 0xff),
-    };
-    if BIO_PAGES.insert(&bio, &pages, 0).is_err() {
+    if !marked_by_kernel() && BIO_SEEN.insert(&bio, &1, 0).is_err() {
         lost(LostReason::StartMapFull);
     }
     0
@@ -149,16 +132,12 @@ pub fn kprobe_bio_endio(ctx: ProbeContext) -> u32 {
 
 #[inline(always)]
 fn try_bio_endio(bio: u64) -> u32 {
-    if let Some(pages) = BIO_PAGES.get_ptr_mut(&bio) {
+    // SAFETY: read-only lookup.
+    let followed = if marked_by_kernel() { holds_pages(bio) } else { unsafe { BIO_SEEN.get(&bio) }.is_some() };
+    if followed {
         count(ProbeId::BioEndio, 0);
         let status: u8 = read_at(bio, offsets().bio_status).unwrap_or(0);
         record(BioEvent::End, bio, 0, status as i32, 0);
-        // SAFETY: the entry of a bio being completed; only its completion writes ended_ns.
-        unsafe {
-            if (*pages).ended_ns == 0 {
-                (*pages).ended_ns = bpf_ktime_get_ns();
-            }
-        }
     }
     0
 }
@@ -193,14 +172,8 @@ fn try_bio_release_pages(bio: u64, mark_dirty: bool) -> u32 {
     } else {
         record(BioEvent::Release, bio, dirty, 0, 0);
     }
-    // SAFETY: the value is copied out before the entry is removed.
-    let Some(pages) = (unsafe { BIO_PAGES.get(&bio) }).copied() else { return 0 };
-    let _ = BIO_PAGES.remove(&bio);
-    // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-    emit(LatencyKind::PinHold, pages.dev, pages.op, pages.bytes, pages.acquired_ns, now);
-    if pages.ended_ns != 0 {
-        emit(LatencyKind::UnpinLag, pages.dev, pages.op, pages.bytes, pages.ended_ns, now);
+    if !marked_by_kernel() {
+        let _ = BIO_SEEN.remove(&bio);
     }
     0
 }

@@ -46,7 +46,7 @@ struct DioStart {
 static DIO_START: LruHashMap<u64, DioStart> = LruHashMap::with_max_entries(IN_FLIGHT, 0);
 
 #[inline(always)]
-pub fn emit(kind: LatencyKind, dev: u32, op: u32, bytes: u64, start_ns: u64, end_ns: u64) {
+fn emit(kind: LatencyKind, dev: u32, op: u32, bytes: u64, start_ns: u64, end_ns: u64) {
     match EVENTS.reserve::<LatencyEvent>(0) {
         Some(mut entry) => {
             entry.write(LatencyEvent {

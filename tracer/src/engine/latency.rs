@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use tracer_common::{LatencyEvent, LatencyKind};
+use tracer_common::{LatencyEvent, LatencyKind, RecordType};
+
+use super::bio::BioTiming;
 
 /// What a row of figures covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -91,6 +93,24 @@ pub struct Latency {
 }
 
 impl Latency {
+    /// The `hold` and `unpin_lag` figures of a bio released at `released_ns`, from the pin
+    /// ledger's timing of it (the bio records' timestamps: no latency record of their own).
+    pub fn bio_released(&mut self, t: &BioTiming, released_ns: u64) {
+        let figure = |kind: LatencyKind, ns: u64| LatencyEvent {
+            record: RecordType::Latency as u32,
+            kind: kind as u32,
+            dev: t.dev,
+            op: t.op,
+            bytes: t.bytes as u64,
+            start_ns: released_ns.saturating_sub(ns),
+            end_ns: released_ns,
+        };
+        self.record(&figure(LatencyKind::PinHold, t.hold_ns));
+        if let Some(lag) = t.unpin_lag_ns {
+            self.record(&figure(LatencyKind::UnpinLag, lag));
+        }
+    }
+
     pub fn record(&mut self, ev: &LatencyEvent) {
         let Some(kind) = kind_of(ev.kind) else {
             self.invalid += 1;

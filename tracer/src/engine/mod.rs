@@ -12,6 +12,8 @@ mod page_list;
 
 use std::collections::{BTreeMap, HashMap};
 
+use tracer_common::LatencyKind;
+
 use self::{
     bio::{Ledger, LedgerSnapshot},
     detect::Judgement,
@@ -168,18 +170,24 @@ impl Pipeline {
         }
         match rec {
             Record::Latency(ev) => {
-                if self.gate.as_mut().is_none_or(|g| g.latency(ev)) {
+                // Earlier recordings carry the kernel's own hold and unpin-lag records: those
+                // figures come from the pin ledger's bio timings now (bio_released below).
+                let from_bios = [LatencyKind::PinHold as u32, LatencyKind::UnpinLag as u32];
+                if !from_bios.contains(&ev.kind) && self.gate.as_mut().is_none_or(|g| g.latency(ev)) {
                     self.latency.record(ev);
                 }
             }
             Record::Bio(rec) => {
                 self.pages.bio(rec, self.struct_page_size);
                 // The later records of a release only list more of its vecs (their pages).
-                if rec.first_vec == 0
-                    && self.gate.as_mut().is_none_or(|g| g.bio(rec, self.struct_page_size))
-                    && detect::is_finding(&self.ledger.apply(rec))
-                {
-                    self.findings += 1;
+                if rec.first_vec == 0 && self.gate.as_mut().is_none_or(|g| g.bio(rec, self.struct_page_size)) {
+                    let step = self.ledger.apply(rec);
+                    if let bio::Step::Released { timing, .. } = &step {
+                        self.latency.bio_released(timing, rec.ts_ns);
+                    }
+                    if detect::is_finding(&step) {
+                        self.findings += 1;
+                    }
                 }
                 if let Some(unpins) = pages::listed_unpins(rec, self.struct_page_size) {
                     self.apply_pages(&unpins);

@@ -34,7 +34,8 @@ pub struct OverheadBenchArgs {
     /// Seconds per fio run.
     #[arg(long, default_value_t = 5)]
     pub runtime: u32,
-    /// Rounds (each: untraced, tracer, untraced, bpftrace; one more untraced pass at the end).
+    /// Rounds (each: untraced, tracer, untraced, bpftrace, untraced, floor; one more untraced pass
+    /// at the end).
     #[arg(long, default_value_t = 3)]
     pub rounds: u32,
     /// The tracer binary to measure. Nothing is built: the default is target/release/tracer as
@@ -232,8 +233,8 @@ fn vm_lock() -> Result<File> {
 
 /// Generous: the tracer loads its probes in 30-60 s under TCG, bpftrace compiles its script.
 fn timeout_secs(runtime: u32, rounds: u32) -> u32 {
-    let runs = JOBS.len() as u32 * (4 * rounds + 1);
-    300 + runs * (runtime + 15) + rounds * 2 * 300
+    let runs = JOBS.len() as u32 * (6 * rounds + 1);
+    300 + runs * (runtime + 15) + rounds * 3 * 300
 }
 
 /// Boots `kernel` with the guest script and returns the console log and the host's load
@@ -252,6 +253,7 @@ fn boot(kernel: &str, args: &OverheadBenchArgs, tracer: &Path, tools: &[PathBuf]
     let mut add = |spec: String| argv.extend(["--add".to_string(), spec]);
     add(root.join("test/vm/bench-overhead.sh").display().to_string());
     add(root.join("test/vm/bench-overhead.bt").display().to_string());
+    add(root.join("test/vm/bench-floor.bt").display().to_string());
     add(format!("{}:/root/tracer-bench", tracer.display()));
     for tool in tools {
         add(format!("{}:{}", tool.display(), tool.display()));
@@ -366,7 +368,7 @@ fn method(first: &Console) -> String {
         "**Method.** One VM boot per kernel runs `test/vm/bench-overhead.sh`: fio on `/dev/nullb0` \
          (null_blk, module defaults: no memory backing, so an I/O costs no copy and the CPU cost of \
          the I/O path is all there is to measure), plus two jobs that pin nothing. Every fio run is \
-         time-based, {runtime} s, `--output-format=json`, `--norandommap --randrepeat=0`. Three modes \
+         time-based, {runtime} s, `--output-format=json`, `--norandommap --randrepeat=0`. Four modes \
          in the same boot: untraced; under `tracer run --format json` (started before a traced pass, \
          which begins once its probe records are out, and stopped after it: it is never loaded \
          during an untraced run); under bpftrace with `test/vm/bench-overhead.bt` (kfunc/kretfunc on \
@@ -374,12 +376,18 @@ fn method(first: &Console) -> String {
          `unpin_user_folio`, `__bio_release_pages`, and the `block:block_rq_issue`/`block_rq_complete` \
          tracepoints with a `hist()` of the request latency (perf tracepoints keyed by device and \
          sector: bpftrace 0.17 has no raw tracepoints, where the tracer uses tp_btf): pins and pages \
-         per call and per process, bios released, far less than the tracer records). A round is an untraced pass of every job, a \
-         tracer pass, an untraced pass, a bpftrace pass; {rounds} rounds, then one more untraced \
-         pass, so every traced pass has untraced neighbours. A figure is the median IOPS of a mode's \
-         runs ({untraced} untraced, {rounds} per traced mode); a ratio is that median over the \
-         untraced median. `kernel.bpf_stats_enabled` is 1 during both kinds of traced pass (both \
-         traced figures pay its two clock reads per program run) and restored after; the run time \
+         per call and per process, bios released, far less than the tracer records); and the floor: \
+         bpftrace with `test/vm/bench-floor.bt`, an empty program on each place the tracer attaches \
+         to on a 4 KiB read's path (`pin_user_pages_fast` and `bio_iov_iter_get_pages` fexit, \
+         `block_bio_queue`, `block_rq_issue`, `block_rq_complete` (perf tracepoints here), \
+         `bio_endio`, `__bio_release_pages` and `unpin_user_folio` fentry): what any tracer of \
+         those places pays before it does any work. A round is an untraced pass of every job, a \
+         tracer pass, an untraced pass, a bpftrace pass, an untraced pass, a floor pass; {rounds} \
+         rounds, then one more untraced pass, so every traced pass has untraced neighbours. A \
+         figure is the median IOPS of a mode's runs ({untraced} untraced, {rounds} per traced \
+         mode); a ratio is that median over the untraced median. `kernel.bpf_stats_enabled` is 1 \
+         during every kind of traced pass (each traced figure pays its two clock reads per program \
+         run) and restored after; the run time \
          and run count of every program come from `bpftool prog show` before and after each fio \
          run; a program is named `name:target` (BPF keeps 15 characters of a name, and the twins of \
          a chain share them; the target comes from `bpftool link show` / `perf show`). \"BPF µs / \
@@ -387,7 +395,7 @@ fn method(first: &Console) -> String {
          TCG every instruction is emulated, so absolute IOPS mean little; the ratios are what \
          compares, and the tracer's userspace reader shares the guest's vCPUs with fio.\n",
         runtime = info(first, "runtime"),
-        untraced = 2 * rounds + 1,
+        untraced = 3 * rounds + 1,
     )
 }
 

@@ -13,6 +13,8 @@ pub enum Mode {
     Untraced,
     Tracer,
     Bpftrace,
+    /// Empty programs on the tracer's attach points (test/vm/bench-floor.bt).
+    Floor,
 }
 
 impl Mode {
@@ -21,6 +23,7 @@ impl Mode {
             "none" => Some(Mode::Untraced),
             "tracer" => Some(Mode::Tracer),
             "bpftrace" => Some(Mode::Bpftrace),
+            "floor" => Some(Mode::Floor),
             _ => None,
         }
     }
@@ -85,7 +88,7 @@ pub struct Console {
     pub info: BTreeMap<String, String>,
     pub runs: Vec<Run>,
     pub progs: Vec<ProgRun>,
-    /// BENCH-TRACER and BENCH-BT lines: how each traced session ended.
+    /// BENCH-TRACER, BENCH-BT and BENCH-FLOOR lines: how each traced session ended.
     pub sessions: Vec<String>,
     /// BENCH-NOTE lines, and lines that could not be parsed.
     pub notes: Vec<String>,
@@ -139,7 +142,7 @@ pub fn parse(console: &str) -> Result<Console, ParseError> {
             }
             "RUN" => parse_run(rest).map(|r| c.runs.push(r)).is_some(),
             "PROG" => parse_prog(rest).map(|p| c.progs.push(p)).is_some(),
-            "TRACER" | "BT" => {
+            "TRACER" | "BT" | "FLOOR" => {
                 c.sessions.push(format!("{tag} {rest}"));
                 true
             }
@@ -190,7 +193,7 @@ pub struct Stat {
     pub bpf_ns_per_io: Option<f64>,
 }
 
-/// Per job: the three modes.
+/// Per job: every mode.
 #[derive(Clone, Debug)]
 pub struct JobResult {
     pub label: String,
@@ -239,7 +242,7 @@ pub fn jobs(console: &Console) -> Vec<JobResult> {
         .filter(|n| console.runs.iter().any(|r| r.job == *n))
         .map(|name| {
             let spec = JOBS.iter().find(|j| j.name == name);
-            let modes = [Mode::Untraced, Mode::Tracer, Mode::Bpftrace]
+            let modes = [Mode::Untraced, Mode::Tracer, Mode::Bpftrace, Mode::Floor]
                 .into_iter()
                 .map(|m| (m, stat(console, name, m)))
                 .collect();
@@ -315,7 +318,7 @@ fn verdict(job: &JobResult, ratio: Option<f64>) -> String {
 /// The IOPS table of one kernel.
 pub fn job_table(jobs: &[JobResult]) -> String {
     let mut t = String::from(
-        "| job | untraced IOPS (median, runs) | untraced min-max | tracer IOPS | **tracer / untraced** | target (≥ 0.90, goal 0.97; pinning nothing ≥ 0.99) | bpftrace IOPS | bpftrace / untraced | less overhead than bpftrace | tracer BPF µs / I/O | bpftrace BPF µs / I/O |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| job | untraced IOPS (median, runs) | untraced min-max | tracer IOPS | **tracer / untraced** | target (≥ 0.90, goal 0.97; pinning nothing ≥ 0.99) | bpftrace IOPS | bpftrace / untraced | less overhead than bpftrace | tracer BPF µs / I/O | bpftrace BPF µs / I/O | empty programs at the tracer's places / untraced | their BPF µs / I/O |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for j in jobs {
         let (u, tr, bt) = (j.stat(Mode::Untraced), j.stat(Mode::Tracer), j.stat(Mode::Bpftrace));
@@ -327,7 +330,7 @@ pub fn job_table(jobs: &[JobResult]) -> String {
         let us = |s: &Stat| opt(s.bpf_ns_per_io, |v| format!("{:.2}", v / 1000.0));
         let _ = writeln!(
             t,
-            "| {} | {} | {}-{} | {} | **{}** | {} | {} | {} | {better} | {} | {} |",
+            "| {} | {} | {}-{} | {} | **{}** | {} | {} | {} | {better} | {} | {} | {} | {} |",
             j.label,
             iops_cell(&u),
             opt(u.min, |v| format!("{v:.0}")),
@@ -339,6 +342,8 @@ pub fn job_table(jobs: &[JobResult]) -> String {
             opt(rb, |r| format!("{r:.3}")),
             us(&tr),
             us(&bt),
+            opt(j.ratio(Mode::Floor), |r| format!("{r:.3}")),
+            us(&j.stat(Mode::Floor)),
         );
     }
     t
@@ -400,9 +405,12 @@ mod tests {
              BENCH-RUN job=randread-psync-qd1 mode=tracer round=2 status=0 iops=60.0 ios=300\n\
              BENCH-RUN job=randread-psync-qd1 mode=tracer round=3 status=1 iops=0.0 ios=0\n\
              BENCH-RUN job=randread-psync-qd1 mode=bpftrace round=1 status=0 iops=190.0 ios=950\n\
+             BENCH-RUN job=randread-psync-qd1 mode=floor round=1 status=0 iops=150.0 ios=750\n\
+             BENCH-FLOOR round=1 status=0\n\
              BENCH-RUN job=randread-psync-qd1 mode=none round=3 stat",
         );
-        assert_eq!(c.runs.len(), 7);
+        assert_eq!(c.runs.len(), 8);
+        assert_eq!(c.sessions, ["FLOOR round=1 status=0"]);
         assert_eq!(c.notes.len(), 1, "the cut line is noted: {:?}", c.notes);
         let jobs = jobs(&c);
         assert_eq!(jobs.len(), 1);
@@ -413,6 +421,8 @@ mod tests {
         assert_eq!(tracer.bpf_ns_per_io, Some(8.0));
         assert_eq!(j.ratio(Mode::Tracer), Some(0.25));
         assert_eq!(j.ratio(Mode::Bpftrace), Some(0.95));
+        assert_eq!(j.ratio(Mode::Floor), Some(0.75));
+        assert!(job_table(&jobs).contains("| 0.750 |"), "the floor's column");
         assert_eq!(verdict(j, j.ratio(Mode::Bpftrace)), "target met");
         assert_eq!(verdict(j, Some(0.98)), "goal met");
         assert_eq!(verdict(j, Some(0.5)), "**below 0.90**");

@@ -35,13 +35,18 @@ use super::{
 };
 use crate::model::comm_to_string;
 
-/// A matched release's timings.
+/// A matched release's timings (the `hold` and `unpin_lag` latency figures), with the bio's
+/// device, op and size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BioTiming {
-    /// Acquisition to release.
+    /// Acquisition (the first) to release.
     pub hold_ns: u64,
     /// Completion (the last bio_endio) to release; None if the bio was released uncompleted.
     pub unpin_lag_ns: Option<u64>,
+    pub dev: u32,
+    pub op: u32,
+    /// The bio's size at its last acquisition (bi_size once filled).
+    pub bytes: u32,
 }
 
 /// What one record did to the ledger.
@@ -85,6 +90,8 @@ struct Bio {
     op: u32,
     pinned: bool,
     acquired_ns: u64,
+    /// bi_size at the last acquisition.
+    bytes: u32,
     /// The last completion: time and bi_status.
     end: Option<(u64, i32)>,
     pages: PageList,
@@ -142,7 +149,7 @@ impl Ledger {
         if let Some(old) = self.bios.remove(&rec.bio) {
             let refill = old.end.is_none() && old.owner.pid == rec.owner.pid && list.extends(&old.pages);
             if refill {
-                self.refill(rec.bio, old, list);
+                self.refill(rec, old, list);
                 return Step::Refilled;
             }
             let report = self.leak_report(LeakKind::FreedWithoutRelease, rec.bio, &old, rec.ts_ns);
@@ -158,8 +165,16 @@ impl Ledger {
             }
             freed = Some(report);
         }
-        let bio =
-            Bio { owner: rec.owner, dev: rec.dev, op: rec.op, pinned, acquired_ns: rec.ts_ns, end: None, pages: list };
+        let bio = Bio {
+            owner: rec.owner,
+            dev: rec.dev,
+            op: rec.op,
+            pinned,
+            acquired_ns: rec.ts_ns,
+            bytes: rec.bytes,
+            end: None,
+            pages: list,
+        };
         let pages = bio.pages.pages();
         self.hold(&bio.pages);
         self.totals.acquired.add(pages);
@@ -173,7 +188,9 @@ impl Ledger {
     }
 
     /// The same bio, more pages: follow the new list, count the pages added.
-    fn refill(&mut self, addr: u64, mut bio: Bio, list: PageList) {
+    fn refill(&mut self, rec: &BioRecord, mut bio: Bio, list: PageList) {
+        let addr = rec.bio;
+        bio.bytes = rec.bytes;
         let added = list.pages().saturating_sub(bio.pages.pages());
         let newly_truncated = list.truncated() && !bio.pages.truncated();
         self.unhold(&bio.pages);
@@ -259,6 +276,9 @@ impl Ledger {
         let timing = BioTiming {
             hold_ns: rec.ts_ns.saturating_sub(bio.acquired_ns),
             unpin_lag_ns: bio.end.map(|(ended, _)| rec.ts_ns.saturating_sub(ended)),
+            dev: bio.dev,
+            op: bio.op,
+            bytes: bio.bytes,
         };
         self.totals.hold.add(timing.hold_ns);
         if let Some(lag) = timing.unpin_lag_ns {

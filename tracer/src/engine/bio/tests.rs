@@ -91,7 +91,10 @@ fn acquire_end_release_matches_and_times_the_bio() {
     assert_eq!(l.apply(&acquire(0xb10, 10 * MS)), Step::Acquired { freed: None });
     assert_eq!(l.apply(&end(0xb10, 12 * MS)), Step::Ended);
     let step = l.apply(&release(0xb10, 13 * MS));
-    assert_eq!(step, Step::Released { timing: BioTiming { hold_ns: 3 * MS, unpin_lag_ns: Some(MS) }, mismatch: None });
+    assert_eq!(step, Step::Released {
+            timing: BioTiming { hold_ns: 3 * MS, unpin_lag_ns: Some(MS), dev: 254 << 20, op: 0, bytes: 0 },
+            mismatch: None
+        });
     let s = l.snapshot(20 * S);
     conserved(&s);
     let t = &s.totals;
@@ -285,7 +288,7 @@ fn a_release_without_completion_has_no_lag() {
     let mut l = ledger();
     l.apply(&acquire(0xa, 0));
     let Step::Released { timing, .. } = l.apply(&release(0xa, 6 * MS)) else { panic!("matched") };
-    assert_eq!(timing, BioTiming { hold_ns: 6 * MS, unpin_lag_ns: None });
+    assert_eq!(timing, BioTiming { hold_ns: 6 * MS, unpin_lag_ns: None, dev: 254 << 20, op: 0, bytes: 0 });
     assert_eq!(l.snapshot(6 * MS).totals.unpin_lag.count, 0);
 }
 

@@ -1,7 +1,7 @@
 //! The page ledger's releases: unpins matched to their holds, references dropped.
 
 use tracer_common::{
-    BioEvent, BioRecord, PageEvent, ProbeId, BIO_FLAG_PINNED, BIO_FLAG_UNPINS_LISTED, PAGES_FLAG_DIRTY,
+    BioEvent, BioRecord, PageEvent, ProbeId, BIO_FLAG_PINNED, BIO_FLAG_UNPINS_LISTED, BIO_MAX_VECS, PAGES_FLAG_DIRTY,
     PAGES_FLAG_QUEUED, PROBES,
 };
 
@@ -23,8 +23,11 @@ pub fn listed_unpins(rec: &BioRecord, struct_page_size: u64) -> Option<PagesReco
     }
     let list = PageList::of(rec);
     let entries: Vec<(u64, u64)> = list.each_page(struct_page_size).map(|page| (page, page)).collect();
-    // Pages of vecs the list does not follow (unreadable pages, absurd sizes): counted only.
-    let nr = u32::try_from(list.pages()).unwrap_or(u32::MAX).max(entries.len() as u32);
+    // Pages of vecs the list does not follow (unreadable pages, absurd sizes) are counted only;
+    // a vec whose bytes could not be read counts as one page at least.
+    let vecs = (rec.nr_vecs as usize).min(BIO_MAX_VECS);
+    let unread = rec.vec_pages[..vecs].iter().filter(|&&pages| pages == 0).count() as u64;
+    let nr = u32::try_from(list.pages() + unread).unwrap_or(u32::MAX).max(entries.len() as u32);
     Some(PagesRecord {
         event: PageEvent::Unpin as u32,
         ts_ns: rec.ts_ns,

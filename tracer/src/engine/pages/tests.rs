@@ -321,3 +321,17 @@ fn a_release_that_lists_its_unpins_releases_every_page_of_its_records() {
     refs.flags &= !BIO_FLAG_PINNED;
     assert!(listed_unpins(&refs, 64).is_none());
 }
+
+#[test]
+fn a_listed_release_whose_vecs_could_not_be_read_counts_its_unpins_as_unknown() {
+    use tracer_common::BIO_FLAG_UNPINS_LISTED;
+    let mut l = ledger();
+    let mut unread = bio(BioEvent::Release, true, 0, 0);
+    unread.flags |= BIO_FLAG_UNPINS_LISTED;
+    unread.nr_vecs = 3;
+    let unpins = listed_unpins(&unread, 64).expect("a listed release");
+    assert_eq!((unpins.nr, unpins.entries.len()), (3, 0));
+    l.apply(&unpins);
+    let s = l.snapshot(1);
+    assert_eq!((s.totals.unpinned, s.totals.unpinned_unknown_origin), (3, 3));
+}
