@@ -16,9 +16,8 @@ use aya_ebpf::{
     programs::{FEntryContext, FExitContext, ProbeContext},
 };
 use tracer_common::{
-    BioEvent, BioWire, LostReason, Owner, ProbeId, RecordType, BIO_CHUNK_SHIFT, BIO_FLAG_MARK_DIRTY,
-    BIO_FLAG_PINNED, BIO_FLAG_TRUNCATED, BIO_FLAG_UNPINS_LISTED, BIO_MAX_CHUNKS, BIO_WIRE_VEC_BYTES, COMM_LEN,
-    OFFSET_UNKNOWN,
+    BioEvent, BioWire, LostReason, Owner, ProbeId, RecordType, BIO_CHUNK_SHIFT, BIO_FLAG_MARK_DIRTY, BIO_FLAG_PINNED,
+    BIO_FLAG_TRUNCATED, BIO_FLAG_UNPINS_LISTED, BIO_MAX_CHUNKS, BIO_WIRE_VEC_BYTES, COMM_LEN, OFFSET_UNKNOWN,
 };
 
 use crate::{

@@ -248,9 +248,13 @@ fn the_loop_hands_intervals_segments_and_the_end_to_every_sink() {
         lines(&out).iter().map(|v| v["type"].as_str().unwrap().to_string()).filter(|k| k != "probe").collect();
     // The interval's latency rows are the released bios' hold and unpin-lag figures (all sizes
     // and by size), timed from the bio records.
-    assert_eq!(kinds, [
-        "interval", "latency", "latency", "latency", "latency", "ledger", "pages", "summary", "ledger", "pages", "summary"
-    ]);
+    assert_eq!(
+        kinds,
+        [
+            "interval", "latency", "latency", "latency", "latency", "ledger", "pages", "summary", "ledger", "pages",
+            "summary"
+        ]
+    );
     let (interval, so_far) = &totals.intervals[0];
     assert_eq!(interval.figures.scope, crate::snapshot::Scope::Interval);
     let so_far = so_far.as_ref().expect("the run so far for a sink that wants it");

@@ -91,10 +91,13 @@ fn acquire_end_release_matches_and_times_the_bio() {
     assert_eq!(l.apply(&acquire(0xb10, 10 * MS)), Step::Acquired { freed: None });
     assert_eq!(l.apply(&end(0xb10, 12 * MS)), Step::Ended);
     let step = l.apply(&release(0xb10, 13 * MS));
-    assert_eq!(step, Step::Released {
+    assert_eq!(
+        step,
+        Step::Released {
             timing: BioTiming { hold_ns: 3 * MS, unpin_lag_ns: Some(MS), dev: 254 << 20, op: 0, bytes: 0 },
             mismatch: None
-        });
+        }
+    );
     let s = l.snapshot(20 * S);
     conserved(&s);
     let t = &s.totals;
