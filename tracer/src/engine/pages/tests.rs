@@ -301,7 +301,6 @@ fn a_release_that_lists_its_unpins_releases_every_page_of_its_records() {
     l.bio(&bio(BioEvent::Acquire, true, 0x1000, 3), 64);
     let mut first = bio(BioEvent::Release, true, 0x1000, 3);
     first.flags |= BIO_FLAG_UNPINS_LISTED;
-    first.nr_vecs = 2;
     let mut second = bio(BioEvent::Release, true, 0x3040, 2);
     second.flags |= BIO_FLAG_UNPINS_LISTED | 1 << tracer_common::BIO_CHUNK_SHIFT;
     second.first_vec = 16;
