@@ -159,7 +159,7 @@ pub fn kprobe___bio_release_pages(ctx: ProbeContext) -> u32 {
 fn try_bio_release_pages(bio: u64, mark_dirty: bool) -> u32 {
     count(ProbeId::BioReleasePages, 0);
     let dirty = if mark_dirty { BIO_FLAG_MARK_DIRTY } else { 0 };
-    if cover_stage() >= 1 && holds_pages(bio) && offsets().bio_pinned_bit != OFFSET_UNKNOWN {
+    if cover_stage() >= 1 && holds_pages(bio) && marked_by_kernel() {
         // Every slice of the vec array, each in a record of its own.
         let array_bytes = read_at::<u16>(bio, offsets().bio_vcnt).unwrap_or(0) as u32 * offsets().bvec_size;
         for chunk in 0..BIO_MAX_CHUNKS {

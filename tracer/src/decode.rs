@@ -67,8 +67,9 @@ pub fn bio_record(w: &BioWire) -> BioRecord {
     // A later record of a release that lists its unpins: its slice of the vec array only.
     let chunk = (w.flags >> BIO_CHUNK_SHIFT) & 0xff;
     if chunk > 0 {
-        rec.first_vec = chunk * (BIO_WIRE_VEC_BYTES / size) as u32;
-        rec.nr_vecs = w.nr_vecs.saturating_sub(rec.first_vec).min((BIO_WIRE_VEC_BYTES / size) as u32);
+        let per_record = (BIO_WIRE_VEC_BYTES / size) as u32;
+        rec.first_vec = chunk * per_record;
+        rec.nr_vecs = w.nr_vecs.saturating_sub(rec.first_vec).min(per_record);
     }
     let filled = (w.vec_bytes as usize).min(w.vecs.len());
     let field = |at: usize, len: usize| -> Option<u64> {

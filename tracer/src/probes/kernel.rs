@@ -117,14 +117,16 @@ impl Facts {
         let release = fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "unknown".into());
+        // Read once: the kprobe targets and the release function's text come from the same file.
+        let kallsyms = fs::read_to_string("/proc/kallsyms").unwrap_or_default();
         let mut facts = Facts {
             kprobes: kprobe_support(Path::new(KPROBE_PMU)),
             syscall_events: {
                 mount_tracefs_if_missing();
                 syscall_event_support(&TRACEFS.map(Path::new))
             },
-            kallsyms: kallsyms_names(Path::new("/proc/kallsyms")),
-            bio_release_text: text_range(Path::new("/proc/kallsyms"), "__bio_release_pages"),
+            kallsyms: parse_kallsyms(&kallsyms, &PROBES.iter().map(|d| d.target).collect()),
+            bio_release_text: parse_text_range(&kallsyms, "__bio_release_pages"),
             preemption: Preemption::of_running_kernel(),
             ..Facts::nothing(&release, "")
         };
@@ -416,50 +418,28 @@ pub fn syscall_event_support(roots: &[&Path]) -> Result<(), String> {
     Ok(())
 }
 
-/// The catalogue's function names that /proc/kallsyms lists (module suffixes ignored).
-pub fn kallsyms_names(path: &Path) -> HashSet<String> {
-    let wanted: HashSet<&str> = PROBES.iter().map(|d| d.target).collect();
-    let Ok(text) = fs::read_to_string(path) else { return HashSet::new() };
-    parse_kallsyms(&text, &wanted)
-}
-
-/// Where the text of function `name` lies, [start, end): from its address in /proc/kallsyms to
-/// the next text symbol's. None when the file is unreadable, the function is missing or its
-/// addresses read 0 (hidden by kptr_restrict).
-pub fn text_range(path: &Path, name: &str) -> Option<(u64, u64)> {
-    parse_text_range(&fs::read_to_string(path).ok()?, name)
-}
-
-fn parse_text_range(text: &str, name: &str) -> Option<(u64, u64)> {
-    let text_symbols = text.lines().filter_map(|line| {
+/// The text symbols of /proc/kallsyms' `text`: (address, name), module suffixes ignored.
+fn text_symbols(text: &str) -> impl Iterator<Item = (u64, &str)> {
+    text.lines().filter_map(|line| {
         let mut cols = line.split_whitespace();
-        let (addr, kind, symbol) = (cols.next()?, cols.next()?, cols.next()?);
-        let addr = u64::from_str_radix(addr, 16).ok()?;
-        matches!(kind, "T" | "t" | "W" | "w").then_some((addr, symbol))
-    });
-    let mut start = None;
-    let mut addrs = Vec::new();
-    for (addr, symbol) in text_symbols {
-        if symbol == name && start.is_none() {
-            start = Some(addr);
-        }
-        addrs.push(addr);
-    }
-    let start = start.filter(|&a| a != 0)?;
-    let end = addrs.into_iter().filter(|&a| a > start).min()?;
+        let (addr, kind, name) = (cols.next()?, cols.next()?, cols.next()?);
+        matches!(kind, "T" | "t" | "W" | "w").then_some((u64::from_str_radix(addr, 16).ok()?, name))
+    })
+}
+
+/// Where the text of function `name` lies, [start, end): from its address in /proc/kallsyms'
+/// `text` to the next text symbol's. None when the function is missing or its addresses read 0
+/// (hidden by kptr_restrict).
+fn parse_text_range(text: &str, name: &str) -> Option<(u64, u64)> {
+    let start = text_symbols(text).find(|&(_, symbol)| symbol == name).map(|(addr, _)| addr).filter(|&a| a != 0)?;
+    let end = text_symbols(text).map(|(addr, _)| addr).filter(|&a| a > start).min()?;
     Some((start, end))
 }
 
+/// The function names of `wanted` that /proc/kallsyms' `text` lists as text (kprobes can target
+/// them).
 fn parse_kallsyms(text: &str, wanted: &HashSet<&str>) -> HashSet<String> {
-    text.lines()
-        .filter_map(|line| {
-            let mut cols = line.split_whitespace();
-            let (_addr, kind, name) = (cols.next()?, cols.next()?, cols.next()?);
-            matches!(kind, "T" | "t" | "W" | "w").then_some(name)
-        })
-        .filter(|name| wanted.contains(name))
-        .map(str::to_string)
-        .collect()
+    text_symbols(text).map(|(_, name)| name).filter(|name| wanted.contains(name)).map(str::to_string).collect()
 }
 
 #[cfg(test)]
