@@ -128,6 +128,44 @@ const _: () = assert!(core::mem::size_of::<StackPathKey>() == 16);
 const _: () = assert!(core::mem::size_of::<StackPath>() == 16 + 10 * STACK_PATH_CHECKS + 8 * STACK_PATH_FRAMES);
 const _: () = assert!(core::mem::size_of::<StackSampleHeader>() == 40 + 8 * STACK_PATH_FRAMES);
 
+/// 1 in every bit when `i < n`, else 0, without a branch (n < 2^63): the programs' checks are
+/// branch-free, since the verifier follows both outcomes of every branch through the rest of
+/// the program.
+#[inline(always)]
+pub fn below(i: usize, n: u64) -> u64 {
+    0u64.wrapping_sub((i as u64).wrapping_sub(n) >> 63)
+}
+
+/// Whether a walk (`walked`, as `bpf_get_stack` left it: the frames, then zeros up to the
+/// buffer's end, all zeros when it failed) gives a path's first `n` frames (`learned`) after the
+/// tracer's own, whose number is not known: each possible count up to [`MAX_OWN_FRAMES`] is
+/// tried. A walk that filled the buffer was cut off, not ended: the path's frames past the
+/// buffer are no disagreement (the tracer's own frames are not always as many, as the programs
+/// of a chain differ, so a path learned from a walk with fewer of them holds more frames than a
+/// later walk has room for). A walk that ended before the path does disagrees: its zeros are no
+/// return address. Branch-free but for the answer, and nothing in the loops depends on the
+/// walk's length (with it, LLVM made selects of the masks: branches the verifier followed
+/// both ways, 2^14 paths a turn).
+#[inline(always)]
+#[allow(
+    clippy::needless_range_loop,
+    reason = "the index also reads `walked`, shifted: the form whose code the verifier loads fast"
+)]
+pub fn walk_agrees(walked: &[u64; STACK_PATH_FRAMES], learned: &[u64; STACK_PATH_FRAMES], n: u64) -> bool {
+    let mut agrees = 0u64;
+    for own in 0..=MAX_OWN_FRAMES {
+        let mut diff = 0u64;
+        for i in 0..STACK_PATH_FRAMES {
+            if let Some(&frame) = walked.get(i + own) {
+                diff |= below(i, n) & (frame ^ learned[i]);
+            }
+        }
+        // 1 when diff is 0.
+        agrees |= ((diff | diff.wrapping_neg()) >> 63) ^ 1;
+    }
+    agrees != 0
+}
+
 /// Why a sample teaches no path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unlearnable {
@@ -245,5 +283,37 @@ mod tests {
         // An address found only below the previous one is not on the path's stack.
         let w = window_with(&[(10, 0xa), (14, 0xc), (20, 0xb)]);
         assert_eq!(learn(&[0xa, 0xb, 0xc], &w, 10), Err(Unlearnable::NotOnStack));
+    }
+
+    fn frames(list: &[u64]) -> [u64; STACK_PATH_FRAMES] {
+        let mut f = [0u64; STACK_PATH_FRAMES];
+        f[..list.len()].copy_from_slice(list);
+        f
+    }
+
+    #[test]
+    fn a_walk_agrees_after_any_number_of_own_frames() {
+        let path = frames(&[0xa, 0xb, 0xc]);
+        for own in 0..=MAX_OWN_FRAMES {
+            let mut walk = vec![0x1u64; own];
+            walk.extend([0xa, 0xb, 0xc, 0xd]);
+            assert!(walk_agrees(&frames(&walk), &path, 3), "{own} own frames");
+        }
+        assert!(!walk_agrees(&frames(&[0x1, 0x2, 0xa, 0xe, 0xc]), &path, 3), "a frame differs");
+    }
+
+    #[test]
+    fn a_walk_cut_off_by_the_buffer_agrees_but_one_that_ended_does_not() {
+        // The path was learned from a walk with 2 own frames: 12 frames. A walk with 3 own
+        // frames holds 11 of them and fills the buffer (seen on Debian's 7.2 kernel).
+        let path: Vec<u64> = (0..12).map(|i| 0x100 + i).collect();
+        let learned = frames(&path);
+        let mut walk = vec![0x1, 0x2, 0x3];
+        walk.extend(&path[..11]);
+        assert!(walk_agrees(&frames(&walk), &learned, 12));
+        // The walk ended one frame earlier (bpf_get_stack zeroes the rest): not the path's stack.
+        assert!(!walk_agrees(&frames(&walk[..13]), &learned, 12));
+        // A failed walk (all zeros) agrees with nothing.
+        assert!(!walk_agrees(&frames(&[]), &learned, 12));
     }
 }

@@ -8,7 +8,7 @@ use aya_ebpf::{helpers::generated, macros::map, maps::HashMap, EbpfContext};
 use tracer_common::{
     counters::{PathCount, PATHS as PATH_COUNTERS},
     stack_path::{
-        StackPath, StackPathKey, StackSampleWire, MAX_OWN_FRAMES, PT_REGS_ORIG_AX, REWALK_EVERY, STACK_PATH_CHECKS,
+        below, walk_agrees, StackPath, StackPathKey, StackSampleWire, PT_REGS_ORIG_AX, REWALK_EVERY, STACK_PATH_CHECKS,
         STACK_PATH_FRAMES, STACK_WINDOW_BYTES, TASK_STACK_SIZE,
     },
     ProbeId, RecordType,
@@ -114,7 +114,8 @@ fn reuse<C: EbpfContext>(
     if hits == 1 || hits & (REWALK_EVERY - 1) == 0 {
         counted(PathCount::Rewalked);
         let bytes = walk(ctx, frames);
-        if !walk_agrees(frames, path, n as u64) {
+        // SAFETY: `frames` is the record's, `path` a value of the map.
+        if !unsafe { walk_agrees(&*frames, &(*path).frames, n as u64) } {
             counted(PathCount::Wrong);
             let _ = PATHS.remove(key);
         }
@@ -124,12 +125,6 @@ fn reuse<C: EbpfContext>(
     // SAFETY: both hold STACK_PATH_FRAMES u64s.
     unsafe { *frames = (*path).frames };
     (8 * n) as i64
-}
-
-/// 1 in every bit when `i < n`, else 0, without a branch (n < 2^63).
-#[inline(always)]
-fn below(i: usize, n: u64) -> u64 {
-    0u64.wrapping_sub((i as u64).wrapping_sub(n) >> 63)
 }
 
 /// Words of the stack above the context that one read brings in for the checks: the size of
@@ -220,29 +215,6 @@ fn one_by_one(slot: u64, path: *const StackPath, n: u64) -> bool {
         diff |= below(i, n) & (word ^ want);
     }
     diff == 0
-}
-
-/// Whether a walk in `frames` gives the path's `n` frames after the tracer's own (whose number
-/// is not known: each possible count is tried), branch-free as [`still_there`].
-#[inline(always)]
-fn walk_agrees(frames: *const [u64; STACK_PATH_FRAMES], path: *const StackPath, n: u64) -> bool {
-    // SAFETY: `frames` is the record's, `path` a value of the map.
-    let (walked, learned) = unsafe { (&*frames, &(*path).frames) };
-    let mut agrees = 0u64;
-    for own in 0..=MAX_OWN_FRAMES {
-        let mut diff = 0u64;
-        for i in 0..STACK_PATH_FRAMES {
-            let mask = below(i, n);
-            diff |= match walked.get(i + own) {
-                Some(&frame) => mask & (frame ^ learned[i]),
-                // The walk ends before the path does.
-                None => mask,
-            };
-        }
-        // 1 when diff is 0, without a branch (the verifier would follow both outcomes of each).
-        agrees |= ((diff | diff.wrapping_neg()) >> 63) ^ 1;
-    }
-    agrees != 0
 }
 
 /// A path not seen before: walk, and send the walk with the stack's last bytes for userspace to

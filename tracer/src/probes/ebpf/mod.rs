@@ -386,7 +386,7 @@ impl Stacks {
 }
 
 /// "function+0xoff" for a kernel address, or the address in hex.
-fn symbolize(symbols: &BTreeMap<u64, String>, ip: u64) -> String {
+pub(super) fn symbolize(symbols: &BTreeMap<u64, String>, ip: u64) -> String {
     match symbols.range(..=ip).next_back() {
         Some((start, name)) => format!("{name}+{:#x}", ip - start),
         None => format!("{ip:#x}"),

@@ -2,6 +2,9 @@
 //! sample the programs send is learned here and the path written into `STACK_PATHS`; samples
 //! never reach the engine or a record file.
 
+use std::collections::{BTreeMap, HashMap as StdHashMap};
+
+use super::symbolize;
 use aya::maps::{HashMap, MapData};
 use tracer_common::{
     stack_path::{learn, StackPath, StackPathKey, StackSampleHeader, STACK_PATH_FRAMES, STACK_WINDOW_WORDS},
@@ -13,16 +16,29 @@ use tracer_common::{
 pub struct Learned {
     pub paths: u64,
     pub unlearnable: u64,
+    /// How many words above the trampoline's context the checks of learned paths reach, the
+    /// farthest of each path: [0, 128), [128, 256), [256, 512), 512 and more (the programs read
+    /// the first 512 at once).
+    pub reach: [u64; 4],
 }
 
 pub struct PathLearner {
     map: Option<HashMap<MapData, StackPathKey, StackPath>>,
     pub learned: Learned,
+    /// The frames last learned per key: a key learned again (its path was dropped because a
+    /// walk disagreed with it) with other frames is reported, so that the disagreement can be
+    /// told apart afterwards (the suite requires none).
+    known: StdHashMap<StackPathKey, Vec<u64>>,
+    /// /proc/kallsyms, loaded when a report needs it.
+    symbols: Option<BTreeMap<u64, String>>,
 }
+
+/// Keys remembered at most (the map holds 4096 paths): past it, the memory starts again.
+const KNOWN_MAX: usize = 16384;
 
 impl PathLearner {
     pub fn new(map: Option<HashMap<MapData, StackPathKey, StackPath>>) -> PathLearner {
-        PathLearner { map, learned: Learned::default() }
+        PathLearner { map, learned: Learned::default(), known: StdHashMap::new(), symbols: None }
     }
 
     /// Whether `record` is a stack sample (then it is consumed here).
@@ -33,6 +49,15 @@ impl PathLearner {
         }
         match sample_path(record) {
             Some((key, path)) => {
+                let _ = self.remember(&key, &path);
+                let far = path.check_at[..(path.nr_checks as usize).min(path.check_at.len())].iter().max().copied();
+                let bucket = match far.unwrap_or(0) {
+                    0..128 => 0,
+                    128..256 => 1,
+                    256..512 => 2,
+                    _ => 3,
+                };
+                self.learned.reach[bucket] += 1;
                 if let Some(map) = self.map.as_mut() {
                     match map.insert(key, path, 0) {
                         Ok(()) => self.learned.paths += 1,
@@ -46,13 +71,44 @@ impl PathLearner {
     }
 }
 
+impl PathLearner {
+    /// Notes the frames learned for `key`, and warns (and returns true) when they differ from
+    /// the ones learned for it before.
+    fn remember(&mut self, key: &StackPathKey, path: &StackPath) -> bool {
+        let frames = path.frames[..(path.nr_frames as usize).min(STACK_PATH_FRAMES)].to_vec();
+        if self.known.len() >= KNOWN_MAX && !self.known.contains_key(key) {
+            self.known.clear();
+        }
+        let Some(before) = self.known.insert(*key, frames.clone()) else { return false };
+        // Walks are cut off at STACK_PATH_FRAMES with the tracer's own frames counted, and
+        // those are not always as many: a path that is the other's beginning is the same one.
+        let common = before.len().min(frames.len());
+        if before[..common] == frames[..common] {
+            return false;
+        }
+        let symbols = self.symbols.get_or_insert_with(|| aya::util::kernel_symbols().unwrap_or_default());
+        let name = |frames: &[u64]| frames.iter().map(|&ip| symbolize(symbols, ip)).collect::<Vec<_>>().join(" <- ");
+        log::warn!(
+            "call path of {} (probe {}, depth {}, system call {}) learned again with other frames: before {}; now {}",
+            symbolize(symbols, key.function),
+            key.probe,
+            key.depth,
+            key.syscall,
+            name(&before),
+            name(&frames)
+        );
+        true
+    }
+}
+
 impl Drop for PathLearner {
     fn drop(&mut self) {
         if self.learned.paths + self.learned.unlearnable > 0 {
             log::debug!(
-                "call paths: {} learned, {} samples taught nothing (their calls walk the stack)",
+                "call paths: {} learned, {} samples taught nothing (their calls walk the stack); checks reach below 128, 256, 512 words and beyond: {:?}",
                 self.learned.paths,
-                self.learned.unlearnable
+                self.learned.unlearnable,
+                self.learned.reach
             );
         }
     }
@@ -153,5 +209,22 @@ mod tests {
         let mut learner = PathLearner::new(None);
         assert!(learner.take(&bytes[..100]));
         assert_eq!(learner.learned.unlearnable, 1);
+    }
+    #[test]
+    fn a_key_learned_again_is_reported_only_when_its_frames_differ() {
+        let key = StackPathKey { function: 0x9, depth: 8, syscall: 17, probe: 0 };
+        let path = |frames: &[u64]| {
+            let mut p = StackPath::PENDING;
+            p.frames[..frames.len()].copy_from_slice(frames);
+            p.nr_frames = frames.len() as u32;
+            p
+        };
+        let mut learner = PathLearner::new(None);
+        learner.symbols = Some(BTreeMap::new());
+        assert!(!learner.remember(&key, &path(&[0xa, 0xb, 0xc])));
+        // Cut off one frame earlier (one more frame of the tracer's own in the walk): the same.
+        assert!(!learner.remember(&key, &path(&[0xa, 0xb])));
+        assert!(!learner.remember(&key, &path(&[0xa, 0xb, 0xc])));
+        assert!(learner.remember(&key, &path(&[0xa, 0xd, 0xc])));
     }
 }
