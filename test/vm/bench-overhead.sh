@@ -124,14 +124,22 @@ wait_for() {
 
 json_int() { sed -n "s/.*\"type\":\"summary\".*\"$1\":\([0-9]*\).*/\1/p" /tmp/tracer.json | tail -1; }
 
+# utime + stime of a process, in clock ticks (the command name in field 2 has no spaces here).
+cpu_ticks() { awk '{ print $14 + $15 }' /proc/"$1"/stat 2>/dev/null || echo 0; }
+
 tracer_pass() { # tracer_pass ROUND
+    cpu=unknown
     stats_on
     "$TRACER" run --format json > /tmp/tracer.json 2> /tmp/tracer.err &
     pid=$!
     if wait_for /tmp/tracer.json '"type":"probe"' 300 $pid; then
         targets
         sleep 1
+        # The tracer's own CPU time over the pass (its userspace reading and matching records;
+        # BPF run time is counted apart): utime + stime of /proc/PID/stat, in clock ticks.
+        t0=$(date +%s); c0=$(cpu_ticks $pid)
         pass tracer "$1"
+        cpu="$(awk -v t=$(( $(cpu_ticks $pid) - c0 )) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz }')s/$(( $(date +%s) - t0 ))s"
     else
         echo "BENCH-NOTE round $1: the tracer did not start: $(tail -1 /tmp/tracer.err)"
     fi
@@ -139,7 +147,7 @@ tracer_pass() { # tracer_pass ROUND
     wait $pid
     rc=$?
     stats_off
-    echo "BENCH-TRACER round=$1 status=$rc probes=$(grep -c '"type":"probe"' /tmp/tracer.json)" \
+    echo "BENCH-TRACER round=$1 status=$rc probes=$(grep -c '"type":"probe"' /tmp/tracer.json) userspace_cpu=$cpu" \
         "pinned=$(json_int pages_pinned) unpinned=$(json_int pages_unpinned) lost=$(json_int lost_events)" \
         "lost_why=$(grep '"type":"summary"' /tmp/tracer.json | sed -n 's/.*"lost_by_reason":{\([^}]*\)}.*/\1/p' | tr -d '"' | tail -1)" \
         "skipped=$(grep '"type":"summary"' /tmp/tracer.json | sed -n 's/.*"probes_skipped":\[\([^]]*\)\].*/\1/p' | sed 's/{"target":"\([^"]*\)","runs":\([0-9]*\)}/\1:\2/g' | tail -1)" \

@@ -22,7 +22,7 @@ use tracer_common::{
 
 use crate::{
     latency::IN_FLIGHT,
-    maps::{count, lost, offsets, read_at, submit_flags, submitted, EVENTS},
+    maps::{count, lost, offsets, read_at, submit_flags, submitted, EVENTS, NO_COMMON_LRU},
 };
 
 /// Bios whose user pages were acquired, on kernels that do not mark them (6.1: no
@@ -31,7 +31,7 @@ use crate::{
 /// nothing is kept here. The hold and unpin-lag figures come from the bio records' timestamps
 /// in userspace (tracer/src/engine/bio/mod.rs, `BioTiming`).
 #[map(name = "BIO_SEEN")]
-static BIO_SEEN: LruHashMap<u64, u8> = LruHashMap::with_max_entries(IN_FLIGHT, 0);
+static BIO_SEEN: LruHashMap<u64, u8> = LruHashMap::with_max_entries(IN_FLIGHT, NO_COMMON_LRU);
 
 /// Whether the bio's flags tell a bio holding user pages for I/O (6.2+: BIO_PAGE_PINNED).
 #[inline(always)]

@@ -14,7 +14,7 @@ use tracer_common::{
     ProbeId, PROBES, PROBE_COUNT,
 };
 
-use crate::maps::{add, bump, context_address, offsets, read_at};
+use crate::maps::{add, bump, context_address, offsets, read_at, NO_COMMON_LRU};
 
 /// Defines a probe's chain: the primary program `$primary` and its backups `nested_<base>`,
 /// `nested2_<base>`, `nested3_<base>` on the same target, as many as the
@@ -91,9 +91,6 @@ pub struct ThreadKey {
 /// least recently used: those of threads that ended or have not called a chained target for a
 /// long time, not one between two programs of an invocation (used microseconds ago).
 const THREAD_WORDS: u32 = 16384;
-
-/// `BPF_F_NO_COMMON_LRU`: each CPU evicts from its own list, without the common lock.
-const NO_COMMON_LRU: u32 = 2;
 
 #[map(name = "CHAIN_THREADS")]
 static THREADS: LruHashMap<ThreadKey, u64> = LruHashMap::with_max_entries(THREAD_WORDS, NO_COMMON_LRU);

@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 use tracer_common::{LatencyEvent, LatencyKind, LostReason, ProbeId, RecordType, OFFSET_UNKNOWN};
 
-use crate::maps::{count, current_tid, lost, offsets, read_at, submit_flags, submitted, EVENTS};
+use crate::maps::{count, current_tid, lost, offsets, read_at, submit_flags, submitted, EVENTS, NO_COMMON_LRU};
 
 /// Requests, bios and DIO calls in flight that can be timed at once.
 pub const IN_FLIGHT: u32 = 65536;
@@ -25,11 +25,11 @@ const MAX_BIOS_PER_RQ: usize = 16;
 
 /// request address -> issue time.
 #[map(name = "RQ_START")]
-static RQ_START: LruHashMap<u64, u64> = LruHashMap::with_max_entries(IN_FLIGHT, 0);
+static RQ_START: LruHashMap<u64, u64> = LruHashMap::with_max_entries(IN_FLIGHT, NO_COMMON_LRU);
 
 /// bio address -> queue time.
 #[map(name = "BIO_START")]
-static BIO_START: LruHashMap<u64, u64> = LruHashMap::with_max_entries(IN_FLIGHT, 0);
+static BIO_START: LruHashMap<u64, u64> = LruHashMap::with_max_entries(IN_FLIGHT, NO_COMMON_LRU);
 
 /// What a DIO call looked like when it began.
 #[repr(C)]
@@ -43,7 +43,7 @@ struct DioStart {
 
 /// kiocb address -> DIO start.
 #[map(name = "DIO_START")]
-static DIO_START: LruHashMap<u64, DioStart> = LruHashMap::with_max_entries(IN_FLIGHT, 0);
+static DIO_START: LruHashMap<u64, DioStart> = LruHashMap::with_max_entries(IN_FLIGHT, NO_COMMON_LRU);
 
 #[inline(always)]
 fn emit(kind: LatencyKind, dev: u32, op: u32, bytes: u64, start_ns: u64, end_ns: u64) {
@@ -186,7 +186,7 @@ struct SysStart {
 
 /// thread id -> read/write system call in progress.
 #[map(name = "SYS_START")]
-static SYS_START: LruHashMap<u32, SysStart> = LruHashMap::with_max_entries(IN_FLIGHT, 0);
+static SYS_START: LruHashMap<u32, SysStart> = LruHashMap::with_max_entries(IN_FLIGHT, NO_COMMON_LRU);
 
 // The perf tracepoints `syscalls:sys_enter_<name>` of tracer_common::RW_SYSCALLS, one program
 // for all of them. The context is the kernel's argument block of a syscall event: the regs

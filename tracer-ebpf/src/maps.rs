@@ -10,6 +10,11 @@ use aya_ebpf::{
 };
 use tracer_common::{counters, LostReason, Offsets, ProbeId, EVENTS_DEFAULT_BYTES, OFFSET_UNKNOWN};
 
+/// `BPF_F_NO_COMMON_LRU` for the LRU maps: each CPU evicts from its own list, without the
+/// common list's lock that every insert of the default mode takes. An entry removed on another
+/// CPU than the one that inserted it goes back to its own CPU's list.
+pub const NO_COMMON_LRU: u32 = 2;
+
 /// Records for userspace (`RecordType`-tagged: latency events and bio records); the loader
 /// sets its size (`--ring-buffer`).
 #[map(name = "EVENTS")]
