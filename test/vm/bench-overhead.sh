@@ -10,17 +10,23 @@
 # before the pass, stopped after it), an untraced pass, a pass under bpftrace, an untraced pass,
 # a pass under the empty programs ("floor"); one more untraced pass at the end, so that every
 # traced pass has untraced neighbours on both sides.
-# BPF run time statistics (kernel.bpf_stats_enabled) are on during the traced passes only.
+# IOPS are measured with BPF run time statistics (kernel.bpf_stats_enabled) off, as a user's
+# run has them; each traced run is followed by a shorter one with them on, which the per-program
+# figures come from (their two clock reads per program run would otherwise count as the
+# tracer's overhead: under TCG they are a good part of a small program's run).
 # Lines for the host:
 #   BENCH-INFO kernel=... cpus=N mem_kb=N runtime=S rounds=N fio=... bpftrace=... bpftool=...
 #   BENCH-RUN job=J mode=none|tracer|bpftrace|floor round=R status=RC iops=X ios=N
-#   BENCH-PROG job=J mode=M round=R id=ID name=NAME:TARGET run_ns=N run_cnt=N (programs that ran)
+#   BENCH-STATS job=J mode=M round=R status=RC iops=X ios=N   (the run with BPF statistics on)
+#   BENCH-PROG job=J mode=M round=R id=ID name=NAME:TARGET run_ns=N run_cnt=N (programs that ran in it)
 #   BENCH-TRACER round=R status=RC ...        BENCH-BT|BENCH-FLOOR round=R status=RC ...
 #   BENCH-NOTE ...                            BENCH-DONE
 set -u
 export PATH=$PATH:/usr/sbin:/sbin
 RUNTIME=${1:-5}
 ROUNDS=${2:-3}
+# Seconds of each run with BPF statistics on.
+STATS_RUNTIME=$(( RUNTIME > 4 ? RUNTIME / 2 : 2 ))
 TRACER=${3:-tracer}
 BT_SRC=/root/bench-overhead.bt
 FLOOR_SRC=/root/bench-floor.bt
@@ -91,24 +97,37 @@ fio_fig() {
         END { printf "iops=%.1f ios=%.0f", iops, ios }' /tmp/fio.json 2>/dev/null
 }
 
-run_job() { # run_job JOB MODE ROUND
-    [ "$2" = none ] || progs > /tmp/p0
+fio_job() { # fio_job JOB SECONDS: one fio run into /tmp/fio.json; its exit status
     rm -f /tmp/fio.json
     # shellcheck disable=SC2046 # job_args is a list of options
-    fio --name=bench --time_based --runtime="$RUNTIME" --norandommap --randrepeat=0 \
+    fio --name=bench --time_based --runtime="$2" --norandommap --randrepeat=0 \
         --output-format=json --output=/tmp/fio.json $(job_args "$1") > /tmp/fio.err 2>&1
     rc=$?
-    [ "$2" = none ] || { progs > /tmp/p1; prog_delta "$@"; }
-    echo "BENCH-RUN job=$1 mode=$2 round=$3 status=$rc $(fio_fig)"
     [ $rc -eq 0 ] || tail -3 /tmp/fio.err | sed 's/^/BENCH-NOTE fio: /'
+    return $rc
+}
+
+# run_job JOB MODE ROUND: the measured run, BPF statistics off (they cost two clock reads per
+# program run, which a user's run does not pay); then, in a traced mode, a shorter run with
+# them on for the programs' run time (BENCH-STATS, and BENCH-PROG per program).
+run_job() {
+    fio_job "$1" "$RUNTIME"
+    echo "BENCH-RUN job=$1 mode=$2 round=$3 status=$? $(fio_fig)"
+    [ "$2" = none ] && return
+    echo 1 > /proc/sys/kernel/bpf_stats_enabled
+    progs > /tmp/p0
+    fio_job "$1" "$STATS_RUNTIME"
+    rc=$?
+    progs > /tmp/p1
+    echo 0 > /proc/sys/kernel/bpf_stats_enabled
+    prog_delta "$@"
+    echo "BENCH-STATS job=$1 mode=$2 round=$3 status=$rc $(fio_fig)"
 }
 
 pass() { # pass MODE ROUND: every job once
     for job in $JOBS; do run_job "$job" "$1" "$2"; done
 }
 
-stats_on() { STATS_OLD=$(cat /proc/sys/kernel/bpf_stats_enabled); echo 1 > /proc/sys/kernel/bpf_stats_enabled; }
-stats_off() { echo "$STATS_OLD" > /proc/sys/kernel/bpf_stats_enabled; }
 
 # wait_for FILE TEXT SECONDS PID [COMMAND]: until FILE contains TEXT, running COMMAND (if any)
 # at every turn; fails when PID exits or time is up.
@@ -129,7 +148,6 @@ cpu_ticks() { awk '{ print $14 + $15 }' /proc/"$1"/stat 2>/dev/null || echo 0; }
 
 tracer_pass() { # tracer_pass ROUND
     cpu=unknown
-    stats_on
     "$TRACER" run --format json > /tmp/tracer.json 2> /tmp/tracer.err &
     pid=$!
     if wait_for /tmp/tracer.json '"type":"probe"' 300 $pid; then
@@ -139,14 +157,13 @@ tracer_pass() { # tracer_pass ROUND
         # BPF run time is counted apart): utime + stime of /proc/PID/stat, in clock ticks.
         t0=$(date +%s); c0=$(cpu_ticks $pid)
         pass tracer "$1"
-        cpu="$(awk -v t=$(( $(cpu_ticks $pid) - c0 )) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz }')s/$(( $(date +%s) - t0 ))s"
+        cpu="$(awk -v t=$(( $(cpu_ticks $pid) - c0 )) -v hz="$(getconf CLK_TCK 2>/dev/null || echo 100)" 'BEGIN { printf "%.1f", t / hz }')s/$(( $(date +%s) - t0 ))s"
     else
         echo "BENCH-NOTE round $1: the tracer did not start: $(tail -1 /tmp/tracer.err)"
     fi
     kill -INT $pid 2>/dev/null
     wait $pid
     rc=$?
-    stats_off
     echo "BENCH-TRACER round=$1 status=$rc probes=$(grep -c '"type":"probe"' /tmp/tracer.json) userspace_cpu=$cpu" \
         "pinned=$(json_int pages_pinned) unpinned=$(json_int pages_unpinned) lost=$(json_int lost_events)" \
         "lost_why=$(grep '"type":"summary"' /tmp/tracer.json | sed -n 's/.*"lost_by_reason":{\([^}]*\)}.*/\1/p' | tr -d '"' | tail -1)" \
@@ -158,7 +175,6 @@ tracer_pass() { # tracer_pass ROUND
 bpftrace_pass() { # bpftrace_pass ROUND [SCRIPT MODE TAG]
     script=${2:-/tmp/bench.bt}
     mode=${3:-bpftrace}
-    stats_on
     bpftrace "$script" > /tmp/bt.out 2> /tmp/bt.err &
     pid=$!
     # The script's last probe (ksys_sync) prints when it is attached: sync until it does.
@@ -172,7 +188,6 @@ bpftrace_pass() { # bpftrace_pass ROUND [SCRIPT MODE TAG]
     kill -INT $pid 2>/dev/null
     wait $pid
     rc=$?
-    stats_off
     echo "${4:-BENCH-BT} round=$1 status=$rc$(awk '/^@[a-z_]+(\[[^]]*\])?: [0-9]+$/ {
         k = $1; sub(/^@/, "", k); sub(/:$/, "", k); sub(/\]$/, "", k); sub(/\[/, ".", k)
         printf " %s=%s", k, $2 }' /tmp/bt.out)"
@@ -190,7 +205,7 @@ bt_script() { # bt_script SOURCE COPY
 }
 
 echo "BENCH-INFO kernel=$(uname -r) cpus=$(nproc) mem_kb=$(awk '$1 == "MemTotal:" { print $2 }' /proc/meminfo)" \
-    "runtime=$RUNTIME rounds=$ROUNDS fio=$(fio --version) bpftrace=$(bpftrace --version | awk '{ print $2 }')" \
+    "runtime=$RUNTIME stats_runtime=$STATS_RUNTIME rounds=$ROUNDS fio=$(fio --version) bpftrace=$(bpftrace --version | awk '{ print $2 }')" \
     "bpftool=$(bpftool version | awk 'NR == 1 { print $2 }')" \
     "nullb_sched=$(sed 's/.*\[\(.*\)\].*/\1/' /sys/block/nullb0/queue/scheduler)" \
     "stats_enabled=$(cat /proc/sys/kernel/bpf_stats_enabled)"

@@ -9,6 +9,7 @@ use core::mem::size_of;
 mod catalogue;
 pub mod chain;
 pub mod counters;
+pub mod pt_regs;
 pub mod stack_path;
 
 pub use catalogue::*;

@@ -66,9 +66,6 @@ pub struct StackPathKey {
     pub probe: u32,
 }
 
-/// Offset of `orig_ax` in x86-64's `struct pt_regs` (the ptrace ABI's `ORIG_RAX * 8`).
-pub const PT_REGS_ORIG_AX: u32 = 15 * 8;
-
 /// Words a learned path checks at most.
 pub const STACK_PATH_CHECKS: usize = 24;
 

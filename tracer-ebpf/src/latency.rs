@@ -14,7 +14,7 @@ use aya_ebpf::{
     maps::LruHashMap,
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
-use tracer_common::{LatencyEvent, LatencyKind, LostReason, ProbeId, RecordType, OFFSET_UNKNOWN};
+use tracer_common::{pt_regs, LatencyEvent, LatencyKind, LostReason, ProbeId, RecordType, OFFSET_UNKNOWN};
 
 use crate::maps::{count, current_tid, lost, offsets, read_at, submit_flags, submitted, EVENTS, NO_COMMON_LRU};
 
@@ -260,7 +260,7 @@ with_twin!(
     sys_enter,
     ProbeId::SysEnter,
     filter |ctx: RawTracePointContext| is_rw_syscall(ctx.arg::<u64>(1)),
-    try_sys_enter(read_at::<u64>(ctx.arg::<u64>(0), PT_REGS_DI).unwrap_or(u64::MAX))
+    try_sys_enter(read_at::<u64>(ctx.arg::<u64>(0), pt_regs::DI).unwrap_or(u64::MAX))
 );
 
 with_twin!(
@@ -268,14 +268,9 @@ with_twin!(
     raw_tp_sys_exit,
     sys_exit,
     ProbeId::SysExit,
-    filter |ctx: RawTracePointContext| is_rw_syscall(read_at::<u64>(ctx.arg::<u64>(0), PT_REGS_ORIG_AX).unwrap_or(u64::MAX)),
+    filter |ctx: RawTracePointContext| is_rw_syscall(read_at::<u64>(ctx.arg::<u64>(0), pt_regs::ORIG_AX).unwrap_or(u64::MAX)),
     try_sys_exit()
 );
-
-/// x86_64 `struct pt_regs`: where `di` (a system call's first argument) and `orig_ax` (its
-/// number) are.
-const PT_REGS_DI: u32 = 14 * 8;
-const PT_REGS_ORIG_AX: u32 = 15 * 8;
 
 /// Whether `nr` is one of tracer_common::RW_SYSCALLS (x86_64 numbers).
 #[inline(always)]

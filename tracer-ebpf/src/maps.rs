@@ -167,9 +167,7 @@ pub fn fentry_caller<C: EbpfContext>(ctx: &C) -> Option<u64> {
 /// word the stack pointer points at. None when unreadable or not kernel text.
 #[inline(always)]
 pub fn kprobe_caller<C: EbpfContext>(ctx: &C) -> Option<u64> {
-    /// x86_64 `struct pt_regs`: where `sp` is.
-    const PT_REGS_SP: u32 = 19 * 8;
-    let sp: u64 = read_at(ctx.as_ptr() as u64, PT_REGS_SP)?;
+    let sp: u64 = read_at(ctx.as_ptr() as u64, tracer_common::pt_regs::SP)?;
     read_at::<u64>(sp, 0).filter(|&ip| ip >= KERNEL_TEXT)
 }
 

@@ -228,12 +228,7 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
             (*w).header.frames[0] = caller;
             8
         } else if pin && call.trampoline && crate::stack::learned_paths() {
-            crate::stack::pin_stack(
-                ctx,
-                call.probe,
-                frames as *mut [u64; PAGES_STACK_FRAMES],
-                raw as *mut [u64; crate::stack::WINDOW_WORDS],
-            )
+            crate::stack::pin_stack(ctx, call.probe, frames as *mut [u64; PAGES_STACK_FRAMES], raw)
         } else if pin {
             crate::stack::walk(ctx, frames as *mut [u64; PAGES_STACK_FRAMES])
         } else {

@@ -7,8 +7,9 @@ use core::ffi::c_void;
 use aya_ebpf::{helpers::generated, macros::map, maps::HashMap, EbpfContext};
 use tracer_common::{
     counters::{PathCount, PATHS as PATH_COUNTERS},
+    pt_regs,
     stack_path::{
-        below, walk_agrees, StackPath, StackPathKey, StackSampleWire, PT_REGS_ORIG_AX, REWALK_EVERY, STACK_PATH_CHECKS,
+        below, walk_agrees, StackPath, StackPathKey, StackSampleWire, REWALK_EVERY, STACK_PATH_CHECKS,
         STACK_PATH_FRAMES, STACK_WINDOW_BYTES, TASK_STACK_SIZE,
     },
     ProbeId, RecordType,
@@ -69,7 +70,7 @@ pub fn pin_stack<C: EbpfContext>(
     let function = unsafe { generated::bpf_get_func_ip(ctx.as_ptr()) };
     // SAFETY: helpers for tracing programs; the task pointer is the current task's.
     let regs = unsafe { generated::bpf_task_pt_regs(generated::bpf_get_current_task_btf()) } as u64;
-    let syscall = read_at::<u64>(regs, PT_REGS_ORIG_AX).unwrap_or(u64::MAX);
+    let syscall = read_at::<u64>(regs, pt_regs::ORIG_AX).unwrap_or(u64::MAX);
     let key = StackPathKey {
         function,
         depth: (slot & (TASK_STACK_SIZE - 1)) as u16,
@@ -127,14 +128,12 @@ fn reuse<C: EbpfContext>(
     (8 * n) as i64
 }
 
-/// Words of the stack above the context that one read brings in for the checks (2 KiB), into
-/// the buffer the record's page array is later copied into, which is free until then. The
-/// kernel copies such a read word by word, so it costs what it brings: 2 KiB holds every check
-/// of 281 of the 292 paths learned in 24 fio cases on xfs on sid (libaio reads, io_uring
-/// writes), where 4 KiB held all 292 at twice the copy; the other 11 read their checks one by
-/// one.
-pub const WINDOW_WORDS: usize = 256;
-const _: () = assert!(WINDOW_WORDS.is_power_of_two() && WINDOW_WORDS <= tracer_common::PAGES_MAX_ENTRIES);
+/// Words of the stack above the context that one read brings in for the checks: the size of
+/// the buffer the record's page array is later copied into, which is free until then. (2 KiB,
+/// which holds the checks of 281 of 292 paths learned on xfs on sid, measured no cheaper under
+/// TCG: docs/benchmarks.md.)
+pub const WINDOW_WORDS: usize = tracer_common::PAGES_MAX_ENTRIES;
+const _: () = assert!(WINDOW_WORDS.is_power_of_two());
 
 /// Reads the stack above `slot` into `scratch`, up to [`WINDOW_WORDS`] words or the stack's top
 /// (the top of its TASK_STACK_SIZE block), whichever comes first; returns the words read (0

@@ -385,16 +385,20 @@ fn method(first: &Console) -> String {
          tracer pass, an untraced pass, a bpftrace pass, an untraced pass, a floor pass; {rounds} \
          rounds, then one more untraced pass, so every traced pass has untraced neighbours. A \
          figure is the median IOPS of a mode's runs ({untraced} untraced, {rounds} per traced \
-         mode); a ratio is that median over the untraced median. `kernel.bpf_stats_enabled` is 1 \
-         during every kind of traced pass (each traced figure pays its two clock reads per program \
-         run) and restored after; the run time \
-         and run count of every program come from `bpftool prog show` before and after each fio \
-         run; a program is named `name:target` (BPF keeps 15 characters of a name, and the twins of \
+         mode); a ratio is that median over the untraced median. The IOPS runs have \
+         `kernel.bpf_stats_enabled` at 0, as a user's run has it (before 2026-12-04 23:00 it was 1 \
+         during traced passes, and each traced figure paid two clock reads per program run); \
+         after each traced run, a shorter one ({stats_runtime} s) with it at 1 measures the \
+         programs: the run time and run count of every program come from `bpftool prog show` \
+         before and after that run; a program is named `name:target` (BPF keeps 15 characters of a name, and the twins of \
          a chain share them; the target comes from `bpftool link show` / `perf show`). \"BPF µs / \
-         I/O\": the run time of every program over the I/Os of those runs. Under \
+         I/O\": the run time of every program over the I/Os of the runs that measured it. The \
+         tracer's sessions lines give its userspace CPU time over a pass (`userspace_cpu`: \
+         seconds of CPU / seconds of the pass). Under \
          TCG every instruction is emulated, so absolute IOPS mean little; the ratios are what \
          compares, and the tracer's userspace reader shares the guest's vCPUs with fio.\n",
         runtime = info(first, "runtime"),
+        stats_runtime = info(first, "stats_runtime"),
         untraced = 3 * rounds + 1,
     )
 }

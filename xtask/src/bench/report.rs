@@ -87,6 +87,9 @@ pub struct Console {
     /// The fields of the BENCH-INFO line (kernel, cpus, mem_kb, runtime, rounds, versions).
     pub info: BTreeMap<String, String>,
     pub runs: Vec<Run>,
+    /// BENCH-STATS lines: the fio runs with BPF statistics on, which the BENCH-PROG lines
+    /// measure (older logs have none: their BENCH-PROG lines measure the BENCH-RUN runs).
+    pub stats_runs: Vec<Run>,
     pub progs: Vec<ProgRun>,
     /// BENCH-TRACER, BENCH-BT and BENCH-FLOOR lines: how each traced session ended.
     pub sessions: Vec<String>,
@@ -142,6 +145,13 @@ pub fn parse(console: &str) -> Result<Console, ParseError> {
             }
             "RUN" => parse_run(rest).map(|r| c.runs.push(r)).is_some(),
             "PROG" => parse_prog(rest).map(|p| c.progs.push(p)).is_some(),
+            "STATS" => match parse_run(rest) {
+                Some(r) => {
+                    c.stats_runs.push(r);
+                    true
+                }
+                None => false,
+            },
             "TRACER" | "BT" | "FLOOR" => {
                 c.sessions.push(format!("{tag} {rest}"));
                 true
@@ -214,10 +224,20 @@ impl JobResult {
     }
 }
 
+/// The fio runs the BENCH-PROG lines measured: the BENCH-STATS runs when the log has them,
+/// else (older logs, statistics on during the measured runs) the BENCH-RUN runs.
+fn measured_runs(console: &Console) -> &[Run] {
+    if console.stats_runs.is_empty() {
+        &console.runs
+    } else {
+        &console.stats_runs
+    }
+}
+
 fn stat(console: &Console, job: &str, mode: Mode) -> Stat {
     let runs: Vec<&Run> = console.runs.iter().filter(|r| r.job == job && r.mode == mode).collect();
     let iops: Vec<f64> = runs.iter().filter(|r| r.ok).map(|r| r.iops).collect();
-    let ios: u64 = runs.iter().map(|r| r.ios).sum();
+    let ios: u64 = measured_runs(console).iter().filter(|r| r.job == job && r.mode == mode).map(|r| r.ios).sum();
     let ns: u64 = console.progs.iter().filter(|p| p.job == job && p.mode == mode).map(|p| p.run_ns).sum();
     Stat {
         median: median(&iops),
@@ -270,7 +290,7 @@ pub struct ProgStat {
 /// The programs that ran in `mode` during the jobs `pick` selects, by total run time
 /// (programs of one name, e.g. reloaded each round, added up), with the I/Os of those runs.
 pub fn programs(console: &Console, mode: Mode, pick: impl Fn(&str) -> bool) -> (Vec<ProgStat>, u64) {
-    let ios: u64 = console.runs.iter().filter(|r| r.mode == mode && pick(&r.job)).map(|r| r.ios).sum();
+    let ios: u64 = measured_runs(console).iter().filter(|r| r.mode == mode && pick(&r.job)).map(|r| r.ios).sum();
     let mut by_name: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for p in console.progs.iter().filter(|p| p.mode == mode && pick(&p.job)) {
         let e = by_name.entry(&p.name).or_default();
@@ -426,6 +446,24 @@ mod tests {
         assert_eq!(verdict(j, j.ratio(Mode::Bpftrace)), "target met");
         assert_eq!(verdict(j, Some(0.98)), "goal met");
         assert_eq!(verdict(j, Some(0.5)), "**below 0.90**");
+    }
+
+    #[test]
+    fn bpf_time_per_io_from_the_runs_with_statistics_on() {
+        // IOPS from the runs with statistics off; the programs' time over the I/Os of the
+        // runs that measured it.
+        let c = console(
+            "BENCH-RUN job=randread-psync-qd1 mode=none round=1 status=0 iops=100.0 ios=500\n\
+             BENCH-RUN job=randread-psync-qd1 mode=tracer round=1 status=0 iops=50.0 ios=250\n\
+             BENCH-PROG job=randread-psync-qd1 mode=tracer round=1 id=7 name=p run_ns=4000 run_cnt=100\n\
+             BENCH-STATS job=randread-psync-qd1 mode=tracer round=1 status=0 iops=40.0 ios=100",
+        );
+        assert_eq!(c.stats_runs.len(), 1);
+        let jobs = jobs(&c);
+        let tracer = jobs[0].stat(Mode::Tracer);
+        assert_eq!((tracer.median, tracer.bpf_ns_per_io), (Some(50.0), Some(40.0)));
+        let (progs, ios) = programs(&c, Mode::Tracer, |_| true);
+        assert_eq!((ios, progs[0].runs_per_io), (100, 1.0));
     }
 
     #[test]
