@@ -1,14 +1,16 @@
 #!/bin/sh
 # Guest side of `cargo xtask bench overhead`: fio IOPS untraced, under the tracer, under an
-# equivalent bpftrace script (bench-overhead.bt) and under empty programs on the tracer's attach
-# points (bench-floor.bt), alternating in one boot. Measures only; the host computes medians and
+# equivalent bpftrace script (bench-overhead.bt), under empty programs on the tracer's attach
+# points (bench-floor.bt) and under as many empty programs as the tracer's chains run there
+# (bench-floor-chains.bt), alternating in one boot. Measures only; the host computes medians and
 # ratios.
 #
 # usage: sh bench-overhead.sh RUNTIME ROUNDS [TRACER]
 #
 # Per round: an untraced pass of every job, a pass under `TRACER run --format json` (started
 # before the pass, stopped after it), an untraced pass, a pass under bpftrace, an untraced pass,
-# a pass under the empty programs ("floor"); one more untraced pass at the end, so that every
+# a pass under the empty programs ("floor"), an untraced pass, a pass under the empty chains
+# ("chains"); one more untraced pass at the end, so that every
 # traced pass has untraced neighbours on both sides.
 # IOPS are measured with BPF run time statistics (kernel.bpf_stats_enabled) off, as a user's
 # run has them; each traced run is followed by a shorter one with them on, which the per-program
@@ -16,10 +18,10 @@
 # tracer's overhead: under TCG they are a good part of a small program's run).
 # Lines for the host:
 #   BENCH-INFO kernel=... cpus=N mem_kb=N runtime=S rounds=N fio=... bpftrace=... bpftool=...
-#   BENCH-RUN job=J mode=none|tracer|bpftrace|floor round=R status=RC iops=X ios=N
+#   BENCH-RUN job=J mode=none|tracer|bpftrace|floor|chains round=R status=RC iops=X ios=N
 #   BENCH-STATS job=J mode=M round=R status=RC iops=X ios=N   (the run with BPF statistics on)
 #   BENCH-PROG job=J mode=M round=R id=ID name=NAME:TARGET run_ns=N run_cnt=N (programs that ran in it)
-#   BENCH-TRACER round=R status=RC ...        BENCH-BT|BENCH-FLOOR round=R status=RC ...
+#   BENCH-TRACER round=R status=RC ...        BENCH-BT|BENCH-FLOOR|BENCH-CHAINS round=R status=RC ...
 #   BENCH-NOTE ...                            BENCH-DONE
 set -u
 export PATH=$PATH:/usr/sbin:/sbin
@@ -30,6 +32,7 @@ STATS_RUNTIME=$(( RUNTIME > 4 ? RUNTIME / 2 : 2 ))
 TRACER=${3:-tracer}
 BT_SRC=/root/bench-overhead.bt
 FLOOR_SRC=/root/bench-floor.bt
+CHAINS_SRC=/root/bench-floor-chains.bt
 
 JOBS="randread-libaio-qd32 randread-psync-qd1 read64k-libaio-qd8 randwrite-uring-fixed-qd32 syscall-zero-512 tmpfs-write-4k"
 
@@ -211,6 +214,7 @@ echo "BENCH-INFO kernel=$(uname -r) cpus=$(nproc) mem_kb=$(awk '$1 == "MemTotal:
     "stats_enabled=$(cat /proc/sys/kernel/bpf_stats_enabled)"
 bt_script "$BT_SRC" /tmp/bench.bt
 bt_script "$FLOOR_SRC" /tmp/floor.bt
+bt_script "$CHAINS_SRC" /tmp/chains.bt
 for r in $(seq 1 "$ROUNDS"); do
     pass none "$r"
     tracer_pass "$r"
@@ -218,6 +222,8 @@ for r in $(seq 1 "$ROUNDS"); do
     bpftrace_pass "$r"
     pass none "$r"
     bpftrace_pass "$r" /tmp/floor.bt floor BENCH-FLOOR
+    pass none "$r"
+    bpftrace_pass "$r" /tmp/chains.bt chains BENCH-CHAINS
 done
 pass none $((ROUNDS + 1))
 rm -f /tmp/bench-tmpfs.fio

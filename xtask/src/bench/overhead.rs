@@ -233,8 +233,11 @@ fn vm_lock() -> Result<File> {
 
 /// Generous: the tracer loads its probes in 30-60 s under TCG, bpftrace compiles its script.
 fn timeout_secs(runtime: u32, rounds: u32) -> u32 {
-    let runs = JOBS.len() as u32 * (6 * rounds + 1);
-    300 + runs * (runtime + 15) + rounds * 3 * 300
+    // Per round: four untraced passes and four traced ones (tracer, bpftrace, floor, chains),
+    // each traced run followed by one with BPF statistics on; one more untraced pass at the end.
+    let runs = JOBS.len() as u32 * (8 * rounds + 1);
+    let stats_runs = JOBS.len() as u32 * 4 * rounds;
+    300 + runs * (runtime + 15) + stats_runs * (runtime / 2 + 15) + rounds * 4 * 300
 }
 
 /// Boots `kernel` with the guest script and returns the console log and the host's load
@@ -254,6 +257,7 @@ fn boot(kernel: &str, args: &OverheadBenchArgs, tracer: &Path, tools: &[PathBuf]
     add(root.join("test/vm/bench-overhead.sh").display().to_string());
     add(root.join("test/vm/bench-overhead.bt").display().to_string());
     add(root.join("test/vm/bench-floor.bt").display().to_string());
+    add(root.join("test/vm/bench-floor-chains.bt").display().to_string());
     add(format!("{}:/root/tracer-bench", tracer.display()));
     for tool in tools {
         add(format!("{}:{}", tool.display(), tool.display()));
@@ -381,8 +385,13 @@ fn method(first: &Console) -> String {
          to on a 4 KiB read's path (`pin_user_pages_fast` and `bio_iov_iter_get_pages` fexit, \
          `block_bio_queue`, `block_rq_issue`, `block_rq_complete` (perf tracepoints here), \
          `bio_endio`, `__bio_release_pages` and `unpin_user_folio` fentry): what any tracer of \
-         those places pays before it does any work. A round is an untraced pass of every job, a \
-         tracer pass, an untraced pass, a bpftrace pass, an untraced pass, a floor pass; {rounds} \
+         those places pays before it does any work; and the chains' floor: \
+         `test/vm/bench-floor-chains.bt`, as many empty programs on each place as the tracer runs \
+         there on 6.12 (one on the pin and the acquisition, three (a primary and two backups) on \
+         the six places interrupts can reach; sid runs four on every place): what the tracer's \
+         chains pay before they do any work. A round is an untraced pass of every job, a \
+         tracer pass, an untraced pass, a bpftrace pass, an untraced pass, a floor pass, an \
+         untraced pass, a chains pass; {rounds} \
          rounds, then one more untraced pass, so every traced pass has untraced neighbours. A \
          figure is the median IOPS of a mode's runs ({untraced} untraced, {rounds} per traced \
          mode); a ratio is that median over the untraced median. The IOPS runs have \
@@ -399,7 +408,7 @@ fn method(first: &Console) -> String {
          compares, and the tracer's userspace reader shares the guest's vCPUs with fio.\n",
         runtime = info(first, "runtime"),
         stats_runtime = info(first, "stats_runtime"),
-        untraced = 3 * rounds + 1,
+        untraced = 4 * rounds + 1,
     )
 }
 

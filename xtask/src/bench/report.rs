@@ -15,6 +15,9 @@ pub enum Mode {
     Bpftrace,
     /// Empty programs on the tracer's attach points (test/vm/bench-floor.bt).
     Floor,
+    /// As many empty programs on each place as the tracer's chains run there on 6.12
+    /// (test/vm/bench-floor-chains.bt).
+    Chains,
 }
 
 impl Mode {
@@ -24,6 +27,7 @@ impl Mode {
             "tracer" => Some(Mode::Tracer),
             "bpftrace" => Some(Mode::Bpftrace),
             "floor" => Some(Mode::Floor),
+            "chains" => Some(Mode::Chains),
             _ => None,
         }
     }
@@ -91,7 +95,7 @@ pub struct Console {
     /// measure (older logs have none: their BENCH-PROG lines measure the BENCH-RUN runs).
     pub stats_runs: Vec<Run>,
     pub progs: Vec<ProgRun>,
-    /// BENCH-TRACER, BENCH-BT and BENCH-FLOOR lines: how each traced session ended.
+    /// BENCH-TRACER, BENCH-BT, BENCH-FLOOR and BENCH-CHAINS lines: how each traced session ended.
     pub sessions: Vec<String>,
     /// BENCH-NOTE lines, and lines that could not be parsed.
     pub notes: Vec<String>,
@@ -152,7 +156,7 @@ pub fn parse(console: &str) -> Result<Console, ParseError> {
                 }
                 None => false,
             },
-            "TRACER" | "BT" | "FLOOR" => {
+            "TRACER" | "BT" | "FLOOR" | "CHAINS" => {
                 c.sessions.push(format!("{tag} {rest}"));
                 true
             }
@@ -262,7 +266,7 @@ pub fn jobs(console: &Console) -> Vec<JobResult> {
         .filter(|n| console.runs.iter().any(|r| r.job == *n))
         .map(|name| {
             let spec = JOBS.iter().find(|j| j.name == name);
-            let modes = [Mode::Untraced, Mode::Tracer, Mode::Bpftrace, Mode::Floor]
+            let modes = [Mode::Untraced, Mode::Tracer, Mode::Bpftrace, Mode::Floor, Mode::Chains]
                 .into_iter()
                 .map(|m| (m, stat(console, name, m)))
                 .collect();
@@ -338,7 +342,7 @@ fn verdict(job: &JobResult, ratio: Option<f64>) -> String {
 /// The IOPS table of one kernel.
 pub fn job_table(jobs: &[JobResult]) -> String {
     let mut t = String::from(
-        "| job | untraced IOPS (median, runs) | untraced min-max | tracer IOPS | **tracer / untraced** | target (≥ 0.90, goal 0.97; pinning nothing ≥ 0.99) | bpftrace IOPS | bpftrace / untraced | less overhead than bpftrace | tracer BPF µs / I/O | bpftrace BPF µs / I/O | empty programs at the tracer's places / untraced | their BPF µs / I/O |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| job | untraced IOPS (median, runs) | untraced min-max | tracer IOPS | **tracer / untraced** | target (≥ 0.90, goal 0.97; pinning nothing ≥ 0.99) | bpftrace IOPS | bpftrace / untraced | less overhead than bpftrace | tracer BPF µs / I/O | bpftrace BPF µs / I/O | empty programs at the tracer's places / untraced | their BPF µs / I/O | as many empty programs as the tracer's chains (6.12) / untraced |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for j in jobs {
         let (u, tr, bt) = (j.stat(Mode::Untraced), j.stat(Mode::Tracer), j.stat(Mode::Bpftrace));
@@ -350,7 +354,7 @@ pub fn job_table(jobs: &[JobResult]) -> String {
         let us = |s: &Stat| opt(s.bpf_ns_per_io, |v| format!("{:.2}", v / 1000.0));
         let _ = writeln!(
             t,
-            "| {} | {} | {}-{} | {} | **{}** | {} | {} | {} | {better} | {} | {} | {} | {} |",
+            "| {} | {} | {}-{} | {} | **{}** | {} | {} | {} | {better} | {} | {} | {} | {} | {} |",
             j.label,
             iops_cell(&u),
             opt(u.min, |v| format!("{v:.0}")),
@@ -364,6 +368,7 @@ pub fn job_table(jobs: &[JobResult]) -> String {
             us(&bt),
             opt(j.ratio(Mode::Floor), |r| format!("{r:.3}")),
             us(&j.stat(Mode::Floor)),
+            opt(j.ratio(Mode::Chains), |r| format!("{r:.3}")),
         );
     }
     t
@@ -427,10 +432,12 @@ mod tests {
              BENCH-RUN job=randread-psync-qd1 mode=bpftrace round=1 status=0 iops=190.0 ios=950\n\
              BENCH-RUN job=randread-psync-qd1 mode=floor round=1 status=0 iops=150.0 ios=750\n\
              BENCH-FLOOR round=1 status=0\n\
+             BENCH-RUN job=randread-psync-qd1 mode=chains round=1 status=0 iops=120.0 ios=600\n\
+             BENCH-CHAINS round=1 status=0\n\
              BENCH-RUN job=randread-psync-qd1 mode=none round=3 stat",
         );
-        assert_eq!(c.runs.len(), 8);
-        assert_eq!(c.sessions, ["FLOOR round=1 status=0"]);
+        assert_eq!(c.runs.len(), 9);
+        assert_eq!(c.sessions, ["FLOOR round=1 status=0", "CHAINS round=1 status=0"]);
         assert_eq!(c.notes.len(), 1, "the cut line is noted: {:?}", c.notes);
         let jobs = jobs(&c);
         assert_eq!(jobs.len(), 1);
@@ -442,7 +449,9 @@ mod tests {
         assert_eq!(j.ratio(Mode::Tracer), Some(0.25));
         assert_eq!(j.ratio(Mode::Bpftrace), Some(0.95));
         assert_eq!(j.ratio(Mode::Floor), Some(0.75));
+        assert_eq!(j.ratio(Mode::Chains), Some(0.6));
         assert!(job_table(&jobs).contains("| 0.750 |"), "the floor's column");
+        assert!(job_table(&jobs).contains("| 0.600 |"), "the chains' column");
         assert_eq!(verdict(j, j.ratio(Mode::Bpftrace)), "target met");
         assert_eq!(verdict(j, Some(0.98)), "goal met");
         assert_eq!(verdict(j, Some(0.5)), "**below 0.90**");
