@@ -149,7 +149,7 @@ json_int() { sed -n "s/.*\"type\":\"summary\".*\"$1\":\([0-9]*\).*/\1/p" /tmp/tr
 # utime + stime of a process, in clock ticks (the command name in field 2 has no spaces here).
 cpu_ticks() { awk '{ print $14 + $15 }' /proc/"$1"/stat 2>/dev/null || echo 0; }
 
-tracer_pass() { # tracer_pass ROUND
+tracer_pass() { # tracer_pass ROUND [MODE]
     cpu=unknown
     "$TRACER" run --format json > /tmp/tracer.json 2> /tmp/tracer.err &
     pid=$!
@@ -159,7 +159,7 @@ tracer_pass() { # tracer_pass ROUND
         # The tracer's own CPU time over the pass (its userspace reading and matching records;
         # BPF run time is counted apart): utime + stime of /proc/PID/stat, in clock ticks.
         t0=$(date +%s); c0=$(cpu_ticks $pid)
-        pass tracer "$1"
+        pass "${2:-tracer}" "$1"
         cpu="$(awk -v t=$(( $(cpu_ticks $pid) - c0 )) -v hz="$(getconf CLK_TCK 2>/dev/null || echo 100)" 'BEGIN { printf "%.1f", t / hz }')s/$(( $(date +%s) - t0 ))s"
     else
         echo "BENCH-NOTE round $1: the tracer did not start: $(tail -1 /tmp/tracer.err)"
@@ -167,7 +167,7 @@ tracer_pass() { # tracer_pass ROUND
     kill -INT $pid 2>/dev/null
     wait $pid
     rc=$?
-    echo "BENCH-TRACER round=$1 status=$rc probes=$(grep -c '"type":"probe"' /tmp/tracer.json) userspace_cpu=$cpu" \
+    echo "BENCH-TRACER round=$1 mode=${2:-tracer} status=$rc probes=$(grep -c '"type":"probe"' /tmp/tracer.json) userspace_cpu=$cpu" \
         "pinned=$(json_int pages_pinned) unpinned=$(json_int pages_unpinned) lost=$(json_int lost_events)" \
         "lost_why=$(grep '"type":"summary"' /tmp/tracer.json | sed -n 's/.*"lost_by_reason":{\([^}]*\)}.*/\1/p' | tr -d '"' | tail -1)" \
         "skipped=$(grep '"type":"summary"' /tmp/tracer.json | sed -n 's/.*"probes_skipped":\[\([^]]*\)\].*/\1/p' | sed 's/{"target":"\([^"]*\)","runs":\([0-9]*\)}/\1:\2/g' | tail -1)" \
@@ -206,6 +206,9 @@ bt_script() { # bt_script SOURCE COPY
         fi
     done
 }
+
+# bench-ablation.sh sources the functions above (BENCH_LIB=1) and runs passes of its own.
+[ -n "${BENCH_LIB:-}" ] && return 0
 
 echo "BENCH-INFO kernel=$(uname -r) cpus=$(nproc) mem_kb=$(awk '$1 == "MemTotal:" { print $2 }' /proc/meminfo)" \
     "runtime=$RUNTIME stats_runtime=$STATS_RUNTIME rounds=$ROUNDS fio=$(fio --version) bpftrace=$(bpftrace --version | awk '{ print $2 }')" \

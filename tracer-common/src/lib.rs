@@ -6,6 +6,7 @@
 
 use core::mem::size_of;
 
+pub mod bench_skip;
 mod catalogue;
 pub mod chain;
 pub mod counters;
@@ -460,6 +461,9 @@ pub mod names {
     /// A u64 global: 1 when pin records take their stacks from learned call paths, 0 when
     /// they walk (see tracer/src/probes/kernel.rs, `Facts::learned_paths`).
     pub const LEARNED_PATHS: &str = "LEARNED_PATHS";
+    /// A u64 global: the parts of a page record left out for a benchmark's ablation
+    /// ([`super::bench_skip`]); 0 in every user's run.
+    pub const BENCH_SKIP: &str = "BENCH_SKIP";
     /// The [`super::Offsets`] global.
     pub const OFFSETS: &str = "OFFSETS";
     /// A u64 global: 1 when threads can be preempted inside tracing programs (full, lazy or

@@ -13,8 +13,8 @@ use aya_ebpf::{
     EbpfContext,
 };
 use tracer_common::{
-    head_of, LostReason, Owner, PageEntry, PageEvent, PagesHeader, PagesWire, ProbeId, RecordType, COMM_LEN,
-    OFFSET_UNKNOWN, PAGES_FLAG_TRUNCATED, PAGES_FLAG_UNLISTED, PAGES_MAX_ENTRIES, PAGES_STACK_FRAMES,
+    bench_skip, head_of, LostReason, Owner, PageEntry, PageEvent, PagesHeader, PagesWire, ProbeId, RecordType,
+    COMM_LEN, OFFSET_UNKNOWN, PAGES_FLAG_TRUNCATED, PAGES_FLAG_UNLISTED, PAGES_MAX_ENTRIES, PAGES_STACK_FRAMES,
     RELEASE_STACK_FRAMES,
 };
 
@@ -38,6 +38,18 @@ static RAW: PerCpuArray<[u64; PAGES_MAX_ENTRIES]> = PerCpuArray::with_max_entrie
 /// builds on one CPU are not nested last-in first-out once preemption interleaves them.
 #[map(name = "PAGES_BUSY")]
 static BUSY: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// The parts of a record left out for a benchmark's ablation ([`bench_skip`]; patched by the
+/// loader: tracer_common::names::BENCH_SKIP). 0 in every user's run: a known value to the
+/// verifier, which then leaves out the skipping code.
+#[unsafe(no_mangle)]
+static BENCH_SKIP: u64 = 0;
+
+#[inline(always)]
+fn skipped(part: u64) -> bool {
+    // SAFETY: read-only global patched by the loader; volatile keeps the compiler from folding it.
+    unsafe { core::ptr::read_volatile(&BENCH_SKIP) & part != 0 }
+}
 
 /// Where a call's entries are.
 #[derive(Clone, Copy)]
@@ -126,6 +138,9 @@ fn unreadable(w: *mut PagesWire) {
 /// Copies the first `size` bytes of the record in `w` into the ring buffer.
 #[inline(always)]
 fn output(w: *mut PagesWire, size: u64) {
+    if skipped(bench_skip::OUTPUT) {
+        return;
+    }
     // SAFETY: callers pass size <= size_of::<PagesWire>(), the size of `w`'s buffer.
     let rc = unsafe {
         generated::bpf_ringbuf_output(
@@ -146,7 +161,7 @@ fn output(w: *mut PagesWire, size: u64) {
 /// in a buffer of this CPU claimed for the call and copied into the ring buffer.
 #[inline(always)]
 pub fn emit<C: EbpfContext>(ctx: &C, call: Call) {
-    if call.n == 0 {
+    if call.n == 0 || skipped(bench_skip::RECORD) {
         return;
     }
     let Some(busy) = BUSY.get_ptr_mut(0) else { return };
@@ -177,8 +192,8 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
         OFFSET_UNKNOWN => HeadAt { offset: 0, mask: 0 },
         known => HeadAt { offset: known as u64, mask: u64::MAX },
     };
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let listed = !matches!(call.source, Source::Unlisted);
+    let pid_tgid = if skipped(bench_skip::OWNER) { 0 } else { bpf_get_current_pid_tgid() };
+    let listed = !matches!(call.source, Source::Unlisted) && !skipped(bench_skip::PAGES);
     let mut flags = call.flags;
     if !listed {
         flags |= PAGES_FLAG_UNLISTED;
@@ -207,11 +222,15 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
             nr_frames: 0,
             flags,
             _pad: 0,
-            owner: Owner {
-                tgid: (pid_tgid >> 32) as u32,
-                pid: pid_tgid as u32,
-                cgroup: bpf_get_current_cgroup_id(),
-                comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
+            owner: if skipped(bench_skip::OWNER) {
+                Owner { tgid: 0, pid: 0, cgroup: 0, comm: [0; COMM_LEN] }
+            } else {
+                Owner {
+                    tgid: (pid_tgid >> 32) as u32,
+                    pid: pid_tgid as u32,
+                    cgroup: bpf_get_current_cgroup_id(),
+                    comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
+                }
             },
             frames: [0; PAGES_STACK_FRAMES],
         };
@@ -224,7 +243,9 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
         // meet again right after (6.1 verified the rest once per path: minutes under TCG).
         let pin = matches!(call.event, PageEvent::Pin | PageEvent::Get);
         let caller = if call.trampoline && !pin { crate::maps::fentry_caller(ctx) } else { None };
-        let bytes = if let Some(caller) = caller {
+        let bytes = if skipped(bench_skip::STACK) {
+            8
+        } else if let Some(caller) = caller {
             (*w).header.frames[0] = caller;
             8
         } else if pin && call.trampoline && crate::stack::learned_paths() {

@@ -74,6 +74,9 @@ enum BenchCmd {
     /// The userspace engine on one core: events/s replaying a large recorded stream, and memory
     /// per outstanding pinned page.
     Ledger(ledger_bench::LedgerBenchArgs),
+    /// What each part of the tracer's page records costs: the tracer once per part left out,
+    /// in stock-kernel VMs, with the BPF run time per program.
+    Ablation(bench::AblationBenchArgs),
 }
 
 fn main() {
@@ -87,6 +90,7 @@ fn main() {
         Cmd::Bench { which: BenchCmd::Latency(args) } => bench::latency(&args),
         Cmd::Bench { which: BenchCmd::Overhead(args) } => bench::overhead(&args),
         Cmd::Bench { which: BenchCmd::Ledger(args) } => ledger_bench::ledger(&args),
+        Cmd::Bench { which: BenchCmd::Ablation(args) } => bench::ablation(&args),
         Cmd::Demo { kernel, duration } => suite::demo(&kernel, duration),
     };
     match result {

@@ -54,7 +54,8 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
             | LoadError::Object(_)
             | LoadError::Arm(_)
             | LoadError::Counters(_)
-            | LoadError::Cpus(..)),
+            | LoadError::Cpus(..)
+            | LoadError::BenchSkip(_)),
         ) => {
             let why = e.to_string();
             (planned.iter().map(|p| ProbeOutcome::untried(p, &why)).collect(), Some(why))

@@ -19,7 +19,7 @@ use super::report::{self, Console, Mode, JOBS};
 use crate::{kernels, vm, workspace_root};
 
 /// Only one VM at a time on this machine: every VM boot holds this lock (flock) for its life.
-const VM_LOCK: &str = "/tmp/vm.lock";
+pub(super) const VM_LOCK: &str = "/tmp/vm.lock";
 const BEGIN: &str = "<!-- bench overhead begin -->";
 const END: &str = "<!-- bench overhead end -->";
 /// Guest memory: the initramfs is the root file system, and bpftrace's libraries (LLVM,
@@ -57,9 +57,9 @@ pub struct OverheadBenchArgs {
 
 /// The tracer binary under test: a copy, so that a rebuild while we wait for the VM lock does
 /// not change what the second kernel measures.
-struct TracerBinary {
-    path: PathBuf,
-    label: String,
+pub(super) struct TracerBinary {
+    pub(super) path: PathBuf,
+    pub(super) label: String,
 }
 
 /// One kernel's results.
@@ -73,14 +73,14 @@ struct KernelRun {
 /// What else ran on the host during a VM boot, sampled every 5 s: on 2 cores another VM (or a
 /// build) skews every figure, so the results say how busy the host was.
 #[derive(Clone, Copy, Debug, Default)]
-struct HostLoad {
+pub(super) struct HostLoad {
     samples: u32,
     /// Samples that saw another QEMU than ours.
     with_other_vm: u32,
     max_other_vms: usize,
     load_sum: f64,
     /// From taking the VM lock to the end of the VM.
-    took: Duration,
+    pub(super) took: Duration,
 }
 
 impl HostLoad {
@@ -103,7 +103,7 @@ impl HostLoad {
         self.load_sum += load;
     }
 
-    fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         if self.samples == 0 {
             return String::new();
         }
@@ -118,7 +118,7 @@ impl HostLoad {
 }
 
 /// Runs `f` while a thread samples the host's load.
-fn watch_host<T>(f: impl FnOnce() -> T) -> (T, HostLoad) {
+pub(super) fn watch_host<T>(f: impl FnOnce() -> T) -> (T, HostLoad) {
     let stop = Arc::new(AtomicBool::new(false));
     let load = Arc::new(Mutex::new(HostLoad::default()));
     let watcher = {
@@ -151,7 +151,7 @@ pub fn overhead(args: &OverheadBenchArgs) -> Result<i32> {
         bail!("--runtime and --rounds must be at least 1");
     }
     let (runs, failures, label) = if args.from_logs.is_empty() {
-        let tracer = tracer_binary(args)?;
+        let tracer = tracer_binary(args.tracer.as_deref(), args.tracer_label.as_deref())?;
         let tools = [host_tool("bpftrace")?, host_tool("bpftool")?];
         let (runs, failures) = boot_all(args, &tracer, &tools);
         (runs, failures, tracer.label)
@@ -215,7 +215,7 @@ fn from_log(log: &Path) -> Result<KernelRun> {
 }
 
 /// Takes the VM lock, waiting for it as long as another VM runs.
-fn vm_lock() -> Result<File> {
+pub(super) fn vm_lock() -> Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -276,7 +276,7 @@ fn boot(kernel: &str, args: &OverheadBenchArgs, tracer: &Path, tools: &[PathBuf]
     Ok((log, host))
 }
 
-fn host_tool(name: &str) -> Result<PathBuf> {
+pub(super) fn host_tool(name: &str) -> Result<PathBuf> {
     kernels::find_program(name)
         .or_else(|| ["/usr/sbin", "/usr/bin"].iter().map(|d| Path::new(d).join(name)).find(|p| p.is_file()))
         .ok_or_else(|| {
@@ -286,9 +286,9 @@ fn host_tool(name: &str) -> Result<PathBuf> {
         })
 }
 
-fn tracer_binary(args: &OverheadBenchArgs) -> Result<TracerBinary> {
+pub(super) fn tracer_binary(tracer: Option<&Path>, tracer_label: Option<&str>) -> Result<TracerBinary> {
     let root = workspace_root();
-    let src = args.tracer.clone().unwrap_or_else(|| root.join("target/release/tracer"));
+    let src = tracer.map_or_else(|| root.join("target/release/tracer"), Path::to_path_buf);
     let bytes = fs::read(&src)
         .with_context(|| format!("reading {} (build it first: cargo build --release -p tracer)", src.display()))?;
     let sha = hex::encode(Sha256::digest(&bytes));
@@ -296,9 +296,9 @@ fn tracer_binary(args: &OverheadBenchArgs) -> Result<TracerBinary> {
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!("tracer-{}", &sha[..12]));
     fs::copy(&src, &path).with_context(|| format!("copying {} to {}", src.display(), path.display()))?;
-    let label = match &args.tracer_label {
-        Some(l) => l.clone(),
-        None => default_label(&src, args.tracer.is_none())?,
+    let label = match tracer_label {
+        Some(l) => l.to_string(),
+        None => default_label(&src, tracer.is_none())?,
     };
     Ok(TracerBinary { path, label: format!("{label}, sha256 {}", &sha[..12]) })
 }
@@ -340,7 +340,7 @@ fn command_line(args: &OverheadBenchArgs) -> String {
 }
 
 /// The host's CPU model (first "model name" of /proc/cpuinfo) and CPU count.
-fn host_cpu() -> String {
+pub(super) fn host_cpu() -> String {
     let model = fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -352,7 +352,7 @@ fn host_cpu() -> String {
     format!("{n} x \"{model}\"")
 }
 
-fn qemu_version() -> String {
+pub(super) fn qemu_version() -> String {
     Command::new("qemu-system-x86_64")
         .arg("--version")
         .output()
@@ -496,16 +496,22 @@ fn section(runs: &[KernelRun], tracer: &str, command: &str) -> Result<String> {
 /// `doc` with the marked section replaced by `section`; the first time, the section goes
 /// before "## Not measured yet" (or at the end).
 fn replace_section(doc: &str, section: &str) -> Result<String> {
-    match (doc.find(BEGIN), doc.find(END)) {
+    replace_marked(doc, section, BEGIN, END)
+}
+
+/// `doc` with the part between `begin` and `end` (markers included) replaced by `section`;
+/// the first time, the section goes before "## Not measured yet" (or at the end).
+pub(super) fn replace_marked(doc: &str, section: &str, begin: &str, end: &str) -> Result<String> {
+    match (doc.find(begin), doc.find(end)) {
         (Some(b), Some(e)) if b < e => {
-            let after = &doc[e + END.len()..];
+            let after = &doc[e + end.len()..];
             Ok(format!("{}{}{}", &doc[..b], section.trim_end_matches('\n'), after))
         }
         (None, None) => Ok(match doc.find("\n## Not measured yet") {
             Some(at) => format!("{}{section}\n{}", &doc[..at + 1], &doc[at + 1..]),
             None => format!("{}\n\n{section}", doc.trim_end_matches('\n')),
         }),
-        _ => bail!("docs/benchmarks.md has a broken pair of {BEGIN} / {END} markers"),
+        _ => bail!("docs/benchmarks.md has a broken pair of {begin} / {end} markers"),
     }
 }
 

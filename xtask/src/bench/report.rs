@@ -18,6 +18,9 @@ pub enum Mode {
     /// As many empty programs on each place as the tracer's chains run there on 6.12
     /// (test/vm/bench-floor-chains.bt).
     Chains,
+    /// The tracer with parts of its page records left out (test/vm/bench-ablation.sh: a mask
+    /// of tracer_common::bench_skip).
+    Without(u64),
 }
 
 impl Mode {
@@ -28,7 +31,7 @@ impl Mode {
             "bpftrace" => Some(Mode::Bpftrace),
             "floor" => Some(Mode::Floor),
             "chains" => Some(Mode::Chains),
-            _ => None,
+            _ => s.strip_prefix("tracer-").and_then(|p| tracer_common::bench_skip::parse(p).ok()).map(Mode::Without),
         }
     }
 }
@@ -238,7 +241,7 @@ fn measured_runs(console: &Console) -> &[Run] {
     }
 }
 
-fn stat(console: &Console, job: &str, mode: Mode) -> Stat {
+pub fn stat(console: &Console, job: &str, mode: Mode) -> Stat {
     let runs: Vec<&Run> = console.runs.iter().filter(|r| r.job == job && r.mode == mode).collect();
     let iops: Vec<f64> = runs.iter().filter(|r| r.ok).map(|r| r.iops).collect();
     let ios: u64 = measured_runs(console).iter().filter(|r| r.job == job && r.mode == mode).map(|r| r.ios).sum();

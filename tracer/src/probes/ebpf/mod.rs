@@ -47,6 +47,23 @@ pub enum LoadError {
     Counters(#[from] counter_map::CounterMapError),
     #[error("counting possible CPUs ({0}): {1}")]
     Cpus(&'static str, std::io::Error),
+    #[error("TRACER_BENCH_SKIP: unknown part '{0}' (known: owner, stack, pages, output, record)")]
+    BenchSkip(String),
+}
+
+/// The parts of page records a benchmark's ablation leaves out (`TRACER_BENCH_SKIP`, a comma
+/// list of tracer_common::bench_skip::PARTS; `cargo xtask bench ablation`), 0 when unset. Said
+/// out loud when set: the records are incomplete and the ledger no longer adds up.
+fn bench_skip() -> Result<u64, LoadError> {
+    let Some(list) = std::env::var_os("TRACER_BENCH_SKIP") else { return Ok(0) };
+    let list = list.to_string_lossy();
+    let mask = tracer_common::bench_skip::parse(&list).map_err(|name| LoadError::BenchSkip(name.to_string()))?;
+    if mask != 0 {
+        log::warn!(
+            "TRACER_BENCH_SKIP={list}: page records leave out {list}, for a benchmark; pins, unpins and verdicts of this run are not exact"
+        );
+    }
+    Ok(mask)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +107,7 @@ impl Tracer {
             .override_global(names::OFFSETS, &facts.offsets, true)
             .override_global(names::TASK_PREEMPTION, &u64::from(facts.preemption.in_programs()), true)
             .override_global(names::LEARNED_PATHS, &u64::from(facts.learned_paths()), true)
+            .override_global(names::BENCH_SKIP, &bench_skip()?, true)
             .map_max_entries(names::EVENTS, ring_bytes)
             .override_global(names::EVENTS_WAKE_AT, &u64::from(ring_bytes / 4), true)
             .override_global(names::BIO_RELEASE_START, &facts.bio_release_text.map_or(0, |r| r.0), true)
