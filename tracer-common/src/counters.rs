@@ -45,10 +45,13 @@ pub enum PathCount {
     /// ... of which a learned path was there but its checks no longer held (a word it checks
     /// changed: the call came by another way, or the path checks a stale copy).
     Stale,
+    /// Learned paths dropped because their checks failed for
+    /// [`crate::stack_path::STALE_RUN_MAX`] calls in a row (the next call learns its key again).
+    Relearned,
 }
 
 /// Kinds of [`PathCount`].
-pub const PATH_COUNTS: u32 = PathCount::Stale as u32 + 1;
+pub const PATH_COUNTS: u32 = PathCount::Relearned as u32 + 1;
 /// u64 slots per CPU: whole cache lines, so that CPUs never write to the same line.
 pub const SLOTS: u32 = USED.div_ceil(8) * 8;
 /// CPUs the map is declared for; the loader sets the real count of possible CPUs.

@@ -40,6 +40,11 @@ pub const STACK_PATH_FRAMES: usize = crate::PAGES_STACK_FRAMES;
 /// A learned path is walked again and compared on its first reuse and one reuse in this many.
 pub const REWALK_EVERY: u64 = 64;
 const _: () = assert!(REWALK_EVERY.is_power_of_two());
+/// A learned path whose checks fail this many calls in a row is dropped, and the next call of
+/// its key learns it again: after a change of workload, the words a path checks (stale copies
+/// of return addresses included) can differ for good, and every call would walk. A success
+/// resets the run, so two ways that alternate at one key do not make it learn over and over.
+pub const STALE_RUN_MAX: u64 = 16;
 /// Kernel task stacks are this size and aligned to it (x86-64 without KASAN).
 pub const TASK_STACK_SIZE: u64 = 16 << 10;
 /// Walked frames a sample may start with that are not on the task's stack above the call (the
@@ -75,6 +80,9 @@ pub const STACK_PATH_CHECKS: usize = 24;
 pub struct StackPath {
     /// Reuses (the kernel adds one per reuse, atomically).
     pub hits: u64,
+    /// Calls in a row whose checks failed (the kernel adds one per failure, atomically, and
+    /// clears it on a reuse); see [`STALE_RUN_MAX`].
+    pub stale_run: u64,
     pub nr_frames: u32,
     pub nr_checks: u32,
     /// Where each check reads: words above the trampoline's context.
@@ -89,6 +97,7 @@ impl StackPath {
     /// The placeholder for a path being learned, or that cannot be.
     pub const PENDING: StackPath = StackPath {
         hits: 0,
+        stale_run: 0,
         nr_frames: 0,
         nr_checks: 0,
         check_at: [0; STACK_PATH_CHECKS],
@@ -122,7 +131,7 @@ pub struct StackSampleWire {
 }
 
 const _: () = assert!(core::mem::size_of::<StackPathKey>() == 16);
-const _: () = assert!(core::mem::size_of::<StackPath>() == 16 + 10 * STACK_PATH_CHECKS + 8 * STACK_PATH_FRAMES);
+const _: () = assert!(core::mem::size_of::<StackPath>() == 24 + 10 * STACK_PATH_CHECKS + 8 * STACK_PATH_FRAMES);
 const _: () = assert!(core::mem::size_of::<StackSampleHeader>() == 40 + 8 * STACK_PATH_FRAMES);
 
 /// 1 in every bit when `i < n`, else 0, without a branch (n < 2^63): the programs' checks are

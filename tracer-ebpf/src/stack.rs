@@ -10,7 +10,7 @@ use tracer_common::{
     pt_regs,
     stack_path::{
         below, walk_agrees, StackPath, StackPathKey, StackSampleWire, REWALK_EVERY, STACK_PATH_CHECKS,
-        STACK_PATH_FRAMES, STACK_WINDOW_BYTES, TASK_STACK_SIZE,
+        STACK_PATH_FRAMES, STACK_WINDOW_BYTES, STALE_RUN_MAX, TASK_STACK_SIZE,
     },
     ProbeId, RecordType,
 };
@@ -89,9 +89,26 @@ pub fn pin_stack<C: EbpfContext>(
     if !still_there(slot, path, scratch, read_window(slot, scratch)) {
         counted(PathCount::Walked);
         counted(PathCount::Stale);
+        stale(&key, path);
         return walk(ctx, frames);
     }
     reuse(ctx, &key, path, n, frames)
+}
+
+/// A call whose path's checks failed: the path is dropped after [`STALE_RUN_MAX`] of them in a
+/// row, so that the next call of the key learns it again.
+#[inline(always)]
+fn stale(key: &StackPathKey, path: *mut StackPath) {
+    // SAFETY: a value of the map (see pin_stack); the add is atomic, and a count read back
+    // with other CPUs' failures in it only drops the path a little sooner.
+    let run = unsafe {
+        let p = core::ptr::addr_of_mut!((*path).stale_run);
+        crate::maps::add(p, 1);
+        core::ptr::read_volatile(p)
+    };
+    if run >= STALE_RUN_MAX && PATHS.remove(key).is_ok() {
+        counted(PathCount::Relearned);
+    }
 }
 
 /// The stack of a call from a path whose checks hold; one reuse in [`REWALK_EVERY`] (and the
@@ -112,6 +129,13 @@ fn reuse<C: EbpfContext>(
         crate::maps::add(p, 1);
         core::ptr::read_volatile(p)
     };
+    // SAFETY: as above; the run is only cleared when it is not already (no store per reuse).
+    unsafe {
+        let run = core::ptr::addr_of_mut!((*path).stale_run);
+        if core::ptr::read_volatile(run) != 0 {
+            core::ptr::write_volatile(run, 0);
+        }
+    }
     if hits == 1 || hits & (REWALK_EVERY - 1) == 0 {
         counted(PathCount::Rewalked);
         let bytes = walk(ctx, frames);

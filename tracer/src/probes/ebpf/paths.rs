@@ -72,8 +72,10 @@ impl PathLearner {
 }
 
 impl PathLearner {
-    /// Notes the frames learned for `key`, and warns (and returns true) when they differ from
-    /// the ones learned for it before.
+    /// Notes the frames learned for `key`, and says so (debug level; returns true) when they
+    /// differ from the ones learned for it before: two call chains that reach the traced
+    /// function at one depth under one system call, taking turns (a path is learned again after
+    /// a wrong walk or a run of failed checks, tracer_common::stack_path::STALE_RUN_MAX).
     fn remember(&mut self, key: &StackPathKey, path: &StackPath) -> bool {
         let frames = path.frames[..(path.nr_frames as usize).min(STACK_PATH_FRAMES)].to_vec();
         if self.known.len() >= KNOWN_MAX && !self.known.contains_key(key) {
@@ -88,7 +90,7 @@ impl PathLearner {
         }
         let symbols = self.symbols.get_or_insert_with(|| aya::util::kernel_symbols().unwrap_or_default());
         let name = |frames: &[u64]| frames.iter().map(|&ip| symbolize(symbols, ip)).collect::<Vec<_>>().join(" <- ");
-        log::warn!(
+        log::debug!(
             "call path of {} (probe {}, depth {}, system call {}) learned again with other frames: before {}; now {}",
             symbolize(symbols, key.function),
             key.probe,

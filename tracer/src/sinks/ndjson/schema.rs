@@ -566,6 +566,7 @@ pub struct StackPaths {
     pub sampled: u64,
     pub walked: u64,
     pub stale: u64,
+    pub relearned: u64,
 }
 
 impl StackPaths {
@@ -578,6 +579,7 @@ impl StackPaths {
             sampled: c[P::Sampled as usize],
             walked: c[P::Walked as usize],
             stale: c[P::Stale as usize],
+            relearned: c[P::Relearned as usize],
         })
     }
 }
