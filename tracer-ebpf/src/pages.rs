@@ -185,6 +185,22 @@ pub fn emit<C: EbpfContext>(ctx: &C, call: Call) {
     unsafe { atomic_and::<u64, u64, { AtomicOrdering::Relaxed }>(busy, !(1u64 << level)) };
 }
 
+/// The task the call runs in (zeros when a benchmark's ablation leaves it out).
+#[inline(always)]
+fn owner() -> Owner {
+    if skipped(bench_skip::OWNER) {
+        return Owner { tgid: 0, pid: 0, cgroup: 0, comm: [0; COMM_LEN] };
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    Owner {
+        tgid: (pid_tgid >> 32) as u32,
+        pid: pid_tgid as u32,
+        // SAFETY: helper without preconditions.
+        cgroup: unsafe { bpf_get_current_cgroup_id() },
+        comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
+    }
+}
+
 #[inline(always)]
 fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; PAGES_MAX_ENTRIES]) {
     let off = offsets();
@@ -192,7 +208,6 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
         OFFSET_UNKNOWN => HeadAt { offset: 0, mask: 0 },
         known => HeadAt { offset: known as u64, mask: u64::MAX },
     };
-    let pid_tgid = if skipped(bench_skip::OWNER) { 0 } else { bpf_get_current_pid_tgid() };
     let listed = !matches!(call.source, Source::Unlisted) && !skipped(bench_skip::PAGES);
     let mut flags = call.flags;
     if !listed {
@@ -222,16 +237,7 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
             nr_frames: 0,
             flags,
             _pad: 0,
-            owner: if skipped(bench_skip::OWNER) {
-                Owner { tgid: 0, pid: 0, cgroup: 0, comm: [0; COMM_LEN] }
-            } else {
-                Owner {
-                    tgid: (pid_tgid >> 32) as u32,
-                    pid: pid_tgid as u32,
-                    cgroup: bpf_get_current_cgroup_id(),
-                    comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
-                }
-            },
+            owner: owner(),
             frames: [0; PAGES_STACK_FRAMES],
         };
         // The kernel stack, straight into the record (a stack map would lose stacks to hash

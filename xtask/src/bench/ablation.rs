@@ -221,12 +221,7 @@ fn kernel_part(log: &Path) -> Result<String> {
     );
     s.push_str(&table(&c));
     s.push_str("\nSessions:");
-    for line in &c.sessions {
-        let _ = write!(s, "\n- `{line}`");
-    }
-    for note in &c.notes {
-        let _ = write!(s, "\n- note: {note}");
-    }
+    s.push_str(&report::session_list(&c));
     let name = log.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let _ = writeln!(s, "\n\nConsole log: `target/vm/logs/{name}`.");
     Ok(s)

@@ -454,12 +454,7 @@ fn kernel_part(run: &KernelRun) -> String {
         );
     }
     s.push_str("\nSessions (how each traced pass ended):");
-    for line in &c.sessions {
-        let _ = write!(s, "\n- `{line}`");
-    }
-    for note in &c.notes {
-        let _ = write!(s, "\n- note: {note}");
-    }
+    s.push_str(&report::session_list(c));
     let took = run.took.map(|t| format!(", {:.0} min in all", t.as_secs_f64() / 60.0)).unwrap_or_default();
     let log = run.log.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let host = run.host.map(|h| h.describe()).unwrap_or_default();

@@ -399,6 +399,19 @@ pub fn program_table(progs: &[ProgStat], top: usize) -> String {
     t
 }
 
+/// The sessions lines and the notes of a console, a Markdown list item each (every item on a
+/// line of its own, the first after a line break).
+pub fn session_list(c: &Console) -> String {
+    let mut s = String::new();
+    for line in &c.sessions {
+        let _ = write!(s, "\n- `{line}`");
+    }
+    for note in &c.notes {
+        let _ = write!(s, "\n- note: {note}");
+    }
+    s
+}
+
 /// Whether `job` pins nothing (unknown jobs count as pinning ones).
 pub fn is_collateral(job: &str) -> bool {
     JOBS.iter().any(|j| j.name == job && j.collateral)

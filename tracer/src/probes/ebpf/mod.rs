@@ -47,8 +47,13 @@ pub enum LoadError {
     Counters(#[from] counter_map::CounterMapError),
     #[error("counting possible CPUs ({0}): {1}")]
     Cpus(&'static str, std::io::Error),
-    #[error("TRACER_BENCH_SKIP: unknown part '{0}' (known: owner, stack, pages, output, record)")]
+    #[error("TRACER_BENCH_SKIP: unknown part '{0}' (known: {known})", known = bench_skip_parts())]
     BenchSkip(String),
+}
+
+/// The names `TRACER_BENCH_SKIP` knows, for its error.
+fn bench_skip_parts() -> String {
+    tracer_common::bench_skip::PARTS.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
 }
 
 /// The parts of page records a benchmark's ablation leaves out (`TRACER_BENCH_SKIP`, a comma

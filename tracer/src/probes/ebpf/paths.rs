@@ -26,8 +26,8 @@ pub struct PathLearner {
     map: Option<HashMap<MapData, StackPathKey, StackPath>>,
     pub learned: Learned,
     /// The frames last learned per key: a key learned again (its path was dropped because a
-    /// walk disagreed with it) with other frames is reported, so that the disagreement can be
-    /// told apart afterwards (the suite requires none).
+    /// walk disagreed with it, or after a run of failed checks) with other frames is logged,
+    /// so that two call chains at one key can be told apart afterwards.
     known: StdHashMap<StackPathKey, Vec<u64>>,
     /// /proc/kallsyms, loaded when a report needs it.
     symbols: Option<BTreeMap<u64, String>>,
