@@ -26,7 +26,6 @@ pub enum ProbeId {
     SysEnter,
     SysExit,
     BioIovIterGetPages,
-    BioEndio,
     BioReleasePages,
     GetUserPagesFast,
     FolioAddPin,
@@ -242,7 +241,6 @@ pub const PROBES: [ProbeDef; PROBE_COUNT as usize] = [
     probe!(SysEnter, "sys_enter", Latency, Syscalls),
     probe!(SysExit, "sys_exit", Latency, Syscalls),
     probe!(BioIovIterGetPages, "bio_iov_iter_get_pages", Latency, FexitOnly),
-    probe!(BioEndio, "bio_endio", Latency, Fentry),
     probe!(BioReleasePages, "__bio_release_pages", Latency, Fentry),
     probe!(GetUserPagesFast, "get_user_pages_fast", Get, Fexit),
     // Legacy fs/direct-io.c (6.2+) adds pins to pinned folios without counting them in

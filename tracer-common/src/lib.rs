@@ -7,6 +7,7 @@
 use core::mem::size_of;
 
 pub mod bench_skip;
+pub mod block;
 mod catalogue;
 pub mod chain;
 pub mod counters;
@@ -176,7 +177,7 @@ pub enum LatencyKind {
     /// A bio's user pages, from acquisition (bio_iov_iter_get_pages: pinned, or referenced on
     /// kernels whose DIO takes FOLL_GET references) to their release (__bio_release_pages).
     PinHold = 4,
-    /// Bio completion (bio_endio) -> release of its pages (__bio_release_pages).
+    /// Bio completion (its request's or its own) -> release of its pages (__bio_release_pages).
     UnpinLag = 5,
 }
 
@@ -199,6 +200,9 @@ pub enum RecordType {
     /// A [`stack_path::StackSampleWire`]: a walk and the stack it was taken from, for userspace to
     /// learn the call path from (never passed on to the engine or recorded).
     StackSample = 6,
+    /// A [`block::BlockHeader`] (a [`block::RqCompleteWire`] for a request's completion): a
+    /// block layer start or completion, paired in userspace.
+    Block = 7,
 }
 
 /// The last thread of a process exited (`RecordType::Exit`, from sched_process_exit).
@@ -346,7 +350,9 @@ pub enum BioEvent {
     /// bio_iov_iter_get_pages returned 0: the bio holds its user pages (pinned, or referenced
     /// with FOLL_GET on kernels whose DIO does that; see [`BIO_FLAG_PINNED`]).
     Acquire = 0,
-    /// bio_endio: the I/O completed (`status` = bi_status).
+    /// The I/O completed (`status` = bi_status): made in userspace from the block layer's
+    /// completion records (tracer/src/engine/block.rs); record files of earlier tracers carry
+    /// the kernel's own, from a bio_endio probe.
     End = 1,
     /// __bio_release_pages: the pages are unpinned (or put).
     Release = 2,

@@ -1,7 +1,8 @@
-//! Bios and their user pages: bio_iov_iter_get_pages (the bio acquires its user pages),
-//! bio_endio (the I/O completes), __bio_release_pages (the pages are unpinned or put). Each
-//! streams a [`BioRecord`] for the pin ledger, with the owner, the flags and the pages of the
-//! bio's vecs; userspace times the bios' holds and unpin lags from these records.
+//! Bios and their user pages: bio_iov_iter_get_pages (the bio acquires its user pages) and
+//! __bio_release_pages (the pages are unpinned or put). Each streams a [`BioRecord`] for the pin
+//! ledger, with the owner, the flags and the pages of the bio's vecs. The I/O's completion
+//! between them comes from the block layer's completion records (crate::latency), which list
+//! the bios they complete; userspace times the bios' holds and unpin lags from these records.
 
 // Program names follow the kernel functions they probe (`fentry___bio_release_pages`), as the
 // catalogue in tracer-common expects.
@@ -12,7 +13,7 @@ use core::ffi::c_void;
 use aya_ebpf::{
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated},
     macros::{fentry, fexit, kprobe, map},
-    maps::{Array, LruHashMap},
+    maps::Array,
     programs::{FEntryContext, FExitContext, ProbeContext},
 };
 use tracer_common::{
@@ -20,18 +21,7 @@ use tracer_common::{
     BIO_FLAG_TRUNCATED, BIO_FLAG_UNPINS_LISTED, BIO_MAX_CHUNKS, BIO_WIRE_VEC_BYTES, COMM_LEN, OFFSET_UNKNOWN,
 };
 
-use crate::{
-    latency::IN_FLIGHT,
-    maps::{count, lost, offsets, read_at, submit_flags, submitted, EVENTS, NO_COMMON_LRU},
-};
-
-/// Bios whose user pages were acquired, on kernels that do not mark them (6.1: no
-/// BIO_PAGE_PINNED bit, and BIO_NO_PAGE_REF is clear on every page cache bio too): bio_endio
-/// records only the completions of these. Where the bit exists the bio's flags say it, and
-/// nothing is kept here. The hold and unpin-lag figures come from the bio records' timestamps
-/// in userspace (tracer/src/engine/bio/mod.rs, `BioTiming`).
-#[map(name = "BIO_SEEN")]
-static BIO_SEEN: LruHashMap<u64, u8> = LruHashMap::with_max_entries(IN_FLIGHT, NO_COMMON_LRU);
+use crate::maps::{count, lost, offsets, read_at, submit_flags, submitted, EVENTS};
 
 /// Whether the bio's flags tell a bio holding user pages for I/O (6.2+: BIO_PAGE_PINNED).
 #[inline(always)]
@@ -108,36 +98,7 @@ fn try_bio_got_pages(bio: u64, ret: i64) -> u32 {
         return 0;
     }
     count(ProbeId::BioIovIterGetPages, 0);
-    record(BioEvent::Acquire, bio, 0, 0, 0);
-    if !marked_by_kernel() && BIO_SEEN.insert(&bio, &1, 0).is_err() {
-        lost(LostReason::StartMapFull);
-    }
-    0
-}
-
-// void bio_endio(struct bio *bio)
-with_twin!(
-    #[fentry(function = "bio_endio")]
-    fentry_bio_endio,
-    bio_endio,
-    ProbeId::BioEndio,
-    |ctx: FEntryContext| try_bio_endio(ctx.arg::<u64>(0))
-);
-
-#[kprobe]
-pub fn kprobe_bio_endio(ctx: ProbeContext) -> u32 {
-    try_bio_endio(ctx.arg::<u64>(0).unwrap_or(0))
-}
-
-#[inline(always)]
-fn try_bio_endio(bio: u64) -> u32 {
-    // SAFETY: read-only lookup.
-    let followed = if marked_by_kernel() { holds_pages(bio) } else { unsafe { BIO_SEEN.get(&bio) }.is_some() };
-    if followed {
-        count(ProbeId::BioEndio, 0);
-        let status: u8 = read_at(bio, offsets().bio_status).unwrap_or(0);
-        record(BioEvent::End, bio, 0, status as i32, 0);
-    }
+    record(BioEvent::Acquire, bio, 0, 0);
     0
 }
 
@@ -166,13 +127,10 @@ fn try_bio_release_pages(bio: u64, mark_dirty: bool) -> u32 {
             if chunk > 0 && chunk * BIO_WIRE_VEC_BYTES as u32 >= array_bytes {
                 break;
             }
-            record(BioEvent::Release, bio, dirty | BIO_FLAG_UNPINS_LISTED, 0, chunk);
+            record(BioEvent::Release, bio, dirty | BIO_FLAG_UNPINS_LISTED, chunk);
         }
     } else {
-        record(BioEvent::Release, bio, dirty, 0, 0);
-    }
-    if !marked_by_kernel() {
-        let _ = BIO_SEEN.remove(&bio);
+        record(BioEvent::Release, bio, dirty, 0);
     }
     0
 }
@@ -181,7 +139,7 @@ fn try_bio_release_pages(bio: u64, mark_dirty: bool) -> u32 {
 /// Release the bio's vec array, copied raw in one read: slice `chunk` of it (of
 /// BIO_WIRE_VEC_BYTES each).
 #[inline(always)]
-fn record(event: BioEvent, bio: u64, extra_flags: u32, status: i32, chunk: u32) {
+fn record(event: BioEvent, bio: u64, extra_flags: u32, chunk: u32) {
     let Some(mut entry) = EVENTS.reserve::<BioWire>(0) else {
         lost(LostReason::RingFull);
         return;
@@ -210,7 +168,7 @@ fn record(event: BioEvent, bio: u64, extra_flags: u32, status: i32, chunk: u32) 
         (*w).dev = read_at(bdev, off.bdev_dev).unwrap_or(0);
         (*w).op = read_at::<u32>(bio, off.bio_opf).map_or(u32::MAX, |f| f & 0xff);
         (*w).flags = flags;
-        (*w).status = status;
+        (*w).status = 0;
         (*w).bytes = read_at(bio, off.bio_size).unwrap_or(0);
         (*w).nr_vecs = nr_vecs;
         (*w).owner = Owner {
@@ -224,7 +182,7 @@ fn record(event: BioEvent, bio: u64, extra_flags: u32, status: i32, chunk: u32) 
         (*w).bvec_len = off.bvec_len as u8;
         (*w).bvec_offset = off.bvec_offset as u8;
         (*w).vec_bytes = 0;
-        if !matches!(event, BioEvent::End) && layout_known {
+        if layout_known {
             let skip = chunk * BIO_WIRE_VEC_BYTES as u32;
             let vecs: u64 = read_at::<u64>(bio, off.bio_io_vec).unwrap_or(0).wrapping_add(skip as u64);
             // One fixed-size read (a variable size loses its bound in the verifier): the slice

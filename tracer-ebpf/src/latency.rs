@@ -1,12 +1,13 @@
-//! I/O latency: request issue -> completion (D2C), bio queue -> completion (Q2C), and iomap
-//! Direct I/O begin -> complete. All tp_btf, so they run on hosts that allow only tracepoints.
-//! Start times wait in hash maps keyed by the request, bio or kiocb address; each completion
-//! streams one [`LatencyEvent`] through the `EVENTS` ring buffer.
+//! I/O latency. The block layer's points (bio queued, request issued, request or bio
+//! completed) are stamped and streamed as [`BlockHeader`] records, and userspace pairs them
+//! into the D2C and Q2C figures (tracer/src/engine/block.rs): no start map, no lookup on the
+//! I/O path. The iomap Direct I/O calls and the system calls keep their start times in hash
+//! maps keyed by the kiocb or the thread, and stream one [`LatencyEvent`] per call. All
+//! tp_btf (or tracepoints), so they run on hosts that allow only tracepoints.
 //!
-//! The start maps are LRU maps: an I/O whose completion the probes never see (a bio split or
-//! merged past [`MAX_BIOS_PER_RQ`], a request requeued elsewhere) leaves a stale entry, and
-//! LRU eviction reclaims the stalest entries first instead of refusing new I/Os once the map
-//! has filled up with them over a long run.
+//! The start maps are LRU maps: a call whose end the probes never see leaves a stale entry,
+//! and LRU eviction reclaims the stalest entries first instead of refusing new calls once the
+//! map has filled up with them over a long run.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_task, bpf_ktime_get_ns},
@@ -14,22 +15,15 @@ use aya_ebpf::{
     maps::LruHashMap,
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
-use tracer_common::{pt_regs, LatencyEvent, LatencyKind, LostReason, ProbeId, RecordType, OFFSET_UNKNOWN};
+use tracer_common::{
+    block::{BlockEvent, BlockHeader, RqCompleteWire, RQ_MAX_BIOS},
+    pt_regs, LatencyEvent, LatencyKind, LostReason, ProbeId, RecordType, OFFSET_UNKNOWN,
+};
 
 use crate::maps::{count, current_tid, lost, offsets, read_at, submit_flags, submitted, EVENTS, NO_COMMON_LRU};
 
-/// Requests, bios and DIO calls in flight that can be timed at once.
+/// Direct I/O calls and system calls in flight that can be timed at once.
 pub const IN_FLIGHT: u32 = 65536;
-/// Bios of one request followed at completion (merged bios beyond this are not timed).
-const MAX_BIOS_PER_RQ: usize = 16;
-
-/// request address -> issue time.
-#[map(name = "RQ_START")]
-static RQ_START: LruHashMap<u64, u64> = LruHashMap::with_max_entries(IN_FLIGHT, NO_COMMON_LRU);
-
-/// bio address -> queue time.
-#[map(name = "BIO_START")]
-static BIO_START: LruHashMap<u64, u64> = LruHashMap::with_max_entries(IN_FLIGHT, NO_COMMON_LRU);
 
 /// What a DIO call looked like when it began.
 #[repr(C)]
@@ -65,10 +59,29 @@ fn emit(kind: LatencyKind, dev: u32, op: u32, bytes: u64, start_ns: u64, end_ns:
     }
 }
 
+/// Streams a block record of one header: a start (`dev`, `op` 0: userspace takes them from the
+/// completion) or a bio's completion.
 #[inline(always)]
-fn remember(map: &LruHashMap<u64, u64>, key: u64, ts: u64) {
-    if map.insert(&key, &ts, 0).is_err() {
-        lost(LostReason::StartMapFull);
+fn block(event: BlockEvent, addr: u64, dev: u32, op: u32, bytes: u32, status: i32) {
+    match EVENTS.reserve::<BlockHeader>(0) {
+        Some(mut entry) => {
+            entry.write(BlockHeader {
+                record: RecordType::Block as u32,
+                event: event as u32,
+                // SAFETY: helper without preconditions.
+                ts_ns: unsafe { bpf_ktime_get_ns() },
+                addr,
+                dev,
+                op,
+                bytes,
+                status,
+                nr_bios: 0,
+                _pad: 0,
+            });
+            entry.submit(submit_flags());
+            submitted();
+        }
+        None => lost(LostReason::RingFull),
     }
 }
 
@@ -84,8 +97,7 @@ with_twin!(
 #[inline(always)]
 fn try_rq_issue(rq: u64) -> u32 {
     count(ProbeId::BlockRqIssue, 0);
-    // SAFETY: helper without preconditions.
-    remember(&RQ_START, rq, unsafe { bpf_ktime_get_ns() });
+    block(BlockEvent::RqIssue, rq, 0, 0, 0, 0);
     0
 }
 
@@ -95,43 +107,64 @@ with_twin!(
     tp_btf_block_rq_complete,
     block_rq_complete,
     ProbeId::BlockRqComplete,
-    |ctx: BtfTracePointContext| try_rq_complete(ctx.arg::<u64>(0), ctx.arg::<u64>(2) & 0xffff_ffff)
+    |ctx: BtfTracePointContext| try_rq_complete(
+        ctx.arg::<u64>(0),
+        ctx.arg::<u64>(1) as u8,
+        ctx.arg::<u64>(2) & 0xffff_ffff
+    )
 );
 
+/// The request's completion, with the bios it completes: the leading bios whose sizes still
+/// to complete fit in `nr_bytes` (a partial completion ends only the bios it covers whole).
+/// Their own completions are not traced (blk_update_request clears BIO_TRACE_COMPLETION).
 #[inline(always)]
-fn try_rq_complete(rq: u64, nr_bytes: u64) -> u32 {
+fn try_rq_complete(rq: u64, error: u8, nr_bytes: u64) -> u32 {
     count(ProbeId::BlockRqComplete, nr_bytes);
-    // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let Some(mut entry) = EVENTS.reserve::<RqCompleteWire>(0) else {
+        lost(LostReason::RingFull);
+        return 0;
+    };
     let off = offsets();
     let part: u64 = read_at(rq, off.rq_part).unwrap_or(0);
-    let dev: u32 = read_at(part, off.bdev_dev).unwrap_or(0);
-    let op = read_at::<u32>(rq, off.rq_cmd_flags).map_or(u32::MAX, |f| f & 0xff);
-    // SAFETY: the value is copied out before the entry is removed.
-    if let Some(start) = unsafe { RQ_START.get(&rq) }.copied() {
-        let _ = RQ_START.remove(&rq);
-        emit(LatencyKind::D2c, dev, op, nr_bytes, start, now);
-    }
-    // The request's bios complete with it: time each one that was seen queued.
-    let mut bio: u64 = read_at(rq, off.rq_bio).unwrap_or(0);
-    for _ in 0..MAX_BIOS_PER_RQ {
-        if bio == 0 {
-            break;
+    let w = entry.as_mut_ptr();
+    // SAFETY: `w` points at the reserved, exclusively owned ring buffer slot of an
+    // RqCompleteWire; the header is written whole, the bios up to `nr_bios`, which userspace
+    // bounds its reads with.
+    unsafe {
+        (*w).head = BlockHeader {
+            record: RecordType::Block as u32,
+            event: BlockEvent::RqComplete as u32,
+            ts_ns: bpf_ktime_get_ns(),
+            addr: rq,
+            dev: read_at(part, off.bdev_dev).unwrap_or(0),
+            op: read_at::<u32>(rq, off.rq_cmd_flags).map_or(u32::MAX, |f| f & 0xff),
+            bytes: nr_bytes as u32,
+            status: error as i32,
+            nr_bios: 0,
+            _pad: 0,
+        };
+        let mut bio: u64 = read_at(rq, off.rq_bio).unwrap_or(0);
+        let mut done: u64 = 0;
+        let mut n: u32 = 0;
+        for i in 0..RQ_MAX_BIOS {
+            if bio == 0 {
+                break;
+            }
+            let size: u32 = read_at(bio, off.bio_size).unwrap_or(0);
+            done += size as u64;
+            if done > nr_bytes {
+                break;
+            }
+            (*w).bios[i] = bio;
+            (*w).sizes[i] = size;
+            n += 1;
+            bio = read_at(bio, off.bio_next).unwrap_or(0);
         }
-        bio_done(bio, dev, op, now);
-        bio = read_at(bio, off.bio_next).unwrap_or(0);
+        (*w).head.nr_bios = n;
     }
+    entry.submit(submit_flags());
+    submitted();
     0
-}
-
-#[inline(always)]
-fn bio_done(bio: u64, dev: u32, op: u32, now: u64) {
-    // SAFETY: the value is copied out before the entry is removed.
-    if let Some(start) = unsafe { BIO_START.get(&bio) }.copied() {
-        let _ = BIO_START.remove(&bio);
-        let bytes: u32 = read_at(bio, offsets().bio_size).unwrap_or(0);
-        emit(LatencyKind::Q2c, dev, op, bytes as u64, start, now);
-    }
 }
 
 // block_bio_queue(struct bio *bio)
@@ -146,8 +179,7 @@ with_twin!(
 #[inline(always)]
 fn try_bio_queue(bio: u64) -> u32 {
     count(ProbeId::BlockBioQueue, 0);
-    // SAFETY: helper without preconditions.
-    remember(&BIO_START, bio, unsafe { bpf_ktime_get_ns() });
+    block(BlockEvent::BioQueue, bio, 0, 0, 0, 0);
     0
 }
 
@@ -168,8 +200,9 @@ fn try_bio_complete(bio: u64) -> u32 {
     let bdev: u64 = read_at(bio, off.bio_bdev).unwrap_or(0);
     let dev: u32 = read_at(bdev, off.bdev_dev).unwrap_or(0);
     let op = read_at::<u32>(bio, off.bio_opf).map_or(u32::MAX, |f| f & 0xff);
-    // SAFETY: helper without preconditions.
-    bio_done(bio, dev, op, unsafe { bpf_ktime_get_ns() });
+    let bytes: u32 = read_at(bio, off.bio_size).unwrap_or(0);
+    let status: u8 = read_at(bio, off.bio_status).unwrap_or(0);
+    block(BlockEvent::BioComplete, bio, dev, op, bytes, status as i32);
     0
 }
 

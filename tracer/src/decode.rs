@@ -1,11 +1,12 @@
 //! Ring buffer records (raw bytes) to typed records. Pure.
 
 use tracer_common::{
+    block::{BlockEvent, BlockHeader, RqCompleteWire, RQ_MAX_BIOS},
     BioRecord, BioWire, ExitRecord, LatencyEvent, PageEntry, PagesHeader, RecordType, BIO_CHUNK_SHIFT, BIO_MAX_VECS,
     BIO_WIRE_VEC_BYTES, PAGES_MAX_ENTRIES, PAGES_STACK_FRAMES,
 };
 
-use crate::model::{PagesRecord, Record, SymbolsRecord, MAX_SYMBOLS};
+use crate::model::{BlockRecord, PagesRecord, Record, SymbolsRecord, MAX_SYMBOLS};
 
 /// x86_64 page size (the only architecture the stock kernels we support run on).
 const PAGE_SIZE: u64 = 4096;
@@ -36,6 +37,8 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         symbols_record(bytes).map(Record::Symbols)
     } else if kind == RecordType::Exit as u32 {
         read::<ExitRecord>(bytes).map(Record::Exit)
+    } else if kind == RecordType::Block as u32 {
+        block_record(bytes).map(Record::Block)
     } else {
         Err(DecodeError::UnknownType(kind))
     }
@@ -94,6 +97,17 @@ pub fn bio_record(w: &BioWire) -> BioRecord {
         rec.nr_pages += n as u32;
     }
     rec
+}
+
+/// A block timing record: the header, and after a request's completion's header its bios.
+pub fn block_record(bytes: &[u8]) -> Result<BlockRecord, DecodeError> {
+    let head = read::<BlockHeader>(bytes)?;
+    if head.event != BlockEvent::RqComplete as u32 {
+        return Ok(BlockRecord { head, bios: Vec::new() });
+    }
+    let w = read::<RqCompleteWire>(bytes)?;
+    let n = (head.nr_bios as usize).min(RQ_MAX_BIOS);
+    Ok(BlockRecord { head, bios: (0..n).map(|i| (w.bios[i], w.sizes[i])).collect() })
 }
 
 /// A page record: its header and the `n` entries after it.
@@ -186,6 +200,8 @@ impl Plain for BioWire {}
 impl Plain for PagesHeader {}
 impl Plain for PageEntry {}
 impl Plain for ExitRecord {}
+impl Plain for BlockHeader {}
+impl Plain for RqCompleteWire {}
 
 /// The bytes of a record, as the kernel writes them (tests build records with it).
 #[cfg(test)]
@@ -288,6 +304,37 @@ mod tests {
         let mut unknown = b.clone();
         unknown[..4].copy_from_slice(&77u32.to_ne_bytes());
         assert_eq!(decode(&unknown), Err(DecodeError::UnknownType(77)));
+    }
+
+    #[test]
+    fn block_records_list_the_bios_of_a_request_completion_only() {
+        let head = BlockHeader {
+            record: RecordType::Block as u32,
+            event: BlockEvent::RqComplete as u32,
+            ts_ns: 9,
+            addr: 0xa000,
+            dev: 259 << 20,
+            op: 0,
+            bytes: 8192,
+            status: 0,
+            nr_bios: 2,
+            _pad: 0,
+        };
+        let mut w = RqCompleteWire { head, bios: [0; RQ_MAX_BIOS], sizes: [0; RQ_MAX_BIOS] };
+        w.bios[..3].copy_from_slice(&[0xb1, 0xb2, 0xb3]);
+        w.sizes[..3].copy_from_slice(&[4096, 4096, 512]);
+        let bytes = bytes_of(&w);
+        let Ok(Record::Block(rec)) = decode(&bytes) else { panic!("not a block record") };
+        assert_eq!(rec.bios, vec![(0xb1, 4096), (0xb2, 4096)], "nr_bios bounds the list");
+        // A completion cut short is an error; a start is its header alone.
+        assert_eq!(decode(&bytes[..60]), Err(DecodeError::Short(60)));
+        let start = BlockHeader { event: BlockEvent::BioQueue as u32, nr_bios: 5, ..head };
+        let Ok(Record::Block(rec)) = decode(&bytes_of(&start)) else { panic!("not a block record") };
+        assert!(rec.bios.is_empty());
+        // Too many bios claimed: no more than the wire holds.
+        w.head.nr_bios = 99;
+        let Ok(Record::Block(rec)) = decode(&bytes_of(&w)) else { panic!("not a block record") };
+        assert_eq!(rec.bios.len(), RQ_MAX_BIOS);
     }
 
     #[test]

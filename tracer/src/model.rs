@@ -2,7 +2,7 @@
 //! bits, dev_t, comm). Pure data: decode.rs makes them from ring buffer bytes.
 
 use serde::{Deserialize, Serialize};
-use tracer_common::{BioRecord, ExitRecord, LatencyEvent, Owner, RecordType, COMM_LEN};
+use tracer_common::{block::BlockHeader, BioRecord, ExitRecord, LatencyEvent, Owner, RecordType, COMM_LEN};
 
 /// One record of the `EVENTS` ring buffer. Records are handled one at a time, so the size
 /// difference between the variants costs nothing worth a heap allocation per record.
@@ -13,6 +13,7 @@ pub enum Record {
     Pages(PagesRecord),
     Symbols(SymbolsRecord),
     Exit(ExitRecord),
+    Block(BlockRecord),
 }
 
 impl Record {
@@ -24,8 +25,17 @@ impl Record {
             Record::Pages(p) => Some(p.ts_ns),
             Record::Symbols(_) => None,
             Record::Exit(e) => Some(e.ts_ns),
+            Record::Block(b) => Some(b.head.ts_ns),
         }
     }
+}
+
+/// A decoded block timing record (tracer_common::block): the header, and for a request's
+/// completion the bios it completes with their sizes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockRecord {
+    pub head: BlockHeader,
+    pub bios: Vec<(u64, u32)>,
 }
 
 /// Values of the FOLL_* flags the audit names, from the traced kernel.

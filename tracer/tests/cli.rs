@@ -118,7 +118,8 @@ fn record_file(records: &[Vec<u8>], end_ns: u64) -> Vec<u8> {
         "record_sizes": {"latency": 40, "bio": 344},
         "probes": [
             probe("bio_iov_iter_get_pages", "fexit"),
-            probe("bio_endio", "fentry"),
+            probe("block_rq_complete", "tp_btf"),
+            probe("block_bio_complete", "tp_btf"),
             probe("__bio_release_pages", "fentry"),
             probe("pin_user_pages_fast", "fexit"),
             probe("unpin_user_page", "fentry"),

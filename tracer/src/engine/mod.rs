@@ -2,6 +2,7 @@
 //! Pure: no aya, no tokio, no sinks.
 
 pub mod bio;
+pub mod block;
 pub mod detect;
 pub mod filter;
 pub mod latency;
@@ -12,10 +13,11 @@ mod page_list;
 
 use std::collections::{BTreeMap, HashMap};
 
-use tracer_common::LatencyKind;
+use tracer_common::{BioEvent, BioRecord, LatencyEvent, LatencyKind, Owner, RecordType, BIO_MAX_VECS};
 
 use self::{
     bio::{Ledger, LedgerSnapshot},
+    block::{Ended, Timings},
     detect::Judgement,
     filter::{Filter, FilterStatus, Gate},
     latency::{Key, Latency, Stats},
@@ -92,6 +94,11 @@ pub struct Pipeline {
     start_ns: u64,
     /// Records left out for being written before `start_ns`.
     before_start: u64,
+    /// The block layer's starts waiting for their completions.
+    block: Timings,
+    /// What the last block record gave (kept to reuse their allocations).
+    block_latency: Vec<LatencyEvent>,
+    block_ended: Vec<Ended>,
 }
 
 /// How a run ended: the counters over the run, the clock, the command. From the kernel maps in
@@ -137,13 +144,17 @@ impl Pipeline {
             undecodable: 0,
             findings: 0,
             owners_before: BTreeMap::new(),
+            block: Timings::default(),
+            block_latency: Vec::new(),
+            block_ended: Vec::new(),
         }
     }
 
     /// A fresh pipeline for the next segment of a run; what the stream described once
-    /// (kernel symbols) carries over.
+    /// (kernel symbols) and the block layer's starts of I/O in flight carry over.
     pub fn next_segment(&self, ledger: Config) -> Pipeline {
         let mut next = Pipeline::new(ledger);
+        next.block = self.block.carry_over();
         next.pages.inherit_symbols(&self.pages);
         if let Some(gate) = next.gate.as_mut() {
             gate.shadow_mut().inherit_symbols(&self.pages);
@@ -169,13 +180,21 @@ impl Pipeline {
             return;
         }
         match rec {
-            Record::Latency(ev) => {
-                // Earlier recordings carry the kernel's own hold and unpin-lag records: those
-                // figures come from the pin ledger's bio timings now (bio_released below).
-                let from_bios = [LatencyKind::PinHold as u32, LatencyKind::UnpinLag as u32];
-                if !from_bios.contains(&ev.kind) && self.gate.as_mut().is_none_or(|g| g.latency(ev)) {
-                    self.latency.record(ev);
+            Record::Latency(ev) => self.latency_event(ev),
+            Record::Block(rec) => {
+                let (mut latency, mut ended) =
+                    (std::mem::take(&mut self.block_latency), std::mem::take(&mut self.block_ended));
+                self.block.apply(rec, &mut latency, &mut ended);
+                for ev in latency.drain(..) {
+                    self.latency_event(&ev);
                 }
+                for end in ended.drain(..) {
+                    // Only the bios the ledger follows (holding user pages) have an End.
+                    if self.ledger.follows(end.bio) {
+                        self.apply(&Record::Bio(end_record(&end)));
+                    }
+                }
+                (self.block_latency, self.block_ended) = (latency, ended);
             }
             Record::Bio(rec) => {
                 self.pages.bio(rec, self.struct_page_size);
@@ -206,6 +225,15 @@ impl Pipeline {
                     gate.shadow_mut().exit(exit.tgid, exit.ts_ns);
                 }
             }
+        }
+    }
+
+    fn latency_event(&mut self, ev: &LatencyEvent) {
+        // Earlier recordings carry the kernel's own hold and unpin-lag records: those figures
+        // come from the pin ledger's bio timings now (bio_released above).
+        let from_bios = [LatencyKind::PinHold as u32, LatencyKind::UnpinLag as u32];
+        if !from_bios.contains(&ev.kind) && self.gate.as_mut().is_none_or(|g| g.latency(ev)) {
+            self.latency.record(ev);
         }
     }
 
@@ -271,6 +299,12 @@ impl Pipeline {
         if self.findings > 0 {
             log::info!("{} leaks or mismatches found while the records streamed", self.findings);
         }
+        if self.block.dropped > 0 {
+            log::info!("{} block layer starts never saw their completion (dropped, untimed)", self.block.dropped);
+        }
+        if self.block.invalid > 0 {
+            log::warn!("{} block records named an unknown event", self.block.invalid);
+        }
         if let Some(f) = self.filter_status().filter(|f| f.matched == 0) {
             log::warn!("filter {} matched no records", f.label);
         }
@@ -289,6 +323,28 @@ impl Pipeline {
     /// (see [`Pipeline::owner_interval`] for when they are used).
     pub fn kernel_interval(&self, procs: &BTreeMap<u32, ProcCounts>) -> BTreeMap<u32, ProcCounts> {
         self.kernel_procs(procs)
+    }
+}
+
+/// A bio's End as the pin ledger takes it, from the completion that ended it (the task that
+/// ran the completion is not recorded: an End is matched by the bio's address alone).
+fn end_record(end: &Ended) -> BioRecord {
+    BioRecord {
+        record: RecordType::Bio as u32,
+        event: BioEvent::End as u32,
+        ts_ns: end.ts_ns,
+        bio: end.bio,
+        dev: end.dev,
+        op: end.op,
+        flags: 0,
+        status: end.status,
+        bytes: 0,
+        first_vec: 0,
+        owner: Owner { tgid: 0, pid: 0, cgroup: 0, comm: [0; tracer_common::COMM_LEN] },
+        nr_vecs: 0,
+        nr_pages: 0,
+        pages: [0; BIO_MAX_VECS],
+        vec_pages: [0; BIO_MAX_VECS],
     }
 }
 
@@ -331,8 +387,12 @@ pub fn config(grace: std::time::Duration, foll: FollBits, folio_heads: bool, fil
 
 #[cfg(test)]
 mod tests {
+    use tracer_common::block::{BlockEvent, BlockHeader};
+
     use super::*;
     use crate::engine::bio::tests::{acquire, end, release, S};
+
+    const MS: u64 = 1_000_000;
 
     /// A bio acquired while the probes attached, whose release probe was not attached yet: the
     /// same address acquired again once the trace began is a new bio, not a leak.
@@ -348,5 +408,51 @@ mod tests {
         let t = run(10);
         assert_eq!((t.leaked.bios, t.acquired.bios, t.matched.bios), (0, 1, 1));
         assert_eq!(run(0).leaked.bios, 1, "without the start, the attachment's record looks leaked");
+    }
+
+    fn block(event: BlockEvent, ts_ns: u64, addr: u64, bios: &[(u64, u32)]) -> Record {
+        let head = BlockHeader {
+            record: RecordType::Block as u32,
+            event: event as u32,
+            ts_ns,
+            addr,
+            dev: 254 << 20,
+            op: 0,
+            bytes: 4096,
+            status: 0,
+            nr_bios: bios.len() as u32,
+            _pad: 0,
+        };
+        Record::Block(crate::model::BlockRecord { head, bios: bios.to_vec() })
+    }
+
+    /// The block layer's completion records end the bios the ledger follows (hold and unpin
+    /// lag are timed from them), give the D2C and Q2C figures, and leave other bios alone.
+    #[test]
+    fn block_completions_end_the_bios_and_time_the_io() {
+        let mut p = Pipeline::new(Config::default());
+        for r in [
+            Record::Bio(acquire(0xb10, 10 * MS)),
+            block(BlockEvent::BioQueue, 11 * MS, 0xb10, &[]),
+            block(BlockEvent::BioQueue, 11 * MS, 0xc10, &[]),
+            block(BlockEvent::RqIssue, 12 * MS, 0xa10, &[]),
+            block(BlockEvent::RqComplete, 15 * MS, 0xa10, &[(0xb10, 4096), (0xc10, 4096)]),
+            Record::Bio(release(0xb10, 17 * MS)),
+        ] {
+            p.apply(&r);
+        }
+        let s = p.ledger.snapshot(20 * MS);
+        assert_eq!((s.totals.matched.bios, s.totals.ends_untracked), (1, 0), "{:?}", s.totals);
+        let rows = p.latency.cumulative(&[50.0]);
+        let median = |kind: LatencyKind| {
+            let row = rows.iter().find(|(k, _)| k.kind == kind && k.size_class.is_none());
+            row.map(|(_, st)| (st.count, st.at(50.0)))
+        };
+        assert_eq!(median(LatencyKind::D2c).map(|m| m.0), Some(1));
+        assert_eq!(median(LatencyKind::Q2c).map(|m| m.0), Some(2));
+        let hold = median(LatencyKind::PinHold).expect("a hold figure");
+        let lag = median(LatencyKind::UnpinLag).expect("an unpin lag figure");
+        assert_eq!(hold.0, 1);
+        assert!(hold.1.abs_diff(7 * MS) < MS / 100 && lag.1.abs_diff(2 * MS) < MS / 100, "{hold:?} {lag:?}");
     }
 }

@@ -8,7 +8,7 @@
 use std::{collections::BTreeMap, io};
 
 use serde::{Deserialize, Serialize};
-use tracer_common::{BioWire, ExitRecord, LatencyEvent, PagesHeader, PROBES};
+use tracer_common::{block::BlockHeader, BioWire, ExitRecord, LatencyEvent, PagesHeader, PROBES};
 
 mod reader;
 mod writer;
@@ -84,6 +84,10 @@ pub struct RecordSizes {
     /// Exit records (0 in files from tracers that had none).
     #[serde(default)]
     pub exit: u32,
+    /// The header of block timing records (0 in files from tracers that had none: their
+    /// kernel side paired the block layer's starts and completions itself).
+    #[serde(default)]
+    pub block: u32,
 }
 
 impl RecordSizes {
@@ -93,7 +97,8 @@ impl RecordSizes {
         let this = RecordSizes::this_build();
         let pages = if self.pages == 0 { 0 } else { this.pages };
         let exit = if self.exit == 0 { 0 } else { this.exit };
-        *self == RecordSizes { pages, exit, ..this }
+        let block = if self.block == 0 { 0 } else { this.block };
+        *self == RecordSizes { pages, exit, block, ..this }
     }
 
     pub fn this_build() -> RecordSizes {
@@ -102,6 +107,7 @@ impl RecordSizes {
             bio: std::mem::size_of::<BioWire>() as u32,
             pages: std::mem::size_of::<PagesHeader>() as u32,
             exit: std::mem::size_of::<ExitRecord>() as u32,
+            block: std::mem::size_of::<BlockHeader>() as u32,
         }
     }
 }
@@ -363,7 +369,7 @@ fn empty_metadata() -> Metadata {
         start_unix_ns: 0,
         start_monotonic_ns: 0,
         byte_order: String::new(),
-        record_sizes: RecordSizes { latency: 0, bio: 0, pages: 0, exit: 0 },
+        record_sizes: RecordSizes { latency: 0, bio: 0, pages: 0, exit: 0, block: 0 },
         probes: Vec::new(),
         req_ops: BTreeMap::new(),
         command: Vec::new(),

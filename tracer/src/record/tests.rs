@@ -19,7 +19,7 @@ pub(crate) fn metadata() -> Metadata {
         byte_order: host_byte_order().into(),
         record_sizes: RecordSizes::this_build(),
         probes: vec![ProbeInfo {
-            target: "bio_endio".into(),
+            target: "__bio_release_pages".into(),
             role: "latency".into(),
             attached: Some("fentry".into()),
             reasons: vec![],
@@ -125,7 +125,7 @@ fn replay_yields_the_records_live_tracing_yields() {
 #[test]
 fn counters_round_trip_through_the_trailer() {
     let mut s = Counters { pages_pinned: 7, pages_unpinned: 5, ..Counters::default() };
-    s.probes[ProbeId::BioEndio as usize] = ProbeStat { hits: 3, amount: 0 };
+    s.probes[ProbeId::BioReleasePages as usize] = ProbeStat { hits: 3, amount: 0 };
     s.probes[ProbeId::PinUserPagesFast as usize] = ProbeStat { hits: 2, amount: 7 };
     s.procs.insert(9, ProcCounts { comm: "fio".into(), pages_pinned: 7, pages_unpinned: 5 });
     s.lost[2] = 4;
@@ -139,7 +139,7 @@ fn counters_round_trip_through_the_trailer() {
 fn outcomes_follow_this_catalogue() {
     let o = metadata().outcomes();
     assert_eq!(o.len(), PROBES.len());
-    assert_eq!(o[ProbeId::BioEndio as usize].attached, Some(Method::Fentry));
+    assert_eq!(o[ProbeId::BioReleasePages as usize].attached, Some(Method::Fentry));
     assert_eq!(o[ProbeId::PinUserPagesFast as usize].attached, None);
 }
 

@@ -384,11 +384,11 @@ fn method(first: &Console) -> String {
          bpftrace with `test/vm/bench-floor.bt`, an empty program on each place the tracer attaches \
          to on a 4 KiB read's path (`pin_user_pages_fast` and `bio_iov_iter_get_pages` fexit, \
          `block_bio_queue`, `block_rq_issue`, `block_rq_complete` (perf tracepoints here), \
-         `bio_endio`, `__bio_release_pages` and `unpin_user_folio` fentry): what any tracer of \
-         those places pays before it does any work; and the chains' floor: \
+         `__bio_release_pages` and `unpin_user_folio` fentry; and `bio_endio` before 2026-12-05, \
+         when the bios' ends had a probe of their own): what any tracer of those places pays before it does any work; and the chains' floor: \
          `test/vm/bench-floor-chains.bt`, as many empty programs on each place as the tracer runs \
          there on 6.12 (one on the pin and the acquisition, three (a primary and two backups) on \
-         the six places interrupts can reach; sid runs four on every place): what the tracer's \
+         the five places interrupts can reach; sid runs four on every place): what the tracer's \
          chains pay before they do any work. A round is an untraced pass of every job, a \
          tracer pass, an untraced pass, a bpftrace pass, an untraced pass, a floor pass, an \
          untraced pass, a chains pass; {rounds} \

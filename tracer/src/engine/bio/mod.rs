@@ -129,6 +129,11 @@ impl Ledger {
         Ledger { config, ..Ledger::default() }
     }
 
+    /// Whether the ledger follows the bio at `addr` (it holds user pages, not released yet).
+    pub fn follows(&self, addr: u64) -> bool {
+        self.bios.contains_key(&addr)
+    }
+
     pub fn apply(&mut self, rec: &BioRecord) -> Step {
         if rec.event == BioEvent::Acquire as u32 {
             self.acquire(rec)

@@ -14,9 +14,11 @@ mod tests;
 
 /// The probes whose records the ledgers (bio and page) are made of. Without any of them the
 /// verdict is unverifiable.
-pub const PROBES_NEEDED: [ProbeId; 6] = [
+pub const PROBES_NEEDED: [ProbeId; 7] = [
     ProbeId::BioIovIterGetPages,
-    ProbeId::BioEndio,
+    // The bios' completions (the I/O ended: a leak suspect from then on).
+    ProbeId::BlockRqComplete,
+    ProbeId::BlockBioComplete,
     ProbeId::BioReleasePages,
     ProbeId::PinUserPagesFast,
     ProbeId::UnpinUserPage,

@@ -1,0 +1,222 @@
+//! Block layer timings: the kernel streams a record when a bio is queued, a request issued, a
+//! request or a bio completed (tracer_common::block), and this pairs them: D2C from a request's
+//! issue to its completion, Q2C from a bio's queueing to the completion that lists it (its
+//! request's, or its own on a bio-based device). Each completion also names the bios it ends,
+//! which the pin ledger takes as their End. Pure.
+//!
+//! A start whose completion never comes (a request merged from more bios than a completion
+//! lists, a record lost) waits here until [`MAX_PENDING`] starts wait; then the older half is
+//! dropped and counted, as the kernel side's LRU maps did before.
+
+use tracer_common::{
+    block::{BlockEvent, RQ_MAX_BIOS},
+    LatencyEvent, LatencyKind, RecordType,
+};
+
+use super::Map;
+use crate::model::BlockRecord;
+
+/// Starts that wait for their completion, per kind (requests, bios), before the older half is
+/// dropped.
+pub const MAX_PENDING: usize = 1 << 16;
+
+/// A bio a completion ended: what the pin ledger's End is made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ended {
+    pub bio: u64,
+    pub ts_ns: u64,
+    pub dev: u32,
+    pub op: u32,
+    pub status: i32,
+}
+
+/// The starts waiting for their completions.
+#[derive(Clone, Debug, Default)]
+pub struct Timings {
+    /// request address -> issue time.
+    issued: Map<u64, u64>,
+    /// bio address -> queue time.
+    queued: Map<u64, u64>,
+    /// Starts dropped without a completion (see [`MAX_PENDING`]).
+    pub dropped: u64,
+    /// Records of an unknown event.
+    pub invalid: u64,
+}
+
+impl Timings {
+    /// One record: a start is kept; a completion gives its latency events to `latency` and the
+    /// bios it ends to `ended`, in the request's order.
+    pub fn apply(&mut self, rec: &BlockRecord, latency: &mut Vec<LatencyEvent>, ended: &mut Vec<Ended>) {
+        let h = &rec.head;
+        let event = |kind: LatencyKind, bytes: u32, start_ns: u64| LatencyEvent {
+            record: RecordType::Latency as u32,
+            kind: kind as u32,
+            dev: h.dev,
+            op: h.op,
+            bytes: bytes as u64,
+            start_ns,
+            end_ns: h.ts_ns,
+        };
+        let end = |bio: u64| Ended { bio, ts_ns: h.ts_ns, dev: h.dev, op: h.op, status: h.status };
+        if h.event == BlockEvent::BioQueue as u32 {
+            self.dropped += start(&mut self.queued, h.addr, h.ts_ns);
+        } else if h.event == BlockEvent::RqIssue as u32 {
+            self.dropped += start(&mut self.issued, h.addr, h.ts_ns);
+        } else if h.event == BlockEvent::RqComplete as u32 {
+            if let Some(issued) = self.issued.remove(&h.addr) {
+                latency.push(event(LatencyKind::D2c, h.bytes, issued));
+            }
+            for &(bio, size) in rec.bios.iter().take(RQ_MAX_BIOS) {
+                if let Some(queued) = self.queued.remove(&bio) {
+                    latency.push(event(LatencyKind::Q2c, size, queued));
+                }
+                ended.push(end(bio));
+            }
+        } else if h.event == BlockEvent::BioComplete as u32 {
+            if let Some(queued) = self.queued.remove(&h.addr) {
+                latency.push(event(LatencyKind::Q2c, h.bytes, queued));
+            }
+            ended.push(end(h.addr));
+        } else {
+            self.invalid += 1;
+        }
+    }
+
+    /// The starts still waiting, for the next segment of a run (its I/O in flight completes
+    /// there); the counts begin again.
+    pub fn carry_over(&self) -> Timings {
+        Timings { issued: self.issued.clone(), queued: self.queued.clone(), dropped: 0, invalid: 0 }
+    }
+
+    /// Starts waiting now (requests, bios).
+    #[cfg(test)]
+    pub fn pending(&self) -> (usize, usize) {
+        (self.issued.len(), self.queued.len())
+    }
+}
+
+/// Keeps a start; when [`MAX_PENDING`] wait, drops the older half first. Returns how many
+/// were dropped.
+fn start(map: &mut Map<u64, u64>, addr: u64, ts: u64) -> u64 {
+    let mut dropped = 0;
+    if map.len() >= MAX_PENDING && !map.contains_key(&addr) {
+        let mut times: Vec<u64> = map.values().copied().collect();
+        let mid = times.len() / 2;
+        let (_, &mut cut, _) = times.select_nth_unstable(mid);
+        let before = map.len();
+        map.retain(|_, t| *t >= cut);
+        dropped = (before - map.len()) as u64;
+    }
+    map.insert(addr, ts);
+    dropped
+}
+
+#[cfg(test)]
+mod tests {
+    use tracer_common::block::BlockHeader;
+
+    use super::*;
+
+    fn rec(event: BlockEvent, ts_ns: u64, addr: u64, bytes: u32, bios: &[(u64, u32)]) -> BlockRecord {
+        BlockRecord {
+            head: BlockHeader {
+                record: RecordType::Block as u32,
+                event: event as u32,
+                ts_ns,
+                addr,
+                dev: 7,
+                op: 1,
+                bytes,
+                status: 0,
+                nr_bios: bios.len() as u32,
+                _pad: 0,
+            },
+            bios: bios.to_vec(),
+        }
+    }
+
+    fn run(t: &mut Timings, records: &[BlockRecord]) -> (Vec<(u32, u64, u64)>, Vec<u64>) {
+        let (mut lat, mut ended) = (Vec::new(), Vec::new());
+        for r in records {
+            t.apply(r, &mut lat, &mut ended);
+        }
+        (lat.iter().map(|e| (e.kind, e.bytes, e.end_ns - e.start_ns)).collect(), ended.iter().map(|e| e.bio).collect())
+    }
+
+    const D2C: u32 = LatencyKind::D2c as u32;
+    const Q2C: u32 = LatencyKind::Q2c as u32;
+
+    #[test]
+    fn a_request_pairs_its_issue_and_each_listed_bio_its_queueing() {
+        let mut t = Timings::default();
+        let (lat, ended) = run(
+            &mut t,
+            &[
+                rec(BlockEvent::BioQueue, 10, 0xb1, 0, &[]),
+                rec(BlockEvent::BioQueue, 12, 0xb2, 0, &[]),
+                rec(BlockEvent::RqIssue, 20, 0xa0, 0, &[]),
+                rec(BlockEvent::RqComplete, 50, 0xa0, 8192, &[(0xb1, 4096), (0xb2, 4096)]),
+            ],
+        );
+        assert_eq!(lat, vec![(D2C, 8192, 30), (Q2C, 4096, 40), (Q2C, 4096, 38)]);
+        assert_eq!(ended, vec![0xb1, 0xb2]);
+        assert_eq!(t.pending(), (0, 0));
+    }
+
+    #[test]
+    fn a_bio_based_device_completes_its_bios_itself() {
+        let mut t = Timings::default();
+        let (lat, ended) = run(
+            &mut t,
+            &[rec(BlockEvent::BioQueue, 5, 0xd1, 0, &[]), rec(BlockEvent::BioComplete, 205, 0xd1, 4096, &[])],
+        );
+        assert_eq!(lat, vec![(Q2C, 4096, 200)]);
+        assert_eq!(ended, vec![0xd1]);
+    }
+
+    #[test]
+    fn completions_without_a_start_end_their_bios_without_latency() {
+        // Started before the trace began: no figure, but the bio still ends.
+        let mut t = Timings::default();
+        let (lat, ended) = run(&mut t, &[rec(BlockEvent::RqComplete, 50, 0xa0, 4096, &[(0xb1, 4096)])]);
+        assert!(lat.is_empty());
+        assert_eq!(ended, vec![0xb1]);
+        // A second completion of a request (the rest of a partial one) times nothing again.
+        let (lat, _) = run(
+            &mut t,
+            &[
+                rec(BlockEvent::RqIssue, 60, 0xa0, 0, &[]),
+                rec(BlockEvent::RqComplete, 70, 0xa0, 512, &[]),
+                rec(BlockEvent::RqComplete, 80, 0xa0, 3584, &[(0xb2, 3584)]),
+            ],
+        );
+        assert_eq!(lat, vec![(D2C, 512, 10)]);
+    }
+
+    #[test]
+    fn starts_never_completed_are_dropped_oldest_first_and_counted() {
+        let mut t = Timings::default();
+        for i in 0..MAX_PENDING as u64 {
+            run(&mut t, &[rec(BlockEvent::BioQueue, 1000 + i, 0x1000 + i, 0, &[])]);
+        }
+        assert_eq!((t.pending().1, t.dropped), (MAX_PENDING, 0));
+        // The same address again replaces its start; a new one drops the older half.
+        run(&mut t, &[rec(BlockEvent::BioQueue, 5, 0x1000, 0, &[])]);
+        assert_eq!(t.dropped, 0);
+        run(&mut t, &[rec(BlockEvent::BioQueue, 1_000_000, 0x10_0000, 0, &[])]);
+        assert!(t.dropped as usize >= MAX_PENDING / 2 - 1, "dropped {}", t.dropped);
+        assert_eq!(t.pending().1 as u64 + t.dropped, MAX_PENDING as u64 + 1);
+        // The newest starts are kept.
+        let (lat, _) = run(&mut t, &[rec(BlockEvent::BioComplete, 2_000_000, 0x10_0000, 1, &[])]);
+        assert_eq!(lat, vec![(Q2C, 1, 1_000_000)]);
+    }
+
+    #[test]
+    fn unknown_events_are_counted() {
+        let mut t = Timings::default();
+        let mut r = rec(BlockEvent::RqIssue, 1, 2, 0, &[]);
+        r.head.event = 9;
+        run(&mut t, &[r]);
+        assert_eq!(t.invalid, 1);
+    }
+}
