@@ -1,7 +1,8 @@
-//! Block layer timing records: when a bio is queued, a request issued, a request or a bio
-//! completed. The kernel side only stamps and streams them (no start maps, no matching):
-//! userspace pairs starts with completions (tracer/src/engine/block.rs) into the D2C and Q2C
-//! figures, and ends the bios of the pin ledger with the completions that list them.
+//! Block layer and Direct I/O timing records: when a bio is queued, a request issued, a
+//! request or a bio completed, an iomap Direct I/O call begun or completed. The kernel side
+//! only stamps and streams them (no start maps, no matching): userspace pairs starts with
+//! completions (tracer/src/engine/block.rs) into the D2C, Q2C and DIO figures, and ends the bios
+//! of the pin ledger with the completions that list them.
 
 use core::mem::size_of;
 
@@ -19,6 +20,12 @@ pub enum BlockEvent {
     /// block_bio_complete: `addr` is a bio of a bio-based device (device mapper, ...), whose
     /// bios never become requests; `bytes` its size, `status` its bi_status.
     BioComplete = 3,
+    /// iomap_dio_rw_begin: `addr` is the kiocb; `dev` the file system's device, `op` 0 (read)
+    /// or 1 (write), `bytes` the bytes asked for.
+    DioBegin = 4,
+    /// iomap_dio_complete: `addr` is the kiocb; `status` the call's return value when it is an
+    /// error, `bytes` the bytes done otherwise.
+    DioComplete = 5,
 }
 
 /// Bios of one request listed at its completion (a request merged from more bios lists these

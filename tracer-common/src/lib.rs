@@ -470,6 +470,8 @@ pub mod names {
     /// A u64 global: the parts of a page record left out for a benchmark's ablation
     /// ([`super::bench_skip`]); 0 in every user's run.
     pub const BENCH_SKIP: &str = "BENCH_SKIP";
+    /// 1 when the `sys` latency figure is on (tracer-ebpf/src/latency.rs).
+    pub const SYSCALL_LATENCY: &str = "SYSCALL_LATENCY";
     /// The [`super::Offsets`] global.
     pub const OFFSETS: &str = "OFFSETS";
     /// A u64 global: 1 when threads can be preempted inside tracing programs (full, lazy or

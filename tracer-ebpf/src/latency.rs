@@ -1,11 +1,12 @@
 //! I/O latency. The block layer's points (bio queued, request issued, request or bio
-//! completed) are stamped and streamed as [`BlockHeader`] records, and userspace pairs them
-//! into the D2C and Q2C figures (tracer/src/engine/block.rs): no start map, no lookup on the
-//! I/O path. The iomap Direct I/O calls and the system calls keep their start times in hash
-//! maps keyed by the kiocb or the thread, and stream one [`LatencyEvent`] per call. All
-//! tp_btf (or tracepoints), so they run on hosts that allow only tracepoints.
+//! completed) and the iomap Direct I/O calls' begin and completion are stamped and streamed as
+//! [`BlockHeader`] records, and userspace pairs them into the D2C, Q2C and DIO figures
+//! (tracer/src/engine/block.rs): no start map, no lookup on the I/O path. The system calls
+//! (`--syscall-latency` only) keep their start times in a hash map keyed by the thread, which
+//! the DIO probe marks, and stream one [`LatencyEvent`] per call. All tp_btf (or tracepoints),
+//! so they run on hosts that allow only tracepoints.
 //!
-//! The start maps are LRU maps: a call whose end the probes never see leaves a stale entry,
+//! The start map is an LRU map: a call whose end the probes never see leaves a stale entry,
 //! and LRU eviction reclaims the stalest entries first instead of refusing new calls once the
 //! map has filled up with them over a long run.
 
@@ -22,22 +23,22 @@ use tracer_common::{
 
 use crate::maps::{count, current_tid, lost, offsets, read_at, submit_flags, submitted, EVENTS, NO_COMMON_LRU};
 
-/// Direct I/O calls and system calls in flight that can be timed at once.
-pub const IN_FLIGHT: u32 = 65536;
+/// System calls in flight that can be timed at once.
+const IN_FLIGHT: u32 = 65536;
 
-/// What a DIO call looked like when it began.
+/// What a DIO call looked like when it began (kept in the system call it runs in).
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct DioStart {
-    start_ns: u64,
     bytes: u64,
     dev: u32,
     op: u32,
 }
 
-/// kiocb address -> DIO start.
-#[map(name = "DIO_START")]
-static DIO_START: LruHashMap<u64, DioStart> = LruHashMap::with_max_entries(IN_FLIGHT, NO_COMMON_LRU);
+/// 1 when the `sys` figure is asked for (its probes attached: the DIO probe then marks the
+/// system call it runs in), 0 when not (patched by the loader: tracer_common::names::SYSCALL_LATENCY).
+#[unsafe(no_mangle)]
+static SYSCALL_LATENCY: u64 = 0;
 
 #[inline(always)]
 fn emit(kind: LatencyKind, dev: u32, op: u32, bytes: u64, start_ns: u64, end_ns: u64) {
@@ -272,7 +273,7 @@ fn try_sys_enter(fd: u64) -> u32 {
     let start = SysStart {
         // SAFETY: helper without preconditions.
         start_ns: unsafe { bpf_ktime_get_ns() },
-        dio: DioStart { start_ns: 0, bytes: 0, dev: 0, op: 0 },
+        dio: DioStart { bytes: 0, dev: 0, op: 0 },
         did_dio: 0,
         _pad: 0,
     };
@@ -353,14 +354,14 @@ fn try_dio_begin(iocb: u64, iter: u64) -> u32 {
     let inode: u64 = read_at(file, off.file_inode).unwrap_or(0);
     let sb: u64 = read_at(inode, off.inode_sb).unwrap_or(0);
     let start = DioStart {
-        // SAFETY: helper without preconditions.
-        start_ns: unsafe { bpf_ktime_get_ns() },
         bytes: read_at(iter, off.iter_count).unwrap_or(0),
         dev: read_at(sb, off.sb_dev).unwrap_or(0),
         op: read_at::<u8>(iter, off.iter_data_source).map_or(u32::MAX, |w| (w != 0) as u32),
     };
-    if DIO_START.insert(&iocb, &start, 0).is_err() {
-        lost(LostReason::StartMapFull);
+    block(BlockEvent::DioBegin, iocb, start.dev, start.op, start.bytes.min(u32::MAX as u64) as u32, 0);
+    // SAFETY: read-only global patched by the loader; volatile keeps the compiler from folding it.
+    if unsafe { core::ptr::read_volatile(&SYSCALL_LATENCY) } == 0 {
+        return 0;
     }
     // Mark the system call this runs in (if any) as one that did Direct I/O.
     if let Some(sys) = SYS_START.get_ptr_mut(&current_tid()) {
@@ -389,13 +390,7 @@ with_twin!(
 #[inline(always)]
 fn try_dio_complete(iocb: u64, ret: i64) -> u32 {
     count(ProbeId::IomapDioComplete, 0);
-    // SAFETY: the value is copied out before the entry is removed.
-    if let Some(start) = unsafe { DIO_START.get(&iocb) }.copied() {
-        let _ = DIO_START.remove(&iocb);
-        let bytes = if ret > 0 { ret as u64 } else { start.bytes };
-        // SAFETY: helper without preconditions.
-        let now = unsafe { bpf_ktime_get_ns() };
-        emit(LatencyKind::Dio, start.dev, start.op, bytes, start.start_ns, now);
-    }
+    let (bytes, status) = if ret >= 0 { (ret.min(u32::MAX as i64) as u32, 0) } else { (0, ret as i32) };
+    block(BlockEvent::DioComplete, iocb, 0, 0, bytes, status);
     0
 }

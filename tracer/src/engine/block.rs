@@ -1,8 +1,9 @@
-//! Block layer timings: the kernel streams a record when a bio is queued, a request issued, a
-//! request or a bio completed (tracer_common::block), and this pairs them: D2C from a request's
-//! issue to its completion, Q2C from a bio's queueing to the completion that lists it (its
-//! request's, or its own on a bio-based device). Each completion also names the bios it ends,
-//! which the pin ledger takes as their End. Pure.
+//! Block layer and Direct I/O timings: the kernel streams a record when a bio is queued, a
+//! request issued, a request or a bio completed, a DIO call begun or completed
+//! (tracer_common::block), and this pairs them: D2C from a request's issue to its completion,
+//! Q2C from a bio's queueing to the completion that lists it (its request's, or its own on a
+//! bio-based device), DIO from a kiocb's begin to its completion. Each block completion also
+//! names the bios it ends, which the pin ledger takes as their End. Pure.
 //!
 //! A start whose completion never comes (a request merged from more bios than a completion
 //! lists, a record lost) waits here until [`MAX_PENDING`] starts wait; then the older half is
@@ -30,6 +31,15 @@ pub struct Ended {
     pub status: i32,
 }
 
+/// A DIO call as it began.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct DioBegin {
+    ts_ns: u64,
+    dev: u32,
+    op: u32,
+    bytes: u32,
+}
+
 /// The starts waiting for their completions.
 #[derive(Clone, Debug, Default)]
 pub struct Timings {
@@ -37,6 +47,8 @@ pub struct Timings {
     issued: Map<u64, u64>,
     /// bio address -> queue time.
     queued: Map<u64, u64>,
+    /// kiocb address -> the DIO call's begin.
+    dio: Map<u64, DioBegin>,
     /// Starts dropped without a completion (see [`MAX_PENDING`]).
     pub dropped: u64,
     /// Records of an unknown event.
@@ -59,9 +71,9 @@ impl Timings {
         };
         let end = |bio: u64| Ended { bio, ts_ns: h.ts_ns, dev: h.dev, op: h.op, status: h.status };
         if h.event == BlockEvent::BioQueue as u32 {
-            self.dropped += start(&mut self.queued, h.addr, h.ts_ns);
+            self.dropped += start(&mut self.queued, h.addr, h.ts_ns, |&t| t);
         } else if h.event == BlockEvent::RqIssue as u32 {
-            self.dropped += start(&mut self.issued, h.addr, h.ts_ns);
+            self.dropped += start(&mut self.issued, h.addr, h.ts_ns, |&t| t);
         } else if h.event == BlockEvent::RqComplete as u32 {
             if let Some(issued) = self.issued.remove(&h.addr) {
                 latency.push(event(LatencyKind::D2c, h.bytes, issued));
@@ -77,6 +89,15 @@ impl Timings {
                 latency.push(event(LatencyKind::Q2c, h.bytes, queued));
             }
             ended.push(end(h.addr));
+        } else if h.event == BlockEvent::DioBegin as u32 {
+            let begin = DioBegin { ts_ns: h.ts_ns, dev: h.dev, op: h.op, bytes: h.bytes };
+            self.dropped += start(&mut self.dio, h.addr, begin, |b| b.ts_ns);
+        } else if h.event == BlockEvent::DioComplete as u32 {
+            if let Some(b) = self.dio.remove(&h.addr) {
+                // The bytes done, or those asked for when the call did none or failed.
+                let bytes = if h.status == 0 && h.bytes > 0 { h.bytes } else { b.bytes };
+                latency.push(LatencyEvent { dev: b.dev, op: b.op, ..event(LatencyKind::Dio, bytes, b.ts_ns) });
+            }
         } else {
             self.invalid += 1;
         }
@@ -85,7 +106,13 @@ impl Timings {
     /// The starts still waiting, for the next segment of a run (its I/O in flight completes
     /// there); the counts begin again.
     pub fn carry_over(&self) -> Timings {
-        Timings { issued: self.issued.clone(), queued: self.queued.clone(), dropped: 0, invalid: 0 }
+        Timings {
+            issued: self.issued.clone(),
+            queued: self.queued.clone(),
+            dio: self.dio.clone(),
+            dropped: 0,
+            invalid: 0,
+        }
     }
 
     /// Starts waiting now (requests, bios).
@@ -95,19 +122,19 @@ impl Timings {
     }
 }
 
-/// Keeps a start; when [`MAX_PENDING`] wait, drops the older half first. Returns how many
-/// were dropped.
-fn start(map: &mut Map<u64, u64>, addr: u64, ts: u64) -> u64 {
+/// Keeps a start (`time` tells when it began); when [`MAX_PENDING`] wait, drops the older half
+/// first. Returns how many were dropped.
+fn start<V>(map: &mut Map<u64, V>, addr: u64, value: V, time: impl Fn(&V) -> u64) -> u64 {
     let mut dropped = 0;
     if map.len() >= MAX_PENDING && !map.contains_key(&addr) {
-        let mut times: Vec<u64> = map.values().copied().collect();
+        let mut times: Vec<u64> = map.values().map(&time).collect();
         let mid = times.len() / 2;
         let (_, &mut cut, _) = times.select_nth_unstable(mid);
         let before = map.len();
-        map.retain(|_, t| *t >= cut);
+        map.retain(|_, v| time(v) >= cut);
         dropped = (before - map.len()) as u64;
     }
-    map.insert(addr, ts);
+    map.insert(addr, value);
     dropped
 }
 
@@ -209,6 +236,30 @@ mod tests {
         // The newest starts are kept.
         let (lat, _) = run(&mut t, &[rec(BlockEvent::BioComplete, 2_000_000, 0x10_0000, 1, &[])]);
         assert_eq!(lat, vec![(Q2C, 1, 1_000_000)]);
+    }
+
+    #[test]
+    fn a_dio_call_is_timed_from_its_begin_with_the_bytes_it_did() {
+        let mut t = Timings::default();
+        let mut begin = rec(BlockEvent::DioBegin, 100, 0x10c, 8192, &[]);
+        begin.head.op = 1;
+        let mut failed = rec(BlockEvent::DioComplete, 900, 0x20c, 0, &[]);
+        failed.head.status = -5;
+        let (mut lat, mut ended) = (Vec::new(), Vec::new());
+        for r in [
+            begin.clone(),
+            rec(BlockEvent::DioBegin, 150, 0x20c, 4096, &[]),
+            rec(BlockEvent::DioComplete, 400, 0x10c, 4096, &[]),
+            failed,
+            rec(BlockEvent::DioComplete, 950, 0x30c, 512, &[]),
+        ] {
+            t.apply(&r, &mut lat, &mut ended);
+        }
+        let got: Vec<_> = lat.iter().map(|e| (e.kind, e.op, e.bytes, e.end_ns - e.start_ns)).collect();
+        let dio = LatencyKind::Dio as u32;
+        // A short call counts what it did; a failed one what it asked for; one never begun nothing.
+        assert_eq!(got, vec![(dio, 1, 4096, 300), (dio, 1, 4096, 750)]);
+        assert!(ended.is_empty());
     }
 
     #[test]

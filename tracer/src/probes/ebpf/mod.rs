@@ -113,6 +113,11 @@ impl Tracer {
             .override_global(names::TASK_PREEMPTION, &u64::from(facts.preemption.in_programs()), true)
             .override_global(names::LEARNED_PATHS, &u64::from(facts.learned_paths()), true)
             .override_global(names::BENCH_SKIP, &bench_skip()?, true)
+            .override_global(
+                names::SYSCALL_LATENCY,
+                &u64::from(plan.iter().any(|p| p.def.id == ProbeId::SysEnter && !p.off)),
+                true,
+            )
             .map_max_entries(names::EVENTS, ring_bytes)
             .override_global(names::EVENTS_WAKE_AT, &u64::from(ring_bytes / 4), true)
             .override_global(names::BIO_RELEASE_START, &facts.bio_release_text.map_or(0, |r| r.0), true)
