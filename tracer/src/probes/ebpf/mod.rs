@@ -106,24 +106,7 @@ impl Tracer {
         raise_memlock_limit();
         let btf = Btf::from_sys_fs().ok();
         let cpus = aya::util::nr_cpus().map_err(|(what, e)| LoadError::Cpus(what, e))?;
-        let mut ebpf = EbpfLoader::new()
-            .btf(btf.as_ref())
-            .map_max_entries(names::COUNTERS, u32::try_from(cpus).unwrap_or(u32::MAX).saturating_mul(slots::SLOTS))
-            .override_global(names::OFFSETS, &facts.offsets, true)
-            .override_global(names::TASK_PREEMPTION, &u64::from(facts.preemption.in_programs()), true)
-            .override_global(names::LEARNED_PATHS, &u64::from(facts.learned_paths()), true)
-            .override_global(names::BENCH_SKIP, &bench_skip()?, true)
-            .override_global(
-                names::SYSCALL_LATENCY,
-                &u64::from(plan.iter().any(|p| p.def.id == ProbeId::SysEnter && !p.off)),
-                true,
-            )
-            .map_max_entries(names::EVENTS, ring_bytes)
-            .override_global(names::EVENTS_WAKE_AT, &u64::from(ring_bytes / 4), true)
-            .override_global(names::BIO_RELEASE_START, &facts.bio_release_text.map_or(0, |r| r.0), true)
-            .override_global(names::BIO_RELEASE_END, &facts.bio_release_text.map_or(0, |r| r.1), true)
-            .load(OBJECT)
-            .map_err(load_error)?;
+        let mut ebpf = open(facts, plan, ring_bytes, btf.as_ref(), cpus)?;
         // Kept alive for as long as the programs: dropping it closes the log map.
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
@@ -135,35 +118,7 @@ impl Tracer {
         };
         let threads_preemptible = facts.preemption.in_programs();
         preload::preload(&mut ebpf, btf.as_ref(), plan, |p| twins_needed(&p.def, threads_preemptible));
-        let mut outcomes = Vec::with_capacity(plan.len());
-        let mut backups = vec![Vec::new(); PROBE_COUNT as usize];
-        for planned in plan {
-            let mut outcome = ProbeOutcome {
-                def: planned.def,
-                off: planned.off,
-                attached: None,
-                failures: planned.ruled_out.clone(),
-            };
-            for &(method, program) in &planned.candidates {
-                match attach_chain(
-                    &mut ebpf,
-                    btf.as_ref(),
-                    method,
-                    program,
-                    &planned.def,
-                    twins_needed(&planned.def, threads_preemptible),
-                ) {
-                    Ok(attached) => {
-                        backups[planned.def.id as usize] = attached;
-                        outcome.attached = Some(method);
-                        break;
-                    }
-                    Err(why) => outcome.failures.push((method, explain(method, why))),
-                }
-            }
-            outcome.failures.sort_by_key(|(m, _)| planned.preference(*m));
-            outcomes.push(outcome);
-        }
+        let (outcomes, backups) = attach_all(&mut ebpf, btf.as_ref(), plan, threads_preemptible);
         if outcomes.iter().all(|o| o.attached.is_none()) {
             return Err(LoadError::NothingAttached);
         }
@@ -200,12 +155,9 @@ impl Tracer {
         });
         let map = self.ebpf.take_map(names::EVENTS)?;
         match RingBuf::try_from(map) {
-            Ok(ring) => Some(EventStream {
-                ring,
-                stacks: Stacks { symbols: None, seen: HashSet::new() },
-                paths: paths::PathLearner::new(paths),
-                read: 0,
-            }),
+            Ok(ring) => {
+                Some(EventStream { ring, stacks: Stacks::new(), paths: paths::PathLearner::new(paths), read: 0 })
+            }
             Err(e) => {
                 log::warn!("event ring buffer unusable: {e}");
                 None
@@ -375,12 +327,22 @@ impl EventStream {
 /// The kernel symbols of the return addresses page records carry, each resolved once from
 /// /proc/kallsyms.
 struct Stacks {
-    /// Loaded on first use.
-    symbols: Option<BTreeMap<u64, String>>,
+    symbols: BTreeMap<u64, String>,
     seen: HashSet<u64>,
 }
 
 impl Stacks {
+    /// Reads /proc/kallsyms now, before the records flow: parsing it takes seconds under
+    /// emulation, and done at the first page record it held the reader up while the ring
+    /// buffer filled (records lost at the start of a busy run).
+    fn new() -> Stacks {
+        let symbols = aya::util::kernel_symbols().unwrap_or_else(|e| {
+            log::warn!("/proc/kallsyms unreadable, call paths stay addresses: {e}");
+            BTreeMap::new()
+        });
+        Stacks { symbols, seen: HashSet::new() }
+    }
+
     /// A symbols record for the addresses of `record` not described yet, if it is a page record
     /// that has any.
     fn describe(&mut self, record: &[u8]) -> Option<Vec<u8>> {
@@ -397,12 +359,7 @@ impl Stacks {
         if new.is_empty() {
             return None;
         }
-        let symbols = self.symbols.get_or_insert_with(|| {
-            aya::util::kernel_symbols().unwrap_or_else(|e| {
-                log::warn!("/proc/kallsyms unreadable, call paths stay addresses: {e}");
-                BTreeMap::new()
-            })
-        });
+        let symbols = &self.symbols;
         let mut described = Vec::with_capacity(new.len());
         for ip in new {
             if self.seen.insert(ip) {
@@ -505,6 +462,70 @@ pub(super) fn prog_info(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<aya_
         return Err(std::io::Error::last_os_error());
     }
     Ok(info)
+}
+
+/// Opens the object with the facts and the plan written into its globals.
+fn open(
+    facts: &Facts,
+    plan: &[PlannedProbe],
+    ring_bytes: u32,
+    btf: Option<&Btf>,
+    cpus: usize,
+) -> Result<Ebpf, LoadError> {
+    EbpfLoader::new()
+        .btf(btf)
+        .map_max_entries(names::COUNTERS, u32::try_from(cpus).unwrap_or(u32::MAX).saturating_mul(slots::SLOTS))
+        .override_global(names::OFFSETS, &facts.offsets, true)
+        .override_global(names::TASK_PREEMPTION, &u64::from(facts.preemption.in_programs()), true)
+        .override_global(names::LEARNED_PATHS, &u64::from(facts.learned_paths()), true)
+        .override_global(names::BENCH_SKIP, &bench_skip()?, true)
+        .override_global(
+            names::SYSCALL_LATENCY,
+            &u64::from(plan.iter().any(|p| p.def.id == ProbeId::SysEnter && !p.off)),
+            true,
+        )
+        .map_max_entries(names::EVENTS, ring_bytes)
+        .override_global(names::EVENTS_WAKE_AT, &u64::from(ring_bytes / 4), true)
+        .override_global(names::BIO_RELEASE_START, &facts.bio_release_text.map_or(0, |r| r.0), true)
+        .override_global(names::BIO_RELEASE_END, &facts.bio_release_text.map_or(0, |r| r.1), true)
+        .load(OBJECT)
+        .map_err(load_error)
+}
+
+/// Attaches each planned probe by its first candidate method that works; returns the outcomes
+/// and the backups attached per probe.
+fn attach_all(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    plan: &[PlannedProbe],
+    threads_preemptible: bool,
+) -> (Vec<ProbeOutcome>, Vec<Vec<&'static str>>) {
+    let mut outcomes = Vec::with_capacity(plan.len());
+    let mut backups = vec![Vec::new(); PROBE_COUNT as usize];
+    for planned in plan {
+        let mut outcome =
+            ProbeOutcome { def: planned.def, off: planned.off, attached: None, failures: planned.ruled_out.clone() };
+        for &(method, program) in &planned.candidates {
+            match attach_chain(
+                ebpf,
+                btf,
+                method,
+                program,
+                &planned.def,
+                twins_needed(&planned.def, threads_preemptible),
+            ) {
+                Ok(attached) => {
+                    backups[planned.def.id as usize] = attached;
+                    outcome.attached = Some(method);
+                    break;
+                }
+                Err(why) => outcome.failures.push((method, explain(method, why))),
+            }
+        }
+        outcome.failures.sort_by_key(|(m, _)| planned.preference(*m));
+        outcomes.push(outcome);
+    }
+    (outcomes, backups)
 }
 
 /// The embedded object against the probe catalogue (tracer-common): every program a probe

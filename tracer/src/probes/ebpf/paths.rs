@@ -88,6 +88,10 @@ impl PathLearner {
         if before[..common] == frames[..common] {
             return false;
         }
+        if !log::log_enabled!(log::Level::Debug) {
+            // Naming the frames loads /proc/kallsyms: seconds under emulation, while records wait.
+            return true;
+        }
         let symbols = self.symbols.get_or_insert_with(|| aya::util::kernel_symbols().unwrap_or_default());
         let name = |frames: &[u64]| frames.iter().map(|&ip| symbolize(symbols, ip)).collect::<Vec<_>>().join(" <- ");
         log::debug!(
