@@ -104,7 +104,13 @@ fn write_file(
 fn timestamps(record: u32) -> &'static [usize] {
     match record {
         r if r == RecordType::Latency as u32 => &[24, 32],
-        r if r == RecordType::Bio as u32 || r == RecordType::Pages as u32 || r == RecordType::Exit as u32 => &[8],
+        r if r == RecordType::Bio as u32
+            || r == RecordType::Pages as u32
+            || r == RecordType::Exit as u32
+            || r == RecordType::Block as u32 =>
+        {
+            &[8]
+        }
         _ => &[],
     }
 }
@@ -132,8 +138,9 @@ fn last_ts(records: &[Vec<u8>]) -> u64 {
         .unwrap_or(0)
 }
 
-/// Seconds and max RSS (KiB) of `tracer report FILE --format json` on CPU 0.
-fn replay(tracer: &Path, file: &Path) -> Result<(f64, u64)> {
+/// Seconds, max RSS (KiB) and pages pinned (the page ledger's last "pages" line) of `tracer
+/// report FILE --format json` on CPU 0.
+fn replay(tracer: &Path, file: &Path) -> Result<(f64, u64, u64)> {
     let started = Instant::now();
     let out = Command::new("/usr/bin/time")
         .args(["-f", "MAXRSS %M", "taskset", "-c", "0"])
@@ -149,7 +156,14 @@ fn replay(tracer: &Path, file: &Path) -> Result<(f64, u64)> {
     }
     let rss =
         err.lines().find_map(|l| l.strip_prefix("MAXRSS ")).and_then(|v| v.trim().parse().ok()).context("no MAXRSS")?;
-    Ok((secs, rss))
+    let pinned = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "pages")
+        .filter_map(|v| v["pinned"].as_u64())
+        .last()
+        .unwrap_or(0);
+    Ok((secs, rss, pinned))
 }
 
 /// A pin record of `n` pages starting at struct page `first`, FOLL_LONGTERM.
@@ -203,7 +217,7 @@ pub fn ledger(args: &LedgerBenchArgs) -> Result<i32> {
     let stream = dir.join("ledger-throughput.rec");
     let records = (0..copies).flat_map(|c| src.records.iter().map(move |r| shift(r.clone(), c * span)));
     let n = write_file(&stream, &src.metadata, records, copies * span)?;
-    let (secs, _) = replay(&tracer, &stream)?;
+    let (secs, _, _) = replay(&tracer, &stream)?;
     println!("| stream | records | seconds (1 core) | events/s |\n|---|---|---|---|");
     println!("| {} x {copies} | {n} | {secs:.2} | {:.2} M |", args.stream.display(), n as f64 / secs / 1e6);
 
@@ -212,7 +226,9 @@ pub fn ledger(args: &LedgerBenchArgs) -> Result<i32> {
     meta["folio_heads"] = serde_json::Value::Bool(true);
     let empty = dir.join("ledger-memory-0.rec");
     write_file(&empty, &meta, std::iter::empty(), 1)?;
-    let (_, base) = replay(&tracer, &empty)?;
+    let (_, base, _) = replay(&tracer, &empty)?;
+    // The trace's start: records stamped before it are left out of a replay.
+    let start = meta["start_monotonic_ns"].as_u64().unwrap_or(0);
     println!(
         "\n| outstanding pinned pages | max RSS (KiB) | above an empty replay | bytes per page |\n|---|---|---|---|"
     );
@@ -220,9 +236,13 @@ pub fn ledger(args: &LedgerBenchArgs) -> Result<i32> {
     for &pages in &args.pages {
         let file = dir.join(format!("ledger-memory-{pages}.rec"));
         let calls = pages.div_ceil(512);
-        let recs = (0..calls).map(|c| longterm_pin(1000 + c, 0xffff_ea00_0000_0000 + c * 512 * 64, 512, longterm));
-        write_file(&file, &meta, recs, 2000 + calls)?;
-        let (_, rss) = replay(&tracer, &file)?;
+        let recs =
+            (0..calls).map(|c| longterm_pin(start + 1000 + c, 0xffff_ea00_0000_0000 + c * 512 * 64, 512, longterm));
+        write_file(&file, &meta, recs, start + 2000 + calls)?;
+        let (_, rss, pinned) = replay(&tracer, &file)?;
+        if pinned != calls * 512 {
+            bail!("{}: the replay pinned {pinned} pages, not the {} written", file.display(), calls * 512);
+        }
         let per = (rss.saturating_sub(base) * 1024) as f64 / (calls * 512) as f64;
         println!("| {} | {rss} | {} | {per:.0} |", calls * 512, rss.saturating_sub(base));
     }

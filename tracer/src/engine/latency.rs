@@ -72,12 +72,35 @@ pub fn new_histogram() -> Histogram<u64> {
     h
 }
 
-/// Histograms by key: hashed (each event updates four), sorted only when figures are taken.
-type Histograms = HashMap<Key, Histogram<u64>, foldhash::fast::RandomState>;
+/// The histograms of one key (size classes apart): since the start and since the interval
+/// began. An event updates the two of its key, found with one lookup; the all-sizes rows are
+/// the sums of their size classes' histograms, added when figures are taken.
+#[derive(Clone)]
+struct Pair {
+    cumulative: Histogram<u64>,
+    interval: Histogram<u64>,
+}
 
-/// The figures of `h` in key order.
-fn sorted(h: &Histograms, percentiles: &[f64]) -> Vec<(Key, Stats)> {
-    let mut rows: Vec<(Key, Stats)> = h.iter().map(|(k, h)| (*k, stats(h, percentiles))).collect();
+/// Histograms by key: hashed, sorted only when figures are taken.
+type Histograms = HashMap<Key, Pair, foldhash::fast::RandomState>;
+
+/// The figures of one side of `h` in key order: each size class's, and for each figure, device
+/// and operation the sum of its size classes' (`size_class` None). Empty histograms (no event
+/// in the interval) give no row.
+fn sorted(h: &Histograms, side: fn(&Pair) -> &Histogram<u64>, percentiles: &[f64]) -> Vec<(Key, Stats)> {
+    let mut totals: HashMap<Key, Histogram<u64>, foldhash::fast::RandomState> = HashMap::default();
+    let mut rows: Vec<(Key, Stats)> = Vec::with_capacity(h.len() * 2);
+    for (k, pair) in h {
+        let one = side(pair);
+        if one.is_empty() {
+            continue;
+        }
+        rows.push((*k, stats(one, percentiles)));
+        let total = totals.entry(Key { size_class: None, ..*k }).or_insert_with(new_histogram);
+        // The histograms auto-resize, so adding cannot fail.
+        let _ = total.add(one);
+    }
+    rows.extend(totals.iter().map(|(k, h)| (*k, stats(h, percentiles))));
     rows.sort_by_key(|(k, _)| *k);
     rows
 }
@@ -85,8 +108,7 @@ fn sorted(h: &Histograms, percentiles: &[f64]) -> Vec<(Key, Stats)> {
 /// Cumulative and current-interval histograms.
 #[derive(Default)]
 pub struct Latency {
-    cumulative: Histograms,
-    interval: Histograms,
+    histograms: Histograms,
     /// Events whose end precedes their start, or records that could not be decoded (should
     /// stay 0).
     pub invalid: u64,
@@ -121,12 +143,13 @@ impl Latency {
             return;
         };
         let ns = ns.max(1);
-        for size_class in [None, Some(size_class(ev.bytes))] {
-            let key = Key { kind, dev: ev.dev, op: ev.op, size_class };
-            for map in [&mut self.cumulative, &mut self.interval] {
-                map.entry(key).or_insert_with(new_histogram).saturating_record(ns);
-            }
-        }
+        let key = Key { kind, dev: ev.dev, op: ev.op, size_class: Some(size_class(ev.bytes)) };
+        let pair = self
+            .histograms
+            .entry(key)
+            .or_insert_with(|| Pair { cumulative: new_histogram(), interval: new_histogram() });
+        pair.cumulative.saturating_record(ns);
+        pair.interval.saturating_record(ns);
     }
 
     /// Counts a ring buffer record that could not be decoded.
@@ -137,12 +160,14 @@ impl Latency {
 
     /// Figures since the start of the trace.
     pub fn cumulative(&self, percentiles: &[f64]) -> Vec<(Key, Stats)> {
-        sorted(&self.cumulative, percentiles)
+        sorted(&self.histograms, |p| &p.cumulative, percentiles)
     }
 
     /// Figures since the previous call; starts a new interval.
     pub fn take_interval(&mut self, percentiles: &[f64]) -> Vec<(Key, Stats)> {
-        sorted(&std::mem::take(&mut self.interval), percentiles)
+        let rows = sorted(&self.histograms, |p| &p.interval, percentiles);
+        self.histograms.values_mut().for_each(|p| p.interval.reset());
+        rows
     }
 }
 
@@ -183,17 +208,14 @@ pub fn stats(h: &Histogram<u64>, percentiles: &[f64]) -> Stats {
 /// Values per bucket of [`BUCKETS_NS`], then above the last bound. A bucket holds what the
 /// histogram's resolution (3 significant digits) places at or below its bound.
 fn buckets(h: &Histogram<u64>) -> Vec<u64> {
-    let mut below = 0;
-    let mut out: Vec<u64> = BUCKETS_NS
-        .iter()
-        .map(|&bound| {
-            let upto = h.count_between(0, bound);
-            let n = upto.saturating_sub(below);
-            below = upto;
-            n
-        })
-        .collect();
-    out.push(h.len().saturating_sub(below));
+    // One pass over the recorded values: a value belongs to the first bound whose histogram
+    // bucket is not below its own.
+    let bounds = BUCKETS_NS.map(|b| h.lowest_equivalent(b));
+    let mut out = vec![0u64; BUCKETS_NS.len() + 1];
+    for v in h.iter_recorded() {
+        let low = h.lowest_equivalent(v.value_iterated_to());
+        out[bounds.partition_point(|&b| b < low)] += v.count_at_value();
+    }
     out
 }
 
@@ -323,6 +345,40 @@ mod tests {
                 prop_assert!((*got as f64 - exact).abs() <= exact * 0.001 + 1.0, "p{p}: {got} vs {exact}");
             }
             prop_assert_eq!(stats.count, values.len() as u64);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// The buckets in one pass equal counting below each bound, and an all-sizes row
+        /// equals one histogram fed every event of its figure, device and operation.
+        #[test]
+        fn buckets_and_all_sizes_rows_are_exact(events in prop::collection::vec((1u64..20_000_000_000, 0u64..(1 << 21)), 1..300)) {
+            let mut l = Latency::default();
+            let mut whole = new_histogram();
+            for &(ns, bytes) in &events {
+                l.record(&ev(LatencyKind::D2c, bytes, ns));
+                whole.saturating_record(ns);
+            }
+            let mut below = 0;
+            let mut reference: Vec<u64> = BUCKETS_NS
+                .iter()
+                .map(|&b| {
+                    let upto = whole.count_between(0, b);
+                    let n = upto - below;
+                    below = upto;
+                    n
+                })
+                .collect();
+            reference.push(whole.len() - below);
+            prop_assert_eq!(buckets(&whole), reference);
+            let rows = l.cumulative(&[50.0, 99.0]);
+            let all = rows.iter().find(|(k, _)| k.size_class.is_none()).map(|(_, s)| s.clone());
+            prop_assert_eq!(all, Some(stats(&whole, &[50.0, 99.0])));
+            let interval = l.take_interval(&[50.0, 99.0]);
+            prop_assert_eq!(&interval, &rows);
+            prop_assert!(l.take_interval(&[50.0]).is_empty(), "an interval without events has no rows");
+            prop_assert_eq!(l.cumulative(&[50.0, 99.0]), rows);
         }
     }
 }

@@ -36,11 +36,19 @@ pub enum ReadError {
     Io(io::Error),
 }
 
-/// Reads a record file: the header on [`Reader::new`], then records (as an iterator of raw
-/// records, the bytes live tracing hands to its consumers), then the trailer.
+/// Bytes the reader asks the file for at once.
+const CHUNK: usize = 64 << 10;
+
+/// Reads a record file: the header on [`Reader::new`], then records (lent as slices of one
+/// buffer, the bytes live tracing hands to its consumers, or as an iterator of owned ones),
+/// then the trailer.
 pub struct Reader<R: Read> {
     src: R,
-    /// Bytes read so far.
+    /// Bytes of the file read and not consumed yet: `buf[pos..end]`.
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    /// Bytes consumed so far.
     at: u64,
     meta: Metadata,
     records: u64,
@@ -52,8 +60,18 @@ pub struct Reader<R: Read> {
 impl<R: Read> Reader<R> {
     /// Reads and checks the header.
     pub fn new(src: R) -> Result<Reader<R>, ReadError> {
-        let mut r = Reader { src, at: 0, meta: empty_metadata(), records: 0, trailer: None, done: false };
-        let magic = r.read_up_to(8)?;
+        let mut r = Reader {
+            src,
+            buf: Vec::new(),
+            pos: 0,
+            end: 0,
+            at: 0,
+            meta: empty_metadata(),
+            records: 0,
+            trailer: None,
+            done: false,
+        };
+        let magic = r.consume(8)?.to_vec();
         if magic.len() < 8 && MAGIC.starts_with(&magic) {
             return Err(ReadError::Truncated("the magic", r.at));
         }
@@ -66,7 +84,7 @@ impl<R: Read> Reader<R> {
         }
         let len = r.u32("the metadata length")?;
         let json = r.payload("the metadata", len, MAX_JSON_LEN)?;
-        let meta: Metadata = serde_json::from_slice(&json).map_err(|e| ReadError::Metadata(e.to_string()))?;
+        let meta: Metadata = serde_json::from_slice(json).map_err(|e| ReadError::Metadata(e.to_string()))?;
         if meta.byte_order != host_byte_order() {
             return Err(ReadError::ByteOrder { file: meta.byte_order, host: host_byte_order() });
         }
@@ -92,36 +110,44 @@ impl<R: Read> Reader<R> {
 
     /// The next record; None after the last one (the trailer has then been read and checked).
     pub fn next_record(&mut self) -> Result<Option<Vec<u8>>, ReadError> {
+        Ok(self.next_slice()?.map(<[u8]>::to_vec))
+    }
+
+    /// The next record, lent until the next call (no copy when it lies in the buffer, the
+    /// engine's throughput being a benchmark target); None after the last one.
+    pub fn next_slice(&mut self) -> Result<Option<&[u8]>, ReadError> {
         if self.done {
             return Ok(None);
         }
-        let result = self.frame();
-        if !matches!(result, Ok(Some(_))) {
-            self.done = true;
+        match self.frame() {
+            Ok(Some(len)) => Ok(Some(&self.buf[self.pos - len..self.pos])),
+            other => {
+                self.done = true;
+                other.map(|_| None)
+            }
         }
-        result
     }
 
-    fn frame(&mut self) -> Result<Option<Vec<u8>>, ReadError> {
+    /// Reads a frame; for a record, its length (its bytes end at `pos`).
+    fn frame(&mut self) -> Result<Option<usize>, ReadError> {
         let at = self.at;
-        let mut kind = [0u8; 1];
-        if self.fill(&mut kind)? == 0 {
+        let Some(&kind) = self.consume(1)?.first() else {
             return Err(ReadError::Truncated("the records (no trailer)", at));
-        }
-        let kind = kind[0];
+        };
         let len = self.u32("a frame header")?;
         match kind {
             FRAME_RECORD => {
-                let bytes = self.payload("a record", len, MAX_RECORD_LEN)?;
+                let n = self.payload("a record", len, MAX_RECORD_LEN)?.len();
                 self.records += 1;
-                Ok(Some(bytes))
+                Ok(Some(n))
             }
             FRAME_TRAILER => {
                 let json = self.payload("the trailer", len, MAX_JSON_LEN)?;
-                let trailer: Trailer = serde_json::from_slice(&json).map_err(|e| ReadError::Trailer(e.to_string()))?;
+                let trailer: Trailer = serde_json::from_slice(json).map_err(|e| ReadError::Trailer(e.to_string()))?;
+                let buffered = (self.end - self.pos) as u64;
                 let rest = io::copy(&mut (&mut self.src).take(u64::MAX), &mut io::sink()).map_err(ReadError::Io)?;
-                if rest > 0 {
-                    return Err(ReadError::TrailingBytes(rest));
+                if buffered + rest > 0 {
+                    return Err(ReadError::TrailingBytes(buffered + rest));
                 }
                 if trailer.records != self.records {
                     return Err(ReadError::RecordCount { counted: trailer.records, found: self.records });
@@ -134,47 +160,53 @@ impl<R: Read> Reader<R> {
     }
 
     fn u32(&mut self, what: &'static str) -> Result<u32, ReadError> {
-        let mut b = [0u8; 4];
-        if self.fill(&mut b)? < 4 {
-            return Err(ReadError::Truncated(what, self.at));
+        match *self.consume(4)? {
+            [a, b, c, d] => Ok(u32::from_le_bytes([a, b, c, d])),
+            _ => Err(ReadError::Truncated(what, self.at)),
         }
-        Ok(u32::from_le_bytes(b))
     }
 
-    fn payload(&mut self, what: &'static str, len: u32, max: u32) -> Result<Vec<u8>, ReadError> {
+    fn payload(&mut self, what: &'static str, len: u32, max: u32) -> Result<&[u8], ReadError> {
         if len > max {
             return Err(ReadError::TooLong { what, len, at: self.at, max });
         }
-        let b = self.read_up_to(len as usize)?;
+        let at = self.at;
+        let b = self.consume(len as usize)?;
         if b.len() < len as usize {
-            return Err(ReadError::Truncated(what, self.at));
+            return Err(ReadError::Truncated(what, at + b.len() as u64));
         }
         Ok(b)
     }
 
-    /// Up to `n` bytes (fewer only at the end of the file). Callers bound `n` (the frame
-    /// limits), so the buffer is sized at once: one allocation and no probing reads per frame
-    /// (the engine's throughput is a benchmark target).
-    fn read_up_to(&mut self, n: usize) -> Result<Vec<u8>, ReadError> {
-        let mut buf = vec![0u8; n];
-        let filled = self.fill(&mut buf)?;
-        buf.truncate(filled);
-        Ok(buf)
+    /// The next `n` bytes (fewer only at the end of the file), consumed. Callers bound `n`
+    /// (the frame limits).
+    fn consume(&mut self, n: usize) -> Result<&[u8], ReadError> {
+        if self.end - self.pos < n {
+            self.refill(n)?;
+        }
+        let k = n.min(self.end - self.pos);
+        self.pos += k;
+        self.at += k as u64;
+        Ok(&self.buf[self.pos - k..self.pos])
     }
 
-    /// Reads into `buf` until it is full or the file ends; the bytes read.
-    fn fill(&mut self, buf: &mut [u8]) -> Result<usize, ReadError> {
-        let mut filled = 0;
-        while filled < buf.len() {
-            match self.src.read(&mut buf[filled..]) {
+    /// Reads until `n` bytes are buffered or the file ends, moving what is left to the front.
+    fn refill(&mut self, n: usize) -> Result<(), ReadError> {
+        self.buf.copy_within(self.pos..self.end, 0);
+        self.end -= self.pos;
+        self.pos = 0;
+        if self.buf.len() < n.max(CHUNK) {
+            self.buf.resize(n.max(CHUNK), 0);
+        }
+        while self.end < n {
+            match self.src.read(&mut self.buf[self.end..]) {
                 Ok(0) => break,
-                Ok(k) => filled += k,
+                Ok(k) => self.end += k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(ReadError::Io(e)),
             }
         }
-        self.at += filled as u64;
-        Ok(filled)
+        Ok(())
     }
 }
 

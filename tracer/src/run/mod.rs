@@ -10,7 +10,7 @@ mod tests;
 
 use std::{
     fs::File,
-    io::{BufReader, BufWriter, Read, Write},
+    io::{BufWriter, Read, Write},
     path::Path,
     sync::{atomic::AtomicBool, Arc},
     time::{SystemTime, UNIX_EPOCH},
@@ -285,7 +285,8 @@ pub async fn report(args: &ReportArgs) -> Result<i32> {
     if let Some(r) = report.as_mut() {
         sinks.push(r);
     }
-    let src = Box::new(BufReader::new(file));
+    // The reader buffers (record::Reader).
+    let src = Box::new(file);
     replay(&path.display().to_string(), src, &args.view, filter, &mut sinks).await?;
     Ok(0)
 }

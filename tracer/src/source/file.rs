@@ -41,8 +41,8 @@ impl<R: Read> FileSource<R> {
         if self.read {
             return Ok(Event::End(self.ending()?));
         }
-        for raw in &mut self.reader {
-            each(&raw.map_err(|e| SourceError::File(self.name.clone(), e))?);
+        while let Some(raw) = self.reader.next_slice().map_err(|e| SourceError::File(self.name.clone(), e))? {
+            each(raw);
         }
         self.read = true;
         let records = self.reader.trailer().ok_or_else(|| SourceError::NoTrailer(self.name.clone()))?.records;
