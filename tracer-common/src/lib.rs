@@ -115,6 +115,30 @@ pub struct Offsets {
     pub files_fdt: u32,
     pub fdt_fd: u32,
     pub file_f_flags: u32,
+    /// Bytes from the start of struct bio that hold bi_bdev, bi_opf, bi_flags, bi_iter.bi_size,
+    /// bi_vcnt and bi_io_vec, rounded up to 8 ([`bio_head_bytes`]): a bio record reads them in
+    /// one read. [`OFFSET_UNKNOWN`] when one is unknown or they reach past
+    /// [`BIO_HEAD_BYTES_MAX`] (then one read each).
+    pub bio_head_bytes: u32,
+}
+
+/// The most bytes of a bio's start read at once (below `BioWire::vecs`, which holds them
+/// until the vec array is read over them).
+pub const BIO_HEAD_BYTES_MAX: u32 = 248;
+const _: () = assert!(BIO_HEAD_BYTES_MAX as usize <= BIO_WIRE_VEC_BYTES && BIO_HEAD_BYTES_MAX % 8 == 0);
+const _: () = assert!(core::mem::offset_of!(BioWire, vecs) % 8 == 0);
+
+/// [`Offsets::bio_head_bytes`] for these member offsets: each (offset, size) must be known and
+/// end within [`BIO_HEAD_BYTES_MAX`].
+pub fn bio_head_bytes(members: &[(u32, u32)]) -> u32 {
+    let mut end = 0u32;
+    for &(off, size) in members {
+        if off == OFFSET_UNKNOWN || off.checked_add(size).is_none_or(|e| e > BIO_HEAD_BYTES_MAX) {
+            return OFFSET_UNKNOWN;
+        }
+        end = end.max(off + size);
+    }
+    end.div_ceil(8) * 8
 }
 
 /// An offset this kernel does not have.
@@ -158,6 +182,7 @@ impl Offsets {
         files_fdt: OFFSET_UNKNOWN,
         fdt_fd: OFFSET_UNKNOWN,
         file_f_flags: OFFSET_UNKNOWN,
+        bio_head_bytes: OFFSET_UNKNOWN,
     };
 }
 
@@ -494,7 +519,7 @@ pub mod names {
 pub const EVENTS_DEFAULT_BYTES: u32 = 8 << 20;
 
 const _: () = assert!(size_of::<ProbeStat>() == 16);
-const _: () = assert!(size_of::<Offsets>() == 144);
+const _: () = assert!(size_of::<Offsets>() == 148);
 const _: () = assert!(size_of::<ExitRecord>() == 16);
 const _: () = assert!(size_of::<PagesHeader>() == 48 + 32 + 8 * PAGES_STACK_FRAMES);
 const _: () = assert!(size_of::<PagesWire>() == size_of::<PagesHeader>() + 16 * PAGES_MAX_ENTRIES);
@@ -582,5 +607,21 @@ mod head_tests {
                 assert_eq!(head_of(head + 64, head + 1), head, "base {base:#x} pfn {pfn:#x}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod bio_head_tests {
+    use super::{bio_head_bytes, BIO_HEAD_BYTES_MAX, OFFSET_UNKNOWN};
+
+    #[test]
+    fn the_span_of_the_members_rounded_up_or_unknown() {
+        // 6.12's struct bio: bi_bdev 8, bi_opf 16, bi_flags 20, bi_iter.bi_size 40, bi_vcnt 98, bi_io_vec 104.
+        let members = [(8, 8), (16, 4), (20, 2), (40, 4), (98, 2), (104, 8)];
+        assert_eq!(bio_head_bytes(&members), 112);
+        assert_eq!(bio_head_bytes(&[(8, 8), (100, 2)]), 104, "rounded up to 8");
+        assert_eq!(bio_head_bytes(&[(8, 8), (OFFSET_UNKNOWN, 4)]), OFFSET_UNKNOWN, "one unknown");
+        assert_eq!(bio_head_bytes(&[(BIO_HEAD_BYTES_MAX - 4, 8)]), OFFSET_UNKNOWN, "past the most read at once");
+        assert_eq!(bio_head_bytes(&[(BIO_HEAD_BYTES_MAX - 8, 8)]), BIO_HEAD_BYTES_MAX);
     }
 }

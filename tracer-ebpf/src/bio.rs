@@ -18,7 +18,8 @@ use aya_ebpf::{
 };
 use tracer_common::{
     BioEvent, BioWire, LostReason, Owner, ProbeId, RecordType, BIO_CHUNK_SHIFT, BIO_FLAG_MARK_DIRTY, BIO_FLAG_PINNED,
-    BIO_FLAG_TRUNCATED, BIO_FLAG_UNPINS_LISTED, BIO_MAX_CHUNKS, BIO_WIRE_VEC_BYTES, COMM_LEN, OFFSET_UNKNOWN,
+    BIO_FLAG_TRUNCATED, BIO_FLAG_UNPINS_LISTED, BIO_HEAD_BYTES_MAX, BIO_MAX_CHUNKS, BIO_WIRE_VEC_BYTES, COMM_LEN,
+    OFFSET_UNKNOWN,
 };
 
 use crate::maps::{count, lost, offsets, read_at, submit_flags, submitted, EVENTS};
@@ -135,6 +136,59 @@ fn try_bio_release_pages(bio: u64, mark_dirty: bool) -> u32 {
     0
 }
 
+/// The members of a bio a record needs.
+struct BioFields {
+    bdev: u64,
+    /// None when unreadable (the record's op is then unknown).
+    opf: Option<u32>,
+    flags: u16,
+    size: u32,
+    vcnt: u16,
+    io_vec: u64,
+}
+
+/// Reads the members of `bio` a record needs: in one read of the bio's first
+/// `bio_head_bytes` into `buf` when this kernel's layout has them there (every supported one
+/// does), else (or when that read fails) one read each.
+///
+/// # Safety
+/// `buf` is writable memory of BIO_WIRE_VEC_BYTES, 8-aligned.
+#[inline(always)]
+unsafe fn fields(bio: u64, buf: *mut [u8; BIO_WIRE_VEC_BYTES]) -> BioFields {
+    let off = offsets();
+    let span = off.bio_head_bytes;
+    if span != OFFSET_UNKNOWN && bio != 0 {
+        // Bounded for the verifier: a multiple of 8 up to BIO_HEAD_BYTES_MAX.
+        let size = span & BIO_HEAD_BYTES_MAX;
+        // SAFETY: `buf` holds BIO_WIRE_VEC_BYTES >= BIO_HEAD_BYTES_MAX bytes; the helper checks
+        // the source.
+        let rc = unsafe { generated::bpf_probe_read_kernel(buf as *mut c_void, size, bio as *const c_void) };
+        if rc == 0 {
+            let base = buf as *const u8;
+            // SAFETY: each offset, masked to its member's alignment, ends within the buffer
+            // (userspace checked that every member ends within `span`).
+            return unsafe {
+                BioFields {
+                    bdev: core::ptr::read_volatile(base.add((off.bio_bdev & 0xf8) as usize) as *const u64),
+                    opf: Some(core::ptr::read_volatile(base.add((off.bio_opf & 0xfc) as usize) as *const u32)),
+                    flags: core::ptr::read_volatile(base.add((off.bio_flags & 0xfe) as usize) as *const u16),
+                    size: core::ptr::read_volatile(base.add((off.bio_size & 0xfc) as usize) as *const u32),
+                    vcnt: core::ptr::read_volatile(base.add((off.bio_vcnt & 0xfe) as usize) as *const u16),
+                    io_vec: core::ptr::read_volatile(base.add((off.bio_io_vec & 0xf8) as usize) as *const u64),
+                }
+            };
+        }
+    }
+    BioFields {
+        bdev: read_at(bio, off.bio_bdev).unwrap_or(0),
+        opf: read_at::<u32>(bio, off.bio_opf),
+        flags: read_at(bio, off.bio_flags).unwrap_or(0),
+        size: read_at(bio, off.bio_size).unwrap_or(0),
+        vcnt: read_at(bio, off.bio_vcnt).unwrap_or(0),
+        io_vec: read_at(bio, off.bio_io_vec).unwrap_or(0),
+    }
+}
+
 /// Streams one [`BioWire`]: the owner, the bio's device, op and flags, and for Acquire and
 /// Release the bio's vec array, copied raw in one read: slice `chunk` of it (of
 /// BIO_WIRE_VEC_BYTES each).
@@ -146,18 +200,16 @@ fn record(event: BioEvent, bio: u64, extra_flags: u32, chunk: u32) {
     };
     let off = offsets();
     let pid_tgid = bpf_get_current_pid_tgid();
-    let bdev: u64 = read_at(bio, off.bio_bdev).unwrap_or(0);
+    let w = entry.as_mut_ptr();
+    // SAFETY: `w` is the reserved slot (see below); its vec area is free until the vecs are read.
+    let bio_of = unsafe { fields(bio, core::ptr::addr_of_mut!((*w).vecs)) };
     let chunk = chunk & 0xf;
     let mut flags = extra_flags | chunk << BIO_CHUNK_SHIFT;
-    if off.bio_pinned_bit != OFFSET_UNKNOWN {
-        let bi_flags: u16 = read_at(bio, off.bio_flags).unwrap_or(0);
-        if (bi_flags as u32 >> (off.bio_pinned_bit & 15)) & 1 == 1 {
-            flags |= BIO_FLAG_PINNED;
-        }
+    if off.bio_pinned_bit != OFFSET_UNKNOWN && (bio_of.flags as u32 >> (off.bio_pinned_bit & 15)) & 1 == 1 {
+        flags |= BIO_FLAG_PINNED;
     }
-    let nr_vecs = read_at::<u16>(bio, off.bio_vcnt).unwrap_or(0) as u32;
+    let nr_vecs = bio_of.vcnt as u32;
     let layout_known = off.bvec_size != OFFSET_UNKNOWN && off.bvec_size > 0 && off.bvec_size < 256;
-    let w = entry.as_mut_ptr();
     // SAFETY: `w` points at the reserved, exclusively owned ring buffer slot of a BioWire; every
     // field is written before submit, `vecs` partly, which userspace bounds with `vec_bytes`.
     unsafe {
@@ -165,11 +217,11 @@ fn record(event: BioEvent, bio: u64, extra_flags: u32, chunk: u32) {
         (*w).event = event as u32;
         (*w).ts_ns = bpf_ktime_get_ns();
         (*w).bio = bio;
-        (*w).dev = read_at(bdev, off.bdev_dev).unwrap_or(0);
-        (*w).op = read_at::<u32>(bio, off.bio_opf).map_or(u32::MAX, |f| f & 0xff);
+        (*w).dev = read_at(bio_of.bdev, off.bdev_dev).unwrap_or(0);
+        (*w).op = bio_of.opf.map_or(u32::MAX, |f| f & 0xff);
         (*w).flags = flags;
         (*w).status = 0;
-        (*w).bytes = read_at(bio, off.bio_size).unwrap_or(0);
+        (*w).bytes = bio_of.size;
         (*w).nr_vecs = nr_vecs;
         (*w).owner = Owner {
             tgid: (pid_tgid >> 32) as u32,
@@ -184,7 +236,7 @@ fn record(event: BioEvent, bio: u64, extra_flags: u32, chunk: u32) {
         (*w).vec_bytes = 0;
         if layout_known {
             let skip = chunk * BIO_WIRE_VEC_BYTES as u32;
-            let vecs: u64 = read_at::<u64>(bio, off.bio_io_vec).unwrap_or(0).wrapping_add(skip as u64);
+            let vecs: u64 = bio_of.io_vec.wrapping_add(skip as u64);
             // One fixed-size read (a variable size loses its bound in the verifier): the slice
             // plus whatever follows it; userspace reads only `vec_bytes` of it.
             let mut size = (nr_vecs * off.bvec_size).saturating_sub(skip);

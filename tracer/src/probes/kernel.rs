@@ -285,6 +285,14 @@ fn read_offsets(btf: &Btf) -> (Offsets, Vec<String>, FollBits) {
         files_fdt,
         fdt_fd,
         file_f_flags,
+        bio_head_bytes: tracer_common::bio_head_bytes(&[
+            (bio_bdev, 8),
+            (bio_opf, 4),
+            (bio_flags, 2),
+            (bio_size, 4),
+            (bio_vcnt, 2),
+            (bio_io_vec, 8),
+        ]),
     };
     (offsets, missing, foll)
 }
