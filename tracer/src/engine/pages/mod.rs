@@ -80,6 +80,13 @@ pub struct PageLedger {
     /// Audit rows; `path_index` finds them by (class, entry, callers).
     paths: Vec<PathRow>,
     path_index: Map<(Class, u32, Vec<String>), u32>,
+    /// Calls whose every frame had a name, by [class, probe, frames...]: their audit row (the
+    /// names of an address never change, so neither does the row).
+    frame_paths: Map<Vec<u64>, u32>,
+    /// Release names of such calls, by [probe, frames...].
+    release_names: Map<Vec<u64>, String>,
+    /// The key being looked up in those two (one buffer, no allocation per record).
+    frames_key: Vec<u64>,
     /// FOLL_PIN holds by folio, oldest first.
     holds: Map<u64, HoldQueue<Hold>>,
     /// Folio of each page with holds filed under another key than the page itself (tail pages
@@ -218,6 +225,28 @@ impl PageLedger {
         names
     }
 
+    /// The audit row of a call: from [`Self::frame_paths`] when its frames were seen before.
+    fn path_of(&mut self, class: Class, probe: u32, frames: &[u64]) -> u32 {
+        let mut key = std::mem::take(&mut self.frames_key);
+        key.clear();
+        key.extend([class as u64, u64::from(probe)]);
+        key.extend_from_slice(frames);
+        let i = match self.frame_paths.get(key.as_slice()) {
+            Some(&i) => i,
+            None => {
+                let unknown = self.totals.unknown_stacks;
+                let callers = self.callers(frames, probe);
+                let i = self.path(class, probe, callers);
+                if self.totals.unknown_stacks == unknown {
+                    self.frame_paths.insert(key.clone(), i);
+                }
+                i
+            }
+        };
+        self.frames_key = key;
+        i
+    }
+
     fn path(&mut self, class: Class, probe: u32, callers: Vec<String>) -> u32 {
         let key = (class, probe, callers);
         if let Some(&i) = self.path_index.get(&key) {
@@ -238,8 +267,7 @@ impl PageLedger {
         } else {
             Class::Pin
         };
-        let callers = self.callers(&rec.frames, rec.probe);
-        let path = self.path(class, rec.probe, callers);
+        let path = self.path_of(class, rec.probe, &rec.frames);
         let row = &mut self.paths[path as usize];
         let listed = rec.entries.len() as u64;
         let counted = rec.nr as u64;
@@ -328,7 +356,7 @@ impl PageLedger {
                 if release {
                     if let Some(h) = queue.position(|h| h.bio()).and_then(|at| queue.remove(at)) {
                         self.totals.referenced_released_with_bio += 1;
-                        *self.paths[h.path()].released_by.entry("__bio_release_pages".into()).or_insert(0) += 1;
+                        release::count_release(&mut self.paths[h.path()].released_by, "__bio_release_pages");
                     }
                     if queue.is_empty() {
                         self.refs.remove(&page);

@@ -45,11 +45,28 @@ pub fn listed_unpins(rec: &BioRecord, struct_page_size: u64) -> Option<PagesReco
 impl PageLedger {
     /// The name of a release: the unpin variant and the function that called it.
     pub(crate) fn release_name(&mut self, rec: &PagesRecord) -> String {
-        let variant = PROBES.get(rec.probe as usize).map_or("?", |d| d.target);
-        match self.callers(&rec.frames, rec.probe).first() {
-            Some(caller) => format!("{variant} <- {caller}"),
-            None => variant.to_string(),
-        }
+        let mut key = std::mem::take(&mut self.frames_key);
+        key.clear();
+        key.push(u64::from(rec.probe));
+        key.extend_from_slice(&rec.frames);
+        let name = match self.release_names.get(key.as_slice()) {
+            Some(name) => name.clone(),
+            None => {
+                let unknown = self.totals.unknown_stacks;
+                let variant = PROBES.get(rec.probe as usize).map_or("?", |d| d.target);
+                let name = match self.callers(&rec.frames, rec.probe).first() {
+                    Some(caller) => format!("{variant} <- {caller}"),
+                    None => variant.to_string(),
+                };
+                // Names of addresses never change: a name from frames that all had one stays.
+                if self.totals.unknown_stacks == unknown {
+                    self.release_names.insert(key.clone(), name.clone());
+                }
+                name
+            }
+        };
+        self.frames_key = key;
+        name
     }
 
     pub(super) fn release(&mut self, rec: &PagesRecord) {
@@ -78,7 +95,7 @@ impl PageLedger {
             owner.unpinned += 1;
         }
         let row = &mut self.paths[hold.path()];
-        *row.released_by.entry(name.to_string()).or_insert(0) += 1;
+        count_release(&mut row.released_by, name);
         if rec.flags & PAGES_FLAG_DIRTY != 0 {
             row.released_dirty += 1;
         }
@@ -132,7 +149,7 @@ impl PageLedger {
                 self.refs.remove(&page);
             }
             self.totals.referenced_released_put += 1;
-            *self.paths[h.path()].released_by.entry(name.clone()).or_insert(0) += 1;
+            count_release(&mut self.paths[h.path()].released_by, &name);
         }
     }
 
@@ -209,5 +226,15 @@ impl PageLedger {
             self.page_folio.remove(&hold.page);
         }
         Some(hold)
+    }
+}
+
+/// One more release by `name` (its key allocated only the first time).
+pub(super) fn count_release(by: &mut std::collections::BTreeMap<String, u64>, name: &str) {
+    match by.get_mut(name) {
+        Some(n) => *n += 1,
+        None => {
+            by.insert(name.to_string(), 1);
+        }
     }
 }

@@ -334,3 +334,32 @@ fn a_listed_release_whose_vecs_could_not_be_read_counts_its_unpins_as_unknown() 
     let s = l.snapshot(1);
     assert_eq!((s.totals.unpinned, s.totals.unpinned_unknown_origin), (3, 3));
 }
+
+#[test]
+fn a_call_path_seen_before_its_names_is_named_once_they_come() {
+    // The stream names each address once, ahead of the first record naming it: a record whose
+    // frames had no names yet gets an unnamed path, and the same frames named later get theirs
+    // (the frames -> path cache keeps only fully named calls).
+    let mut l = PageLedger::new(FOLL, S, true);
+    let mut unpin = rec(PageEvent::Unpin, ProbeId::UnpinUserPages, 2, &[(0x1000, 0x1000)]);
+    unpin.frames = vec![0x20];
+    let mut early = rec(PageEvent::Pin, ProbeId::PinUserPagesFast, 1, &[(0x1000, 0x1000)]);
+    early.frames = vec![0x11, 0x14];
+    l.apply(&early);
+    l.apply(&unpin);
+    let names =
+        [(0x11, "pin_user_pages_fast+0x5"), (0x14, "bio_iov_iter_get_pages+0x9"), (0x20, "__bio_release_pages+0x4")];
+    l.symbols(&SymbolsRecord { symbols: names.iter().map(|&(ip, n)| (ip, n.to_string())).collect() });
+    let mut named = rec(PageEvent::Pin, ProbeId::PinUserPagesFast, 3, &[(0x2000, 0x2000)]);
+    named.frames = vec![0x11, 0x14];
+    l.apply(&named);
+    l.apply(&named.clone());
+    unpin.entries = vec![(0x2000, 0x2000)];
+    l.apply(&unpin);
+    l.apply(&unpin);
+    let s = l.snapshot(10 * S);
+    assert_eq!(s.totals.unknown_stacks, 2, "the pin and the unpin before the names");
+    let path = s.paths.iter().find(|p| p.callers == ["bio_iov_iter_get_pages"]).expect("the named path");
+    assert_eq!(path.calls, 2);
+    assert_eq!(path.released_by.get("unpin_user_pages <- __bio_release_pages"), Some(&2));
+}
