@@ -1,6 +1,7 @@
 //! `cargo xtask bench ledger`: the userspace engine on one core, from record files.
 //!
-//! - Throughput: a record file captured in a VM (tracer/tests/fixtures) is replicated until it
+//! - Throughput: a record file captured in a VM (tracer/tests/fixtures; by default the suite's
+//!   replay workloads on 6.12: pin, unpin, bio, block and symbols records) is replicated until it
 //!   holds `--events` records (each copy's timestamps moved past the previous copy's), and
 //!   `tracer report` replays it pinned to one CPU: decode, both ledgers, latency histograms,
 //!   everything a live run does with the records. Events per second = records / wall time.
@@ -25,7 +26,7 @@ use crate::workspace_root;
 #[derive(clap::Args, Debug)]
 pub struct LedgerBenchArgs {
     /// Record file to replicate for the throughput figure.
-    #[arg(long, default_value = "tracer/tests/fixtures/6.12-fio-randrw.rec")]
+    #[arg(long, default_value = "tracer/tests/fixtures/6.12-workloads.rec")]
     pub stream: PathBuf,
     /// Records in the replicated stream.
     #[arg(long, default_value_t = 5_000_000)]
