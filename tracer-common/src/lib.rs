@@ -125,8 +125,8 @@ pub struct Offsets {
 /// The most bytes of a bio's start read at once (below `BioWire::vecs`, which holds them
 /// until the vec array is read over them).
 pub const BIO_HEAD_BYTES_MAX: u32 = 248;
-const _: () = assert!(BIO_HEAD_BYTES_MAX as usize <= BIO_WIRE_VEC_BYTES && BIO_HEAD_BYTES_MAX % 8 == 0);
-const _: () = assert!(core::mem::offset_of!(BioWire, vecs) % 8 == 0);
+const _: () = assert!(BIO_HEAD_BYTES_MAX as usize <= BIO_WIRE_VEC_BYTES && BIO_HEAD_BYTES_MAX & 7 == 0);
+const _: () = assert!(core::mem::offset_of!(BioWire, vecs) & 7 == 0);
 
 /// [`Offsets::bio_head_bytes`] for these member offsets: each (offset, size) must be known and
 /// end within [`BIO_HEAD_BYTES_MAX`].

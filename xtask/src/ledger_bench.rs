@@ -159,10 +159,10 @@ fn replay(tracer: &Path, file: &Path) -> Result<(f64, u64, u64)> {
         err.lines().find_map(|l| l.strip_prefix("MAXRSS ")).and_then(|v| v.trim().parse().ok()).context("no MAXRSS")?;
     let pinned = String::from_utf8_lossy(&out.stdout)
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["type"] == "pages")
-        .filter_map(|v| v["pinned"].as_u64())
-        .last()
+        .find(|v| v["type"] == "pages")
+        .and_then(|v| v["pinned"].as_u64())
         .unwrap_or(0);
     Ok((secs, rss, pinned))
 }
