@@ -227,24 +227,43 @@ impl PageLedger {
 
     /// The audit row of a call: from [`Self::frame_paths`] when its frames were seen before.
     fn path_of(&mut self, class: Class, probe: u32, frames: &[u64]) -> u32 {
+        self.by_frames(
+            |l| &mut l.frame_paths,
+            &[class as u64, u64::from(probe)],
+            frames,
+            |l| {
+                let callers = l.callers(frames, probe);
+                l.path(class, probe, callers)
+            },
+        )
+    }
+
+    /// The value the cache `pick` keeps for `prefix` and `frames`, or `make`'s, kept when every
+    /// frame had a name (the names of an address never change, so neither does the value).
+    fn by_frames<T: Clone>(
+        &mut self,
+        pick: fn(&mut PageLedger) -> &mut Map<Vec<u64>, T>,
+        prefix: &[u64],
+        frames: &[u64],
+        make: impl FnOnce(&mut PageLedger) -> T,
+    ) -> T {
         let mut key = std::mem::take(&mut self.frames_key);
         key.clear();
-        key.extend([class as u64, u64::from(probe)]);
+        key.extend_from_slice(prefix);
         key.extend_from_slice(frames);
-        let i = match self.frame_paths.get(key.as_slice()) {
-            Some(&i) => i,
+        let value = match pick(self).get(key.as_slice()).cloned() {
+            Some(value) => value,
             None => {
                 let unknown = self.totals.unknown_stacks;
-                let callers = self.callers(frames, probe);
-                let i = self.path(class, probe, callers);
+                let value = make(self);
                 if self.totals.unknown_stacks == unknown {
-                    self.frame_paths.insert(key.clone(), i);
+                    pick(self).insert(key.clone(), value.clone());
                 }
-                i
+                value
             }
         };
         self.frames_key = key;
-        i
+        value
     }
 
     fn path(&mut self, class: Class, probe: u32, callers: Vec<String>) -> u32 {

@@ -45,28 +45,18 @@ pub fn listed_unpins(rec: &BioRecord, struct_page_size: u64) -> Option<PagesReco
 impl PageLedger {
     /// The name of a release: the unpin variant and the function that called it.
     pub(crate) fn release_name(&mut self, rec: &PagesRecord) -> String {
-        let mut key = std::mem::take(&mut self.frames_key);
-        key.clear();
-        key.push(u64::from(rec.probe));
-        key.extend_from_slice(&rec.frames);
-        let name = match self.release_names.get(key.as_slice()) {
-            Some(name) => name.clone(),
-            None => {
-                let unknown = self.totals.unknown_stacks;
+        self.by_frames(
+            |l| &mut l.release_names,
+            &[u64::from(rec.probe)],
+            &rec.frames,
+            |l| {
                 let variant = PROBES.get(rec.probe as usize).map_or("?", |d| d.target);
-                let name = match self.callers(&rec.frames, rec.probe).first() {
+                match l.callers(&rec.frames, rec.probe).first() {
                     Some(caller) => format!("{variant} <- {caller}"),
                     None => variant.to_string(),
-                };
-                // Names of addresses never change: a name from frames that all had one stays.
-                if self.totals.unknown_stacks == unknown {
-                    self.release_names.insert(key.clone(), name.clone());
                 }
-                name
-            }
-        };
-        self.frames_key = key;
-        name
+            },
+        )
     }
 
     pub(super) fn release(&mut self, rec: &PagesRecord) {

@@ -305,7 +305,7 @@ impl EventStream {
         let mut n = 0;
         while let Some(item) = self.ring.next() {
             n += 1;
-            if self.paths.take(&item) {
+            if self.paths.take(&item, &self.stacks.symbols) {
                 continue;
             }
             if let Some(stack) = self.stacks.describe(&item) {

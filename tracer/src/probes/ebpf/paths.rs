@@ -29,8 +29,6 @@ pub struct PathLearner {
     /// walk disagreed with it, or after a run of failed checks) with other frames is logged,
     /// so that two call chains at one key can be told apart afterwards.
     known: StdHashMap<StackPathKey, Vec<u64>>,
-    /// /proc/kallsyms, loaded when a report needs it.
-    symbols: Option<BTreeMap<u64, String>>,
 }
 
 /// Keys remembered at most (the map holds 4096 paths): past it, the memory starts again.
@@ -38,18 +36,19 @@ const KNOWN_MAX: usize = 16384;
 
 impl PathLearner {
     pub fn new(map: Option<HashMap<MapData, StackPathKey, StackPath>>) -> PathLearner {
-        PathLearner { map, learned: Learned::default(), known: StdHashMap::new(), symbols: None }
+        PathLearner { map, learned: Learned::default(), known: StdHashMap::new() }
     }
 
-    /// Whether `record` is a stack sample (then it is consumed here).
-    pub fn take(&mut self, record: &[u8]) -> bool {
+    /// Whether `record` is a stack sample (then it is consumed here); `symbols` name the frames
+    /// of a path learned again (the stream's, /proc/kallsyms).
+    pub fn take(&mut self, record: &[u8], symbols: &BTreeMap<u64, String>) -> bool {
         let head = record.get(..4).and_then(|b| b.try_into().ok()).map(u32::from_ne_bytes);
         if head != Some(RecordType::StackSample as u32) {
             return false;
         }
         match sample_path(record) {
             Some((key, path)) => {
-                let _ = self.remember(&key, &path);
+                let _ = self.remember(&key, &path, symbols);
                 let far = path.check_at[..(path.nr_checks as usize).min(path.check_at.len())].iter().max().copied();
                 let bucket = match far.unwrap_or(0) {
                     0..128 => 0,
@@ -76,7 +75,7 @@ impl PathLearner {
     /// differ from the ones learned for it before: two call chains that reach the traced
     /// function at one depth under one system call, taking turns (a path is learned again after
     /// a wrong walk or a run of failed checks, tracer_common::stack_path::STALE_RUN_MAX).
-    fn remember(&mut self, key: &StackPathKey, path: &StackPath) -> bool {
+    fn remember(&mut self, key: &StackPathKey, path: &StackPath, symbols: &BTreeMap<u64, String>) -> bool {
         let frames = path.frames[..(path.nr_frames as usize).min(STACK_PATH_FRAMES)].to_vec();
         if self.known.len() >= KNOWN_MAX && !self.known.contains_key(key) {
             self.known.clear();
@@ -88,11 +87,6 @@ impl PathLearner {
         if before[..common] == frames[..common] {
             return false;
         }
-        if !log::log_enabled!(log::Level::Debug) {
-            // Naming the frames loads /proc/kallsyms: seconds under emulation, while records wait.
-            return true;
-        }
-        let symbols = self.symbols.get_or_insert_with(|| aya::util::kernel_symbols().unwrap_or_default());
         let name = |frames: &[u64]| frames.iter().map(|&ip| symbolize(symbols, ip)).collect::<Vec<_>>().join(" <- ");
         log::debug!(
             "call path of {} (probe {}, depth {}, system call {}) learned again with other frames: before {}; now {}",
@@ -203,8 +197,8 @@ mod tests {
         assert_eq!(path.nr_frames, 2);
         assert_eq!((path.nr_checks, path.check_at[1], path.check_word[1]), (2, 3, 0xb));
         let mut learner = PathLearner::new(None);
-        assert!(learner.take(&bytes));
-        assert!(!learner.take(&(RecordType::Pages as u32).to_ne_bytes()));
+        assert!(learner.take(&bytes, &BTreeMap::new()));
+        assert!(!learner.take(&(RecordType::Pages as u32).to_ne_bytes(), &BTreeMap::new()));
     }
 
     #[test]
@@ -213,7 +207,7 @@ mod tests {
         assert!(sample_path(&bytes).is_none(), "0xb is nowhere on the stack");
         assert!(sample_path(&bytes[..100]).is_none());
         let mut learner = PathLearner::new(None);
-        assert!(learner.take(&bytes[..100]));
+        assert!(learner.take(&bytes[..100], &BTreeMap::new()));
         assert_eq!(learner.learned.unlearnable, 1);
     }
     #[test]
@@ -226,11 +220,11 @@ mod tests {
             p
         };
         let mut learner = PathLearner::new(None);
-        learner.symbols = Some(BTreeMap::new());
-        assert!(!learner.remember(&key, &path(&[0xa, 0xb, 0xc])));
+        let none = BTreeMap::new();
+        assert!(!learner.remember(&key, &path(&[0xa, 0xb, 0xc]), &none));
         // Cut off one frame earlier (one more frame of the tracer's own in the walk): the same.
-        assert!(!learner.remember(&key, &path(&[0xa, 0xb])));
-        assert!(!learner.remember(&key, &path(&[0xa, 0xb, 0xc])));
-        assert!(learner.remember(&key, &path(&[0xa, 0xd, 0xc])));
+        assert!(!learner.remember(&key, &path(&[0xa, 0xb]), &none));
+        assert!(!learner.remember(&key, &path(&[0xa, 0xb, 0xc]), &none));
+        assert!(learner.remember(&key, &path(&[0xa, 0xd, 0xc]), &none));
     }
 }
