@@ -1,114 +1,353 @@
-//! The holds of one folio (or page), oldest first, stored for the common case: one hold inline
-//! (a small page pinned once: no allocation of its own), more on the heap. Memory per
-//! outstanding pinned page is a benchmark target (`cargo xtask bench ledger`).
+//! The page ledger's holds (pins or followed references), by key (a folio, or a page), each
+//! key's oldest first, stored for memory: memory per outstanding pinned page is a benchmark
+//! target (`cargo xtask bench ledger`, <= 64 bytes).
+//!
+//! - What the holds of one call share (time, thread, audit row) is kept once per call.
+//! - The common case, one hold of a small page filed under itself, takes 16 bytes of map (the
+//!   key and a slot naming the call); any other key's holds go to a queue of 16-byte entries.
 
-use std::collections::VecDeque;
+use std::collections::{hash_map::Entry as MapEntry, VecDeque};
+
+use super::Map;
+
+/// One hold, as the ledger reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Hold {
+    /// The struct page held (0: a hold of the folio that names no page).
+    pub page: u64,
+    /// When it was taken.
+    pub ts_ns: u64,
+    /// The thread that took it.
+    pub pid: u32,
+    /// Its audit row.
+    pub path: u32,
+    /// Whether a bio named the page.
+    pub bio: bool,
+}
+
+/// What the holds one call took share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Call {
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub path: u32,
+}
+
+/// A hold in a queue: its page and its call (bits 0..31) with the [`TIED`] bit.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    page: u64,
+    call_bio: u32,
+}
+
+const TIED: u32 = 1 << 31;
+/// A slot naming a queue (its index in the low 32 bits) rather than one hold of the key's own
+/// page (its `call_bio` in the low 32 bits).
+const QUEUED: u64 = 1 << 63;
 
 #[derive(Clone, Debug)]
-pub(super) enum HoldQueue<T> {
-    One(T),
-    /// Empty, or more than one.
-    Many(VecDeque<T>),
+struct CallEntry {
+    call: Call,
+    /// Holds of the call still stored (the entry is freed at 0).
+    holds: u32,
 }
 
-impl<T> Default for HoldQueue<T> {
-    fn default() -> Self {
-        HoldQueue::Many(VecDeque::new())
+#[derive(Clone, Debug, Default)]
+pub(super) struct Holds {
+    keys: Map<u64, u64>,
+    queues: Vec<VecDeque<Entry>>,
+    free_queues: Vec<u32>,
+    calls: Vec<CallEntry>,
+    free_calls: Vec<u32>,
+    len: usize,
+}
+
+/// Stores `value` in a free place of `slab`, or at its end; its index.
+fn alloc<T>(slab: &mut Vec<T>, free: &mut Vec<u32>, value: T) -> u32 {
+    match free.pop() {
+        Some(i) => {
+            slab[i as usize] = value;
+            i
+        }
+        None => {
+            slab.push(value);
+            (slab.len() - 1) as u32
+        }
     }
 }
 
-impl<T> HoldQueue<T> {
-    pub fn push_back(&mut self, item: T) {
-        match self {
-            HoldQueue::Many(q) if q.is_empty() => *self = HoldQueue::One(item),
-            HoldQueue::Many(q) => q.push_back(item),
-            HoldQueue::One(_) => {
-                let HoldQueue::One(first) = std::mem::take(self) else { unreachable!() };
-                *self = HoldQueue::Many(VecDeque::from([first, item]));
+impl Holds {
+    /// Holds of `call`, each `(key, page)` filed under its key after the key's earlier holds.
+    /// Live calls stay below 2^31 (each has a hold, and holds are far fewer).
+    pub fn add(&mut self, call: Call, holds: impl IntoIterator<Item = (u64, u64)>) {
+        let id = alloc(&mut self.calls, &mut self.free_calls, CallEntry { call, holds: 0 });
+        let mut n = 0;
+        for (key, page) in holds {
+            self.push(key, Entry { page, call_bio: id & !TIED });
+            n += 1;
+        }
+        self.calls[id as usize].holds = n;
+        self.len += n as usize;
+        if n == 0 {
+            self.free_calls.push(id);
+        }
+    }
+
+    fn push(&mut self, key: u64, e: Entry) {
+        match self.keys.entry(key) {
+            MapEntry::Vacant(v) if e.page == key => {
+                v.insert(u64::from(e.call_bio));
             }
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        matches!(self, HoldQueue::Many(q) if q.is_empty())
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &T> {
-        let (a, b): (&[T], &[T]) = match self {
-            HoldQueue::One(h) => (std::slice::from_ref(h), &[]),
-            HoldQueue::Many(q) => q.as_slices(),
-        };
-        a.iter().chain(b)
-    }
-
-    pub fn position(&self, pred: impl FnMut(&T) -> bool) -> Option<usize> {
-        match self {
-            HoldQueue::One(h) => {
-                let mut pred = pred;
-                pred(h).then_some(0)
+            MapEntry::Vacant(v) => {
+                v.insert(QUEUED | u64::from(alloc(&mut self.queues, &mut self.free_queues, VecDeque::from([e]))));
             }
-            HoldQueue::Many(q) => q.iter().position(pred),
-        }
-    }
-
-    pub fn get_mut(&mut self, at: usize) -> Option<&mut T> {
-        match self {
-            HoldQueue::One(h) => (at == 0).then_some(h),
-            HoldQueue::Many(q) => q.get_mut(at),
-        }
-    }
-
-    /// Takes the item at `at` (None past the end).
-    pub fn remove(&mut self, at: usize) -> Option<T> {
-        match self {
-            HoldQueue::One(_) if at == 0 => match std::mem::take(self) {
-                HoldQueue::One(h) => Some(h),
-                HoldQueue::Many(_) => None,
-            },
-            HoldQueue::One(_) => None,
-            HoldQueue::Many(q) => {
-                let item = q.remove(at);
-                if q.len() == 1 {
-                    let last = q.pop_front().expect("one item");
-                    *self = HoldQueue::One(last);
+            MapEntry::Occupied(mut o) => {
+                let slot = *o.get();
+                if slot & QUEUED != 0 {
+                    self.queues[slot as u32 as usize].push_back(e);
+                } else {
+                    let first = Entry { page: key, call_bio: slot as u32 };
+                    let q = alloc(&mut self.queues, &mut self.free_queues, VecDeque::from([first, e]));
+                    o.insert(QUEUED | u64::from(q));
                 }
-                item
             }
         }
+    }
+
+    fn hold(&self, e: Entry) -> Hold {
+        let c = &self.calls[(e.call_bio & !TIED) as usize].call;
+        Hold { page: e.page, ts_ns: c.ts_ns, pid: c.pid, path: c.path, bio: e.call_bio & TIED != 0 }
+    }
+
+    /// The entries of `key`, oldest first.
+    fn entries(&self, key: u64) -> impl Iterator<Item = Entry> + '_ {
+        let slot = self.keys.get(&key).copied();
+        let one = slot.filter(|s| s & QUEUED == 0).map(|s| Entry { page: key, call_bio: s as u32 });
+        let many = slot.filter(|s| s & QUEUED != 0).map(|s| self.queues[s as u32 as usize].iter().copied());
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+
+    /// Where the first entry of `key` that `pred` accepts is.
+    fn find(&self, key: u64, mut pred: impl FnMut(&Entry) -> bool) -> Option<usize> {
+        let slot = *self.keys.get(&key)?;
+        if slot & QUEUED == 0 {
+            return pred(&Entry { page: key, call_bio: slot as u32 }).then_some(0);
+        }
+        self.queues[slot as u32 as usize].iter().position(pred)
+    }
+
+    pub fn contains(&self, key: u64) -> bool {
+        self.keys.contains_key(&key)
+    }
+
+    /// Keys with holds.
+    pub fn keys(&self) -> usize {
+        self.keys.len()
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Holds of `key`.
+    #[cfg(test)]
+    pub fn count(&self, key: u64) -> usize {
+        self.entries(key).count()
+    }
+
+    /// Where the first hold of `key` that `pred` accepts is in its queue.
+    pub fn position(&self, key: u64, mut pred: impl FnMut(&Hold) -> bool) -> Option<usize> {
+        self.find(key, |e| pred(&self.hold(*e)))
+    }
+
+    /// Where the first hold of `key` of `page` is, tied to a bio or not as `bio` says (None:
+    /// either).
+    pub fn position_of(&self, key: u64, page: u64, bio: Option<bool>) -> Option<usize> {
+        self.find(key, |e| e.page == page && bio.is_none_or(|b| (e.call_bio & TIED != 0) == b))
+    }
+
+    /// Whether `key` holds `page`.
+    pub fn holds_page(&self, key: u64, page: u64) -> bool {
+        self.find(key, |e| e.page == page).is_some()
+    }
+
+    /// Marks the hold at `at` of `key` as named by a bio; the hold.
+    pub fn tie_to_bio(&mut self, key: u64, at: usize) -> Option<Hold> {
+        let slot = self.keys.get_mut(&key)?;
+        let e = if *slot & QUEUED != 0 {
+            let e = self.queues[*slot as u32 as usize].get_mut(at)?;
+            e.call_bio |= TIED;
+            *e
+        } else if at == 0 {
+            *slot |= u64::from(TIED);
+            Entry { page: key, call_bio: *slot as u32 }
+        } else {
+            return None;
+        };
+        Some(self.hold(e))
+    }
+
+    /// Takes the hold at `at` of `key` (None past the end of its queue).
+    pub fn remove(&mut self, key: u64, at: usize) -> Option<Hold> {
+        self.take(key, |_| Some(at)).map(|(hold, _)| hold)
+    }
+
+    /// Takes the hold of `page` under `key`, or else the key's oldest (`page` 0: the oldest);
+    /// the hold, and whether `key` still holds its page.
+    pub fn take_page(&mut self, key: u64, page: u64) -> Option<(Hold, bool)> {
+        self.take(key, |q| Some(if page == 0 { 0 } else { q.iter().position(|e| e.page == page).unwrap_or(0) }))
+    }
+
+    /// Takes the hold of `key` at the position `at` picks in its queue (an inline hold is at 0);
+    /// the hold, and whether `key` still holds its page.
+    fn take(&mut self, key: u64, at: impl FnOnce(&VecDeque<Entry>) -> Option<usize>) -> Option<(Hold, bool)> {
+        let MapEntry::Occupied(mut o) = self.keys.entry(key) else { return None };
+        let slot = *o.get();
+        let (e, still) = if slot & QUEUED != 0 {
+            let i = slot as u32;
+            let q = &mut self.queues[i as usize];
+            let e = q.remove(at(q)?)?;
+            let still = q.iter().any(|x| x.page == e.page);
+            match q.len() {
+                0 => {
+                    o.remove();
+                }
+                1 if q[0].page == key => {
+                    o.insert(u64::from(q[0].call_bio));
+                }
+                _ => return Some((self.forget(e), still)),
+            }
+            self.queues[i as usize] = VecDeque::new();
+            self.free_queues.push(i);
+            (e, still)
+        } else {
+            if at(&VecDeque::new()).is_some_and(|at| at != 0) {
+                return None;
+            }
+            o.remove();
+            (Entry { page: key, call_bio: slot as u32 }, false)
+        };
+        Some((self.forget(e), still))
+    }
+
+    /// The hold of a removed entry; its call is freed with its last hold.
+    fn forget(&mut self, e: Entry) -> Hold {
+        let hold = self.hold(e);
+        let id = e.call_bio & !TIED;
+        let call = &mut self.calls[id as usize];
+        call.holds -= 1;
+        if call.holds == 0 {
+            self.free_calls.push(id);
+        }
+        self.len -= 1;
+        hold
+    }
+
+    /// Every hold (keys in no particular order, each key's oldest first).
+    pub fn iter(&self) -> impl Iterator<Item = Hold> + '_ {
+        self.keys.keys().flat_map(move |&key| self.entries(key).map(move |e| self.hold(e)))
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        match self {
-            HoldQueue::One(_) => 1,
-            HoldQueue::Many(q) => q.len(),
-        }
+        self.len
+    }
+
+    /// Calls with holds stored.
+    #[cfg(test)]
+    fn live_calls(&self) -> usize {
+        self.calls.len() - self.free_calls.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use proptest::prelude::*;
 
     use super::*;
 
+    #[test]
+    fn one_small_page_takes_one_slot_and_its_call_once() {
+        let mut h = Holds::default();
+        let call = Call { ts_ns: 5, pid: 7, path: 3 };
+        h.add(call, (0..4).map(|k| (0x1000 + k * 64, 0x1000 + k * 64)));
+        assert_eq!((h.keys(), h.len(), h.live_calls(), h.queues.len()), (4, 4, 1, 0));
+        assert_eq!(
+            h.tie_to_bio(0x1040, 0).map(|x| (x.page, x.ts_ns, x.pid, x.path, x.bio)),
+            Some((0x1040, 5, 7, 3, true))
+        );
+        assert!(h.position(0x1040, |x| x.bio).is_some() && h.position(0x1000, |x| x.bio).is_none());
+        for k in 0..4 {
+            assert!(h.remove(0x1000 + k * 64, 0).is_some());
+        }
+        assert!(h.is_empty() && h.live_calls() == 0);
+        h.add(call, std::iter::empty());
+        assert_eq!(h.live_calls(), 0, "a call without holds keeps nothing");
+    }
+
+    /// (push to key, or remove at position of key, or tie at position of key)
+    fn op() -> impl Strategy<Value = (u8, u64, u64, usize)> {
+        (0u8..4, 0u64..3, 0u64..4, 0usize..3)
+    }
+
     proptest! {
-        /// The queue behaves as a VecDeque under any sequence of pushes and removals.
+        /// The store behaves as a map of queues of (page, call, tied), whatever is pushed,
+        /// removed or tied, and keeps no call nor queue nobody uses.
         #[test]
-        fn behaves_as_a_deque(ops in prop::collection::vec((any::<bool>(), 0usize..4, any::<u8>()), 0..64)) {
-            let mut q = HoldQueue::default();
-            let mut model = VecDeque::new();
-            for (push, at, v) in ops {
-                if push {
-                    q.push_back(v);
-                    model.push_back(v);
-                } else {
-                    prop_assert_eq!(q.remove(at), model.remove(at));
+        fn behaves_as_a_map_of_queues(ops in prop::collection::vec(op(), 0..80)) {
+            let mut h = Holds::default();
+            let mut model: BTreeMap<u64, VecDeque<Hold>> = BTreeMap::new();
+            for (i, (what, key, page, at)) in ops.into_iter().enumerate() {
+                let key = 0x1000 * (key + 1);
+                // Pages: the key's own, another in its folio, or none.
+                let page = [key, key + 64, 0, key][page as usize];
+                let call = Call { ts_ns: i as u64, pid: i as u32 % 3, path: i as u32 % 5 };
+                match what {
+                    0 => {
+                        h.add(call, [(key, page), (key, page)].into_iter().take(1 + i % 2));
+                        for _ in 0..1 + i % 2 {
+                            let held = Hold { page, ts_ns: call.ts_ns, pid: call.pid, path: call.path, bio: false };
+                            model.entry(key).or_default().push_back(held);
+                        }
+                    }
+                    1 => {
+                        let want = model.get_mut(&key).and_then(|q| q.remove(at));
+                        model.retain(|_, q| !q.is_empty());
+                        prop_assert_eq!(h.remove(key, at), want);
+                    }
+                    3 => {
+                        let had = model.get(&key).is_some_and(|q| q.iter().any(|x| x.page == page));
+                        prop_assert_eq!(h.holds_page(key, page), had);
+                        let want = model.get_mut(&key).and_then(|q| {
+                            let at = if page == 0 { 0 } else { q.iter().position(|x| x.page == page).unwrap_or(0) };
+                            let hold = q.remove(at)?;
+                            Some((hold, q.iter().any(|x| x.page == hold.page)))
+                        });
+                        model.retain(|_, q| !q.is_empty());
+                        prop_assert_eq!(h.take_page(key, page), want);
+                    }
+                    _ => {
+                        let want = model.get_mut(&key).and_then(|q| q.get_mut(at)).map(|x| {
+                            x.bio = true;
+                            *x
+                        });
+                        prop_assert_eq!(h.tie_to_bio(key, at), want);
+                    }
                 }
-                prop_assert_eq!(q.len(), model.len());
-                prop_assert_eq!(q.is_empty(), model.is_empty());
-                prop_assert_eq!(q.iter().copied().collect::<Vec<_>>(), model.iter().copied().collect::<Vec<_>>());
-                prop_assert_eq!(q.position(|&x| x == v), model.iter().position(|&x| x == v));
+                let total: usize = model.values().map(VecDeque::len).sum();
+                prop_assert_eq!(h.len(), total);
+                prop_assert_eq!(h.keys(), model.len());
+                for (k, q) in &model {
+                    let got: Vec<Hold> = h.entries(*k).map(|e| h.hold(e)).collect();
+                    prop_assert_eq!(&got, &q.iter().copied().collect::<Vec<_>>());
+                }
+                prop_assert_eq!(h.iter().count(), total);
+                let calls: std::collections::BTreeSet<u64> = model.values().flatten().map(|x| x.ts_ns).collect();
+                prop_assert_eq!(h.live_calls(), calls.len());
+                prop_assert_eq!(h.queues.len() - h.free_queues.len(), h.keys.values().filter(|s| *s & QUEUED != 0).count());
             }
         }
     }

@@ -32,41 +32,11 @@ pub use self::release::listed_unpins;
 pub use self::report::{age_class, Class, OwnerPins, PageSnapshot, PageTotals, PathRow, AGE_BOUNDS_NS};
 use super::{
     detect::{self, HoldFacts, HoldState},
-    holds::HoldQueue,
+    holds::{Call, Hold, Holds},
     page_list::PageList,
     Map,
 };
 use crate::model::{comm_to_string, FollBits, PagesRecord, SymbolsRecord};
-
-/// One pin (or followed reference) of a page: 24 bytes, the bulk of the ledger's memory per
-/// outstanding page.
-#[derive(Clone, Copy, Debug)]
-struct Hold {
-    page: u64,
-    ts_ns: u64,
-    /// The thread that took it.
-    pid: u32,
-    /// The audit row (bits 0..31) and whether a bio named the page ([`TIED_TO_BIO`]).
-    path_bio: u32,
-}
-
-const TIED_TO_BIO: u32 = 1 << 31;
-const _: () = assert!(std::mem::size_of::<Hold>() == 24);
-
-impl Hold {
-    fn new(page: u64, rec: &PagesRecord, path: u32) -> Hold {
-        Hold { page, ts_ns: rec.ts_ns, pid: rec.owner.pid, path_bio: path & !TIED_TO_BIO }
-    }
-    fn path(&self) -> usize {
-        (self.path_bio & !TIED_TO_BIO) as usize
-    }
-    fn bio(&self) -> bool {
-        self.path_bio & TIED_TO_BIO != 0
-    }
-    fn tie_to_bio(&mut self) {
-        self.path_bio |= TIED_TO_BIO;
-    }
-}
 
 /// Frames of the call path kept for the audit.
 const PATH_DEPTH: usize = 6;
@@ -88,12 +58,12 @@ pub struct PageLedger {
     /// The key being looked up in those two (one buffer, no allocation per record).
     frames_key: Vec<u64>,
     /// FOLL_PIN holds by folio, oldest first.
-    holds: Map<u64, HoldQueue<Hold>>,
+    holds: Holds,
     /// Folio of each page with holds filed under another key than the page itself (tail pages
     /// of large folios); a page filed under itself is found in `holds` (see [`Self::filed`]).
     page_folio: Map<u64, u64>,
     /// FOLL_GET references by page, oldest first (followed until their bio releases them).
-    refs: Map<u64, HoldQueue<Hold>>,
+    refs: Holds,
     /// Processes that exited, and when (the latest exit of each tgid).
     exited: Map<u32, u64>,
     /// The process of each thread that took pins or references.
@@ -142,11 +112,11 @@ const SCOPES: [(ProbeId, &[&str]); 6] = [
 
 /// The key `page`'s hold is filed under in `holds`: its folio (from `page_folio`), or the page
 /// itself (a small page, or a tail page whose folio was not known); None when it has no hold.
-fn filed_in(holds: &Map<u64, HoldQueue<Hold>>, page_folio: &Map<u64, u64>, page: u64) -> Option<u64> {
+fn filed_in(holds: &Holds, page_folio: &Map<u64, u64>, page: u64) -> Option<u64> {
     if let Some(&folio) = page_folio.get(&page) {
         return Some(folio);
     }
-    holds.get(&page).is_some_and(|q| q.iter().any(|h| h.page == page)).then_some(page)
+    holds.holds_page(page, page).then_some(page)
 }
 
 /// FOLL_GET references followed at most; beyond, they are counted only.
@@ -287,6 +257,7 @@ impl PageLedger {
             Class::Pin
         };
         let path = self.path_of(class, rec.probe, &rec.frames);
+        let call = Call { ts_ns: rec.ts_ns, pid: rec.owner.pid, path };
         let row = &mut self.paths[path as usize];
         let listed = rec.entries.len() as u64;
         let counted = rec.nr as u64;
@@ -297,10 +268,8 @@ impl PageLedger {
         self.threads.insert(rec.owner.pid, rec.owner.tgid);
         if class == Class::Get {
             self.totals.referenced += counted;
-            if self.refs.len() + listed as usize <= MAX_REFS_FOLLOWED {
-                for &(page, _) in &rec.entries {
-                    self.refs.entry(page).or_default().push_back(Hold::new(page, rec, path));
-                }
+            if self.refs.keys() + listed as usize <= MAX_REFS_FOLLOWED {
+                self.refs.add(call, rec.entries.iter().map(|&(page, _)| (page, page)));
                 // Taken inside a function that drops them all before it returns.
                 let callers = &self.paths[path as usize].callers;
                 let inside =
@@ -328,8 +297,8 @@ impl PageLedger {
         if class == Class::PinLongterm {
             self.totals.pinned_longterm += counted;
         }
+        self.holds.add(call, rec.entries.iter().map(|&(page, folio)| (folio, page)));
         for &(page, folio) in &rec.entries {
-            self.holds.entry(folio).or_default().push_back(Hold::new(page, rec, path));
             if page != 0 && folio != page {
                 self.page_folio.insert(page, folio);
                 self.totals.pinned_large_folio += 1;
@@ -357,28 +326,22 @@ impl PageLedger {
         for page in list.each_page(struct_page_size) {
             if pinned {
                 let folio = self.filed(page).unwrap_or(page);
-                let Some(queue) = self.holds.get_mut(&folio) else { continue };
                 // A hold that names no page (folio_add_pin) stands for any page of its folio.
-                let hold = queue.iter().position(|h| h.page == page && !h.bio());
-                let hold = hold.or_else(|| queue.iter().position(|h| h.page == 0 && !h.bio()));
-                if let Some(h) = hold.and_then(|i| queue.get_mut(i)) {
-                    h.tie_to_bio();
+                let hold = self.holds.position_of(folio, page, Some(false));
+                let hold = hold.or_else(|| self.holds.position_of(folio, 0, Some(false)));
+                if let Some(h) = hold.and_then(|i| self.holds.tie_to_bio(folio, i)) {
                     self.totals.pinned_with_bio += 1;
-                    self.paths[h.path()].with_bio += 1;
+                    self.paths[h.path as usize].with_bio += 1;
                 }
-            } else if let Some(queue) = self.refs.get_mut(&page) {
-                if let Some(h) = queue.position(|h| !h.bio()).and_then(|at| queue.get_mut(at)) {
-                    h.tie_to_bio();
+            } else if self.refs.contains(page) {
+                if let Some(h) = self.refs.position(page, |h| !h.bio).and_then(|at| self.refs.tie_to_bio(page, at)) {
                     self.totals.referenced_with_bio += 1;
-                    self.paths[h.path()].with_bio += 1;
+                    self.paths[h.path as usize].with_bio += 1;
                 }
                 if release {
-                    if let Some(h) = queue.position(|h| h.bio()).and_then(|at| queue.remove(at)) {
+                    if let Some(h) = self.refs.position(page, |h| h.bio).and_then(|at| self.refs.remove(page, at)) {
                         self.totals.referenced_released_with_bio += 1;
-                        release::count_release(&mut self.paths[h.path()].released_by, "__bio_release_pages");
-                    }
-                    if queue.is_empty() {
-                        self.refs.remove(&page);
+                        release::count_release(&mut self.paths[h.path as usize].released_by, "__bio_release_pages");
                     }
                 }
             }
@@ -401,32 +364,30 @@ impl PageLedger {
         let mut totals = self.totals.clone();
         let mut paths = self.paths.clone();
         let mut ages = vec![0; AGE_BOUNDS_NS.len() + 1];
-        for queue in self.holds.values() {
-            for h in queue.iter() {
-                let row = &mut paths[h.path()];
-                row.outstanding += 1;
-                totals.outstanding += 1;
-                // Its process exited (after taking it) a grace period ago or more: nothing will
-                // release it on the process's behalf any more, long-term or not. A bio still
-                // holding it is the bio ledger's to judge.
-                let exit = self.threads.get(&h.pid).and_then(|tgid| self.exited.get(tgid)).copied();
-                let orphaned = detect::orphaned(exit, h.ts_ns, now_ns, self.grace_ns);
-                if orphaned {
-                    totals.outstanding_owner_exited += 1;
+        for h in self.holds.iter() {
+            let row = &mut paths[h.path as usize];
+            row.outstanding += 1;
+            totals.outstanding += 1;
+            // Its process exited (after taking it) a grace period ago or more: nothing will
+            // release it on the process's behalf any more, long-term or not. A bio still
+            // holding it is the bio ledger's to judge.
+            let exit = self.threads.get(&h.pid).and_then(|tgid| self.exited.get(tgid)).copied();
+            let orphaned = detect::orphaned(exit, h.ts_ns, now_ns, self.grace_ns);
+            if orphaned {
+                totals.outstanding_owner_exited += 1;
+            }
+            let longterm = row.class == Some(Class::PinLongterm);
+            let held_ns = now_ns.saturating_sub(h.ts_ns);
+            ages[age_class(held_ns)] += 1;
+            let hold = HoldFacts { tied_to_bio: h.bio, longterm, orphaned, held_ns };
+            match detect::hold_state(hold, self.grace_ns) {
+                HoldState::WithBio => totals.outstanding_with_bio += 1,
+                HoldState::LongTerm => totals.outstanding_longterm += 1,
+                HoldState::Suspect => {
+                    row.suspect += 1;
+                    totals.suspect += 1;
                 }
-                let longterm = row.class == Some(Class::PinLongterm);
-                let held_ns = now_ns.saturating_sub(h.ts_ns);
-                ages[age_class(held_ns)] += 1;
-                let hold = HoldFacts { tied_to_bio: h.bio(), longterm, orphaned, held_ns };
-                match detect::hold_state(hold, self.grace_ns) {
-                    HoldState::WithBio => totals.outstanding_with_bio += 1,
-                    HoldState::LongTerm => totals.outstanding_longterm += 1,
-                    HoldState::Suspect => {
-                        row.suspect += 1;
-                        totals.suspect += 1;
-                    }
-                    HoldState::Held => {}
-                }
+                HoldState::Held => {}
             }
         }
         paths.sort_by(|a, b| {

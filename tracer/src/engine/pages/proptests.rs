@@ -194,7 +194,7 @@ fn run(holders: &[Holder], order: &[u16], heads: bool, exact: bool) -> Result<Pa
         prop_assert_eq!(l.totals.unpinned_unknown_origin, 0);
         let mut got: HashMap<u64, u64> = HashMap::new();
         let mut got_pages: HashMap<u64, u64> = HashMap::new();
-        for hold in l.holds.values().flat_map(|q| q.iter()) {
+        for hold in l.holds.iter() {
             let folio = FOLIOS.iter().find(|&&(f, n)| hold.page >= f && hold.page < f + n * S).map(|&(f, _)| f);
             *got.entry(folio.expect("a page of a test folio")).or_default() += 1;
             *got_pages.entry(hold.page).or_default() += 1;

@@ -84,7 +84,7 @@ impl PageLedger {
         if let Some(owner) = self.threads.get(&hold.pid).and_then(|tgid| self.owners.get_mut(tgid)) {
             owner.unpinned += 1;
         }
-        let row = &mut self.paths[hold.path()];
+        let row = &mut self.paths[hold.path as usize];
         count_release(&mut row.released_by, name);
         if rec.flags & PAGES_FLAG_DIRTY != 0 {
             row.released_dirty += 1;
@@ -103,7 +103,7 @@ impl PageLedger {
     /// [`Self::release_ref`]): a hold of the page, or of its folio, or (folio-level unpins of
     /// pins filed before the folio was known) of a tail of the folio filed under itself.
     pub(crate) fn would_release(&self, page: u64, folio: u64) -> bool {
-        if (page != 0 && self.filed(page).is_some()) || self.holds.contains_key(&folio) {
+        if (page != 0 && self.filed(page).is_some()) || self.holds.contains(folio) {
             return true;
         }
         let size = self.struct_page();
@@ -112,7 +112,7 @@ impl PageLedger {
 
     /// Whether a FOLL_GET reference of `page` is followed here.
     pub(crate) fn follows_reference(&self, page: u64) -> bool {
-        self.refs.contains_key(&page)
+        self.refs.contains(page)
     }
 
     /// FOLL_GET references dropped where a probe sees it: the pages of a pipe buffer over
@@ -132,14 +132,10 @@ impl PageLedger {
             (rec.entries.iter().map(|&(page, _)| page).collect(), None)
         };
         for page in pages {
-            let Some(queue) = self.refs.get_mut(&page) else { continue };
-            let mine = |h: &Hold| !h.bio() && thread.is_none_or(|pid| h.pid == pid);
-            let Some(h) = queue.position(mine).and_then(|at| queue.remove(at)) else { continue };
-            if queue.is_empty() {
-                self.refs.remove(&page);
-            }
+            let mine = |h: &Hold| !h.bio && thread.is_none_or(|pid| h.pid == pid);
+            let Some(h) = self.refs.position(page, mine).and_then(|at| self.refs.remove(page, at)) else { continue };
             self.totals.referenced_released_put += 1;
-            count_release(&mut self.paths[h.path()].released_by, &name);
+            count_release(&mut self.paths[h.path as usize].released_by, &name);
         }
     }
 
@@ -206,13 +202,8 @@ impl PageLedger {
     /// page itself when its folio was not known at pin time), else the folio's oldest.
     pub(super) fn unhold(&mut self, folio: u64, page: u64) -> Option<Hold> {
         let folio = if page != 0 { self.filed(page).unwrap_or(folio) } else { folio };
-        let queue = self.holds.get_mut(&folio)?;
-        let at = if page != 0 { queue.iter().position(|h| h.page == page).unwrap_or(0) } else { 0 };
-        let hold = queue.remove(at)?;
-        if queue.is_empty() {
-            self.holds.remove(&folio);
-        }
-        if hold.page != 0 && !self.holds.get(&folio).is_some_and(|q| q.iter().any(|h| h.page == hold.page)) {
+        let (hold, still) = self.holds.take_page(folio, page)?;
+        if hold.page != 0 && !still {
             self.page_folio.remove(&hold.page);
         }
         Some(hold)

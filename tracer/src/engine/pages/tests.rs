@@ -253,7 +253,7 @@ fn a_fuse_read_that_queued_its_io_releases_nothing_at_return() {
     l.apply(&done);
     let s = l.snapshot(10 * S);
     assert_eq!((s.totals.referenced, s.totals.referenced_released_put), (2, 1));
-    assert_eq!(l.refs.get(&0x4000).map(HoldQueue::len), Some(1), "the queued read's reference");
+    assert_eq!(l.refs.count(0x4000), 1, "the queued read's reference");
 }
 
 #[test]
@@ -284,7 +284,7 @@ fn nfs_references_are_released_when_their_scope_returns() {
         .find(|p| p.callers.iter().any(|c| c == "nfs_direct_read_schedule_iovec [nfs]"))
         .expect("nfs path");
     assert_eq!(nfs.released_by.get("nfs_direct_read_schedule_iovec <- nfs_file_direct_read [nfs]"), Some(&2));
-    assert_eq!(l.refs.get(&0x4000).map(HoldQueue::len), Some(1), "the other thread's reference");
+    assert_eq!(l.refs.count(0x4000), 1, "the other thread's reference");
     // A second scope end of the thread finds nothing more to release.
     l.apply(&end);
     assert_eq!(l.snapshot(10 * S).totals.referenced_released_put, 2);
