@@ -360,7 +360,7 @@ pub struct LatencyEvent {
 /// The task an event ran in, captured in the kernel (async completions run elsewhere, so the
 /// owner of a pin is captured when the pin is taken).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Owner {
     pub tgid: u32,
     pub pid: u32,

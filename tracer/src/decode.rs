@@ -30,7 +30,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     if kind == RecordType::Latency as u32 {
         read::<LatencyEvent>(bytes).map(Record::Latency)
     } else if kind == RecordType::Bio as u32 {
-        read::<BioWire>(bytes).map(|w| Record::Bio(bio_record(&w)))
+        bio(bytes).map(Record::Bio)
     } else if kind == RecordType::Pages as u32 {
         pages_record(bytes).map(Record::Pages)
     } else if kind == RecordType::Stack as u32 {
@@ -42,6 +42,11 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     } else {
         Err(DecodeError::UnknownType(kind))
     }
+}
+
+/// A bio record.
+pub fn bio(bytes: &[u8]) -> Result<BioRecord, DecodeError> {
+    read::<BioWire>(bytes).map(|w| bio_record(&w))
 }
 
 /// The pages of each vec of a bio, from the raw `struct bio_vec` array of its wire record.
@@ -101,17 +106,34 @@ pub fn bio_record(w: &BioWire) -> BioRecord {
 
 /// A block timing record: the header, and after a request's completion's header its bios.
 pub fn block_record(bytes: &[u8]) -> Result<BlockRecord, DecodeError> {
-    let head = read::<BlockHeader>(bytes)?;
-    if head.event != BlockEvent::RqComplete as u32 {
-        return Ok(BlockRecord { head, bios: Vec::new() });
+    let mut rec = BlockRecord { head: read::<BlockHeader>(bytes)?, bios: Vec::new() };
+    block_record_into(bytes, &mut rec)?;
+    Ok(rec)
+}
+
+/// [`block_record`] into `out`, whose vector is reused; `out` is unspecified after an error.
+pub fn block_record_into(bytes: &[u8], out: &mut BlockRecord) -> Result<(), DecodeError> {
+    out.head = read::<BlockHeader>(bytes)?;
+    out.bios.clear();
+    if out.head.event != BlockEvent::RqComplete as u32 {
+        return Ok(());
     }
     let w = read::<RqCompleteWire>(bytes)?;
-    let n = (head.nr_bios as usize).min(RQ_MAX_BIOS);
-    Ok(BlockRecord { head, bios: (0..n).map(|i| (w.bios[i], w.sizes[i])).collect() })
+    let n = (out.head.nr_bios as usize).min(RQ_MAX_BIOS);
+    out.bios.extend((0..n).map(|i| (w.bios[i], w.sizes[i])));
+    Ok(())
 }
 
 /// A page record: its header and the `n` entries after it.
 pub fn pages_record(bytes: &[u8]) -> Result<PagesRecord, DecodeError> {
+    let mut rec = PagesRecord::default();
+    pages_record_into(bytes, &mut rec)?;
+    Ok(rec)
+}
+
+/// [`pages_record`] into `out`, whose vectors are reused (no allocation per record once they
+/// have grown); `out` is unspecified after an error.
+pub fn pages_record_into(bytes: &[u8], out: &mut PagesRecord) -> Result<(), DecodeError> {
     let h = read::<PagesHeader>(bytes)?;
     let n = h.n as usize;
     let head = std::mem::size_of::<PagesHeader>();
@@ -119,21 +141,22 @@ pub fn pages_record(bytes: &[u8]) -> Result<PagesRecord, DecodeError> {
     if n > PAGES_MAX_ENTRIES || bytes.len() < head + n * entry {
         return Err(DecodeError::Short(bytes.len()));
     }
-    let entries = (0..n)
-        .map(|i| read::<PageEntry>(&bytes[head + i * entry..]).map(|e| (e.page, e.folio)))
-        .collect::<Result<_, _>>()?;
-    Ok(PagesRecord {
-        event: h.event,
-        ts_ns: h.ts_ns,
-        probe: h.probe,
-        gup_flags: h.gup_flags,
-        nr: h.nr,
-        refs: h.refs,
-        flags: h.flags,
-        owner: h.owner,
-        frames: h.frames[..(h.nr_frames as usize).min(PAGES_STACK_FRAMES)].to_vec(),
-        entries,
-    })
+    out.event = h.event;
+    out.ts_ns = h.ts_ns;
+    out.probe = h.probe;
+    out.gup_flags = h.gup_flags;
+    out.nr = h.nr;
+    out.refs = h.refs;
+    out.flags = h.flags;
+    out.owner = h.owner;
+    out.frames.clear();
+    out.frames.extend_from_slice(&h.frames[..(h.nr_frames as usize).min(PAGES_STACK_FRAMES)]);
+    out.entries.clear();
+    for e in bytes[head..head + n * entry].chunks_exact(entry) {
+        let e = read::<PageEntry>(e)?;
+        out.entries.push((e.page, e.folio));
+    }
+    Ok(())
 }
 
 /// The bytes of a page record as the kernel streams it (tests build records with it).

@@ -32,7 +32,7 @@ impl Record {
 
 /// A decoded block timing record (tracer_common::block): the header, and for a request's
 /// completion the bios it completes with their sizes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BlockRecord {
     pub head: BlockHeader,
     pub bios: Vec<(u64, u32)>,
@@ -58,7 +58,7 @@ impl Default for FollBits {
 }
 
 /// A decoded page record (tracer_common::PagesHeader and its entries): one call.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PagesRecord {
     pub event: u32,
     pub ts_ns: u64,

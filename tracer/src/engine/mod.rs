@@ -24,8 +24,8 @@ use self::{
     pages::{OwnerPins, PageLedger, PageSnapshot},
 };
 use crate::{
-    decode::decode,
-    model::{FollBits, PagesRecord, Record},
+    decode::{self, block_record_into, decode, pages_record_into},
+    model::{BlockRecord, FollBits, PagesRecord, Record},
     probes::{
         counters::{Counters, ProcCounts},
         plan::ProbeOutcome,
@@ -99,6 +99,10 @@ pub struct Pipeline {
     /// What the last block record gave (kept to reuse their allocations).
     block_latency: Vec<LatencyEvent>,
     block_ended: Vec<Ended>,
+    /// The page record being applied (decoded, or listed by a bio release): kept to reuse its
+    /// vectors.
+    scratch: PagesRecord,
+    block_scratch: BlockRecord,
 }
 
 /// How a run ended: the counters over the run, the clock, the command. From the kernel maps in
@@ -147,6 +151,8 @@ impl Pipeline {
             block: Timings::default(),
             block_latency: Vec::new(),
             block_ended: Vec::new(),
+            scratch: PagesRecord::default(),
+            block_scratch: BlockRecord::default(),
         }
     }
 
@@ -164,54 +170,58 @@ impl Pipeline {
 
     /// One ring buffer record, as the kernel wrote it.
     pub fn consume(&mut self, bytes: &[u8]) {
-        match decode(bytes) {
-            Ok(rec) => self.apply(&rec),
-            Err(e) => {
-                self.undecodable += 1;
-                self.latency.undecodable(e);
+        // The frequent types are applied as they are decoded (no Record to move), page and
+        // block records into scratch records (no allocation).
+        let kind = bytes.get(..4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+        let decoded = if kind == Some(RecordType::Pages as u32) {
+            let mut rec = std::mem::take(&mut self.scratch);
+            let decoded = pages_record_into(bytes, &mut rec);
+            if decoded.is_ok() && self.started(Some(rec.ts_ns)) {
+                self.apply_pages(&rec);
             }
+            self.scratch = rec;
+            decoded
+        } else if kind == Some(RecordType::Block as u32) {
+            let mut rec = std::mem::take(&mut self.block_scratch);
+            let decoded = block_record_into(bytes, &mut rec);
+            if decoded.is_ok() && self.started(Some(rec.head.ts_ns)) {
+                self.apply_block(&rec);
+            }
+            self.block_scratch = rec;
+            decoded
+        } else if kind == Some(RecordType::Bio as u32) {
+            decode::bio(bytes).map(|rec| {
+                if self.started(Some(rec.ts_ns)) {
+                    self.apply_bio(&rec);
+                }
+            })
+        } else {
+            decode(bytes).map(|rec| self.apply(&rec))
+        };
+        if let Err(e) = decoded {
+            self.undecodable += 1;
+            self.latency.undecodable(e);
         }
+    }
+
+    /// Whether a record written at `ts_ns` is past the start (those before are counted).
+    fn started(&mut self, ts_ns: Option<u64>) -> bool {
+        if ts_ns.is_some_and(|ts| ts < self.start_ns) {
+            self.before_start += 1;
+            return false;
+        }
+        true
     }
 
     /// One decoded record, through the filter if there is one.
     pub fn apply(&mut self, rec: &Record) {
-        if rec.ts_ns().is_some_and(|ts| ts < self.start_ns) {
-            self.before_start += 1;
+        if !self.started(rec.ts_ns()) {
             return;
         }
         match rec {
             Record::Latency(ev) => self.latency_event(ev),
-            Record::Block(rec) => {
-                let (mut latency, mut ended) =
-                    (std::mem::take(&mut self.block_latency), std::mem::take(&mut self.block_ended));
-                self.block.apply(rec, &mut latency, &mut ended);
-                for ev in latency.drain(..) {
-                    self.latency_event(&ev);
-                }
-                for end in ended.drain(..) {
-                    // Only the bios the ledger follows (holding user pages) have an End.
-                    if self.ledger.follows(end.bio) {
-                        self.apply(&Record::Bio(end_record(&end)));
-                    }
-                }
-                (self.block_latency, self.block_ended) = (latency, ended);
-            }
-            Record::Bio(rec) => {
-                self.pages.bio(rec, self.struct_page_size);
-                // The later records of a release only list more of its vecs (their pages).
-                if rec.first_vec == 0 && self.gate.as_mut().is_none_or(|g| g.bio(rec, self.struct_page_size)) {
-                    let step = self.ledger.apply(rec);
-                    if let bio::Step::Released { timing, .. } = &step {
-                        self.latency.bio_released(timing, rec.ts_ns);
-                    }
-                    if detect::is_finding(&step) {
-                        self.findings += 1;
-                    }
-                }
-                if let Some(unpins) = pages::listed_unpins(rec, self.struct_page_size) {
-                    self.apply_pages(&unpins);
-                }
-            }
+            Record::Block(rec) => self.apply_block(rec),
+            Record::Bio(rec) => self.apply_bio(rec),
             Record::Pages(rec) => self.apply_pages(rec),
             Record::Symbols(symbols) => {
                 self.pages.symbols(symbols);
@@ -226,6 +236,40 @@ impl Pipeline {
                 }
             }
         }
+    }
+
+    fn apply_block(&mut self, rec: &BlockRecord) {
+        let (mut latency, mut ended) = (std::mem::take(&mut self.block_latency), std::mem::take(&mut self.block_ended));
+        self.block.apply(rec, &mut latency, &mut ended);
+        for ev in latency.drain(..) {
+            self.latency_event(&ev);
+        }
+        for end in ended.drain(..) {
+            // Only the bios the ledger follows (holding user pages) have an End.
+            if self.ledger.follows(end.bio) && self.started(Some(end.ts_ns)) {
+                self.apply_bio(&end_record(&end));
+            }
+        }
+        (self.block_latency, self.block_ended) = (latency, ended);
+    }
+
+    fn apply_bio(&mut self, rec: &BioRecord) {
+        self.pages.bio(rec, self.struct_page_size);
+        // The later records of a release only list more of its vecs (their pages).
+        if rec.first_vec == 0 && self.gate.as_mut().is_none_or(|g| g.bio(rec, self.struct_page_size)) {
+            let step = self.ledger.apply(rec);
+            if let bio::Step::Released { timing, .. } = &step {
+                self.latency.bio_released(timing, rec.ts_ns);
+            }
+            if detect::is_finding(&step) {
+                self.findings += 1;
+            }
+        }
+        let mut unpins = std::mem::take(&mut self.scratch);
+        if pages::listed_unpins_into(rec, self.struct_page_size, &mut unpins) {
+            self.apply_pages(&unpins);
+        }
+        self.scratch = unpins;
     }
 
     fn latency_event(&mut self, ev: &LatencyEvent) {

@@ -9,12 +9,20 @@ pub struct Span {
     pub pages: u16,
 }
 
-/// A record's vecs (at most [`BIO_MAX_VECS`]) and the bio's vec count.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A record's vecs (at most [`BIO_MAX_VECS`], inline: a list is made per bio record) and the
+/// bio's vec count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageList {
-    spans: Vec<Span>,
-    /// bi_vcnt; more than `spans.len()` when the record was truncated.
+    vecs: [Span; BIO_MAX_VECS],
+    len: usize,
+    /// bi_vcnt; more than `spans().len()` when the record was truncated.
     nr_vecs: u32,
+}
+
+impl Default for PageList {
+    fn default() -> PageList {
+        PageList { vecs: [Span { first: 0, pages: 0 }; BIO_MAX_VECS], len: 0, nr_vecs: 0 }
+    }
 }
 
 /// Lists with more pages than this are counted but not followed page by page (a record with
@@ -23,16 +31,22 @@ const MAX_PAGES_FOLLOWED: u64 = 1 << 16;
 
 impl PageList {
     pub fn of(rec: &BioRecord) -> PageList {
-        let n = (rec.nr_vecs as usize).min(BIO_MAX_VECS);
-        PageList {
-            spans: (0..n).map(|i| Span { first: rec.pages[i], pages: rec.vec_pages[i] }).collect(),
-            nr_vecs: rec.nr_vecs,
+        let len = (rec.nr_vecs as usize).min(BIO_MAX_VECS);
+        let mut list = PageList { len, nr_vecs: rec.nr_vecs, ..PageList::default() };
+        for (i, span) in list.vecs[..len].iter_mut().enumerate() {
+            *span = Span { first: rec.pages[i], pages: rec.vec_pages[i] };
         }
+        list
+    }
+
+    /// The recorded vecs.
+    fn spans(&self) -> &[Span] {
+        &self.vecs[..self.len]
     }
 
     /// Pages across the recorded vecs.
     pub fn pages(&self) -> u64 {
-        self.spans.iter().map(|s| s.pages as u64).sum()
+        self.spans().iter().map(|s| s.pages as u64).sum()
     }
 
     pub fn nr_vecs(&self) -> u32 {
@@ -41,7 +55,7 @@ impl PageList {
 
     /// The bio had more vecs than a record holds: pages beyond them are not counted.
     pub fn truncated(&self) -> bool {
-        self.nr_vecs as usize > self.spans.len()
+        self.nr_vecs as usize > self.len
     }
 
     /// Whether `self` is `earlier` with pages added, as a bio that is filled in several calls
@@ -49,10 +63,10 @@ impl PageList {
     pub fn extends(&self, earlier: &PageList) -> bool {
         let grew =
             self.nr_vecs > earlier.nr_vecs || (self.nr_vecs == earlier.nr_vecs && self.pages() > earlier.pages());
-        if !grew || self.spans.len() < earlier.spans.len() {
+        if !grew || self.len < earlier.len {
             return false;
         }
-        earlier.spans.iter().zip(&self.spans).enumerate().all(|(i, (old, new))| {
+        earlier.spans().iter().zip(self.spans()).enumerate().all(|(i, (old, new))| {
             let last = i + 1 == earlier.nr_vecs as usize;
             old.first == new.first && (old.pages == new.pages || (last && new.pages > old.pages))
         })
@@ -60,15 +74,13 @@ impl PageList {
 
     /// Index of the first recorded vec where the two lists differ (a missing vec counts).
     pub fn first_difference(&self, other: &PageList) -> Option<usize> {
-        let common = self.spans.len().min(other.spans.len());
-        (0..common)
-            .find(|&i| self.spans[i] != other.spans[i])
-            .or_else(|| (self.spans.len() != other.spans.len()).then_some(common))
+        let common = self.len.min(other.len);
+        (0..common).find(|&i| self.vecs[i] != other.vecs[i]).or_else(|| (self.len != other.len).then_some(common))
     }
 
     /// The struct page address of the first page of the first vec (0 if none).
     pub fn first_page(&self) -> u64 {
-        self.spans.first().map_or(0, |s| s.first)
+        self.spans().first().map_or(0, |s| s.first)
     }
 
     /// Every page followed one by one: a vec of n pages starting at struct page P covers
@@ -77,7 +89,7 @@ impl PageList {
     /// page could not be read (0) are skipped, and so are implausibly large lists.
     pub fn each_page(&self, struct_page_size: u64) -> impl Iterator<Item = u64> + '_ {
         let follow = self.pages() <= MAX_PAGES_FOLLOWED;
-        self.spans
+        self.spans()
             .iter()
             .filter(move |s| follow && s.first != 0)
             .flat_map(move |s| (0..s.pages as u64).map(move |k| s.first.wrapping_add(k.wrapping_mul(struct_page_size))))
@@ -89,7 +101,11 @@ mod tests {
     use super::*;
 
     fn list(spans: &[(u64, u16)], nr_vecs: u32) -> PageList {
-        PageList { spans: spans.iter().map(|&(first, pages)| Span { first, pages }).collect(), nr_vecs }
+        let mut l = PageList { len: spans.len(), nr_vecs, ..PageList::default() };
+        for (v, &(first, pages)) in l.vecs.iter_mut().zip(spans) {
+            *v = Span { first, pages };
+        }
+        l
     }
 
     #[test]

@@ -28,7 +28,9 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
 pub use self::release::listed_unpins;
+pub use self::release::listed_unpins_into;
 pub use self::report::{age_class, Class, OwnerPins, PageSnapshot, PageTotals, PathRow, AGE_BOUNDS_NS};
 use super::{
     detect::{self, HoldFacts, HoldState},
@@ -341,7 +343,7 @@ impl PageLedger {
                 if release {
                     if let Some(h) = self.refs.position(page, |h| h.bio).and_then(|at| self.refs.remove(page, at)) {
                         self.totals.referenced_released_with_bio += 1;
-                        release::count_release(&mut self.paths[h.path as usize].released_by, "__bio_release_pages");
+                        release::count_release(&mut self.paths[h.path as usize].released_by, "__bio_release_pages", 1);
                     }
                 }
             }

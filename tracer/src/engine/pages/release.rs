@@ -16,30 +16,37 @@ pub(crate) const BIO_RELEASE_FRAME: u64 = u64::MAX - 0xfff;
 /// record for its `unpin_user_folio` calls), as the unpin record they stand for: one pin of each
 /// page each vec covers, named by page (its folio is the one its hold was filed under), released
 /// by `unpin_user_folio` called from `__bio_release_pages`. None for any other bio record.
+#[cfg(test)]
 pub fn listed_unpins(rec: &BioRecord, struct_page_size: u64) -> Option<PagesRecord> {
+    let mut out = PagesRecord::default();
+    listed_unpins_into(rec, struct_page_size, &mut out).then_some(out)
+}
+
+/// [`listed_unpins`] into `out` (its vectors reused); false, `out` untouched, for any other bio
+/// record.
+pub fn listed_unpins_into(rec: &BioRecord, struct_page_size: u64, out: &mut PagesRecord) -> bool {
     let listed = BIO_FLAG_PINNED | BIO_FLAG_UNPINS_LISTED;
     if rec.event != BioEvent::Release as u32 || rec.flags & listed != listed {
-        return None;
+        return false;
     }
     let list = PageList::of(rec);
-    let entries: Vec<(u64, u64)> = list.each_page(struct_page_size).map(|page| (page, page)).collect();
+    out.entries.clear();
+    out.entries.extend(list.each_page(struct_page_size).map(|page| (page, page)));
     // Pages of vecs the list does not follow (unreadable pages, absurd sizes) are counted only;
     // a vec whose bytes could not be read counts as one page at least.
     let vecs = (rec.nr_vecs as usize).min(BIO_MAX_VECS);
     let unread = rec.vec_pages[..vecs].iter().filter(|&&pages| pages == 0).count() as u64;
-    let nr = u32::try_from(list.pages() + unread).unwrap_or(u32::MAX).max(entries.len() as u32);
-    Some(PagesRecord {
-        event: PageEvent::Unpin as u32,
-        ts_ns: rec.ts_ns,
-        probe: ProbeId::UnpinUserFolio as u32,
-        gup_flags: 0,
-        nr,
-        refs: 1,
-        flags: 0,
-        owner: rec.owner,
-        frames: vec![BIO_RELEASE_FRAME],
-        entries,
-    })
+    out.nr = u32::try_from(list.pages() + unread).unwrap_or(u32::MAX).max(out.entries.len() as u32);
+    out.event = PageEvent::Unpin as u32;
+    out.ts_ns = rec.ts_ns;
+    out.probe = ProbeId::UnpinUserFolio as u32;
+    out.gup_flags = 0;
+    out.refs = 1;
+    out.flags = 0;
+    out.owner = rec.owner;
+    out.frames.clear();
+    out.frames.push(BIO_RELEASE_FRAME);
+    true
 }
 
 impl PageLedger {
@@ -61,33 +68,61 @@ impl PageLedger {
 
     pub(super) fn release(&mut self, rec: &PagesRecord) {
         let name = self.release_name(rec);
+        // The holds a call releases are mostly of one pin call: charged by runs of one
+        // (thread, audit row), not one by one.
+        let mut run: Option<(u32, u32, u64)> = None;
         for &entry in &rec.entries {
             for _ in 0..rec.refs.max(1) {
-                self.release_ref(rec, entry, &name);
+                let Some(h) = self.take_ref(rec, entry) else { continue };
+                match &mut run {
+                    Some((pid, path, n)) if (*pid, *path) == (h.pid, h.path) => *n += 1,
+                    _ => {
+                        if let Some((pid, path, n)) = run.replace((h.pid, h.path, 1)) {
+                            self.charge(rec, pid, path, n, &name);
+                        }
+                    }
+                }
             }
+        }
+        if let Some((pid, path, n)) = run {
+            self.charge(rec, pid, path, n, &name);
         }
         self.release_unlisted(rec);
     }
 
     /// One pin reference of the entry `(page, folio)` of the unpin `rec`, released by `name`.
-    pub(crate) fn release_ref(&mut self, rec: &PagesRecord, (page, folio): (u64, u64), name: &str) {
+    pub(crate) fn release_ref(&mut self, rec: &PagesRecord, entry: (u64, u64), name: &str) {
+        if let Some(h) = self.take_ref(rec, entry) {
+            self.charge(rec, h.pid, h.path, 1, name);
+        }
+    }
+
+    /// Takes the hold one pin reference of the entry `(page, folio)` of the unpin `rec`
+    /// releases, counting the unpin (of unknown origin when no hold matches).
+    fn take_ref(&mut self, rec: &PagesRecord, (page, folio): (u64, u64)) -> Option<Hold> {
         self.totals.unpinned += 1;
         // An unpin that names only a folio takes the hold of the next page the bio being
         // released on this thread names in that folio, if any.
         let named = if page == 0 { self.next_releasing(rec.owner.pid, folio, rec.ts_ns).unwrap_or(0) } else { page };
         let hold = self.unhold(folio, named).or_else(|| if page == 0 { self.unhold_tail(folio) } else { None });
-        let Some(hold) = hold else {
+        if hold.is_none() {
             self.totals.unpinned_unknown_origin += 1;
-            return;
-        };
-        self.totals.unpinned_matched += 1;
-        if let Some(owner) = self.threads.get(&hold.pid).and_then(|tgid| self.owners.get_mut(tgid)) {
-            owner.unpinned += 1;
         }
-        let row = &mut self.paths[hold.path as usize];
-        count_release(&mut row.released_by, name);
+        hold
+    }
+
+    /// `n` holds taken by thread `pid` on audit row `path`, released by `name` in the unpin
+    /// `rec`: counted to the row and to the pin owner (a release is the pin owner's, whatever
+    /// task ran it).
+    fn charge(&mut self, rec: &PagesRecord, pid: u32, path: u32, n: u64, name: &str) {
+        self.totals.unpinned_matched += n;
+        if let Some(owner) = self.threads.get(&pid).and_then(|tgid| self.owners.get_mut(tgid)) {
+            owner.unpinned += n;
+        }
+        let row = &mut self.paths[path as usize];
+        count_release(&mut row.released_by, name, n);
         if rec.flags & PAGES_FLAG_DIRTY != 0 {
-            row.released_dirty += 1;
+            row.released_dirty += n;
         }
     }
 
@@ -135,7 +170,7 @@ impl PageLedger {
             let mine = |h: &Hold| !h.bio && thread.is_none_or(|pid| h.pid == pid);
             let Some(h) = self.refs.position(page, mine).and_then(|at| self.refs.remove(page, at)) else { continue };
             self.totals.referenced_released_put += 1;
-            count_release(&mut self.paths[h.path as usize].released_by, &name);
+            count_release(&mut self.paths[h.path as usize].released_by, &name, 1);
         }
     }
 
@@ -210,12 +245,12 @@ impl PageLedger {
     }
 }
 
-/// One more release by `name` (its key allocated only the first time).
-pub(super) fn count_release(by: &mut std::collections::BTreeMap<String, u64>, name: &str) {
+/// `n` more releases by `name` (its key allocated only the first time).
+pub(super) fn count_release(by: &mut std::collections::BTreeMap<String, u64>, name: &str, n: u64) {
     match by.get_mut(name) {
-        Some(n) => *n += 1,
+        Some(count) => *count += n,
         None => {
-            by.insert(name.to_string(), 1);
+            by.insert(name.to_string(), n);
         }
     }
 }
