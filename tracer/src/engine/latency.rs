@@ -1,7 +1,7 @@
 //! I/O latency histograms (HDR, nanoseconds, 3 significant digits), per figure, device,
 //! operation and size class; cumulative and per interval. Pure: fed with decoded events.
 
-use std::collections::HashMap;
+use std::{borrow::Cow, collections::HashMap};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -72,12 +72,14 @@ pub fn new_histogram() -> Histogram<u64> {
     h
 }
 
-/// The histograms of one key (size classes apart): since the start and since the interval
-/// began. An event updates the two of its key, found with one lookup; the all-sizes rows are
-/// the sums of their size classes' histograms, added when figures are taken.
+/// The histograms of one key (size classes apart): before the current interval, and since it
+/// began. An event updates one histogram, found with one lookup; the cumulative figures and the
+/// all-sizes rows are sums, added when figures are taken.
 #[derive(Clone)]
 struct Pair {
-    cumulative: Histogram<u64>,
+    /// Before the current interval (an event is recorded once, in `interval`; intervals are
+    /// added here when they end).
+    past: Histogram<u64>,
     interval: Histogram<u64>,
 }
 
@@ -87,7 +89,11 @@ type Histograms = HashMap<Key, Pair, foldhash::fast::RandomState>;
 /// The figures of one side of `h` in key order: each size class's, and for each figure, device
 /// and operation the sum of its size classes' (`size_class` None). Empty histograms (no event
 /// in the interval) give no row.
-fn sorted(h: &Histograms, side: fn(&Pair) -> &Histogram<u64>, percentiles: &[f64]) -> Vec<(Key, Stats)> {
+fn sorted(
+    h: &Histograms,
+    side: impl for<'a> Fn(&'a Pair) -> Cow<'a, Histogram<u64>>,
+    percentiles: &[f64],
+) -> Vec<(Key, Stats)> {
     let mut totals: HashMap<Key, Histogram<u64>, foldhash::fast::RandomState> = HashMap::default();
     let mut rows: Vec<(Key, Stats)> = Vec::with_capacity(h.len() * 2);
     for (k, pair) in h {
@@ -95,14 +101,22 @@ fn sorted(h: &Histograms, side: fn(&Pair) -> &Histogram<u64>, percentiles: &[f64
         if one.is_empty() {
             continue;
         }
-        rows.push((*k, stats(one, percentiles)));
+        rows.push((*k, stats(&one, percentiles)));
         let total = totals.entry(Key { size_class: None, ..*k }).or_insert_with(new_histogram);
         // The histograms auto-resize, so adding cannot fail.
-        let _ = total.add(one);
+        let _ = total.add(one.as_ref());
     }
     rows.extend(totals.iter().map(|(k, h)| (*k, stats(h, percentiles))));
     rows.sort_by_key(|(k, _)| *k);
     rows
+}
+
+/// The histograms of `p` added up: since the start.
+fn whole(p: &Pair) -> Cow<'_, Histogram<u64>> {
+    let mut h = p.past.clone();
+    // The histograms auto-resize, so adding cannot fail.
+    let _ = h.add(&p.interval);
+    Cow::Owned(h)
 }
 
 /// Cumulative and current-interval histograms.
@@ -144,11 +158,8 @@ impl Latency {
         };
         let ns = ns.max(1);
         let key = Key { kind, dev: ev.dev, op: ev.op, size_class: Some(size_class(ev.bytes)) };
-        let pair = self
-            .histograms
-            .entry(key)
-            .or_insert_with(|| Pair { cumulative: new_histogram(), interval: new_histogram() });
-        pair.cumulative.saturating_record(ns);
+        let pair =
+            self.histograms.entry(key).or_insert_with(|| Pair { past: new_histogram(), interval: new_histogram() });
         pair.interval.saturating_record(ns);
     }
 
@@ -160,13 +171,16 @@ impl Latency {
 
     /// Figures since the start of the trace.
     pub fn cumulative(&self, percentiles: &[f64]) -> Vec<(Key, Stats)> {
-        sorted(&self.histograms, |p| &p.cumulative, percentiles)
+        sorted(&self.histograms, whole, percentiles)
     }
 
     /// Figures since the previous call; starts a new interval.
     pub fn take_interval(&mut self, percentiles: &[f64]) -> Vec<(Key, Stats)> {
-        let rows = sorted(&self.histograms, |p| &p.interval, percentiles);
-        self.histograms.values_mut().for_each(|p| p.interval.reset());
+        let rows = sorted(&self.histograms, |p| Cow::Borrowed(&p.interval), percentiles);
+        for p in self.histograms.values_mut() {
+            let _ = p.past.add(&p.interval);
+            p.interval.reset();
+        }
         rows
     }
 }

@@ -37,7 +37,7 @@ pub enum ReadError {
 }
 
 /// Bytes the reader asks the file for at once.
-const CHUNK: usize = 64 << 10;
+const CHUNK: usize = 1 << 20;
 
 /// Reads a record file: the header on [`Reader::new`], then records (lent as slices of one
 /// buffer, the bytes live tracing hands to its consumers, or as an iterator of owned ones),

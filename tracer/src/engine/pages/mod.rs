@@ -327,7 +327,7 @@ impl PageLedger {
         }
         for page in list.each_page(struct_page_size) {
             if pinned {
-                let folio = self.filed(page).unwrap_or(page);
+                let folio = self.filed_or(page, page);
                 // A hold that names no page (folio_add_pin) stands for any page of its folio.
                 let hold = self.holds.position_of(folio, page, Some(false));
                 let hold = hold.or_else(|| self.holds.position_of(folio, 0, Some(false)));

@@ -192,6 +192,16 @@ impl PageLedger {
         page > folio && page - folio < span && self.filed(page) == Some(page)
     }
 
+    /// The key `page`'s hold is filed under, else `folio` (`self.filed(page).unwrap_or(folio)`,
+    /// without looking for the page under itself when that is `folio` anyway).
+    pub(super) fn filed_or(&self, page: u64, folio: u64) -> u64 {
+        match self.page_folio.get(&page) {
+            Some(&key) => key,
+            None if folio == page || self.holds.holds_page(page, page) => page,
+            None => folio,
+        }
+    }
+
     /// The key `page`'s hold is filed under (see [`filed_in`]).
     pub(super) fn filed(&self, page: u64) -> Option<u64> {
         filed_in(&self.holds, &self.page_folio, page)
@@ -236,7 +246,7 @@ impl PageLedger {
     /// Takes one hold of `folio`: the one of `page` if named (wherever it was filed: under the
     /// page itself when its folio was not known at pin time), else the folio's oldest.
     pub(super) fn unhold(&mut self, folio: u64, page: u64) -> Option<Hold> {
-        let folio = if page != 0 { self.filed(page).unwrap_or(folio) } else { folio };
+        let folio = if page != 0 { self.filed_or(page, folio) } else { folio };
         let (hold, still) = self.holds.take_page(folio, page)?;
         if hold.page != 0 && !still {
             self.page_folio.remove(&hold.page);
