@@ -161,10 +161,24 @@ impl Holds {
         self.find(key, |e| pred(&self.hold(*e)))
     }
 
-    /// Where the first hold of `key` of `page` is, tied to a bio or not as `bio` says (None:
-    /// either).
-    pub fn position_of(&self, key: u64, page: u64, bio: Option<bool>) -> Option<usize> {
-        self.find(key, |e| e.page == page && bio.is_none_or(|b| (e.call_bio & TIED != 0) == b))
+    /// Ties to a bio the first hold of `key` of `page` not tied yet, or else the first such
+    /// hold that names no page (folio_add_pin: it stands for any page of its folio); the hold.
+    pub fn tie_untied(&mut self, key: u64, page: u64) -> Option<Hold> {
+        let slot = self.keys.get_mut(&key)?;
+        let untied = |e: &Entry| e.call_bio & TIED == 0;
+        let e = if *slot & QUEUED != 0 {
+            let q = &mut self.queues[*slot as u32 as usize];
+            let at = q.iter().position(|e| e.page == page && untied(e));
+            let e = q.get_mut(at.or_else(|| q.iter().position(|e| e.page == 0 && untied(e)))?)?;
+            e.call_bio |= TIED;
+            *e
+        } else if (key == page || key == 0) && *slot as u32 & TIED == 0 {
+            *slot |= u64::from(TIED);
+            Entry { page: key, call_bio: *slot as u32 }
+        } else {
+            return None;
+        };
+        Some(self.hold(e))
     }
 
     /// Whether `key` holds `page`.
@@ -290,7 +304,7 @@ mod tests {
 
     /// (push to key, or remove at position of key, or tie at position of key)
     fn op() -> impl Strategy<Value = (u8, u64, u64, usize)> {
-        (0u8..4, 0u64..3, 0u64..4, 0usize..3)
+        (0u8..5, 0u64..3, 0u64..4, 0usize..3)
     }
 
     proptest! {
@@ -328,6 +342,15 @@ mod tests {
                         });
                         model.retain(|_, q| !q.is_empty());
                         prop_assert_eq!(h.take_page(key, page), want);
+                    }
+                    4 => {
+                        let want = model.get_mut(&key).and_then(|q| {
+                            let at = q.iter().position(|x| x.page == page && !x.bio);
+                            let x = q.get_mut(at.or_else(|| q.iter().position(|x| x.page == 0 && !x.bio))?)?;
+                            x.bio = true;
+                            Some(*x)
+                        });
+                        prop_assert_eq!(h.tie_untied(key, page), want);
                     }
                     _ => {
                         let want = model.get_mut(&key).and_then(|q| q.get_mut(at)).map(|x| {

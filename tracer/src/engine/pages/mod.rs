@@ -312,11 +312,11 @@ impl PageLedger {
     /// releases its FOLL_GET references.
     pub fn bio(&mut self, rec: &BioRecord, struct_page_size: u64) {
         let pinned = rec.flags & BIO_FLAG_PINNED != 0;
-        let list = PageList::of(rec);
         let release = rec.event == BioEvent::Release as u32;
         if rec.event != BioEvent::Acquire as u32 && !release {
             return;
         }
+        let list = PageList::of(rec);
         self.struct_page = struct_page_size;
         // A release that lists its unpins is not followed by unpin records to wait for.
         if pinned && release && rec.flags & BIO_FLAG_UNPINS_LISTED == 0 {
@@ -328,10 +328,7 @@ impl PageLedger {
         for page in list.each_page(struct_page_size) {
             if pinned {
                 let folio = self.filed_or(page, page);
-                // A hold that names no page (folio_add_pin) stands for any page of its folio.
-                let hold = self.holds.position_of(folio, page, Some(false));
-                let hold = hold.or_else(|| self.holds.position_of(folio, 0, Some(false)));
-                if let Some(h) = hold.and_then(|i| self.holds.tie_to_bio(folio, i)) {
+                if let Some(h) = self.holds.tie_untied(folio, page) {
                     self.totals.pinned_with_bio += 1;
                     self.paths[h.path as usize].with_bio += 1;
                 }
