@@ -109,8 +109,6 @@ pub struct Ledger {
     config: Config,
     /// Bios holding pages, by address.
     bios: Map<u64, Bio>,
-    /// Outstanding holds per page (struct page address).
-    holds: Map<u64, u32>,
     /// Totals that only grow (in flight, releasing and suspects are added at a snapshot).
     totals: Totals,
     owners: BTreeMap<(u32, [u8; tracer_common::COMM_LEN]), Group>,
@@ -120,8 +118,6 @@ pub struct Ledger {
     leaks_not_listed: u64,
     mismatches: Vec<MismatchReport>,
     mismatches_not_listed: u64,
-    /// A page released more often than held (a bug in the ledger; stays 0).
-    hold_underflows: u64,
 }
 
 impl Ledger {
@@ -159,7 +155,6 @@ impl Ledger {
             }
             let report = self.leak_report(LeakKind::FreedWithoutRelease, rec.bio, &old, rec.ts_ns);
             let pages = old.pages.pages();
-            self.unhold(&old.pages);
             self.totals.leaked.add(pages);
             self.group(&old, |g| g.leaked.add(pages));
             log::info!("leak: {report}");
@@ -181,7 +176,6 @@ impl Ledger {
             pages: list,
         };
         let pages = bio.pages.pages();
-        self.hold(&bio.pages);
         self.totals.acquired.add(pages);
         if pinned { &mut self.totals.pinned } else { &mut self.totals.referenced }.add(pages);
         if bio.pages.truncated() {
@@ -198,8 +192,6 @@ impl Ledger {
         bio.bytes = rec.bytes;
         let added = list.pages().saturating_sub(bio.pages.pages());
         let newly_truncated = list.truncated() && !bio.pages.truncated();
-        self.unhold(&bio.pages);
-        self.hold(&list);
         bio.pages = list;
         self.totals.acquired.add_pages(added);
         if bio.pinned { &mut self.totals.pinned } else { &mut self.totals.referenced }.add_pages(added);
@@ -231,7 +223,6 @@ impl Ledger {
             return Step::UnknownOrigin;
         };
         let pages = bio.pages.pages();
-        self.unhold(&bio.pages);
         self.totals.released.add(pages);
         self.totals.matched.add(pages);
         self.group(&bio, |g| g.matched.add(pages));
@@ -298,6 +289,7 @@ impl Ledger {
         let mut totals = self.totals.clone();
         let mut owners = self.owners.clone();
         let mut devices = self.devices.clone();
+        let holds = self.holds();
         let mut suspects = Vec::new();
         for (&addr, bio) in &self.bios {
             let pages = bio.pages.pages();
@@ -332,8 +324,8 @@ impl Ledger {
             leaks_not_listed,
             mismatches: self.mismatches.clone(),
             mismatches_not_listed: self.mismatches_not_listed,
-            pages_held: self.holds.len() as u64,
-            pages_shared: self.holds.values().filter(|&&n| n > 1).count() as u64,
+            pages_held: holds.len() as u64,
+            pages_shared: holds.values().filter(|&&n| n > 1).count() as u64,
         }
     }
 
@@ -361,39 +353,31 @@ impl Ledger {
         f(self.devices.entry((bio.dev, bio.op)).or_default());
     }
 
-    fn hold(&mut self, list: &PageList) {
-        for page in list.each_page(self.config.struct_page_size) {
-            *self.holds.entry(page).or_insert(0) += 1;
-        }
-    }
-
-    fn unhold(&mut self, list: &PageList) {
-        for page in list.each_page(self.config.struct_page_size) {
-            match self.holds.get_mut(&page) {
-                Some(n) if *n > 1 => *n -= 1,
-                Some(_) => {
-                    self.holds.remove(&page);
-                }
-                None => self.hold_underflows += 1,
-            }
-        }
-    }
-
-    /// Checks the ledger's own bookkeeping: every page hold belongs to a bio holding pages,
-    /// and no page was released more often than held.
-    #[cfg(test)]
-    pub fn check_invariants(&self) -> Result<(), String> {
-        if self.hold_underflows > 0 {
-            return Err(format!("{} page holds went below zero", self.hold_underflows));
-        }
-        let mut expected: Map<u64, u32> = Map::default();
+    /// Holds per page (struct page address) of the bios holding pages: pages shared by bios
+    /// have more than one (counted at snapshots only, from the bios' page lists).
+    fn holds(&self) -> Map<u64, u32> {
+        let mut holds: Map<u64, u32> = Map::default();
         for bio in self.bios.values() {
             for page in bio.pages.each_page(self.config.struct_page_size) {
-                *expected.entry(page).or_insert(0) += 1;
+                *holds.entry(page).or_insert(0) += 1;
             }
         }
-        if expected != self.holds {
-            return Err("per-page holds differ from the pages of the bios holding them".into());
+        holds
+    }
+
+    /// Checks the ledger's own bookkeeping: every bio and page acquired is matched by a
+    /// release, leaked, or still held by a bio the ledger follows.
+    #[cfg(test)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let t = &self.totals;
+        let held = self.bios.values().map(|b| b.pages.pages()).sum::<u64>();
+        let followed = Count { bios: self.bios.len() as u64, pages: held };
+        let accounted = Count {
+            bios: t.matched.bios + t.leaked.bios + followed.bios,
+            pages: t.matched.pages + t.leaked.pages + followed.pages,
+        };
+        if accounted != t.acquired {
+            return Err(format!("acquired {:?}, but matched + leaked + followed = {accounted:?}", t.acquired));
         }
         Ok(())
     }
