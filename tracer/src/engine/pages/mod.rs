@@ -51,6 +51,8 @@ pub struct PageLedger {
     symbols: Map<u64, String>,
     /// Audit rows; `path_index` finds them by (class, entry, callers).
     paths: Vec<PathRow>,
+    /// The scope function (see [`SCOPES`]) each audit row's calls run inside, if any.
+    scopes: Vec<Option<ProbeId>>,
     path_index: Map<(Class, u32, Vec<String>), u32>,
     /// Calls whose every frame had a name, by [class, probe, frames...]: their audit row (the
     /// names of an address never change, so neither does the row).
@@ -245,6 +247,8 @@ impl PageLedger {
         }
         let i = self.paths.len() as u32;
         let entry = PROBES.get(probe as usize).map_or("?", |d| d.target).to_string();
+        let inside = |names: &[&str]| key.2.iter().any(|c| c.split(' ').next().is_some_and(|f| names.contains(&f)));
+        self.scopes.push(SCOPES.iter().find(|(_, names)| inside(names)).map(|&(scope, _)| scope));
         self.paths.push(PathRow { class: Some(class), entry, callers: key.2.clone(), ..PathRow::default() });
         self.path_index.insert(key, i);
         i
@@ -273,10 +277,7 @@ impl PageLedger {
             if self.refs.keys() + listed as usize <= MAX_REFS_FOLLOWED {
                 self.refs.add(call, rec.entries.iter().map(|&(page, _)| (page, page)));
                 // Taken inside a function that drops them all before it returns.
-                let callers = &self.paths[path as usize].callers;
-                let inside =
-                    |names: &[&str]| callers.iter().any(|c| c.split(' ').next().is_some_and(|f| names.contains(&f)));
-                if let Some(&(scope, _)) = SCOPES.iter().find(|(_, names)| inside(names)) {
+                if let Some(scope) = self.scopes[path as usize] {
                     let pages = rec.entries.iter().map(|&(page, _)| page);
                     self.scoped.entry((rec.owner.pid, scope as u32)).or_default().extend(pages);
                 }
