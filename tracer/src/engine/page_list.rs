@@ -2,28 +2,32 @@
 
 use tracer_common::{BioRecord, BIO_MAX_VECS};
 
-/// One bio vec: the struct page address of its first page and how many pages it covers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Span {
-    pub first: u64,
-    pub pages: u16,
-}
-
-/// A record's vecs (at most [`BIO_MAX_VECS`], inline: a list is made per bio record) and the
-/// bio's vec count.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A record's vecs (at most [`BIO_MAX_VECS`], inline: a list is made per bio record, as a copy
+/// of the record's two arrays) and the bio's vec count. Vec `i` starts at struct page
+/// `firsts[i]` and covers `pages[i]` pages.
+#[derive(Clone, Copy, Debug)]
 pub struct PageList {
-    vecs: [Span; BIO_MAX_VECS],
+    firsts: [u64; BIO_MAX_VECS],
+    pages: [u16; BIO_MAX_VECS],
+    /// Vecs recorded (what lies beyond in the arrays is not part of the list).
     len: usize,
-    /// bi_vcnt; more than `spans().len()` when the record was truncated.
+    /// bi_vcnt; more than `len` when the record was truncated.
     nr_vecs: u32,
 }
 
 impl Default for PageList {
     fn default() -> PageList {
-        PageList { vecs: [Span { first: 0, pages: 0 }; BIO_MAX_VECS], len: 0, nr_vecs: 0 }
+        PageList { firsts: [0; BIO_MAX_VECS], pages: [0; BIO_MAX_VECS], len: 0, nr_vecs: 0 }
     }
 }
+
+impl PartialEq for PageList {
+    fn eq(&self, other: &PageList) -> bool {
+        self.nr_vecs == other.nr_vecs && self.len == other.len && self.first_difference(other).is_none()
+    }
+}
+
+impl Eq for PageList {}
 
 /// Lists with more pages than this are counted but not followed page by page (a record with
 /// nonsense vec sizes must not fill memory).
@@ -32,21 +36,17 @@ const MAX_PAGES_FOLLOWED: u64 = 1 << 16;
 impl PageList {
     pub fn of(rec: &BioRecord) -> PageList {
         let len = (rec.nr_vecs as usize).min(BIO_MAX_VECS);
-        let mut list = PageList { len, nr_vecs: rec.nr_vecs, ..PageList::default() };
-        for (i, span) in list.vecs[..len].iter_mut().enumerate() {
-            *span = Span { first: rec.pages[i], pages: rec.vec_pages[i] };
-        }
-        list
+        PageList { firsts: rec.pages, pages: rec.vec_pages, len, nr_vecs: rec.nr_vecs }
     }
 
-    /// The recorded vecs.
-    fn spans(&self) -> &[Span] {
-        &self.vecs[..self.len]
+    /// The recorded vecs: (first struct page, pages).
+    fn spans(&self) -> impl Iterator<Item = (u64, u16)> + '_ {
+        self.firsts[..self.len].iter().copied().zip(self.pages[..self.len].iter().copied())
     }
 
     /// Pages across the recorded vecs.
     pub fn pages(&self) -> u64 {
-        self.spans().iter().map(|s| s.pages as u64).sum()
+        self.pages[..self.len].iter().map(|&n| n as u64).sum()
     }
 
     pub fn nr_vecs(&self) -> u32 {
@@ -66,21 +66,24 @@ impl PageList {
         if !grew || self.len < earlier.len {
             return false;
         }
-        earlier.spans().iter().zip(self.spans()).enumerate().all(|(i, (old, new))| {
+        earlier.spans().zip(self.spans()).enumerate().all(|(i, (old, new))| {
             let last = i + 1 == earlier.nr_vecs as usize;
-            old.first == new.first && (old.pages == new.pages || (last && new.pages > old.pages))
+            old.0 == new.0 && (old.1 == new.1 || (last && new.1 > old.1))
         })
     }
 
     /// Index of the first recorded vec where the two lists differ (a missing vec counts).
     pub fn first_difference(&self, other: &PageList) -> Option<usize> {
         let common = self.len.min(other.len);
-        (0..common).find(|&i| self.vecs[i] != other.vecs[i]).or_else(|| (self.len != other.len).then_some(common))
+        self.spans()
+            .zip(other.spans())
+            .position(|(a, b)| a != b)
+            .or_else(|| (self.len != other.len).then_some(common))
     }
 
     /// The struct page address of the first page of the first vec (0 if none).
     pub fn first_page(&self) -> u64 {
-        self.spans().first().map_or(0, |s| s.first)
+        self.spans().next().map_or(0, |(first, _)| first)
     }
 
     /// Every page followed one by one: a vec of n pages starting at struct page P covers
@@ -90,9 +93,8 @@ impl PageList {
     pub fn each_page(&self, struct_page_size: u64) -> impl Iterator<Item = u64> + '_ {
         let follow = self.pages() <= MAX_PAGES_FOLLOWED;
         self.spans()
-            .iter()
-            .filter(move |s| follow && s.first != 0)
-            .flat_map(move |s| (0..s.pages as u64).map(move |k| s.first.wrapping_add(k.wrapping_mul(struct_page_size))))
+            .filter(move |&(first, _)| follow && first != 0)
+            .flat_map(move |(first, n)| (0..n as u64).map(move |k| first.wrapping_add(k.wrapping_mul(struct_page_size))))
     }
 }
 
@@ -102,8 +104,8 @@ mod tests {
 
     fn list(spans: &[(u64, u16)], nr_vecs: u32) -> PageList {
         let mut l = PageList { len: spans.len(), nr_vecs, ..PageList::default() };
-        for (v, &(first, pages)) in l.vecs.iter_mut().zip(spans) {
-            *v = Span { first, pages };
+        for (i, &(first, pages)) in spans.iter().enumerate() {
+            (l.firsts[i], l.pages[i]) = (first, pages);
         }
         l
     }
