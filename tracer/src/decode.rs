@@ -80,17 +80,13 @@ pub fn bio_record(w: &BioWire) -> BioRecord {
         rec.nr_vecs = w.nr_vecs.saturating_sub(rec.first_vec).min(per_record);
     }
     let filled = (w.vec_bytes as usize).min(w.vecs.len());
-    let field = |at: usize, len: usize| -> Option<u64> {
-        let b = w.vecs.get(at..at + len)?;
-        Some(b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | x as u64))
-    };
+    let u64_at = |at: usize| w.vecs.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()));
+    let u32_at = |at: usize| w.vecs.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()) as u64);
     for i in 0..(filled / size).min(BIO_MAX_VECS) {
         let base = i * size;
-        let (Some(page), Some(len), Some(offset)) = (
-            field(base + w.bvec_page as usize, 8),
-            field(base + w.bvec_len as usize, 4),
-            field(base + w.bvec_offset as usize, 4),
-        ) else {
+        let (Some(page), Some(len), Some(offset)) =
+            (u64_at(base + w.bvec_page as usize), u32_at(base + w.bvec_len as usize), u32_at(base + w.bvec_offset as usize))
+        else {
             break;
         };
         // A vec over a large folio names its head page and an offset that can pass PAGE_SIZE:
