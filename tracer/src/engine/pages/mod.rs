@@ -151,8 +151,10 @@ impl PageLedger {
     }
 
     pub fn symbols(&mut self, s: &SymbolsRecord) {
+        // The name of an address never changes within a trace: one described again (a stream
+        // replayed after another) keeps its name.
         for (ip, name) in &s.symbols {
-            self.symbols.insert(*ip, function_name(name));
+            self.symbols.entry(*ip).or_insert_with(|| function_name(name));
         }
     }
 
