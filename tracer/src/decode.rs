@@ -81,12 +81,15 @@ pub fn bio_record(w: &BioWire) -> BioRecord {
     }
     let filled = (w.vec_bytes as usize).min(w.vecs.len());
     let u64_at = |at: usize| w.vecs.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()));
-    let u32_at = |at: usize| w.vecs.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()) as u64);
+    let u32_at =
+        |at: usize| w.vecs.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()) as u64);
     for i in 0..(filled / size).min(BIO_MAX_VECS) {
         let base = i * size;
-        let (Some(page), Some(len), Some(offset)) =
-            (u64_at(base + w.bvec_page as usize), u32_at(base + w.bvec_len as usize), u32_at(base + w.bvec_offset as usize))
-        else {
+        let (Some(page), Some(len), Some(offset)) = (
+            u64_at(base + w.bvec_page as usize),
+            u32_at(base + w.bvec_len as usize),
+            u32_at(base + w.bvec_offset as usize),
+        ) else {
             break;
         };
         // A vec over a large folio names its head page and an offset that can pass PAGE_SIZE:

@@ -75,10 +75,7 @@ impl PageList {
     /// Index of the first recorded vec where the two lists differ (a missing vec counts).
     pub fn first_difference(&self, other: &PageList) -> Option<usize> {
         let common = self.len.min(other.len);
-        self.spans()
-            .zip(other.spans())
-            .position(|(a, b)| a != b)
-            .or_else(|| (self.len != other.len).then_some(common))
+        self.spans().zip(other.spans()).position(|(a, b)| a != b).or_else(|| (self.len != other.len).then_some(common))
     }
 
     /// The struct page address of the first page of the first vec (0 if none).
@@ -92,9 +89,9 @@ impl PageList {
     /// page could not be read (0) are skipped, and so are implausibly large lists.
     pub fn each_page(&self, struct_page_size: u64) -> impl Iterator<Item = u64> + '_ {
         let follow = self.pages() <= MAX_PAGES_FOLLOWED;
-        self.spans()
-            .filter(move |&(first, _)| follow && first != 0)
-            .flat_map(move |(first, n)| (0..n as u64).map(move |k| first.wrapping_add(k.wrapping_mul(struct_page_size))))
+        self.spans().filter(move |&(first, _)| follow && first != 0).flat_map(move |(first, n)| {
+            (0..n as u64).map(move |k| first.wrapping_add(k.wrapping_mul(struct_page_size)))
+        })
     }
 }
 
