@@ -10,6 +10,7 @@ use std::{collections::BTreeMap, io};
 use serde::{Deserialize, Serialize};
 use tracer_common::{block::BlockHeader, BioWire, ExitRecord, LatencyEvent, PagesHeader, PROBES};
 
+mod mapped;
 mod reader;
 mod writer;
 
@@ -17,6 +18,7 @@ mod writer;
 pub(crate) mod tests;
 
 pub use self::{
+    mapped::map,
     reader::{ReadError, Reader},
     writer::Writer,
 };

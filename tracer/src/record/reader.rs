@@ -39,13 +39,31 @@ pub enum ReadError {
 /// Bytes the reader asks the file for at once.
 const CHUNK: usize = 1 << 20;
 
+/// Where a reader's bytes are: read from its source into a buffer, or a mapped file (all of it
+/// at once).
+enum Bytes {
+    Buffer(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Buffer(b) => b,
+            Bytes::Mapped(m) => m,
+        }
+    }
+}
+
 /// Reads a record file: the header on [`Reader::new`], then records (lent as slices of one
 /// buffer, the bytes live tracing hands to its consumers, or as an iterator of owned ones),
 /// then the trailer.
 pub struct Reader<R: Read> {
     src: R,
     /// Bytes of the file read and not consumed yet: `buf[pos..end]`.
-    buf: Vec<u8>,
+    buf: Bytes,
     pos: usize,
     end: usize,
     /// Bytes consumed so far.
@@ -60,17 +78,19 @@ pub struct Reader<R: Read> {
 impl<R: Read> Reader<R> {
     /// Reads and checks the header.
     pub fn new(src: R) -> Result<Reader<R>, ReadError> {
-        let mut r = Reader {
-            src,
-            buf: Vec::new(),
-            pos: 0,
-            end: 0,
-            at: 0,
-            meta: empty_metadata(),
-            records: 0,
-            trailer: None,
-            done: false,
-        };
+        Reader::start(src, Bytes::Buffer(Vec::new()))
+    }
+
+    /// Checks the header of the file mapped in `map` (see [`super::map`]); `src`, never read,
+    /// stands for the file.
+    pub fn mapped(src: R, map: memmap2::Mmap) -> Result<Reader<R>, ReadError> {
+        Reader::start(src, Bytes::Mapped(map))
+    }
+
+    fn start(src: R, buf: Bytes) -> Result<Reader<R>, ReadError> {
+        let end = if let Bytes::Mapped(m) = &buf { m.len() } else { 0 };
+        let mut r =
+            Reader { src, buf, pos: 0, end, at: 0, meta: empty_metadata(), records: 0, trailer: None, done: false };
         let magic = r.consume(8)?.to_vec();
         if magic.len() < 8 && MAGIC.starts_with(&magic) {
             return Err(ReadError::Truncated("the magic", r.at));
@@ -203,14 +223,16 @@ impl<R: Read> Reader<R> {
 
     /// Reads until `n` bytes are buffered or the file ends, moving what is left to the front.
     fn refill(&mut self, n: usize) -> Result<(), ReadError> {
-        self.buf.copy_within(self.pos..self.end, 0);
+        // A mapped file is all there already.
+        let Bytes::Buffer(buf) = &mut self.buf else { return Ok(()) };
+        buf.copy_within(self.pos..self.end, 0);
         self.end -= self.pos;
         self.pos = 0;
-        if self.buf.len() < n.max(CHUNK) {
-            self.buf.resize(n.max(CHUNK), 0);
+        if buf.len() < n.max(CHUNK) {
+            buf.resize(n.max(CHUNK), 0);
         }
         while self.end < n {
-            match self.src.read(&mut self.buf[self.end..]) {
+            match self.src.read(&mut buf[self.end..]) {
                 Ok(0) => break,
                 Ok(k) => self.end += k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -183,6 +183,28 @@ fn every_truncation_is_an_error() {
     }
 }
 
+/// Every record and every error of a file read from its mapping, as read from a stream: whole,
+/// cut anywhere, or with a byte too many.
+#[test]
+fn mapped_files_read_as_streams_do() {
+    let good = file();
+    let mut cases: Vec<Vec<u8>> = (1..=good.len()).map(|n| good[..n].to_vec()).collect();
+    cases.push([good.as_slice(), &[0]].concat());
+    let path = std::env::temp_dir().join(format!("tracer-mapped-{}.rec", std::process::id()));
+    let all = |r: Result<Reader<&[u8]>, ReadError>| {
+        r.and_then(|mut r| (&mut r).collect::<Result<Vec<_>, _>>().map(|v| (v, r.trailer().cloned())))
+            .map_err(|e| e.to_string())
+    };
+    for bytes in cases {
+        std::fs::write(&path, &bytes).unwrap();
+        let map = super::map(&std::fs::File::open(&path).unwrap()).expect("a regular file maps");
+        assert_eq!(all(Reader::mapped(&[][..], map)), all(Reader::new(bytes.as_slice())), "{} bytes", bytes.len());
+    }
+    std::fs::write(&path, b"").unwrap();
+    assert!(super::map(&std::fs::File::open(&path).unwrap()).is_none(), "an empty file is read, not mapped");
+    std::fs::remove_file(&path).unwrap();
+}
+
 proptest! {
     #[test]
     fn random_bytes_never_panic(tail in prop::collection::vec(any::<u8>(), 0..300), header in any::<bool>()) {

@@ -285,9 +285,12 @@ pub async fn report(args: &ReportArgs) -> Result<i32> {
     if let Some(r) = report.as_mut() {
         sinks.push(r);
     }
-    // The reader buffers (record::Reader).
-    let src = Box::new(file);
-    replay(&path.display().to_string(), src, &args.view, filter, &mut sinks).await?;
+    // Mapped when it can be (no copy of the file), else read through the reader's buffer.
+    let input = match record::map(&file) {
+        Some(map) => Input::Mapped(map),
+        None => Input::Read(Box::new(file)),
+    };
+    replay(&path.display().to_string(), input, &args.view, filter, &mut sinks).await?;
     Ok(0)
 }
 
@@ -304,16 +307,25 @@ fn report_sink(view: &ViewArgs, command: Vec<String>) -> Result<Option<ReportSin
     Ok(Some(ReportSink::new(path.clone(), format, settings)))
 }
 
-/// Replays a record file read from `src` into `sinks`, through `filter`. `name` is the file's
-/// name for messages.
+/// A record file to replay: read from a stream, or mapped.
+enum Input {
+    Read(Box<dyn Read>),
+    Mapped(memmap2::Mmap),
+}
+
+/// Replays a record file from `input` into `sinks`, through `filter`. `name` is the file's name
+/// for messages.
 async fn replay(
     name: &str,
-    src: Box<dyn Read>,
+    input: Input,
     view: &ViewArgs,
     filter: engine::filter::Filter,
     sinks: &mut [&mut dyn Sink],
 ) -> Result<()> {
-    let file = FileSource::open(name, src)?;
+    let file = match input {
+        Input::Read(src) => FileSource::open(name, src)?,
+        Input::Mapped(map) => FileSource::open_mapped(name, map)?,
+    };
     let meta = file.metadata();
     let config = engine::config(view.leak_grace, meta.foll, meta.folio_heads, filter, meta.start_monotonic_ns);
     drive(&mut EventSource::File(Box::new(file)), config, sinks, None, &view.percentiles.0).await?;

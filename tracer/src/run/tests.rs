@@ -75,7 +75,13 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// A record file replayed into `sink`.
 fn replay_into(bytes: &[u8], sink: &mut dyn Sink) -> Result<()> {
     let src = Box::new(std::io::Cursor::new(bytes.to_vec()));
-    block_on(replay("t.rec", src, &args(Format::Json).view, engine::filter::Filter::default(), &mut [sink]))
+    block_on(replay(
+        "t.rec",
+        super::Input::Read(src),
+        &args(Format::Json).view,
+        engine::filter::Filter::default(),
+        &mut [sink],
+    ))
 }
 
 fn replayed(bytes: &[u8], format: Format) -> String {

@@ -8,7 +8,7 @@ use crate::{
     engine::Ending,
     model::Names,
     probes::vmstat::FollPin,
-    record::{FileNames, Metadata, Reader},
+    record::{FileNames, Metadata, ReadError, Reader},
     snapshot::{Recording, Start},
 };
 
@@ -23,7 +23,11 @@ pub struct FileSource<R: Read> {
 impl<R: Read> FileSource<R> {
     /// Reads the header of the record file `src`, named `name`.
     pub fn open(name: &str, src: R) -> Result<FileSource<R>, SourceError> {
-        let reader = Reader::new(src).map_err(|e| SourceError::File(name.to_string(), e))?;
+        FileSource::with(name, Reader::new(src))
+    }
+
+    fn with(name: &str, reader: Result<Reader<R>, ReadError>) -> Result<FileSource<R>, SourceError> {
+        let reader = reader.map_err(|e| SourceError::File(name.to_string(), e))?;
         let names = FileNames { ops: reader.metadata().req_ops.clone(), devices: Default::default() };
         Ok(FileSource { name: name.to_string(), reader, names, read: false })
     }
@@ -77,5 +81,12 @@ impl<R: Read> FileSource<R> {
             command_exit_status: trailer.command_exit_status,
             end_ns: trailer.end_monotonic_ns,
         })
+    }
+}
+
+impl FileSource<Box<dyn Read>> {
+    /// The record file mapped in `map` (see [`crate::record::map`]), named `name`.
+    pub fn open_mapped(name: &str, map: memmap2::Mmap) -> Result<FileSource<Box<dyn Read>>, SourceError> {
+        FileSource::with(name, Reader::mapped(Box::new(std::io::empty()), map))
     }
 }
