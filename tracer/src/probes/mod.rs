@@ -7,5 +7,6 @@ pub mod ebpf;
 pub mod kernel;
 pub mod plan;
 pub mod preemption;
+pub mod symbols;
 pub mod sysfs;
 pub mod vmstat;

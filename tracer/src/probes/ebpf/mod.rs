@@ -2,8 +2,9 @@
 //! the plan by the first method the kernel accepts, and reads the counter maps.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::HashSet,
     os::fd::{AsFd, AsRawFd, RawFd},
+    sync::Arc,
 };
 
 mod attach;
@@ -25,6 +26,7 @@ use super::{
     counters::{chain_losses, ChainCounts, Counters},
     kernel::Facts,
     plan::{Method, PlannedProbe, ProbeOutcome},
+    symbols::KernelSymbols,
 };
 use crate::model::{symbols_bytes, SymbolsRecord};
 
@@ -94,6 +96,8 @@ pub struct Tracer {
     backups: Vec<Vec<&'static str>>,
     /// Probes whose twins were found acting out of order (reported once each).
     doubled_warned: HashSet<usize>,
+    /// /proc/kallsyms, as the facts read it: the names of the records' call paths.
+    symbols: Arc<KernelSymbols>,
 }
 
 impl Tracer {
@@ -136,6 +140,7 @@ impl Tracer {
             complete_base: [0; PROBE_COUNT as usize],
             backups,
             doubled_warned: HashSet::new(),
+            symbols: facts.symbols.clone(),
         };
         tracer.arm_chains()?;
         if listed {
@@ -156,7 +161,8 @@ impl Tracer {
         let map = self.ebpf.take_map(names::EVENTS)?;
         match RingBuf::try_from(map) {
             Ok(ring) => {
-                Some(EventStream { ring, stacks: Stacks::new(), paths: paths::PathLearner::new(paths), read: 0 })
+                let stacks = Stacks { symbols: self.symbols.clone(), seen: HashSet::new() };
+                Some(EventStream { ring, stacks, paths: paths::PathLearner::new(paths), read: 0 })
             }
             Err(e) => {
                 log::warn!("event ring buffer unusable: {e}");
@@ -325,24 +331,14 @@ impl EventStream {
 }
 
 /// The kernel symbols of the return addresses page records carry, each resolved once from
-/// /proc/kallsyms.
+/// /proc/kallsyms (parsed with the facts, before the records flow: done at the first page
+/// record it held the reader up while the ring buffer filled).
 struct Stacks {
-    symbols: BTreeMap<u64, String>,
+    symbols: Arc<KernelSymbols>,
     seen: HashSet<u64>,
 }
 
 impl Stacks {
-    /// Reads /proc/kallsyms now, before the records flow: parsing it takes seconds under
-    /// emulation, and done at the first page record it held the reader up while the ring
-    /// buffer filled (records lost at the start of a busy run).
-    fn new() -> Stacks {
-        let symbols = aya::util::kernel_symbols().unwrap_or_else(|e| {
-            log::warn!("/proc/kallsyms unreadable, call paths stay addresses: {e}");
-            BTreeMap::new()
-        });
-        Stacks { symbols, seen: HashSet::new() }
-    }
-
     /// A symbols record for the addresses of `record` not described yet, if it is a page record
     /// that has any.
     fn describe(&mut self, record: &[u8]) -> Option<Vec<u8>> {
@@ -359,22 +355,13 @@ impl Stacks {
         if new.is_empty() {
             return None;
         }
-        let symbols = &self.symbols;
         let mut described = Vec::with_capacity(new.len());
         for ip in new {
             if self.seen.insert(ip) {
-                described.push((ip, symbolize(symbols, ip)));
+                described.push((ip, self.symbols.symbolize(ip)));
             }
         }
         Some(symbols_bytes(&SymbolsRecord { symbols: described }))
-    }
-}
-
-/// "function+0xoff" for a kernel address, or the address in hex.
-pub(super) fn symbolize(symbols: &BTreeMap<u64, String>, ip: u64) -> String {
-    match symbols.range(..=ip).next_back() {
-        Some((start, name)) => format!("{name}+{:#x}", ip - start),
-        None => format!("{ip:#x}"),
     }
 }
 
@@ -554,5 +541,30 @@ mod object_tests {
         assert!(missing.is_empty(), "programs the catalogue names but the object lacks: {missing:?}");
         let unknown: Vec<_> = in_object.difference(&named).collect();
         assert!(unknown.is_empty(), "programs of the object no probe names: {unknown:?}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one parse of /proc/kallsyms names every address as aya's parser (which the record
+    /// stream used before) does: checked on this machine's own symbols when they are readable.
+    #[test]
+    fn kallsyms_parsed_once_names_addresses_as_aya_did() {
+        let (Ok(text), Ok(aya_symbols)) = (std::fs::read_to_string("/proc/kallsyms"), aya::util::kernel_symbols())
+        else {
+            return;
+        };
+        let ours = KernelSymbols::parse(text);
+        let aya_name = |ip: u64| match aya_symbols.range(..=ip).next_back() {
+            Some((start, name)) => format!("{name}+{:#x}", ip - start),
+            None => format!("{ip:#x}"),
+        };
+        for (&addr, _) in aya_symbols.iter().step_by(97) {
+            for ip in [addr, addr + 0x1d, addr.saturating_sub(1)] {
+                assert_eq!(ours.symbolize(ip), aya_name(ip), "{ip:#x}");
+            }
+        }
     }
 }

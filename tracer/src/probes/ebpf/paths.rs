@@ -2,10 +2,11 @@
 //! sample the programs send is learned here and the path written into `STACK_PATHS`; samples
 //! never reach the engine or a record file.
 
-use std::collections::{BTreeMap, HashMap as StdHashMap};
+use std::collections::HashMap as StdHashMap;
 
-use super::symbolize;
 use aya::maps::{HashMap, MapData};
+
+use crate::probes::symbols::KernelSymbols;
 use tracer_common::{
     stack_path::{learn, StackPath, StackPathKey, StackSampleHeader, STACK_PATH_FRAMES, STACK_WINDOW_WORDS},
     RecordType,
@@ -41,7 +42,7 @@ impl PathLearner {
 
     /// Whether `record` is a stack sample (then it is consumed here); `symbols` name the frames
     /// of a path learned again (the stream's, /proc/kallsyms).
-    pub fn take(&mut self, record: &[u8], symbols: &BTreeMap<u64, String>) -> bool {
+    pub fn take(&mut self, record: &[u8], symbols: &KernelSymbols) -> bool {
         let head = record.get(..4).and_then(|b| b.try_into().ok()).map(u32::from_ne_bytes);
         if head != Some(RecordType::StackSample as u32) {
             return false;
@@ -75,7 +76,7 @@ impl PathLearner {
     /// differ from the ones learned for it before: two call chains that reach the traced
     /// function at one depth under one system call, taking turns (a path is learned again after
     /// a wrong walk or a run of failed checks, tracer_common::stack_path::STALE_RUN_MAX).
-    fn remember(&mut self, key: &StackPathKey, path: &StackPath, symbols: &BTreeMap<u64, String>) -> bool {
+    fn remember(&mut self, key: &StackPathKey, path: &StackPath, symbols: &KernelSymbols) -> bool {
         let frames = path.frames[..(path.nr_frames as usize).min(STACK_PATH_FRAMES)].to_vec();
         if self.known.len() >= KNOWN_MAX && !self.known.contains_key(key) {
             self.known.clear();
@@ -87,10 +88,10 @@ impl PathLearner {
         if before[..common] == frames[..common] {
             return false;
         }
-        let name = |frames: &[u64]| frames.iter().map(|&ip| symbolize(symbols, ip)).collect::<Vec<_>>().join(" <- ");
+        let name = |frames: &[u64]| frames.iter().map(|&ip| symbols.symbolize(ip)).collect::<Vec<_>>().join(" <- ");
         log::debug!(
             "call path of {} (probe {}, depth {}, system call {}) learned again with other frames: before {}; now {}",
-            symbolize(symbols, key.function),
+            symbols.symbolize(key.function),
             key.probe,
             key.depth,
             key.syscall,
@@ -197,8 +198,8 @@ mod tests {
         assert_eq!(path.nr_frames, 2);
         assert_eq!((path.nr_checks, path.check_at[1], path.check_word[1]), (2, 3, 0xb));
         let mut learner = PathLearner::new(None);
-        assert!(learner.take(&bytes, &BTreeMap::new()));
-        assert!(!learner.take(&(RecordType::Pages as u32).to_ne_bytes(), &BTreeMap::new()));
+        assert!(learner.take(&bytes, &KernelSymbols::default()));
+        assert!(!learner.take(&(RecordType::Pages as u32).to_ne_bytes(), &KernelSymbols::default()));
     }
 
     #[test]
@@ -207,7 +208,7 @@ mod tests {
         assert!(sample_path(&bytes).is_none(), "0xb is nowhere on the stack");
         assert!(sample_path(&bytes[..100]).is_none());
         let mut learner = PathLearner::new(None);
-        assert!(learner.take(&bytes[..100], &BTreeMap::new()));
+        assert!(learner.take(&bytes[..100], &KernelSymbols::default()));
         assert_eq!(learner.learned.unlearnable, 1);
     }
     #[test]
@@ -220,7 +221,7 @@ mod tests {
             p
         };
         let mut learner = PathLearner::new(None);
-        let none = BTreeMap::new();
+        let none = KernelSymbols::default();
         assert!(!learner.remember(&key, &path(&[0xa, 0xb, 0xc]), &none));
         // Cut off one frame earlier (one more frame of the tracer's own in the walk): the same.
         assert!(!learner.remember(&key, &path(&[0xa, 0xb]), &none));
