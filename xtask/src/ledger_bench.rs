@@ -7,14 +7,15 @@
 //!   everything a live run does with the records. Events per second = records / wall time.
 //! - Memory per outstanding pinned page: synthetic files of FOLL_PIN|FOLL_LONGTERM pin records
 //!   (io_uring registered buffers: 512 distinct pages per call, never unpinned) holding 1e5 and
-//!   1e6 pages, replayed like the above; (max RSS - max RSS of an empty file) / pages. The
+//!   1e6 pages, replayed through a pipe (a named file is mapped, and its pages would count in
+//!   max RSS); (max RSS - max RSS of an empty file) / pages. The
 //!   kernel side keeps nothing per outstanding page (pins are streamed, not kept in maps).
 //!
 //! Prints a Markdown table for docs/benchmarks.md.
 
 use std::{
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Stdio},
     time::Instant,
 };
 
@@ -139,17 +140,39 @@ fn last_ts(records: &[Vec<u8>]) -> u64 {
         .unwrap_or(0)
 }
 
+/// How `tracer report` gets the file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Input {
+    /// By its name: mapped, as a user's replay does (the throughput figure).
+    Named,
+    /// Through a pipe: read into the reader's buffer, so that max RSS counts the engine's memory
+    /// and not the mapped file's pages (the memory figures: a live run has no file).
+    Piped,
+}
+
 /// Seconds, max RSS (KiB) and pages pinned (the page ledger's last "pages" line) of `tracer
 /// report FILE --format json` on CPU 0.
-fn replay(tracer: &Path, file: &Path) -> Result<(f64, u64, u64)> {
+fn replay(tracer: &Path, file: &Path, input: Input) -> Result<(f64, u64, u64)> {
     let started = Instant::now();
-    let out = Command::new("/usr/bin/time")
-        .args(["-f", "MAXRSS %M", "taskset", "-c", "0"])
-        .arg(tracer)
-        .args(["report", "--format", "json"])
-        .arg(file)
-        .output()
-        .context("running /usr/bin/time (Debian package time) and taskset")?;
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.args(["-f", "MAXRSS %M", "taskset", "-c", "0"]).arg(tracer).args(["report", "--format", "json"]);
+    let out = if input == Input::Piped {
+        let mut child = cmd
+            .arg("/dev/stdin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("running /usr/bin/time (Debian package time) and taskset")?;
+        let mut stdin = child.stdin.take().context("no stdin")?;
+        let mut src = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+        let feeder = std::thread::spawn(move || std::io::copy(&mut src, &mut stdin));
+        let out = child.wait_with_output()?;
+        feeder.join().map_err(|_| anyhow::anyhow!("the pipe's writer panicked"))??;
+        out
+    } else {
+        cmd.arg(file).output().context("running /usr/bin/time (Debian package time) and taskset")?
+    };
     let secs = started.elapsed().as_secs_f64();
     let err = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
@@ -218,7 +241,7 @@ pub fn ledger(args: &LedgerBenchArgs) -> Result<i32> {
     let stream = dir.join("ledger-throughput.rec");
     let records = (0..copies).flat_map(|c| src.records.iter().map(move |r| shift(r.clone(), c * span)));
     let n = write_file(&stream, &src.metadata, records, copies * span)?;
-    let (secs, _, _) = replay(&tracer, &stream)?;
+    let (secs, _, _) = replay(&tracer, &stream, Input::Named)?;
     println!("| stream | records | seconds (1 core) | events/s |\n|---|---|---|---|");
     println!("| {} x {copies} | {n} | {secs:.2} | {:.2} M |", args.stream.display(), n as f64 / secs / 1e6);
 
@@ -227,7 +250,7 @@ pub fn ledger(args: &LedgerBenchArgs) -> Result<i32> {
     meta["folio_heads"] = serde_json::Value::Bool(true);
     let empty = dir.join("ledger-memory-0.rec");
     write_file(&empty, &meta, std::iter::empty(), 1)?;
-    let (_, base, _) = replay(&tracer, &empty)?;
+    let (_, base, _) = replay(&tracer, &empty, Input::Piped)?;
     // The trace's start: records stamped before it are left out of a replay.
     let start = meta["start_monotonic_ns"].as_u64().unwrap_or(0);
     println!(
@@ -240,7 +263,7 @@ pub fn ledger(args: &LedgerBenchArgs) -> Result<i32> {
         let recs =
             (0..calls).map(|c| longterm_pin(start + 1000 + c, 0xffff_ea00_0000_0000 + c * 512 * 64, 512, longterm));
         write_file(&file, &meta, recs, start + 2000 + calls)?;
-        let (_, rss, pinned) = replay(&tracer, &file)?;
+        let (_, rss, pinned) = replay(&tracer, &file, Input::Piped)?;
         if pinned != calls * 512 {
             bail!("{}: the replay pinned {pinned} pages, not the {} written", file.display(), calls * 512);
         }
