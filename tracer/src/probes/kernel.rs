@@ -2,12 +2,12 @@
 //! never by version number (one exception: `Facts::learned_paths`). Only the facts about the
 //! probes in the catalogue are gathered.
 
-use std::{collections::HashSet, fs, path::Path, sync::Arc};
+use std::{collections::HashSet, fs, path::Path};
 
 use btf_rs::{Btf, Type};
 use tracer_common::{Attach, Offsets, OFFSET_UNKNOWN, PROBES, RW_SYSCALLS};
 
-use super::{preemption::Preemption, symbols::KernelSymbols};
+use super::preemption::Preemption;
 use crate::model::FollBits;
 
 impl Facts {
@@ -66,8 +66,6 @@ pub struct Facts {
     /// Unpins called from there are listed by the bio's release record instead of a record each
     /// (tracer-ebpf/src/bio.rs, "Releases list their unpins").
     pub bio_release_text: Option<(u64, u64)>,
-    /// Every symbol of /proc/kallsyms (names of the call paths records carry), read once.
-    pub symbols: Arc<KernelSymbols>,
 }
 
 const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
@@ -111,7 +109,6 @@ impl Facts {
             foll: FollBits::BEFORE_6_2,
             preemption: Preemption::Unknown(why.to_string()),
             bio_release_text: None,
-            symbols: Arc::default(),
         }
     }
 
@@ -122,7 +119,7 @@ impl Facts {
             .unwrap_or_else(|_| "unknown".into());
         // Read once: the kprobe targets and the release function's text come from the same file.
         let kallsyms = fs::read_to_string("/proc/kallsyms").unwrap_or_else(|e| {
-            log::warn!("/proc/kallsyms unreadable ({e}): no kprobe targets, call paths stay addresses");
+            log::warn!("/proc/kallsyms unreadable ({e}): no kprobe targets");
             String::new()
         });
         let mut facts = Facts {
@@ -133,7 +130,6 @@ impl Facts {
             },
             kallsyms: parse_kallsyms(&kallsyms, &PROBES.iter().map(|d| d.target).collect()),
             bio_release_text: parse_text_range(&kallsyms, "__bio_release_pages"),
-            symbols: Arc::new(KernelSymbols::parse(kallsyms)),
             preemption: Preemption::of_running_kernel(),
             ..Facts::nothing(&release, "")
         };

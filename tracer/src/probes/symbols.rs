@@ -1,9 +1,8 @@
-//! Kernel symbols from /proc/kallsyms, read and parsed once at start-up: the probe plan (which
-//! catalogue functions exist, where `__bio_release_pages` lies) and the names of the call paths
-//! the records carry come from the same text. Parsing it takes seconds under emulation, so it
-//! happens before any record flows, and no name is copied out of the text.
+//! Kernel symbols from /proc/kallsyms, for the names of the call paths the records carry: read
+//! once the programs are attached (their frames then have `bpf_*` names), parsed without
+//! copying any name out of the text (parsing takes seconds under emulation).
 
-use std::{fmt, ops::Range};
+use std::{fmt, fs, ops::Range};
 
 /// Every line of /proc/kallsyms: its address and its name (with a module's `\t[module]` suffix),
 /// by address; of several at one address, the last line's.
@@ -21,6 +20,17 @@ impl fmt::Debug for KernelSymbols {
 }
 
 impl KernelSymbols {
+    /// /proc/kallsyms now; none when it cannot be read (logged: call paths stay addresses).
+    pub fn read() -> KernelSymbols {
+        match fs::read_to_string("/proc/kallsyms") {
+            Ok(text) => KernelSymbols::parse(text),
+            Err(e) => {
+                log::warn!("/proc/kallsyms unreadable, call paths stay addresses: {e}");
+                KernelSymbols::default()
+            }
+        }
+    }
+
     /// The symbols of /proc/kallsyms' `text` ("address type name [module]" per line); none at
     /// all when a line does not read so (then call paths stay addresses, and that is logged).
     pub fn parse(text: String) -> KernelSymbols {

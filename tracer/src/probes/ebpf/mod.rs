@@ -4,7 +4,6 @@
 use std::{
     collections::HashSet,
     os::fd::{AsFd, AsRawFd, RawFd},
-    sync::Arc,
 };
 
 mod attach;
@@ -96,8 +95,6 @@ pub struct Tracer {
     backups: Vec<Vec<&'static str>>,
     /// Probes whose twins were found acting out of order (reported once each).
     doubled_warned: HashSet<usize>,
-    /// /proc/kallsyms, as the facts read it: the names of the records' call paths.
-    symbols: Arc<KernelSymbols>,
 }
 
 impl Tracer {
@@ -140,7 +137,6 @@ impl Tracer {
             complete_base: [0; PROBE_COUNT as usize],
             backups,
             doubled_warned: HashSet::new(),
-            symbols: facts.symbols.clone(),
         };
         tracer.arm_chains()?;
         if listed {
@@ -161,7 +157,7 @@ impl Tracer {
         let map = self.ebpf.take_map(names::EVENTS)?;
         match RingBuf::try_from(map) {
             Ok(ring) => {
-                let stacks = Stacks { symbols: self.symbols.clone(), seen: HashSet::new() };
+                let stacks = Stacks { symbols: KernelSymbols::read(), seen: HashSet::new() };
                 Some(EventStream { ring, stacks, paths: paths::PathLearner::new(paths), read: 0 })
             }
             Err(e) => {
@@ -331,10 +327,12 @@ impl EventStream {
 }
 
 /// The kernel symbols of the return addresses page records carry, each resolved once from
-/// /proc/kallsyms (parsed with the facts, before the records flow: done at the first page
-/// record it held the reader up while the ring buffer filled).
+/// /proc/kallsyms, read when the stream is taken: after the programs are loaded and attached
+/// (their own frames and their trampolines' are named `bpf_*` only from then on, and the call
+/// paths leave those out), before the records flow (done at the first page record, it held the
+/// reader up while the ring buffer filled).
 struct Stacks {
-    symbols: Arc<KernelSymbols>,
+    symbols: KernelSymbols,
     seen: HashSet<u64>,
 }
 
