@@ -105,7 +105,7 @@ pub fn bio_record(w: &BioWire) -> BioRecord {
 
 /// A block timing record: the header, and after a request's completion's header its bios.
 pub fn block_record(bytes: &[u8]) -> Result<BlockRecord, DecodeError> {
-    let mut rec = BlockRecord { head: read::<BlockHeader>(bytes)?, bios: Vec::new() };
+    let mut rec = BlockRecord::default();
     block_record_into(bytes, &mut rec)?;
     Ok(rec)
 }

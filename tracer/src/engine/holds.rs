@@ -59,7 +59,6 @@ pub(super) struct Holds {
     free_queues: Vec<u32>,
     calls: Vec<CallEntry>,
     free_calls: Vec<u32>,
-    len: usize,
 }
 
 /// Stores `value` in a free place of `slab`, or at its end; its index.
@@ -76,6 +75,36 @@ fn alloc<T>(slab: &mut Vec<T>, free: &mut Vec<u32>, value: T) -> u32 {
     }
 }
 
+/// The entries of the key `key` whose slot is `slot`, oldest first.
+fn slot_entries(queues: &[VecDeque<Entry>], key: u64, slot: u64) -> impl Iterator<Item = Entry> + '_ {
+    let one = (slot & QUEUED == 0).then_some(Entry { page: key, call_bio: slot as u32 });
+    let many = (slot & QUEUED != 0).then(|| queues[slot as u32 as usize].iter().copied());
+    one.into_iter().chain(many.into_iter().flatten())
+}
+
+/// Where the first entry of the key `key` whose slot is `slot` that `pred` accepts is (a hot
+/// path: no iterator for a slot of one hold).
+fn find_in(queues: &[VecDeque<Entry>], key: u64, slot: u64, mut pred: impl FnMut(Entry) -> bool) -> Option<usize> {
+    if slot & QUEUED == 0 {
+        return pred(Entry { page: key, call_bio: slot as u32 }).then_some(0);
+    }
+    queues[slot as u32 as usize].iter().position(|&e| pred(e))
+}
+
+/// Marks the entry at `at` of the key `key` whose slot is `slot` as named by a bio; the entry.
+fn tie_at(queues: &mut [VecDeque<Entry>], key: u64, slot: &mut u64, at: usize) -> Option<Entry> {
+    if *slot & QUEUED != 0 {
+        let e = queues[*slot as u32 as usize].get_mut(at)?;
+        e.call_bio |= TIED;
+        Some(*e)
+    } else if at == 0 {
+        *slot |= u64::from(TIED);
+        Some(Entry { page: key, call_bio: *slot as u32 })
+    } else {
+        None
+    }
+}
+
 impl Holds {
     /// Holds of `call`, each `(key, page)` filed under its key after the key's earlier holds.
     /// Live calls stay below 2^31 (each has a hold, and holds are far fewer).
@@ -87,7 +116,6 @@ impl Holds {
             n += 1;
         }
         self.calls[id as usize].holds = n;
-        self.len += n as usize;
         if n == 0 {
             self.free_calls.push(id);
         }
@@ -120,20 +148,14 @@ impl Holds {
     }
 
     /// The entries of `key`, oldest first.
+    #[cfg(test)]
     fn entries(&self, key: u64) -> impl Iterator<Item = Entry> + '_ {
-        let slot = self.keys.get(&key).copied();
-        let one = slot.filter(|s| s & QUEUED == 0).map(|s| Entry { page: key, call_bio: s as u32 });
-        let many = slot.filter(|s| s & QUEUED != 0).map(|s| self.queues[s as u32 as usize].iter().copied());
-        one.into_iter().chain(many.into_iter().flatten())
+        self.keys.get(&key).into_iter().flat_map(move |&slot| slot_entries(&self.queues, key, slot))
     }
 
     /// Where the first entry of `key` that `pred` accepts is.
-    fn find(&self, key: u64, mut pred: impl FnMut(&Entry) -> bool) -> Option<usize> {
-        let slot = *self.keys.get(&key)?;
-        if slot & QUEUED == 0 {
-            return pred(&Entry { page: key, call_bio: slot as u32 }).then_some(0);
-        }
-        self.queues[slot as u32 as usize].iter().position(pred)
+    fn find(&self, key: u64, pred: impl FnMut(Entry) -> bool) -> Option<usize> {
+        find_in(&self.queues, key, *self.keys.get(&key)?, pred)
     }
 
     pub fn contains(&self, key: u64) -> bool {
@@ -158,7 +180,7 @@ impl Holds {
 
     /// Where the first hold of `key` that `pred` accepts is in its queue.
     pub fn position(&self, key: u64, mut pred: impl FnMut(&Hold) -> bool) -> Option<usize> {
-        self.find(key, |e| pred(&self.hold(*e)))
+        self.find(key, |e| pred(&self.hold(e)))
     }
 
     /// Ties to a bio the first hold of `key` of `page` not tied yet, or else the first such
@@ -166,18 +188,9 @@ impl Holds {
     pub fn tie_untied(&mut self, key: u64, page: u64) -> Option<Hold> {
         let slot = self.keys.get_mut(&key)?;
         let untied = |e: &Entry| e.call_bio & TIED == 0;
-        let e = if *slot & QUEUED != 0 {
-            let q = &mut self.queues[*slot as u32 as usize];
-            let at = q.iter().position(|e| e.page == page && untied(e));
-            let e = q.get_mut(at.or_else(|| q.iter().position(|e| e.page == 0 && untied(e)))?)?;
-            e.call_bio |= TIED;
-            *e
-        } else if (key == page || key == 0) && *slot as u32 & TIED == 0 {
-            *slot |= u64::from(TIED);
-            Entry { page: key, call_bio: *slot as u32 }
-        } else {
-            return None;
-        };
+        let first = |want: u64| find_in(&self.queues, key, *slot, |e| e.page == want && untied(&e));
+        let at = first(page).or_else(|| first(0))?;
+        let e = tie_at(&mut self.queues, key, slot, at)?;
         Some(self.hold(e))
     }
 
@@ -189,16 +202,7 @@ impl Holds {
     /// Marks the hold at `at` of `key` as named by a bio; the hold.
     pub fn tie_to_bio(&mut self, key: u64, at: usize) -> Option<Hold> {
         let slot = self.keys.get_mut(&key)?;
-        let e = if *slot & QUEUED != 0 {
-            let e = self.queues[*slot as u32 as usize].get_mut(at)?;
-            e.call_bio |= TIED;
-            *e
-        } else if at == 0 {
-            *slot |= u64::from(TIED);
-            Entry { page: key, call_bio: *slot as u32 }
-        } else {
-            return None;
-        };
+        let e = tie_at(&mut self.queues, key, slot, at)?;
         Some(self.hold(e))
     }
 
@@ -254,18 +258,17 @@ impl Holds {
         if call.holds == 0 {
             self.free_calls.push(id);
         }
-        self.len -= 1;
         hold
     }
 
     /// Every hold (keys in no particular order, each key's oldest first).
     pub fn iter(&self) -> impl Iterator<Item = Hold> + '_ {
-        self.keys.keys().flat_map(move |&key| self.entries(key).map(move |e| self.hold(e)))
+        self.keys.iter().flat_map(move |(&key, &slot)| slot_entries(&self.queues, key, slot).map(move |e| self.hold(e)))
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.len
+        self.iter().count()
     }
 
     /// Calls with holds stored.

@@ -245,8 +245,9 @@ impl Pipeline {
             self.latency_event(&ev);
         }
         for end in ended.drain(..) {
-            // Only the bios the ledger follows (holding user pages) have an End.
-            if self.ledger.follows(end.bio) && self.started(Some(end.ts_ns)) {
+            // Only the bios the ledger follows (holding user pages) have an End (stamped with
+            // the completion's time: past the start, as the completion is).
+            if self.ledger.follows(end.bio) {
                 self.apply_bio(&end_record(&end));
             }
         }
