@@ -2,14 +2,14 @@
 //! dev_t (from /sys, or for a replay from the record file's device table first), cgroup
 //! directories to their ids. Every bad value is one line and exit 1, before anything loads.
 
-use std::{collections::BTreeMap, os::unix::fs::MetadataExt, path::Path};
+use std::{collections::BTreeMap, io::Read, os::unix::fs::MetadataExt, path::Path};
 
 use anyhow::{anyhow, bail, Result};
 
 use crate::{
     cli::FilterArgs,
     engine::filter::Filter,
-    record::{io_reason, Reader},
+    record::{self, io_reason, ReadError, Reader},
 };
 
 /// The filter of a live run: devices named as /sys/class/block names them.
@@ -78,10 +78,14 @@ fn cgroup_id(dir: &Path) -> Result<u64> {
 /// The device table of a record file's trailer ("MAJ:MIN" -> name); read through the file.
 fn recorded_devices(path: &Path) -> Result<BTreeMap<String, String>> {
     let file = std::fs::File::open(path).map_err(|e| anyhow!("cannot open {}: {}", path.display(), io_reason(&e)))?;
-    let mut reader = Reader::new(std::io::BufReader::new(file)).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    for record in &mut reader {
-        record.map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let err = |e: ReadError| anyhow!("{}: {e}", path.display());
+    // Mapped as the replay maps it; the records are skipped without a copy of any.
+    let mut reader = match record::map(&file) {
+        Some(map) => Reader::<Box<dyn Read>>::mapped(Box::new(std::io::empty()), map),
+        None => Reader::<Box<dyn Read>>::new(Box::new(file)),
     }
+    .map_err(err)?;
+    while reader.next_slice().map_err(err)?.is_some() {}
     Ok(reader.trailer().map(|t| t.devices.clone()).unwrap_or_default())
 }
 
