@@ -46,12 +46,78 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
 
 /// A bio record.
 pub fn bio(bytes: &[u8]) -> Result<BioRecord, DecodeError> {
-    read::<BioWire>(bytes).map(|w| bio_record(&w))
+    let mut rec = empty_bio();
+    bio_into(bytes, &mut rec)?;
+    Ok(rec)
+}
+
+/// A bio record with nothing in it (the scratch record [`bio_into`] fills).
+pub fn empty_bio() -> BioRecord {
+    bio_record(&BioWire {
+        record: 0,
+        event: 0,
+        ts_ns: 0,
+        bio: 0,
+        dev: 0,
+        op: 0,
+        flags: 0,
+        status: 0,
+        bytes: 0,
+        nr_vecs: 0,
+        owner: tracer_common::Owner::default(),
+        bvec_size: 0,
+        bvec_page: 0,
+        bvec_len: 0,
+        bvec_offset: 0,
+        vec_bytes: 0,
+        vecs: [0; BIO_WIRE_VEC_BYTES],
+    })
+}
+
+/// [`BioWire`] up to its vec bytes: what a bio record is read as (the vec bytes are read in
+/// place, not copied).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct BioHead {
+    record: u32,
+    event: u32,
+    ts_ns: u64,
+    bio: u64,
+    dev: u32,
+    op: u32,
+    flags: u32,
+    status: i32,
+    bytes: u32,
+    nr_vecs: u32,
+    owner: tracer_common::Owner,
+    bvec_size: u8,
+    bvec_page: u8,
+    bvec_len: u8,
+    bvec_offset: u8,
+    vec_bytes: u32,
+}
+impl Plain for BioHead {}
+
+// The same fields in the same order under #[repr(C)]: the same layout; checked where it could
+// differ (the owner's alignment, the end).
+const _: () = assert!(std::mem::offset_of!(BioHead, owner) == std::mem::offset_of!(BioWire, owner));
+const _: () = assert!(std::mem::offset_of!(BioHead, vec_bytes) == std::mem::offset_of!(BioWire, vec_bytes));
+const _: () = assert!(std::mem::size_of::<BioHead>() == std::mem::offset_of!(BioWire, vecs));
+
+/// [`bio`] into `out` (every field written); `out` is unspecified after an error.
+pub fn bio_into(bytes: &[u8], out: &mut BioRecord) -> Result<(), DecodeError> {
+    if bytes.len() < std::mem::size_of::<BioWire>() {
+        return Err(DecodeError::Short(bytes.len()));
+    }
+    let h = read::<BioHead>(bytes)?;
+    let vecs = &bytes[std::mem::offset_of!(BioWire, vecs)..std::mem::size_of::<BioWire>()];
+    fill_bio(&h, vecs, out);
+    Ok(())
 }
 
 /// The pages of each vec of a bio, from the raw `struct bio_vec` array of its wire record.
 pub fn bio_record(w: &BioWire) -> BioRecord {
-    let mut rec = BioRecord {
+    let h = BioHead {
         record: w.record,
         event: w.event,
         ts_ns: w.ts_ns,
@@ -61,46 +127,86 @@ pub fn bio_record(w: &BioWire) -> BioRecord {
         flags: w.flags,
         status: w.status,
         bytes: w.bytes,
+        nr_vecs: w.nr_vecs,
+        owner: w.owner,
+        bvec_size: w.bvec_size,
+        bvec_page: w.bvec_page,
+        bvec_len: w.bvec_len,
+        bvec_offset: w.bvec_offset,
+        vec_bytes: w.vec_bytes,
+    };
+    let mut rec = BioRecord {
+        record: 0,
+        event: 0,
+        ts_ns: 0,
+        bio: 0,
+        dev: 0,
+        op: 0,
+        flags: 0,
+        status: 0,
+        bytes: 0,
         first_vec: 0,
         owner: w.owner,
-        nr_vecs: w.nr_vecs,
+        nr_vecs: 0,
         nr_pages: 0,
         pages: [0; BIO_MAX_VECS],
         vec_pages: [0; BIO_MAX_VECS],
     };
-    let size = w.bvec_size as usize;
-    if size == 0 {
-        return rec;
-    }
-    // A later record of a release that lists its unpins: its slice of the vec array only.
-    let chunk = (w.flags >> BIO_CHUNK_SHIFT) & 0xff;
-    if chunk > 0 {
-        let per_record = (BIO_WIRE_VEC_BYTES / size) as u32;
-        rec.first_vec = chunk * per_record;
-        rec.nr_vecs = w.nr_vecs.saturating_sub(rec.first_vec).min(per_record);
-    }
-    let filled = (w.vec_bytes as usize).min(w.vecs.len());
-    let u64_at = |at: usize| w.vecs.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()));
-    let u32_at =
-        |at: usize| w.vecs.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()) as u64);
-    for i in 0..(filled / size).min(BIO_MAX_VECS) {
-        let base = i * size;
-        let (Some(page), Some(len), Some(offset)) = (
-            u64_at(base + w.bvec_page as usize),
-            u32_at(base + w.bvec_len as usize),
-            u32_at(base + w.bvec_offset as usize),
-        ) else {
-            break;
-        };
-        // A vec over a large folio names its head page and an offset that can pass PAGE_SIZE:
-        // its pages start at page + offset / PAGE_SIZE (struct pages are adjacent in the
-        // vmemmap), as __bio_release_pages counts them.
-        let n = (offset % PAGE_SIZE + len).div_ceil(PAGE_SIZE);
-        rec.pages[i] = page.wrapping_add((offset / PAGE_SIZE) * STRUCT_PAGE_SIZE);
-        rec.vec_pages[i] = u16::try_from(n).unwrap_or(u16::MAX);
-        rec.nr_pages += n as u32;
-    }
+    fill_bio(&h, &w.vecs, &mut rec);
     rec
+}
+
+/// Every field of `rec` from the head `w` and the vec bytes `vecs` of a bio record.
+#[inline]
+fn fill_bio(w: &BioHead, vecs: &[u8], rec: &mut BioRecord) {
+    rec.record = w.record;
+    rec.event = w.event;
+    rec.ts_ns = w.ts_ns;
+    rec.bio = w.bio;
+    rec.dev = w.dev;
+    rec.op = w.op;
+    rec.flags = w.flags;
+    rec.status = w.status;
+    rec.bytes = w.bytes;
+    rec.first_vec = 0;
+    rec.owner = w.owner;
+    rec.nr_vecs = w.nr_vecs;
+    rec.nr_pages = 0;
+    let size = w.bvec_size as usize;
+    let mut filled_vecs = 0;
+    if let Some(per_record) = BIO_WIRE_VEC_BYTES.checked_div(size) {
+        // A later record of a release that lists its unpins: its slice of the vec array only.
+        let chunk = (w.flags >> BIO_CHUNK_SHIFT) & 0xff;
+        if chunk > 0 {
+            let per_record = per_record as u32;
+            rec.first_vec = chunk * per_record;
+            rec.nr_vecs = w.nr_vecs.saturating_sub(rec.first_vec).min(per_record);
+        }
+        let filled = (w.vec_bytes as usize).min(vecs.len());
+        let u64_at = |at: usize| vecs.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()));
+        let u32_at =
+            |at: usize| vecs.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()) as u64);
+        for i in 0..(filled / size).min(BIO_MAX_VECS) {
+            let base = i * size;
+            let (Some(page), Some(len), Some(offset)) = (
+                u64_at(base + w.bvec_page as usize),
+                u32_at(base + w.bvec_len as usize),
+                u32_at(base + w.bvec_offset as usize),
+            ) else {
+                break;
+            };
+            // A vec over a large folio names its head page and an offset that can pass
+            // PAGE_SIZE: its pages start at page + offset / PAGE_SIZE (struct pages are
+            // adjacent in the vmemmap), as __bio_release_pages counts them.
+            let n = (offset % PAGE_SIZE + len).div_ceil(PAGE_SIZE);
+            rec.pages[i] = page.wrapping_add((offset / PAGE_SIZE) * STRUCT_PAGE_SIZE);
+            rec.vec_pages[i] = u16::try_from(n).unwrap_or(u16::MAX);
+            rec.nr_pages += n as u32;
+            filled_vecs = i + 1;
+        }
+    }
+    rec.pages[filled_vecs..].fill(0);
+    rec.vec_pages[filled_vecs..].fill(0);
 }
 
 /// A block timing record: the header, and after a request's completion's header its bios.
@@ -117,9 +223,15 @@ pub fn block_record_into(bytes: &[u8], out: &mut BlockRecord) -> Result<(), Deco
     if out.head.event != BlockEvent::RqComplete as u32 {
         return Ok(());
     }
-    let w = read::<RqCompleteWire>(bytes)?;
+    if bytes.len() < std::mem::size_of::<RqCompleteWire>() {
+        return Err(DecodeError::Short(bytes.len()));
+    }
+    // The listed bios read in place (the whole wire record is 240 bytes).
     let n = (out.head.nr_bios as usize).min(RQ_MAX_BIOS);
-    out.bios.extend((0..n).map(|i| (w.bios[i], w.sizes[i])));
+    let (bios, sizes) = (std::mem::offset_of!(RqCompleteWire, bios), std::mem::offset_of!(RqCompleteWire, sizes));
+    let u64_at = |at: usize| u64::from_ne_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
+    let u32_at = |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap_or_default());
+    out.bios.extend((0..n).map(|i| (u64_at(bios + 8 * i), u32_at(sizes + 4 * i))));
     Ok(())
 }
 

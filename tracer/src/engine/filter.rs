@@ -209,7 +209,7 @@ impl Gate {
                 } else {
                     (&mut self.shadow, &mut shadow_name)
                 };
-                let name: &String = name.get_or_insert_with(|| ledger.release_name(rec));
+                let name: &std::rc::Rc<str> = name.get_or_insert_with(|| ledger.release_name(rec));
                 ledger.release_ref(rec, entry, name);
             }
         }

@@ -83,8 +83,53 @@ struct Pair {
     interval: Histogram<u64>,
 }
 
-/// Histograms by key: hashed, sorted only when figures are taken.
-type Histograms = HashMap<Key, Pair, foldhash::fast::RandomState>;
+/// Histograms by key, sorted only when figures are taken. A key's pair is found through the
+/// last key of its figure first (the events of one figure mostly repeat one device, operation
+/// and size), then through the index.
+#[derive(Default)]
+struct Histograms {
+    pairs: Vec<(Key, Pair)>,
+    index: HashMap<Key, u32, foldhash::fast::RandomState>,
+    /// Per figure ([`LatencyKind`] as index): the last key recorded and its place in `pairs`.
+    recent: [Option<(Key, u32)>; FIGURES],
+}
+
+/// Figures ([`LatencyKind`]s).
+const FIGURES: usize = 6;
+const _: () = assert!(LatencyKind::UnpinLag as usize + 1 == FIGURES, "one recent key per figure");
+
+impl Histograms {
+    /// The pair of `key`, made empty if it has none yet.
+    #[inline]
+    fn get_mut(&mut self, key: Key) -> &mut Pair {
+        let slot = key.kind as usize % FIGURES;
+        let at = match self.recent[slot] {
+            Some((k, at)) if k == key => at,
+            _ => {
+                let pairs = &mut self.pairs;
+                let at = *self.index.entry(key).or_insert_with(|| {
+                    pairs.push((key, Pair { past: new_histogram(), interval: new_histogram() }));
+                    (pairs.len() - 1) as u32
+                });
+                self.recent[slot] = Some((key, at));
+                at
+            }
+        };
+        &mut self.pairs[at as usize].1
+    }
+
+    fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Key, &Pair)> {
+        self.pairs.iter().map(|(k, p)| (k, p))
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Pair> {
+        self.pairs.iter_mut().map(|(_, p)| p)
+    }
+}
 
 /// The figures of one side of `h` in key order: each size class's, and for each figure, device
 /// and operation the sum of its size classes' (`size_class` None). Empty histograms (no event
@@ -96,7 +141,7 @@ fn sorted(
 ) -> Vec<(Key, Stats)> {
     let mut totals: HashMap<Key, Histogram<u64>, foldhash::fast::RandomState> = HashMap::default();
     let mut rows: Vec<(Key, Stats)> = Vec::with_capacity(h.len() * 2);
-    for (k, pair) in h {
+    for (k, pair) in h.iter() {
         let one = side(pair);
         if one.is_empty() {
             continue;
@@ -158,9 +203,7 @@ impl Latency {
         };
         let ns = ns.max(1);
         let key = Key { kind, dev: ev.dev, op: ev.op, size_class: Some(size_class(ev.bytes)) };
-        let pair =
-            self.histograms.entry(key).or_insert_with(|| Pair { past: new_histogram(), interval: new_histogram() });
-        pair.interval.saturating_record(ns);
+        self.histograms.get_mut(key).interval.saturating_record(ns);
     }
 
     /// Counts a ring buffer record that could not be decoded.

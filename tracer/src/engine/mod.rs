@@ -103,6 +103,8 @@ pub struct Pipeline {
     /// vectors.
     scratch: PagesRecord,
     block_scratch: BlockRecord,
+    /// Boxed, so that it moves out and back in as a pointer (a bio record is 232 bytes).
+    bio_scratch: Option<Box<BioRecord>>,
 }
 
 /// How a run ended: the counters over the run, the clock, the command. From the kernel maps in
@@ -153,6 +155,7 @@ impl Pipeline {
             block_ended: Vec::new(),
             scratch: PagesRecord::default(),
             block_scratch: BlockRecord::default(),
+            bio_scratch: Some(Box::new(decode::empty_bio())),
         }
     }
 
@@ -190,11 +193,13 @@ impl Pipeline {
             self.block_scratch = rec;
             decoded
         } else if kind == Some(RecordType::Bio as u32) {
-            decode::bio(bytes).map(|rec| {
-                if self.started(Some(rec.ts_ns)) {
-                    self.apply_bio(&rec);
-                }
-            })
+            let mut rec = self.bio_scratch.take().unwrap_or_else(|| Box::new(decode::empty_bio()));
+            let decoded = decode::bio_into(bytes, &mut rec);
+            if decoded.is_ok() && self.started(Some(rec.ts_ns)) {
+                self.apply_bio(&rec);
+            }
+            self.bio_scratch = Some(rec);
+            decoded
         } else {
             decode(bytes).map(|rec| self.apply(&rec))
         };

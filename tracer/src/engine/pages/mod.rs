@@ -58,7 +58,7 @@ pub struct PageLedger {
     /// names of an address never change, so neither does the row).
     frame_paths: Map<Vec<u64>, u32>,
     /// Release names of such calls, by [probe, frames...].
-    release_names: Map<Vec<u64>, String>,
+    release_names: Map<Vec<u64>, std::rc::Rc<str>>,
     /// The key being looked up in those two (one buffer, no allocation per record).
     frames_key: Vec<u64>,
     /// FOLL_PIN holds by folio, oldest first.

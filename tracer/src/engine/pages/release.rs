@@ -51,7 +51,7 @@ pub fn listed_unpins_into(rec: &BioRecord, struct_page_size: u64, out: &mut Page
 
 impl PageLedger {
     /// The name of a release: the unpin variant and the function that called it.
-    pub(crate) fn release_name(&mut self, rec: &PagesRecord) -> String {
+    pub(crate) fn release_name(&mut self, rec: &PagesRecord) -> std::rc::Rc<str> {
         self.by_frames(
             |l| &mut l.release_names,
             &[u64::from(rec.probe)],
@@ -59,8 +59,8 @@ impl PageLedger {
             |l| {
                 let variant = PROBES.get(rec.probe as usize).map_or("?", |d| d.target);
                 match l.callers(&rec.frames, rec.probe).first() {
-                    Some(caller) => format!("{variant} <- {caller}"),
-                    None => variant.to_string(),
+                    Some(caller) => format!("{variant} <- {caller}").into(),
+                    None => variant.into(),
                 }
             },
         )
