@@ -145,10 +145,21 @@ impl ProbeDef {
     /// thread is preempted inside the programs, nothing can be inside their chain beneath an
     /// invocation, so they need no backup. Were one reached in an interrupt after all, the
     /// kernel counts the skip and the tracer reports it as lost: never silent.
+    ///
+    /// The block layer's starts count as thread-only: a request is dispatched (`block_rq_issue`)
+    /// by the submitting thread or a kblockd worker (blk-mq runs a queue from a completion
+    /// asynchronously, and warns when asked to run one synchronously in an interrupt), and
+    /// bios are queued (`block_bio_queue`) by threads and workqueues. The exceptions found in
+    /// 6.1, 6.12 and 7.0 are rare configurations (the aoe driver starts requests in its
+    /// network softirq; dm-crypt with `no_write_workqueue` submits from its crypto driver's
+    /// completion): a skip there loses a latency start, counted. Two backups on each would
+    /// cost every I/O two more dispatches per place.
     pub const fn in_interrupts(&self) -> bool {
         !matches!(
             self.id,
-            ProbeId::PinUserPagesFast
+            ProbeId::BlockRqIssue
+                | ProbeId::BlockBioQueue
+                | ProbeId::PinUserPagesFast
                 | ProbeId::PinUserPages
                 | ProbeId::PinUserPagesRemote
                 | ProbeId::PinUserPagesUnlocked

@@ -387,8 +387,9 @@ fn method(first: &Console) -> String {
          `__bio_release_pages` and `unpin_user_folio` fentry; and `bio_endio` before 2026-12-05, \
          when the bios' ends had a probe of their own): what any tracer of those places pays before it does any work; and the chains' floor: \
          `test/vm/bench-floor-chains.bt`, as many empty programs on each place as the tracer runs \
-         there on 6.12 (one on the pin and the acquisition, three (a primary and two backups) on \
-         the five places interrupts can reach; sid runs four on every place): what the tracer's \
+         there on 6.12 (one on the pin, the acquisition and the block layer's two starts, three (a \
+         primary and two backups) on the three places interrupts can reach; sid runs four on every \
+         place; before 2026-12-05 evening the block layer's starts had three too): what the tracer's \
          chains pay before they do any work. A round is an untraced pass of every job, a \
          tracer pass, an untraced pass, a bpftrace pass, an untraced pass, a floor pass, an \
          untraced pass, a chains pass; {rounds} \
