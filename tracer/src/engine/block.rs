@@ -58,7 +58,7 @@ pub struct Timings {
 impl Timings {
     /// One record: a start is kept; a completion gives its latency events to `latency` and the
     /// bios it ends to `ended`, in the request's order.
-    pub fn apply(&mut self, rec: &BlockRecord, latency: &mut Vec<LatencyEvent>, ended: &mut Vec<Ended>) {
+    pub fn apply(&mut self, rec: &BlockRecord, mut latency: impl FnMut(&LatencyEvent), ended: &mut Vec<Ended>) {
         let h = &rec.head;
         let event = |kind: LatencyKind, bytes: u32, start_ns: u64| LatencyEvent {
             record: RecordType::Latency as u32,
@@ -76,17 +76,17 @@ impl Timings {
             self.dropped += start(&mut self.issued, h.addr, h.ts_ns, |&t| t);
         } else if h.event == BlockEvent::RqComplete as u32 {
             if let Some(issued) = self.issued.remove(&h.addr) {
-                latency.push(event(LatencyKind::D2c, h.bytes, issued));
+                latency(&event(LatencyKind::D2c, h.bytes, issued));
             }
             for &(bio, size) in rec.bios.iter().take(RQ_MAX_BIOS) {
                 if let Some(queued) = self.queued.remove(&bio) {
-                    latency.push(event(LatencyKind::Q2c, size, queued));
+                    latency(&event(LatencyKind::Q2c, size, queued));
                 }
                 ended.push(end(bio));
             }
         } else if h.event == BlockEvent::BioComplete as u32 {
             if let Some(queued) = self.queued.remove(&h.addr) {
-                latency.push(event(LatencyKind::Q2c, h.bytes, queued));
+                latency(&event(LatencyKind::Q2c, h.bytes, queued));
             }
             ended.push(end(h.addr));
         } else if h.event == BlockEvent::DioBegin as u32 {
@@ -96,7 +96,7 @@ impl Timings {
             if let Some(b) = self.dio.remove(&h.addr) {
                 // The bytes done, or those asked for when the call did none or failed.
                 let bytes = if h.status == 0 && h.bytes > 0 { h.bytes } else { b.bytes };
-                latency.push(LatencyEvent { dev: b.dev, op: b.op, ..event(LatencyKind::Dio, bytes, b.ts_ns) });
+                latency(&LatencyEvent { dev: b.dev, op: b.op, ..event(LatencyKind::Dio, bytes, b.ts_ns) });
             }
         } else {
             self.invalid += 1;
@@ -165,7 +165,7 @@ mod tests {
     fn run(t: &mut Timings, records: &[BlockRecord]) -> (Vec<(u32, u64, u64)>, Vec<u64>) {
         let (mut lat, mut ended) = (Vec::new(), Vec::new());
         for r in records {
-            t.apply(r, &mut lat, &mut ended);
+            t.apply(r, |e| lat.push(*e), &mut ended);
         }
         (lat.iter().map(|e| (e.kind, e.bytes, e.end_ns - e.start_ns)).collect(), ended.iter().map(|e| e.bio).collect())
     }
@@ -253,7 +253,7 @@ mod tests {
             failed,
             rec(BlockEvent::DioComplete, 950, 0x30c, 512, &[]),
         ] {
-            t.apply(&r, &mut lat, &mut ended);
+            t.apply(&r, |e| lat.push(*e), &mut ended);
         }
         let got: Vec<_> = lat.iter().map(|e| (e.kind, e.op, e.bytes, e.end_ns - e.start_ns)).collect();
         let dio = LatencyKind::Dio as u32;

@@ -59,6 +59,8 @@ pub(super) struct Holds {
     free_queues: Vec<u32>,
     calls: Vec<CallEntry>,
     free_calls: Vec<u32>,
+    /// Holds no bio has named yet (none: nothing to tie, whatever the key).
+    untied: usize,
 }
 
 /// Stores `value` in a free place of `slab`, or at its end; its index.
@@ -91,18 +93,22 @@ fn find_in(queues: &[VecDeque<Entry>], key: u64, slot: u64, mut pred: impl FnMut
     queues[slot as u32 as usize].iter().position(|&e| pred(e))
 }
 
-/// Marks the entry at `at` of the key `key` whose slot is `slot` as named by a bio; the entry.
-fn tie_at(queues: &mut [VecDeque<Entry>], key: u64, slot: &mut u64, at: usize) -> Option<Entry> {
-    if *slot & QUEUED != 0 {
+/// Marks the entry at `at` of the key `key` whose slot is `slot` as named by a bio; the entry,
+/// and whether it was not named before.
+fn tie_at(queues: &mut [VecDeque<Entry>], key: u64, slot: &mut u64, at: usize) -> Option<(Entry, bool)> {
+    let was = if *slot & QUEUED != 0 {
         let e = queues[*slot as u32 as usize].get_mut(at)?;
+        let was = *e;
         e.call_bio |= TIED;
-        Some(*e)
+        was
     } else if at == 0 {
+        let was = Entry { page: key, call_bio: *slot as u32 };
         *slot |= u64::from(TIED);
-        Some(Entry { page: key, call_bio: *slot as u32 })
+        was
     } else {
-        None
-    }
+        return None;
+    };
+    Some((Entry { call_bio: was.call_bio | TIED, ..was }, was.call_bio & TIED == 0))
 }
 
 impl Holds {
@@ -116,6 +122,7 @@ impl Holds {
             n += 1;
         }
         self.calls[id as usize].holds = n;
+        self.untied += n as usize;
         if n == 0 {
             self.free_calls.push(id);
         }
@@ -190,8 +197,14 @@ impl Holds {
         let untied = |e: &Entry| e.call_bio & TIED == 0;
         let first = |want: u64| find_in(&self.queues, key, *slot, |e| e.page == want && untied(&e));
         let at = first(page).or_else(|| first(0))?;
-        let e = tie_at(&mut self.queues, key, slot, at)?;
+        let (e, newly) = tie_at(&mut self.queues, key, slot, at)?;
+        self.untied -= usize::from(newly);
         Some(self.hold(e))
+    }
+
+    /// Whether a hold no bio named is stored (else [`Self::tie_untied`] finds none).
+    pub fn any_untied(&self) -> bool {
+        self.untied > 0
     }
 
     /// Whether `key` holds `page`.
@@ -202,7 +215,8 @@ impl Holds {
     /// Marks the hold at `at` of `key` as named by a bio; the hold.
     pub fn tie_to_bio(&mut self, key: u64, at: usize) -> Option<Hold> {
         let slot = self.keys.get_mut(&key)?;
-        let e = tie_at(&mut self.queues, key, slot, at)?;
+        let (e, newly) = tie_at(&mut self.queues, key, slot, at)?;
+        self.untied -= usize::from(newly);
         Some(self.hold(e))
     }
 
@@ -253,6 +267,7 @@ impl Holds {
     fn forget(&mut self, e: Entry) -> Hold {
         let hold = self.hold(e);
         let id = e.call_bio & !TIED;
+        self.untied -= usize::from(e.call_bio & TIED == 0);
         let call = &mut self.calls[id as usize];
         call.holds -= 1;
         if call.holds == 0 {
@@ -371,6 +386,8 @@ mod tests {
                     prop_assert_eq!(&got, &q.iter().copied().collect::<Vec<_>>());
                 }
                 prop_assert_eq!(h.iter().count(), total);
+                let untied = model.values().flatten().filter(|x| !x.bio).count();
+                prop_assert_eq!((h.untied, h.any_untied()), (untied, untied > 0));
                 let calls: std::collections::BTreeSet<u64> = model.values().flatten().map(|x| x.ts_ns).collect();
                 prop_assert_eq!(h.live_calls(), calls.len());
                 prop_assert_eq!(h.queues.len() - h.free_queues.len(), h.keys.values().filter(|s| *s & QUEUED != 0).count());

@@ -97,7 +97,6 @@ pub struct Pipeline {
     /// The block layer's starts waiting for their completions.
     block: Timings,
     /// What the last block record gave (kept to reuse their allocations).
-    block_latency: Vec<LatencyEvent>,
     block_ended: Vec<Ended>,
     /// The page record being applied (decoded, or listed by a bio release): kept to reuse its
     /// vectors.
@@ -151,7 +150,6 @@ impl Pipeline {
             findings: 0,
             owners_before: BTreeMap::new(),
             block: Timings::default(),
-            block_latency: Vec::new(),
             block_ended: Vec::new(),
             scratch: PagesRecord::default(),
             block_scratch: BlockRecord::default(),
@@ -244,11 +242,9 @@ impl Pipeline {
     }
 
     fn apply_block(&mut self, rec: &BlockRecord) {
-        let (mut latency, mut ended) = (std::mem::take(&mut self.block_latency), std::mem::take(&mut self.block_ended));
-        self.block.apply(rec, &mut latency, &mut ended);
-        for ev in latency.drain(..) {
-            self.latency_event(&ev);
-        }
+        let mut ended = std::mem::take(&mut self.block_ended);
+        let (latency, gate) = (&mut self.latency, &mut self.gate);
+        self.block.apply(rec, |ev| latency_event(latency, gate, ev), &mut ended);
         for end in ended.drain(..) {
             // Only the bios the ledger follows (holding user pages) have an End (stamped with
             // the completion's time: past the start, as the completion is).
@@ -256,7 +252,7 @@ impl Pipeline {
                 self.apply_bio(&end_record(&end));
             }
         }
-        (self.block_latency, self.block_ended) = (latency, ended);
+        self.block_ended = ended;
     }
 
     fn apply_bio(&mut self, rec: &BioRecord) {
@@ -279,12 +275,7 @@ impl Pipeline {
     }
 
     fn latency_event(&mut self, ev: &LatencyEvent) {
-        // Earlier recordings carry the kernel's own hold and unpin-lag records: those figures
-        // come from the pin ledger's bio timings now (bio_released above).
-        let from_bios = [LatencyKind::PinHold as u32, LatencyKind::UnpinLag as u32];
-        if !from_bios.contains(&ev.kind) && self.gate.as_mut().is_none_or(|g| g.latency(ev)) {
-            self.latency.record(ev);
-        }
+        latency_event(&mut self.latency, &mut self.gate, ev);
     }
 
     fn apply_pages(&mut self, rec: &PagesRecord) {
@@ -432,6 +423,16 @@ pub fn config(grace: std::time::Duration, foll: FollBits, folio_heads: bool, fil
         filter,
         start_ns,
         ..Config::default()
+    }
+}
+
+/// A latency event into the histograms, through the filter if there is one.
+fn latency_event(latency: &mut Latency, gate: &mut Option<Gate>, ev: &LatencyEvent) {
+    // Earlier recordings carry the kernel's own hold and unpin-lag records: those figures
+    // come from the pin ledger's bio timings now (bio_released above).
+    let from_bios = [LatencyKind::PinHold as u32, LatencyKind::UnpinLag as u32];
+    if !from_bios.contains(&ev.kind) && gate.as_mut().is_none_or(|g| g.latency(ev)) {
+        latency.record(ev);
     }
 }
 

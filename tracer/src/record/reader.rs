@@ -139,6 +139,17 @@ impl<R: Read> Reader<R> {
         if self.done {
             return Ok(None);
         }
+        // A whole record frame in the buffer: lent at once (the usual case).
+        if let Some(&[kind, a, b, c, d]) = self.buf.get(self.pos..self.pos + 5) {
+            let len = u32::from_le_bytes([a, b, c, d]);
+            let (start, end) = (self.pos + 5, self.pos + 5 + len as usize);
+            if kind == FRAME_RECORD && len <= MAX_RECORD_LEN && end <= self.end {
+                self.at += (end - self.pos) as u64;
+                self.pos = end;
+                self.records += 1;
+                return Ok(Some(&self.buf[start..end]));
+            }
+        }
         match self.frame() {
             Ok(Some(len)) => Ok(Some(&self.buf[self.pos - len..self.pos])),
             other => {
@@ -150,17 +161,6 @@ impl<R: Read> Reader<R> {
 
     /// Reads a frame; for a record, its length (its bytes end at `pos`).
     fn frame(&mut self) -> Result<Option<usize>, ReadError> {
-        // A whole record frame in the buffer: taken at once.
-        if let Some(&[kind, a, b, c, d]) = self.buf.get(self.pos..self.pos + 5) {
-            let len = u32::from_le_bytes([a, b, c, d]);
-            let end = self.pos + 5 + len as usize;
-            if kind == FRAME_RECORD && len <= MAX_RECORD_LEN && end <= self.end {
-                self.at += (end - self.pos) as u64;
-                self.pos = end;
-                self.records += 1;
-                return Ok(Some(len as usize));
-            }
-        }
         let at = self.at;
         let Some(&kind) = self.consume(1)?.first() else {
             return Err(ReadError::Truncated("the records (no trailer)", at));

@@ -328,6 +328,11 @@ impl PageLedger {
             let over = queue.len().saturating_sub(MAX_RELEASING);
             queue.drain(..over);
         }
+        // Pinned pages are tied to a bio only if some hold is not tied yet (at a release,
+        // usually none is: each bio's acquisition tied its pages).
+        if pinned && !self.holds.any_untied() {
+            return;
+        }
         for page in list.each_page(struct_page_size) {
             if pinned {
                 let folio = self.filed_or(page, page);

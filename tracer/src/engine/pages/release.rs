@@ -248,7 +248,8 @@ impl PageLedger {
     pub(super) fn unhold(&mut self, folio: u64, page: u64) -> Option<Hold> {
         let folio = if page != 0 { self.filed_or(page, folio) } else { folio };
         let (hold, still) = self.holds.take_page(folio, page)?;
-        if hold.page != 0 && !still {
+        // The map of tail pages is mostly empty: not hashed then.
+        if hold.page != 0 && !still && !self.page_folio.is_empty() {
             self.page_folio.remove(&hold.page);
         }
         Some(hold)
