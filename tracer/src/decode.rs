@@ -53,7 +53,7 @@ pub fn bio(bytes: &[u8]) -> Result<BioRecord, DecodeError> {
 
 /// A bio record with nothing in it (the scratch record [`bio_into`] fills).
 pub fn empty_bio() -> BioRecord {
-    bio_record(&BioWire {
+    BioRecord {
         record: 0,
         event: 0,
         ts_ns: 0,
@@ -63,15 +63,13 @@ pub fn empty_bio() -> BioRecord {
         flags: 0,
         status: 0,
         bytes: 0,
-        nr_vecs: 0,
+        first_vec: 0,
         owner: tracer_common::Owner::default(),
-        bvec_size: 0,
-        bvec_page: 0,
-        bvec_len: 0,
-        bvec_offset: 0,
-        vec_bytes: 0,
-        vecs: [0; BIO_WIRE_VEC_BYTES],
-    })
+        nr_vecs: 0,
+        nr_pages: 0,
+        pages: [0; BIO_MAX_VECS],
+        vec_pages: [0; BIO_MAX_VECS],
+    }
 }
 
 /// [`BioWire`] up to its vec bytes: what a bio record is read as (the vec bytes are read in
@@ -116,6 +114,7 @@ pub fn bio_into(bytes: &[u8], out: &mut BioRecord) -> Result<(), DecodeError> {
 }
 
 /// The pages of each vec of a bio, from the raw `struct bio_vec` array of its wire record.
+#[cfg(test)]
 pub fn bio_record(w: &BioWire) -> BioRecord {
     let h = BioHead {
         record: w.record,
@@ -135,23 +134,7 @@ pub fn bio_record(w: &BioWire) -> BioRecord {
         bvec_offset: w.bvec_offset,
         vec_bytes: w.vec_bytes,
     };
-    let mut rec = BioRecord {
-        record: 0,
-        event: 0,
-        ts_ns: 0,
-        bio: 0,
-        dev: 0,
-        op: 0,
-        flags: 0,
-        status: 0,
-        bytes: 0,
-        first_vec: 0,
-        owner: w.owner,
-        nr_vecs: 0,
-        nr_pages: 0,
-        pages: [0; BIO_MAX_VECS],
-        vec_pages: [0; BIO_MAX_VECS],
-    };
+    let mut rec = empty_bio();
     fill_bio(&h, &w.vecs, &mut rec);
     rec
 }
