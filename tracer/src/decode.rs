@@ -212,9 +212,10 @@ pub fn block_record_into(bytes: &[u8], out: &mut BlockRecord) -> Result<(), Deco
     // The listed bios read in place (the whole wire record is 240 bytes).
     let n = (out.head.nr_bios as usize).min(RQ_MAX_BIOS);
     let (bios, sizes) = (std::mem::offset_of!(RqCompleteWire, bios), std::mem::offset_of!(RqCompleteWire, sizes));
-    let u64_at = |at: usize| u64::from_ne_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
-    let u32_at = |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap_or_default());
-    out.bios.extend((0..n).map(|i| (u64_at(bios + 8 * i), u32_at(sizes + 4 * i))));
+    let bios = bytes[bios..bios + 8 * n].chunks_exact(8).map(|b| u64::from_ne_bytes(b.try_into().unwrap_or_default()));
+    let sizes =
+        bytes[sizes..sizes + 4 * n].chunks_exact(4).map(|b| u32::from_ne_bytes(b.try_into().unwrap_or_default()));
+    out.bios.extend(bios.zip(sizes));
     Ok(())
 }
 
