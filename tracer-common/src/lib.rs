@@ -316,7 +316,7 @@ pub struct BioWire {
 }
 
 /// A bio-level ledger event (`RecordType::Bio`), decoded from a [`BioWire`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BioRecord {
     /// [`RecordType::Bio`].
     pub record: u32,

@@ -46,30 +46,9 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
 
 /// A bio record.
 pub fn bio(bytes: &[u8]) -> Result<BioRecord, DecodeError> {
-    let mut rec = empty_bio();
+    let mut rec = BioRecord::default();
     bio_into(bytes, &mut rec)?;
     Ok(rec)
-}
-
-/// A bio record with nothing in it (the scratch record [`bio_into`] fills).
-pub fn empty_bio() -> BioRecord {
-    BioRecord {
-        record: 0,
-        event: 0,
-        ts_ns: 0,
-        bio: 0,
-        dev: 0,
-        op: 0,
-        flags: 0,
-        status: 0,
-        bytes: 0,
-        first_vec: 0,
-        owner: tracer_common::Owner::default(),
-        nr_vecs: 0,
-        nr_pages: 0,
-        pages: [0; BIO_MAX_VECS],
-        vec_pages: [0; BIO_MAX_VECS],
-    }
 }
 
 /// [`BioWire`] up to its vec bytes: what a bio record is read as (the vec bytes are read in
@@ -102,46 +81,14 @@ const _: () = assert!(std::mem::offset_of!(BioHead, owner) == std::mem::offset_o
 const _: () = assert!(std::mem::offset_of!(BioHead, vec_bytes) == std::mem::offset_of!(BioWire, vec_bytes));
 const _: () = assert!(std::mem::size_of::<BioHead>() == std::mem::offset_of!(BioWire, vecs));
 
-/// [`bio`] into `out` (every field written); `out` is unspecified after an error.
-pub fn bio_into(bytes: &[u8], out: &mut BioRecord) -> Result<(), DecodeError> {
+/// [`bio`] into `rec`, every field written from the head and the vec bytes of the record;
+/// `rec` is unspecified after an error.
+pub fn bio_into(bytes: &[u8], rec: &mut BioRecord) -> Result<(), DecodeError> {
     if bytes.len() < std::mem::size_of::<BioWire>() {
         return Err(DecodeError::Short(bytes.len()));
     }
-    let h = read::<BioHead>(bytes)?;
+    let w = read::<BioHead>(bytes)?;
     let vecs = &bytes[std::mem::offset_of!(BioWire, vecs)..std::mem::size_of::<BioWire>()];
-    fill_bio(&h, vecs, out);
-    Ok(())
-}
-
-/// The pages of each vec of a bio, from the raw `struct bio_vec` array of its wire record.
-#[cfg(test)]
-pub fn bio_record(w: &BioWire) -> BioRecord {
-    let h = BioHead {
-        record: w.record,
-        event: w.event,
-        ts_ns: w.ts_ns,
-        bio: w.bio,
-        dev: w.dev,
-        op: w.op,
-        flags: w.flags,
-        status: w.status,
-        bytes: w.bytes,
-        nr_vecs: w.nr_vecs,
-        owner: w.owner,
-        bvec_size: w.bvec_size,
-        bvec_page: w.bvec_page,
-        bvec_len: w.bvec_len,
-        bvec_offset: w.bvec_offset,
-        vec_bytes: w.vec_bytes,
-    };
-    let mut rec = empty_bio();
-    fill_bio(&h, &w.vecs, &mut rec);
-    rec
-}
-
-/// Every field of `rec` from the head `w` and the vec bytes `vecs` of a bio record.
-#[inline]
-fn fill_bio(w: &BioHead, vecs: &[u8], rec: &mut BioRecord) {
     rec.record = w.record;
     rec.event = w.event;
     rec.ts_ns = w.ts_ns;
@@ -190,6 +137,7 @@ fn fill_bio(w: &BioHead, vecs: &[u8], rec: &mut BioRecord) {
     }
     rec.pages[filled_vecs..].fill(0);
     rec.vec_pages[filled_vecs..].fill(0);
+    Ok(())
 }
 
 /// A block timing record: the header, and after a request's completion's header its bios.
@@ -314,12 +262,10 @@ fn read<T: Copy + Plain>(bytes: &[u8]) -> Result<T, DecodeError> {
 /// Record types valid for every bit pattern.
 trait Plain {}
 impl Plain for LatencyEvent {}
-impl Plain for BioWire {}
 impl Plain for PagesHeader {}
 impl Plain for PageEntry {}
 impl Plain for ExitRecord {}
 impl Plain for BlockHeader {}
-impl Plain for RqCompleteWire {}
 
 /// The bytes of a record, as the kernel writes them (tests build records with it).
 #[cfg(test)]
@@ -378,15 +324,15 @@ mod tests {
         // vec_bytes bounds what is read, whatever the array holds beyond it.
         let mut short = w;
         short.vec_bytes = 16;
-        assert_eq!(bio_record(&short).nr_pages, 16);
+        assert_eq!(bio(&bytes_of(&short)).unwrap().nr_pages, 16);
         // An unknown layout gives no pages, not garbage.
         short.bvec_size = 0;
-        assert_eq!(bio_record(&short).nr_pages, 0);
+        assert_eq!(bio(&bytes_of(&short)).unwrap().nr_pages, 0);
         // Offsets pointing past the array end stop the walk.
         let mut odd = w;
         odd.bvec_size = 250;
         odd.bvec_page = 250;
-        assert_eq!(bio_record(&odd).nr_pages, 0);
+        assert_eq!(bio(&bytes_of(&odd)).unwrap().nr_pages, 0);
     }
 
     #[test]
@@ -396,11 +342,11 @@ mod tests {
         w.event = BioEvent::Release as u32;
         w.nr_vecs = 40;
         w.flags |= tracer_common::BIO_FLAG_UNPINS_LISTED | 2 << BIO_CHUNK_SHIFT;
-        let rec = bio_record(&w);
+        let rec = bio(&bytes_of(&w)).unwrap();
         assert_eq!((rec.first_vec, rec.nr_vecs, rec.nr_pages), (32, 8, 8));
         // The first record keeps the bio's vec count (its list is truncated at 16 vecs).
         w.flags &= !(0xff << BIO_CHUNK_SHIFT);
-        let first = bio_record(&w);
+        let first = bio(&bytes_of(&w)).unwrap();
         assert_eq!((first.first_vec, first.nr_vecs), (0, 40));
     }
 

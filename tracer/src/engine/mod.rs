@@ -153,7 +153,7 @@ impl Pipeline {
             block_ended: Vec::new(),
             scratch: PagesRecord::default(),
             block_scratch: BlockRecord::default(),
-            bio_scratch: Some(Box::new(decode::empty_bio())),
+            bio_scratch: Some(Box::default()),
         }
     }
 
@@ -191,7 +191,7 @@ impl Pipeline {
             self.block_scratch = rec;
             decoded
         } else if kind == Some(RecordType::Bio as u32) {
-            let mut rec = self.bio_scratch.take().unwrap_or_else(|| Box::new(decode::empty_bio()));
+            let mut rec = self.bio_scratch.take().unwrap_or_default();
             let decoded = decode::bio_into(bytes, &mut rec);
             if decoded.is_ok() && self.started(Some(rec.ts_ns)) {
                 self.apply_bio(&rec);
