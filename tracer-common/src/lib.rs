@@ -71,7 +71,8 @@ pub enum LatencyKind {
     /// synchronous fio engine reports as clat).
     Syscall = 3,
     /// A bio's user pages, from acquisition (bio_iov_iter_get_pages: pinned, or referenced on
-    /// kernels whose DIO takes FOLL_GET references) to their release (__bio_release_pages).
+    /// kernels whose DIO takes FOLL_GET references; 6.2+: the bio's queueing) to their release
+    /// (__bio_release_pages).
     PinHold = 4,
     /// Bio completion (its request's or its own) -> release of its pages (__bio_release_pages).
     UnpinLag = 5,
@@ -243,8 +244,9 @@ pub struct Owner {
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BioEvent {
-    /// bio_iov_iter_get_pages returned 0: the bio holds its user pages (pinned, or referenced
-    /// with FOLL_GET on kernels whose DIO does that; see [`BIO_FLAG_PINNED`]).
+    /// bio_iov_iter_get_pages returned 0, or (6.2+) a bio marked pinned was first queued: the
+    /// bio holds its user pages (pinned, or referenced with FOLL_GET on kernels whose DIO does
+    /// that; see [`BIO_FLAG_PINNED`]).
     Acquire = 0,
     /// The I/O completed (`status` = bi_status): made in userspace from the block layer's
     /// completion records (tracer/src/engine/block.rs); record files of earlier tracers carry
@@ -271,6 +273,10 @@ pub const BIO_FLAG_TRUNCATED: u32 = 1 << 4;
 /// release streams its whole vec array, [`BIO_WIRE_VEC_BYTES`] per record: the records after
 /// the first carry [`BIO_CHUNK_SHIFT`]'s index and only their vecs.
 pub const BIO_FLAG_UNPINS_LISTED: u32 = 1 << 5;
+/// `BioRecord::flags` of an Acquire: streamed by the bio's queueing (`block_bio_queue`, see
+/// `names::ACQUIRE_AT_QUEUE`), which then streams no block record of its own: the acquisition
+/// is also the bio's queueing, the start of its `q2c`.
+pub const BIO_FLAG_QUEUED: u32 = 1 << 6;
 /// `BioWire::flags` bits 8..15: which slice of [`BIO_WIRE_VEC_BYTES`] of the bio's vec array the
 /// record carries (0 for the first record of an event).
 pub const BIO_CHUNK_SHIFT: u32 = 8;
@@ -380,6 +386,10 @@ pub mod names {
     /// known (see [`super::BIO_FLAG_UNPINS_LISTED`]).
     pub const BIO_RELEASE_START: &str = "BIO_RELEASE_START";
     pub const BIO_RELEASE_END: &str = "BIO_RELEASE_END";
+    /// A u64 global: 1 when the `block_bio_queue` program streams the bio's acquisition
+    /// (the kernel marks bios that hold pinned pages: 6.2+), so that `bio_iov_iter_get_pages`
+    /// needs no probe of its own while `block_bio_queue` is attached; 0 otherwise.
+    pub const ACQUIRE_AT_QUEUE: &str = "ACQUIRE_AT_QUEUE";
     /// Array of one u64: 1 once the release probe and the unpin probe are both attached (from
     /// then on, releases list their unpins), 2 once every probe is (from then on, the unpin
     /// probe skips the unpins releases list). Never set when either cannot be attached.

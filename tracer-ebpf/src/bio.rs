@@ -18,8 +18,8 @@ use aya_ebpf::{
 };
 use tracer_common::{
     BioEvent, BioWire, LostReason, Owner, ProbeId, RecordType, BIO_CHUNK_SHIFT, BIO_FLAG_MARK_DIRTY, BIO_FLAG_PINNED,
-    BIO_FLAG_TRUNCATED, BIO_FLAG_UNPINS_LISTED, BIO_HEAD_BYTES_MAX, BIO_MAX_CHUNKS, BIO_WIRE_VEC_BYTES, COMM_LEN,
-    OFFSET_UNKNOWN,
+    BIO_FLAG_QUEUED, BIO_FLAG_TRUNCATED, BIO_FLAG_UNPINS_LISTED, BIO_HEAD_BYTES_MAX, BIO_MAX_CHUNKS,
+    BIO_WIRE_VEC_BYTES, COMM_LEN, OFFSET_UNKNOWN,
 };
 
 use crate::maps::{count, lost, offsets, read_at, submit_flags, submitted, EVENTS};
@@ -81,7 +81,7 @@ with_twin!(
 /// (BIO_NO_PAGE_REF clear, before). A bio over a bvec iterator (io_uring fixed buffers, loop
 /// with direct I/O) holds nothing and is never released page by page.
 #[inline(always)]
-fn holds_pages(bio: u64) -> bool {
+pub fn holds_pages(bio: u64) -> bool {
     let off = offsets();
     let bi_flags = read_at::<u16>(bio, off.bio_flags).unwrap_or(0) as u32;
     if off.bio_pinned_bit != OFFSET_UNKNOWN {
@@ -101,6 +101,29 @@ fn try_bio_got_pages(bio: u64, ret: i64) -> u32 {
     count(ProbeId::BioIovIterGetPages, 0);
     record(BioEvent::Acquire, bio, 0, 0);
     0
+}
+
+/// 1 when the block_bio_queue program streams acquisitions (patched by the loader:
+/// tracer_common::names::ACQUIRE_AT_QUEUE): on kernels that mark the bios holding pinned
+/// pages (BIO_PAGE_PINNED, 6.2+), a bio's first queueing (`block_bio_queue` fires once per bio:
+/// BIO_TRACE_COMPLETION) sees the vecs bio_iov_iter_get_pages filled, in the same thread, and
+/// one attach point per I/O fewer is run. The clones and splits the block layer makes carry no
+/// pin mark. Where it is 0, bio_iov_iter_get_pages' own probe streams them.
+#[unsafe(no_mangle)]
+static ACQUIRE_AT_QUEUE: u64 = 0;
+
+/// The acquisition of a bio at its queueing (see [`ACQUIRE_AT_QUEUE`]), from the block_bio_queue
+/// program: whether it streamed one (flagged BIO_FLAG_QUEUED: it also starts the bio's `q2c`,
+/// and the queue program streams no block record of its own).
+#[inline(always)]
+pub fn acquired_at_queue(bio: u64) -> bool {
+    // SAFETY: read-only global patched by the loader; volatile keeps the compiler from folding it.
+    if unsafe { core::ptr::read_volatile(&ACQUIRE_AT_QUEUE) } == 0 || !marked_by_kernel() || !holds_pages(bio) {
+        return false;
+    }
+    count(ProbeId::BioIovIterGetPages, 0);
+    record(BioEvent::Acquire, bio, BIO_FLAG_QUEUED, 0);
+    true
 }
 
 // void __bio_release_pages(struct bio *bio, bool mark_dirty)

@@ -180,7 +180,9 @@ with_twin!(
 #[inline(always)]
 fn try_bio_queue(bio: u64) -> u32 {
     count(ProbeId::BlockBioQueue, 0);
-    block(BlockEvent::BioQueue, bio, 0, 0, 0, 0);
+    if !crate::bio::acquired_at_queue(bio) {
+        block(BlockEvent::BioQueue, bio, 0, 0, 0, 0);
+    }
     0
 }
 

@@ -103,6 +103,11 @@ impl Timings {
         }
     }
 
+    /// A bio's queueing streamed as its acquisition (`BIO_FLAG_QUEUED`): the start of its Q2C.
+    pub fn bio_queued(&mut self, bio: u64, ts_ns: u64) {
+        self.dropped += start(&mut self.queued, bio, ts_ns, |&t| t);
+    }
+
     /// The starts still waiting, for the next segment of a run (its I/O in flight completes
     /// there); the counts begin again.
     pub fn carry_over(&self) -> Timings {

@@ -13,7 +13,7 @@ mod page_list;
 
 use std::collections::{BTreeMap, HashMap};
 
-use tracer_common::{BioEvent, BioRecord, LatencyEvent, LatencyKind, Owner, RecordType, BIO_MAX_VECS};
+use tracer_common::{BioEvent, BioRecord, LatencyEvent, LatencyKind, Owner, RecordType, BIO_FLAG_QUEUED, BIO_MAX_VECS};
 
 use self::{
     bio::{Ledger, LedgerSnapshot},
@@ -256,6 +256,9 @@ impl Pipeline {
     }
 
     fn apply_bio(&mut self, rec: &BioRecord) {
+        if rec.flags & BIO_FLAG_QUEUED != 0 && rec.event == BioEvent::Acquire as u32 {
+            self.block.bio_queued(rec.bio, rec.ts_ns);
+        }
         self.pages.bio(rec, self.struct_page_size);
         // The later records of a release only list more of its vecs (their pages).
         if rec.first_vec == 0 && self.gate.as_mut().is_none_or(|g| g.bio(rec, self.struct_page_size)) {
@@ -505,5 +508,29 @@ mod tests {
         let lag = median(LatencyKind::UnpinLag).expect("an unpin lag figure");
         assert_eq!(hold.0, 1);
         assert!(hold.1.abs_diff(7 * MS) < MS / 100 && lag.1.abs_diff(2 * MS) < MS / 100, "{hold:?} {lag:?}");
+    }
+
+    /// An acquisition streamed by the bio's queueing (6.2+) is the start of its Q2C too; one
+    /// from bio_iov_iter_get_pages (6.1, older record files) is not.
+    #[test]
+    fn an_acquisition_at_the_queueing_starts_the_bios_q2c() {
+        let q2c = |flags: u32| {
+            let mut p = Pipeline::new(Config::default());
+            for r in [
+                Record::Bio(BioRecord { flags: acquire(0xb10, 10 * MS).flags | flags, ..acquire(0xb10, 10 * MS) }),
+                block(BlockEvent::RqComplete, 15 * MS, 0xa10, &[(0xb10, 4096)]),
+                Record::Bio(release(0xb10, 17 * MS)),
+            ] {
+                p.apply(&r);
+            }
+            assert_eq!(p.ledger.snapshot(20 * MS).totals.matched.bios, 1);
+            let rows = p.latency.cumulative(&[50.0]);
+            let row = rows.iter().find(|(k, _)| k.kind == LatencyKind::Q2c && k.size_class.is_none());
+            row.map(|(_, st)| (st.count, st.at(50.0)))
+        };
+        let (count, median) = q2c(BIO_FLAG_QUEUED).expect("a q2c figure");
+        assert_eq!(count, 1);
+        assert!(median.abs_diff(5 * MS) < MS / 100, "{median}");
+        assert_eq!(q2c(0).map(|(n, _)| n), None, "no queueing, no q2c");
     }
 }

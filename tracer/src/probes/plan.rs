@@ -2,7 +2,7 @@
 //! in order of preference, and why the others are ruled out. Pure: made from [`Facts`].
 
 use serde::Serialize;
-use tracer_common::{Attach, ProbeDef, ProbeRole, PROBES};
+use tracer_common::{Attach, ProbeDef, ProbeId, ProbeRole, PROBES};
 
 use super::kernel::Facts;
 
@@ -170,6 +170,23 @@ fn plan_one(facts: &Facts, def: ProbeDef) -> PlannedProbe {
     p
 }
 
+/// Why `bio_iov_iter_get_pages` is off where the queueing streams the acquisitions.
+pub const ACQUIRED_AT_QUEUE: &str =
+    "off: this kernel marks the bios that hold pinned pages, and block_bio_queue streams their acquisition";
+
+/// Whether the `block_bio_queue` program streams the bios' acquisitions (then
+/// `bio_iov_iter_get_pages` needs no probe while it is attached): where the kernel marks the
+/// bios holding pinned pages (`BIO_PAGE_PINNED`, 6.2+), a bio's first queueing sees the vecs
+/// `bio_iov_iter_get_pages` filled, in the thread that filled them (tracer-ebpf/src/bio.rs).
+/// Before 6.2 only the absence of `BIO_NO_PAGE_REF` marks them, which page cache bios share:
+/// every bio of the machine would be read, so there the acquisition keeps its probe.
+pub fn acquisitions_at_queue(facts: &Facts, plan: &[PlannedProbe]) -> bool {
+    let usable = |id: ProbeId| plan.get(id as usize).is_some_and(|p| !p.off && !p.candidates.is_empty());
+    facts.offsets.bio_pinned_bit != tracer_common::OFFSET_UNKNOWN
+        && usable(ProbeId::BlockBioQueue)
+        && usable(ProbeId::BioIovIterGetPages)
+}
+
 fn methods(attach: Attach) -> Vec<Method> {
     match attach {
         Attach::Fentry => vec![Method::Fentry, Method::Kprobe],
@@ -196,8 +213,6 @@ pub fn role_name(role: ProbeRole) -> &'static str {
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
-
-    use tracer_common::ProbeId;
 
     use super::*;
     use crate::probes::preemption::Preemption;
@@ -300,6 +315,19 @@ mod tests {
         let asked = plan_for(&facts, Wanted { syscall_latency: true });
         assert!(asked.iter().all(|p| !p.off));
         assert!(!asked[ProbeId::SysEnter as usize].candidates.is_empty());
+    }
+
+    #[test]
+    fn acquisitions_come_from_the_queueing_only_where_the_kernel_marks_pinned_bios() {
+        let mut facts = stock_612();
+        facts.offsets.bio_pinned_bit = 0;
+        let all = plan(&facts);
+        assert!(acquisitions_at_queue(&facts, &all));
+        facts.offsets.bio_pinned_bit = tracer_common::OFFSET_UNKNOWN;
+        assert!(!acquisitions_at_queue(&facts, &all), "6.1 marks only the bios that hold no reference");
+        facts.offsets.bio_pinned_bit = 0;
+        facts.btf_tracepoints.remove("block_bio_queue");
+        assert!(!acquisitions_at_queue(&facts, &plan(&facts)), "no queue program, no acquisitions from it");
     }
 
     #[test]

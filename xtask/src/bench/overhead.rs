@@ -382,12 +382,14 @@ fn method(first: &Console) -> String {
          sector: bpftrace 0.17 has no raw tracepoints, where the tracer uses tp_btf): pins and pages \
          per call and per process, bios released, far less than the tracer records); and the floor: \
          bpftrace with `test/vm/bench-floor.bt`, an empty program on each place the tracer attaches \
-         to on a 4 KiB read's path (`pin_user_pages_fast` and `bio_iov_iter_get_pages` fexit, \
+         to on a 4 KiB read's path (`pin_user_pages_fast` fexit, \
          `block_bio_queue`, `block_rq_issue`, `block_rq_complete` (perf tracepoints here), \
          `__bio_release_pages` and `unpin_user_folio` fentry; and `bio_endio` before 2026-12-05, \
-         when the bios' ends had a probe of their own): what any tracer of those places pays before it does any work; and the chains' floor: \
+         when the bios' ends had a probe of their own, and `bio_iov_iter_get_pages` fexit before \
+         2026-12-05 night, when the bios' queueing began to stream their acquisitions): what any \
+         tracer of those places pays before it does any work; and the chains' floor: \
          `test/vm/bench-floor-chains.bt`, as many empty programs on each place as the tracer runs \
-         there on 6.12 (one on the pin, the acquisition and the block layer's two starts, three (a \
+         there on 6.12 (one on the pin and the block layer's two starts, three (a \
          primary and two backups) on the three places interrupts can reach; sid runs four on every \
          place; before 2026-12-05 evening the block layer's starts had three too): what the tracer's \
          chains pay before they do any work. A round is an untraced pass of every job, a \

@@ -2,7 +2,8 @@
 //! page. Pure: fed with decoded [`BioRecord`]s; time comes only from their timestamps and from
 //! the moment a snapshot is asked for. Rules and states: docs/ledger.md.
 //!
-//! - Acquire (bio_iov_iter_get_pages returned 0): the bio holds its pages, pinned
+//! - Acquire (bio_iov_iter_get_pages returned 0, or on 6.2+ the bio's first queueing, which
+//!   sees the same vecs): the bio holds its pages, pinned
 //!   (`BIO_FLAG_PINNED`) or referenced. An Acquire on an address whose bio still holds pages is
 //!   either the same bio filled further (not completed, same thread, the vecs grow) or a new
 //!   bio: the earlier one was freed without release, a leak.

@@ -24,7 +24,7 @@ use tracer_common::{
 use super::{
     counters::{chain_losses, ChainCounts, Counters},
     kernel::Facts,
-    plan::{Method, PlannedProbe, ProbeOutcome},
+    plan::{acquisitions_at_queue, Method, PlannedProbe, ProbeOutcome, ACQUIRED_AT_QUEUE},
     symbols::KernelSymbols,
 };
 use crate::model::{symbols_bytes, SymbolsRecord};
@@ -119,7 +119,8 @@ impl Tracer {
         };
         let threads_preemptible = facts.preemption.in_programs();
         preload::preload(&mut ebpf, btf.as_ref(), plan, |p| twins_needed(&p.def, threads_preemptible));
-        let (outcomes, backups) = attach_all(&mut ebpf, btf.as_ref(), plan, threads_preemptible);
+        let at_queue = acquisitions_at_queue(facts, plan);
+        let (outcomes, backups) = attach_all(&mut ebpf, btf.as_ref(), plan, threads_preemptible, at_queue);
         if outcomes.iter().all(|o| o.attached.is_none()) {
             return Err(LoadError::NothingAttached);
         }
@@ -473,6 +474,7 @@ fn open(
         .override_global(names::EVENTS_WAKE_AT, &u64::from(ring_bytes / 4), true)
         .override_global(names::BIO_RELEASE_START, &facts.bio_release_text.map_or(0, |r| r.0), true)
         .override_global(names::BIO_RELEASE_END, &facts.bio_release_text.map_or(0, |r| r.1), true)
+        .override_global(names::ACQUIRE_AT_QUEUE, &u64::from(acquisitions_at_queue(facts, plan)), true)
         .load(OBJECT)
         .map_err(load_error)
 }
@@ -484,12 +486,22 @@ fn attach_all(
     btf: Option<&Btf>,
     plan: &[PlannedProbe],
     threads_preemptible: bool,
+    acquisitions_at_queue: bool,
 ) -> (Vec<ProbeOutcome>, Vec<Vec<&'static str>>) {
-    let mut outcomes = Vec::with_capacity(plan.len());
+    let mut outcomes: Vec<ProbeOutcome> = Vec::with_capacity(plan.len());
     let mut backups = vec![Vec::new(); PROBE_COUNT as usize];
     for planned in plan {
         let mut outcome =
             ProbeOutcome { def: planned.def, off: planned.off, attached: None, failures: planned.ruled_out.clone() };
+        // The queueing streams the acquisitions once its program is attached (it comes first
+        // in the catalogue); if it is not, the acquisition's own probe does.
+        let queue_attached = || outcomes.iter().any(|o| o.def.id == ProbeId::BlockBioQueue && o.attached.is_some());
+        if planned.def.id == ProbeId::BioIovIterGetPages && acquisitions_at_queue && queue_attached() {
+            outcome.off = true;
+            outcome.failures = planned.candidates.iter().map(|&(m, _)| (m, ACQUIRED_AT_QUEUE.to_string())).collect();
+            outcomes.push(outcome);
+            continue;
+        }
         for &(method, program) in &planned.candidates {
             match attach_chain(
                 ebpf,

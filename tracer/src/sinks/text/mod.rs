@@ -11,7 +11,7 @@ use crate::{
         filter::FilterStatus,
         latency::{kind_name, size_name, Key, Stats},
     },
-    probes::plan::{role_name, ProbeOutcome},
+    probes::plan::{role_name, ProbeOutcome, ACQUIRED_AT_QUEUE},
     snapshot::{Figures, NameTable, PinAccounting, Process, Recording, Scope, Snapshot, Start},
 };
 
@@ -140,8 +140,14 @@ pub fn probes_brief(probes: &[ProbeOutcome], kernel: &str) -> String {
     if !missing.is_empty() {
         s.push_str(&format!("  missing:  {} (reasons: `tracer check`)\n", list(&missing)));
     }
-    if !off.is_empty() {
-        s.push_str(&format!("  off:      {} (--syscall-latency)\n", list(&off)));
+    // Off by a run's choice (--syscall-latency), or because another probe streams its records.
+    let (covered, chosen): (Vec<_>, Vec<_>) =
+        off.into_iter().partition(|o| o.failures.iter().any(|(_, r)| r == ACQUIRED_AT_QUEUE));
+    if !chosen.is_empty() {
+        s.push_str(&format!("  off:      {} (--syscall-latency)\n", list(&chosen)));
+    }
+    if !covered.is_empty() {
+        s.push_str(&format!("  off:      {} (block_bio_queue streams its records)\n", list(&covered)));
     }
     s
 }
@@ -261,4 +267,34 @@ pub fn utc(unix_ns: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_ns / 1_000_000_000);
     // RFC 3339 "2024-05-01T12:00:00Z", respelled.
     humantime::format_rfc3339_seconds(t).to_string().replacen('T', " ", 1).replacen('Z', " UTC", 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use tracer_common::{ProbeId, PROBES};
+
+    use super::*;
+    use crate::probes::plan::{Method, SYSCALL_LATENCY_OFF};
+
+    fn outcome(id: ProbeId, attached: Option<Method>, off_why: Option<&str>) -> ProbeOutcome {
+        let failures = off_why.map(|why| vec![(Method::Fexit, why.to_string())]).unwrap_or_default();
+        ProbeOutcome { def: PROBES[id as usize], off: off_why.is_some(), attached, failures }
+    }
+
+    /// Each probe that is off says why in the run's first lines: the run's choice, or another
+    /// probe streaming its records; a probe that did not attach is missing, not off.
+    #[test]
+    fn the_brief_tells_probes_off_by_choice_from_those_another_probe_covers() {
+        let probes = [
+            outcome(ProbeId::BlockBioQueue, Some(Method::TpBtf), None),
+            outcome(ProbeId::SysEnter, None, Some(SYSCALL_LATENCY_OFF)),
+            outcome(ProbeId::BioIovIterGetPages, None, Some(ACQUIRED_AT_QUEUE)),
+            outcome(ProbeId::UnpinFolios, None, None),
+        ];
+        let text = probes_brief(&probes, "6.12");
+        assert!(text.contains("1 of 4 probes attached"), "{text}");
+        assert!(text.contains("  off:      sys_enter (--syscall-latency)\n"), "{text}");
+        assert!(text.contains("  off:      bio_iov_iter_get_pages (block_bio_queue streams its records)\n"), "{text}");
+        assert!(text.contains("  missing:  unpin_folios"), "{text}");
+    }
 }
