@@ -24,8 +24,13 @@
 //!   position of the last program that ran for it. A program acts unless the word names this
 //!   invocation and a program before it. Only the thread itself writes its words (interrupts
 //!   that nest on it use the CPU rule), so two programs of one invocation can never both act.
+//!   The words live in a table of slots ([`thread_decide`]): a thread's candidates for a probe
+//!   are two slots of a block chosen by its stack, and a word is the thread's when the context
+//!   address it holds lies on the thread's stack (no two live threads share a stack). A slot is
+//!   taken over only when it is empty or its word's invocation went through the whole chain,
+//!   with a compare-and-swap, so a word between two programs of an invocation is never lost.
 //!
-//! The thread rule costs a hash map lookup in every program of the chain, and is needed only
+//! The thread rule costs a table lookup in every program of the chain, and is needed only
 //! where the kernel can preempt a thread inside a program (full, lazy or RT preemption). Where
 //! it cannot (no or voluntary preemption: Debian's 6.1 and 6.12 boot that way), nothing runs on
 //! a CPU beneath a thread-context invocation, so the CPU rule is exact there too; the loader
@@ -75,6 +80,101 @@ pub fn thread_rule_acts(word: u64, ctx: u64, pos: usize) -> bool {
 #[inline(always)]
 pub fn thread_word(ctx: u64, pos: usize) -> u64 {
     ctx & !POS_MASK | (pos as u64 & POS_MASK)
+}
+
+/// The table of thread words ([`thread_decide`]): blocks of [`BLOCK_SLOTS`] slots, one block
+/// per thread stack (by a hash of its address), two slots per probe in each block.
+pub const THREAD_BLOCK_BITS: u32 = 10;
+/// Slots of a block: two per probe, rounded up to a power of two.
+pub const BLOCK_SLOTS: u32 = (2 * crate::PROBE_COUNT).next_power_of_two();
+/// Slots of the table: 512 KiB of words.
+pub const THREAD_SLOTS: u32 = BLOCK_SLOTS << THREAD_BLOCK_BITS;
+/// Candidate slots of a (thread, probe).
+pub const SLOT_CANDIDATES: u32 = 2;
+
+/// The `k`th candidate slot (k < [`SLOT_CANDIDATES`]) of the thread whose stack begins at
+/// `stack` for `probe`, in a table of `BLOCK_SLOTS << block_bits` slots.
+#[inline(always)]
+pub fn thread_slot(stack: u64, probe: u32, k: u32, block_bits: u32) -> u32 {
+    // Stacks are 16 KiB apart at least: the bits above 14 tell them apart; a multiplicative
+    // hash spreads them over the blocks.
+    let hash = (stack >> 14).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let block = if block_bits == 0 { 0 } else { (hash >> (64 - block_bits)) as u32 };
+    block * BLOCK_SLOTS + (probe * SLOT_CANDIDATES + k) % BLOCK_SLOTS
+}
+
+/// Whether `word` is the thread's: its context address lies on the thread's stack, which
+/// begins at `stack` (the same span the programs use to tell thread context).
+#[inline(always)]
+pub fn owns(word: u64, stack: u64) -> bool {
+    word != 0 && (word & !POS_MASK).wrapping_sub(stack) < 2 * crate::stack_path::TASK_STACK_SIZE
+}
+
+/// Whether a slot holding `word` may be taken by another thread: empty, or its invocation went
+/// through every program of its chain of `len` (the next invocation of that thread writes
+/// anew, whichever slot it finds).
+#[inline(always)]
+pub fn claimable(word: u64, len: usize) -> bool {
+    word == 0 || (word & POS_MASK) as usize + 1 >= len
+}
+
+/// The table of thread words as the programs see it (an array map) and the host tests model.
+pub trait ThreadSlots {
+    /// The word in slot `i`; None when the table has no such slot.
+    fn load(&mut self, i: u32) -> Option<u64>;
+    /// Replaces `old` with `new` in slot `i` if it still holds `old`; whether it did.
+    fn swap(&mut self, i: u32, old: u64, new: u64) -> bool;
+}
+
+/// Where the thread's word was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WordAt {
+    /// In slot `.0`, holding `.1` before this program wrote its own.
+    Found(u32, u64),
+    /// Not found: slot `.0` was empty or its word's invocation done, and is the thread's now.
+    Claimed(u32),
+    /// Not found, and no candidate could be taken: a later program of the invocation may act
+    /// again (counted, `ChainDebug::NoThreadWord`).
+    Nowhere,
+}
+
+/// The thread rule over a table of words for the program at `pos` of a chain of `len`, for the
+/// invocation at `ctx` of a thread whose stack begins at `stack`: whether it acts, and where the
+/// thread's word was. The program's own word is written in the same step.
+#[inline(always)]
+pub fn thread_decide(
+    slots: &mut impl ThreadSlots,
+    stack: u64,
+    probe: u32,
+    ctx: u64,
+    pos: usize,
+    len: usize,
+    block_bits: u32,
+) -> (bool, WordAt) {
+    let word = thread_word(ctx, pos);
+    let mut k = 0;
+    while k < SLOT_CANDIDATES {
+        let i = thread_slot(stack, probe, k, block_bits);
+        if let Some(old) = slots.load(i) {
+            // A failed swap: another thread took the slot over (the word was done), so this
+            // thread has no word there any more.
+            if owns(old, stack) && slots.swap(i, old, word) {
+                return (thread_rule_acts(old, ctx, pos), WordAt::Found(i, old));
+            }
+        }
+        k += 1;
+    }
+    let mut k = 0;
+    while k < SLOT_CANDIDATES {
+        let i = thread_slot(stack, probe, k, block_bits);
+        if let Some(old) = slots.load(i) {
+            if claimable(old, len) && slots.swap(i, old, word) {
+                return (true, WordAt::Claimed(i));
+            }
+        }
+        k += 1;
+    }
+    (true, WordAt::Nowhere)
 }
 
 /// Diagnostics of the chains, per probe (TRACER_DEBUG_TWINS), in `CHAIN_DEBUG` at

@@ -363,6 +363,8 @@ pub mod names {
     /// Every counter of the programs (layout: [`super::counters`]).
     pub const COUNTERS: &str = "COUNTERS";
     pub const CHAIN_STAGE: &str = "CHAIN_STAGE";
+    /// The threads' words of the chains' thread rule ([`super::chain::thread_decide`]).
+    pub const CHAIN_THREADS: &str = "CHAIN_THREADS";
     pub const EVENTS: &str = "EVENTS";
     /// Learned call paths ([`super::stack_path`]).
     pub const STACK_PATHS: &str = "STACK_PATHS";

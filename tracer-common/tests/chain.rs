@@ -8,7 +8,10 @@
 //! kernel's entry or exit window, or a thread word left by an earlier invocation).
 
 use proptest::{prelude::*, strategy::ValueTree};
-use tracer_common::chain::{cpu_rule_acts, thread_rule_acts, thread_word, MAX_CHAIN};
+use tracer_common::chain::{
+    claimable, cpu_rule_acts, owns, thread_decide, thread_slot, thread_word, ThreadSlots, WordAt, BLOCK_SLOTS,
+    MAX_CHAIN, SLOT_CANDIDATES,
+};
 
 const CPUS: usize = 2;
 const THREADS: usize = 3;
@@ -37,6 +40,8 @@ struct Outcome {
     /// Why nobody acted although a program ran, as the model sees it.
     window_holder: bool,
     stale_word: bool,
+    /// A program of it found no slot for its thread's word (counted by the programs).
+    no_word: bool,
 }
 
 /// One invocation's progress through the chain.
@@ -49,12 +54,46 @@ struct Call {
     skipped: bool,
 }
 
+/// The table of thread words, with the invocation that wrote each slot.
+struct Table {
+    words: Vec<u64>,
+    writers: Vec<usize>,
+    /// The invocation whose program is deciding.
+    current: usize,
+}
+
+impl ThreadSlots for Table {
+    fn load(&mut self, i: u32) -> Option<u64> {
+        self.words.get(i as usize).copied()
+    }
+
+    fn swap(&mut self, i: u32, old: u64, new: u64) -> bool {
+        match self.words.get_mut(i as usize) {
+            Some(w) if *w == old => {
+                *w = new;
+                self.writers[i as usize] = self.current;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Where thread `t`'s stack begins (stacks lie far apart, as vmapped ones do).
+fn stack_of(t: usize) -> u64 {
+    0xffff_c900_0000_0000 + ((t as u64 + 1) << 20)
+}
+
+/// The probe the model's chain belongs to.
+const PROBE: u32 = 3;
+
 struct World {
     len: usize,
     preemptible: bool,
     cpus: Vec<Cpu>,
-    /// The thread words: (word, id of the invocation that wrote it).
-    words: Vec<(u64, usize)>,
+    /// The thread words, in a table of `BLOCK_SLOTS << block_bits` slots.
+    table: Table,
+    block_bits: u32,
     outcomes: Vec<Outcome>,
     /// Entry/exit windows: whether interrupts and preemption may land between the kernel's
     /// `active` and the program's own count.
@@ -62,12 +101,14 @@ struct World {
 }
 
 impl World {
-    fn new(len: usize, preemptible: bool, windows: bool) -> Self {
+    fn new(len: usize, preemptible: bool, windows: bool, block_bits: u32) -> Self {
+        let slots = (BLOCK_SLOTS << block_bits) as usize;
         World {
             len,
             preemptible,
             cpus: vec![Cpu { active: vec![0; len], running: vec![0; len] }; CPUS],
-            words: vec![(0, usize::MAX); THREADS],
+            table: Table { words: vec![0; slots], writers: vec![usize::MAX; slots], current: usize::MAX },
+            block_bits,
             outcomes: Vec::new(),
             windows,
         }
@@ -102,12 +143,17 @@ impl World {
                 out.ran += 1;
                 let acts = match thread.filter(|_| self.preemptible) {
                     Some(t) => {
-                        let (word, writer) = self.words[t];
-                        let acts = thread_rule_acts(word, call.ctx, pos);
-                        if !acts && out.acts == 0 {
-                            out.stale_word |= writer != call.id;
+                        self.table.current = call.id;
+                        let writers = self.table.writers.clone();
+                        let (acts, at) =
+                            thread_decide(&mut self.table, stack_of(t), PROBE, call.ctx, pos, len, self.block_bits);
+                        match at {
+                            WordAt::Found(i, _) if !acts && out.acts == 0 => {
+                                out.stale_word |= writers[i as usize] != call.id;
+                            }
+                            WordAt::Nowhere => out.no_word = true,
+                            _ => {}
                         }
-                        self.words[t] = (thread_word(call.ctx, pos), call.id);
                         acts
                     }
                     None => {
@@ -169,7 +215,13 @@ struct Thread {
 /// Runs THREADS threads of CALLS invocations each (every one at the same context address: the
 /// worst case for left-behind words) on CPUS CPUs, as `choices` say.
 fn simulate(len: usize, preemptible: bool, windows: bool, choices: Vec<u8>) -> World {
-    let mut w = World::new(len, preemptible, windows);
+    simulate_in(len, preemptible, windows, 8, choices)
+}
+
+/// [`simulate`] with a table of `BLOCK_SLOTS << block_bits` slots (0: every thread's
+/// candidates are the same two slots).
+fn simulate_in(len: usize, preemptible: bool, windows: bool, block_bits: u32, choices: Vec<u8>) -> World {
+    let mut w = World::new(len, preemptible, windows, block_bits);
     let mut threads: Vec<Thread> =
         (0..THREADS).map(|_| Thread { calls_left: CALLS, call: None, bound: None }).collect();
     let mut current: Vec<Option<usize>> = (0..CPUS).map(|c| (c < THREADS).then_some(c)).collect();
@@ -208,7 +260,7 @@ fn simulate(len: usize, preemptible: bool, windows: bool, choices: Vec<u8>) -> W
                 let th = &mut threads[t];
                 if th.call.is_none() && th.calls_left > 0 {
                     th.calls_left -= 1;
-                    th.call = Some(w.begin(0x1000 * (t as u64 + 1)));
+                    th.call = Some(w.begin(stack_of(t) + 0x3f28));
                 }
                 if let Some(mut call) = th.call.take() {
                     if w.step(cpu, &mut call, Some(t)) {
@@ -243,7 +295,7 @@ fn simulate(len: usize, preemptible: bool, windows: bool, choices: Vec<u8>) -> W
 
 fn check(w: &World) -> Result<(), TestCaseError> {
     for (id, o) in w.outcomes.iter().enumerate() {
-        prop_assert!(o.acts <= 1, "invocation {id} taken care of {} times: {o:?}", o.acts);
+        prop_assert!(o.acts <= 1 || o.no_word, "invocation {id} taken care of {} times: {o:?}", o.acts);
         if o.acts == 0 && o.ran > 0 {
             prop_assert!(o.window_holder || o.stale_word, "invocation {id} lost for no documented cause: {o:?}");
         }
@@ -260,6 +312,13 @@ proptest! {
     #[test]
     fn preemptible_chains_never_double(len in 2usize..=MAX_CHAIN, windows: bool, choices in prop::collection::vec(any::<u8>(), 0..400)) {
         check(&simulate(len, true, windows, choices))?;
+    }
+
+    /// Every thread's candidates in the same two slots (three threads): slots are taken over
+    /// and given up all the time, and a double needs a program that found no slot (counted).
+    #[test]
+    fn preemptible_chains_sharing_slots_double_only_without_a_word(len in 2usize..=MAX_CHAIN, windows: bool, choices in prop::collection::vec(any::<u8>(), 0..400)) {
+        check(&simulate_in(len, true, windows, 0, choices))?;
     }
 
     #[test]
@@ -307,4 +366,71 @@ fn the_model_skips_and_rescues() {
     println!("{total} invocations, primary skipped {skipped}, rescued {rescued}, lost: every program skipped {all_skipped}, window {window}, stale word {stale}");
     assert!(rescued > 100, "rescued {rescued}");
     assert!(window + stale < rescued / 4, "lost {window} + {stale} of {rescued} rescued");
+}
+
+/// With a table of 256 blocks, the model's three threads always found a slot: no invocation
+/// was counted without a word, so none may be doubled.
+#[test]
+fn a_roomy_table_always_has_a_word() {
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    for _ in 0..300 {
+        let choices = prop::collection::vec(any::<u8>(), 400).new_tree(&mut runner).unwrap().current();
+        let w = simulate(4, true, false, choices);
+        let distinct: std::collections::BTreeSet<u32> =
+            (0..THREADS).map(|t| thread_slot(stack_of(t), PROBE, 0, 8) / BLOCK_SLOTS).collect();
+        if distinct.len() < THREADS {
+            continue;
+        }
+        for o in &w.outcomes {
+            assert!(!o.no_word && o.acts <= 1, "{o:?}");
+        }
+    }
+}
+
+/// Ownership by stack, take-over only of empty or finished words, and a take-over that loses
+/// the race to another thread moves on to the next candidate.
+#[test]
+fn slots_are_owned_by_stack_and_taken_over_only_when_done() {
+    let (a, b) = (stack_of(0), stack_of(1));
+    assert!(owns(thread_word(a + 0x3f28, 2), a) && !owns(thread_word(a + 0x3f28, 2), b));
+    assert!(!owns(0, a), "an empty slot is nobody's");
+    assert!(claimable(0, 4) && claimable(thread_word(b + 8, 3), 4) && !claimable(thread_word(b + 8, 2), 4));
+    assert!(claimable(thread_word(b + 8, 1), 2), "a chain of two is done after its second program");
+    for k in 0..SLOT_CANDIDATES {
+        assert_eq!(thread_slot(a, PROBE, k, 0), PROBE * SLOT_CANDIDATES + k, "block 0 holds every probe's pair");
+    }
+
+    /// A table where another thread takes slot `stolen` over between this one's load and swap.
+    struct Racy {
+        table: Table,
+        stolen: u32,
+    }
+    impl ThreadSlots for Racy {
+        fn load(&mut self, i: u32) -> Option<u64> {
+            self.table.load(i)
+        }
+        fn swap(&mut self, i: u32, old: u64, new: u64) -> bool {
+            if i == self.stolen {
+                self.table.words[i as usize] = thread_word(stack_of(2) + 8, 0);
+            }
+            self.table.swap(i, old, new)
+        }
+    }
+    let first = thread_slot(a, PROBE, 0, 0);
+    let mut words = vec![0; BLOCK_SLOTS as usize];
+    words[first as usize] = thread_word(b + 8, 3);
+    let mut racy = Racy { table: Table { words, writers: vec![0; BLOCK_SLOTS as usize], current: 7 }, stolen: first };
+    let (acts, at) = thread_decide(&mut racy, a, PROBE, a + 0x3f28, 0, 4, 0);
+    assert!(acts);
+    assert_eq!(at, WordAt::Claimed(first + 1), "the next candidate, once the first was taken");
+    // The thread finds its word there for its next program, which does not act.
+    racy.stolen = u32::MAX;
+    let (acts, at) = thread_decide(&mut racy, a, PROBE, a + 0x3f28, 1, 4, 0);
+    assert!(!acts);
+    assert_eq!(at, WordAt::Found(first + 1, thread_word(a + 0x3f28, 0)));
+    // Both candidates held by other threads between two programs: no word (counted).
+    racy.table.words[first as usize + 1] = thread_word(b + 16, 1);
+    let (acts, at) = thread_decide(&mut racy, stack_of(3), PROBE, stack_of(3) + 8, 1, 4, 0);
+    assert!(acts);
+    assert_eq!(at, WordAt::Nowhere);
 }

@@ -2,19 +2,24 @@
 //! exactly one does the work for each invocation (the rules and why they hold:
 //! tracer_common::chain; the model they are tested against: tracer-common/tests/chain.rs).
 
+use core::intrinsics::{atomic_cxchg, AtomicOrdering};
+
 use aya_ebpf::{
     helpers::bpf_get_current_task,
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray},
+    maps::{Array, PerCpuArray},
 };
 use tracer_common::{
-    chain::{cpu_rule_acts, thread_rule_acts, thread_word, ChainDebug, CHAIN_DEBUG_KINDS, MAX_CHAIN},
+    chain::{
+        cpu_rule_acts, thread_decide, ChainDebug, ThreadSlots, WordAt, CHAIN_DEBUG_KINDS, MAX_CHAIN, THREAD_BLOCK_BITS,
+        THREAD_SLOTS,
+    },
     counters,
     stack_path::TASK_STACK_SIZE,
     ProbeId, PROBES, PROBE_COUNT,
 };
 
-use crate::maps::{add, bump, context_address, offsets, read_at, NO_COMMON_LRU};
+use crate::maps::{add, bump, context_address, offsets, read_at};
 
 /// Defines a probe's chain: the primary program `$primary` and its backups `nested_<base>`,
 /// `nested2_<base>`, `nested3_<base>` on the same target, as many as the
@@ -79,21 +84,30 @@ const _: () = assert!(MAX_CHAIN == tracer_common::MAX_TWINS + 1);
 #[map(name = "CHAIN_RUNNING")]
 static RUNNING: PerCpuArray<[u64; MAX_CHAIN]> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
 
-/// A thread's word for one probe (tracer_common::chain::thread_word).
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct ThreadKey {
-    task: u64,
-    probe: u64,
-}
-
-/// Threads that had more than this many words at once on one CPU's share of the map evict the
-/// least recently used: those of threads that ended or have not called a chained target for a
-/// long time, not one between two programs of an invocation (used microseconds ago).
-const THREAD_WORDS: u32 = 16384;
-
+/// The threads' words (tracer_common::chain::thread_decide): an array, so a program finds its
+/// thread's word with an address computation (the verifier inlines array lookups), not a hash
+/// map's lookup; the loader gives it one slot where the thread rule is never used.
 #[map(name = "CHAIN_THREADS")]
-static THREADS: LruHashMap<ThreadKey, u64> = LruHashMap::with_max_entries(THREAD_WORDS, NO_COMMON_LRU);
+static THREADS: Array<u64> = Array::with_max_entries(THREAD_SLOTS, 0);
+
+/// The table as tracer_common's rule sees it.
+struct Words;
+
+impl ThreadSlots for Words {
+    #[inline(always)]
+    fn load(&mut self, i: u32) -> Option<u64> {
+        // SAFETY: a u64 of the map, changed only by compare-and-swap.
+        THREADS.get_ptr(i).map(|p| unsafe { core::ptr::read_volatile(p) })
+    }
+
+    #[inline(always)]
+    fn swap(&mut self, i: u32, old: u64, new: u64) -> bool {
+        // SAFETY: as above; BPF v3's compare-and-exchange on the map value.
+        THREADS.get_ptr_mut(i).is_some_and(|p| unsafe {
+            atomic_cxchg::<u64, { AtomicOrdering::Relaxed }, { AtomicOrdering::Relaxed }>(p, old, new).1
+        })
+    }
+}
 
 /// Index 0: the loader's stage. Below 2 while it attaches the chains: backups keep the rules'
 /// state but act for nothing (the programs of a chain attach one by one). 2 once all are.
@@ -124,40 +138,29 @@ fn armed() -> bool {
     CHAIN_STAGE.get_ptr(0).is_some_and(|p| unsafe { core::ptr::read_volatile(p) } >= 2)
 }
 
-/// Whether `at` (an invocation's argument block, on the stack it runs on) lies on the current
-/// task's stack: Some(false) on an interrupt stack (hardirq, softirq), None when the kernel's
+/// The current task's stack when `at` (an invocation's argument block, on the stack it runs
+/// on) lies on it: Some(None) on an interrupt stack (hardirq, softirq), None when the kernel's
 /// `task_struct.stack` offset is unknown. With vmapped stacks a guard page follows each stack,
 /// so twice its size above a task's stack base is still its own.
 #[inline(always)]
-fn on_task_stack(at: u64) -> Option<bool> {
+fn task_stack_of(at: u64) -> Option<Option<u64>> {
     // SAFETY: helper without preconditions.
     let task = unsafe { bpf_get_current_task() };
     let base: u64 = read_at(task, offsets().task_stack)?;
-    Some(base != 0 && at >= base && at - base < 2 * TASK_STACK_SIZE)
+    Some((base != 0 && at >= base && at - base < 2 * TASK_STACK_SIZE).then_some(base))
 }
 
-/// The thread rule for the program at `pos`: reads and updates the thread's word.
+/// The thread rule for the program at `pos` of a chain of `len`: reads and updates the
+/// thread's word (the thread's stack begins at `stack`; 0 when not known: the words then all
+/// go to one block, where `at` still tells the threads apart).
 #[inline(always)]
-fn thread_acts(probe: ProbeId, at: u64, pos: usize) -> bool {
-    // SAFETY: helper without preconditions.
-    let key = ThreadKey { task: unsafe { bpf_get_current_task() }, probe: probe as u64 };
-    let word = thread_word(at, pos);
-    match THREADS.get_ptr_mut(&key) {
-        Some(p) => {
-            // SAFETY: a value of the map; only this thread writes its words (interrupts that
-            // nest on it use the CPU rule).
-            let acts = thread_rule_acts(unsafe { core::ptr::read_volatile(p) }, at, pos);
-            // SAFETY: as above.
-            unsafe { core::ptr::write_volatile(p, word) };
-            acts
-        }
-        None => {
-            if THREADS.insert(&key, &word, 0).is_err() {
-                debug(probe, ChainDebug::NoThreadWord);
-            }
-            true
-        }
+fn thread_acts(probe: ProbeId, at: u64, stack: u64, pos: usize, len: usize) -> bool {
+    let stack = if stack != 0 { stack } else { at & !(TASK_STACK_SIZE - 1) };
+    let (acts, at_slot) = thread_decide(&mut Words, stack, probe as u32, at, pos, len, THREAD_BLOCK_BITS);
+    if at_slot == WordAt::Nowhere {
+        debug(probe, ChainDebug::NoThreadWord);
     }
+    acts
 }
 
 /// Whether the primary program of `probe`'s chain is running on this CPU now (a thread was
@@ -209,12 +212,12 @@ fn decide_and_run(
 ) -> u32 {
     let (acts, rule) = if PROBES[probe as usize].preemptible() && task_preemption() {
         let at = context_address(&ctx).unwrap_or(0);
-        match on_task_stack(at) {
-            Some(false) => (cpu_acts(r, pos), ChainDebug::RescuedByCpuRule),
-            Some(true) => (thread_acts(probe, at, pos), ChainDebug::RescuedByThreadRule),
+        match task_stack_of(at) {
+            Some(None) => (cpu_acts(r, pos), ChainDebug::RescuedByCpuRule),
+            Some(Some(stack)) => (thread_acts(probe, at, stack, pos, len), ChainDebug::RescuedByThreadRule),
             None => {
                 debug(probe, ChainDebug::ContextUnknown);
-                (thread_acts(probe, at, pos), ChainDebug::RescuedByThreadRule)
+                (thread_acts(probe, at, 0, pos, len), ChainDebug::RescuedByThreadRule)
             }
         }
     } else {

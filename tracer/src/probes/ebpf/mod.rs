@@ -471,6 +471,11 @@ fn open(
             true,
         )
         .map_max_entries(names::EVENTS, ring_bytes)
+        // The thread rule's words are used only where threads are preempted inside programs.
+        .map_max_entries(
+            names::CHAIN_THREADS,
+            if facts.preemption.in_programs() { tracer_common::chain::THREAD_SLOTS } else { 1 },
+        )
         .override_global(names::EVENTS_WAKE_AT, &u64::from(ring_bytes / 4), true)
         .override_global(names::BIO_RELEASE_START, &facts.bio_release_text.map_or(0, |r| r.0), true)
         .override_global(names::BIO_RELEASE_END, &facts.bio_release_text.map_or(0, |r| r.1), true)
