@@ -180,11 +180,13 @@ pub const ACQUIRED_AT_QUEUE: &str =
 /// `bio_iov_iter_get_pages` filled, in the thread that filled them (tracer-ebpf/src/bio.rs).
 /// Before 6.2 only the absence of `BIO_NO_PAGE_REF` marks them, which page cache bios share:
 /// every bio of the machine would be read, so there the acquisition keeps its probe.
+/// Also where `bio_iov_iter_get_pages` itself cannot be probed (inlined, no BTF record): the
+/// queueing stands in for it.
 pub fn acquisitions_at_queue(facts: &Facts, plan: &[PlannedProbe]) -> bool {
-    let usable = |id: ProbeId| plan.get(id as usize).is_some_and(|p| !p.off && !p.candidates.is_empty());
+    let planned = |id: ProbeId| plan.get(id as usize).filter(|p| !p.off);
     facts.offsets.bio_pinned_bit != tracer_common::OFFSET_UNKNOWN
-        && usable(ProbeId::BlockBioQueue)
-        && usable(ProbeId::BioIovIterGetPages)
+        && planned(ProbeId::BlockBioQueue).is_some_and(|p| !p.candidates.is_empty())
+        && planned(ProbeId::BioIovIterGetPages).is_some()
 }
 
 fn methods(attach: Attach) -> Vec<Method> {
@@ -326,6 +328,8 @@ mod tests {
         facts.offsets.bio_pinned_bit = tracer_common::OFFSET_UNKNOWN;
         assert!(!acquisitions_at_queue(&facts, &all), "6.1 marks only the bios that hold no reference");
         facts.offsets.bio_pinned_bit = 0;
+        facts.btf_funcs.remove("bio_iov_iter_get_pages");
+        assert!(acquisitions_at_queue(&facts, &plan(&facts)), "the queueing stands in for an unprobeable function");
         facts.btf_tracepoints.remove("block_bio_queue");
         assert!(!acquisitions_at_queue(&facts, &plan(&facts)), "no queue program, no acquisitions from it");
     }

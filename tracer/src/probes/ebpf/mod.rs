@@ -118,8 +118,12 @@ impl Tracer {
             }
         };
         let threads_preemptible = facts.preemption.in_programs();
-        preload::preload(&mut ebpf, btf.as_ref(), plan, |p| twins_needed(&p.def, threads_preemptible));
         let at_queue = acquisitions_at_queue(facts, plan);
+        // Where the queueing streams the acquisitions, their own probe's programs are verified
+        // only if it has to attach after all (block_bio_queue did not).
+        let preloaded: Vec<PlannedProbe> =
+            plan.iter().filter(|p| !(at_queue && p.def.id == ProbeId::BioIovIterGetPages)).cloned().collect();
+        preload::preload(&mut ebpf, btf.as_ref(), &preloaded, |p| twins_needed(&p.def, threads_preemptible));
         let (outcomes, backups) = attach_all(&mut ebpf, btf.as_ref(), plan, threads_preemptible, at_queue);
         if outcomes.iter().all(|o| o.attached.is_none()) {
             return Err(LoadError::NothingAttached);
@@ -503,7 +507,7 @@ fn attach_all(
         let queue_attached = || outcomes.iter().any(|o| o.def.id == ProbeId::BlockBioQueue && o.attached.is_some());
         if planned.def.id == ProbeId::BioIovIterGetPages && acquisitions_at_queue && queue_attached() {
             outcome.off = true;
-            outcome.failures = planned.candidates.iter().map(|&(m, _)| (m, ACQUIRED_AT_QUEUE.to_string())).collect();
+            outcome.failures = vec![(Method::Fexit, ACQUIRED_AT_QUEUE.to_string())];
             outcomes.push(outcome);
             continue;
         }
