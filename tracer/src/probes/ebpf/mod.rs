@@ -107,7 +107,9 @@ impl Tracer {
         raise_memlock_limit();
         let btf = Btf::from_sys_fs().ok();
         let cpus = aya::util::nr_cpus().map_err(|(what, e)| LoadError::Cpus(what, e))?;
-        let mut ebpf = open(facts, plan, ring_bytes, btf.as_ref(), cpus)?;
+        // Decided once: the queue program is told by a global, the attach step by this flag.
+        let at_queue = acquisitions_at_queue(facts, plan);
+        let mut ebpf = open(facts, plan, at_queue, ring_bytes, btf.as_ref(), cpus)?;
         // Kept alive for as long as the programs: dropping it closes the log map.
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
@@ -118,7 +120,6 @@ impl Tracer {
             }
         };
         let threads_preemptible = facts.preemption.in_programs();
-        let at_queue = acquisitions_at_queue(facts, plan);
         // Where the queueing streams the acquisitions, their own probe's programs are verified
         // only if it has to attach after all (block_bio_queue did not).
         let preloaded: Vec<PlannedProbe> =
@@ -454,10 +455,12 @@ pub(super) fn prog_info(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<aya_
     Ok(info)
 }
 
-/// Opens the object with the facts and the plan written into its globals.
+/// Opens the object with the facts and the plan written into its globals (`at_queue`:
+/// [`acquisitions_at_queue`]).
 fn open(
     facts: &Facts,
     plan: &[PlannedProbe],
+    at_queue: bool,
     ring_bytes: u32,
     btf: Option<&Btf>,
     cpus: usize,
@@ -483,7 +486,7 @@ fn open(
         .override_global(names::EVENTS_WAKE_AT, &u64::from(ring_bytes / 4), true)
         .override_global(names::BIO_RELEASE_START, &facts.bio_release_text.map_or(0, |r| r.0), true)
         .override_global(names::BIO_RELEASE_END, &facts.bio_release_text.map_or(0, |r| r.1), true)
-        .override_global(names::ACQUIRE_AT_QUEUE, &u64::from(acquisitions_at_queue(facts, plan)), true)
+        .override_global(names::ACQUIRE_AT_QUEUE, &u64::from(at_queue), true)
         .load(OBJECT)
         .map_err(load_error)
 }
