@@ -12,45 +12,44 @@
 //! invocation: the first that runs. These functions let a program tell whether an earlier
 //! program of the chain ran for the invocation at hand.
 //!
-//! Two rules, by the context an invocation runs in:
-//! - [`cpu_rule_acts`], for invocations that nothing can preempt (interrupt context, and
-//!   programs of a kernel that preempts no thread inside them): while such an invocation runs,
-//!   every other invocation on its CPU is frozen, so the programs busy on the CPU when its program at `pos`
-//!   runs are the ones that were busy when the kernel tried the earlier ones. A program acts
-//!   when every program before it is busy. No state, so nothing can be left behind.
-//! - [`thread_rule_acts`], for invocations in thread context of preemptible programs: the
-//!   thread keeps one word per probe, the invocation's context address (the trampoline's or the
-//!   tracepoint's argument block, the same for every program of one invocation) and the
-//!   position of the last program that ran for it. A program acts unless the word names this
-//!   invocation and a program before it. Only the thread itself writes its words (interrupts
-//!   that nest on it use the CPU rule), so two programs of one invocation can never both act.
-//!   The words live in a table of slots ([`thread_decide`]): a thread's candidates for a probe
-//!   are two slots of a block chosen by its stack, and a word is the thread's when the context
-//!   address it holds lies on the thread's stack (no two live threads share a stack). A slot is
+//! Two rules, by the kernel's preemption model:
+//! - [`cpu_rule_acts`], where the kernel preempts no thread inside a program (no or voluntary
+//!   preemption: Debian's 6.1 and 6.12 boot that way): while an invocation's program runs,
+//!   every other invocation on its CPU is frozen beneath it (only interrupts nest), so the
+//!   programs busy on the CPU when its program at `pos` runs are the ones that were busy when
+//!   the kernel tried the earlier ones. A program acts when every program before it is busy. No
+//!   state, so nothing can be left behind.
+//! - [`word_rule_acts`], where threads can be preempted inside programs (full, lazy or RT
+//!   preemption), for invocations in any context: each invocation keeps a word, its context
+//!   address (the trampoline's or the tracepoint's argument block, the same for every program
+//!   of one invocation, and on a stack that no other live invocation of the probe uses at that
+//!   address) and the position of the last program that ran for it. A program acts unless the
+//!   word names its invocation and an earlier program. The words live in a table of slots
+//!   ([`word_decide`]): an invocation's candidates are two slots of a block chosen by a hash of
+//!   its context address, and a word is the invocation's when it holds that address. A slot is
 //!   taken over only when it is empty or its word's invocation went through the whole chain,
-//!   with a compare-and-swap, so a word between two programs of an invocation is never lost.
+//!   with a compare-and-swap, so a word between two programs of an invocation is never lost,
+//!   whatever preemption, migration or interrupts come between them.
 //!
-//! The thread rule costs a table lookup in every program of the chain, and is needed only
-//! where the kernel can preempt a thread inside a program (full, lazy or RT preemption). Where
-//! it cannot (no or voluntary preemption: Debian's 6.1 and 6.12 boot that way), nothing runs on
-//! a CPU beneath a thread-context invocation, so the CPU rule is exact there too; the loader
-//! tells the programs which through the `TASK_PREEMPTION` global (unknown counts as
-//! preemptible), and the model's `atomic_chains_*` tests cover that case.
+//! The word rule costs a table lookup and a compare-and-swap in every program of the chain, and
+//! is needed only where the kernel can preempt a thread inside a program. Where it cannot, the
+//! CPU rule is exact; the loader tells the programs which through the `TASK_PREEMPTION` global
+//! (unknown counts as preemptible), and the model's `atomic_chains_*` tests cover that case.
 //!
 //! What each rule can get wrong is a loss, never a double, and the kernel counts every skip of
 //! the primary, so `skips - rescues` is exactly the invocations nobody took care of:
 //! - CPU rule: the holder of an earlier program was in the kernel's few instructions between
 //!   taking `active` and the program's first instruction (or between its last and the release),
 //!   so the program looked idle although the kernel skipped it.
-//! - Thread rule: the previous invocation of the thread at the same context address had every
+//! - Word rule: the previous invocation of the probe at the same context address had every
 //!   program after some position skipped (its word was left behind) and this one every program
-//!   up to that position: as many other threads preempted inside the chain on one CPU at once
+//!   up to that position: as many other invocations held inside the chain on one CPU at once
 //!   as the chain is long.
 
 /// Programs in a chain at most (the primary and its backups).
 pub const MAX_CHAIN: usize = 4;
 
-/// Bits of a thread word that hold the position (context addresses are 8-byte aligned).
+/// Bits of a word that hold the position (context addresses are 8-byte aligned).
 const POS_MASK: u64 = 7;
 
 const _: () = assert!(MAX_CHAIN as u64 <= POS_MASK + 1);
@@ -69,104 +68,102 @@ pub fn cpu_rule_acts(pos: usize, busy: impl Fn(usize) -> bool) -> bool {
     true
 }
 
-/// Whether the program at `pos` acts for the thread's invocation at `ctx`, given the thread's
-/// word for the probe (0 when it has none).
+/// Whether the program at `pos` acts for the invocation at `ctx`, given the word found for it
+/// (0 when none).
 #[inline(always)]
-pub fn thread_rule_acts(word: u64, ctx: u64, pos: usize) -> bool {
+pub fn word_rule_acts(word: u64, ctx: u64, pos: usize) -> bool {
     word & !POS_MASK != ctx & !POS_MASK || (word & POS_MASK) as usize >= pos
 }
 
-/// The thread's word once the program at `pos` ran for its invocation at `ctx`.
+/// The invocation's word once the program at `pos` ran for it (context address `ctx`).
 #[inline(always)]
-pub fn thread_word(ctx: u64, pos: usize) -> u64 {
+pub fn word_of(ctx: u64, pos: usize) -> u64 {
     ctx & !POS_MASK | (pos as u64 & POS_MASK)
 }
 
-/// The table of thread words ([`thread_decide`]): blocks of [`BLOCK_SLOTS`] slots, one block
-/// per thread stack (by a hash of its address), two slots per probe in each block.
-pub const THREAD_BLOCK_BITS: u32 = 10;
+/// The table of words ([`word_decide`]): blocks of [`BLOCK_SLOTS`] slots, one block per
+/// context address (by a hash of it), two slots per probe in each block.
+pub const WORD_BLOCK_BITS: u32 = 10;
 /// Slots of a block: two per probe, rounded up to a power of two.
 pub const BLOCK_SLOTS: u32 = (2 * crate::PROBE_COUNT).next_power_of_two();
 /// Slots of the table: 512 KiB of words.
-pub const THREAD_SLOTS: u32 = BLOCK_SLOTS << THREAD_BLOCK_BITS;
-/// Candidate slots of a (thread, probe).
+pub const WORD_SLOTS: u32 = BLOCK_SLOTS << WORD_BLOCK_BITS;
+/// Candidate slots of an invocation.
 pub const SLOT_CANDIDATES: u32 = 2;
 
-/// The `k`th candidate slot (k < [`SLOT_CANDIDATES`]) of the thread whose stack begins at
-/// `stack` for `probe`, in a table of `BLOCK_SLOTS << block_bits` slots.
+/// The `k`th candidate slot (k < [`SLOT_CANDIDATES`]) of `probe`'s invocation at `ctx`, in a
+/// table of `BLOCK_SLOTS << block_bits` slots.
 #[inline(always)]
-pub fn thread_slot(stack: u64, probe: u32, k: u32, block_bits: u32) -> u32 {
-    // Stacks are 16 KiB apart at least: the bits above 14 tell them apart; a multiplicative
-    // hash spreads them over the blocks.
-    let hash = (stack >> 14).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+pub fn word_slot(ctx: u64, probe: u32, k: u32, block_bits: u32) -> u32 {
+    // Context addresses are 8-byte aligned; a multiplicative hash spreads the rest (one
+    // thread's calls at one depth share an address, so its next call finds its own word).
+    let hash = (ctx >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let block = if block_bits == 0 { 0 } else { (hash >> (64 - block_bits)) as u32 };
     block * BLOCK_SLOTS + (probe * SLOT_CANDIDATES + k) % BLOCK_SLOTS
 }
 
-/// Whether `word` is the thread's: its context address lies on the thread's stack, which
-/// begins at `stack` (the same span the programs use to tell thread context).
+/// Whether `word` is the word of the invocation at `ctx` (or of an earlier invocation of the
+/// probe at the same address, which it stands for).
 #[inline(always)]
-pub fn owns(word: u64, stack: u64) -> bool {
-    word != 0 && (word & !POS_MASK).wrapping_sub(stack) < 2 * crate::stack_path::TASK_STACK_SIZE
+pub fn owns(word: u64, ctx: u64) -> bool {
+    word != 0 && (word ^ ctx) & !POS_MASK == 0
 }
 
-/// Whether a slot holding `word` may be taken by another thread: empty, or its invocation went
-/// through every program of its chain of `len` (the next invocation of that thread writes
-/// anew, whichever slot it finds).
+/// Whether a slot holding `word` may be taken by another invocation: empty, or its invocation
+/// went through every program of its chain of `len`.
 #[inline(always)]
 pub fn claimable(word: u64, len: usize) -> bool {
     word == 0 || (word & POS_MASK) as usize + 1 >= len
 }
 
-/// The table of thread words as the programs see it (an array map) and the host tests model.
-pub trait ThreadSlots {
+/// The table of words as the programs see it (an array map) and the host tests model.
+pub trait WordSlots {
     /// The word in slot `i`; None when the table has no such slot.
     fn load(&mut self, i: u32) -> Option<u64>;
     /// Replaces `old` with `new` in slot `i` if it still holds `old`; whether it did.
     fn swap(&mut self, i: u32, old: u64, new: u64) -> bool;
 }
 
-/// Where the thread's word was.
+/// Where the invocation's word was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WordAt {
     /// In slot `.0`, holding `.1` before this program wrote its own.
     Found(u32, u64),
-    /// Not found: slot `.0` was empty or its word's invocation done, and is the thread's now.
+    /// Not found: slot `.0` was empty or its word's invocation done, and is this one's now.
     Claimed(u32),
     /// Not found, and no candidate could be taken: a later program of the invocation may act
-    /// again (counted, `ChainDebug::NoThreadWord`).
+    /// again (counted, `ChainDebug::NoWord`).
     Nowhere,
 }
 
-/// The thread rule over a table of words for the program at `pos` of a chain of `len`, for the
-/// invocation at `ctx` of a thread whose stack begins at `stack`: whether it acts, and where the
-/// thread's word was. The program's own word is written in the same step.
+/// The word rule over a table of words for the program at `pos` of `probe`'s chain of `len`,
+/// for the invocation at `ctx`: whether it acts, and where the invocation's word was. The
+/// program's own word is written in the same step.
 #[inline(always)]
-pub fn thread_decide(
-    slots: &mut impl ThreadSlots,
-    stack: u64,
+pub fn word_decide(
+    slots: &mut impl WordSlots,
     probe: u32,
     ctx: u64,
     pos: usize,
     len: usize,
     block_bits: u32,
 ) -> (bool, WordAt) {
-    let word = thread_word(ctx, pos);
+    let word = word_of(ctx, pos);
     let mut k = 0;
     while k < SLOT_CANDIDATES {
-        let i = thread_slot(stack, probe, k, block_bits);
+        let i = word_slot(ctx, probe, k, block_bits);
         if let Some(old) = slots.load(i) {
-            // A failed swap: another thread took the slot over (the word was done), so this
-            // thread has no word there any more.
-            if owns(old, stack) && slots.swap(i, old, word) {
-                return (thread_rule_acts(old, ctx, pos), WordAt::Found(i, old));
+            // A failed swap: another invocation took the slot over (the word was done), so
+            // this one has no word there any more.
+            if owns(old, ctx) && slots.swap(i, old, word) {
+                return (word_rule_acts(old, ctx, pos), WordAt::Found(i, old));
             }
         }
         k += 1;
     }
     let mut k = 0;
     while k < SLOT_CANDIDATES {
-        let i = thread_slot(stack, probe, k, block_bits);
+        let i = word_slot(ctx, probe, k, block_bits);
         if let Some(old) = slots.load(i) {
             if claimable(old, len) && slots.swap(i, old, word) {
                 return (true, WordAt::Claimed(i));
@@ -182,15 +179,14 @@ pub fn thread_decide(
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChainDebug {
-    /// A backup acted for an invocation in interrupt context or with preemption off.
+    /// A backup acted by the CPU rule.
     RescuedByCpuRule = 0,
-    /// A backup acted for an invocation in thread context.
-    RescuedByThreadRule,
-    /// No word could be kept for the thread (its map was full or busy): a later program of the
-    /// invocation may act again, which the loader counts as lost.
-    NoThreadWord,
-    /// The stack the invocation runs on could not be told (task stack offset unknown): the
-    /// thread rule was used.
+    /// A backup acted by the word rule.
+    RescuedByWordRule,
+    /// No word could be kept for the invocation (both candidate slots held by invocations
+    /// between two of their programs): a later program of the invocation may act again.
+    NoWord,
+    /// The invocation's context address could not be read: the CPU rule was used.
     ContextUnknown,
 }
 

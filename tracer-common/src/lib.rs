@@ -363,8 +363,8 @@ pub mod names {
     /// Every counter of the programs (layout: [`super::counters`]).
     pub const COUNTERS: &str = "COUNTERS";
     pub const CHAIN_STAGE: &str = "CHAIN_STAGE";
-    /// The threads' words of the chains' thread rule ([`super::chain::thread_decide`]).
-    pub const CHAIN_THREADS: &str = "CHAIN_THREADS";
+    /// The invocations' words of the chains' word rule ([`super::chain::word_decide`]).
+    pub const CHAIN_WORDS: &str = "CHAIN_WORDS";
     pub const EVENTS: &str = "EVENTS";
     /// Learned call paths ([`super::stack_path`]).
     pub const STACK_PATHS: &str = "STACK_PATHS";
@@ -402,7 +402,7 @@ pub mod names {
 pub const EVENTS_DEFAULT_BYTES: u32 = 8 << 20;
 
 const _: () = assert!(size_of::<ProbeStat>() == 16);
-const _: () = assert!(size_of::<Offsets>() == 148);
+const _: () = assert!(size_of::<Offsets>() == 144);
 const _: () = assert!(size_of::<ExitRecord>() == 16);
 const _: () = assert!(size_of::<PagesHeader>() == 48 + 32 + 8 * PAGES_STACK_FRAMES);
 const _: () = assert!(size_of::<PagesWire>() == size_of::<PagesHeader>() + 16 * PAGES_MAX_ENTRIES);

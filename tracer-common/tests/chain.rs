@@ -3,14 +3,15 @@
 //! the program when it was already taken), runs its body (counted in `running`, the count the
 //! programs keep themselves), and is left. Threads are preempted between any two steps and
 //! migrate between programs where programs are preemptible; interrupts nest on any step of any
-//! CPU, two deep. Every invocation must be taken care of at most once, and when nobody took
-//! care of it, the cause must be one of the two the rules document (a holder inside the
-//! kernel's entry or exit window, or a thread word left by an earlier invocation).
+//! CPU, two deep (on the CPU's own interrupt stack). Every invocation must be taken care of at
+//! most once, and when nobody took care of it, the cause must be one of the two the rules
+//! document (a holder inside the kernel's entry or exit window, or a word left by an earlier
+//! invocation at the same context address).
 
 use proptest::{prelude::*, strategy::ValueTree};
 use tracer_common::chain::{
-    claimable, cpu_rule_acts, owns, thread_decide, thread_slot, thread_word, ThreadSlots, WordAt, BLOCK_SLOTS,
-    MAX_CHAIN, SLOT_CANDIDATES,
+    claimable, cpu_rule_acts, owns, word_decide, word_of, word_slot, WordAt, WordSlots, BLOCK_SLOTS, MAX_CHAIN,
+    SLOT_CANDIDATES,
 };
 
 const CPUS: usize = 2;
@@ -40,7 +41,7 @@ struct Outcome {
     /// Why nobody acted although a program ran, as the model sees it.
     window_holder: bool,
     stale_word: bool,
-    /// A program of it found no slot for its thread's word (counted by the programs).
+    /// A program of it found no slot for its word (counted by the programs).
     no_word: bool,
 }
 
@@ -54,7 +55,7 @@ struct Call {
     skipped: bool,
 }
 
-/// The table of thread words, with the invocation that wrote each slot.
+/// The table of words, with the invocation that wrote each slot.
 struct Table {
     words: Vec<u64>,
     writers: Vec<usize>,
@@ -62,7 +63,7 @@ struct Table {
     current: usize,
 }
 
-impl ThreadSlots for Table {
+impl WordSlots for Table {
     fn load(&mut self, i: u32) -> Option<u64> {
         self.words.get(i as usize).copied()
     }
@@ -84,6 +85,18 @@ fn stack_of(t: usize) -> u64 {
     0xffff_c900_0000_0000 + ((t as u64 + 1) << 20)
 }
 
+/// Where a thread's invocations have their context (every one at the same address: the worst
+/// case for left-behind words).
+fn thread_ctx(t: usize) -> u64 {
+    stack_of(t) + 0x3f28
+}
+
+/// Where an invocation in interrupt context at `depth` on `cpu` has its context: on the CPU's
+/// interrupt stack, deeper for a nested one.
+fn irq_ctx(cpu: usize, depth: u64) -> u64 {
+    0xffff_fe00_0000_0000 + ((cpu as u64 + 1) << 16) - 0x100 - depth * 0x100
+}
+
 /// The probe the model's chain belongs to.
 const PROBE: u32 = 3;
 
@@ -91,7 +104,7 @@ struct World {
     len: usize,
     preemptible: bool,
     cpus: Vec<Cpu>,
-    /// The thread words, in a table of `BLOCK_SLOTS << block_bits` slots.
+    /// The words, in a table of `BLOCK_SLOTS << block_bits` slots.
     table: Table,
     block_bits: u32,
     outcomes: Vec<Outcome>,
@@ -119,9 +132,8 @@ impl World {
         Call { id: self.outcomes.len() - 1, ctx, pos: 0, step: Step::Enter, skipped: false }
     }
 
-    /// Runs one step of `call` on `cpu`; `thread` is Some for thread context. Returns false
-    /// once the call is over.
-    fn step(&mut self, cpu: usize, call: &mut Call, thread: Option<usize>) -> bool {
+    /// Runs one step of `call` on `cpu`. Returns false once the call is over.
+    fn step(&mut self, cpu: usize, call: &mut Call) -> bool {
         let len = self.len;
         let c = &mut self.cpus[cpu];
         match call.step {
@@ -141,12 +153,11 @@ impl World {
                 let pos = call.pos;
                 let out = &mut self.outcomes[call.id];
                 out.ran += 1;
-                let acts = match thread.filter(|_| self.preemptible) {
-                    Some(t) => {
+                let acts = match self.preemptible {
+                    true => {
                         self.table.current = call.id;
                         let writers = self.table.writers.clone();
-                        let (acts, at) =
-                            thread_decide(&mut self.table, stack_of(t), PROBE, call.ctx, pos, len, self.block_bits);
+                        let (acts, at) = word_decide(&mut self.table, PROBE, call.ctx, pos, len, self.block_bits);
                         match at {
                             WordAt::Found(i, _) if !acts && out.acts == 0 => {
                                 out.stale_word |= writers[i as usize] != call.id;
@@ -156,7 +167,7 @@ impl World {
                         }
                         acts
                     }
-                    None => {
+                    false => {
                         let acts = cpu_rule_acts(pos, |i| c.running[i] > 0);
                         if !acts && out.acts == 0 {
                             out.window_holder |= (0..pos).any(|i| c.running[i] == 0 && c.active[i] > 0);
@@ -193,12 +204,12 @@ impl World {
     /// Runs a whole invocation in interrupt context on `cpu` (nothing preempts it), nesting
     /// another one where `choices` say so when `depth` allows.
     fn interrupt(&mut self, cpu: usize, depth: u64, choices: &mut impl Iterator<Item = u8>) {
-        let mut call = self.begin(0x10_0000 + depth * 0x100);
+        let mut call = self.begin(irq_ctx(cpu, depth));
         loop {
             if depth < 2 && self.may_land(&call) && choices.next().unwrap_or(0).is_multiple_of(8) {
                 self.interrupt(cpu, depth + 1, choices);
             }
-            if !self.step(cpu, &mut call, None) {
+            if !self.step(cpu, &mut call) {
                 return;
             }
         }
@@ -212,8 +223,7 @@ struct Thread {
     bound: Option<usize>,
 }
 
-/// Runs THREADS threads of CALLS invocations each (every one at the same context address: the
-/// worst case for left-behind words) on CPUS CPUs, as `choices` say.
+/// Runs THREADS threads of CALLS invocations each on CPUS CPUs, as `choices` say.
 fn simulate(len: usize, preemptible: bool, windows: bool, choices: Vec<u8>) -> World {
     simulate_in(len, preemptible, windows, 8, choices)
 }
@@ -260,10 +270,10 @@ fn simulate_in(len: usize, preemptible: bool, windows: bool, block_bits: u32, ch
                 let th = &mut threads[t];
                 if th.call.is_none() && th.calls_left > 0 {
                     th.calls_left -= 1;
-                    th.call = Some(w.begin(stack_of(t) + 0x3f28));
+                    th.call = Some(w.begin(thread_ctx(t)));
                 }
                 if let Some(mut call) = th.call.take() {
-                    if w.step(cpu, &mut call, Some(t)) {
+                    if w.step(cpu, &mut call) {
                         th.bound = (call.step != Step::Enter).then_some(cpu);
                         th.call = Some(call);
                     } else {
@@ -314,8 +324,8 @@ proptest! {
         check(&simulate(len, true, windows, choices))?;
     }
 
-    /// Every thread's candidates in the same two slots (three threads): slots are taken over
-    /// and given up all the time, and a double needs a program that found no slot (counted).
+    /// Every invocation's candidates in the same two slots: slots are taken over and given up
+    /// all the time, and a double needs a program that found no slot (counted).
     #[test]
     fn preemptible_chains_sharing_slots_double_only_without_a_word(len in 2usize..=MAX_CHAIN, windows: bool, choices in prop::collection::vec(any::<u8>(), 0..400)) {
         check(&simulate_in(len, true, windows, 0, choices))?;
@@ -368,7 +378,8 @@ fn the_model_skips_and_rescues() {
     assert!(window + stale < rescued / 4, "lost {window} + {stale} of {rescued} rescued");
 }
 
-/// With a table of 256 blocks, the model's three threads always found a slot: no invocation
+/// With a table of 256 blocks, where the model's context addresses (three threads', and two
+/// depths of interrupts on two CPUs) fall in distinct blocks, every invocation found a slot: none
 /// was counted without a word, so none may be doubled.
 #[test]
 fn a_roomy_table_always_has_a_word() {
@@ -376,61 +387,63 @@ fn a_roomy_table_always_has_a_word() {
     for _ in 0..300 {
         let choices = prop::collection::vec(any::<u8>(), 400).new_tree(&mut runner).unwrap().current();
         let w = simulate(4, true, false, choices);
+        let ctxs: Vec<u64> =
+            (0..THREADS).map(thread_ctx).chain((0..CPUS).flat_map(|c| (0..3).map(move |d| irq_ctx(c, d)))).collect();
         let distinct: std::collections::BTreeSet<u32> =
-            (0..THREADS).map(|t| thread_slot(stack_of(t), PROBE, 0, 8) / BLOCK_SLOTS).collect();
-        if distinct.len() < THREADS {
-            continue;
-        }
+            ctxs.iter().map(|&c| word_slot(c, PROBE, 0, 8) / BLOCK_SLOTS).collect();
+        assert_eq!(distinct.len(), ctxs.len(), "the model's addresses share a block");
         for o in &w.outcomes {
             assert!(!o.no_word && o.acts <= 1, "{o:?}");
         }
     }
 }
 
-/// Ownership by stack, take-over only of empty or finished words, and a take-over that loses
-/// the race to another thread moves on to the next candidate.
+/// Ownership by context address, take-over only of empty or finished words, and a take-over
+/// that loses the race to another invocation moves on to the next candidate.
 #[test]
-fn slots_are_owned_by_stack_and_taken_over_only_when_done() {
-    let (a, b) = (stack_of(0), stack_of(1));
-    assert!(owns(thread_word(a + 0x3f28, 2), a) && !owns(thread_word(a + 0x3f28, 2), b));
-    assert!(!owns(0, a), "an empty slot is nobody's");
-    assert!(claimable(0, 4) && claimable(thread_word(b + 8, 3), 4) && !claimable(thread_word(b + 8, 2), 4));
-    assert!(claimable(thread_word(b + 8, 1), 2), "a chain of two is done after its second program");
+fn slots_are_owned_by_address_and_taken_over_only_when_done() {
+    let (a, b) = (thread_ctx(0), thread_ctx(1));
+    assert!(owns(word_of(a, 2), a) && !owns(word_of(a, 2), b) && !owns(word_of(a + 8, 2), a));
+    assert!(!owns(0, a) && !owns(0, 0), "an empty slot is nobody's");
+    assert!(claimable(0, 4) && claimable(word_of(b, 3), 4) && !claimable(word_of(b, 2), 4));
+    assert!(claimable(word_of(b, 1), 2), "a chain of two is done after its second program");
     for k in 0..SLOT_CANDIDATES {
-        assert_eq!(thread_slot(a, PROBE, k, 0), PROBE * SLOT_CANDIDATES + k, "block 0 holds every probe's pair");
+        assert_eq!(word_slot(a, PROBE, k, 0), PROBE * SLOT_CANDIDATES + k, "block 0 holds every probe's pair");
     }
+    assert_ne!(word_slot(a, PROBE, 0, 8), word_slot(a, PROBE + 1, 0, 8), "probes at one address part");
 
-    /// A table where another thread takes slot `stolen` over between this one's load and swap.
+    /// A table where another invocation takes slot `stolen` over between this one's load and
+    /// swap.
     struct Racy {
         table: Table,
         stolen: u32,
     }
-    impl ThreadSlots for Racy {
+    impl WordSlots for Racy {
         fn load(&mut self, i: u32) -> Option<u64> {
             self.table.load(i)
         }
         fn swap(&mut self, i: u32, old: u64, new: u64) -> bool {
             if i == self.stolen {
-                self.table.words[i as usize] = thread_word(stack_of(2) + 8, 0);
+                self.table.words[i as usize] = word_of(thread_ctx(2), 0);
             }
             self.table.swap(i, old, new)
         }
     }
-    let first = thread_slot(a, PROBE, 0, 0);
+    let first = word_slot(a, PROBE, 0, 0);
     let mut words = vec![0; BLOCK_SLOTS as usize];
-    words[first as usize] = thread_word(b + 8, 3);
+    words[first as usize] = word_of(b, 3);
     let mut racy = Racy { table: Table { words, writers: vec![0; BLOCK_SLOTS as usize], current: 7 }, stolen: first };
-    let (acts, at) = thread_decide(&mut racy, a, PROBE, a + 0x3f28, 0, 4, 0);
+    let (acts, at) = word_decide(&mut racy, PROBE, a, 0, 4, 0);
     assert!(acts);
     assert_eq!(at, WordAt::Claimed(first + 1), "the next candidate, once the first was taken");
-    // The thread finds its word there for its next program, which does not act.
+    // The invocation finds its word there for its next program, which does not act.
     racy.stolen = u32::MAX;
-    let (acts, at) = thread_decide(&mut racy, a, PROBE, a + 0x3f28, 1, 4, 0);
+    let (acts, at) = word_decide(&mut racy, PROBE, a, 1, 4, 0);
     assert!(!acts);
-    assert_eq!(at, WordAt::Found(first + 1, thread_word(a + 0x3f28, 0)));
-    // Both candidates held by other threads between two programs: no word (counted).
-    racy.table.words[first as usize + 1] = thread_word(b + 16, 1);
-    let (acts, at) = thread_decide(&mut racy, stack_of(3), PROBE, stack_of(3) + 8, 1, 4, 0);
+    assert_eq!(at, WordAt::Found(first + 1, word_of(a, 0)));
+    // Both candidates held by other invocations between two programs: no word (counted).
+    racy.table.words[first as usize + 1] = word_of(b + 16, 1);
+    let (acts, at) = word_decide(&mut racy, PROBE, thread_ctx(3), 1, 4, 0);
     assert!(acts);
     assert_eq!(at, WordAt::Nowhere);
 }

@@ -5,21 +5,18 @@
 use core::intrinsics::{atomic_cxchg, AtomicOrdering};
 
 use aya_ebpf::{
-    helpers::bpf_get_current_task,
     macros::map,
     maps::{Array, PerCpuArray},
 };
 use tracer_common::{
     chain::{
-        cpu_rule_acts, thread_decide, ChainDebug, ThreadSlots, WordAt, CHAIN_DEBUG_KINDS, MAX_CHAIN, THREAD_BLOCK_BITS,
-        THREAD_SLOTS,
+        cpu_rule_acts, word_decide, ChainDebug, WordAt, WordSlots, CHAIN_DEBUG_KINDS, MAX_CHAIN, WORD_BLOCK_BITS,
+        WORD_SLOTS,
     },
-    counters,
-    stack_path::TASK_STACK_SIZE,
-    ProbeId, PROBES, PROBE_COUNT,
+    counters, ProbeId, PROBES, PROBE_COUNT,
 };
 
-use crate::maps::{add, bump, context_address, offsets, read_at};
+use crate::maps::{add, bump, context_address};
 
 /// Defines a probe's chain: the primary program `$primary` and its backups `nested_<base>`,
 /// `nested2_<base>`, `nested3_<base>` on the same target, as many as the
@@ -84,26 +81,26 @@ const _: () = assert!(MAX_CHAIN == tracer_common::MAX_TWINS + 1);
 #[map(name = "CHAIN_RUNNING")]
 static RUNNING: PerCpuArray<[u64; MAX_CHAIN]> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
 
-/// The threads' words (tracer_common::chain::thread_decide): an array, so a program finds its
-/// thread's word with an address computation (the verifier inlines array lookups), not a hash
-/// map's lookup; the loader gives it one slot where the thread rule is never used.
-#[map(name = "CHAIN_THREADS")]
-static THREADS: Array<u64> = Array::with_max_entries(THREAD_SLOTS, 0);
+/// The invocations' words (tracer_common::chain::word_decide): an array, so a program finds
+/// its invocation's word with an address computation (the verifier inlines array lookups), not
+/// a hash map's lookup; the loader gives it one slot where the word rule is never used.
+#[map(name = "CHAIN_WORDS")]
+static WORDS: Array<u64> = Array::with_max_entries(WORD_SLOTS, 0);
 
 /// The table as tracer_common's rule sees it.
 struct Words;
 
-impl ThreadSlots for Words {
+impl WordSlots for Words {
     #[inline(always)]
     fn load(&mut self, i: u32) -> Option<u64> {
         // SAFETY: a u64 of the map, changed only by compare-and-swap.
-        THREADS.get_ptr(i).map(|p| unsafe { core::ptr::read_volatile(p) })
+        WORDS.get_ptr(i).map(|p| unsafe { core::ptr::read_volatile(p) })
     }
 
     #[inline(always)]
     fn swap(&mut self, i: u32, old: u64, new: u64) -> bool {
         // SAFETY: as above; BPF v3's compare-and-exchange on the map value.
-        THREADS.get_ptr_mut(i).is_some_and(|p| unsafe {
+        WORDS.get_ptr_mut(i).is_some_and(|p| unsafe {
             atomic_cxchg::<u64, { AtomicOrdering::Relaxed }, { AtomicOrdering::Relaxed }>(p, old, new).1
         })
     }
@@ -121,8 +118,7 @@ fn debug(probe: ProbeId, kind: ChainDebug) {
 
 /// 1 when threads can be preempted inside tracing programs, 0 when they cannot (patched by the
 /// loader from the kernel's preemption model; tracer_common::names::TASK_PREEMPTION). Where they
-/// cannot, only interrupts nest, so the CPU rule is exact in thread context too and the
-/// thread's word is never needed.
+/// cannot, only interrupts nest, so the CPU rule is exact and the words are never needed.
 #[unsafe(no_mangle)]
 static TASK_PREEMPTION: u64 = 1;
 
@@ -138,27 +134,12 @@ fn armed() -> bool {
     CHAIN_STAGE.get_ptr(0).is_some_and(|p| unsafe { core::ptr::read_volatile(p) } >= 2)
 }
 
-/// The current task's stack when `at` (an invocation's argument block, on the stack it runs
-/// on) lies on it: Some(None) on an interrupt stack (hardirq, softirq), None when the kernel's
-/// `task_struct.stack` offset is unknown. With vmapped stacks a guard page follows each stack,
-/// so twice its size above a task's stack base is still its own.
+/// The word rule for the program at `pos` of a chain of `len`, for the invocation at `at`.
 #[inline(always)]
-fn task_stack_of(at: u64) -> Option<Option<u64>> {
-    // SAFETY: helper without preconditions.
-    let task = unsafe { bpf_get_current_task() };
-    let base: u64 = read_at(task, offsets().task_stack)?;
-    Some((base != 0 && at >= base && at - base < 2 * TASK_STACK_SIZE).then_some(base))
-}
-
-/// The thread rule for the program at `pos` of a chain of `len`: reads and updates the
-/// thread's word (the thread's stack begins at `stack`; 0 when not known: the words then all
-/// go to one block, where `at` still tells the threads apart).
-#[inline(always)]
-fn thread_acts(probe: ProbeId, at: u64, stack: u64, pos: usize, len: usize) -> bool {
-    let stack = if stack != 0 { stack } else { at & !(TASK_STACK_SIZE - 1) };
-    let (acts, at_slot) = thread_decide(&mut Words, stack, probe as u32, at, pos, len, THREAD_BLOCK_BITS);
+fn word_acts(probe: ProbeId, at: u64, pos: usize, len: usize) -> bool {
+    let (acts, at_slot) = word_decide(&mut Words, probe as u32, at, pos, len, WORD_BLOCK_BITS);
     if at_slot == WordAt::Nowhere {
-        debug(probe, ChainDebug::NoThreadWord);
+        debug(probe, ChainDebug::NoWord);
     }
     acts
 }
@@ -211,13 +192,11 @@ fn decide_and_run(
     f: impl FnOnce() -> u32,
 ) -> u32 {
     let (acts, rule) = if PROBES[probe as usize].preemptible() && task_preemption() {
-        let at = context_address(&ctx).unwrap_or(0);
-        match task_stack_of(at) {
-            Some(None) => (cpu_acts(r, pos), ChainDebug::RescuedByCpuRule),
-            Some(Some(stack)) => (thread_acts(probe, at, stack, pos, len), ChainDebug::RescuedByThreadRule),
+        match context_address(&ctx) {
+            Some(at) => (word_acts(probe, at, pos, len), ChainDebug::RescuedByWordRule),
             None => {
                 debug(probe, ChainDebug::ContextUnknown);
-                (thread_acts(probe, at, 0, pos, len), ChainDebug::RescuedByThreadRule)
+                (cpu_acts(r, pos), ChainDebug::RescuedByCpuRule)
             }
         }
     } else {

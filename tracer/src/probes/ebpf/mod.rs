@@ -280,14 +280,14 @@ impl Tracer {
             let d = |k: ChainDebug| debug.get(id * CHAIN_DEBUG_KINDS as usize + k as usize).copied().unwrap_or(0);
             log::warn!(
                 "chain {}: recursion misses {} (primary/backups), before armed {}, rescued {} \
-                 (cpu rule {}, thread rule {}), no thread word {}, context unknown {}",
+                 (cpu rule {}, word rule {}), no word {}, context unknown {}",
                 def.target,
                 misses.join("/"),
                 self.skipped_base[id],
                 rescued[id],
                 d(ChainDebug::RescuedByCpuRule),
-                d(ChainDebug::RescuedByThreadRule),
-                d(ChainDebug::NoThreadWord),
+                d(ChainDebug::RescuedByWordRule),
+                d(ChainDebug::NoWord),
                 d(ChainDebug::ContextUnknown),
             );
         }
@@ -478,10 +478,10 @@ fn open(
             true,
         )
         .map_max_entries(names::EVENTS, ring_bytes)
-        // The thread rule's words are used only where threads are preempted inside programs.
+        // The word rule is used only where threads are preempted inside programs.
         .map_max_entries(
-            names::CHAIN_THREADS,
-            if facts.preemption.in_programs() { tracer_common::chain::THREAD_SLOTS } else { 1 },
+            names::CHAIN_WORDS,
+            if facts.preemption.in_programs() { tracer_common::chain::WORD_SLOTS } else { 1 },
         )
         .override_global(names::EVENTS_WAKE_AT, &u64::from(ring_bytes / 4), true)
         .override_global(names::BIO_RELEASE_START, &facts.bio_release_text.map_or(0, |r| r.0), true)
