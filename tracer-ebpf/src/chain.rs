@@ -16,7 +16,7 @@ use tracer_common::{
     counters, ProbeId, PROBES, PROBE_COUNT,
 };
 
-use crate::maps::{add, bump, context_address};
+use crate::maps::{add, bump};
 
 /// Defines a probe's chain: the primary program `$primary` and its backups `nested_<base>`,
 /// `nested2_<base>`, `nested3_<base>` on the same target, as many as the
@@ -80,6 +80,28 @@ const _: () = assert!(MAX_CHAIN == tracer_common::MAX_TWINS + 1);
 /// this CPU now (preempted in it, or interrupted in it), by position.
 #[map(name = "CHAIN_RUNNING")]
 static RUNNING: PerCpuArray<[u64; MAX_CHAIN]> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
+
+/// Per-CPU, indexed by ProbeId, by position: where a program of the chain turns its context
+/// pointer into a number ([`address_of`]). One entry per program and CPU, which nothing else
+/// writes meanwhile: the kernel never runs a program inside itself on one CPU.
+#[map(name = "CHAIN_ADDRESS")]
+static ADDRESS: PerCpuArray<[u64; MAX_CHAIN]> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
+
+/// The address the program at `pos` of `probe`'s chain has as its context, as a number: the
+/// verifier allows no arithmetic on a context pointer, but a privileged program (CAP_PERFMON,
+/// which tracing needs anyway) may store one in a map value, and what it loads from there is a
+/// number. An inlined per-CPU array lookup, a store and a load: cheaper than the copy through
+/// the read helper ([`crate::maps::context_address`]) on the kernels that use it (7.x).
+#[inline(always)]
+fn address_of(probe: ProbeId, pos: usize, ctx: u64) -> Option<u64> {
+    let a = ADDRESS.get_ptr_mut(probe as u32)?;
+    let slot = pos.min(MAX_CHAIN - 1);
+    // SAFETY: this program's own entry on this CPU (see ADDRESS); slot < MAX_CHAIN.
+    unsafe {
+        core::ptr::write_volatile(&raw mut (*a)[slot], ctx);
+        Some(core::ptr::read_volatile(&raw const (*a)[slot]))
+    }
+}
 
 /// The invocations' words (tracer_common::chain::word_decide): an array, so a program finds
 /// its invocation's word with an address computation (the verifier inlines array lookups), not
@@ -192,7 +214,7 @@ fn decide_and_run(
     f: impl FnOnce() -> u32,
 ) -> u32 {
     let (acts, rule) = if PROBES[probe as usize].preemptible() && task_preemption() {
-        match context_address(&ctx) {
+        match address_of(probe, pos, ctx) {
             Some(at) => (word_acts(probe, at, pos, len), ChainDebug::RescuedByWordRule),
             None => {
                 debug(probe, ChainDebug::ContextUnknown);
