@@ -77,7 +77,9 @@ macro_rules! with_twin {
 const _: () = assert!(MAX_CHAIN == tracer_common::MAX_TWINS + 1);
 
 /// Per-CPU, indexed by ProbeId: how many invocations are inside each program of the chain on
-/// this CPU now (preempted in it, or interrupted in it), by position.
+/// this CPU now (preempted in it, or interrupted in it), by position. Kept for the chains that
+/// may use the CPU rule and for those that filter first (their backups ask whether the primary
+/// is running); the word rule needs none.
 #[map(name = "CHAIN_RUNNING")]
 static RUNNING: PerCpuArray<[u64; MAX_CHAIN]> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
 
@@ -181,6 +183,13 @@ pub fn run(probe: ProbeId, ctx: u64, pos: usize, len: usize, f: impl FnOnce() ->
     run_if(probe, ctx, pos, len, || true, f)
 }
 
+/// Whether `probe`'s chain decides by the word rule (tracer_common::chain): on a kernel that
+/// preempts threads inside programs, for a probe whose programs it runs preemptible.
+#[inline(always)]
+fn word_rule(probe: ProbeId) -> bool {
+    PROBES[probe as usize].preemptible() && task_preemption()
+}
+
 /// [`run`] for chains that filter first: the program acts only if `wanted()` says so. The
 /// primary counts itself running before it asks (so that a backup can tell that the kernel
 /// skipped it, whatever the invocation) and goes no further for an unwanted one.
@@ -193,36 +202,42 @@ pub fn run_if(
     wanted: impl FnOnce() -> bool,
     f: impl FnOnce() -> u32,
 ) -> u32 {
+    if word_rule(probe) && !PROBES[probe as usize].filters_first() {
+        // The running counts serve the CPU rule and the filtered chains' backups only.
+        return if wanted() { decide_and_run(probe, None, ctx, pos, len, f) } else { 0 };
+    }
     let Some(r) = RUNNING.get_ptr_mut(probe as u32) else { return if pos == 0 && wanted() { f() } else { 0 } };
     let slot = pos.min(MAX_CHAIN - 1);
     // SAFETY: this CPU's entry; slot < MAX_CHAIN; changed only atomically.
     unsafe { add(&raw mut (*r)[slot], 1) };
-    let ret = if wanted() { decide_and_run(probe, r, ctx, pos, len, f) } else { 0 };
+    let ret = if wanted() { decide_and_run(probe, Some(r), ctx, pos, len, f) } else { 0 };
     // SAFETY: as above.
     unsafe { add(&raw mut (*r)[slot], u64::MAX) };
     ret
 }
 
-/// The chain's rules for the program at `pos` (counted running in `r`), then `f` if it acts.
+/// The chain's rules for the program at `pos` (counted running in `r` when the CPU rule may be
+/// needed), then `f` if it acts.
 #[inline(always)]
 fn decide_and_run(
     probe: ProbeId,
-    r: *mut [u64; MAX_CHAIN],
+    r: Option<*mut [u64; MAX_CHAIN]>,
     ctx: u64,
     pos: usize,
     len: usize,
     f: impl FnOnce() -> u32,
 ) -> u32 {
-    let (acts, rule) = if PROBES[probe as usize].preemptible() && task_preemption() {
+    let cpu = |pos| r.map_or(pos == 0, |r| cpu_acts(r, pos));
+    let (acts, rule) = if word_rule(probe) {
         match address_of(probe, pos, ctx) {
             Some(at) => (word_acts(probe, at, pos, len), ChainDebug::RescuedByWordRule),
             None => {
                 debug(probe, ChainDebug::ContextUnknown);
-                (cpu_acts(r, pos), ChainDebug::RescuedByCpuRule)
+                (cpu(pos), ChainDebug::RescuedByCpuRule)
             }
         }
     } else {
-        (cpu_acts(r, pos), ChainDebug::RescuedByCpuRule)
+        (cpu(pos), ChainDebug::RescuedByCpuRule)
     };
     if !acts {
         0
