@@ -43,8 +43,8 @@
 //!   so the program looked idle although the kernel skipped it.
 //! - Word rule: the previous invocation of the probe at the same context address had every
 //!   program after some position skipped (its word was left behind) and this one every program
-//!   up to that position: as many other invocations held inside the chain on one CPU at once
-//!   as the chain is long.
+//!   up to that position: over those two invocations, as many others held inside the chain on
+//!   their CPU as the chain is long.
 
 /// Programs in a chain at most (the primary and its backups).
 pub const MAX_CHAIN: usize = 4;
