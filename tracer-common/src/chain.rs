@@ -12,15 +12,16 @@
 //! invocation: the first that runs. These functions let a program tell whether an earlier
 //! program of the chain ran for the invocation at hand.
 //!
-//! Two rules, by the kernel's preemption model:
-//! - [`cpu_rule_acts`], where the kernel preempts no thread inside a program (no or voluntary
-//!   preemption: Debian's 6.1 and 6.12 boot that way): while an invocation's program runs,
+//! Two rules, by the kernel's preemption model and the invocation's context:
+//! - [`cpu_rule_acts`], for invocations that nothing can preempt (interrupt context, and every
+//!   invocation where the kernel preempts no thread inside a program: no or voluntary
+//!   preemption, as Debian's 6.1 and 6.12 boot): while an invocation's program runs,
 //!   every other invocation on its CPU is frozen beneath it (only interrupts nest), so the
 //!   programs busy on the CPU when its program at `pos` runs are the ones that were busy when
 //!   the kernel tried the earlier ones. A program acts when every program before it is busy. No
 //!   state, so nothing can be left behind.
-//! - [`word_rule_acts`], where threads can be preempted inside programs (full, lazy or RT
-//!   preemption), for invocations in any context: each invocation keeps a word, its context
+//! - [`word_rule_acts`], for invocations in thread context where threads can be preempted
+//!   inside programs (full, lazy or RT preemption): each invocation keeps a word, its context
 //!   address (the trampoline's or the tracepoint's argument block, the same for every program
 //!   of one invocation, and on a stack that no other live invocation of the probe uses at that
 //!   address) and the position of the last program that ran for it. A program acts unless the

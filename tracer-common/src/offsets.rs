@@ -56,6 +56,8 @@ pub struct Offsets {
     /// struct pipe_buffer: page; struct page: mapping.
     pub pipe_buffer_page: u32,
     pub page_mapping: u32,
+    /// struct task_struct: stack (the base of the task's kernel stack).
+    pub task_stack: u32,
     /// struct task_struct: files; struct files_struct: fdt; struct fdtable: fd; struct file:
     /// f_flags (whether a read or write system call's file is open with O_DIRECT).
     pub task_files: u32,
@@ -124,6 +126,7 @@ impl Offsets {
         signal_live: OFFSET_UNKNOWN,
         pipe_buffer_page: OFFSET_UNKNOWN,
         page_mapping: OFFSET_UNKNOWN,
+        task_stack: OFFSET_UNKNOWN,
         task_files: OFFSET_UNKNOWN,
         files_fdt: OFFSET_UNKNOWN,
         fdt_fd: OFFSET_UNKNOWN,

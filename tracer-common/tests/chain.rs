@@ -91,10 +91,14 @@ fn thread_ctx(t: usize) -> u64 {
     stack_of(t) + 0x3f28
 }
 
+/// Where the model's interrupt stacks lie (above every thread's stack).
+const IRQ_STACKS: u64 = 0xffff_fe00_0000_0000;
+
 /// Where an invocation in interrupt context at `depth` on `cpu` has its context: on the CPU's
-/// interrupt stack, deeper for a nested one.
+/// interrupt stack, deeper for a nested one. The programs tell it from a thread's by the
+/// current task's stack; interrupts use the CPU rule.
 fn irq_ctx(cpu: usize, depth: u64) -> u64 {
-    0xffff_fe00_0000_0000 + ((cpu as u64 + 1) << 16) - 0x100 - depth * 0x100
+    IRQ_STACKS + ((cpu as u64 + 1) << 16) - 0x100 - depth * 0x100
 }
 
 /// The probe the model's chain belongs to.
@@ -153,7 +157,7 @@ impl World {
                 let pos = call.pos;
                 let out = &mut self.outcomes[call.id];
                 out.ran += 1;
-                let acts = match self.preemptible {
+                let acts = match self.preemptible && call.ctx < IRQ_STACKS {
                     true => {
                         self.table.current = call.id;
                         let writers = self.table.writers.clone();

@@ -5,6 +5,7 @@
 use core::intrinsics::{atomic_cxchg, AtomicOrdering};
 
 use aya_ebpf::{
+    helpers::generated,
     macros::map,
     maps::{Array, PerCpuArray},
 };
@@ -13,10 +14,12 @@ use tracer_common::{
         cpu_rule_acts, word_decide, ChainDebug, WordAt, WordSlots, CHAIN_DEBUG_KINDS, MAX_CHAIN, WORD_BLOCK_BITS,
         WORD_SLOTS,
     },
-    counters, ProbeId, PROBES, PROBE_COUNT,
+    counters,
+    stack_path::TASK_STACK_SIZE,
+    ProbeId, OFFSET_UNKNOWN, PROBES, PROBE_COUNT,
 };
 
-use crate::maps::{add, bump};
+use crate::maps::{add, bump, task_stack_offset};
 
 /// Defines a probe's chain: the primary program `$primary` and its backups `nested_<base>`,
 /// `nested2_<base>`, `nested3_<base>` on the same target, as many as the
@@ -77,9 +80,7 @@ macro_rules! with_twin {
 const _: () = assert!(MAX_CHAIN == tracer_common::MAX_TWINS + 1);
 
 /// Per-CPU, indexed by ProbeId: how many invocations are inside each program of the chain on
-/// this CPU now (preempted in it, or interrupted in it), by position. Kept for the chains that
-/// may use the CPU rule and for those that filter first (their backups ask whether the primary
-/// is running); the word rule needs none.
+/// this CPU now (preempted in it, or interrupted in it), by position.
 #[map(name = "CHAIN_RUNNING")]
 static RUNNING: PerCpuArray<[u64; MAX_CHAIN]> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
 
@@ -202,42 +203,62 @@ pub fn run_if(
     wanted: impl FnOnce() -> bool,
     f: impl FnOnce() -> u32,
 ) -> u32 {
-    if word_rule(probe) && !PROBES[probe as usize].filters_first() {
-        // The running counts serve the CPU rule and the filtered chains' backups only.
-        return if wanted() { decide_and_run(probe, None, ctx, pos, len, f) } else { 0 };
-    }
     let Some(r) = RUNNING.get_ptr_mut(probe as u32) else { return if pos == 0 && wanted() { f() } else { 0 } };
     let slot = pos.min(MAX_CHAIN - 1);
     // SAFETY: this CPU's entry; slot < MAX_CHAIN; changed only atomically.
     unsafe { add(&raw mut (*r)[slot], 1) };
-    let ret = if wanted() { decide_and_run(probe, Some(r), ctx, pos, len, f) } else { 0 };
+    let ret = if wanted() { decide_and_run(probe, r, ctx, pos, len, f) } else { 0 };
     // SAFETY: as above.
     unsafe { add(&raw mut (*r)[slot], u64::MAX) };
     ret
 }
 
-/// The chain's rules for the program at `pos` (counted running in `r` when the CPU rule may be
-/// needed), then `f` if it acts.
+/// Whether the invocation at `at` runs on the current task's stack (thread context), not on an
+/// interrupt stack; None when `task_struct.stack`'s offset is not known. With vmapped stacks a
+/// guard page follows each stack, so twice its size above a task's stack base is still its own.
+#[inline(always)]
+fn on_task_stack(at: u64) -> Option<bool> {
+    let off = task_stack_offset();
+    if off == OFFSET_UNKNOWN {
+        return None;
+    }
+    // SAFETY: helper for tracing programs: the current task as a BTF-typed pointer.
+    let task = unsafe { generated::bpf_get_current_task_btf() } as *const u8;
+    // SAFETY: a BTF-typed load of task_struct.stack (a pointer member, at a constant offset):
+    // the verifier checks it against the kernel's BTF and makes it a fault-tolerant load,
+    // without the read helper's call.
+    let base = unsafe { core::ptr::read_volatile(task.add(off as usize) as *const u64) };
+    Some(base != 0 && at.wrapping_sub(base) < 2 * TASK_STACK_SIZE)
+}
+
+/// The chain's rules for the program at `pos` (counted running in `r`), then `f` if it acts.
 #[inline(always)]
 fn decide_and_run(
     probe: ProbeId,
-    r: Option<*mut [u64; MAX_CHAIN]>,
+    r: *mut [u64; MAX_CHAIN],
     ctx: u64,
     pos: usize,
     len: usize,
     f: impl FnOnce() -> u32,
 ) -> u32 {
-    let cpu = |pos| r.map_or(pos == 0, |r| cpu_acts(r, pos));
-    let (acts, rule) = if word_rule(probe) {
-        match address_of(probe, pos, ctx) {
-            Some(at) => (word_acts(probe, at, pos, len), ChainDebug::RescuedByWordRule),
+    let word = PROBES[probe as usize].preemptible() && task_preemption();
+    let (acts, rule) = match word.then(|| address_of(probe, pos, ctx)) {
+        // Nothing preempts programs here: the CPU rule.
+        None => (cpu_acts(r, pos), ChainDebug::RescuedByCpuRule),
+        Some(None) => {
+            debug(probe, ChainDebug::ContextUnknown);
+            (cpu_acts(r, pos), ChainDebug::RescuedByCpuRule)
+        }
+        Some(Some(at)) => match on_task_stack(at) {
+            // An interrupt: nothing preempts it, so the CPU rule is exact (the word rule
+            // would be too, but loses more: interrupts on a CPU share their stack's addresses).
+            Some(false) => (cpu_acts(r, pos), ChainDebug::RescuedByCpuRule),
+            Some(true) => (word_acts(probe, at, pos, len), ChainDebug::RescuedByWordRule),
             None => {
                 debug(probe, ChainDebug::ContextUnknown);
-                (cpu(pos), ChainDebug::RescuedByCpuRule)
+                (word_acts(probe, at, pos, len), ChainDebug::RescuedByWordRule)
             }
-        }
-    } else {
-        (cpu(pos), ChainDebug::RescuedByCpuRule)
+        },
     };
     if !acts {
         0

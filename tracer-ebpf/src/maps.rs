@@ -57,6 +57,14 @@ pub fn offsets() -> Offsets {
     unsafe { core::ptr::read_volatile(&OFFSETS) }
 }
 
+/// The offset of `task_struct.stack` (OFFSET_UNKNOWN when not known), read alone so that the
+/// verifier knows it as a constant (a BTF-typed load needs a fixed offset).
+#[inline(always)]
+pub fn task_stack_offset() -> u32 {
+    // SAFETY: read-only global patched by the loader; volatile keeps the compiler from folding it.
+    unsafe { core::ptr::read_volatile(&raw const OFFSETS.task_stack) }
+}
+
 /// Reads a `T` at `base + off`; None when the offset is unknown or the read faults.
 #[inline(always)]
 pub fn read_at<T>(base: u64, off: u32) -> Option<T> {

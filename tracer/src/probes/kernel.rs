@@ -185,7 +185,7 @@ fn enum_values(btf: &Btf, name: &str, prefix: &str) -> std::collections::BTreeMa
 }
 
 /// The offsets of [`Offsets`], each as `struct` + member path.
-const OFFSET_PATHS: [(&str, &str); 31] = [
+const OFFSET_PATHS: [(&str, &str); 32] = [
     ("request", "part"),
     ("request", "cmd_flags"),
     ("request", "bio"),
@@ -213,6 +213,7 @@ const OFFSET_PATHS: [(&str, &str); 31] = [
     ("signal_struct", "live"),
     ("pipe_buffer", "page"),
     ("page", "mapping"),
+    ("task_struct", "stack"),
     ("task_struct", "files"),
     ("files_struct", "fdt"),
     ("fdtable", "fd"),
@@ -239,7 +240,7 @@ fn read_offsets(btf: &Btf) -> (Offsets, Vec<String>, FollBits) {
             None => missing.push(format!("{st}.{path}")),
         }
     }
-    let [rq_part, rq_cmd_flags, rq_bio, rq_data_len, bdev_dev, bio_next, bio_bdev, bio_opf, bio_size, kiocb_filp, file_inode, inode_sb, sb_dev, iter_data_source, iter_count, bio_io_vec, bio_vcnt, bio_flags, bio_status, bvec_page, bvec_len, bvec_offset, page_compound_head, task_signal, signal_live, pipe_buffer_page, page_mapping, task_files, files_fdt, fdt_fd, file_f_flags] =
+    let [rq_part, rq_cmd_flags, rq_bio, rq_data_len, bdev_dev, bio_next, bio_bdev, bio_opf, bio_size, kiocb_filp, file_inode, inode_sb, sb_dev, iter_data_source, iter_count, bio_io_vec, bio_vcnt, bio_flags, bio_status, bvec_page, bvec_len, bvec_offset, page_compound_head, task_signal, signal_live, pipe_buffer_page, page_mapping, task_stack, task_files, files_fdt, fdt_fd, file_f_flags] =
         values;
     let [bio_pinned_bit, bio_no_page_ref_bit, foll_write, foll_longterm] =
         enumerators(btf, ["BIO_PAGE_PINNED", "BIO_NO_PAGE_REF", "FOLL_WRITE", "FOLL_LONGTERM"]);
@@ -282,6 +283,7 @@ fn read_offsets(btf: &Btf) -> (Offsets, Vec<String>, FollBits) {
         signal_live,
         pipe_buffer_page,
         page_mapping,
+        task_stack,
         task_files,
         files_fdt,
         fdt_fd,
