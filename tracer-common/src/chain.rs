@@ -187,7 +187,9 @@ pub enum ChainDebug {
     /// No word could be kept for the invocation (both candidate slots held by invocations
     /// between two of their programs): a later program of the invocation may act again.
     NoWord,
-    /// The invocation's context address could not be read: the CPU rule was used.
+    /// The invocation's context address could not be read (the CPU rule was used), or whether
+    /// it lies on the task's stack could not be told (`task_struct.stack`'s offset unknown: the
+    /// word rule was used, in interrupt context too).
     ContextUnknown,
 }
 

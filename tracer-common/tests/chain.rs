@@ -157,27 +157,24 @@ impl World {
                 let pos = call.pos;
                 let out = &mut self.outcomes[call.id];
                 out.ran += 1;
-                let acts = match self.preemptible && call.ctx < IRQ_STACKS {
-                    true => {
-                        self.table.current = call.id;
-                        let writers = self.table.writers.clone();
-                        let (acts, at) = word_decide(&mut self.table, PROBE, call.ctx, pos, len, self.block_bits);
-                        match at {
-                            WordAt::Found(i, _) if !acts && out.acts == 0 => {
-                                out.stale_word |= writers[i as usize] != call.id;
-                            }
-                            WordAt::Nowhere => out.no_word = true,
-                            _ => {}
+                let acts = if self.preemptible && call.ctx < IRQ_STACKS {
+                    self.table.current = call.id;
+                    let writers = self.table.writers.clone();
+                    let (acts, at) = word_decide(&mut self.table, PROBE, call.ctx, pos, len, self.block_bits);
+                    match at {
+                        WordAt::Found(i, _) if !acts && out.acts == 0 => {
+                            out.stale_word |= writers[i as usize] != call.id;
                         }
-                        acts
+                        WordAt::Nowhere => out.no_word = true,
+                        _ => {}
                     }
-                    false => {
-                        let acts = cpu_rule_acts(pos, |i| c.running[i] > 0);
-                        if !acts && out.acts == 0 {
-                            out.window_holder |= (0..pos).any(|i| c.running[i] == 0 && c.active[i] > 0);
-                        }
-                        acts
+                    acts
+                } else {
+                    let acts = cpu_rule_acts(pos, |i| c.running[i] > 0);
+                    if !acts && out.acts == 0 {
+                        out.window_holder |= (0..pos).any(|i| c.running[i] == 0 && c.active[i] > 0);
                     }
+                    acts
                 };
                 if acts {
                     out.acts += 1;

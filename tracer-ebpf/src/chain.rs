@@ -184,8 +184,9 @@ pub fn run(probe: ProbeId, ctx: u64, pos: usize, len: usize, f: impl FnOnce() ->
     run_if(probe, ctx, pos, len, || true, f)
 }
 
-/// Whether `probe`'s chain decides by the word rule (tracer_common::chain): on a kernel that
-/// preempts threads inside programs, for a probe whose programs it runs preemptible.
+/// Whether `probe`'s chain may decide by the word rule (tracer_common::chain), in thread
+/// context: on a kernel that preempts threads inside programs, for a probe whose programs it
+/// runs preemptible.
 #[inline(always)]
 fn word_rule(probe: ProbeId) -> bool {
     PROBES[probe as usize].preemptible() && task_preemption()
@@ -241,8 +242,7 @@ fn decide_and_run(
     len: usize,
     f: impl FnOnce() -> u32,
 ) -> u32 {
-    let word = PROBES[probe as usize].preemptible() && task_preemption();
-    let (acts, rule) = match word.then(|| address_of(probe, pos, ctx)) {
+    let (acts, rule) = match word_rule(probe).then(|| address_of(probe, pos, ctx)) {
         // Nothing preempts programs here: the CPU rule.
         None => (cpu_acts(r, pos), ChainDebug::RescuedByCpuRule),
         Some(None) => {

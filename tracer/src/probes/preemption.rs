@@ -1,10 +1,10 @@
 //! The running kernel's preemption model: whether a thread can be preempted inside a tracing
 //! program. Trampolines (fentry/fexit) disable migration, not preemption, so on a kernel with
 //! full, lazy or RT preemption another thread can run the same program on that CPU while the
-//! first is preempted in it, and the chains keep a word per invocation to tell invocations
-//! apart (tracer_common::chain). With no or voluntary preemption a thread is never preempted inside
-//! a program (they call nothing that reschedules), so only interrupts nest, and the cheaper
-//! CPU rule is exact for every invocation.
+//! first is preempted in it, and the chains keep a word per invocation in thread context to
+//! tell invocations apart (tracer_common::chain). With no or voluntary preemption a thread is
+//! never preempted inside a program (they call nothing that reschedules), so only interrupts
+//! nest, and the cheaper CPU rule is exact for every invocation.
 //!
 //! Where the mode cannot be told, it counts as preemptible: the word rule is right under
 //! every model, only dearer.
