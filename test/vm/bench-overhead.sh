@@ -48,7 +48,7 @@ job_args() {
 }
 
 # targets: "prog_id target" of every attached program (links and perf events), into
-# /tmp/targets. Program names are cut at 15 characters and the twins of a chain share them,
+# /tmp/targets. Program names are cut at 15 characters and the backups of a chain share them,
 # so the report names each program's target too.
 BTF_FUNCS=/tmp/btf-funcs
 targets() {

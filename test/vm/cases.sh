@@ -44,9 +44,9 @@ wait_summaries() { # wait_summaries N: until the trace has N summaries (120 s at
     done
 }
 tracer_start() { # tracer_start [TRACER-RUN-ARGS...]
-    # TRACER_DEBUG_TWINS: the chains' counters go to stderr at every interval; tracer_stop
+    # TRACER_DEBUG_CHAINS: the chains' counters go to stderr at every interval; tracer_stop
     # prints the last line of each chain (CHAIN ...) so that a console shows what they did.
-    TRACER_DEBUG_TWINS=1 tracer run --format json --segments "$@" > /tmp/trace.json 2> /tmp/trace.err &
+    TRACER_DEBUG_CHAINS=1 tracer run --format json --segments "$@" > /tmp/trace.json 2> /tmp/trace.err &
     TRACER_PID=$!
     # Loading and verifying every program takes minutes under TCG (2.5 on sid).
     t0=$(date +%s)
@@ -83,7 +83,7 @@ tracer_stop() {
     fi
     wait "$TRACER_PID"
     rc=$?
-    # The tracer's errors and warnings (a twin acting out of order, a probe that could not
+    # The tracer's errors and warnings (a backup acting out of order, a probe that could not
     # attach) go to the console, so that a failed case can be told apart afterwards.
     grep -E "ERROR|WARN" /tmp/trace.err | grep -v ' chain ' | head -20 | sed 's/^/TRACER-STDERR /'
     grep ' chain ' /tmp/trace.err | sed 's/.* chain /CHAIN /' \

@@ -114,10 +114,10 @@ pub struct ProbeDef {
     /// More BTF programs on the same target, run after the first, that record the calls the
     /// programs before them missed: the kernel skips a program that is already running on that
     /// CPU, which happens when an interrupt arrives while it runs, or when it is preempted and
-    /// another task on that CPU hits the target. A twin acts only for invocations no program
+    /// another task on that CPU hits the target. A backup acts only for invocations no program
     /// before it took care of (tracer-ebpf/src/chain.rs). For [`Attach::Syscalls`], those of
     /// the raw tracepoint program (the perf tracepoint programs cannot have any).
-    pub twins: &'static [&'static str],
+    pub backups: &'static [&'static str],
 }
 
 impl ProbeDef {
@@ -190,27 +190,28 @@ impl ProbeDef {
         }
     }
 
-    /// Programs in the probe's chain: the BTF program and its fallbacks on the same target.
+    /// Programs in the probe's chain: the BTF program and its backups on the same target (a
+    /// kprobe fallback replaces the chain and has none).
     pub const fn chain_len(&self) -> usize {
-        self.twins.len() + 1
+        self.backups.len() + 1
     }
 }
 
-/// Twins of a probe's BTF program at most (see [`ProbeDef::twins`]).
-pub const MAX_TWINS: usize = 3;
+/// Backups of a probe's BTF program at most (see [`ProbeDef::backups`]).
+pub const MAX_BACKUPS: usize = 3;
 
 macro_rules! probe {
     ($id:ident, $target:literal, $role:ident, Fentry) => {
         probe!(@def $id, $target, $role, Fentry, "fentry_", Some(concat!("kprobe_", $target)))
     };
-    // The twins are the raw tracepoint program's (the perf tracepoints cannot have any).
+    // The backups are the raw tracepoint program's (the perf tracepoints cannot have any).
     ($id:ident, $target:literal, $role:ident, Syscalls) => {
         probe!(@def $id, $target, $role, Syscalls, "tp_", None)
     };
     ($id:ident, $target:literal, $role:ident, Fexit) => {
         probe!(@def $id, $target, $role, Fexit, "fexit_", Some(concat!("kretprobe_", $target)))
     };
-    // fexit with no kretprobe twin: the program needs the entry arguments too.
+    // fexit with no kretprobe fallback: the program needs the entry arguments too.
     ($id:ident, $target:literal, $role:ident, FexitOnly) => {
         probe!(@def $id, $target, $role, Fexit, "fexit_", None)
     };
@@ -225,7 +226,7 @@ macro_rules! probe {
             attach: Attach::$attach,
             btf_program: concat!($prefix, $target),
             kprobe_program: $kprobe,
-            twins: &[concat!("nested_", $target), concat!("nested2_", $target), concat!("nested3_", $target)],
+            backups: &[concat!("backup_", $target), concat!("backup2_", $target), concat!("backup3_", $target)],
         }
     };
 }

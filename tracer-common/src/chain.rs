@@ -175,7 +175,7 @@ pub fn word_decide(
     (true, WordAt::Nowhere)
 }
 
-/// Diagnostics of the chains, per probe (TRACER_DEBUG_TWINS), in `CHAIN_DEBUG` at
+/// Diagnostics of the chains, per probe (TRACER_DEBUG_CHAINS), in `CHAIN_DEBUG` at
 /// `probe * CHAIN_DEBUG_KINDS + kind`.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -67,9 +67,9 @@ pub fn listed_by_release(caller: u64) -> bool {
     caller > start && caller < end && cover_stage() >= 2
 }
 
-// int bio_iov_iter_get_pages(struct bio *bio, struct iov_iter *iter, ...). No kretprobe twin:
+// int bio_iov_iter_get_pages(struct bio *bio, struct iov_iter *iter, ...). No kretprobe fallback:
 // a kretprobe cannot see the bio argument.
-with_twin!(
+with_backups!(
     #[fexit(function = "bio_iov_iter_get_pages")]
     fexit_bio_iov_iter_get_pages,
     bio_iov_iter_get_pages,
@@ -127,7 +127,7 @@ pub fn acquired_at_queue(bio: u64) -> bool {
 }
 
 // void __bio_release_pages(struct bio *bio, bool mark_dirty)
-with_twin!(
+with_backups!(
     #[fentry(function = "__bio_release_pages")]
     fentry___bio_release_pages,
     __bio_release_pages,

@@ -21,13 +21,13 @@ use tracer_common::{
 
 use crate::maps::{add, bump, task_stack_offset};
 
-/// Defines a probe's chain: the primary program `$primary` and its backups `nested_<base>`,
-/// `nested2_<base>`, `nested3_<base>` on the same target, as many as the
+/// Defines a probe's chain: the primary program `$primary` and its backups `backup_<base>`,
+/// `backup2_<base>`, `backup3_<base>` on the same target, as many as the
 /// catalogue (tracer_common::PROBES) lists for the probe, which a compile-time check enforces.
 /// Each runs `$body` only when [`run`] says it is the one to act for the invocation. A probe's
 /// filter belongs in `$body`: the kernel counts the runs it skips whatever the arguments, and
 /// the loader subtracts the rescues from those counts.
-macro_rules! with_twin {
+macro_rules! with_backups {
     (@program #[$attr:meta] $name:ident, $id:expr, $pos:literal, $len:literal, |$ctx:ident: $ty:ty| $body:expr) => {
         #[$attr]
         pub fn $name($ctx: $ty) -> u32 {
@@ -60,24 +60,24 @@ macro_rules! with_twin {
         const _: () = assert!(tracer_common::PROBES[$id as usize].chain_len() == 4, "the catalogue's chain length");
         const _: () = assert!(tracer_common::PROBES[$id as usize].filters_first(), "the catalogue's filters_first");
         paste::paste! {
-            with_twin!(@filtered #[$attr] $primary, $id, 0, 4, |$ctx: $ty| $filter, $body);
-            with_twin!(@filtered #[$attr] [<nested_ $base>], $id, 1, 4, |$ctx: $ty| $filter, $body);
-            with_twin!(@filtered #[$attr] [<nested2_ $base>], $id, 2, 4, |$ctx: $ty| $filter, $body);
-            with_twin!(@filtered #[$attr] [<nested3_ $base>], $id, 3, 4, |$ctx: $ty| $filter, $body);
+            with_backups!(@filtered #[$attr] $primary, $id, 0, 4, |$ctx: $ty| $filter, $body);
+            with_backups!(@filtered #[$attr] [<backup_ $base>], $id, 1, 4, |$ctx: $ty| $filter, $body);
+            with_backups!(@filtered #[$attr] [<backup2_ $base>], $id, 2, 4, |$ctx: $ty| $filter, $body);
+            with_backups!(@filtered #[$attr] [<backup3_ $base>], $id, 3, 4, |$ctx: $ty| $filter, $body);
         }
     };
     (#[$attr:meta] $primary:ident, $base:ident, $id:expr, |$ctx:ident: $ty:ty| $body:expr) => {
         const _: () = assert!(tracer_common::PROBES[$id as usize].chain_len() == 4, "the catalogue's chain length");
         paste::paste! {
-            with_twin!(@program #[$attr] $primary, $id, 0, 4, |$ctx: $ty| $body);
-            with_twin!(@program #[$attr] [<nested_ $base>], $id, 1, 4, |$ctx: $ty| $body);
-            with_twin!(@program #[$attr] [<nested2_ $base>], $id, 2, 4, |$ctx: $ty| $body);
-            with_twin!(@program #[$attr] [<nested3_ $base>], $id, 3, 4, |$ctx: $ty| $body);
+            with_backups!(@program #[$attr] $primary, $id, 0, 4, |$ctx: $ty| $body);
+            with_backups!(@program #[$attr] [<backup_ $base>], $id, 1, 4, |$ctx: $ty| $body);
+            with_backups!(@program #[$attr] [<backup2_ $base>], $id, 2, 4, |$ctx: $ty| $body);
+            with_backups!(@program #[$attr] [<backup3_ $base>], $id, 3, 4, |$ctx: $ty| $body);
         }
     };
 }
 
-const _: () = assert!(MAX_CHAIN == tracer_common::MAX_TWINS + 1);
+const _: () = assert!(MAX_CHAIN == tracer_common::MAX_BACKUPS + 1);
 
 /// Per-CPU, indexed by ProbeId: how many invocations are inside each program of the chain on
 /// this CPU now (preempted in it, or interrupted in it), by position.

@@ -13,7 +13,7 @@ use crate::maps::{count, lost, offsets, read_at, submit_flags, submitted, EVENTS
 
 // sched_process_exit(struct task_struct *p[, bool group_dead]): runs in the exiting task, after
 // do_exit decremented signal->live.
-with_twin!(
+with_backups!(
     #[btf_tracepoint(function = "sched_process_exit")]
     tp_btf_sched_process_exit,
     sched_process_exit,

@@ -87,7 +87,7 @@ fn block(event: BlockEvent, addr: u64, dev: u32, op: u32, bytes: u32, status: i3
 }
 
 // block_rq_issue(struct request *rq)
-with_twin!(
+with_backups!(
     #[btf_tracepoint(function = "block_rq_issue")]
     tp_btf_block_rq_issue,
     block_rq_issue,
@@ -103,7 +103,7 @@ fn try_rq_issue(rq: u64) -> u32 {
 }
 
 // block_rq_complete(struct request *rq, blk_status_t error, unsigned int nr_bytes)
-with_twin!(
+with_backups!(
     #[btf_tracepoint(function = "block_rq_complete")]
     tp_btf_block_rq_complete,
     block_rq_complete,
@@ -169,7 +169,7 @@ fn try_rq_complete(rq: u64, error: u8, nr_bytes: u64) -> u32 {
 }
 
 // block_bio_queue(struct bio *bio)
-with_twin!(
+with_backups!(
     #[btf_tracepoint(function = "block_bio_queue")]
     tp_btf_block_bio_queue,
     block_bio_queue,
@@ -188,7 +188,7 @@ fn try_bio_queue(bio: u64) -> u32 {
 
 // block_bio_complete(struct request_queue *q, struct bio *bio): bios of bio-based devices
 // (device mapper, ...), which never become requests.
-with_twin!(
+with_backups!(
     #[btf_tracepoint(function = "block_bio_complete")]
     tp_btf_block_bio_complete,
     block_bio_complete,
@@ -290,7 +290,7 @@ fn try_sys_enter(fd: u64) -> u32 {
 // (tracer_common::Attach::Syscalls). The kernel runs them for every system call, so the chain's
 // filter is the call number (for sys_exit, the registers' orig_ax); and it can preempt a thread
 // inside them there, hence the chain.
-with_twin!(
+with_backups!(
     #[raw_tracepoint(tracepoint = "sys_enter")]
     raw_tp_sys_enter,
     sys_enter,
@@ -299,7 +299,7 @@ with_twin!(
     try_sys_enter(read_at::<u64>(ctx.arg::<u64>(0), pt_regs::DI).unwrap_or(u64::MAX))
 );
 
-with_twin!(
+with_backups!(
     #[raw_tracepoint(tracepoint = "sys_exit")]
     raw_tp_sys_exit,
     sys_exit,
@@ -340,7 +340,7 @@ fn try_sys_exit() -> u32 {
 
 // iomap_dio_rw_begin(struct kiocb *iocb, struct iov_iter *iter, unsigned int dio_flags,
 // size_t done_before)
-with_twin!(
+with_backups!(
     #[btf_tracepoint(function = "iomap_dio_rw_begin")]
     tp_btf_iomap_dio_rw_begin,
     iomap_dio_rw_begin,
@@ -381,7 +381,7 @@ fn try_dio_begin(iocb: u64, iter: u64) -> u32 {
 }
 
 // iomap_dio_complete(struct kiocb *iocb, int error, ssize_t ret)
-with_twin!(
+with_backups!(
     #[btf_tracepoint(function = "iomap_dio_complete")]
     tp_btf_iomap_dio_complete,
     iomap_dio_complete,

@@ -41,7 +41,7 @@ fn try_returned<C: EbpfContext>(
 /// `$flags` and `$pages`: argument positions of gup_flags and the pages array.
 macro_rules! returned_probe {
     ($fexit:ident, $base:ident, $kretprobe:ident, $target:literal, $event:ident, $id:ident, $flags:literal, $pages:literal) => {
-        with_twin!(
+        with_backups!(
             #[fexit(function = $target)]
             $fexit,
             $base,
@@ -142,7 +142,7 @@ fn try_folio_add_pin<C: EbpfContext>(ctx: &C, folio: u64, trampoline: bool) -> u
     0
 }
 
-with_twin!(
+with_backups!(
     #[fentry(function = "folio_add_pin")]
     fentry_folio_add_pin,
     folio_add_pin,

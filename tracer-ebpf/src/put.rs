@@ -48,7 +48,7 @@ fn try_pipe_buf_release<C: EbpfContext>(ctx: &C, buf: u64) -> u32 {
 }
 
 // void page_cache_pipe_buf_release(struct pipe_inode_info *pipe, struct pipe_buffer *buf)
-with_twin!(
+with_backups!(
     #[fentry(function = "page_cache_pipe_buf_release")]
     fentry_page_cache_pipe_buf_release,
     page_cache_pipe_buf_release,
@@ -89,7 +89,7 @@ fn try_scope_end<C: EbpfContext>(ctx: &C, probe: ProbeId, ret: i64) -> u32 {
 
 macro_rules! scope_probe {
     ($fexit:ident, $base:ident, $kretprobe:ident, $target:literal, $id:ident) => {
-        with_twin!(
+        with_backups!(
             #[fexit(function = $target)]
             $fexit,
             $base,

@@ -71,7 +71,7 @@ fn try_unpin<C: EbpfContext>(ctx: &C, probe: ProbeId, shape: Shape, args: [u64; 
 
 macro_rules! unpin_probe {
     ($fentry:ident, $base:ident, $kprobe:ident, $target:literal, $id:ident, $shape:ident) => {
-        with_twin!(
+        with_backups!(
             #[fentry(function = $target)]
             $fentry,
             $base,

@@ -152,7 +152,7 @@ fn plan_one(facts: &Facts, def: ProbeDef) -> PlannedProbe {
         p.candidates.insert(at, (Method::RawTracepoint, program));
     }
     if let (Some(method), None) = (kprobe_method, def.kprobe_program) {
-        p.ruled_out.push((method, "no kprobe twin for this probe (it needs the entry arguments at return)".into()));
+        p.ruled_out.push((method, "no kprobe fallback for this probe (it needs the entry arguments at return)".into()));
     }
     if let (Some(method), Some(program)) = (kprobe_method, def.kprobe_program) {
         let kprobe_ok = match &facts.kprobes {
@@ -341,8 +341,8 @@ mod tests {
         let p = &plan(&facts)[ProbeId::SysEnter as usize];
         assert_eq!(p.candidates[0], (Method::RawTracepoint, "raw_tp_sys_enter"));
         assert_eq!(
-            p.def.twins.len(),
-            tracer_common::MAX_TWINS,
+            p.def.backups.len(),
+            tracer_common::MAX_BACKUPS,
             "a full chain: the kernel preempts threads inside them"
         );
         assert!(p.def.filters_first());

@@ -402,7 +402,7 @@ fn method(first: &Console) -> String {
          during traced passes, and each traced figure paid two clock reads per program run); \
          after each traced run, a shorter one ({stats_runtime} s) with it at 1 measures the \
          programs: the run time and run count of every program come from `bpftool prog show` \
-         before and after that run; a program is named `name:target` (BPF keeps 15 characters of a name, and the twins of \
+         before and after that run; a program is named `name:target` (BPF keeps 15 characters of a name, and the backups of \
          a chain share them; the target comes from `bpftool link show` / `perf show`). \"BPF µs / \
          I/O\": the run time of every program over the I/Os of the runs that measured it. The \
          tracer's sessions lines give its userspace CPU time over a pass (`userspace_cpu`: \

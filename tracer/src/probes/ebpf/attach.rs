@@ -1,5 +1,5 @@
 //! Attaching a probe's chain: the primary program by the method the plan chose, and its
-//! backups where the kernel can skip the primary (see [`twins_needed`]).
+//! backups where the kernel can skip the primary (see [`backups_needed`]).
 
 use std::{error::Error as StdError, os::fd::AsFd};
 
@@ -11,12 +11,12 @@ use tracer_common::{ProbeDef, RW_SYSCALLS};
 
 use super::{super::plan::Method, preload, prog_info};
 
-/// Attaches `primary` by `method`, with the probe's twins when the method is a BTF one, so that
-/// the kernel runs the primary first for every invocation: the twins act only for invocations
+/// Attaches `primary` by `method`, with the probe's backups when the method is a BTF one, so that
+/// the kernel runs the primary first for every invocation: the backups act only for invocations
 /// the programs before them did not take care of (tracer-ebpf/src/maps.rs). A trampoline
-/// (fentry/fexit) runs its programs newest first, a tracepoint oldest first. Without a twin,
+/// (fentry/fexit) runs its programs newest first, a tracepoint oldest first. Without a backup,
 /// invocations the kernel skips while the primary runs on that CPU are lost (and counted):
-/// worse, not broken. `max_twins` of the probe's twins are attached (see [`twins_needed`]).
+/// worse, not broken. `max_backups` of the probe's backups are attached (see [`backups_needed`]).
 /// Returns the backups that attached.
 pub(super) fn attach_chain(
     ebpf: &mut Ebpf,
@@ -24,11 +24,11 @@ pub(super) fn attach_chain(
     method: Method,
     primary: &str,
     def: &ProbeDef,
-    max_twins: usize,
+    max_backups: usize,
 ) -> Result<Vec<&'static str>, String> {
-    let twins: Vec<&str> = match method {
+    let backups: Vec<&str> = match method {
         Method::Fentry | Method::Fexit | Method::TpBtf | Method::RawTracepoint => {
-            def.twins.iter().take(max_twins).copied().collect()
+            def.backups.iter().take(max_backups).copied().collect()
         }
         Method::Kprobe | Method::Kretprobe | Method::Tracepoint => Vec::new(),
     };
@@ -36,49 +36,49 @@ pub(super) fn attach_chain(
     if !newest_first {
         attach(ebpf, btf, method, primary, def.target)?;
     }
-    let order: Vec<&str> = if newest_first { twins.iter().rev().copied().collect() } else { twins };
+    let order: Vec<&str> = if newest_first { backups.iter().rev().copied().collect() } else { backups };
     let mut attached = Vec::new();
     let mut failed: Vec<(&str, String)> = Vec::new();
-    for twin in order {
-        match attach(ebpf, btf, method, twin, def.target) {
-            Ok(()) => attached.push(twin),
-            Err(why) => failed.push((twin, why)),
+    for backup in order {
+        match attach(ebpf, btf, method, backup, def.target) {
+            Ok(()) => attached.push(backup),
+            Err(why) => failed.push((backup, why)),
         }
     }
-    // One line per probe whose twins did not all attach, and none when the primary did not
+    // One line per probe whose backups did not all attach, and none when the primary did not
     // either: then the probe is missing, which `tracer check` and the probe records report
     // with the reason.
-    let warn_twins = |failed: &[(&str, String)]| {
+    let warn_backups = |failed: &[(&str, String)]| {
         if let Some((_, why)) = failed.first() {
             let names: Vec<&str> = failed.iter().map(|(t, _)| *t).collect();
             log::warn!(
-                "{} of {} twins of {} did not attach ({why}): calls the kernel skips while its other programs run are lost and counted",
+                "{} of {} backups of {} did not attach ({why}): calls the kernel skips while its other programs run are lost and counted",
                 failed.len(),
-                def.twins.len().min(max_twins),
+                def.backups.len().min(max_backups),
                 def.target
             );
-            log::debug!("twins not attached: {}", names.join(", "));
+            log::debug!("backups not attached: {}", names.join(", "));
         }
     };
     if !newest_first {
-        warn_twins(&failed);
+        warn_backups(&failed);
     }
     if newest_first {
         if let Err(why) = attach(ebpf, btf, method, primary, def.target) {
-            // Twins without their primary would each act for every call: take them off.
-            for twin in attached {
-                let Some(prog) = ebpf.program_mut(twin) else { continue };
+            // Backups without their primary would each act for every call: take them off.
+            for backup in attached {
+                let Some(prog) = ebpf.program_mut(backup) else { continue };
                 let unloaded = match method {
                     Method::Fentry => <&mut FEntry>::try_from(prog).map(|p| p.unload()),
                     _ => <&mut FExit>::try_from(prog).map(|p| p.unload()),
                 };
                 if let Err(e) | Ok(Err(e)) = unloaded {
-                    log::warn!("{twin}: cannot unload after {primary} failed: {e}");
+                    log::warn!("{backup}: cannot unload after {primary} failed: {e}");
                 }
             }
             return Err(why);
         }
-        warn_twins(&failed);
+        warn_backups(&failed);
     }
     Ok(attached)
 }
@@ -90,9 +90,9 @@ pub(super) fn attach_chain(
 /// preemption), only the invocations it interrupted can be: none for a target only threads reach, and at most two
 /// for the others (thread, softirq and hardirq context nest; no probed target runs in NMI
 /// context). Each attached backup runs for every invocation, so fewer cost less.
-pub(super) fn twins_needed(def: &ProbeDef, threads_preemptible: bool) -> usize {
+pub(super) fn backups_needed(def: &ProbeDef, threads_preemptible: bool) -> usize {
     if threads_preemptible && def.preemptible() {
-        tracer_common::MAX_TWINS
+        tracer_common::MAX_BACKUPS
     } else if def.in_interrupts() {
         2
     } else {

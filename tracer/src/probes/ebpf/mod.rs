@@ -11,7 +11,7 @@ mod counter_map;
 mod paths;
 mod preload;
 
-use self::attach::{attach_chain, describe, explain, twins_needed};
+use self::attach::{attach_chain, backups_needed, describe, explain};
 
 use aya::{
     maps::{MapData, MapError, RingBuf},
@@ -42,7 +42,7 @@ pub enum LoadError {
     Object(String),
     #[error("no probe could attach on this kernel; `tracer check` lists each probe with the reason")]
     NothingAttached,
-    #[error("starting the twin programs: {0}")]
+    #[error("starting the backup programs: {0}")]
     Arm(#[from] ReadError),
     #[error("the counters: {0}")]
     Counters(#[from] counter_map::CounterMapError),
@@ -93,7 +93,7 @@ pub struct Tracer {
     complete_base: [u64; PROBE_COUNT as usize],
     /// The backups attached for each probe (see [`chain_losses`]).
     backups: Vec<Vec<&'static str>>,
-    /// Probes whose twins were found acting out of order (reported once each).
+    /// Probes whose backups were found acting out of order (reported once each).
     doubled_warned: HashSet<usize>,
 }
 
@@ -124,7 +124,7 @@ impl Tracer {
         // only if it has to attach after all (block_bio_queue did not).
         let preloaded: Vec<PlannedProbe> =
             plan.iter().filter(|p| !(at_queue && p.def.id == ProbeId::BioIovIterGetPages)).cloned().collect();
-        preload::preload(&mut ebpf, btf.as_ref(), &preloaded, |p| twins_needed(&p.def, threads_preemptible));
+        preload::preload(&mut ebpf, btf.as_ref(), &preloaded, |p| backups_needed(&p.def, threads_preemptible));
         let (outcomes, backups) = attach_all(&mut ebpf, btf.as_ref(), plan, threads_preemptible, at_queue);
         if outcomes.iter().all(|o| o.attached.is_none()) {
             return Err(LoadError::NothingAttached);
@@ -189,8 +189,8 @@ impl Tracer {
         let rescued = map.sums(slots::RESCUED, PROBE_COUNT);
         snap.records_submitted = map.sum(slots::SUBMITTED);
         snap.stack_paths.copy_from_slice(&map.sums(slots::PATHS, slots::PATH_COUNTS));
-        if std::env::var_os("TRACER_DEBUG_TWINS").is_some() {
-            self.debug_twins(&rescued);
+        if std::env::var_os("TRACER_DEBUG_CHAINS").is_some() {
+            self.debug_chains(&rescued);
         }
         for o in &self.outcomes {
             let id = o.def.id as usize;
@@ -210,7 +210,7 @@ impl Tracer {
                     });
                     if doubled > 0 && self.doubled_warned.insert(id) {
                         log::error!(
-                            "{}: twins acted for {doubled} invocations the primary also took care of \
+                            "{}: backups acted for {doubled} invocations the primary also took care of \
                              (the kernel ran them out of order?): counted as lost",
                             o.def.target
                         );
@@ -255,9 +255,9 @@ impl Tracer {
         self.ebpf.program(primary_name(o)?)?.fd().ok()?.try_clone().ok()
     }
 
-    /// Diagnostics of the chains (TRACER_DEBUG_TWINS): each program's recursion misses, the
+    /// Diagnostics of the chains (TRACER_DEBUG_CHAINS): each program's recursion misses, the
     /// rescues and the chain counters (tracer_common::chain::ChainDebug).
-    fn debug_twins(&self, rescued: &[u64]) {
+    fn debug_chains(&self, rescued: &[u64]) {
         use tracer_common::chain::{ChainDebug, CHAIN_DEBUG_KINDS};
         let debug = self.counter_map.sums(slots::CHAIN_DEBUG, PROBE_COUNT * CHAIN_DEBUG_KINDS);
         for o in &self.outcomes {
@@ -267,7 +267,7 @@ impl Tracer {
             let def = o.def;
             let misses: Vec<String> = primary_name(o)
                 .into_iter()
-                .chain(def.twins.iter().copied())
+                .chain(def.backups.iter().copied())
                 .filter_map(|name| {
                     let fd = self.ebpf.program(name)?.fd().ok()?;
                     Some(format!("{}", recursion_misses(fd.as_fd()).ok()?))
@@ -521,7 +521,7 @@ fn attach_all(
                 method,
                 program,
                 &planned.def,
-                twins_needed(&planned.def, threads_preemptible),
+                backups_needed(&planned.def, threads_preemptible),
             ) {
                 Ok(attached) => {
                     backups[planned.def.id as usize] = attached;
@@ -556,8 +556,8 @@ mod object_tests {
             named.insert(def.btf_program);
             named.extend(def.kprobe_program);
             named.extend(def.raw_syscall_program());
-            named.extend(def.twins.iter().copied());
-            assert!(def.twins.len() <= tracer_common::MAX_TWINS, "{}: {} twins", def.target, def.twins.len());
+            named.extend(def.backups.iter().copied());
+            assert!(def.backups.len() <= tracer_common::MAX_BACKUPS, "{}: {} backups", def.target, def.backups.len());
         }
         let missing: Vec<_> = named.difference(&in_object).collect();
         assert!(missing.is_empty(), "programs the catalogue names but the object lacks: {missing:?}");

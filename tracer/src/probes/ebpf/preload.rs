@@ -1,7 +1,7 @@
 //! Verifying the programs on several threads at once, before they are attached one by one.
 //!
 //! The kernel verifies a program in the thread that loads it, and the page-record programs are
-//! long (loops over up to 512 pages, four copies per probe: the twins): verification is most of
+//! long (loops over up to 512 pages, four copies per probe: the backups): verification is most of
 //! the start-up time (minutes under TCG). Loading them from one thread per CPU divides that
 //! time; attaching stays sequential (docs/probes.md).
 
@@ -14,16 +14,16 @@ use aya::{
 
 use super::super::plan::{Method, PlannedProbe};
 
-/// Loads (verifies) the BTF programs of every probe's first candidate, primary and the twins
-/// the attach step will attach (`twins(probe)`), on up to one thread per CPU. Failures are
+/// Loads (verifies) the BTF programs of every probe's first candidate, primary and the backups
+/// the attach step will attach (`backups(probe)`), on up to one thread per CPU. Failures are
 /// left for the attach step, which loads what is not loaded yet and reports why it failed.
-pub fn preload(ebpf: &mut Ebpf, btf: Option<&Btf>, plan: &[PlannedProbe], twins: impl Fn(&PlannedProbe) -> usize) {
+pub fn preload(ebpf: &mut Ebpf, btf: Option<&Btf>, plan: &[PlannedProbe], backups: impl Fn(&PlannedProbe) -> usize) {
     let Some(btf) = btf else { return };
     let mut wanted: HashMap<&str, (Method, &str)> = HashMap::new();
     for p in plan {
         let Some(&(method, program)) = p.candidates.first() else { continue };
         if matches!(method, Method::Fentry | Method::Fexit | Method::TpBtf | Method::RawTracepoint) {
-            for name in std::iter::once(program).chain(p.def.twins.iter().take(twins(p)).copied()) {
+            for name in std::iter::once(program).chain(p.def.backups.iter().take(backups(p)).copied()) {
                 wanted.insert(name, (method, p.def.target));
             }
         }
