@@ -85,6 +85,10 @@ pub struct StackPath {
     pub stale_run: u64,
     pub nr_frames: u32,
     pub nr_checks: u32,
+    /// Words above the trampoline's context the checks reach (the highest `check_at` + 1):
+    /// what a reuse reads of the stack, in one read.
+    pub reach: u32,
+    pub _pad: u32,
     /// Where each check reads: words above the trampoline's context.
     pub check_at: [u16; STACK_PATH_CHECKS],
     /// What each check must find there.
@@ -100,6 +104,8 @@ impl StackPath {
         stale_run: 0,
         nr_frames: 0,
         nr_checks: 0,
+        reach: 0,
+        _pad: 0,
         check_at: [0; STACK_PATH_CHECKS],
         check_word: [0; STACK_PATH_CHECKS],
         frames: [0; STACK_PATH_FRAMES],
@@ -131,7 +137,7 @@ pub struct StackSampleWire {
 }
 
 const _: () = assert!(core::mem::size_of::<StackPathKey>() == 16);
-const _: () = assert!(core::mem::size_of::<StackPath>() == 24 + 10 * STACK_PATH_CHECKS + 8 * STACK_PATH_FRAMES);
+const _: () = assert!(core::mem::size_of::<StackPath>() == 32 + 10 * STACK_PATH_CHECKS + 8 * STACK_PATH_FRAMES);
 const _: () = assert!(core::mem::size_of::<StackSampleHeader>() == 40 + 8 * STACK_PATH_FRAMES);
 
 /// 1 in every bit when `i < n`, else 0, without a branch (n < 2^63): the programs' checks are
@@ -231,6 +237,7 @@ pub fn learn(frames: &[u64], window: &[u64], base_index: usize) -> Result<StackP
     path.frames[..n].copy_from_slice(walked);
     path.nr_frames = n as u32;
     path.nr_checks = checks as u32;
+    path.reach = path.check_at[..checks].iter().max().map_or(0, |&at| u32::from(at) + 1);
     Ok(path)
 }
 
@@ -261,6 +268,7 @@ mod tests {
         assert_eq!(p.nr_frames, 4);
         assert_eq!(&p.frames[..4], &[0xa, 0xb, 0xc, 0xd]);
         assert_eq!(checks(&p), vec![(2, 0xa), (6, 0xb), (22, 0xc), (23, 0xd)]);
+        assert_eq!(p.reach, 24);
     }
 
     #[test]
@@ -278,6 +286,7 @@ mod tests {
         let w = window_with(&[(2, 0xc), (10, 0xa), (12, 0xb), (14, 0xb), (30, 0xc), (40, 0xb)]);
         let p = learn(&[0xa, 0xb, 0xc], &w, 10).unwrap();
         assert_eq!(checks(&p), vec![(0, 0xa), (2, 0xb), (4, 0xb), (20, 0xc)]);
+        assert_eq!(p.reach, 21);
     }
 
     #[test]

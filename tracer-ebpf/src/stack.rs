@@ -15,7 +15,7 @@ use tracer_common::{
     ProbeId, RecordType,
 };
 
-use crate::maps::{bump, context_address, read_at, submit_flags, submitted, EVENTS};
+use crate::maps::{bump, context_address, submit_flags, submitted, EVENTS};
 
 /// 1 when pin records take their stacks from learned paths, 0 when they walk (patched by the
 /// loader: tracer_common::names::LEARNED_PATHS). A known value to the verifier, which then
@@ -68,9 +68,14 @@ pub fn pin_stack<C: EbpfContext>(
     };
     // SAFETY: helper for tracing programs.
     let function = unsafe { generated::bpf_get_func_ip(ctx.as_ptr()) };
-    // SAFETY: helpers for tracing programs; the task pointer is the current task's.
-    let regs = unsafe { generated::bpf_task_pt_regs(generated::bpf_get_current_task_btf()) } as u64;
-    let syscall = read_at::<u64>(regs, pt_regs::ORIG_AX).unwrap_or(u64::MAX);
+    // SAFETY: helpers for tracing programs; the task pointer is the current task's, and the
+    // regs pointer a BTF-typed `struct pt_regs *` (never null): the load of `orig_ax`, at a
+    // constant offset, is checked against the kernel's BTF and made fault-tolerant by the
+    // verifier, without the read helper's call.
+    let syscall = unsafe {
+        let regs = generated::bpf_task_pt_regs(generated::bpf_get_current_task_btf()) as *const u8;
+        core::ptr::read_volatile(regs.add(pt_regs::ORIG_AX as usize) as *const u64)
+    };
     let key = StackPathKey {
         function,
         depth: (slot & (TASK_STACK_SIZE - 1)) as u16,
@@ -86,7 +91,7 @@ pub fn pin_stack<C: EbpfContext>(
         counted(PathCount::Walked);
         return walk(ctx, frames);
     }
-    if !still_there(slot, path, scratch, read_window(slot, scratch)) {
+    if !still_there(slot, path, scratch) {
         counted(PathCount::Walked);
         counted(PathCount::Stale);
         stale(&key, path);
@@ -152,68 +157,39 @@ fn reuse<C: EbpfContext>(
     (8 * n) as i64
 }
 
-/// Words of the stack above the context that one read brings in for the checks: the size of
-/// the buffer the record's page array is later copied into, which is free until then. (2 KiB,
-/// which holds the checks of 281 of 292 paths learned on xfs on sid, measured no cheaper under
-/// TCG: docs/benchmarks.md.)
+/// Words of the stack above the context one read brings in for the checks, at most: the size
+/// of the buffer the record's page array is later copied into, which is free until then. (2
+/// KiB, which holds the checks of 281 of 292 paths learned on xfs on sid; a path's checks
+/// beyond it are read one by one.)
 pub const WINDOW_WORDS: usize = tracer_common::PAGES_MAX_ENTRIES;
 const _: () = assert!(WINDOW_WORDS.is_power_of_two());
 
-/// Reads the stack above `slot` into `scratch`, up to [`WINDOW_WORDS`] words or the stack's top
-/// (the top of its TASK_STACK_SIZE block), whichever comes first; returns the words read (0
-/// when the read failed).
+/// Whether every check of the path still finds its return address above `slot`: the words up
+/// to the path's farthest check (its `reach`) come in with one read into `scratch` and are
+/// compared there, which is the case of the Direct I/O paths; a path that reaches farther, or
+/// past the stack's top, or whose read fails, is checked a read per check. Branch-free but for
+/// the answer: every exit of a loop would be verified on its own through the rest of the
+/// program (the 6.1 verifier took minutes for that), so mismatches are or-ed together.
 #[inline(always)]
-fn read_window(slot: u64, scratch: *mut [u64; WINDOW_WORDS]) -> u64 {
-    let room = (slot & !(TASK_STACK_SIZE - 1)) + TASK_STACK_SIZE - slot;
-    // SAFETY: `scratch` holds WINDOW_WORDS u64s; the helper checks the source.
-    unsafe {
-        if room >= 8 * WINDOW_WORDS as u64 {
-            let rc = generated::bpf_probe_read_kernel(
-                scratch as *mut c_void,
-                (8 * WINDOW_WORDS) as u32,
-                slot as *const c_void,
-            );
-            if rc == 0 {
-                WINDOW_WORDS as u64
-            } else {
-                0
-            }
-        } else {
-            // A bounded size for the verifier: below the buffer's size and a multiple of 8.
-            let size = (room as u32) & (8 * WINDOW_WORDS as u32 - 8);
-            let rc = generated::bpf_probe_read_kernel(scratch as *mut c_void, size, slot as *const c_void);
-            if rc == 0 {
-                (size / 8) as u64
-            } else {
-                0
-            }
-        }
-    }
-}
-
-/// Whether every check of the path still finds its return address above `slot`: compared in
-/// `scratch` (the first `words` words above `slot`) when every check lies there, which is the
-/// case of the Direct I/O paths, else a read per check. Branch-free but for the answer: every
-/// exit of a loop would be verified on its own through the rest of the program (the 6.1
-/// verifier took minutes for that), so mismatches are or-ed together.
-#[inline(always)]
-fn still_there(slot: u64, path: *const StackPath, scratch: *const [u64; WINDOW_WORDS], words: u64) -> bool {
+fn still_there(slot: u64, path: *const StackPath, scratch: *mut [u64; WINDOW_WORDS]) -> bool {
     // SAFETY: a value of the map (see pin_stack).
-    let n = unsafe { (*path).nr_checks } as u64;
-    // The highest check (learn() lists them from the context up, but no order is assumed).
-    let mut span = 0u64;
-    for i in 0..STACK_PATH_CHECKS {
-        // SAFETY: as above.
-        let at = unsafe { (*path).check_at[i] } as u64;
-        let higher = below(i, n) & 0u64.wrapping_sub((span.wrapping_sub(at) >> 63) & 1);
-        span = (span & !higher) | (at & higher);
+    let (n, reach) = unsafe { ((*path).nr_checks as u64, (*path).reach as u64) };
+    let room = (slot & !(TASK_STACK_SIZE - 1)) + TASK_STACK_SIZE - slot;
+    if reach > WINDOW_WORDS as u64 || 8 * reach > room {
+        return one_by_one(slot, path, n);
     }
-    if span >= words {
+    // A size the verifier can bound: at most the buffer's, a multiple of 8.
+    let size = ((reach as u32) & (2 * WINDOW_WORDS as u32 - 1)).min(WINDOW_WORDS as u32) * 8;
+    // SAFETY: `scratch` holds WINDOW_WORDS u64s and `size` is at most their bytes; the helper
+    // checks the source.
+    let rc = unsafe { generated::bpf_probe_read_kernel(scratch as *mut c_void, size, slot as *const c_void) };
+    if rc != 0 {
         return one_by_one(slot, path, n);
     }
     let mut diff = 0u64;
     for i in 0..STACK_PATH_CHECKS {
-        // SAFETY: a value of the map (see pin_stack); the index is masked into the buffer.
+        // SAFETY: a value of the map (see pin_stack); the index is masked into the buffer, and
+        // every check lies below `reach`, which the read brought in.
         let (at, want) = unsafe { ((*path).check_at[i] as usize, (*path).check_word[i]) };
         // SAFETY: as above.
         let word = unsafe { (*scratch)[at & (WINDOW_WORDS - 1)] };

@@ -18,8 +18,8 @@ pub struct Learned {
     pub paths: u64,
     pub unlearnable: u64,
     /// How many words above the trampoline's context the checks of learned paths reach, the
-    /// farthest of each path: [0, 128), [128, 256), [256, 512), 512 and more (the programs read
-    /// the first 512 at once).
+    /// farthest of each path: up to 128, 256, 512 and more (a reuse reads that many words in one
+    /// read, up to tracer-ebpf's `WINDOW_WORDS`, and one word per check beyond).
     pub reach: [u64; 4],
 }
 
@@ -50,11 +50,10 @@ impl PathLearner {
         match sample_path(record) {
             Some((key, path)) => {
                 let _ = self.remember(&key, &path, symbols);
-                let far = path.check_at[..(path.nr_checks as usize).min(path.check_at.len())].iter().max().copied();
-                let bucket = match far.unwrap_or(0) {
-                    0..128 => 0,
-                    128..256 => 1,
-                    256..512 => 2,
+                let bucket = match path.reach {
+                    0..=128 => 0,
+                    129..=256 => 1,
+                    257..=512 => 2,
                     _ => 3,
                 };
                 self.learned.reach[bucket] += 1;
