@@ -126,7 +126,8 @@ main() {
     apt_install "llvm-${llvm_major}-dev" "libpolly-${llvm_major}-dev" libzstd-dev zlib1g-dev \
         busybox-static cpio fio e2fsprogs xfsprogs btrfs-progs \
         sg3-utils nvme-cli dosfstools dmsetup kmod xz-utils zstd ca-certificates curl \
-        chromium tmux python3-prometheus-client
+        chromium tmux python3-prometheus-client \
+        bpftrace bpftool
 
     # bookworm's qemu 7.2 conflicts with the qemu-utils from backports that the machine has.
     apt_install -t bookworm-backports qemu-system-x86

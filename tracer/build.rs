@@ -39,6 +39,15 @@ fn main() {
     }
     if let Some(why) = stub_reason() {
         println!("cargo:warning=tracer: building WITHOUT eBPF programs (stub mode): {why}");
+        // Watch where the missing tools will be installed (scripts/setup.sh): cargo reruns a
+        // build script while a watched file is missing, so the first build after the set-up
+        // embeds the programs instead of keeping the stub.
+        println!("cargo:rerun-if-changed={BPF_RUSTC}");
+        if let Some(home) =
+            env::var_os("CARGO_HOME").or_else(|| env::var_os("HOME").map(|h| Path::new(&h).join(".cargo").into()))
+        {
+            println!("cargo:rerun-if-changed={}", Path::new(&home).join("bin").join("bpf-linker").display());
+        }
         println!("cargo:rustc-cfg=tracer_ebpf_stub");
         std::fs::write(&dest, []).expect("write stub object");
         return;
