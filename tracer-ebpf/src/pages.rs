@@ -282,8 +282,8 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
         unsafe { *(entries as *mut PageEntry).add(i) = PageEntry { page, folio } };
     };
     // The array of a call is copied in one read of a fixed size (the 6.1 verifier loses the
-    // bounds of a computed size): the smallest of 256, 512, 1024, 2048 or 4096 bytes that holds it.
-    // Reading past the array's end is harmless unless that crosses into unmapped memory; then
+    // bounds of a computed size): the smallest of 8, 64, 256, 512, 1024, 2048 or 4096 bytes that
+    // holds it (the helper copies word by word: a 4 KiB read's single page costs 8 bytes). Reading past the array's end is harmless unless that crosses into unmapped memory; then
     // the record goes out unlisted (counted, not followed).
     let copy_array = |array: u64| -> bool {
         let dst = raw as *mut c_void;
@@ -291,7 +291,11 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
         // SAFETY: `raw` holds PAGES_MAX_ENTRIES u64s (4096 bytes), as many as the largest size below;
         // the helper checks the source.
         let rc = unsafe {
-            if n <= 32 {
+            if n <= 1 {
+                generated::bpf_probe_read_kernel(dst, 8, src)
+            } else if n <= 8 {
+                generated::bpf_probe_read_kernel(dst, 64, src)
+            } else if n <= 32 {
                 generated::bpf_probe_read_kernel(dst, 256, src)
             } else if n <= 64 {
                 generated::bpf_probe_read_kernel(dst, 512, src)

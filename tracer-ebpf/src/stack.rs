@@ -158,9 +158,9 @@ fn reuse<C: EbpfContext>(
 }
 
 /// Words of the stack above the context one read brings in for the checks, at most: the size
-/// of the buffer the record's page array is later copied into, which is free until then. (2
-/// KiB, which holds the checks of 281 of 292 paths learned on xfs on sid; a path's checks
-/// beyond it are read one by one.)
+/// of the buffer the record's page array is later copied into, which is free until then (4
+/// KiB: it holds the checks of every Direct I/O path seen; a path's checks beyond it are read
+/// one by one).
 pub const WINDOW_WORDS: usize = tracer_common::PAGES_MAX_ENTRIES;
 const _: () = assert!(WINDOW_WORDS.is_power_of_two());
 
