@@ -204,6 +204,9 @@ pub fn run_if(
     wanted: impl FnOnce() -> bool,
     f: impl FnOnce() -> u32,
 ) -> u32 {
+    if thread_words(probe) {
+        return if wanted() { words_only(probe, ctx, pos, len, f) } else { 0 };
+    }
     let Some(r) = RUNNING.get_ptr_mut(probe as u32) else { return if pos == 0 && wanted() { f() } else { 0 } };
     let slot = pos.min(MAX_CHAIN - 1);
     // SAFETY: this CPU's entry; slot < MAX_CHAIN; changed only atomically.
@@ -212,6 +215,33 @@ pub fn run_if(
     // SAFETY: as above.
     unsafe { add(&raw mut (*r)[slot], u64::MAX) };
     ret
+}
+
+/// Whether `probe`'s chain decides every invocation by the word rule and keeps no running
+/// counts: a target only threads reach (ProbeDef::in_interrupts) that filters nothing first,
+/// on a kernel that preempts threads inside programs. The counts serve the CPU rule, which
+/// only interrupt context uses there; were such a target reached in an interrupt after all,
+/// that invocation is judged by the word rule too, and a skip it leaves unrescued is counted
+/// lost (a word left by an earlier interrupt at the same address), never doubled.
+#[inline(always)]
+fn thread_words(probe: ProbeId) -> bool {
+    let def = &PROBES[probe as usize];
+    !def.in_interrupts() && !def.filters_first() && word_rule(probe)
+}
+
+/// [`decide_and_run`] for [`thread_words`] chains: the word rule, no context test, no counts.
+#[inline(always)]
+fn words_only(probe: ProbeId, ctx: u64, pos: usize, len: usize, f: impl FnOnce() -> u32) -> u32 {
+    let acts = match address_of(probe, pos, ctx) {
+        Some(at) => word_acts(probe, at, pos, len),
+        None => {
+            // No way to tell invocations apart: only the primary acts, the backups' skips
+            // are counted lost.
+            debug(probe, ChainDebug::ContextUnknown);
+            pos == 0
+        }
+    };
+    act(probe, pos, len, acts, ChainDebug::RescuedByWordRule, f)
 }
 
 /// Whether the invocation at `at` runs on the current task's stack (thread context), not on an
@@ -260,6 +290,13 @@ fn decide_and_run(
             }
         },
     };
+    act(probe, pos, len, acts, rule, f)
+}
+
+/// `f` when the program at `pos` acts (`acts`, decided by `rule`); a backup's action is counted
+/// as a rescue, and none is taken before the loader arms the chains.
+#[inline(always)]
+fn act(probe: ProbeId, pos: usize, len: usize, acts: bool, rule: ChainDebug, f: impl FnOnce() -> u32) -> u32 {
     if !acts {
         0
     } else if pos == 0 {
