@@ -410,6 +410,8 @@ const _: () = assert!(size_of::<LatencyEvent>() == 40);
 const _: () = assert!(size_of::<Owner>() == 32);
 const _: () = assert!(size_of::<BioRecord>() == 248);
 const _: () = assert!(size_of::<BioWire>() == 48 + 32 + 8 + BIO_WIRE_VEC_BYTES);
+// The bio records read one vec, four, or the whole slice (tracer-ebpf/src/bio.rs).
+const _: () = assert!(BIO_WIRE_VEC_BYTES >= 64);
 
 #[cfg(feature = "user")]
 mod pod {

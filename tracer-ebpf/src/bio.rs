@@ -260,8 +260,10 @@ fn record(event: BioEvent, bio: u64, extra_flags: u32, chunk: u32) {
         if layout_known {
             let skip = chunk * BIO_WIRE_VEC_BYTES as u32;
             let vecs: u64 = bio_of.io_vec.wrapping_add(skip as u64);
-            // One fixed-size read (a variable size loses its bound in the verifier): the slice
-            // plus whatever follows it; userspace reads only `vec_bytes` of it.
+            // One read of a fixed size (a variable size loses its bound in the verifier), the
+            // smallest of one vec, four or the whole slice that holds it (the helper copies word
+            // by word, and a 4 KiB Direct I/O has one vec): the slice plus whatever follows it;
+            // userspace reads only `vec_bytes` of it.
             let mut size = (nr_vecs * off.bvec_size).saturating_sub(skip);
             if size > BIO_WIRE_VEC_BYTES as u32 {
                 size = BIO_WIRE_VEC_BYTES as u32;
@@ -270,11 +272,15 @@ fn record(event: BioEvent, bio: u64, extra_flags: u32, chunk: u32) {
                 }
             }
             if vecs != 0 && size > 0 {
-                let rc = generated::bpf_probe_read_kernel(
-                    core::ptr::addr_of_mut!((*w).vecs) as *mut c_void,
-                    BIO_WIRE_VEC_BYTES as u32,
-                    vecs as *const c_void,
-                );
+                let dst = core::ptr::addr_of_mut!((*w).vecs) as *mut c_void;
+                let src = vecs as *const c_void;
+                let rc = if size <= 16 {
+                    generated::bpf_probe_read_kernel(dst, 16, src)
+                } else if size <= 64 {
+                    generated::bpf_probe_read_kernel(dst, 64, src)
+                } else {
+                    generated::bpf_probe_read_kernel(dst, BIO_WIRE_VEC_BYTES as u32, src)
+                };
                 if rc == 0 {
                     (*w).vec_bytes = size;
                 }
