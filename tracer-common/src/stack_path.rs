@@ -27,9 +27,9 @@
 //! One kind of function breaks the rule that a frame's size is fixed by its return address: one
 //! that realigns its stack (a local aligned beyond 8 bytes), whose frame grows by the alignment
 //! slack. No function on the kernel's pin paths was seen doing that, and the first reuse of
-//! every path and every [`REWALK_EVERY`]th one walk the stack anyway and compare (a disagreement is
-//! counted, the path dropped and learned again), so the claim is measured in every run, not
-//! assumed.
+//! every path and one reuse in [`REWALK_EVERY`] on each CPU walk the stack anyway and compare (a
+//! disagreement is counted, the path dropped and learned again), so the claim is measured in
+//! every run, not assumed.
 
 /// Bytes of the task's stack a sample carries: its last (outermost) ones, up to the top.
 pub const STACK_WINDOW_BYTES: usize = 8192;
@@ -37,7 +37,8 @@ pub const STACK_WINDOW_BYTES: usize = 8192;
 pub const STACK_WINDOW_WORDS: usize = STACK_WINDOW_BYTES / 8;
 /// Frames a learned path holds at most (as many as a pin record carries).
 pub const STACK_PATH_FRAMES: usize = crate::PAGES_STACK_FRAMES;
-/// A learned path is walked again and compared on its first reuse and one reuse in this many.
+/// A learned path is walked again and compared on its first reuse, and one reuse in this many
+/// on each CPU (whichever path it reuses) walks and compares too.
 pub const REWALK_EVERY: u64 = 64;
 const _: () = assert!(REWALK_EVERY.is_power_of_two());
 /// A learned path whose checks fail this many calls in a row is dropped, and the next call of
@@ -78,8 +79,10 @@ pub const STACK_PATH_CHECKS: usize = 24;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StackPath {
-    /// Reuses (the kernel adds one per reuse, atomically).
-    pub hits: u64,
+    /// 0 until the path's first reuse, which walks to check it; then 1. Written once, by a
+    /// plain store (two CPUs racing on the first reuse both walk: harmless), so that reuses on
+    /// many CPUs do not write one shared cache line (they used to add to a count here).
+    pub checked: u64,
     /// Calls in a row whose checks failed (the kernel adds one per failure, atomically, and
     /// clears it on a reuse); see [`STALE_RUN_MAX`].
     pub stale_run: u64,
@@ -100,7 +103,7 @@ pub struct StackPath {
 impl StackPath {
     /// The placeholder for a path being learned, or that cannot be.
     pub const PENDING: StackPath = StackPath {
-        hits: 0,
+        checked: 0,
         stale_run: 0,
         nr_frames: 0,
         nr_checks: 0,

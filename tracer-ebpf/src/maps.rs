@@ -98,6 +98,17 @@ const MMAPABLE: u32 = 1 << 10;
 #[map(name = "COUNTERS")]
 static COUNTERS: Array<u64> = Array::with_max_entries(counters::DECLARED_CPUS * counters::SLOTS, MMAPABLE);
 
+/// Slot `at` (tracer_common::counters) of this CPU's block, read once (0 when unreadable).
+#[inline(always)]
+pub fn counted_here(at: u32) -> u64 {
+    // SAFETY: helper without preconditions.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    // SAFETY: a u64 of the map's value area.
+    COUNTERS
+        .get_ptr(cpu.wrapping_mul(counters::SLOTS).wrapping_add(at))
+        .map_or(0, |p| unsafe { core::ptr::read_volatile(p) })
+}
+
 /// Adds `v` to slot `at` (tracer_common::counters) of this CPU's block. A program runs on one
 /// CPU from start to end (migration is off), and the add is atomic: a thread preempted in a
 /// program, or an interrupt nested in it, cannot lose another's add.

@@ -15,7 +15,7 @@ use tracer_common::{
     ProbeId, RecordType,
 };
 
-use crate::maps::{bump, context_address, submit_flags, submitted, EVENTS};
+use crate::maps::{bump, context_address, counted_here, submit_flags, submitted, EVENTS};
 
 /// 1 when pin records take their stacks from learned paths, 0 when they walk (patched by the
 /// loader: tracer_common::names::LEARNED_PATHS). A known value to the verifier, which then
@@ -116,8 +116,10 @@ fn stale(key: &StackPathKey, path: *mut StackPath) {
     }
 }
 
-/// The stack of a call from a path whose checks hold; one reuse in [`REWALK_EVERY`] (and the
-/// first) walks and compares, and drops the path when the walk disagrees.
+/// The stack of a call from a path whose checks hold. A path's first reuse walks and compares,
+/// and so does one reuse in [`REWALK_EVERY`] on each CPU (this CPU's reuses and rewalks so far,
+/// from its own counters: no write to the shared path per reuse); a walk that disagrees drops
+/// the path.
 #[inline(always)]
 fn reuse<C: EbpfContext>(
     ctx: &C,
@@ -126,22 +128,23 @@ fn reuse<C: EbpfContext>(
     n: usize,
     frames: *mut [u64; STACK_PATH_FRAMES],
 ) -> i64 {
-    // SAFETY: a value of the map (see pin_stack). The add is atomic (other CPUs reuse the path
-    // at the same time); the count read back may include theirs, which only moves which reuse
-    // walks again.
-    let hits = unsafe {
-        let p = core::ptr::addr_of_mut!((*path).hits);
-        crate::maps::add(p, 1);
-        core::ptr::read_volatile(p)
-    };
-    // SAFETY: as above; the run is only cleared when it is not already (no store per reuse).
-    unsafe {
+    // SAFETY: a value of the map (see pin_stack); the flag and the run are only stored when
+    // they change (a reuse otherwise only reads the path).
+    let first = unsafe {
+        let checked = core::ptr::addr_of_mut!((*path).checked);
+        let first = core::ptr::read_volatile(checked) == 0;
+        if first {
+            core::ptr::write_volatile(checked, 1);
+        }
         let run = core::ptr::addr_of_mut!((*path).stale_run);
         if core::ptr::read_volatile(run) != 0 {
             core::ptr::write_volatile(run, 0);
         }
-    }
-    if hits == 1 || hits & (REWALK_EVERY - 1) == 0 {
+        first
+    };
+    let done_here = counted_here(PATH_COUNTERS + PathCount::Reused as u32)
+        .wrapping_add(counted_here(PATH_COUNTERS + PathCount::Rewalked as u32));
+    if first || done_here & (REWALK_EVERY - 1) == REWALK_EVERY - 1 {
         counted(PathCount::Rewalked);
         let bytes = walk(ctx, frames);
         // SAFETY: `frames` is the record's, `path` a value of the map.
