@@ -98,15 +98,19 @@ const MMAPABLE: u32 = 1 << 10;
 #[map(name = "COUNTERS")]
 static COUNTERS: Array<u64> = Array::with_max_entries(counters::DECLARED_CPUS * counters::SLOTS, MMAPABLE);
 
+/// Slot `at` (tracer_common::counters) of this CPU's block.
+#[inline(always)]
+fn counter_here(at: u32) -> Option<*mut u64> {
+    // SAFETY: helper without preconditions.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    COUNTERS.get_ptr_mut(cpu.wrapping_mul(counters::SLOTS).wrapping_add(at))
+}
+
 /// Slot `at` (tracer_common::counters) of this CPU's block, read once (0 when unreadable).
 #[inline(always)]
 pub fn counted_here(at: u32) -> u64 {
-    // SAFETY: helper without preconditions.
-    let cpu = unsafe { bpf_get_smp_processor_id() };
     // SAFETY: a u64 of the map's value area.
-    COUNTERS
-        .get_ptr(cpu.wrapping_mul(counters::SLOTS).wrapping_add(at))
-        .map_or(0, |p| unsafe { core::ptr::read_volatile(p) })
+    counter_here(at).map_or(0, |p| unsafe { core::ptr::read_volatile(p) })
 }
 
 /// Adds `v` to slot `at` (tracer_common::counters) of this CPU's block. A program runs on one
@@ -114,9 +118,7 @@ pub fn counted_here(at: u32) -> u64 {
 /// program, or an interrupt nested in it, cannot lose another's add.
 #[inline(always)]
 pub fn bump(at: u32, v: u64) -> bool {
-    // SAFETY: helper without preconditions.
-    let cpu = unsafe { bpf_get_smp_processor_id() };
-    match COUNTERS.get_ptr_mut(cpu.wrapping_mul(counters::SLOTS).wrapping_add(at)) {
+    match counter_here(at) {
         Some(p) => {
             // SAFETY: a u64 of the map's value area.
             unsafe { add(p, v) };

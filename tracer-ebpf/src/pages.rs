@@ -283,7 +283,8 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
     };
     // The array of a call is copied in one read of a fixed size (the 6.1 verifier loses the
     // bounds of a computed size): the smallest of 8, 64, 256, 512, 1024, 2048 or 4096 bytes that
-    // holds it (the helper copies word by word: a 4 KiB read's single page costs 8 bytes). Reading past the array's end is harmless unless that crosses into unmapped memory; then
+    // holds it (the helper copies word by word: a 4 KiB read's single page costs 8 bytes).
+    // Reading past the array's end is harmless unless that crosses into unmapped memory; then
     // the record goes out unlisted (counted, not followed).
     let copy_array = |array: u64| -> bool {
         let dst = raw as *mut c_void;
