@@ -402,7 +402,7 @@ pub mod names {
 pub const EVENTS_DEFAULT_BYTES: u32 = 8 << 20;
 
 const _: () = assert!(size_of::<ProbeStat>() == 16);
-const _: () = assert!(size_of::<Offsets>() == 148);
+const _: () = assert!(size_of::<Offsets>() == 176);
 const _: () = assert!(size_of::<ExitRecord>() == 16);
 const _: () = assert!(size_of::<PagesHeader>() == 48 + 32 + 8 * PAGES_STACK_FRAMES);
 const _: () = assert!(size_of::<PagesWire>() == size_of::<PagesHeader>() + 16 * PAGES_MAX_ENTRIES);

@@ -64,6 +64,16 @@ pub struct Offsets {
     pub files_fdt: u32,
     pub fdt_fd: u32,
     pub file_f_flags: u32,
+    /// struct task_struct: pid, tgid, comm, cgroups; struct css_set: dfl_cgrp; struct cgroup:
+    /// kn; struct kernfs_node: id (a record's owner, read from the current task by BTF-typed
+    /// loads instead of three helper calls).
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_comm: u32,
+    pub task_cgroups: u32,
+    pub css_set_dfl_cgrp: u32,
+    pub cgroup_kn: u32,
+    pub kernfs_node_id: u32,
     /// Bytes from the start of struct bio that hold bi_bdev, bi_opf, bi_flags, bi_iter.bi_size,
     /// bi_vcnt and bi_io_vec, rounded up to 8 ([`bio_head_bytes`]): a bio record reads them in
     /// one read. [`OFFSET_UNKNOWN`] when one is unknown or they reach past
@@ -131,6 +141,13 @@ impl Offsets {
         files_fdt: OFFSET_UNKNOWN,
         fdt_fd: OFFSET_UNKNOWN,
         file_f_flags: OFFSET_UNKNOWN,
+        task_pid: OFFSET_UNKNOWN,
+        task_tgid: OFFSET_UNKNOWN,
+        task_comm: OFFSET_UNKNOWN,
+        task_cgroups: OFFSET_UNKNOWN,
+        css_set_dfl_cgrp: OFFSET_UNKNOWN,
+        cgroup_kn: OFFSET_UNKNOWN,
+        kernfs_node_id: OFFSET_UNKNOWN,
         bio_head_bytes: OFFSET_UNKNOWN,
     };
 }

@@ -11,7 +11,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated},
+    helpers::{bpf_ktime_get_ns, generated},
     macros::{fentry, fexit, kprobe, map},
     maps::Array,
     programs::{FEntryContext, FExitContext, ProbeContext},
@@ -222,7 +222,6 @@ fn record(event: BioEvent, bio: u64, extra_flags: u32, chunk: u32) {
         return;
     };
     let off = offsets();
-    let pid_tgid = bpf_get_current_pid_tgid();
     let w = entry.as_mut_ptr();
     // SAFETY: `w` is the reserved slot (see below); its vec area is free until the vecs are read.
     let bio_of = unsafe { fields(bio, core::ptr::addr_of_mut!((*w).vecs)) };
@@ -246,12 +245,7 @@ fn record(event: BioEvent, bio: u64, extra_flags: u32, chunk: u32) {
         (*w).status = 0;
         (*w).bytes = bio_of.size;
         (*w).nr_vecs = nr_vecs;
-        (*w).owner = Owner {
-            tgid: (pid_tgid >> 32) as u32,
-            pid: pid_tgid as u32,
-            cgroup: bpf_get_current_cgroup_id(),
-            comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
-        };
+        (*w).owner = crate::owner::current();
         (*w).bvec_size = off.bvec_size as u8;
         (*w).bvec_page = off.bvec_page as u8;
         (*w).bvec_len = off.bvec_len as u8;

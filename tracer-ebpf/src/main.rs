@@ -17,6 +17,7 @@ mod chain;
 mod bio;
 mod exit;
 mod latency;
+mod owner;
 mod pages;
 mod pin;
 mod put;

@@ -29,13 +29,23 @@ static OFFSETS: Offsets = Offsets::UNKNOWN;
 #[unsafe(no_mangle)]
 static EVENTS_WAKE_AT: u64 = (EVENTS_DEFAULT_BYTES / 4) as u64;
 
+/// A CPU asks how full the ring buffer is once per this many records it submits.
+const FILL_CHECK_EVERY: u64 = 8;
+const _: () = assert!(FILL_CHECK_EVERY.is_power_of_two());
+
 /// Flags for submitting a record: no wakeup (the reader polls every few milliseconds and a
 /// wakeup per record would cost a context switch per I/O), unless the buffer is filling up.
+/// How full it is costs a helper call, so each CPU asks for one record in
+/// [`FILL_CHECK_EVERY`] (counted from its own count of records submitted): past the threshold
+/// (a quarter of the buffer), the reader is woken within a few records per CPU.
 #[inline(always)]
 pub fn submit_flags() -> u64 {
     const BPF_RB_NO_WAKEUP: u64 = 1;
     const BPF_RB_FORCE_WAKEUP: u64 = 2;
     const BPF_RB_AVAIL_DATA: u64 = 0;
+    if counted_here(counters::SUBMITTED) & (FILL_CHECK_EVERY - 1) != 0 {
+        return BPF_RB_NO_WAKEUP;
+    }
     // SAFETY: read-only global patched by the loader; volatile keeps the compiler from folding it.
     let wake_at = unsafe { core::ptr::read_volatile(&EVENTS_WAKE_AT) };
     if EVENTS.query(BPF_RB_AVAIL_DATA) >= wake_at {
@@ -55,6 +65,12 @@ pub fn submitted() {
 pub fn offsets() -> Offsets {
     // SAFETY: read-only global patched by the loader; volatile keeps the compiler from folding it.
     unsafe { core::ptr::read_volatile(&OFFSETS) }
+}
+
+/// The offsets' global itself, for fields read one by one (see [`task_stack_offset`]).
+#[inline(always)]
+pub fn offsets_ptr() -> *const Offsets {
+    &raw const OFFSETS
 }
 
 /// The offset of `task_struct.stack` (OFFSET_UNKNOWN when not known), read alone so that the

@@ -7,7 +7,7 @@ use core::{
 };
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated},
+    helpers::{bpf_ktime_get_ns, generated},
     macros::map,
     maps::PerCpuArray,
     EbpfContext,
@@ -191,14 +191,7 @@ fn owner() -> Owner {
     if skipped(bench_skip::OWNER) {
         return Owner { tgid: 0, pid: 0, cgroup: 0, comm: [0; COMM_LEN] };
     }
-    let pid_tgid = bpf_get_current_pid_tgid();
-    Owner {
-        tgid: (pid_tgid >> 32) as u32,
-        pid: pid_tgid as u32,
-        // SAFETY: helper without preconditions.
-        cgroup: unsafe { bpf_get_current_cgroup_id() },
-        comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
-    }
+    crate::owner::current()
 }
 
 #[inline(always)]
