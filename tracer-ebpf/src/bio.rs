@@ -22,7 +22,10 @@ use tracer_common::{
     BIO_WIRE_VEC_BYTES, COMM_LEN, OFFSET_UNKNOWN,
 };
 
-use crate::maps::{count, lost, offsets, read_at, submit_flags, submitted, EVENTS};
+use crate::{
+    maps::{count, lost, offsets, read_at, submit_flags, submitted, EVENTS},
+    typed::load,
+};
 
 /// Whether the bio's flags tell a bio holding user pages for I/O (6.2+: BIO_PAGE_PINNED).
 #[inline(always)]
@@ -79,11 +82,13 @@ with_backups!(
 
 /// Whether a bio holds its pages: pinned (BIO_PAGE_PINNED set, 6.2+) or referenced
 /// (BIO_NO_PAGE_REF clear, before). A bio over a bvec iterator (io_uring fixed buffers, loop
-/// with direct I/O) holds nothing and is never released page by page.
+/// with direct I/O) holds nothing and is never released page by page. `TYPED`: `bio` is a
+/// BTF-typed pointer (crate::typed), not a kprobe's number.
 #[inline(always)]
-pub fn holds_pages(bio: u64) -> bool {
+pub fn holds_pages<const TYPED: bool>(bio: u64) -> bool {
     let off = offsets();
-    let bi_flags = read_at::<u16>(bio, off.bio_flags).unwrap_or(0) as u32;
+    let bi_flags = if TYPED { load::<u16>(bio, member!(bio_flags)) } else { read_at::<u16>(bio, off.bio_flags) };
+    let bi_flags = bi_flags.unwrap_or(0) as u32;
     if off.bio_pinned_bit != OFFSET_UNKNOWN {
         (bi_flags >> (off.bio_pinned_bit & 15)) & 1 == 1
     } else if off.bio_no_page_ref_bit != OFFSET_UNKNOWN {
@@ -95,11 +100,11 @@ pub fn holds_pages(bio: u64) -> bool {
 
 #[inline(always)]
 fn try_bio_got_pages(bio: u64, ret: i64) -> u32 {
-    if ret != 0 || !holds_pages(bio) {
+    if ret != 0 || !holds_pages::<true>(bio) {
         return 0;
     }
     count(ProbeId::BioIovIterGetPages, 0);
-    record(BioEvent::Acquire, bio, 0, 0);
+    record::<true>(BioEvent::Acquire, bio, 0, 0);
     0
 }
 
@@ -118,11 +123,11 @@ static ACQUIRE_AT_QUEUE: u64 = 0;
 #[inline(always)]
 pub fn acquired_at_queue(bio: u64) -> bool {
     // SAFETY: read-only global patched by the loader; volatile keeps the compiler from folding it.
-    if unsafe { core::ptr::read_volatile(&ACQUIRE_AT_QUEUE) } == 0 || !marked_by_kernel() || !holds_pages(bio) {
+    if unsafe { core::ptr::read_volatile(&ACQUIRE_AT_QUEUE) } == 0 || !marked_by_kernel() || !holds_pages::<true>(bio) {
         return false;
     }
     count(ProbeId::BioIovIterGetPages, 0);
-    record(BioEvent::Acquire, bio, BIO_FLAG_QUEUED, 0);
+    record::<true>(BioEvent::Acquire, bio, BIO_FLAG_QUEUED, 0);
     true
 }
 
@@ -132,36 +137,37 @@ with_backups!(
     fentry___bio_release_pages,
     __bio_release_pages,
     ProbeId::BioReleasePages,
-    |ctx: FEntryContext| try_bio_release_pages(ctx.arg::<u64>(0), ctx.arg::<u64>(1) & 0xff != 0)
+    |ctx: FEntryContext| try_bio_release_pages::<true>(ctx.arg::<u64>(0), ctx.arg::<u64>(1) & 0xff != 0)
 );
 
 #[kprobe]
 pub fn kprobe___bio_release_pages(ctx: ProbeContext) -> u32 {
-    try_bio_release_pages(ctx.arg::<u64>(0).unwrap_or(0), ctx.arg::<u64>(1).unwrap_or(0) & 0xff != 0)
+    try_bio_release_pages::<false>(ctx.arg::<u64>(0).unwrap_or(0), ctx.arg::<u64>(1).unwrap_or(0) & 0xff != 0)
 }
 
 #[inline(always)]
-fn try_bio_release_pages(bio: u64, mark_dirty: bool) -> u32 {
+fn try_bio_release_pages<const TYPED: bool>(bio: u64, mark_dirty: bool) -> u32 {
     count(ProbeId::BioReleasePages, 0);
     let dirty = if mark_dirty { BIO_FLAG_MARK_DIRTY } else { 0 };
-    if cover_stage() >= 1 && holds_pages(bio) && marked_by_kernel() {
+    if cover_stage() >= 1 && holds_pages::<TYPED>(bio) && marked_by_kernel() {
         // Every slice of the vec array, each in a record of its own.
         let array_bytes = read_at::<u16>(bio, offsets().bio_vcnt).unwrap_or(0) as u32 * offsets().bvec_size;
         for chunk in 0..BIO_MAX_CHUNKS {
             if chunk > 0 && chunk * BIO_WIRE_VEC_BYTES as u32 >= array_bytes {
                 break;
             }
-            record(BioEvent::Release, bio, dirty | BIO_FLAG_UNPINS_LISTED, chunk);
+            record::<TYPED>(BioEvent::Release, bio, dirty | BIO_FLAG_UNPINS_LISTED, chunk);
         }
     } else {
-        record(BioEvent::Release, bio, dirty, 0);
+        record::<TYPED>(BioEvent::Release, bio, dirty, 0);
     }
     0
 }
 
 /// The members of a bio a record needs.
 struct BioFields {
-    bdev: u64,
+    /// The device number (`bi_bdev->bd_dev`).
+    dev: u32,
     /// None when unreadable (the record's op is then unknown).
     opf: Option<u32>,
     flags: u16,
@@ -170,14 +176,28 @@ struct BioFields {
     io_vec: u64,
 }
 
-/// Reads the members of `bio` a record needs: in one read of the bio's first
-/// `bio_head_bytes` into `buf` when this kernel's layout has them there (every supported one
-/// does), else (or when that read fails) one read each.
+/// Reads the members of `bio` a record needs: `TYPED` (a BTF-typed `bio`), a load each
+/// (crate::typed); else in one read of the bio's first `bio_head_bytes` into `buf` when this
+/// kernel's layout has them there (every supported one does), else (or when that read fails)
+/// one read each.
 ///
 /// # Safety
 /// `buf` is writable memory of BIO_WIRE_VEC_BYTES, 8-aligned.
 #[inline(always)]
-unsafe fn fields(bio: u64, buf: *mut [u8; BIO_WIRE_VEC_BYTES]) -> BioFields {
+unsafe fn fields<const TYPED: bool>(bio: u64, buf: *mut [u8; BIO_WIRE_VEC_BYTES]) -> BioFields {
+    if TYPED {
+        let bdev: u64 = load(bio, member!(bio_bdev)).unwrap_or(0);
+        return BioFields {
+            dev: load(bdev, member!(bdev_dev)).unwrap_or(0),
+            opf: load::<u32>(bio, member!(bio_opf)),
+            flags: load(bio, member!(bio_flags)).unwrap_or(0),
+            size: load(bio, member!(bio_size)).unwrap_or(0),
+            vcnt: load(bio, member!(bio_vcnt)).unwrap_or(0),
+            // Read as a number: the vec array is copied from a computed place (a slice of
+            // it), and the verifier allows no computed offset on a typed pointer.
+            io_vec: read_at(bio, offsets().bio_io_vec).unwrap_or(0),
+        };
+    }
     let off = offsets();
     let span = off.bio_head_bytes;
     if span != OFFSET_UNKNOWN && bio != 0 {
@@ -192,7 +212,11 @@ unsafe fn fields(bio: u64, buf: *mut [u8; BIO_WIRE_VEC_BYTES]) -> BioFields {
             // (userspace checked that every member ends within `span`).
             return unsafe {
                 BioFields {
-                    bdev: core::ptr::read_volatile(base.add((off.bio_bdev & 0xf8) as usize) as *const u64),
+                    dev: read_at(
+                        core::ptr::read_volatile(base.add((off.bio_bdev & 0xf8) as usize) as *const u64),
+                        off.bdev_dev,
+                    )
+                    .unwrap_or(0),
                     opf: Some(core::ptr::read_volatile(base.add((off.bio_opf & 0xfc) as usize) as *const u32)),
                     flags: core::ptr::read_volatile(base.add((off.bio_flags & 0xfe) as usize) as *const u16),
                     size: core::ptr::read_volatile(base.add((off.bio_size & 0xfc) as usize) as *const u32),
@@ -203,7 +227,7 @@ unsafe fn fields(bio: u64, buf: *mut [u8; BIO_WIRE_VEC_BYTES]) -> BioFields {
         }
     }
     BioFields {
-        bdev: read_at(bio, off.bio_bdev).unwrap_or(0),
+        dev: read_at(read_at::<u64>(bio, off.bio_bdev).unwrap_or(0), off.bdev_dev).unwrap_or(0),
         opf: read_at::<u32>(bio, off.bio_opf),
         flags: read_at(bio, off.bio_flags).unwrap_or(0),
         size: read_at(bio, off.bio_size).unwrap_or(0),
@@ -214,9 +238,9 @@ unsafe fn fields(bio: u64, buf: *mut [u8; BIO_WIRE_VEC_BYTES]) -> BioFields {
 
 /// Streams one [`BioWire`]: the owner, the bio's device, op and flags, and for Acquire and
 /// Release the bio's vec array, copied raw in one read: slice `chunk` of it (of
-/// BIO_WIRE_VEC_BYTES each).
+/// BIO_WIRE_VEC_BYTES each). `TYPED`: as for [`holds_pages`].
 #[inline(always)]
-fn record(event: BioEvent, bio: u64, extra_flags: u32, chunk: u32) {
+fn record<const TYPED: bool>(event: BioEvent, bio: u64, extra_flags: u32, chunk: u32) {
     let Some(mut entry) = EVENTS.reserve::<BioWire>(0) else {
         lost(LostReason::RingFull);
         return;
@@ -224,7 +248,7 @@ fn record(event: BioEvent, bio: u64, extra_flags: u32, chunk: u32) {
     let off = offsets();
     let w = entry.as_mut_ptr();
     // SAFETY: `w` is the reserved slot (see below); its vec area is free until the vecs are read.
-    let bio_of = unsafe { fields(bio, core::ptr::addr_of_mut!((*w).vecs)) };
+    let bio_of = unsafe { fields::<TYPED>(bio, core::ptr::addr_of_mut!((*w).vecs)) };
     let chunk = chunk & 0xf;
     let mut flags = extra_flags | chunk << BIO_CHUNK_SHIFT;
     if off.bio_pinned_bit != OFFSET_UNKNOWN && (bio_of.flags as u32 >> (off.bio_pinned_bit & 15)) & 1 == 1 {
@@ -239,7 +263,7 @@ fn record(event: BioEvent, bio: u64, extra_flags: u32, chunk: u32) {
         (*w).event = event as u32;
         (*w).ts_ns = bpf_ktime_get_ns();
         (*w).bio = bio;
-        (*w).dev = read_at(bio_of.bdev, off.bdev_dev).unwrap_or(0);
+        (*w).dev = bio_of.dev;
         (*w).op = bio_of.opf.map_or(u32::MAX, |f| f & 0xff);
         (*w).flags = flags;
         (*w).status = 0;

@@ -21,7 +21,10 @@ use tracer_common::{
     pt_regs, LatencyEvent, LatencyKind, LostReason, ProbeId, RecordType, OFFSET_UNKNOWN,
 };
 
-use crate::maps::{count, current_tid, lost, offsets, read_at, submit_flags, submitted, EVENTS, NO_COMMON_LRU};
+use crate::{
+    maps::{count, current_tid, lost, offsets, read_at, submit_flags, submitted, EVENTS, NO_COMMON_LRU},
+    typed::load,
+};
 
 /// System calls in flight that can be timed at once.
 const IN_FLIGHT: u32 = 65536;
@@ -125,8 +128,9 @@ fn try_rq_complete(rq: u64, error: u8, nr_bytes: u64) -> u32 {
         lost(LostReason::RingFull);
         return 0;
     };
-    let off = offsets();
-    let part: u64 = read_at(rq, off.rq_part).unwrap_or(0);
+    // The request is the tracepoint's BTF-typed argument: its members are loaded, not read
+    // with the helper (crate::typed).
+    let part: u64 = load(rq, member!(rq_part)).unwrap_or(0);
     let w = entry.as_mut_ptr();
     // SAFETY: `w` points at the reserved, exclusively owned ring buffer slot of an
     // RqCompleteWire; the header is written whole, the bios up to `nr_bios`, which userspace
@@ -137,21 +141,21 @@ fn try_rq_complete(rq: u64, error: u8, nr_bytes: u64) -> u32 {
             event: BlockEvent::RqComplete as u32,
             ts_ns: bpf_ktime_get_ns(),
             addr: rq,
-            dev: read_at(part, off.bdev_dev).unwrap_or(0),
-            op: read_at::<u32>(rq, off.rq_cmd_flags).map_or(u32::MAX, |f| f & 0xff),
+            dev: load(part, member!(bdev_dev)).unwrap_or(0),
+            op: load::<u32>(rq, member!(rq_cmd_flags)).map_or(u32::MAX, |f| f & 0xff),
             bytes: nr_bytes as u32,
             status: error as i32,
             nr_bios: 0,
             _pad: 0,
         };
-        let mut bio: u64 = read_at(rq, off.rq_bio).unwrap_or(0);
+        let mut bio: u64 = load(rq, member!(rq_bio)).unwrap_or(0);
         let mut done: u64 = 0;
         let mut n: u32 = 0;
         for i in 0..RQ_MAX_BIOS {
             if bio == 0 {
                 break;
             }
-            let size: u32 = read_at(bio, off.bio_size).unwrap_or(0);
+            let size: u32 = load(bio, member!(bio_size)).unwrap_or(0);
             done += size as u64;
             if done > nr_bytes {
                 break;
@@ -159,7 +163,7 @@ fn try_rq_complete(rq: u64, error: u8, nr_bytes: u64) -> u32 {
             (*w).bios[i] = bio;
             (*w).sizes[i] = size;
             n += 1;
-            bio = read_at(bio, off.bio_next).unwrap_or(0);
+            bio = load(bio, member!(bio_next)).unwrap_or(0);
         }
         (*w).head.nr_bios = n;
     }
@@ -199,12 +203,12 @@ with_backups!(
 #[inline(always)]
 fn try_bio_complete(bio: u64) -> u32 {
     count(ProbeId::BlockBioComplete, 0);
-    let off = offsets();
-    let bdev: u64 = read_at(bio, off.bio_bdev).unwrap_or(0);
-    let dev: u32 = read_at(bdev, off.bdev_dev).unwrap_or(0);
-    let op = read_at::<u32>(bio, off.bio_opf).map_or(u32::MAX, |f| f & 0xff);
-    let bytes: u32 = read_at(bio, off.bio_size).unwrap_or(0);
-    let status: u8 = read_at(bio, off.bio_status).unwrap_or(0);
+    // The tracepoint's BTF-typed argument (crate::typed).
+    let bdev: u64 = load(bio, member!(bio_bdev)).unwrap_or(0);
+    let dev: u32 = load(bdev, member!(bdev_dev)).unwrap_or(0);
+    let op = load::<u32>(bio, member!(bio_opf)).map_or(u32::MAX, |f| f & 0xff);
+    let bytes: u32 = load(bio, member!(bio_size)).unwrap_or(0);
+    let status: u8 = load(bio, member!(bio_status)).unwrap_or(0);
     block(BlockEvent::BioComplete, bio, dev, op, bytes, status as i32);
     0
 }

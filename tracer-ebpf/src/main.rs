@@ -13,6 +13,8 @@
 
 mod maps;
 #[macro_use]
+mod typed;
+#[macro_use]
 mod chain;
 mod bio;
 mod exit;
