@@ -21,8 +21,8 @@ skipped() { grep '"type":"summary"' "$1" | sed -n 's/.*"probes_skipped":\[\([^]]
 lost_why() { grep '"type":"summary"' "$1" | sed -n 's/.*"lost_by_reason":{\([^}]*\)}.*/\1/p' | tr -d '"' | tail -1; }
 # ledger_int NAME FILE: a top-level integer of the ledger record
 ledger_int() { grep '"type":"ledger"' "$2" | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" | tail -1; }
-# procs FILE: the case's processes, "comm/tgid:pinned:unpinned,..." (by the owner of each pin)
-procs() { grep '"type":"process"' "$1" | sed -n 's/.*"tgid":\([0-9]*\),"comm":"\([^"]*\)","pages_pinned":\([0-9]*\),"pages_unpinned":\([0-9]*\).*/\2\/\1:\3:\4/p' | tr ' ' _ | paste -sd, -; }
+# procs FILE: the case's processes, "comm/tgid/cgroup:pinned:unpinned,..." (by the owner of each pin)
+procs() { grep '"type":"process"' "$1" | sed -n 's/.*"tgid":\([0-9]*\),"comm":"\([^"]*\)","cgroup":\([0-9]*\),"pages_pinned":\([0-9]*\),"pages_unpinned":\([0-9]*\).*/\2\/\1\/\3:\4:\5/p' | tr ' ' _ | paste -sd, -; }
 # The releases of every path of the page ledger, as "variant<-caller" names, unique, comma-separated.
 released_by() { grep '"type":"pages"' "$1" | grep -o '"released_by":{[^}]*}' | sed 's/"released_by":{//; s/}$//' \
     | tr ',' '\n' | sed -n 's/^"\([^"]*\)":[0-9]*$/\1/p' | sed 's/ <- /<-/' | sort -u | paste -sd, -; }

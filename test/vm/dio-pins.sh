@@ -30,6 +30,23 @@ for dev in $devices; do
     case_run "$n-fio-randrw-io_uring" $FIO --filename="$dev" --rw=randrw --ioengine=io_uring
 done
 
+# Owners: a workload in a cgroup of its own. Every process of the case must show that cgroup's
+# id (the inode number of its directory) and the comm fio: a record's owner is read from the
+# current task in the kernel. io_uring's registered buffers: FOLL_PIN|FOLL_LONGTERM pins on every
+# kernel (6.1's DIO takes references, which process figures do not count); the ring, and with it
+# the buffers, is torn down by a kworker after fio exits: a second for that.
+cg=/sys/fs/cgroup/tracer-case
+grep -q " /sys/fs/cgroup cgroup2 " /proc/mounts || mount -t cgroup2 none /sys/fs/cgroup
+if mkdir -p "$cg" && [ -f "$cg/cgroup.procs" ]; then
+    CASE_NOTE="path=longterm owner=fio cgroup=$(stat -c %i "$cg")"
+    # shellcheck disable=SC2016
+    case_run nullb0-fio-fixedbufs-in-cgroup sh -c 'echo $$ > /sys/fs/cgroup/tracer-case/cgroup.procs && "$@"; rc=$?; sleep 1; exit $rc' sh \
+        $FIO --filename=/dev/nullb0 --rw=randread --ioengine=io_uring --fixedbufs
+    CASE_NOTE=
+else
+    echo "CASE nullb0-fio-fixedbufs-in-cgroup status=1 pinned= unpinned= lost= accounting= vm_acquired=0 vm_released=0"
+fi
+
 # iomap DIO on xfs and btrfs (files laid out by fio first). btrfs falls back to buffered I/O for
 # O_DIRECT writes to files with data checksums: no pins, which the host check accepts for it.
 fs_cases() { # fs_cases FS DEV

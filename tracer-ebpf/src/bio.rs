@@ -23,14 +23,14 @@ use tracer_common::{
 };
 
 use crate::{
-    maps::{count, lost, offsets, read_at, submit_flags, submitted, EVENTS},
+    maps::{count, lost, read_at, submit_flags, submitted, EVENTS},
     typed::load,
 };
 
 /// Whether the bio's flags tell a bio holding user pages for I/O (6.2+: BIO_PAGE_PINNED).
 #[inline(always)]
 fn marked_by_kernel() -> bool {
-    offsets().bio_pinned_bit != OFFSET_UNKNOWN
+    member!(bio_pinned_bit) != OFFSET_UNKNOWN
 }
 
 // Releases list their unpins. __bio_release_pages unpins its bio's pages folio by folio with
@@ -86,13 +86,12 @@ with_backups!(
 /// BTF-typed pointer (crate::typed), not a kprobe's number.
 #[inline(always)]
 pub fn holds_pages<const TYPED: bool>(bio: u64) -> bool {
-    let off = offsets();
-    let bi_flags = if TYPED { load::<u16>(bio, member!(bio_flags)) } else { read_at::<u16>(bio, off.bio_flags) };
+    let bi_flags = if TYPED { load::<u16>(bio, member!(bio_flags)) } else { read_at::<u16>(bio, member!(bio_flags)) };
     let bi_flags = bi_flags.unwrap_or(0) as u32;
-    if off.bio_pinned_bit != OFFSET_UNKNOWN {
-        (bi_flags >> (off.bio_pinned_bit & 15)) & 1 == 1
-    } else if off.bio_no_page_ref_bit != OFFSET_UNKNOWN {
-        (bi_flags >> (off.bio_no_page_ref_bit & 15)) & 1 == 0
+    if member!(bio_pinned_bit) != OFFSET_UNKNOWN {
+        (bi_flags >> (member!(bio_pinned_bit) & 15)) & 1 == 1
+    } else if member!(bio_no_page_ref_bit) != OFFSET_UNKNOWN {
+        (bi_flags >> (member!(bio_no_page_ref_bit) & 15)) & 1 == 0
     } else {
         true
     }
@@ -151,7 +150,7 @@ fn try_bio_release_pages<const TYPED: bool>(bio: u64, mark_dirty: bool) -> u32 {
     let dirty = if mark_dirty { BIO_FLAG_MARK_DIRTY } else { 0 };
     if cover_stage() >= 1 && holds_pages::<TYPED>(bio) && marked_by_kernel() {
         // Every slice of the vec array, each in a record of its own.
-        let array_bytes = read_at::<u16>(bio, offsets().bio_vcnt).unwrap_or(0) as u32 * offsets().bvec_size;
+        let array_bytes = read_at::<u16>(bio, member!(bio_vcnt)).unwrap_or(0) as u32 * member!(bvec_size);
         for chunk in 0..BIO_MAX_CHUNKS {
             if chunk > 0 && chunk * BIO_WIRE_VEC_BYTES as u32 >= array_bytes {
                 break;
@@ -195,11 +194,10 @@ unsafe fn fields<const TYPED: bool>(bio: u64, buf: *mut [u8; BIO_WIRE_VEC_BYTES]
             vcnt: load(bio, member!(bio_vcnt)).unwrap_or(0),
             // Read as a number: the vec array is copied from a computed place (a slice of
             // it), and the verifier allows no computed offset on a typed pointer.
-            io_vec: read_at(bio, offsets().bio_io_vec).unwrap_or(0),
+            io_vec: read_at(bio, member!(bio_io_vec)).unwrap_or(0),
         };
     }
-    let off = offsets();
-    let span = off.bio_head_bytes;
+    let span = member!(bio_head_bytes);
     if span != OFFSET_UNKNOWN && bio != 0 {
         // Bounded for the verifier: a multiple of 8 up to BIO_HEAD_BYTES_MAX.
         let size = span & BIO_HEAD_BYTES_MAX;
@@ -213,26 +211,26 @@ unsafe fn fields<const TYPED: bool>(bio: u64, buf: *mut [u8; BIO_WIRE_VEC_BYTES]
             return unsafe {
                 BioFields {
                     dev: read_at(
-                        core::ptr::read_volatile(base.add((off.bio_bdev & 0xf8) as usize) as *const u64),
-                        off.bdev_dev,
+                        core::ptr::read_volatile(base.add((member!(bio_bdev) & 0xf8) as usize) as *const u64),
+                        member!(bdev_dev),
                     )
                     .unwrap_or(0),
-                    opf: Some(core::ptr::read_volatile(base.add((off.bio_opf & 0xfc) as usize) as *const u32)),
-                    flags: core::ptr::read_volatile(base.add((off.bio_flags & 0xfe) as usize) as *const u16),
-                    size: core::ptr::read_volatile(base.add((off.bio_size & 0xfc) as usize) as *const u32),
-                    vcnt: core::ptr::read_volatile(base.add((off.bio_vcnt & 0xfe) as usize) as *const u16),
-                    io_vec: core::ptr::read_volatile(base.add((off.bio_io_vec & 0xf8) as usize) as *const u64),
+                    opf: Some(core::ptr::read_volatile(base.add((member!(bio_opf) & 0xfc) as usize) as *const u32)),
+                    flags: core::ptr::read_volatile(base.add((member!(bio_flags) & 0xfe) as usize) as *const u16),
+                    size: core::ptr::read_volatile(base.add((member!(bio_size) & 0xfc) as usize) as *const u32),
+                    vcnt: core::ptr::read_volatile(base.add((member!(bio_vcnt) & 0xfe) as usize) as *const u16),
+                    io_vec: core::ptr::read_volatile(base.add((member!(bio_io_vec) & 0xf8) as usize) as *const u64),
                 }
             };
         }
     }
     BioFields {
-        dev: read_at(read_at::<u64>(bio, off.bio_bdev).unwrap_or(0), off.bdev_dev).unwrap_or(0),
-        opf: read_at::<u32>(bio, off.bio_opf),
-        flags: read_at(bio, off.bio_flags).unwrap_or(0),
-        size: read_at(bio, off.bio_size).unwrap_or(0),
-        vcnt: read_at(bio, off.bio_vcnt).unwrap_or(0),
-        io_vec: read_at(bio, off.bio_io_vec).unwrap_or(0),
+        dev: read_at(read_at::<u64>(bio, member!(bio_bdev)).unwrap_or(0), member!(bdev_dev)).unwrap_or(0),
+        opf: read_at::<u32>(bio, member!(bio_opf)),
+        flags: read_at(bio, member!(bio_flags)).unwrap_or(0),
+        size: read_at(bio, member!(bio_size)).unwrap_or(0),
+        vcnt: read_at(bio, member!(bio_vcnt)).unwrap_or(0),
+        io_vec: read_at(bio, member!(bio_io_vec)).unwrap_or(0),
     }
 }
 
@@ -245,17 +243,16 @@ fn record<const TYPED: bool>(event: BioEvent, bio: u64, extra_flags: u32, chunk:
         lost(LostReason::RingFull);
         return;
     };
-    let off = offsets();
     let w = entry.as_mut_ptr();
     // SAFETY: `w` is the reserved slot (see below); its vec area is free until the vecs are read.
     let bio_of = unsafe { fields::<TYPED>(bio, core::ptr::addr_of_mut!((*w).vecs)) };
     let chunk = chunk & 0xf;
     let mut flags = extra_flags | chunk << BIO_CHUNK_SHIFT;
-    if off.bio_pinned_bit != OFFSET_UNKNOWN && (bio_of.flags as u32 >> (off.bio_pinned_bit & 15)) & 1 == 1 {
+    if member!(bio_pinned_bit) != OFFSET_UNKNOWN && (bio_of.flags as u32 >> (member!(bio_pinned_bit) & 15)) & 1 == 1 {
         flags |= BIO_FLAG_PINNED;
     }
     let nr_vecs = bio_of.vcnt as u32;
-    let layout_known = off.bvec_size != OFFSET_UNKNOWN && off.bvec_size > 0 && off.bvec_size < 256;
+    let layout_known = member!(bvec_size) != OFFSET_UNKNOWN && member!(bvec_size) > 0 && member!(bvec_size) < 256;
     // SAFETY: `w` points at the reserved, exclusively owned ring buffer slot of a BioWire; every
     // field is written before submit, `vecs` partly, which userspace bounds with `vec_bytes`.
     unsafe {
@@ -270,10 +267,10 @@ fn record<const TYPED: bool>(event: BioEvent, bio: u64, extra_flags: u32, chunk:
         (*w).bytes = bio_of.size;
         (*w).nr_vecs = nr_vecs;
         (*w).owner = crate::owner::current();
-        (*w).bvec_size = off.bvec_size as u8;
-        (*w).bvec_page = off.bvec_page as u8;
-        (*w).bvec_len = off.bvec_len as u8;
-        (*w).bvec_offset = off.bvec_offset as u8;
+        (*w).bvec_size = member!(bvec_size) as u8;
+        (*w).bvec_page = member!(bvec_page) as u8;
+        (*w).bvec_len = member!(bvec_len) as u8;
+        (*w).bvec_offset = member!(bvec_offset) as u8;
         (*w).vec_bytes = 0;
         if layout_known {
             let skip = chunk * BIO_WIRE_VEC_BYTES as u32;
@@ -282,7 +279,7 @@ fn record<const TYPED: bool>(event: BioEvent, bio: u64, extra_flags: u32, chunk:
             // smallest of one vec, four or the whole slice that holds it (the helper copies word
             // by word, and a 4 KiB Direct I/O has one vec): the slice plus whatever follows it;
             // userspace reads only `vec_bytes` of it.
-            let mut size = (nr_vecs * off.bvec_size).saturating_sub(skip);
+            let mut size = (nr_vecs * member!(bvec_size)).saturating_sub(skip);
             if size > BIO_WIRE_VEC_BYTES as u32 {
                 size = BIO_WIRE_VEC_BYTES as u32;
                 if extra_flags & BIO_FLAG_UNPINS_LISTED == 0 || chunk + 1 == BIO_MAX_CHUNKS {

@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use tracer_common::{ExitRecord, LostReason, ProbeId, RecordType};
 
-use crate::maps::{count, lost, offsets, read_at, submit_flags, submitted, EVENTS};
+use crate::maps::{count, lost, read_at, submit_flags, submitted, EVENTS};
 
 // sched_process_exit(struct task_struct *p[, bool group_dead]): runs in the exiting task, after
 // do_exit decremented signal->live.
@@ -23,12 +23,11 @@ with_backups!(
 
 #[inline(always)]
 fn try_exit() -> u32 {
-    let off = offsets();
     // SAFETY: helper without preconditions.
     let task = unsafe { bpf_get_current_task() };
-    let signal: u64 = read_at(task, off.task_signal).unwrap_or(0);
+    let signal: u64 = read_at(task, member!(task_signal)).unwrap_or(0);
     // Threads of the group still alive; unknown (the read failed) counts as alive.
-    let live: i32 = read_at(signal, off.signal_live).unwrap_or(1);
+    let live: i32 = read_at(signal, member!(signal_live)).unwrap_or(1);
     if live != 0 {
         return 0;
     }

@@ -22,7 +22,7 @@ use tracer_common::{
 };
 
 use crate::{
-    maps::{count, current_tid, lost, offsets, read_at, submit_flags, submitted, EVENTS, NO_COMMON_LRU},
+    maps::{count, current_tid, lost, read_at, submit_flags, submitted, EVENTS, NO_COMMON_LRU},
     typed::load,
 };
 
@@ -249,20 +249,19 @@ const O_DIRECT: u32 = 0o40000;
 /// dearer).
 #[inline(always)]
 fn fd_is_direct(fd: u64) -> bool {
-    let off = offsets();
-    if off.task_files == OFFSET_UNKNOWN || off.file_f_flags == OFFSET_UNKNOWN {
+    if member!(task_files) == OFFSET_UNKNOWN || member!(file_f_flags) == OFFSET_UNKNOWN {
         return true;
     }
     // SAFETY: helper without preconditions.
     let task = unsafe { bpf_get_current_task() };
-    let files: u64 = read_at(task, off.task_files).unwrap_or(0);
-    let fdt: u64 = read_at(files, off.files_fdt).unwrap_or(0);
-    let fds: u64 = read_at(fdt, off.fdt_fd).unwrap_or(0);
+    let files: u64 = read_at(task, member!(task_files)).unwrap_or(0);
+    let fdt: u64 = read_at(files, member!(files_fdt)).unwrap_or(0);
+    let fds: u64 = read_at(fdt, member!(fdt_fd)).unwrap_or(0);
     if fds == 0 || fd > 1 << 20 {
         return true;
     }
     let file: u64 = read_at(fds + 8 * fd, 0).unwrap_or(0);
-    match read_at::<u32>(file, off.file_f_flags) {
+    match read_at::<u32>(file, member!(file_f_flags)) {
         Some(flags) => flags & O_DIRECT != 0,
         None => true,
     }
@@ -355,14 +354,14 @@ with_backups!(
 #[inline(always)]
 fn try_dio_begin(iocb: u64, iter: u64) -> u32 {
     count(ProbeId::IomapDioBegin, 0);
-    let off = offsets();
-    let file: u64 = read_at(iocb, off.kiocb_filp).unwrap_or(0);
-    let inode: u64 = read_at(file, off.file_inode).unwrap_or(0);
-    let sb: u64 = read_at(inode, off.inode_sb).unwrap_or(0);
+    // The tracepoint's BTF-typed arguments (crate::typed).
+    let file: u64 = load(iocb, member!(kiocb_filp)).unwrap_or(0);
+    let inode: u64 = load(file, member!(file_inode)).unwrap_or(0);
+    let sb: u64 = load(inode, member!(inode_sb)).unwrap_or(0);
     let start = DioStart {
-        bytes: read_at(iter, off.iter_count).unwrap_or(0),
-        dev: read_at(sb, off.sb_dev).unwrap_or(0),
-        op: read_at::<u8>(iter, off.iter_data_source).map_or(u32::MAX, |w| (w != 0) as u32),
+        bytes: load(iter, member!(iter_count)).unwrap_or(0),
+        dev: load(sb, member!(sb_dev)).unwrap_or(0),
+        op: load::<u8>(iter, member!(iter_data_source)).map_or(u32::MAX, |w| (w != 0) as u32),
     };
     block(BlockEvent::DioBegin, iocb, start.dev, start.op, start.bytes.min(u32::MAX as u64) as u32, 0);
     // SAFETY: read-only global patched by the loader; volatile keeps the compiler from folding it.

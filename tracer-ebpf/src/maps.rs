@@ -61,13 +61,8 @@ pub fn submitted() {
     bump(counters::SUBMITTED, 1);
 }
 
-#[inline(always)]
-pub fn offsets() -> Offsets {
-    // SAFETY: read-only global patched by the loader; volatile keeps the compiler from folding it.
-    unsafe { core::ptr::read_volatile(&OFFSETS) }
-}
-
-/// The offsets' global itself, for fields read one by one (see [`task_stack_offset`]).
+/// The offsets' global itself, for its fields read one at a time (`member!`, crate::typed): a
+/// read of the whole struct is a load per field (44), volatile, wherever it is taken.
 #[inline(always)]
 pub fn offsets_ptr() -> *const Offsets {
     &raw const OFFSETS

@@ -17,20 +17,15 @@ use tracer_common::{Owner, COMM_LEN, OFFSET_UNKNOWN};
 /// BTF-typed load needs a fixed offset); None when one is unknown.
 #[inline(always)]
 fn task_offsets() -> Option<[u32; 7]> {
-    let o = crate::maps::offsets_ptr();
-    // SAFETY: fields of the read-only global patched by the loader; volatile keeps the compiler
-    // from folding them.
-    let all = unsafe {
-        [
-            core::ptr::read_volatile(&raw const (*o).task_pid),
-            core::ptr::read_volatile(&raw const (*o).task_tgid),
-            core::ptr::read_volatile(&raw const (*o).task_comm),
-            core::ptr::read_volatile(&raw const (*o).task_cgroups),
-            core::ptr::read_volatile(&raw const (*o).css_set_dfl_cgrp),
-            core::ptr::read_volatile(&raw const (*o).cgroup_kn),
-            core::ptr::read_volatile(&raw const (*o).kernfs_node_id),
-        ]
-    };
+    let all = [
+        member!(task_pid),
+        member!(task_tgid),
+        member!(task_comm),
+        member!(task_cgroups),
+        member!(css_set_dfl_cgrp),
+        member!(cgroup_kn),
+        member!(kernfs_node_id),
+    ];
     (!all.contains(&OFFSET_UNKNOWN)).then_some(all)
 }
 

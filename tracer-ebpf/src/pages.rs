@@ -18,7 +18,7 @@ use tracer_common::{
     RELEASE_STACK_FRAMES,
 };
 
-use crate::maps::{lost, offsets, submit_flags, submitted, EVENTS};
+use crate::maps::{lost, submit_flags, submitted, EVENTS};
 
 /// Records [`emit`] can build at once on one CPU: interrupts nest in a program, and in process
 /// context a thread can be preempted inside one (tracing programs run with migration, not
@@ -196,8 +196,7 @@ fn owner() -> Owner {
 
 #[inline(always)]
 fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; PAGES_MAX_ENTRIES]) {
-    let off = offsets();
-    let head_off = match off.page_compound_head {
+    let head_off = match member!(page_compound_head) {
         OFFSET_UNKNOWN => HeadAt { offset: 0, mask: 0 },
         known => HeadAt { offset: known as u64, mask: u64::MAX },
     };
@@ -318,7 +317,10 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
             }
         }
         Source::Range(start) => {
-            let size = if off.struct_page_size == OFFSET_UNKNOWN { 0 } else { off.struct_page_size as u64 };
+            let size = match member!(struct_page_size) {
+                OFFSET_UNKNOWN => 0,
+                known => known as u64,
+            };
             for i in 0..PAGES_MAX_ENTRIES {
                 if i as u32 >= n {
                     break;

@@ -12,7 +12,7 @@ use aya_ebpf::{
 use tracer_common::{PageEvent, ProbeId, PAGES_FLAG_QUEUED};
 
 use crate::{
-    maps::{count, func_arg, offsets, read_at},
+    maps::{count, func_arg, read_at},
     pages::{emit, Call, Source},
 };
 
@@ -21,12 +21,11 @@ const MAPPING_ANON: u64 = 1;
 
 #[inline(always)]
 fn try_pipe_buf_release<C: EbpfContext>(ctx: &C, buf: u64) -> u32 {
-    let off = offsets();
     // The caller (pipe_buf_release) clears buf->ops before the call, so the buffer's kind
     // cannot be told from it: an anonymous page is a user page (vmsplice of anonymous memory);
     // page cache pages (splice of a file) are not.
-    let page: u64 = read_at(buf, off.pipe_buffer_page).unwrap_or(0);
-    let mapping: u64 = read_at(page, off.page_mapping).unwrap_or(0);
+    let page: u64 = read_at(buf, member!(pipe_buffer_page)).unwrap_or(0);
+    let mapping: u64 = read_at(page, member!(page_mapping)).unwrap_or(0);
     if mapping & MAPPING_ANON == 0 {
         return 0;
     }

@@ -200,6 +200,8 @@ pub fn round3(x: f64) -> f64 {
 pub struct Process {
     pub tgid: u32,
     pub comm: String,
+    /// Its cgroup id (v2: the inode number of the cgroup's directory).
+    pub cgroup: u64,
     pub pages_pinned: u64,
     pub pages_unpinned: u64,
 }
@@ -280,6 +282,7 @@ fn processes(procs: &BTreeMap<u32, ProcCounts>) -> Arc<[Process]> {
         .map(|(&tgid, p)| Process {
             tgid,
             comm: p.comm.clone(),
+            cgroup: p.cgroup,
             pages_pinned: p.pages_pinned,
             pages_unpinned: p.pages_unpinned,
         })

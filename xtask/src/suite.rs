@@ -27,7 +27,7 @@ const KERNELS: [(&str, DioPins); 3] =
 
 /// Cases the pins script runs per kernel (5 per raw device x 3; 4 per ext4 file system on
 /// virtio, NVMe and memory-backed null_blk; 2 on xfs; 2 on btrfs).
-const DIO_CASES: usize = 31;
+const DIO_CASES: usize = 32;
 
 /// The whole suite: host tests, the host live run, the harness's own failure-mode tests, and
 /// the VM tests on every kernel. Runs everything, then reports every failure.
@@ -505,12 +505,14 @@ fn check_overload(case: &Case, bad: &mut impl FnMut(String)) {
 
 /// A case with `owner=COMM`: every process that pinned or unpinned in it is COMM's, and each
 /// unpinned exactly what it pinned. Unpins are the pinning process's, not the task a bio
-/// completion interrupted or the kworker that tore a ring down.
+/// completion interrupted or the kworker that tore a ring down. With `cgroup=ID` too, every
+/// such process is in that cgroup (the records' owners are read from the task in the kernel).
 fn check_owner(case: &Case, bad: &mut impl FnMut(String)) {
     let owner = case.str("owner");
     if owner.is_empty() {
         return;
     }
+    let cgroup = case.str("cgroup");
     let procs: Vec<(&str, u64, u64)> = case
         .str("procs")
         .split(',')
@@ -527,8 +529,12 @@ fn check_owner(case: &Case, bad: &mut impl FnMut(String)) {
     for (name, pinned, unpinned) in procs {
         // A process is named by the comm of the first of its threads that pinned: io_uring's
         // worker threads (iou-wrk-PID, iou-sqp-PID) are threads of the process too.
+        // comm/tgid, or comm/tgid/cgroup since the process records have the cgroup.
         let comm = name.split('/').next().unwrap_or_default();
         let io_thread = comm.starts_with("iou-wrk-") || comm.starts_with("iou-sqp-");
+        if !cgroup.is_empty() && name.split('/').nth(2) != Some(cgroup) {
+            bad(format!("process {name} is not shown in the case's cgroup {cgroup} (comm/tgid/cgroup)"));
+        }
         if comm != owner && !io_thread {
             bad(format!("process {name} shows {pinned} pinned and {unpinned} unpinned pages; only {owner} pins here"));
         } else if pinned != unpinned {
@@ -1047,13 +1053,15 @@ mod tests {
             ("dio-pins-sid.log", "sid", DioPins::Pinned),
         ] {
             let console = read(file);
-            let cases = check_run(&console, expect, DIO_CASES).unwrap_or_else(|e| panic!("{file}: {e:#}"));
-            assert_eq!(cases.len(), DIO_CASES);
+            // Recorded before the case in a cgroup of its own was added.
+            const RECORDED: usize = DIO_CASES - 1;
+            let cases = check_run(&console, expect, RECORDED).unwrap_or_else(|e| panic!("{file}: {e:#}"));
+            assert_eq!(cases.len(), RECORDED);
             assert!(cases.iter().all(|c| c.str("ledger") == "clean"), "{file}: every ledger verdict clean");
             check_probe_plan(kernel, &console).unwrap_or_else(|e| panic!("{file}: {e:#}"));
             // The other kernel's expectation must fail on the same data.
             let other = if expect == DioPins::Pinned { DioPins::Referenced } else { DioPins::Pinned };
-            assert!(check_run(&console, other, DIO_CASES).is_err(), "{file}");
+            assert!(check_run(&console, other, RECORDED).is_err(), "{file}");
         }
         // The ledger must agree with the kernel's count: one page off fails.
         let console = read("dio-pins-6.12.log");
@@ -1122,6 +1130,23 @@ mod tests {
             ("lost=0", "lost=3", "lost events: 3"),
             ("pl_pinned=5300", "pl_pinned=0", "the trace saw 0 pinned pages"),
             ("paths_wrong=0", "paths_wrong=2", "2 learned call paths disagreed"),
+        ] {
+            assert_breaks(good, from, to, why);
+        }
+    }
+
+    #[test]
+    fn a_workload_in_a_cgroup_shows_its_cgroup_and_comm() {
+        let good = "CASE nullb0-fio-fixedbufs-in-cgroup status=0 pinned=2048 unpinned=2048 lost=0 accounting=measured \
+            vm_acquired=2048 vm_released=2048 ledger=clean ledger_pinned=2048 ledger_referenced=0 ledger_matched=2048 \
+            ledger_acquired=2048 pl_pinned=2048 pl_with_bio=2048 pl_longterm=0 pl_large=0 ledger_truncated=0 \
+            procs=fio/247/28:2048:2048 pl_unpinned=2048 pl_matched=2048 pl_unknown=0 pl_unlisted=0 pl_outstanding=0 \
+            pl_suspect=0 pl_owner_exited=0 paths_wrong=0 skipped= lost_why= owner=fio cgroup=28\nCASES-DONE\n";
+        check_run(good, DioPins::Pinned, 1).unwrap();
+        for (from, to, why) in [
+            ("procs=fio/247/28:", "procs=fio/247/1:", "not shown in the case's cgroup 28"),
+            ("procs=fio/247/28:", "procs=fio/247:", "not shown in the case's cgroup 28"),
+            ("procs=fio/247/28:", "procs=dd/247/28:", "only fio pins here"),
         ] {
             assert_breaks(good, from, to, why);
         }

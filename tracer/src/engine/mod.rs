@@ -409,8 +409,15 @@ fn owner_counts(
             let b = before.get(&tgid);
             let pinned = o.pinned.saturating_sub(b.map_or(0, |b| b.pinned));
             let unpinned = o.unpinned.saturating_sub(b.map_or(0, |b| b.unpinned));
-            (pinned > 0 || unpinned > 0)
-                .then(|| (tgid, ProcCounts { comm: o.comm.clone(), pages_pinned: pinned, pages_unpinned: unpinned }))
+            (pinned > 0 || unpinned > 0).then(|| {
+                let counts = ProcCounts {
+                    comm: o.comm.clone(),
+                    cgroup: o.cgroup,
+                    pages_pinned: pinned,
+                    pages_unpinned: unpinned,
+                };
+                (tgid, counts)
+            })
         })
         .collect();
     Some(procs)

@@ -9,6 +9,9 @@ use tracer_common::{counters::PATH_COUNTS, ProbeStat, LOST_REASONS, PROBE_COUNT}
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProcCounts {
     pub comm: String,
+    /// The cgroup (v2, its id: the inode number of its directory) the process was in when it
+    /// first pinned: the one of the pin whose comm names it.
+    pub cgroup: u64,
     pub pages_pinned: u64,
     pub pages_unpinned: u64,
 }
@@ -90,7 +93,15 @@ impl Counters {
                 let pinned = p.pages_pinned.saturating_sub(before.map_or(0, |b| b.pages_pinned));
                 let unpinned = p.pages_unpinned.saturating_sub(before.map_or(0, |b| b.pages_unpinned));
                 (pinned > 0 || unpinned > 0).then(|| {
-                    (*tgid, ProcCounts { comm: p.comm.clone(), pages_pinned: pinned, pages_unpinned: unpinned })
+                    (
+                        *tgid,
+                        ProcCounts {
+                            comm: p.comm.clone(),
+                            cgroup: p.cgroup,
+                            pages_pinned: pinned,
+                            pages_unpinned: unpinned,
+                        },
+                    )
                 })
             })
             .collect();
@@ -157,8 +168,8 @@ mod tests {
     fn interval_is_the_difference_and_drops_idle_processes() {
         let mut a = Counters { pages_pinned: 10, pages_unpinned: 4, ..Counters::default() };
         a.probes[0] = ProbeStat { hits: 2, amount: 10 };
-        a.procs.insert(7, ProcCounts { comm: "fio".into(), pages_pinned: 10, pages_unpinned: 4 });
-        a.procs.insert(8, ProcCounts { comm: "idle".into(), pages_pinned: 1, pages_unpinned: 1 });
+        a.procs.insert(7, ProcCounts { comm: "fio".into(), cgroup: 1, pages_pinned: 10, pages_unpinned: 4 });
+        a.procs.insert(8, ProcCounts { comm: "idle".into(), cgroup: 1, pages_pinned: 1, pages_unpinned: 1 });
         let mut b = a.clone();
         b.pages_pinned = 25;
         b.pages_unpinned = 20;

@@ -260,6 +260,9 @@ pub struct ProbeCount {
 pub struct ProcessCount {
     pub tgid: u32,
     pub comm: String,
+    /// 0 in record files written before it was kept.
+    #[serde(default)]
+    pub cgroup: u64,
     pub pages_pinned: u64,
     pub pages_unpinned: u64,
 }
@@ -304,6 +307,7 @@ impl SavedCounters {
                 .map(|(tgid, p)| ProcessCount {
                     tgid: *tgid,
                     comm: p.comm.clone(),
+                    cgroup: p.cgroup,
                     pages_pinned: p.pages_pinned,
                     pages_unpinned: p.pages_unpinned,
                 })
@@ -336,7 +340,12 @@ impl SavedCounters {
         for p in &self.processes {
             s.procs.insert(
                 p.tgid,
-                ProcCounts { comm: p.comm.clone(), pages_pinned: p.pages_pinned, pages_unpinned: p.pages_unpinned },
+                ProcCounts {
+                    comm: p.comm.clone(),
+                    cgroup: p.cgroup,
+                    pages_pinned: p.pages_pinned,
+                    pages_unpinned: p.pages_unpinned,
+                },
             );
         }
         for (slot, n) in s.lost.iter_mut().zip(&self.lost) {

@@ -127,7 +127,7 @@ fn counters_round_trip_through_the_trailer() {
     let mut s = Counters { pages_pinned: 7, pages_unpinned: 5, ..Counters::default() };
     s.probes[ProbeId::BioReleasePages as usize] = ProbeStat { hits: 3, amount: 0 };
     s.probes[ProbeId::PinUserPagesFast as usize] = ProbeStat { hits: 2, amount: 7 };
-    s.procs.insert(9, ProcCounts { comm: "fio".into(), pages_pinned: 7, pages_unpinned: 5 });
+    s.procs.insert(9, ProcCounts { comm: "fio".into(), cgroup: 4, pages_pinned: 7, pages_unpinned: 5 });
     s.lost[2] = 4;
     let c = SavedCounters::from_counters(&s);
     let json = serde_json::to_string(&c).unwrap();

@@ -297,6 +297,7 @@ impl PageLedger {
             let comm = comm_to_string(&rec.owner.comm);
             if owner.comm.is_empty() || !io_thread(&comm) {
                 owner.comm = comm;
+                owner.cgroup = rec.owner.cgroup;
             }
         }
         if class == Class::PinLongterm {

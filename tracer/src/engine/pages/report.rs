@@ -103,6 +103,9 @@ pub struct PageTotals {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OwnerPins {
     pub comm: String,
+    /// The cgroup (v2, its id: the inode number of its directory) the process was in when it
+    /// first pinned: the one of the pin whose comm names it.
+    pub cgroup: u64,
     pub pinned: u64,
     pub unpinned: u64,
 }

@@ -88,6 +88,8 @@ pub struct ProcessRecord {
     pub kind: &'static str,
     pub tgid: u32,
     pub comm: String,
+    /// The cgroup (v2) id: the inode number of its directory under /sys/fs/cgroup.
+    pub cgroup: u64,
     pub pages_pinned: u64,
     pub pages_unpinned: u64,
 }
@@ -232,6 +234,7 @@ pub fn process_records(procs: &[Process]) -> Vec<ProcessRecord> {
             kind: "process",
             tgid: p.tgid,
             comm: p.comm.clone(),
+            cgroup: p.cgroup,
             pages_pinned: p.pages_pinned,
             pages_unpinned: p.pages_unpinned,
         })

@@ -314,6 +314,7 @@ fn g_and_shift_g_go_to_the_ends_and_a_long_table_scrolls() {
         .map(|t| crate::snapshot::Process {
             tgid: t,
             comm: format!("p{t}"),
+            cgroup: 1,
             pages_pinned: u64::from(t),
             pages_unpinned: 0,
         })

@@ -180,7 +180,7 @@ fn names() -> Arc<NameTable> {
 }
 
 fn proc(tgid: u32, comm: &str, pinned: u64, unpinned: u64) -> Process {
-    Process { tgid, comm: comm.into(), pages_pinned: pinned, pages_unpinned: unpinned }
+    Process { tgid, comm: comm.into(), cgroup: 1, pages_pinned: pinned, pages_unpinned: unpinned }
 }
 
 pub fn totals() -> Snapshot {
