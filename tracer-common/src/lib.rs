@@ -10,6 +10,7 @@ pub mod bench_skip;
 pub mod block;
 mod catalogue;
 pub mod chain;
+mod comm;
 pub mod counters;
 mod folio;
 mod offsets;
@@ -17,6 +18,7 @@ pub mod pt_regs;
 pub mod stack_path;
 
 pub use catalogue::*;
+pub use comm::{comm_below_nul, comm_word_below_nul};
 pub use folio::head_of;
 pub use offsets::*;
 

@@ -7,11 +7,12 @@
 //! real call into the kernel that costs more than the handful of loads that replace it (page and
 //! bio records take an owner each, several per I/O). The loads give what the helpers give:
 //! `tgid << 32 | pid`; `task->cgroups->dfl_cgrp->kn->id` (cgroup_id() of task_dfl_cgroup());
-//! the comm up to its first NUL, NUL-padded (strscpy_pad). The verifier checks each load
+//! the comm up to its first NUL, NUL-padded (strscpy_pad; tracer_common::comm_below_nul, tested
+//! on the host). The verifier checks each load
 //! against the kernel's BTF and makes it fault-tolerant (a NULL pointer on the way reads 0).
 
 use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, generated};
-use tracer_common::{Owner, COMM_LEN, OFFSET_UNKNOWN};
+use tracer_common::{comm_below_nul, Owner, COMM_LEN, OFFSET_UNKNOWN};
 
 /// The offsets the loads need, each read alone so that the verifier knows it as a constant (a
 /// BTF-typed load needs a fixed offset); None when one is unknown.
@@ -29,19 +30,6 @@ fn task_offsets() -> Option<[u32; 7]> {
     (!all.contains(&OFFSET_UNKNOWN)).then_some(all)
 }
 
-/// The bytes of `w` below its first NUL byte (all of them if none), the rest zero.
-#[inline(always)]
-fn below_nul(w: u64) -> (u64, bool) {
-    // Bytes that are zero get their high bit set; the lowest one flagged is the first NUL (a
-    // byte above it can be flagged wrongly, never one below).
-    let zeros = w.wrapping_sub(0x0101_0101_0101_0101) & !w & 0x8080_8080_8080_8080;
-    if zeros == 0 {
-        return (w, false);
-    }
-    let first = zeros & zeros.wrapping_neg();
-    (w & ((first >> 7).wrapping_sub(1)), true)
-}
-
 /// The current task as a record's owner.
 #[inline(always)]
 pub fn current() -> Owner {
@@ -57,8 +45,7 @@ pub fn current() -> Owner {
             core::ptr::read_volatile(task.add(comm as usize) as *const u64),
             core::ptr::read_volatile(task.add(comm as usize + 8) as *const u64),
         ];
-        let (first, ended) = below_nul(words[0]);
-        let second = if ended { 0 } else { below_nul(words[1]).0 };
+        let [first, second] = comm_below_nul(words);
         let set = core::ptr::read_volatile(task.add(cgroups as usize) as *const *const u8);
         let cgroup = core::ptr::read_volatile(set.add(dfl_cgrp as usize) as *const *const u8);
         let node = core::ptr::read_volatile(cgroup.add(kn as usize) as *const *const u8);
