@@ -197,28 +197,17 @@ impl Tracer {
             let Some(fd) = self.primary_fd(o) else { continue };
             match recursion_misses(fd.as_fd()) {
                 Ok(skipped) => {
-                    // The fewest skips of a backup bounds the losses only where a backup that
-                    // runs rescues every skip it must: chains that filter first, whose unwanted
-                    // invocations a primary can be skipped for without a rescue (a backup leaves
-                    // early while no primary runs). Elsewhere a backup that runs can decline in
-                    // the CPU rule's window (an interrupt between the kernel taking the primary's
-                    // `active` and its first instruction) and the skip is lost: the bound would
-                    // hide it (a false leak, seen on 6.12: __bio_release_pages skipped once, no
-                    // backup skipped, no rescue), so skips - rescues counts.
-                    let backup_skips = if o.def.filters_first() {
-                        self.backups[id]
-                            .iter()
-                            .filter_map(|name| recursion_misses(self.ebpf.program(name)?.fd().ok()?.as_fd()).ok())
-                            .min()
-                    } else {
-                        None
-                    };
+                    let backup_skips = self.backups[id]
+                        .iter()
+                        .filter_map(|name| recursion_misses(self.ebpf.program(name)?.fd().ok()?.as_fd()).ok())
+                        .min();
                     let (missed, doubled) = chain_losses(ChainCounts {
                         primary_skips: skipped,
                         skipped_before_armed: self.skipped_base[id],
                         rescued: rescued[id],
                         skipped_before_complete: self.complete_base[id],
                         backup_skips,
+                        filters_first: o.def.filters_first(),
                     });
                     if doubled > 0 && self.doubled_warned.insert(id) {
                         log::error!(
