@@ -19,7 +19,7 @@ use tracer_common::{
     ProbeId, OFFSET_UNKNOWN, PROBES, PROBE_COUNT,
 };
 
-use crate::maps::{add, bump, task_stack_offset};
+use crate::maps::{add, bump};
 
 /// Defines a probe's chain: the primary program `$primary` and its backups `backup_<base>`,
 /// `backup2_<base>`, `backup3_<base>` on the same target, as many as the
@@ -249,7 +249,7 @@ fn words_only(probe: ProbeId, ctx: u64, pos: usize, len: usize, f: impl FnOnce()
 /// guard page follows each stack, so twice its size above a task's stack base is still its own.
 #[inline(always)]
 fn on_task_stack(at: u64) -> Option<bool> {
-    let off = task_stack_offset();
+    let off = member!(task_stack);
     if off == OFFSET_UNKNOWN {
         return None;
     }

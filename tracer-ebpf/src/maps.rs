@@ -61,19 +61,12 @@ pub fn submitted() {
     bump(counters::SUBMITTED, 1);
 }
 
-/// The offsets' global itself, for its fields read one at a time (`member!`, crate::typed): a
+/// The offsets' global itself, for its fields read one at a time (`member!`, crate::typed: each
+/// a constant to the verifier, which BTF-typed loads need): a
 /// read of the whole struct is a load per field (44), volatile, wherever it is taken.
 #[inline(always)]
 pub fn offsets_ptr() -> *const Offsets {
     &raw const OFFSETS
-}
-
-/// The offset of `task_struct.stack` (OFFSET_UNKNOWN when not known), read alone so that the
-/// verifier knows it as a constant (a BTF-typed load needs a fixed offset).
-#[inline(always)]
-pub fn task_stack_offset() -> u32 {
-    // SAFETY: read-only global patched by the loader; volatile keeps the compiler from folding it.
-    unsafe { core::ptr::read_volatile(&raw const OFFSETS.task_stack) }
 }
 
 /// Reads a `T` at `base + off`; None when the offset is unknown or the read faults.
