@@ -37,11 +37,20 @@
 //! CPU rule is exact; the loader tells the programs which through the `TASK_PREEMPTION` global
 //! (unknown counts as preemptible), and the model's `atomic_chains_*` tests cover that case.
 //!
+//! Whether a program is busy on the CPU is read from the kernel's own count (`bpf_prog.active`,
+//! the per-CPU count the kernel takes before it runs the program and skips it when taken): the
+//! loader finds where each program's count lies on each CPU with an iterator over the kernel's
+//! programs ([`ActiveRecord`]) and hands the addresses to the programs. The count is exactly what
+//! the kernel decided by, so the CPU rule loses nothing. Where an address is not known (the
+//! iterator or the symbol it needs unavailable), the programs count themselves running instead,
+//! which the kernel's few instructions around a program escape (below).
+//!
 //! What each rule can get wrong is a loss, never a double, and the kernel counts every skip of
 //! the primary, so `skips - rescues` is exactly the invocations nobody took care of:
-//! - CPU rule: the holder of an earlier program was in the kernel's few instructions between
-//!   taking `active` and the program's first instruction (or between its last and the release),
-//!   so the program looked idle although the kernel skipped it.
+//! - CPU rule over the programs' own counts (only where the kernel's are not known): the holder
+//!   of an earlier program was in the kernel's few instructions between taking `active` and the
+//!   program's first instruction (or between its last and the release), so the program looked
+//!   idle although the kernel skipped it.
 //! - Word rule: the previous invocation of the probe at the same context address had every
 //!   program after some position skipped (its word was left behind) and this one every program
 //!   up to that position: over those two invocations, as many others held inside the chain on
@@ -191,7 +200,44 @@ pub enum ChainDebug {
     /// it lies on the task's stack could not be told (`task_struct.stack`'s offset unknown: the
     /// word rule was used, in interrupt context too).
     ContextUnknown,
+    /// The kernel's recursion count of an earlier program could not be read at the address the
+    /// loader gave (taken as not busy: a skip it hid is counted lost).
+    CountUnreadable,
+    /// A program found its own kernel count taken (1) at the address the loader gave: the
+    /// address is right (checked only with TRACER_DEBUG_CHAINS).
+    OwnCountSeen,
+    /// A program found its own kernel count not taken at the address the loader gave: the
+    /// address is wrong, and the backups' decisions with it (TRACER_DEBUG_CHAINS).
+    OwnCountWrong,
 }
 
 /// Kinds of [`ChainDebug`].
-pub const CHAIN_DEBUG_KINDS: u32 = 4;
+pub const CHAIN_DEBUG_KINDS: u32 = 7;
+
+/// A record of the loader's iterator over the kernel's BPF programs (tracer-ebpf/src/active.rs),
+/// from which the loader computes where each chain program's recursion count lies on each CPU:
+/// the count's per-CPU offset plus the CPU's per-CPU base.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActiveRecord {
+    /// [`ACTIVE_PROGRAM`] or [`ACTIVE_CPU`].
+    pub kind: u32,
+    /// The program's id, or the CPU.
+    pub index: u32,
+    /// `bpf_prog.active` (a per-CPU offset), or the CPU's `__per_cpu_offset`.
+    pub value: u64,
+}
+
+/// [`ActiveRecord::kind`] of a program's record.
+pub const ACTIVE_PROGRAM: u32 = 0;
+/// [`ActiveRecord::kind`] of a CPU's record.
+pub const ACTIVE_CPU: u32 = 1;
+/// CPUs the iterator reports at most (a machine with more possible CPUs keeps the programs'
+/// own counts).
+pub const ACTIVE_MAX_CPUS: u32 = 1024;
+
+/// The address of a program's recursion count on a CPU, from the iterator's records: None when
+/// either is unknown (0).
+pub fn active_address(cpu_base: u64, prog_active: u64) -> Option<u64> {
+    (cpu_base != 0 && prog_active != 0).then(|| cpu_base.wrapping_add(prog_active))
+}

@@ -367,6 +367,18 @@ pub mod names {
     pub const CHAIN_STAGE: &str = "CHAIN_STAGE";
     /// The invocations' words of the chains' word rule ([`super::chain::word_decide`]).
     pub const CHAIN_WORDS: &str = "CHAIN_WORDS";
+    /// Per CPU, by probe and position: where each chain program's recursion count lies on
+    /// that CPU (0: not known), written by the loader ([`super::chain::ActiveRecord`]).
+    pub const CHAIN_ACTIVE: &str = "CHAIN_ACTIVE";
+    /// The iterator over the kernel's BPF programs that finds those counts.
+    pub const CHAIN_ACTIVE_ITER: &str = "chain_active_counts";
+    /// u64 globals of that iterator: the address of `__per_cpu_offset` (0: unknown) and how
+    /// many CPUs are possible.
+    pub const PER_CPU_OFFSET_AT: &str = "PER_CPU_OFFSET_AT";
+    pub const POSSIBLE_CPUS: &str = "POSSIBLE_CPUS";
+    /// A u64 global: 1 with TRACER_DEBUG_CHAINS (the programs then check the addresses of
+    /// their own kernel counts: [`super::chain::ChainDebug::OwnCountSeen`]).
+    pub const DEBUG_CHAINS: &str = "DEBUG_CHAINS";
     pub const EVENTS: &str = "EVENTS";
     /// Learned call paths ([`super::stack_path`]).
     pub const STACK_PATHS: &str = "STACK_PATHS";
@@ -404,11 +416,12 @@ pub mod names {
 pub const EVENTS_DEFAULT_BYTES: u32 = 8 << 20;
 
 const _: () = assert!(size_of::<ProbeStat>() == 16);
-const _: () = assert!(size_of::<Offsets>() == 176);
+const _: () = assert!(size_of::<Offsets>() == 188);
 const _: () = assert!(size_of::<ExitRecord>() == 16);
 const _: () = assert!(size_of::<PagesHeader>() == 48 + 32 + 8 * PAGES_STACK_FRAMES);
 const _: () = assert!(size_of::<PagesWire>() == size_of::<PagesHeader>() + 16 * PAGES_MAX_ENTRIES);
 const _: () = assert!(size_of::<LatencyEvent>() == 40);
+const _: () = assert!(size_of::<chain::ActiveRecord>() == 16);
 const _: () = assert!(size_of::<Owner>() == 32);
 const _: () = assert!(size_of::<BioRecord>() == 248);
 const _: () = assert!(size_of::<BioWire>() == 48 + 32 + 8 + BIO_WIRE_VEC_BYTES);
@@ -436,4 +449,6 @@ mod pod {
     unsafe impl aya::Pod for super::stack_path::StackPathKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::stack_path::StackPath {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::chain::ActiveRecord {}
 }

@@ -74,6 +74,11 @@ pub struct Offsets {
     pub css_set_dfl_cgrp: u32,
     pub cgroup_kn: u32,
     pub kernfs_node_id: u32,
+    /// struct bpf_prog: aux, active; struct bpf_prog_aux: id (the chains' programs' own
+    /// recursion counts, found by the loader's iterator: tracer_common::chain::active).
+    pub prog_aux: u32,
+    pub prog_active: u32,
+    pub prog_aux_id: u32,
     /// Bytes from the start of struct bio that hold bi_bdev, bi_opf, bi_flags, bi_iter.bi_size,
     /// bi_vcnt and bi_io_vec, rounded up to 8 ([`bio_head_bytes`]): a bio record reads them in
     /// one read. [`OFFSET_UNKNOWN`] when one is unknown or they reach past
@@ -148,6 +153,9 @@ impl Offsets {
         css_set_dfl_cgrp: OFFSET_UNKNOWN,
         cgroup_kn: OFFSET_UNKNOWN,
         kernfs_node_id: OFFSET_UNKNOWN,
+        prog_aux: OFFSET_UNKNOWN,
+        prog_active: OFFSET_UNKNOWN,
+        prog_aux_id: OFFSET_UNKNOWN,
         bio_head_bytes: OFFSET_UNKNOWN,
     };
 }

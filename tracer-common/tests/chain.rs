@@ -118,6 +118,9 @@ struct World {
     /// The word rule for interrupts too (a thread-only target's chain, which keeps no running
     /// counts, reached in an interrupt after all).
     words_everywhere: bool,
+    /// The CPU rule reads the kernel's counts (`active`), as the programs do where the loader
+    /// found them, instead of the programs' own (`running`).
+    kernel_counts: bool,
 }
 
 impl World {
@@ -132,6 +135,7 @@ impl World {
             outcomes: Vec::new(),
             windows,
             words_everywhere: false,
+            kernel_counts: false,
         }
     }
 
@@ -143,6 +147,7 @@ impl World {
     /// Runs one step of `call` on `cpu`. Returns false once the call is over.
     fn step(&mut self, cpu: usize, call: &mut Call) -> bool {
         let len = self.len;
+        let kernel_counts = self.kernel_counts;
         let c = &mut self.cpus[cpu];
         match call.step {
             Step::Enter => {
@@ -174,8 +179,9 @@ impl World {
                     }
                     acts
                 } else {
-                    let acts = cpu_rule_acts(pos, |i| c.running[i] > 0);
-                    if !acts && out.acts == 0 {
+                    let acts = cpu_rule_acts(pos, |i| if kernel_counts { c.active[i] > 0 } else { c.running[i] > 0 });
+                    // Over the kernel's counts, a holder in a window is no cause: nothing is.
+                    if !acts && out.acts == 0 && !kernel_counts {
                         out.window_holder |= (0..pos).any(|i| c.running[i] == 0 && c.active[i] > 0);
                     }
                     acts
@@ -243,6 +249,13 @@ fn simulate_in(len: usize, preemptible: bool, windows: bool, block_bits: u32, ch
 fn simulate_words_everywhere(len: usize, windows: bool, choices: Vec<u8>) -> World {
     let mut w = World::new(len, true, windows, 8);
     w.words_everywhere = true;
+    simulate_world(w, choices)
+}
+
+/// [`simulate`] of a chain whose CPU rule reads the kernel's counts.
+fn simulate_kernel_counts(len: usize, preemptible: bool, choices: Vec<u8>) -> World {
+    let mut w = World::new(len, preemptible, true, 8);
+    w.kernel_counts = true;
     simulate_world(w, choices)
 }
 
@@ -352,6 +365,26 @@ proptest! {
     #[test]
     fn word_rule_chains_reached_in_interrupts_never_double(len in 2usize..=MAX_CHAIN, windows: bool, choices in prop::collection::vec(any::<u8>(), 0..400)) {
         check(&simulate_words_everywhere(len, windows, choices))?;
+    }
+
+    #[test]
+    fn atomic_chains_over_the_kernels_counts_lose_only_what_every_program_missed(len in 2usize..=MAX_CHAIN, choices in prop::collection::vec(any::<u8>(), 0..400)) {
+        // Windows on: interrupts land between the kernel's count and the program's first
+        // instruction, which the programs' own counts cannot see.
+        let w = simulate_kernel_counts(len, false, choices);
+        check(&w)?;
+        for (id, o) in w.outcomes.iter().enumerate() {
+            prop_assert!(o.acts == 1 || o.ran == 0, "invocation {id} lost although a program ran: {o:?}");
+        }
+    }
+
+    #[test]
+    fn preemptible_chains_over_the_kernels_counts_never_double(len in 2usize..=MAX_CHAIN, choices in prop::collection::vec(any::<u8>(), 0..400)) {
+        let w = simulate_kernel_counts(len, true, choices);
+        check(&w)?;
+        for (id, o) in w.outcomes.iter().enumerate() {
+            prop_assert!(o.acts == 1 || o.ran == 0 || o.stale_word, "invocation {id} lost for no word: {o:?}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use core::intrinsics::{atomic_cxchg, AtomicOrdering};
 
 use aya_ebpf::{
-    helpers::generated,
+    helpers::{bpf_probe_read_kernel, generated},
     macros::map,
     maps::{Array, PerCpuArray},
 };
@@ -84,6 +84,104 @@ const _: () = assert!(MAX_CHAIN == tracer_common::MAX_BACKUPS + 1);
 #[map(name = "CHAIN_RUNNING")]
 static RUNNING: PerCpuArray<[u64; MAX_CHAIN]> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
 
+/// Per-CPU, indexed by ProbeId, by position: where the kernel's recursion count
+/// (`bpf_prog.active`) of each program of the chain lies on this CPU; 0 when not known (then the
+/// program counts itself in [`RUNNING`]). Written by the loader once, from 0 to the address
+/// (tracer_common::chain::ActiveRecord), so a program and the backups that ask about it may see
+/// it before and after, never the other way round: both ways are exact for the backups.
+#[map(name = "CHAIN_ACTIVE")]
+static ACTIVE: PerCpuArray<[u64; MAX_CHAIN]> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
+
+/// This CPU's addresses of the kernel's recursion counts of a chain's programs
+/// ([`ACTIVE`]), and the chain's own running counts ([`RUNNING`]) where they are needed.
+/// Null pointers where a map has no entry: an `Option` of a pointer kept in a struct leaves an
+/// undefined register for `None`, which the verifier refuses to spill.
+struct Counts {
+    active: *const [u64; MAX_CHAIN],
+    running: *mut [u64; MAX_CHAIN],
+    probe: ProbeId,
+}
+
+impl Counts {
+    /// The counts of `probe`'s chain on this CPU, for the program at `slot` (the running counts
+    /// are looked up only when it or a program before it has no known kernel count).
+    #[inline(always)]
+    fn here(probe: ProbeId, slot: usize) -> Counts {
+        let active = ACTIVE.get_ptr(probe as u32).unwrap_or(core::ptr::null());
+        let mut counts = Counts { active, running: core::ptr::null_mut(), probe };
+        let mut i = 0;
+        let mut all_known = true;
+        while i <= slot && i < MAX_CHAIN {
+            all_known &= counts.kernel_at(i) != 0;
+            i += 1;
+        }
+        if !all_known {
+            counts.running = RUNNING.get_ptr_mut(probe as u32).unwrap_or(core::ptr::null_mut());
+        }
+        counts
+    }
+
+    /// Where the kernel's count of the program at `i` lies on this CPU; 0 when not known.
+    #[inline(always)]
+    fn kernel_at(&self, i: usize) -> u64 {
+        if self.active.is_null() {
+            return 0;
+        }
+        // SAFETY: this CPU's entry, written by the loader only; i < MAX_CHAIN.
+        unsafe { core::ptr::read_volatile(&raw const (*self.active)[i.min(MAX_CHAIN - 1)]) }
+    }
+
+    /// Whether the program at `i` is running on this CPU now (the kernel would skip it): the
+    /// kernel's own count where its address is known, else the program's count of itself.
+    #[inline(always)]
+    fn busy(&self, i: usize) -> bool {
+        let at = self.kernel_at(i);
+        if at != 0 {
+            // SAFETY: the read helper on this CPU's count (a u8 on 7.x, an int before: the low
+            // byte of either holds the count, which never reaches 256).
+            match unsafe { bpf_probe_read_kernel(at as *const u8) } {
+                Ok(n) => n != 0,
+                Err(_) => {
+                    debug(self.probe, ChainDebug::CountUnreadable);
+                    false
+                }
+            }
+        } else {
+            // SAFETY: this CPU's entry when not null; i < MAX_CHAIN.
+            !self.running.is_null()
+                && unsafe { core::ptr::read_volatile(&raw const (*self.running)[i.min(MAX_CHAIN - 1)]) } != 0
+        }
+    }
+
+    /// Counts the program at `slot` running (only where the kernel's count is not known);
+    /// whether it did, for [`Counts::leave`].
+    #[inline(always)]
+    fn enter(&self, slot: usize) -> bool {
+        if self.kernel_at(slot) != 0 {
+            if debug_chains() {
+                // This program runs, so the kernel took its count: a check of the address.
+                let seen = self.busy(slot);
+                debug(self.probe, if seen { ChainDebug::OwnCountSeen } else { ChainDebug::OwnCountWrong });
+            }
+            return false;
+        }
+        if self.running.is_null() {
+            return false;
+        }
+        // SAFETY: this CPU's entry; slot < MAX_CHAIN; changed only atomically.
+        unsafe { add(&raw mut (*self.running)[slot.min(MAX_CHAIN - 1)], 1) };
+        true
+    }
+
+    #[inline(always)]
+    fn leave(&self, slot: usize, entered: bool) {
+        if entered {
+            // SAFETY: as in enter (entered only with a running entry).
+            unsafe { add(&raw mut (*self.running)[slot.min(MAX_CHAIN - 1)], u64::MAX) };
+        }
+    }
+}
+
 /// Per-CPU, indexed by ProbeId, by position: where a program of the chain turns its context
 /// pointer into a number ([`address_of`]). One entry per program and CPU, which nothing else
 /// writes meanwhile: the kernel never runs a program inside itself on one CPU.
@@ -147,6 +245,16 @@ fn debug(probe: ProbeId, kind: ChainDebug) {
 #[unsafe(no_mangle)]
 static TASK_PREEMPTION: u64 = 1;
 
+/// 1 with TRACER_DEBUG_CHAINS (patched by the loader; tracer_common::names::DEBUG_CHAINS).
+#[unsafe(no_mangle)]
+static DEBUG_CHAINS: u64 = 0;
+
+#[inline(always)]
+fn debug_chains() -> bool {
+    // SAFETY: read-only global patched by the loader; volatile keeps the compiler from folding it.
+    unsafe { core::ptr::read_volatile(&DEBUG_CHAINS) != 0 }
+}
+
 #[inline(always)]
 fn task_preemption() -> bool {
     // SAFETY: read-only global patched by the loader; volatile keeps the compiler from folding it.
@@ -173,8 +281,7 @@ fn word_acts(probe: ProbeId, at: u64, pos: usize, len: usize) -> bool {
 /// preempted in it, or an interrupt came while it ran).
 #[inline(always)]
 pub fn primary_running(probe: ProbeId) -> bool {
-    // SAFETY: this CPU's entry, read once.
-    RUNNING.get_ptr(probe as u32).is_some_and(|r| unsafe { core::ptr::read_volatile(&raw const (*r)[0]) } != 0)
+    Counts::here(probe, 0).busy(0)
 }
 
 /// Runs `f` as the program at `pos` of `probe`'s chain of `len` for the invocation at `ctx`
@@ -207,13 +314,11 @@ pub fn run_if(
     if thread_words(probe) {
         return if wanted() { words_only(probe, ctx, pos, len, f) } else { 0 };
     }
-    let Some(r) = RUNNING.get_ptr_mut(probe as u32) else { return if pos == 0 && wanted() { f() } else { 0 } };
     let slot = pos.min(MAX_CHAIN - 1);
-    // SAFETY: this CPU's entry; slot < MAX_CHAIN; changed only atomically.
-    unsafe { add(&raw mut (*r)[slot], 1) };
-    let ret = if wanted() { decide_and_run(probe, r, ctx, pos, len, f) } else { 0 };
-    // SAFETY: as above.
-    unsafe { add(&raw mut (*r)[slot], u64::MAX) };
+    let counts = Counts::here(probe, slot);
+    let entered = counts.enter(slot);
+    let ret = if wanted() { decide_and_run(probe, &counts, ctx, pos, len, f) } else { 0 };
+    counts.leave(slot, entered);
     ret
 }
 
@@ -262,27 +367,21 @@ fn on_task_stack(at: u64) -> Option<bool> {
     Some(base != 0 && at.wrapping_sub(base) < 2 * TASK_STACK_SIZE)
 }
 
-/// The chain's rules for the program at `pos` (counted running in `r`), then `f` if it acts.
+/// The chain's rules for the program at `pos` (its chain's `counts` on this CPU), then `f` if
+/// it acts.
 #[inline(always)]
-fn decide_and_run(
-    probe: ProbeId,
-    r: *mut [u64; MAX_CHAIN],
-    ctx: u64,
-    pos: usize,
-    len: usize,
-    f: impl FnOnce() -> u32,
-) -> u32 {
+fn decide_and_run(probe: ProbeId, counts: &Counts, ctx: u64, pos: usize, len: usize, f: impl FnOnce() -> u32) -> u32 {
     let (acts, rule) = match word_rule(probe).then(|| address_of(probe, pos, ctx)) {
         // Nothing preempts programs here: the CPU rule.
-        None => (cpu_acts(r, pos), ChainDebug::RescuedByCpuRule),
+        None => (cpu_acts(counts, pos), ChainDebug::RescuedByCpuRule),
         Some(None) => {
             debug(probe, ChainDebug::ContextUnknown);
-            (cpu_acts(r, pos), ChainDebug::RescuedByCpuRule)
+            (cpu_acts(counts, pos), ChainDebug::RescuedByCpuRule)
         }
         Some(Some(at)) => match on_task_stack(at) {
             // An interrupt: nothing preempts it, so the CPU rule is exact (the word rule
             // would be too, but loses more: interrupts on a CPU share their stack's addresses).
-            Some(false) => (cpu_acts(r, pos), ChainDebug::RescuedByCpuRule),
+            Some(false) => (cpu_acts(counts, pos), ChainDebug::RescuedByCpuRule),
             Some(true) => (word_acts(probe, at, pos, len), ChainDebug::RescuedByWordRule),
             None => {
                 debug(probe, ChainDebug::ContextUnknown);
@@ -310,9 +409,8 @@ fn act(probe: ProbeId, pos: usize, len: usize, acts: bool, rule: ChainDebug, f: 
     }
 }
 
-/// The CPU rule for the program at `pos`, over this CPU's running counts.
+/// The CPU rule for the program at `pos`, over this CPU's counts.
 #[inline(always)]
-fn cpu_acts(r: *mut [u64; MAX_CHAIN], pos: usize) -> bool {
-    // SAFETY: this CPU's entry; i < MAX_CHAIN (checked by the rule).
-    cpu_rule_acts(pos, |i| unsafe { core::ptr::read_volatile(&raw const (*r)[i]) } != 0)
+fn cpu_acts(counts: &Counts, pos: usize) -> bool {
+    cpu_rule_acts(pos, |i| counts.busy(i))
 }

@@ -16,6 +16,7 @@ mod maps;
 mod typed;
 #[macro_use]
 mod chain;
+mod active;
 mod bio;
 mod exit;
 mod latency;

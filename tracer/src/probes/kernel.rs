@@ -185,7 +185,7 @@ fn enum_values(btf: &Btf, name: &str, prefix: &str) -> std::collections::BTreeMa
 }
 
 /// The offsets of [`Offsets`], each as `struct` + member path.
-const OFFSET_PATHS: [(&str, &str); 39] = [
+const OFFSET_PATHS: [(&str, &str); 42] = [
     ("request", "part"),
     ("request", "cmd_flags"),
     ("request", "bio"),
@@ -225,6 +225,9 @@ const OFFSET_PATHS: [(&str, &str); 39] = [
     ("css_set", "dfl_cgrp"),
     ("cgroup", "kn"),
     ("kernfs_node", "id"),
+    ("bpf_prog", "aux"),
+    ("bpf_prog", "active"),
+    ("bpf_prog_aux", "id"),
 ];
 
 /// The later name of a member some kernels renamed: 7.0 renamed struct page's compound_head to
@@ -247,7 +250,7 @@ fn read_offsets(btf: &Btf) -> (Offsets, Vec<String>, FollBits) {
             None => missing.push(format!("{st}.{path}")),
         }
     }
-    let [rq_part, rq_cmd_flags, rq_bio, rq_data_len, bdev_dev, bio_next, bio_bdev, bio_opf, bio_size, kiocb_filp, file_inode, inode_sb, sb_dev, iter_data_source, iter_count, bio_io_vec, bio_vcnt, bio_flags, bio_status, bvec_page, bvec_len, bvec_offset, page_compound_head, task_signal, signal_live, pipe_buffer_page, page_mapping, task_stack, task_files, files_fdt, fdt_fd, file_f_flags, task_pid, task_tgid, task_comm, task_cgroups, css_set_dfl_cgrp, cgroup_kn, kernfs_node_id] =
+    let [rq_part, rq_cmd_flags, rq_bio, rq_data_len, bdev_dev, bio_next, bio_bdev, bio_opf, bio_size, kiocb_filp, file_inode, inode_sb, sb_dev, iter_data_source, iter_count, bio_io_vec, bio_vcnt, bio_flags, bio_status, bvec_page, bvec_len, bvec_offset, page_compound_head, task_signal, signal_live, pipe_buffer_page, page_mapping, task_stack, task_files, files_fdt, fdt_fd, file_f_flags, task_pid, task_tgid, task_comm, task_cgroups, css_set_dfl_cgrp, cgroup_kn, kernfs_node_id, prog_aux, prog_active, prog_aux_id] =
         values;
     let [bio_pinned_bit, bio_no_page_ref_bit, foll_write, foll_longterm] =
         enumerators(btf, ["BIO_PAGE_PINNED", "BIO_NO_PAGE_REF", "FOLL_WRITE", "FOLL_LONGTERM"]);
@@ -302,6 +305,9 @@ fn read_offsets(btf: &Btf) -> (Offsets, Vec<String>, FollBits) {
         css_set_dfl_cgrp,
         cgroup_kn,
         kernfs_node_id,
+        prog_aux,
+        prog_active,
+        prog_aux_id,
         bio_head_bytes: tracer_common::bio_head_bytes(&[
             (bio_bdev, 8),
             (bio_opf, 4),

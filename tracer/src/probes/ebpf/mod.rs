@@ -6,6 +6,7 @@ use std::{
     os::fd::{AsFd, AsRawFd, RawFd},
 };
 
+mod active;
 mod attach;
 mod counter_map;
 mod paths;
@@ -129,6 +130,9 @@ impl Tracer {
         if outcomes.iter().all(|o| o.attached.is_none()) {
             return Err(LoadError::NothingAttached);
         }
+        if let Some(btf) = btf.as_ref() {
+            read_kernel_counts(&mut ebpf, btf, &outcomes, &backups, cpus);
+        }
         let counter_map = counter_map::CounterMap::new(ebpf.map(names::COUNTERS), names::COUNTERS, cpus)?;
         let listed = releases_can_list_unpins(&outcomes, facts);
         if listed {
@@ -189,7 +193,7 @@ impl Tracer {
         let rescued = map.sums(slots::RESCUED, PROBE_COUNT);
         snap.records_submitted = map.sum(slots::SUBMITTED);
         snap.stack_paths.copy_from_slice(&map.sums(slots::PATHS, slots::PATH_COUNTS));
-        if std::env::var_os("TRACER_DEBUG_CHAINS").is_some() {
+        if debug_chains() {
             self.debug_chains(&rescued);
         }
         for o in &self.outcomes {
@@ -275,13 +279,22 @@ impl Tracer {
                 })
                 .collect();
             let id = def.id as usize;
-            if rescued[id] == 0 && misses.iter().all(|m| m == "0") {
+            let d = |k: ChainDebug| debug.get(id * CHAIN_DEBUG_KINDS as usize + k as usize).copied().unwrap_or(0);
+            if d(ChainDebug::OwnCountWrong) > 0 {
+                log::error!(
+                    "{}: {} runs found their own kernel recursion count not taken at the address the loader found \
+                     (the backups' decisions are wrong; report this with the kernel version)",
+                    def.target,
+                    d(ChainDebug::OwnCountWrong)
+                );
+            }
+            if rescued[id] == 0 && misses.iter().all(|m| m == "0") && d(ChainDebug::OwnCountSeen) == 0 {
                 continue;
             }
-            let d = |k: ChainDebug| debug.get(id * CHAIN_DEBUG_KINDS as usize + k as usize).copied().unwrap_or(0);
             log::warn!(
                 "chain {}: recursion misses {} (primary/backups), before armed {}, rescued {} \
-                 (cpu rule {}, word rule {}), no word {}, context unknown {}",
+                 (cpu rule {}, word rule {}), no word {}, context unknown {}, count unreadable {}, \
+                 own kernel count taken {} / not taken {}",
                 def.target,
                 misses.join("/"),
                 self.skipped_base[id],
@@ -290,6 +303,9 @@ impl Tracer {
                 d(ChainDebug::RescuedByWordRule),
                 d(ChainDebug::NoWord),
                 d(ChainDebug::ContextUnknown),
+                d(ChainDebug::CountUnreadable),
+                d(ChainDebug::OwnCountSeen),
+                d(ChainDebug::OwnCountWrong),
             );
         }
     }
@@ -374,6 +390,46 @@ impl AsRawFd for EventStream {
     fn as_raw_fd(&self) -> RawFd {
         self.ring.as_raw_fd()
     }
+}
+
+/// Lets the backups of every attached chain read the kernel's recursion counts of the programs
+/// before them (active.rs); a chain whose counts cannot be found keeps counting itself, which
+/// is logged.
+fn read_kernel_counts(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    outcomes: &[ProbeOutcome],
+    backups: &[Vec<&'static str>],
+    cpus: usize,
+) {
+    let chains: Vec<(ProbeId, Vec<&'static str>)> = outcomes
+        .iter()
+        .filter(|o| !o.def.filters_first())
+        .filter_map(|o| {
+            let attached = &backups[o.def.id as usize];
+            let backups = o.def.backups.iter().take_while(|b| attached.contains(b)).copied();
+            let programs: Vec<&'static str> = std::iter::once(primary_name(o)?).chain(backups).collect();
+            (programs.len() > 1).then_some((o.def.id, programs))
+        })
+        .collect();
+    if chains.is_empty() {
+        return;
+    }
+    match active::learn(ebpf, btf, &chains, cpus) {
+        Ok(n) if n == chains.len() => log::debug!("{n} chains read the kernel's recursion counts"),
+        Ok(n) => log::info!(
+            "{n} of {} chains read the kernel's recursion counts; the others count themselves (calls skipped in the kernel's few instructions around a program are then lost, and counted)",
+            chains.len()
+        ),
+        Err(e) => log::info!(
+            "the kernel's recursion counts are unknown ({e}): the chains count themselves (calls skipped in the kernel's few instructions around a program are then lost, and counted)"
+        ),
+    }
+}
+
+/// Whether the chains' diagnostics are on (TRACER_DEBUG_CHAINS, docs/probes.md).
+fn debug_chains() -> bool {
+    std::env::var_os("TRACER_DEBUG_CHAINS").is_some()
 }
 
 /// Whether pinned bios' releases can list their unpins (tracer-ebpf/src/bio.rs): the release
@@ -472,6 +528,7 @@ fn open(
         .override_global(names::OFFSETS, &facts.offsets, true)
         .override_global(names::TASK_PREEMPTION, &u64::from(facts.preemption.in_programs()), true)
         .override_global(names::LEARNED_PATHS, &u64::from(facts.learned_paths()), true)
+        .override_global(names::DEBUG_CHAINS, &u64::from(debug_chains()), true)
         .override_global(names::BENCH_SKIP, &bench_skip()?, true)
         .override_global(
             names::SYSCALL_LATENCY,
@@ -488,6 +545,8 @@ fn open(
         .override_global(names::BIO_RELEASE_START, &facts.bio_release_text.map_or(0, |r| r.0), true)
         .override_global(names::BIO_RELEASE_END, &facts.bio_release_text.map_or(0, |r| r.1), true)
         .override_global(names::ACQUIRE_AT_QUEUE, &u64::from(at_queue), true)
+        .override_global(names::PER_CPU_OFFSET_AT, &active::per_cpu_offset_address(), true)
+        .override_global(names::POSSIBLE_CPUS, &(cpus as u64), true)
         .load(OBJECT)
         .map_err(load_error)
 }
@@ -552,7 +611,8 @@ mod object_tests {
     fn the_object_has_the_programs_of_the_catalogue_and_no_others() {
         let obj = aya_obj::Object::parse(super::OBJECT).expect("the embedded eBPF object parses");
         let in_object: BTreeSet<&str> = obj.programs.keys().map(String::as_str).collect();
-        let mut named = BTreeSet::new();
+        // The one program that belongs to no probe: the loader's iterator (active.rs).
+        let mut named = BTreeSet::from([tracer_common::names::CHAIN_ACTIVE_ITER]);
         for def in PROBES.iter() {
             named.insert(def.btf_program);
             named.extend(def.kprobe_program);
