@@ -192,7 +192,7 @@ static ADDRESS: PerCpuArray<[u64; MAX_CHAIN]> = PerCpuArray::with_max_entries(PR
 /// verifier allows no arithmetic on a context pointer, but a privileged program (CAP_PERFMON,
 /// which tracing needs anyway) may store one in a map value, and what it loads from there is a
 /// number. An inlined per-CPU array lookup, a store and a load: cheaper than the copy through
-/// the read helper ([`crate::maps::context_address`]) on the kernels that use it (7.x).
+/// the read helper on the kernels that inline that lookup (6.10+).
 #[inline(always)]
 fn address_of(probe: ProbeId, pos: usize, ctx: u64) -> Option<u64> {
     let a = ADDRESS.get_ptr_mut(probe as u32)?;

@@ -207,11 +207,3 @@ pub fn func_arg<C: EbpfContext>(ctx: &C, n: u32) -> u64 {
     }
 }
 
-/// The address a context pointer holds, as a plain number: the verifier allows no arithmetic
-/// on a context pointer, and a copy through the read helper is a scalar to it. For a
-/// trampoline's context, that is where the traced function's saved arguments lie on the stack.
-#[inline(always)]
-pub fn context_address(ctx: &u64) -> Option<u64> {
-    // SAFETY: reads a local of the caller's frame.
-    unsafe { bpf_probe_read_kernel(ctx as *const u64) }.ok()
-}

@@ -15,7 +15,7 @@ use tracer_common::{
     ProbeId, RecordType,
 };
 
-use crate::maps::{bump, context_address, counted_here, submit_flags, submitted, EVENTS};
+use crate::maps::{bump, counted_here, submit_flags, submitted, EVENTS};
 
 /// 1 when pin records take their stacks from learned paths, 0 when they walk (patched by the
 /// loader: tracer_common::names::LEARNED_PATHS). A known value to the verifier, which then
@@ -62,10 +62,7 @@ pub fn pin_stack<C: EbpfContext>(
     frames: *mut [u64; STACK_PATH_FRAMES],
     scratch: *mut [u64; WINDOW_WORDS],
 ) -> i64 {
-    let Some(slot) = context_address(&(ctx.as_ptr() as u64)) else {
-        counted(PathCount::Walked);
-        return walk(ctx, frames);
-    };
+    let slot = context_number(ctx, scratch);
     // SAFETY: helper for tracing programs.
     let function = unsafe { generated::bpf_get_func_ip(ctx.as_ptr()) };
     // SAFETY: helpers for tracing programs; the task pointer is the current task's, and the
@@ -98,6 +95,19 @@ pub fn pin_stack<C: EbpfContext>(
         return walk(ctx, frames);
     }
     reuse(ctx, &key, path, n, frames)
+}
+
+/// The context pointer as a number (the verifier allows no arithmetic on it): stored into the
+/// call's own scratch buffer (claimed for this record, free until the checks' window is read
+/// into it) and loaded back, which a privileged program may do (CAP_PERFMON), and what it loads
+/// is a number: a store and a load instead of the read helper's call.
+#[inline(always)]
+fn context_number<C: EbpfContext>(ctx: &C, scratch: *mut [u64; WINDOW_WORDS]) -> u64 {
+    // SAFETY: `scratch` is this call's buffer (see pin_stack), WINDOW_WORDS > 0 u64s.
+    unsafe {
+        core::ptr::write_volatile(&raw mut (*scratch)[0], ctx.as_ptr() as u64);
+        core::ptr::read_volatile(&raw const (*scratch)[0])
+    }
 }
 
 /// A call whose path's checks failed: the path is dropped after [`STALE_RUN_MAX`] of them in a
