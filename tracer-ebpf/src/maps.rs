@@ -206,4 +206,3 @@ pub fn func_arg<C: EbpfContext>(ctx: &C, n: u32) -> u64 {
         0
     }
 }
-
