@@ -33,6 +33,12 @@ fn marked_by_kernel() -> bool {
     member!(bio_pinned_bit) != OFFSET_UNKNOWN
 }
 
+/// Whether `bi_flags` has BIO_PAGE_PINNED (on kernels that have it: [`marked_by_kernel`]).
+#[inline(always)]
+fn pinned_mark(bi_flags: u16) -> bool {
+    (bi_flags as u32 >> (member!(bio_pinned_bit) & 15)) & 1 == 1
+}
+
 // Releases list their unpins. __bio_release_pages unpins its bio's pages folio by folio with
 // unpin_user_folio(folio, npages): as many page records as folios (16 for a 64 KiB bio of small
 // pages), each the dearest record there is. The release record has the bio's vecs already, so
@@ -87,11 +93,11 @@ with_backups!(
 #[inline(always)]
 pub fn holds_pages<const TYPED: bool>(bio: u64) -> bool {
     let bi_flags = if TYPED { load::<u16>(bio, member!(bio_flags)) } else { read_at::<u16>(bio, member!(bio_flags)) };
-    let bi_flags = bi_flags.unwrap_or(0) as u32;
-    if member!(bio_pinned_bit) != OFFSET_UNKNOWN {
-        (bi_flags >> (member!(bio_pinned_bit) & 15)) & 1 == 1
+    let bi_flags = bi_flags.unwrap_or(0);
+    if marked_by_kernel() {
+        pinned_mark(bi_flags)
     } else if member!(bio_no_page_ref_bit) != OFFSET_UNKNOWN {
-        (bi_flags >> (member!(bio_no_page_ref_bit) & 15)) & 1 == 0
+        (bi_flags as u32 >> (member!(bio_no_page_ref_bit) & 15)) & 1 == 0
     } else {
         true
     }
@@ -150,7 +156,8 @@ fn try_bio_release_pages<const TYPED: bool>(bio: u64, mark_dirty: bool) -> u32 {
     let dirty = if mark_dirty { BIO_FLAG_MARK_DIRTY } else { 0 };
     if cover_stage() >= 1 && holds_pages::<TYPED>(bio) && marked_by_kernel() {
         // Every slice of the vec array, each in a record of its own.
-        let array_bytes = read_at::<u16>(bio, member!(bio_vcnt)).unwrap_or(0) as u32 * member!(bvec_size);
+        let vcnt = if TYPED { load::<u16>(bio, member!(bio_vcnt)) } else { read_at::<u16>(bio, member!(bio_vcnt)) };
+        let array_bytes = vcnt.unwrap_or(0) as u32 * member!(bvec_size);
         for chunk in 0..BIO_MAX_CHUNKS {
             if chunk > 0 && chunk * BIO_WIRE_VEC_BYTES as u32 >= array_bytes {
                 break;
@@ -192,9 +199,10 @@ unsafe fn fields<const TYPED: bool>(bio: u64, buf: *mut [u8; BIO_WIRE_VEC_BYTES]
             flags: load(bio, member!(bio_flags)).unwrap_or(0),
             size: load(bio, member!(bio_size)).unwrap_or(0),
             vcnt: load(bio, member!(bio_vcnt)).unwrap_or(0),
-            // Read as a number: the vec array is copied from a computed place (a slice of
-            // it), and the verifier allows no computed offset on a typed pointer.
-            io_vec: read_at(bio, member!(bio_io_vec)).unwrap_or(0),
+            // Loaded typed, then made a number (the vec array is copied from a computed place,
+            // a slice of it, and the verifier allows no computed offset on a typed pointer).
+            // SAFETY: `buf` is writable, 8-aligned (see above).
+            io_vec: load::<u64>(bio, member!(bio_io_vec)).map_or(0, |p| unsafe { number(p, buf) }),
         };
     }
     let span = member!(bio_head_bytes);
@@ -234,6 +242,21 @@ unsafe fn fields<const TYPED: bool>(bio: u64, buf: *mut [u8; BIO_WIRE_VEC_BYTES]
     }
 }
 
+/// A pointer as a number: stored into `buf` (memory of the record, a privileged program may
+/// store a pointer there) and loaded back, which the verifier takes as a number: a store and a
+/// load instead of a call of the read helper.
+///
+/// # Safety
+/// `buf` is writable memory of at least 8 bytes, 8-aligned, free meanwhile.
+#[inline(always)]
+unsafe fn number(pointer: u64, buf: *mut [u8; BIO_WIRE_VEC_BYTES]) -> u64 {
+    // SAFETY: as the caller promises.
+    unsafe {
+        core::ptr::write_volatile(buf as *mut u64, pointer);
+        core::ptr::read_volatile(buf as *const u64)
+    }
+}
+
 /// Streams one [`BioWire`]: the owner, the bio's device, op and flags, and for Acquire and
 /// Release the bio's vec array, copied raw in one read: slice `chunk` of it (of
 /// BIO_WIRE_VEC_BYTES each). `TYPED`: as for [`holds_pages`].
@@ -248,11 +271,12 @@ fn record<const TYPED: bool>(event: BioEvent, bio: u64, extra_flags: u32, chunk:
     let bio_of = unsafe { fields::<TYPED>(bio, core::ptr::addr_of_mut!((*w).vecs)) };
     let chunk = chunk & 0xf;
     let mut flags = extra_flags | chunk << BIO_CHUNK_SHIFT;
-    if member!(bio_pinned_bit) != OFFSET_UNKNOWN && (bio_of.flags as u32 >> (member!(bio_pinned_bit) & 15)) & 1 == 1 {
+    if marked_by_kernel() && pinned_mark(bio_of.flags) {
         flags |= BIO_FLAG_PINNED;
     }
     let nr_vecs = bio_of.vcnt as u32;
-    let layout_known = member!(bvec_size) != OFFSET_UNKNOWN && member!(bvec_size) > 0 && member!(bvec_size) < 256;
+    let bvec_size = member!(bvec_size);
+    let layout_known = bvec_size != OFFSET_UNKNOWN && bvec_size > 0 && bvec_size < 256;
     // SAFETY: `w` points at the reserved, exclusively owned ring buffer slot of a BioWire; every
     // field is written before submit, `vecs` partly, which userspace bounds with `vec_bytes`.
     unsafe {
@@ -267,7 +291,7 @@ fn record<const TYPED: bool>(event: BioEvent, bio: u64, extra_flags: u32, chunk:
         (*w).bytes = bio_of.size;
         (*w).nr_vecs = nr_vecs;
         (*w).owner = crate::owner::current();
-        (*w).bvec_size = member!(bvec_size) as u8;
+        (*w).bvec_size = bvec_size as u8;
         (*w).bvec_page = member!(bvec_page) as u8;
         (*w).bvec_len = member!(bvec_len) as u8;
         (*w).bvec_offset = member!(bvec_offset) as u8;
@@ -279,7 +303,7 @@ fn record<const TYPED: bool>(event: BioEvent, bio: u64, extra_flags: u32, chunk:
             // smallest of one vec, four or the whole slice that holds it (the helper copies word
             // by word, and a 4 KiB Direct I/O has one vec): the slice plus whatever follows it;
             // userspace reads only `vec_bytes` of it.
-            let mut size = (nr_vecs * member!(bvec_size)).saturating_sub(skip);
+            let mut size = (nr_vecs * bvec_size).saturating_sub(skip);
             if size > BIO_WIRE_VEC_BYTES as u32 {
                 size = BIO_WIRE_VEC_BYTES as u32;
                 if extra_flags & BIO_FLAG_UNPINS_LISTED == 0 || chunk + 1 == BIO_MAX_CHUNKS {

@@ -406,18 +406,8 @@ fn owner_counts(
     let procs = now
         .iter()
         .filter_map(|(&tgid, o)| {
-            let b = before.get(&tgid);
-            let pinned = o.pinned.saturating_sub(b.map_or(0, |b| b.pinned));
-            let unpinned = o.unpinned.saturating_sub(b.map_or(0, |b| b.unpinned));
-            (pinned > 0 || unpinned > 0).then(|| {
-                let counts = ProcCounts {
-                    comm: o.comm.clone(),
-                    cgroup: o.cgroup,
-                    pages_pinned: pinned,
-                    pages_unpinned: unpinned,
-                };
-                (tgid, counts)
-            })
+            let b = before.get(&tgid).map_or((0, 0), |b| (b.pinned, b.unpinned));
+            Some((tgid, ProcCounts::grown(&o.comm, o.cgroup, (o.pinned, o.unpinned), b)?))
         })
         .collect();
     Some(procs)

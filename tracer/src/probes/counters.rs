@@ -16,6 +16,21 @@ pub struct ProcCounts {
     pub pages_unpinned: u64,
 }
 
+impl ProcCounts {
+    /// A process's pages pinned and unpinned since `before` (its counts then, zeros when it had
+    /// none), with its comm and cgroup; None when it pinned and unpinned nothing since.
+    pub fn grown(comm: &str, cgroup: u64, now: (u64, u64), before: (u64, u64)) -> Option<ProcCounts> {
+        let pinned = now.0.saturating_sub(before.0);
+        let unpinned = now.1.saturating_sub(before.1);
+        (pinned > 0 || unpinned > 0).then(|| ProcCounts {
+            comm: comm.to_string(),
+            cgroup,
+            pages_pinned: pinned,
+            pages_unpinned: unpinned,
+        })
+    }
+}
+
 /// All counters at one moment, summed over CPUs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Counters {
@@ -89,20 +104,9 @@ impl Counters {
             .procs
             .iter()
             .filter_map(|(tgid, p)| {
-                let before = earlier.procs.get(tgid);
-                let pinned = p.pages_pinned.saturating_sub(before.map_or(0, |b| b.pages_pinned));
-                let unpinned = p.pages_unpinned.saturating_sub(before.map_or(0, |b| b.pages_unpinned));
-                (pinned > 0 || unpinned > 0).then(|| {
-                    (
-                        *tgid,
-                        ProcCounts {
-                            comm: p.comm.clone(),
-                            cgroup: p.cgroup,
-                            pages_pinned: pinned,
-                            pages_unpinned: unpinned,
-                        },
-                    )
-                })
+                let before = earlier.procs.get(tgid).map_or((0, 0), |b| (b.pages_pinned, b.pages_unpinned));
+                let grown = ProcCounts::grown(&p.comm, p.cgroup, (p.pages_pinned, p.pages_unpinned), before)?;
+                Some((*tgid, grown))
             })
             .collect();
         d
