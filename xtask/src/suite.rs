@@ -171,7 +171,35 @@ fn dio_pins(kernel: &str, expect: DioPins) -> Result<String> {
     check_probe_plan(kernel, &console)?;
     let pages: u64 = cases.iter().filter_map(|c| c.int("pinned")).sum();
     let paths = learned_paths(kernel, &cases)?;
-    Ok(format!("({} cases, {pages} pages pinned in all, each equal to the vmstat delta; {paths})", cases.len()))
+    let guards = kernel_guards(&console)?;
+    Ok(format!("({} cases, {pages} pages pinned in all, each equal to the vmstat delta; {paths}; {guards})", cases.len()))
+}
+
+/// The chains' check of the kernel's recursion guards (TRACER_DEBUG_CHAINS, which the cases
+/// set: every program whose guard the loader found reads its own while it runs, and must find
+/// it taken): the last `CHAIN` line of each chain on the console. Every supported kernel has
+/// the guards' addresses, so at least one check must have run, and none may have failed.
+fn kernel_guards(console: &str) -> Result<String> {
+    let (mut taken, mut not_taken, mut chains) = (0u64, 0u64, 0usize);
+    for line in console.lines().filter(|l| l.starts_with("CHAIN ")) {
+        let Some(rest) = line.split_once("own kernel count taken ").map(|(_, r)| r) else { continue };
+        let mut numbers = rest.split(" / not taken ").map(|n| n.trim().parse::<u64>());
+        match (numbers.next(), numbers.next()) {
+            (Some(Ok(t)), Some(Ok(n))) => {
+                taken += t;
+                not_taken += n;
+                chains += usize::from(t + n > 0);
+            }
+            _ => bail!("unreadable CHAIN line: {line}"),
+        }
+    }
+    if not_taken > 0 {
+        bail!("{not_taken} program runs found their own kernel guard not taken: the guards' addresses are wrong");
+    }
+    if taken == 0 {
+        bail!("no chain read the kernel's recursion guards (the loader did not find them; see the console)");
+    }
+    Ok(format!("kernel guards read by {chains} chains, each program's own found taken {taken} times"))
 }
 
 /// The learned call paths of a step's cases: some pin records took their stacks from them,
@@ -1166,6 +1194,19 @@ mod tests {
         ] {
             assert_breaks(good, from, to, why);
         }
+    }
+
+    #[test]
+    fn the_kernel_guards_must_be_read_and_right() {
+        let line = |chain: &str, taken: u64, not: u64| {
+            format!("CHAIN {chain}: recursion misses 0/0/0 (primary/backups), before armed 0, rescued 0 (cpu rule 0, word rule 0), no word 0, context unknown 0, count unreadable 0, own kernel count taken {taken} / not taken {not}")
+        };
+        let good = [line("unpin_user_folio", 229464, 0), line("block_rq_complete", 49384, 0), "noise".into()].join("\n");
+        assert!(super::kernel_guards(&good).unwrap().contains("2 chains"));
+        assert!(super::kernel_guards(&line("x", 5, 1)).is_err(), "a wrong address");
+        assert!(super::kernel_guards(&line("x", 0, 0)).is_err(), "nothing read the guards");
+        assert!(super::kernel_guards("CHAIN x: own kernel count taken many / not taken 0").is_err());
+        assert!(super::kernel_guards("").is_err());
     }
 
     #[test]
