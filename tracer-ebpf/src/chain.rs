@@ -80,7 +80,8 @@ macro_rules! with_backups {
 const _: () = assert!(MAX_CHAIN == tracer_common::MAX_BACKUPS + 1);
 
 /// Per-CPU, indexed by ProbeId: how many invocations are inside each program of the chain on
-/// this CPU now (preempted in it, or interrupted in it), by position.
+/// this CPU now (preempted in it, or interrupted in it), by position; kept only by programs
+/// whose kernel guard is not known ([`ACTIVE`]), whose backups then read these instead.
 #[map(name = "CHAIN_RUNNING")]
 static RUNNING: PerCpuArray<[u64; MAX_CHAIN]> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
 
