@@ -172,7 +172,10 @@ fn dio_pins(kernel: &str, expect: DioPins) -> Result<String> {
     let pages: u64 = cases.iter().filter_map(|c| c.int("pinned")).sum();
     let paths = learned_paths(kernel, &cases)?;
     let guards = kernel_guards(&console)?;
-    Ok(format!("({} cases, {pages} pages pinned in all, each equal to the vmstat delta; {paths}; {guards})", cases.len()))
+    Ok(format!(
+        "({} cases, {pages} pages pinned in all, each equal to the vmstat delta; {paths}; {guards})",
+        cases.len()
+    ))
 }
 
 /// The chains' check of the kernel's recursion guards (TRACER_DEBUG_CHAINS, which the cases
@@ -1201,7 +1204,8 @@ mod tests {
         let line = |chain: &str, taken: u64, not: u64| {
             format!("CHAIN {chain}: recursion misses 0/0/0 (primary/backups), before armed 0, rescued 0 (cpu rule 0, word rule 0), no word 0, context unknown 0, count unreadable 0, own kernel count taken {taken} / not taken {not}")
         };
-        let good = [line("unpin_user_folio", 229464, 0), line("block_rq_complete", 49384, 0), "noise".into()].join("\n");
+        let good =
+            [line("unpin_user_folio", 229464, 0), line("block_rq_complete", 49384, 0), "noise".into()].join("\n");
         assert!(super::kernel_guards(&good).unwrap().contains("2 chains"));
         assert!(super::kernel_guards(&line("x", 5, 1)).is_err(), "a wrong address");
         assert!(super::kernel_guards(&line("x", 0, 0)).is_err(), "nothing read the guards");
