@@ -201,8 +201,9 @@ unsafe fn fields<const TYPED: bool>(bio: u64, buf: *mut [u8; BIO_WIRE_VEC_BYTES]
             vcnt: load(bio, member!(bio_vcnt)).unwrap_or(0),
             // Loaded typed, then made a number (the vec array is copied from a computed place,
             // a slice of it, and the verifier allows no computed offset on a typed pointer).
-            // SAFETY: `buf` is writable, 8-aligned (see above).
-            io_vec: load::<u64>(bio, member!(bio_io_vec)).map_or(0, |p| unsafe { number(p, buf) }),
+            // SAFETY: `buf` is writable, 8-aligned and free until the vecs are read (see above).
+            io_vec: load::<u64>(bio, member!(bio_io_vec))
+                .map_or(0, |p| unsafe { crate::typed::as_number(p, buf as *mut u64) }),
         };
     }
     let span = member!(bio_head_bytes);
@@ -239,21 +240,6 @@ unsafe fn fields<const TYPED: bool>(bio: u64, buf: *mut [u8; BIO_WIRE_VEC_BYTES]
         size: read_at(bio, member!(bio_size)).unwrap_or(0),
         vcnt: read_at(bio, member!(bio_vcnt)).unwrap_or(0),
         io_vec: read_at(bio, member!(bio_io_vec)).unwrap_or(0),
-    }
-}
-
-/// A pointer as a number: stored into `buf` (memory of the record, a privileged program may
-/// store a pointer there) and loaded back, which the verifier takes as a number: a store and a
-/// load instead of a call of the read helper.
-///
-/// # Safety
-/// `buf` is writable memory of at least 8 bytes, 8-aligned, free meanwhile.
-#[inline(always)]
-unsafe fn number(pointer: u64, buf: *mut [u8; BIO_WIRE_VEC_BYTES]) -> u64 {
-    // SAFETY: as the caller promises.
-    unsafe {
-        core::ptr::write_volatile(buf as *mut u64, pointer);
-        core::ptr::read_volatile(buf as *const u64)
     }
 }
 

@@ -199,10 +199,7 @@ fn address_of(probe: ProbeId, pos: usize, ctx: u64) -> Option<u64> {
     let a = ADDRESS.get_ptr_mut(probe as u32)?;
     let slot = pos.min(MAX_CHAIN - 1);
     // SAFETY: this program's own entry on this CPU (see ADDRESS); slot < MAX_CHAIN.
-    unsafe {
-        core::ptr::write_volatile(&raw mut (*a)[slot], ctx);
-        Some(core::ptr::read_volatile(&raw const (*a)[slot]))
-    }
+    Some(unsafe { crate::typed::as_number(ctx, &raw mut (*a)[slot]) })
 }
 
 /// The invocations' words (tracer_common::chain::word_decide): an array, so a program finds

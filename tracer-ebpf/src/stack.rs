@@ -97,17 +97,13 @@ pub fn pin_stack<C: EbpfContext>(
     reuse(ctx, &key, path, n, frames)
 }
 
-/// The context pointer as a number (the verifier allows no arithmetic on it): stored into the
+/// The context pointer as a number ([`crate::typed::as_number`]), kept for the moment in the
 /// call's own scratch buffer (claimed for this record, free until the checks' window is read
-/// into it) and loaded back, which a privileged program may do (CAP_PERFMON), and what it loads
-/// is a number: a store and a load instead of the read helper's call.
+/// into it).
 #[inline(always)]
 fn context_number<C: EbpfContext>(ctx: &C, scratch: *mut [u64; WINDOW_WORDS]) -> u64 {
     // SAFETY: `scratch` is this call's buffer (see pin_stack), WINDOW_WORDS > 0 u64s.
-    unsafe {
-        core::ptr::write_volatile(&raw mut (*scratch)[0], ctx.as_ptr() as u64);
-        core::ptr::read_volatile(&raw const (*scratch)[0])
-    }
+    unsafe { crate::typed::as_number(ctx.as_ptr() as u64, &raw mut (*scratch)[0]) }
 }
 
 /// A call whose path's checks failed: the path is dropped after [`STALE_RUN_MAX`] of them in a

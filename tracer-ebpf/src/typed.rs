@@ -30,3 +30,20 @@ pub fn load<T: Copy>(base: u64, off: u32) -> Option<T> {
     // fault-tolerant (see the module's comment).
     Some(unsafe { core::ptr::read_volatile((base as *const u8).add(off as usize) as *const T) })
 }
+
+/// `pointer` (a BTF-typed or a context pointer) as a number, for the arithmetic the verifier
+/// allows on neither: stored into `slot`, memory of the program's own (a map value, or the
+/// record being built), where a privileged program (CAP_PERFMON, which tracing needs anyway) may
+/// keep a pointer, and loaded back, which the verifier takes as a number. A store and a load
+/// instead of a call of the read helper.
+///
+/// # Safety
+/// `slot` is writable, 8-aligned, and nothing else uses it meanwhile.
+#[inline(always)]
+pub unsafe fn as_number(pointer: u64, slot: *mut u64) -> u64 {
+    // SAFETY: as the caller promises.
+    unsafe {
+        core::ptr::write_volatile(slot, pointer);
+        core::ptr::read_volatile(slot)
+    }
+}
