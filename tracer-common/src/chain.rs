@@ -45,8 +45,9 @@
 //! iterator or the symbol it needs unavailable), the programs count themselves running instead,
 //! which the kernel's few instructions around a program escape (below).
 //!
-//! What each rule can get wrong is a loss, never a double, and the kernel counts every skip of
-//! the primary, so `skips - rescues` is exactly the invocations nobody took care of:
+//! What each rule can get wrong is a loss (a double only in the word rule's rarest case,
+//! below), and the kernel counts every skip of the primary, so `skips - rescues` is exactly the
+//! invocations nobody took care of:
 //! - CPU rule over the programs' own counts (only where the kernel's are not known): the holder
 //!   of an earlier program was in the kernel's few instructions between taking `active` and the
 //!   program's first instruction (or between its last and the release), so the program looked
@@ -54,7 +55,14 @@
 //! - Word rule: the previous invocation of the probe at the same context address had every
 //!   program after some position skipped (its word was left behind) and this one every program
 //!   up to that position: over those two invocations, as many others held inside the chain on
-//!   their CPU as the chain is long.
+//!   their CPU as the chain is long. Or no slot could be kept for the invocation (both
+//!   candidates held by other invocations' words that are not done: [`WordAt::Nowhere`]): a
+//!   backup that finds none declines (the kernel may have skipped the invocation up to there:
+//!   a loss), since the program before it most likely ran without a word, and acting would
+//!   double it; a double is left only where a program found no slot and a later one of the same
+//!   invocation claimed one that was freed meanwhile. Both are counted (`ChainDebug::NoWord`,
+//!   and the loader's `skips - rescues`). Until 2026-12-06 such backups acted: under 12 threads
+//!   on 2 vCPUs on sid, 83 doubles in 30 s.
 
 /// Programs in a chain at most (the primary and its backups).
 pub const MAX_CHAIN: usize = 4;
@@ -92,14 +100,17 @@ pub fn word_of(ctx: u64, pos: usize) -> u64 {
 }
 
 /// The table of words ([`word_decide`]): blocks of [`BLOCK_SLOTS`] slots, one block per
-/// context address (by a hash of it), two slots per probe in each block.
-pub const WORD_BLOCK_BITS: u32 = 10;
-/// Slots of a block: two per probe, rounded up to a power of two.
-pub const BLOCK_SLOTS: u32 = (2 * crate::PROBE_COUNT).next_power_of_two();
-/// Slots of the table: 512 KiB of words.
+/// context address (by a hash of it), [`SLOT_CANDIDATES`] slots per probe in each block.
+pub const WORD_BLOCK_BITS: u32 = 9;
+/// Slots of a block: [`SLOT_CANDIDATES`] per probe, rounded up to a power of two.
+pub const BLOCK_SLOTS: u32 = (SLOT_CANDIDATES * crate::PROBE_COUNT).next_power_of_two();
+/// Slots of the table: 1 MiB of words.
 pub const WORD_SLOTS: u32 = BLOCK_SLOTS << WORD_BLOCK_BITS;
-/// Candidate slots of an invocation.
-pub const SLOT_CANDIDATES: u32 = 2;
+/// Candidate slots of an invocation: four, so that no slot is found only when four other
+/// addresses of the same block hold words not done (two were too few under 12 threads on 2
+/// vCPUs on sid: a few hundred invocations in 30 s found none). An invocation that finds its
+/// word finds it in the first candidate it wrote, so the others cost only the claims.
+pub const SLOT_CANDIDATES: u32 = 4;
 
 /// The `k`th candidate slot (k < [`SLOT_CANDIDATES`]) of `probe`'s invocation at `ctx`, in a
 /// table of `BLOCK_SLOTS << block_bits` slots.
@@ -141,8 +152,10 @@ pub enum WordAt {
     Found(u32, u64),
     /// Not found: slot `.0` was empty or its word's invocation done, and is this one's now.
     Claimed(u32),
-    /// Not found, and no candidate could be taken: a later program of the invocation may act
-    /// again (counted, `ChainDebug::NoWord`).
+    /// Not found, and no candidate could be taken (counted, `ChainDebug::NoWord`): the
+    /// primary acts, a backup declines, since it cannot tell whether an earlier program of
+    /// the invocation ran without a word (an invocation the kernel skipped up to there is then
+    /// lost, and counted).
     Nowhere,
 }
 
@@ -181,7 +194,7 @@ pub fn word_decide(
         }
         k += 1;
     }
-    (true, WordAt::Nowhere)
+    (pos == 0, WordAt::Nowhere)
 }
 
 /// Diagnostics of the chains, per probe (TRACER_DEBUG_CHAINS), in `CHAIN_DEBUG` at
@@ -193,8 +206,9 @@ pub enum ChainDebug {
     RescuedByCpuRule = 0,
     /// A backup acted by the word rule.
     RescuedByWordRule,
-    /// No word could be kept for the invocation (both candidate slots held by invocations
-    /// between two of their programs): a later program of the invocation may act again.
+    /// No word could be kept for the invocation (both candidate slots held by other
+    /// invocations' words not done, between two of their programs or left behind by a skip of
+    /// their last program): a backup then declines, and a skipped invocation may be lost.
     NoWord,
     /// The invocation's context address could not be read (the CPU rule was used), or whether
     /// it lies on the task's stack could not be told (`task_struct.stack`'s offset unknown: the
