@@ -11,6 +11,7 @@ mod kernels;
 mod large_folios;
 mod ledger_bench;
 mod lint;
+mod oversubscribed;
 mod report_browser;
 mod suite;
 mod terminal;

@@ -72,6 +72,15 @@ pub fn test(args: &TestArgs) -> Result<i32> {
             &format!("vm {kernel}: large folios (THP always and never, concurrent bios in one huge page)"),
             &mut || crate::large_folios::run(kernel, expect),
         );
+        // Only a kernel that preempts threads inside programs makes them skip each other's.
+        if kernel == "sid" {
+            step(
+                &format!(
+                    "vm {kernel}: oversubscribed chains (12 DIO threads on 2 vCPUs: skips reported, none doubled)"
+                ),
+                &mut || crate::oversubscribed::run(kernel),
+            );
+        }
         step(&format!("vm {kernel}: latency"), &mut || latency(kernel));
         step(&format!("vm {kernel}: record in the VM, replay on the host"), &mut || replay(kernel));
         // One kernel is enough for what a person sees in a terminal.
