@@ -140,8 +140,8 @@ pub struct FiguresRecord {
     /// Summary only: probes that could not attach (details in the probe records).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub probes_missing: Vec<&'static str>,
-    /// Probe runs the kernel skipped because the program was already running on that CPU
-    /// (counted in `lost_events` too); only probes with skips are listed.
+    /// Probe runs the kernel skipped because every program of the probe's chain was already
+    /// running on that CPU (counted in `lost_events` too); only probes with skips are listed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub probes_skipped: Vec<Skipped>,
     /// Summary only: the pin ledger's verdict (details in the `ledger` record).

@@ -197,7 +197,7 @@ pub fn figures_text(f: &Figures, procs: &[Process]) -> String {
     }
     for skip in &f.probes_skipped {
         s.push_str(&format!(
-            "  {} skipped {} times (already running on that CPU: nested in an interrupt)\n",
+            "  {} skipped {} times (its programs were all busy on that CPU: an interrupt nested in them, or threads preempted inside them)\n",
             skip.target, skip.runs
         ));
     }
