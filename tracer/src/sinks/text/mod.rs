@@ -189,6 +189,12 @@ pub fn figures_text(f: &Figures, procs: &[Process]) -> String {
         s.push_str(&format!("; {unread} records submitted since the start not read yet"));
     }
     s.push('\n');
+    if f.lost_by_reason.contains_key("ring_full") {
+        s.push_str(
+            "  records found the ring buffer full: the reader fell behind the probes (a larger --ring-buffer \
+             absorbs bursts; where every CPU is busy the reader gets too little of them)\n",
+        );
+    }
     let wrong = f.stack_paths[tracer_common::counters::PathCount::Wrong as usize];
     if wrong > 0 {
         s.push_str(&format!(
@@ -279,6 +285,41 @@ mod tests {
     fn outcome(id: ProbeId, attached: Option<Method>, off_why: Option<&str>) -> ProbeOutcome {
         let failures = off_why.map(|why| vec![(Method::Fexit, why.to_string())]).unwrap_or_default();
         ProbeOutcome { def: PROBES[id as usize], off: off_why.is_some(), attached, failures }
+    }
+
+    /// A loss to a full ring buffer says what it means and what helps; skipped runs say that all
+    /// the chain's programs were busy, whatever the kernel's preemption.
+    #[test]
+    fn losses_say_their_cause() {
+        use crate::snapshot::{Block, PinAccounting, Scope, Skipped};
+        let f = Figures {
+            scope: Scope::Summary,
+            elapsed_s: 1.0,
+            span_s: 1.0,
+            pages_pinned: 10,
+            pages_unpinned: 10,
+            pin_accounting: PinAccounting::Unverifiable,
+            lost_events: 5,
+            lost_by_reason: [("ring_full", 4)].into(),
+            stacks_unread: 0,
+            records_submitted: 0,
+            records_read: 0,
+            stack_paths: Default::default(),
+            vmstat: None,
+            entry_points: vec![],
+            block: Block { requests_issued: None, requests_completed: None, bytes_completed: None },
+            command_exit_status: None,
+            probes_missing: vec![],
+            probes_skipped: vec![Skipped { target: "pin_user_pages_fast", runs: 1 }],
+            verdict: None,
+            filter: None,
+        };
+        let text = figures_text(&f, &[]);
+        assert!(text.contains("lost events:    5 (ring_full 4)\n"), "{text}");
+        assert!(text.contains("the reader fell behind the probes (a larger --ring-buffer"), "{text}");
+        assert!(text.contains("pin_user_pages_fast skipped 1 times (its programs were all busy on that CPU"), "{text}");
+        let f = Figures { lost_by_reason: [("scratch_busy", 4)].into(), ..f };
+        assert!(!figures_text(&f, &[]).contains("ring buffer full"));
     }
 
     /// Each probe that is off says why in the run's first lines: the run's choice, or another
