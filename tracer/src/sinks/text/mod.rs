@@ -192,7 +192,8 @@ pub fn figures_text(f: &Figures, procs: &[Process]) -> String {
     if f.lost_by_reason.contains_key("ring_full") {
         s.push_str(
             "  records found the ring buffer full: the reader fell behind the probes (a larger --ring-buffer \
-             absorbs bursts; where every CPU is busy the reader gets too little of them)\n",
+             absorbs bursts; where every CPU is busy the reader gets too little of them: run the tracer \
+             at a higher priority, e.g. nice -n -10)\n",
         );
     }
     let wrong = f.stack_paths[tracer_common::counters::PathCount::Wrong as usize];
