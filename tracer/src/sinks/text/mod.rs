@@ -152,33 +152,9 @@ pub fn probes_brief(probes: &[ProbeOutcome], kernel: &str) -> String {
     s
 }
 
-/// Figures (interval or summary) and the processes, as text.
-pub fn figures_text(f: &Figures, procs: &[Process]) -> String {
+/// The lost events line of `f` and what each kind of loss means.
+fn losses_text(f: &Figures) -> String {
     let mut s = String::new();
-    let title = match f.scope {
-        Scope::Summary => "summary",
-        Scope::Interval => "interval",
-    };
-    s.push_str(&format!("--- {title}: {:.3} s (at {:.3} s) ---\n", f.span_s, f.elapsed_s));
-    if let Some(filter) = &f.filter {
-        s.push_str(&filter_text(filter));
-    }
-    if f.pin_accounting == PinAccounting::Measured {
-        let outstanding = f.net_pinned();
-        let wide = if f.filter.is_some() { " (machine-wide)" } else { "" };
-        s.push_str(&format!(
-            "FOLL_PIN pages{wide}: pinned {}  unpinned {}  net {outstanding:+}\n",
-            f.pages_pinned, f.pages_unpinned
-        ));
-    } else {
-        s.push_str("FOLL_PIN pages: unverifiable (this kernel's /proc/vmstat has no nr_foll_pin_* counters)\n");
-    }
-    if let Some(v) = f.vmstat {
-        s.push_str(&format!(
-            "/proc/vmstat:   nr_foll_pin_acquired +{}  nr_foll_pin_released +{}\n",
-            v.nr_foll_pin_acquired, v.nr_foll_pin_released
-        ));
-    }
     s.push_str(&format!("lost events:    {}", f.lost_events));
     if !f.lost_by_reason.is_empty() {
         let why: Vec<String> = f.lost_by_reason.iter().map(|(k, n)| format!("{k} {n}")).collect();
@@ -208,6 +184,37 @@ pub fn figures_text(f: &Figures, procs: &[Process]) -> String {
             skip.target, skip.runs
         ));
     }
+    s
+}
+
+/// Figures (interval or summary) and the processes, as text.
+pub fn figures_text(f: &Figures, procs: &[Process]) -> String {
+    let mut s = String::new();
+    let title = match f.scope {
+        Scope::Summary => "summary",
+        Scope::Interval => "interval",
+    };
+    s.push_str(&format!("--- {title}: {:.3} s (at {:.3} s) ---\n", f.span_s, f.elapsed_s));
+    if let Some(filter) = &f.filter {
+        s.push_str(&filter_text(filter));
+    }
+    if f.pin_accounting == PinAccounting::Measured {
+        let outstanding = f.net_pinned();
+        let wide = if f.filter.is_some() { " (machine-wide)" } else { "" };
+        s.push_str(&format!(
+            "FOLL_PIN pages{wide}: pinned {}  unpinned {}  net {outstanding:+}\n",
+            f.pages_pinned, f.pages_unpinned
+        ));
+    } else {
+        s.push_str("FOLL_PIN pages: unverifiable (this kernel's /proc/vmstat has no nr_foll_pin_* counters)\n");
+    }
+    if let Some(v) = f.vmstat {
+        s.push_str(&format!(
+            "/proc/vmstat:   nr_foll_pin_acquired +{}  nr_foll_pin_released +{}\n",
+            v.nr_foll_pin_acquired, v.nr_foll_pin_released
+        ));
+    }
+    s.push_str(&losses_text(f));
     if !f.entry_points.is_empty() {
         s.push_str(&format!("  {:<34} {:>6} {:>10} {:>12}\n", "ENTRY POINT", "ROLE", "CALLS", "PAGES"));
         for e in &f.entry_points {
