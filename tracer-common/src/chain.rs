@@ -55,8 +55,8 @@
 //! - Word rule: the previous invocation of the probe at the same context address had every
 //!   program after some position skipped (its word was left behind) and this one every program
 //!   up to that position: over those two invocations, as many others held inside the chain on
-//!   their CPU as the chain is long. Or no slot could be kept for the invocation (both
-//!   candidates held by other invocations' words that are not done: [`WordAt::Nowhere`]): a
+//!   their CPU as the chain is long. Or no slot could be kept for the invocation (every
+//!   candidate held by another invocation's word that is not done: [`WordAt::Nowhere`]): a
 //!   backup that finds none declines (the kernel may have skipped the invocation up to there:
 //!   a loss), since the program before it most likely ran without a word, and acting would
 //!   double it; a double is left only where a program found no slot and a later one of the same
@@ -206,9 +206,9 @@ pub enum ChainDebug {
     RescuedByCpuRule = 0,
     /// A backup acted by the word rule.
     RescuedByWordRule,
-    /// No word could be kept for the invocation (both candidate slots held by other
-    /// invocations' words not done, between two of their programs or left behind by a skip of
-    /// their last program): a backup then declines, and a skipped invocation may be lost.
+    /// No word could be kept for the invocation (every candidate slot held by another
+    /// invocation's word not done, between two of its programs or left behind by a skip of its
+    /// last program): a backup then declines, and a skipped invocation may be lost.
     NoWord,
     /// The invocation's context address could not be read (the CPU rule was used), or whether
     /// it lies on the task's stack could not be told (`task_struct.stack`'s offset unknown: the

@@ -33,9 +33,9 @@ struct Side {
 impl Side {
     fn of(summary: &Value, role: &str, name: &'static str, vmstat_key: &str) -> Result<Side> {
         let entry_points = summary["entry_points"].as_array().context("summary without entry_points")?;
-        let targets: Vec<&str> =
-            entry_points.iter().filter(|e| e["role"] == role).filter_map(|e| e["function"].as_str()).collect();
-        let pages = entry_points.iter().filter(|e| e["role"] == role).filter_map(|e| e["pages"].as_u64()).sum();
+        let side: Vec<&Value> = entry_points.iter().filter(|e| e["role"] == role).collect();
+        let targets: Vec<&str> = side.iter().filter_map(|e| e["function"].as_str()).collect();
+        let pages = side.iter().filter_map(|e| e["pages"].as_u64()).sum();
         let kernel =
             summary["vmstat"][vmstat_key].as_u64().with_context(|| format!("summary without vmstat {vmstat_key}"))?;
         let skipped_runs = summary["probes_skipped"]
@@ -75,12 +75,13 @@ pub fn check(console: &str) -> Result<String> {
             None => problems.push(format!("{what} did not end")),
         }
     }
-    let log: Vec<&str> = tagged(console, "OVERSUB-LOG").collect();
-    problems.extend(log.iter().filter(|l| l.contains("backups acted for")).map(|l| format!("a double: {l}")));
+    // The tracer's errors and each chain's last counters, as tracer_stop prints them (cases.sh).
+    problems.extend(
+        tagged(console, "TRACER-STDERR").filter(|l| l.contains("backups acted for")).map(|l| format!("a double: {l}")),
+    );
     // The stress must have made the kernel skip pin programs, or the run proves nothing.
-    let rescued_pins = log
-        .iter()
-        .find(|l| l.contains("chain pin_user_pages_fast:"))
+    let rescued_pins = tagged(console, "CHAIN")
+        .find(|l| l.starts_with("pin_user_pages_fast:"))
         .and_then(|l| l.split_once(" rescued ").and_then(|(_, r)| r.split(' ').next()?.parse::<u64>().ok()))
         .unwrap_or(0);
     if rescued_pins == 0 {
@@ -122,8 +123,8 @@ mod tests {
         // A backup that took an invocation its primary took too.
         fails(
             c.replacen(
-                "OVERSUB-LOG ",
-                "OVERSUB-LOG [x ERROR] block_rq_issue: backups acted for 70 invocations the primary also took care of\nOVERSUB-LOG ",
+                "OVERSUB-FIO ",
+                "TRACER-STDERR [x ERROR] block_rq_issue: backups acted for 70 invocations the primary also took care of\nOVERSUB-FIO ",
                 1,
             ),
             "a double",
@@ -149,7 +150,7 @@ mod tests {
         }
         fails(c.replace(&summary, &short.to_string()), "a loss not reported");
         // No contention: nothing proven.
-        fails(c.replacen("chain pin_user_pages_fast:", "chain pin_user_pages_slow:", 1), "did not contend");
+        fails(c.replacen("CHAIN pin_user_pages_fast:", "CHAIN pin_user_pages_slow:", 1), "did not contend");
         fails(c.replacen("OVERSUB-TRACER status=0", "OVERSUB-TRACER status=1", 1), "tracer run ended with status=1");
     }
 }
