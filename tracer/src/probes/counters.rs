@@ -128,8 +128,8 @@ pub struct ChainCounts {
     pub backup_skips: Option<u64>,
     /// The chain filters first (the raw system call tracepoints): the only chains whose backups
     /// rescue every skip they must whenever they run, so the only ones `backup_skips` bounds.
-    /// Elsewhere a backup that runs can decline for a skipped invocation: a stale word (word
-    /// rule), or, where the kernel's guards are not known, the CPU rule's window over the
+    /// Elsewhere a backup that runs can decline for a skipped invocation: a stale word or no
+    /// word at all (word rule), or, where the kernel's guards are not known, the CPU rule's window over the
     /// programs' own counts (an interrupt between the kernel taking the primary's `active` and
     /// its first instruction; seen on 6.12: `__bio_release_pages` skipped once, no backup
     /// skipped, no rescue), and the skip is lost.
