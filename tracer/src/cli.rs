@@ -73,6 +73,12 @@ pub struct RunArgs {
     /// (one page) to 1048576. Records that find it full are lost, and counted (`ring_full`).
     #[arg(long, value_name = "KIB", default_value_t = tracer_common::EVENTS_DEFAULT_BYTES / 1024, value_parser = parse_ring_kib)]
     pub ring_buffer: u32,
+    /// Run the tracer at this nice value, -20 to 19 (the traced COMMAND starts with the one the
+    /// tracer was started with). On a machine whose CPUs are all busy the tracer's reader falls
+    /// behind the probes and records are lost (`ring_full`): a negative value such as -10 lets
+    /// it keep up, at some cost to the workload. Below the current value needs CAP_SYS_NICE.
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-20..=19))]
+    pub nice: Option<i32>,
     /// Also measure the `sys` latency figure: each Direct I/O system call from entry to exit
     /// (what fio's synchronous engines call clat). Off by default: its probes run for every
     /// read and write system call of every process on the machine.

@@ -211,6 +211,9 @@ fn bad_arguments_exit_2_with_a_message() {
         &["report"],
         &["report", "f", "--format", "xml"],
         &["record", "--duration", "1"],
+        &["run", "--nice", "20"],
+        &["run", "--nice", "-21"],
+        &["run", "--nice", "low"],
     ] {
         tracer().args(args).assert().code(2).stderr(predicate::str::contains("error:"));
     }

@@ -171,7 +171,27 @@ fn host_live() -> Result<String> {
     if !last.contains("\"type\":\"summary\"") {
         bail!("the last line of tracer run --format json is not the summary: {last}");
     }
-    Ok(format!("({missing} probes missing, each with a reason)"))
+    let nice = host_nice(&tracer)?;
+    Ok(format!("({missing} probes missing, each with a reason; {nice})"))
+}
+
+/// `--nice`: the tracer runs at the value asked for, the command it runs at the one the
+/// tracer was started with (this harness's).
+fn host_nice(tracer: &Path) -> Result<String> {
+    let stat_nice = |stat: &str| stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(16)).map(str::to_owned);
+    let ours = stat_nice(&std::fs::read_to_string("/proc/self/stat")?).context("our own nice value")?;
+    let report = "echo NICE command=$(cut -d' ' -f19 /proc/self/stat) tracer=$(cut -d' ' -f19 /proc/$PPID/stat)";
+    let run =
+        Command::new(tracer).args(["run", "--format", "json", "--nice", "-5", "--", "sh", "-c", report]).output()?;
+    let out = String::from_utf8_lossy(&run.stdout);
+    if !run.status.success() {
+        bail!("tracer run --nice -5 exited {}: {}", run.status, String::from_utf8_lossy(&run.stderr));
+    }
+    let want = format!("NICE command={ours} tracer=-5");
+    if !out.lines().any(|l| l == want) {
+        bail!("tracer run --nice -5 -- sh: expected the line {want:?}; stdout:\n{out}");
+    }
+    Ok(format!("--nice -5: the tracer at -5, its command at {ours}"))
 }
 
 fn dio_pins(kernel: &str, expect: DioPins) -> Result<String> {

@@ -4,6 +4,7 @@
 
 mod drive;
 mod filter;
+pub(crate) mod priority;
 
 #[cfg(test)]
 mod tests;
@@ -122,6 +123,8 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
         log::warn!("{w}");
     }
     let signals = Signals::listen(args.segments)?;
+    // Before the load, so that no thread of the tracer starts at the old priority.
+    let command_nice = priority::apply(args.nice)?;
     let wanted = Wanted { syscall_latency: args.syscall_latency };
     let mut tracer = Tracer::load(&facts, &plan_for(&facts, wanted), args.ring_buffer * 1024)?;
     // Before tracing starts, and only once it can: no empty record file from a failed load.
@@ -153,6 +156,7 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
     let every = args.interval.or(refreshed.then_some(std::time::Duration::from_secs(1)));
     let triggers = Triggers {
         command: args.command.clone(),
+        command_nice,
         duration: args.duration,
         interval: every,
         segments: signals.segments,

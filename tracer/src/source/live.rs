@@ -68,6 +68,8 @@ impl Mark {
 pub struct Triggers {
     /// The command to trace (started once the run's start has been shown), if any.
     pub command: Vec<OsString>,
+    /// The nice value the command starts with, when the tracer runs at another (`--nice`).
+    pub command_nice: Option<i32>,
     pub duration: Option<std::time::Duration>,
     pub interval: Option<std::time::Duration>,
     /// SIGUSR1, under `--segments`.
@@ -184,13 +186,15 @@ impl LiveSource {
     /// Starts the command and the timers.
     fn run(triggers: &Triggers) -> Result<Running, SourceError> {
         let child = match triggers.command.split_first() {
-            Some((program, rest)) => Some(
-                Command::new(program)
-                    .args(rest)
-                    .kill_on_drop(true)
-                    .spawn()
-                    .map_err(|e| SourceError::Spawn(program.to_string_lossy().into_owned(), e))?,
-            ),
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).kill_on_drop(true);
+                if let Some(nice) = triggers.command_nice {
+                    // SAFETY: setpriority is a system call, safe between fork and exec.
+                    unsafe { command.pre_exec(move || crate::run::priority::set(nice)) };
+                }
+                Some(command.spawn().map_err(|e| SourceError::Spawn(program.to_string_lossy().into_owned(), e))?)
+            }
             None => None,
         };
         let deadline = triggers.duration.map(|d| tokio::time::Instant::now() + d);

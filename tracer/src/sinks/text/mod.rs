@@ -169,7 +169,7 @@ fn losses_text(f: &Figures) -> String {
         s.push_str(
             "  records found the ring buffer full: the reader fell behind the probes (a larger --ring-buffer \
              absorbs bursts; where every CPU is busy the reader gets too little of them: run the tracer \
-             at a higher priority, e.g. nice -n -10)\n",
+             at a higher priority, e.g. --nice -10)\n",
         );
     }
     let wrong = f.stack_paths[tracer_common::counters::PathCount::Wrong as usize];
