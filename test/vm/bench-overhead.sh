@@ -2,7 +2,7 @@
 # Guest side of `cargo xtask bench overhead`: fio IOPS untraced, under the tracer, under an
 # equivalent bpftrace script (bench-overhead.bt), under empty programs on the tracer's attach
 # points (bench-floor.bt) and under as many empty programs as the tracer's chains run there
-# (bench-floor-chains.bt), alternating in one boot. Measures only; the host computes medians and
+# (chains_script), alternating in one boot. Measures only; the host computes medians and
 # ratios.
 #
 # usage: sh bench-overhead.sh RUNTIME ROUNDS [TRACER]
@@ -32,7 +32,6 @@ STATS_RUNTIME=$(( RUNTIME > 4 ? RUNTIME / 2 : 2 ))
 TRACER=${3:-tracer}
 BT_SRC=/root/bench-overhead.bt
 FLOOR_SRC=/root/bench-floor.bt
-CHAINS_SRC=/root/bench-floor-chains.bt
 
 JOBS="randread-libaio-qd32 randread-psync-qd1 read64k-libaio-qd8 randwrite-uring-fixed-qd32 syscall-zero-512 tmpfs-write-4k"
 
@@ -215,6 +214,24 @@ bt_script() { # bt_script SOURCE COPY
     done
 }
 
+# chains_script FLOOR COPY: the chains' floor, FLOOR (bench-floor.bt) with each place's empty
+# program repeated as many times as the tracer had programs attached there (its primary and its
+# chain's backups: /tmp/targets, taken during its pass), which depends on the kernel
+# (tracer/src/probes/preemption.rs); one where it had none. Noted on the console.
+chains_script() {
+    awk 'NR == FNR { n[$2]++; next }
+        /^(k(ret)?func|tracepoint):/ { place = $0; sub(/.*:/, "", place); block = $0 "\n"; open = 1; next }
+        open { block = block $0 "\n"
+            if ($0 == "}") { open = 0; c = (place in n) ? n[place] : 1
+                for (i = 0; i < c; i++) printf "%s\n", block
+                if (place != "ksys_sync") layout = layout " " place "=" c }
+            next }
+        { print }
+        END { print "BENCH-NOTE chains floor, the tracer'"'"'s programs per place in this boot:" layout > "/dev/stderr" }' \
+        /tmp/targets "$1" > "$2" 2> /tmp/chains-layout
+    cat /tmp/chains-layout
+}
+
 # bench-ablation.sh sources the functions above (BENCH_LIB=1) and runs passes of its own.
 [ -n "${BENCH_LIB:-}" ] && return 0
 
@@ -225,10 +242,11 @@ echo "BENCH-INFO kernel=$(uname -r) cpus=$(nproc) mem_kb=$(awk '$1 == "MemTotal:
     "stats_enabled=$(cat /proc/sys/kernel/bpf_stats_enabled)"
 bt_script "$BT_SRC" /tmp/bench.bt
 bt_script "$FLOOR_SRC" /tmp/floor.bt
-bt_script "$CHAINS_SRC" /tmp/chains.bt
+rm -f /tmp/chains.bt
 for r in $(seq 1 "$ROUNDS"); do
     pass none "$r"
     tracer_pass "$r"
+    [ -s /tmp/chains.bt ] || chains_script /tmp/floor.bt /tmp/chains.bt
     pass none "$r"
     bpftrace_pass "$r"
     pass none "$r"

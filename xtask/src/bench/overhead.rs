@@ -257,7 +257,6 @@ fn boot(kernel: &str, args: &OverheadBenchArgs, tracer: &Path, tools: &[PathBuf]
     add(root.join("test/vm/bench-overhead.sh").display().to_string());
     add(root.join("test/vm/bench-overhead.bt").display().to_string());
     add(root.join("test/vm/bench-floor.bt").display().to_string());
-    add(root.join("test/vm/bench-floor-chains.bt").display().to_string());
     add(format!("{}:/root/tracer-bench", tracer.display()));
     for tool in tools {
         add(format!("{}:{}", tool.display(), tool.display()));
@@ -388,11 +387,12 @@ fn method(first: &Console) -> String {
          when the bios' ends had a probe of their own, and `bio_iov_iter_get_pages` fexit before \
          2026-12-05 night, when the bios' queueing began to stream their acquisitions): what any \
          tracer of those places pays before it does any work; and the chains' floor: \
-         `test/vm/bench-floor-chains.bt`, as many empty programs on each place as the tracer runs \
-         there on 6.12 (one on the pin and the block layer's two starts, three (a \
-         primary and two backups) on the three places interrupts can reach; sid runs four on every \
-         place; before 2026-12-05 evening the block layer's starts had three too): what the tracer's \
-         chains pay before they do any work. A round is an untraced pass of every job, a \
+         `test/vm/bench-floor.bt` with each place's empty program repeated as many times as the \
+         tracer had programs attached there in the boot's first tracer pass (its primary and its \
+         chain's backups, from `bpftool link show`; the count per place is in the notes: on 6.12 \
+         one on the pin and the block layer's two starts and three on the places interrupts reach, \
+         on sid four everywhere; until 2026-12-06 afternoon the file `bench-floor-chains.bt` had 6.12's \
+         layout on every kernel): what the tracer's chains pay before they do any work. A round is an untraced pass of every job, a \
          tracer pass, an untraced pass, a bpftrace pass, an untraced pass, a floor pass, an \
          untraced pass, a chains pass; {rounds} \
          rounds, then one more untraced pass, so every traced pass has untraced neighbours. A \

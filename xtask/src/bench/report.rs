@@ -15,8 +15,8 @@ pub enum Mode {
     Bpftrace,
     /// Empty programs on the tracer's attach points (test/vm/bench-floor.bt).
     Floor,
-    /// As many empty programs on each place as the tracer's chains run there on 6.12
-    /// (test/vm/bench-floor-chains.bt).
+    /// As many empty programs on each place as the tracer had there in the boot (bench-floor.bt
+    /// with each place's program repeated: test/vm/bench-overhead.sh, chains_script).
     Chains,
     /// The tracer with parts of its page records left out (test/vm/bench-ablation.sh: a mask
     /// of tracer_common::bench_skip).
@@ -345,7 +345,7 @@ fn verdict(job: &JobResult, ratio: Option<f64>) -> String {
 /// The IOPS table of one kernel.
 pub fn job_table(jobs: &[JobResult]) -> String {
     let mut t = String::from(
-        "| job | untraced IOPS (median, runs) | untraced min-max | tracer IOPS | **tracer / untraced** | target (≥ 0.90, goal 0.97; pinning nothing ≥ 0.99) | bpftrace IOPS | bpftrace / untraced | less overhead than bpftrace | tracer BPF µs / I/O | bpftrace BPF µs / I/O | empty programs at the tracer's places / untraced | their BPF µs / I/O | as many empty programs as the tracer's chains (6.12) / untraced |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| job | untraced IOPS (median, runs) | untraced min-max | tracer IOPS | **tracer / untraced** | target (≥ 0.90, goal 0.97; pinning nothing ≥ 0.99) | bpftrace IOPS | bpftrace / untraced | less overhead than bpftrace | tracer BPF µs / I/O | bpftrace BPF µs / I/O | empty programs at the tracer's places / untraced | their BPF µs / I/O | as many empty programs as the tracer's chains / untraced |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for j in jobs {
         let (u, tr, bt) = (j.stat(Mode::Untraced), j.stat(Mode::Tracer), j.stat(Mode::Bpftrace));
