@@ -46,24 +46,30 @@ job_args() {
     esac
 }
 
-# targets: "prog_id target" of every attached program (links and perf events), into
-# /tmp/targets. Program names are cut at 15 characters and the backups of a chain share them,
-# so the report names each program's target too.
+# targets: "prog_id target" of every attached program, into /tmp/targets: links (fentry,
+# fexit, raw tracepoints) from their fds' fdinfo (prog_id, and tp_name or target_btf_id: bpftool
+# 7.1's `link show` gives no target for tracing links), then perf events (kprobes, perf
+# tracepoints) from `bpftool perf show`; each program once. Program names are cut at 15
+# characters and the backups of a chain share them, so the report names each program's target.
 BTF_FUNCS=/tmp/btf-funcs
 targets() {
     [ -s $BTF_FUNCS ] || bpftool btf dump file /sys/kernel/btf/vmlinux 2>/dev/null |
         awk -v q="'" '$2 == "FUNC" { id = $1; sub(/^\[/, "", id); sub(/\]$/, "", id); n = $3; gsub(q, "", n); print id, n }' > $BTF_FUNCS
     echo "0 none" > /tmp/targets
-    { bpftool link show; bpftool perf show; } 2>/dev/null | awk -v q="'" -v funcs=$BTF_FUNCS '
+    # shellcheck disable=SC2016 # awk's own variables
+    awk -v funcs=$BTF_FUNCS '
+        function flush() { if (prog != "" && t != "") print prog, t; prog = ""; t = "" }
         BEGIN { while ((getline l < funcs) > 0) { split(l, a, " "); fn[a[1]] = a[2] } }
-        /^[0-9]+: / { prog = ""; for (i = 2; i < NF; i++) if ($i == "prog") prog = $(i + 1) }
-        $1 == "tp" { t = $2; gsub(q, "", t); print prog, t }
-        $1 == "kprobe" || $1 == "kretprobe" { print prog, $NF }
-        /target_btf_id/ { for (i = 1; i < NF; i++) if ($i == "target_btf_id") id = $(i + 1)
-            print prog, ((id in fn) ? fn[id] : "btf_id_" id) }
+        FNR == 1 { flush() }
+        $1 == "prog_id:" { prog = $2 }
+        $1 == "tp_name:" { t = $2 }
+        $1 == "target_btf_id:" { t = ($2 in fn) ? fn[$2] : "btf_id_" $2 }
+        END { flush() }' /proc/[0-9]*/fdinfo/* 2>/dev/null | sort -u -k1,1n >> /tmp/targets
+    bpftool perf show 2>/dev/null | awk 'NR == FNR { seen[$1] = 1; next }
         $1 == "pid" { p = ""; t = $NF
             for (i = 1; i < NF; i++) { if ($i == "prog_id") p = $(i + 1); if ($i == "func") t = $(i + 1) }
-            if (p != "") print p, t }' >> /tmp/targets
+            if (p != "" && !(p in seen)) { seen[p] = 1; print p, t } }' /tmp/targets - > /tmp/targets.perf
+    cat /tmp/targets.perf >> /tmp/targets
 }
 
 # progs: "id name:target run_time_ns run_cnt" of every BPF program loaded.
