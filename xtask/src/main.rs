@@ -78,6 +78,9 @@ enum BenchCmd {
     /// What each part of the tracer's page records costs: the tracer once per part left out,
     /// in stock-kernel VMs, with the BPF run time per program.
     Ablation(bench::AblationBenchArgs),
+    /// Where the CPU goes on a 4 KiB read, untraced and traced, from kernel stack samples in
+    /// stock-kernel VMs: the programs' dispatch, their bodies, what they call, the rest.
+    Profile(bench::ProfileBenchArgs),
 }
 
 fn main() {
@@ -92,6 +95,7 @@ fn main() {
         Cmd::Bench { which: BenchCmd::Overhead(args) } => bench::overhead(&args),
         Cmd::Bench { which: BenchCmd::Ledger(args) } => ledger_bench::ledger(&args),
         Cmd::Bench { which: BenchCmd::Ablation(args) } => bench::ablation(&args),
+        Cmd::Bench { which: BenchCmd::Profile(args) } => bench::profile(&args),
         Cmd::Demo { kernel, duration } => suite::demo(&kernel, duration),
     };
     match result {

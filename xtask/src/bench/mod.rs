@@ -4,12 +4,16 @@
 //! - `overhead`: fio IOPS untraced, under the tracer and under an equivalent bpftrace script,
 //!   in stock-kernel VMs (test/vm/bench-overhead.sh), with per-program BPF run times.
 //! - `ablation`: what each part of the tracer's page records costs (test/vm/bench-ablation.sh).
+//! - `profile`: where the CPU goes on a 4 KiB read, untraced and traced, by kernel stack
+//!   samples (test/vm/bench-profile.sh): dispatch, program bodies, what they call.
 
 mod ablation;
 mod latency;
 mod overhead;
+mod profile;
 mod report;
 
 pub use ablation::{ablation, AblationBenchArgs};
 pub use latency::{latency, LatencyBenchArgs};
 pub use overhead::{overhead, OverheadBenchArgs};
+pub use profile::{profile, ProfileBenchArgs};

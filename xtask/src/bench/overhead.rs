@@ -458,29 +458,10 @@ fn kernel_part(run: &KernelRun) -> String {
     }
     s.push_str("\nSessions (how each traced pass ended):");
     s.push_str(&report::session_list(c));
-    s.push_str(&notes(c));
     let took = run.took.map(|t| format!(", {:.0} min in all", t.as_secs_f64() / 60.0)).unwrap_or_default();
     let log = run.log.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let host = run.host.map(|h| h.describe()).unwrap_or_default();
     let _ = writeln!(s, "\n\nConsole log: `target/vm/logs/{log}`{took}{host}.");
-    s
-}
-
-/// The guest's notes (BENCH-NOTE lines: the chains floor's layout, probes left out, runs that
-/// failed), and how many console lines could not be read (a kernel message cut into them).
-fn notes(c: &report::Console) -> String {
-    let (unparsed, notes): (Vec<&String>, Vec<&String>) =
-        c.notes.iter().partition(|n| n.starts_with("unparsed console line"));
-    let mut s = String::new();
-    if !notes.is_empty() {
-        s.push_str("\n\nNotes:");
-        for n in notes {
-            let _ = write!(s, "\n- {n}");
-        }
-    }
-    if !unparsed.is_empty() {
-        let _ = write!(s, "\n\n{} console lines could not be read (cut by kernel messages).", unparsed.len());
-    }
     s
 }
 
