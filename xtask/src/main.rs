@@ -9,7 +9,6 @@ mod cpio;
 mod initramfs;
 mod kernels;
 mod large_folios;
-mod ledger_bench;
 mod lint;
 mod oversubscribed;
 mod report_browser;
@@ -74,7 +73,7 @@ enum BenchCmd {
     Overhead(bench::OverheadBenchArgs),
     /// The userspace engine on one core: events/s replaying a large recorded stream, and memory
     /// per outstanding pinned page.
-    Ledger(ledger_bench::LedgerBenchArgs),
+    Ledger(bench::LedgerBenchArgs),
     /// What each part of the tracer's page records costs: the tracer once per part left out,
     /// in stock-kernel VMs, with the BPF run time per program.
     Ablation(bench::AblationBenchArgs),
@@ -93,7 +92,7 @@ fn main() {
         Cmd::Clippy => lint::clippy().map(|_| 0),
         Cmd::Bench { which: BenchCmd::Latency(args) } => bench::latency(&args),
         Cmd::Bench { which: BenchCmd::Overhead(args) } => bench::overhead(&args),
-        Cmd::Bench { which: BenchCmd::Ledger(args) } => ledger_bench::ledger(&args),
+        Cmd::Bench { which: BenchCmd::Ledger(args) } => bench::ledger(&args),
         Cmd::Bench { which: BenchCmd::Ablation(args) } => bench::ablation(&args),
         Cmd::Bench { which: BenchCmd::Profile(args) } => bench::profile(&args),
         Cmd::Demo { kernel, duration } => suite::demo(&kernel, duration),

@@ -1,6 +1,8 @@
 //! `cargo xtask bench ...`: benchmarks whose results go to docs/benchmarks.md.
 //!
 //! - `latency`: the tracer's latency figures against fio's clat, on this machine's disk.
+//! - `ledger`: the userspace engine's events/s replaying a recorded stream, and its memory per
+//!   outstanding pinned page.
 //! - `overhead`: fio IOPS untraced, under the tracer and under an equivalent bpftrace script,
 //!   in stock-kernel VMs (test/vm/bench-overhead.sh), with per-program BPF run times.
 //! - `ablation`: what each part of the tracer's page records costs (test/vm/bench-ablation.sh).
@@ -9,11 +11,13 @@
 
 mod ablation;
 mod latency;
+mod ledger;
 mod overhead;
 mod profile;
 mod report;
 
 pub use ablation::{ablation, AblationBenchArgs};
 pub use latency::{latency, LatencyBenchArgs};
+pub use ledger::{ledger, LedgerBenchArgs};
 pub use overhead::{overhead, OverheadBenchArgs};
 pub use profile::{profile, ProfileBenchArgs};
