@@ -6,15 +6,23 @@
 #
 # usage: sh bench-profile.sh RUNTIME [TRACER]
 #
+# Passes: untraced, under the tracer, untraced, under bpftrace with the overhead bench's script
+# (bench-overhead.bt: what another tracer of the same places pays, dispatch and bodies alike).
+#
 # Prints:
 #   PROF-INFO kernel=K cpus=N runtime=S
-#   PROF-RUN mode=untraced|traced|untraced2 status=RC iops=X ios=N
+#   PROF-RUN mode=untraced|traced|untraced2|bpftrace status=RC iops=X ios=N
 #   PROF-TRACER status=RC pinned=N unpinned=N lost=N
 #   PROF <mode> <bpftrace's map lines>   (@s[comm, kstack]: count)
 #   PROF-DONE
 set -u
-RUNTIME=${1:-15}
-TRACER=${2:-tracer}
+RUN_S=${1:-15}
+TRACER_BIN=${2:-tracer}
+# bt_script (the bpftrace script without probes of functions this kernel lacks).
+BENCH_LIB=1
+. /root/bench-overhead.sh 5 1
+RUNTIME=$RUN_S
+TRACER=$TRACER_BIN
 modprobe null_blk 2>/dev/null
 cat > /tmp/prof.bt <<'EOF'
 profile:hz:997 { @s[comm, kstack(12)] = count(); }
@@ -75,4 +83,21 @@ summary=$(grep '"type":"summary"' /tmp/tracer.json | tail -1)
 int() { echo "$summary" | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
 echo "PROF-TRACER status=$rc pinned=$(int pages_pinned) unpinned=$(int pages_unpinned) lost=$(int lost_events)"
 profile untraced2
+bt_script /root/bench-overhead.bt /tmp/bench.bt | sed 's/^BENCH-NOTE/PROF-NOTE/'
+bpftrace /tmp/bench.bt > /tmp/bt.out 2> /tmp/bt.err &
+bt=$!
+t0=$(date +%s)
+until grep -q BENCH-BT-READY /tmp/bt.out; do
+    if [ $(($(date +%s) - t0)) -gt 300 ] || ! kill -0 $bt 2>/dev/null; then
+        echo "PROF-NOTE bpftrace (bench-overhead.bt) did not start: $(tail -2 /tmp/bt.err | tr '\n' ' ')"
+        break
+    fi
+    sync
+    sleep 0.2
+done
+profile bpftrace
+kill -INT $bt 2>/dev/null
+t0=$(date +%s)
+while kill -0 $bt 2>/dev/null && [ $(($(date +%s) - t0)) -lt 120 ]; do sleep 1; done
+kill -KILL $bt 2>/dev/null
 echo "PROF-DONE"

@@ -25,7 +25,7 @@ const HZ: f64 = 997.0;
 /// The workload's command name.
 const WORKLOAD: &str = "fio";
 /// The passes of the guest script, in order.
-const MODES: [&str; 3] = ["untraced", "traced", "untraced2"];
+const MODES: [&str; 4] = ["untraced", "traced", "untraced2", "bpftrace"];
 
 #[derive(clap::Args, Debug)]
 pub struct ProfileBenchArgs {
@@ -69,7 +69,9 @@ impl Class {
         match self {
             Class::User => "user mode",
             Class::Kernel => "kernel, no tracing frame on the stack",
-            Class::Dispatch => "tracing: dispatch (trampolines, recursion guards, RCU, tracepoint iterators)",
+            Class::Dispatch => {
+                "tracing: dispatch (trampolines, recursion guards, RCU, tracepoints' ways into programs)"
+            }
             Class::Body => "tracing: programs' own instructions",
             Class::Called => "tracing: helpers and kernel functions the programs call",
         }
@@ -81,21 +83,35 @@ fn function(frame: &str) -> &str {
     frame.rsplit_once('+').map_or(frame, |(f, _)| f)
 }
 
-/// Functions that run programs, or run around them.
+/// Functions that run programs, or run around them (the tracing frames, and what they call to
+/// that end).
 fn is_dispatch(f: &str) -> bool {
     const DISPATCH: [&str; 9] = [
-        "__bpf_prog_enter",
-        "__bpf_prog_exit",
-        "bpf_trampoline_",
-        "bpf_trace_run",
-        "__traceiter_",
         "__rcu_read_lock",
         "__rcu_read_unlock",
         "migrate_disable",
         "migrate_enable",
+        "perf_trace_buf_alloc",
+        "perf_swevent_get_recursion_context",
+        "perf_swevent_put_recursion_context",
+        "perf_tp_event",
+        "bpf_prog_inc_misses_counter",
     ];
-    DISPATCH.iter().any(|d| f.starts_with(d)) || f == "bpf_prog_inc_misses_counter"
+    TRACING.iter().any(|t| f.starts_with(t)) || DISPATCH.contains(&f)
 }
+
+/// Frames only tracing puts on a stack: trampolines, the raw tracepoints' and the perf
+/// tracepoints' (bpftrace's `tracepoint:`) ways into programs.
+const TRACING: [&str; 8] = [
+    "__bpf_prog_enter",
+    "__bpf_prog_exit",
+    "bpf_trampoline_",
+    "bpf_trace_run",
+    "__traceiter_",
+    "perf_trace_",
+    "trace_call_bpf",
+    "perf_tp_event",
+];
 
 fn is_program(f: &str) -> bool {
     f.starts_with("bpf_prog_") && f != "bpf_prog_inc_misses_counter"
@@ -103,8 +119,6 @@ fn is_program(f: &str) -> bool {
 
 /// A frame only tracing puts on a stack (not RCU's, which the kernel takes everywhere).
 fn is_tracing(f: &str) -> bool {
-    const TRACING: [&str; 5] =
-        ["__bpf_prog_enter", "__bpf_prog_exit", "bpf_trampoline_", "bpf_trace_run", "__traceiter_"];
     is_program(f) || TRACING.iter().any(|t| f.starts_with(t))
 }
 
@@ -259,7 +273,9 @@ pub fn kernel_part(p: &Profile, log: &str) -> String {
     for c in Class::ALL {
         row(&mut s, &format!("{WORKLOAD}: {}", c.label()), &|m| by_class.get(&(m, c)).copied().unwrap_or(0));
     }
-    row(&mut s, "the tracer's own process (its reader and engine)", &|m| tracer_cpu.get(m).copied().unwrap_or(0));
+    row(&mut s, "the tracer's own process (its reader and engine; traced pass)", &|m| {
+        tracer_cpu.get(m).copied().unwrap_or(0)
+    });
     s.push_str("\n\n");
     s.push_str(&programs_table(p));
     if let Some(t) = &p.tracer {
@@ -332,7 +348,8 @@ pub fn profile(args: &ProfileBenchArgs) -> Result<i32> {
     let _ = writeln!(
         s,
         "**Method.** One VM boot per kernel runs `test/vm/bench-profile.sh`: fio 4 KiB randread libaio QD32 on \
-         `/dev/nullb0`, {} s, untraced, under `tracer run --format json`, and untraced again, each under a \
+         `/dev/nullb0`, {} s, untraced, under `tracer run --format json`, untraced again, and under bpftrace with \
+         the overhead bench's script (`test/vm/bench-overhead.bt`), each under a \
          bpftrace sampler of every CPU's kernel stack (12 frames) and command name at {HZ} Hz (cpu-clock). fio's \
          samples are classed by their stack (xtask/src/bench/profile.rs, `classify`) and given as µs of CPU \
          per I/O: samples / {HZ} over the run's I/Os. Under TCG a timer interrupt is taken only between \
@@ -376,9 +393,9 @@ fn kernel_from_log(log: &Path) -> Result<String> {
 /// Boots `kernel` with the guest script; the console log.
 fn boot(kernel: &str, args: &ProfileBenchArgs, tracer: &Path, bpftrace: &Path) -> Result<PathBuf> {
     let root = workspace_root();
-    // Three passes (bpftrace compiles and attaches in up to 300 s, exits in up to 120), the
-    // tracer's load (up to 900 s).
-    let timeout = 300 + 3 * (args.runtime + 450) + 900;
+    // Four passes (bpftrace compiles and attaches in up to 300 s, exits in up to 120; the last
+    // under a second bpftrace), the tracer's load (up to 900 s).
+    let timeout = 300 + 5 * (args.runtime + 450) + 900;
     let mut argv: Vec<String> = vec![
         "--kernel".into(),
         kernel.into(),
@@ -390,6 +407,8 @@ fn boot(kernel: &str, args: &ProfileBenchArgs, tracer: &Path, bpftrace: &Path) -
     ];
     for spec in [
         root.join("test/vm/bench-profile.sh").display().to_string(),
+        root.join("test/vm/bench-overhead.sh").display().to_string(),
+        root.join("test/vm/bench-overhead.bt").display().to_string(),
         format!("{}:/root/tracer-bench", tracer.display()),
         format!("{}:{}", bpftrace.display(), bpftrace.display()),
     ] {
@@ -433,6 +452,12 @@ mod tests {
             classify(&frames(&["__rcu_read_lock+0", "__bpf_prog_enter_recur+20", "bpf_trampoline_1+9"])),
             Class::Dispatch
         );
+        // A perf tracepoint's way into a program (bpftrace's `tracepoint:` probes).
+        assert_eq!(
+            classify(&frames(&["perf_trace_buf_alloc+9", "perf_trace_block_rq+80", "trace_block_rq_issue+5"])),
+            Class::Dispatch
+        );
+        assert_eq!(classify(&frames(&["ktime_get+3", "perf_tp_event+20", "perf_trace_block_rq+80"])), Class::Called);
         // RCU is taken everywhere: without a tracing frame it is the kernel's.
         assert_eq!(classify(&frames(&["__rcu_read_lock+0", "aio_read+7"])), Class::Kernel);
         assert_eq!(
@@ -484,7 +509,10 @@ mod tests {
         assert!(part.contains("| fio: user mode | 3.02 | 0.00 |"), "{part}");
         assert!(part.contains("| fio: kernel, no tracing frame on the stack | 5.03 | 0.00 |"), "{part}");
         assert!(part.contains("| fio: tracing: programs' own instructions | 0.00 | 4.02 |"), "{part}");
-        assert!(part.contains("| the tracer's own process (its reader and engine) | 0.00 | 2.01 |"), "{part}");
+        assert!(
+            part.contains("| the tracer's own process (its reader and engine; traced pass) | 0.00 | 2.01 |"),
+            "{part}"
+        );
         assert!(part.contains("| `fentry_unpin_us` | 4.02 |"), "{part}");
     }
 }
