@@ -180,6 +180,19 @@ tracer_pass() { # tracer_pass ROUND [MODE]
     grep -E "ERROR|WARN" /tmp/tracer.err | head -5 | sed 's/^/BENCH-NOTE tracer: /'
 }
 
+# stop_bpftrace PID WHAT: SIGINT; bpftrace 0.17 has been seen not to exit after it on sid (the
+# boot then idled until the VM's timeout): two minutes, then SIGKILL, noted (its counts are
+# then missing).
+stop_bpftrace() {
+    kill -INT "$1" 2>/dev/null
+    t0=$(date +%s)
+    while kill -0 "$1" 2>/dev/null && [ $(($(date +%s) - t0)) -lt 120 ]; do sleep 1; done
+    if kill -0 "$1" 2>/dev/null; then
+        echo "BENCH-NOTE $2 did not exit 120 s after SIGINT: killed"
+        kill -KILL "$1" 2>/dev/null
+    fi
+}
+
 bpftrace_pass() { # bpftrace_pass ROUND [SCRIPT MODE TAG]
     script=${2:-/tmp/bench.bt}
     mode=${3:-bpftrace}
@@ -193,15 +206,7 @@ bpftrace_pass() { # bpftrace_pass ROUND [SCRIPT MODE TAG]
     else
         echo "BENCH-NOTE round $1: bpftrace ($mode) did not start: $(tail -2 /tmp/bt.err | tr '\n' ' ')"
     fi
-    kill -INT $pid 2>/dev/null
-    # bpftrace 0.17 has been seen not to exit after SIGINT on sid (the boot then idled until
-    # the VM's timeout): two minutes, then SIGKILL, noted (its counts are then missing).
-    t0=$(date +%s)
-    while kill -0 $pid 2>/dev/null && [ $(($(date +%s) - t0)) -lt 120 ]; do sleep 1; done
-    if kill -0 $pid 2>/dev/null; then
-        echo "BENCH-NOTE round $1: bpftrace ($mode) did not exit 120 s after SIGINT: killed"
-        kill -KILL $pid 2>/dev/null
-    fi
+    stop_bpftrace $pid "round $1: bpftrace ($mode)"
     wait $pid
     rc=$?
     echo "${4:-BENCH-BT} round=$1 status=$rc$(awk '/^@[a-z_]+(\[[^]]*\])?: [0-9]+$/ {
@@ -225,17 +230,16 @@ bt_script() { # bt_script SOURCE COPY
 # chain's backups: /tmp/targets, taken during its pass), which depends on the kernel
 # (tracer/src/probes/preemption.rs); one where it had none. Noted on the console.
 chains_script() {
-    awk 'NR == FNR { n[$2]++; next }
+    awk -v out="$2" 'NR == FNR { n[$2]++; next }
         /^(k(ret)?func|tracepoint):/ { place = $0; sub(/.*:/, "", place); block = $0 "\n"; open = 1; next }
         open { block = block $0 "\n"
             if ($0 == "}") { open = 0; c = (place in n) ? n[place] : 1
-                for (i = 0; i < c; i++) printf "%s\n", block
+                for (i = 0; i < c; i++) printf "%s\n", block > out
                 if (place != "ksys_sync") layout = layout " " place "=" c }
             next }
-        { print }
-        END { print "BENCH-NOTE chains floor, the tracer'"'"'s programs per place in this boot:" layout > "/dev/stderr" }' \
-        /tmp/targets "$1" > "$2" 2> /tmp/chains-layout
-    cat /tmp/chains-layout
+        { print > out }
+        END { print "BENCH-NOTE chains floor, the tracer'"'"'s programs per place in this boot:" layout }' \
+        /tmp/targets "$1"
 }
 
 # bench-ablation.sh sources the functions above (BENCH_LIB=1) and runs passes of its own.

@@ -14,51 +14,34 @@
 #   PROF-RUN mode=untraced|traced|untraced2|bpftrace status=RC iops=X ios=N
 #   PROF-TRACER status=RC pinned=N unpinned=N lost=N
 #   PROF <mode> <bpftrace's map lines>   (@s[comm, kstack]: count)
+#   PROF-NOTE ... and BENCH-NOTE ...     (what went wrong; bench-overhead.sh's functions note so)
 #   PROF-DONE
 set -u
 RUN_S=${1:-15}
 TRACER_BIN=${2:-tracer}
-# bt_script (the bpftrace script without probes of functions this kernel lacks).
+# bench-overhead.sh's functions: fio_job and fio_fig (its 4 KiB randread libaio QD32 job),
+# wait_for, bt_script, stop_bpftrace.
 BENCH_LIB=1
 . /root/bench-overhead.sh 5 1
 RUNTIME=$RUN_S
 TRACER=$TRACER_BIN
+JOB=randread-libaio-qd32
 modprobe null_blk 2>/dev/null
-cat > /tmp/prof.bt <<'EOF'
-profile:hz:997 { @s[comm, kstack(12)] = count(); }
-kfunc:ksys_sync { printf("PROF-READY\n"); }
-EOF
-
-fio_run() { # fio_run MODE
-    fio --name=p --filename=/dev/nullb0 --direct=1 --rw=randread --bs=4k --ioengine=libaio --iodepth=32 \
-        --runtime="$RUNTIME" --time_based --norandommap --randrepeat=0 --output-format=json --output=/tmp/fio.json \
-        > /tmp/fio.err 2>&1
-    rc=$?
-    echo "PROF-RUN mode=$1 status=$rc $(awk '/"read" : \{/ { r = 1 } r && $1 == "\"iops\"" { v = $3; sub(",", "", v); i = v }
-        r && $1 == "\"total_ios\"" { v = $3; sub(",", "", v); n = v; r = 0 } END { printf "iops=%.1f ios=%.0f", i, n }' /tmp/fio.json)"
-}
+# printf: dash's echo would turn the script's \n into a newline.
+printf '%s\n' 'profile:hz:997 { @s[comm, kstack(12)] = count(); }' \
+    'kfunc:ksys_sync { printf("PROF-READY\n"); }' > /tmp/prof.bt
 
 profile() { # profile MODE: fio under the sampler
     bpftrace /tmp/prof.bt > /tmp/prof.out 2> /tmp/prof.err &
     bp=$!
-    t0=$(date +%s)
     # The last probe (ksys_sync) prints when everything is attached: sync until it does.
-    until grep -q PROF-READY /tmp/prof.out; do
-        if [ $(($(date +%s) - t0)) -gt 300 ] || ! kill -0 $bp 2>/dev/null; then
-            echo "PROF-NOTE $1: bpftrace did not start: $(tail -2 /tmp/prof.err | tr '\n' ' ')"
-            return
-        fi
-        sync
-        sleep 0.2
-    done
-    fio_run "$1"
-    kill -INT $bp
-    t0=$(date +%s)
-    while kill -0 $bp 2>/dev/null && [ $(($(date +%s) - t0)) -lt 120 ]; do sleep 1; done
-    if kill -0 $bp 2>/dev/null; then
-        echo "PROF-NOTE $1: bpftrace did not exit 120 s after SIGINT: killed"
-        kill -KILL $bp 2>/dev/null
+    if ! wait_for /tmp/prof.out PROF-READY 300 $bp sync; then
+        echo "PROF-NOTE $1: bpftrace did not start: $(tail -2 /tmp/prof.err | tr '\n' ' ')"
+        return
     fi
+    fio_job $JOB "$RUNTIME"
+    echo "PROF-RUN mode=$1 status=$? $(fio_fig)"
+    stop_bpftrace $bp "$1: the sampler"
     grep -v PROF-READY /tmp/prof.out | sed "s/^/PROF $1 /"
 }
 
@@ -66,14 +49,7 @@ echo "PROF-INFO kernel=$(uname -r) cpus=$(nproc) runtime=$RUNTIME"
 profile untraced
 "$TRACER" run --format json > /tmp/tracer.json 2> /tmp/tracer.err &
 pid=$!
-t0=$(date +%s)
-until grep -q '"type":"probe"' /tmp/tracer.json 2>/dev/null; do
-    if [ $(($(date +%s) - t0)) -gt 900 ] || ! kill -0 $pid 2>/dev/null; then
-        echo "PROF-NOTE the tracer did not start: $(tail -1 /tmp/tracer.err)"
-        break
-    fi
-    sleep 0.5
-done
+wait_for /tmp/tracer.json '"type":"probe"' 900 $pid || echo "PROF-NOTE the tracer did not start: $(tail -1 /tmp/tracer.err)"
 sleep 1
 profile traced
 kill -INT $pid 2>/dev/null
@@ -83,21 +59,11 @@ summary=$(grep '"type":"summary"' /tmp/tracer.json | tail -1)
 int() { echo "$summary" | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
 echo "PROF-TRACER status=$rc pinned=$(int pages_pinned) unpinned=$(int pages_unpinned) lost=$(int lost_events)"
 profile untraced2
-bt_script /root/bench-overhead.bt /tmp/bench.bt | sed 's/^BENCH-NOTE/PROF-NOTE/'
+bt_script /root/bench-overhead.bt /tmp/bench.bt
 bpftrace /tmp/bench.bt > /tmp/bt.out 2> /tmp/bt.err &
 bt=$!
-t0=$(date +%s)
-until grep -q BENCH-BT-READY /tmp/bt.out; do
-    if [ $(($(date +%s) - t0)) -gt 300 ] || ! kill -0 $bt 2>/dev/null; then
-        echo "PROF-NOTE bpftrace (bench-overhead.bt) did not start: $(tail -2 /tmp/bt.err | tr '\n' ' ')"
-        break
-    fi
-    sync
-    sleep 0.2
-done
+wait_for /tmp/bt.out BENCH-BT-READY 300 $bt sync ||
+    echo "PROF-NOTE bpftrace (bench-overhead.bt) did not start: $(tail -2 /tmp/bt.err | tr '\n' ' ')"
 profile bpftrace
-kill -INT $bt 2>/dev/null
-t0=$(date +%s)
-while kill -0 $bt 2>/dev/null && [ $(($(date +%s) - t0)) -lt 120 ]; do sleep 1; done
-kill -KILL $bt 2>/dev/null
+stop_bpftrace $bt "bpftrace (bench-overhead.bt)"
 echo "PROF-DONE"

@@ -13,9 +13,9 @@ use std::time::SystemTime;
 use anyhow::{bail, Context, Result};
 use tracer_common::bench_skip;
 
-use super::overhead::{host_cpu, host_tool, qemu_version, replace_marked, tracer_binary, vm_lock, watch_host};
+use super::overhead::{host_cpu, host_tool, qemu_version, tracer_binary, write_doc, Guest};
 use super::report::{self, Console, Mode, JOBS};
-use crate::{vm, workspace_root};
+use crate::workspace_root;
 
 const BEGIN: &str = "<!-- bench ablation begin -->";
 const END: &str = "<!-- bench ablation end -->";
@@ -100,11 +100,7 @@ pub fn ablation(args: &AblationBenchArgs) -> Result<i32> {
     s.push('\n');
     println!("\n{s}");
     if args.write {
-        let doc = workspace_root().join("docs/benchmarks.md");
-        let text = fs::read_to_string(&doc).with_context(|| format!("reading {}", doc.display()))?;
-        fs::write(&doc, replace_marked(&text, &s, BEGIN, END)?)
-            .with_context(|| format!("writing {}", doc.display()))?;
-        eprintln!("bench: wrote {}", doc.display());
+        write_doc(&s, BEGIN, END)?;
     }
     Ok(0)
 }
@@ -116,32 +112,15 @@ fn boot(kernel: &str, args: &AblationBenchArgs, tracer: &Path, bpftool: &Path) -
     // jobs each, every traced run followed by one with statistics on; one untraced pass more.
     let runs = ABLATION_JOBS.len() as u32 * (12 * args.rounds + 1);
     let timeout = 300 + runs * (args.runtime + 15) + 6 * args.rounds * (300 + 2 * (args.runtime / 2 + 15));
-    let mut argv: Vec<String> =
-        vec!["--kernel".into(), kernel.into(), "--no-build".into(), "--timeout".into(), timeout.to_string()];
-    for spec in [
+    let adds = vec![
         root.join("test/vm/bench-ablation.sh").display().to_string(),
         root.join("test/vm/bench-overhead.sh").display().to_string(),
         format!("{}:/root/tracer-bench", tracer.display()),
         format!("{}:{}", bpftool.display(), bpftool.display()),
-    ] {
-        argv.extend(["--add".to_string(), spec]);
-    }
-    argv.extend([
-        "--".to_string(),
-        format!(
-            "sh /root/bench-ablation.sh {} {} /root/tracer-bench {}",
-            args.runtime,
-            args.rounds,
-            ABLATION_JOBS.join(" ")
-        ),
-    ]);
-    let vm_args = vm::args_from(argv)?;
-    let _lock = vm_lock()?;
-    let (result, host) = watch_host(|| vm::run_logged(vm_args));
-    let (code, log) = result?;
-    if code != 0 {
-        bail!("bench-ablation.sh exited {code} (log: {})", log.display());
-    }
+    ];
+    let guest = Guest { kernel, mem_mb: None, timeout_secs: timeout, adds };
+    let script_args = format!("{} {} /root/tracer-bench {}", args.runtime, args.rounds, ABLATION_JOBS.join(" "));
+    let (log, host) = guest.boot("bench-ablation.sh", &script_args)?;
     eprintln!("bench: {kernel}: {:.1} min{}; log {}", host.took.as_secs_f64() / 60.0, host.describe(), log.display());
     Ok(log)
 }

@@ -171,10 +171,7 @@ pub fn overhead(args: &OverheadBenchArgs) -> Result<i32> {
         if !failures.is_empty() {
             bail!("not writing docs/benchmarks.md: a kernel failed (remake the tables from the logs with --from-log)");
         }
-        let doc = workspace_root().join("docs/benchmarks.md");
-        let text = fs::read_to_string(&doc).with_context(|| format!("reading {}", doc.display()))?;
-        fs::write(&doc, replace_section(&text, &section)?).with_context(|| format!("writing {}", doc.display()))?;
-        eprintln!("bench: wrote {}", doc.display());
+        write_doc(&section, BEGIN, END)?;
     }
     Ok(if failures.is_empty() { 0 } else { 1 })
 }
@@ -244,35 +241,59 @@ fn timeout_secs(runtime: u32, rounds: u32) -> u32 {
 /// meanwhile.
 fn boot(kernel: &str, args: &OverheadBenchArgs, tracer: &Path, tools: &[PathBuf]) -> Result<(PathBuf, HostLoad)> {
     let root = workspace_root();
-    let mut argv: Vec<String> = vec![
-        "--kernel".into(),
-        kernel.into(),
-        "--no-build".into(),
-        "--mem".into(),
-        GUEST_MB.to_string(),
-        "--timeout".into(),
-        timeout_secs(args.runtime, args.rounds).to_string(),
+    let mut adds = vec![
+        root.join("test/vm/bench-overhead.sh").display().to_string(),
+        root.join("test/vm/bench-overhead.bt").display().to_string(),
+        root.join("test/vm/bench-floor.bt").display().to_string(),
+        format!("{}:/root/tracer-bench", tracer.display()),
     ];
-    let mut add = |spec: String| argv.extend(["--add".to_string(), spec]);
-    add(root.join("test/vm/bench-overhead.sh").display().to_string());
-    add(root.join("test/vm/bench-overhead.bt").display().to_string());
-    add(root.join("test/vm/bench-floor.bt").display().to_string());
-    add(format!("{}:/root/tracer-bench", tracer.display()));
-    for tool in tools {
-        add(format!("{}:{}", tool.display(), tool.display()));
+    adds.extend(tools.iter().map(|t| format!("{}:{}", t.display(), t.display())));
+    let guest = Guest { kernel, mem_mb: Some(GUEST_MB), timeout_secs: timeout_secs(args.runtime, args.rounds), adds };
+    guest.boot("bench-overhead.sh", &format!("{} {} /root/tracer-bench", args.runtime, args.rounds))
+}
+
+/// A benchmark's VM boot: the kernel, the guest's memory (the harness's default when None), the
+/// files added to the guest (`--add` specs) and the time it may take.
+pub(super) struct Guest<'a> {
+    pub(super) kernel: &'a str,
+    pub(super) mem_mb: Option<u32>,
+    pub(super) timeout_secs: u32,
+    pub(super) adds: Vec<String>,
+}
+
+impl Guest<'_> {
+    /// Boots and runs `sh /root/SCRIPT ARGS` in the guest, under the VM lock, watching the
+    /// host's load; the console log, or an error naming the script and its log.
+    pub(super) fn boot(&self, script: &str, args: &str) -> Result<(PathBuf, HostLoad)> {
+        let mut argv: Vec<String> = vec!["--kernel".into(), self.kernel.into(), "--no-build".into()];
+        if let Some(mb) = self.mem_mb {
+            argv.extend(["--mem".to_string(), mb.to_string()]);
+        }
+        argv.extend(["--timeout".to_string(), self.timeout_secs.to_string()]);
+        for spec in &self.adds {
+            argv.extend(["--add".to_string(), spec.clone()]);
+        }
+        argv.extend(["--".to_string(), format!("sh /root/{script} {args}")]);
+        let vm_args = vm::args_from(argv)?;
+        let _lock = vm_lock()?;
+        let (result, host) = watch_host(|| vm::run_logged(vm_args));
+        let (code, log) = result?;
+        if code != 0 {
+            bail!("{script} exited {code} (log: {})", log.display());
+        }
+        Ok((log, host))
     }
-    argv.extend([
-        "--".to_string(),
-        format!("sh /root/bench-overhead.sh {} {} /root/tracer-bench", args.runtime, args.rounds),
-    ]);
-    let vm_args = vm::args_from(argv)?;
-    let _lock = vm_lock()?;
-    let (result, host) = watch_host(|| vm::run_logged(vm_args));
-    let (code, log) = result?;
-    if code != 0 {
-        bail!("bench-overhead.sh exited {code} (log: {})", log.display());
-    }
-    Ok((log, host))
+}
+
+/// Puts `section` into docs/benchmarks.md between its markers `begin` and `end` (see
+/// [`replace_marked`]).
+pub(super) fn write_doc(section: &str, begin: &str, end: &str) -> Result<()> {
+    let doc = workspace_root().join("docs/benchmarks.md");
+    let text = fs::read_to_string(&doc).with_context(|| format!("reading {}", doc.display()))?;
+    fs::write(&doc, replace_marked(&text, section, begin, end)?)
+        .with_context(|| format!("writing {}", doc.display()))?;
+    eprintln!("bench: wrote {}", doc.display());
+    Ok(())
 }
 
 pub(super) fn host_tool(name: &str) -> Result<PathBuf> {
@@ -491,12 +512,6 @@ fn section(runs: &[KernelRun], tracer: &str, command: &str) -> Result<String> {
     Ok(s)
 }
 
-/// `doc` with the marked section replaced by `section`; the first time, the section goes
-/// before "## Not measured yet" (or at the end).
-fn replace_section(doc: &str, section: &str) -> Result<String> {
-    replace_marked(doc, section, BEGIN, END)
-}
-
 /// `doc` with the part between `begin` and `end` (markers included) replaced by `section`;
 /// the first time, the section goes before "## Not measured yet" (or at the end).
 pub(super) fn replace_marked(doc: &str, section: &str, begin: &str, end: &str) -> Result<String> {
@@ -522,12 +537,14 @@ mod tests {
     #[test]
     fn section_inserted_once_then_replaced() {
         let doc = "# B\n\n## Latency\ntext\n\n## Not measured yet\n- x\n";
-        let first = replace_section(doc, SECTION).expect("inserts");
+        let first = replace_marked(doc, SECTION, BEGIN, END).expect("inserts");
         assert_eq!(first, "# B\n\n## Latency\ntext\n\n<!-- bench overhead begin -->\nnew\n<!-- bench overhead end -->\n\n## Not measured yet\n- x\n");
-        let again = replace_section(&first, &SECTION.replace("new", "newer")).expect("replaces");
+        let again = replace_marked(&first, &SECTION.replace("new", "newer"), BEGIN, END).expect("replaces");
         assert_eq!(again, first.replace("new\n", "newer\n"));
-        assert_eq!(replace_section("# B\n", SECTION).expect("appends"), format!("# B\n\n{SECTION}"));
-        assert!(replace_section("<!-- bench overhead end --> <!-- bench overhead begin -->", SECTION).is_err());
+        assert_eq!(replace_marked("# B\n", SECTION, BEGIN, END).expect("appends"), format!("# B\n\n{SECTION}"));
+        assert!(
+            replace_marked("<!-- bench overhead end --> <!-- bench overhead begin -->", SECTION, BEGIN, END).is_err()
+        );
     }
 
     #[test]

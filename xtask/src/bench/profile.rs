@@ -15,8 +15,8 @@ use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 
-use super::overhead::{host_cpu, host_tool, qemu_version, replace_marked, tracer_binary, vm_lock, watch_host};
-use crate::{vm, workspace_root};
+use super::overhead::{host_cpu, host_tool, qemu_version, tracer_binary, write_doc, Guest};
+use crate::workspace_root;
 
 const BEGIN: &str = "<!-- bench profile begin -->";
 const END: &str = "<!-- bench profile end -->";
@@ -198,7 +198,7 @@ pub fn parse(console: &str) -> Profile {
             }
         } else if let Some(rest) = line.strip_prefix("PROF-TRACER ") {
             p.tracer = Some(rest.to_string());
-        } else if let Some(rest) = line.strip_prefix("PROF-NOTE ") {
+        } else if let Some(rest) = line.strip_prefix("PROF-NOTE ").or_else(|| line.strip_prefix("BENCH-NOTE ")) {
             p.notes.push(rest.to_string());
         } else if line == "PROF-DONE" {
             p.done = true;
@@ -371,11 +371,7 @@ pub fn profile(args: &ProfileBenchArgs) -> Result<i32> {
     s.push('\n');
     println!("\n{s}");
     if args.write {
-        let doc = workspace_root().join("docs/benchmarks.md");
-        let text = fs::read_to_string(&doc).with_context(|| format!("reading {}", doc.display()))?;
-        fs::write(&doc, replace_marked(&text, &s, BEGIN, END)?)
-            .with_context(|| format!("writing {}", doc.display()))?;
-        eprintln!("bench: wrote {}", doc.display());
+        write_doc(&s, BEGIN, END)?;
     }
     Ok(0)
 }
@@ -396,32 +392,15 @@ fn boot(kernel: &str, args: &ProfileBenchArgs, tracer: &Path, bpftrace: &Path) -
     // Four passes (bpftrace compiles and attaches in up to 300 s, exits in up to 120; the last
     // under a second bpftrace), the tracer's load (up to 900 s).
     let timeout = 300 + 5 * (args.runtime + 450) + 900;
-    let mut argv: Vec<String> = vec![
-        "--kernel".into(),
-        kernel.into(),
-        "--no-build".into(),
-        "--mem".into(),
-        "3072".into(),
-        "--timeout".into(),
-        timeout.to_string(),
-    ];
-    for spec in [
+    let adds = vec![
         root.join("test/vm/bench-profile.sh").display().to_string(),
         root.join("test/vm/bench-overhead.sh").display().to_string(),
         root.join("test/vm/bench-overhead.bt").display().to_string(),
         format!("{}:/root/tracer-bench", tracer.display()),
         format!("{}:{}", bpftrace.display(), bpftrace.display()),
-    ] {
-        argv.extend(["--add".to_string(), spec]);
-    }
-    argv.extend(["--".to_string(), format!("sh /root/bench-profile.sh {} /root/tracer-bench", args.runtime)]);
-    let vm_args = vm::args_from(argv)?;
-    let _lock = vm_lock()?;
-    let (result, host) = watch_host(|| vm::run_logged(vm_args));
-    let (code, log) = result?;
-    if code != 0 {
-        bail!("bench-profile.sh exited {code} (log: {})", log.display());
-    }
+    ];
+    let guest = Guest { kernel, mem_mb: Some(3072), timeout_secs: timeout, adds };
+    let (log, host) = guest.boot("bench-profile.sh", &format!("{} /root/tracer-bench", args.runtime))?;
     eprintln!("bench: {kernel}: {:.1} min{}; log {}", host.took.as_secs_f64() / 60.0, host.describe(), log.display());
     Ok(log)
 }
@@ -479,6 +458,12 @@ mod tests {
             classify(&frames(&["ktime_get+3", "bpf_trace_run1+300", "__traceiter_block_rq_issue+56"])),
             Class::Called
         );
+    }
+
+    #[test]
+    fn notes_of_the_script_and_of_the_functions_it_borrows() {
+        let p = parse("PROF-NOTE traced: bpftrace did not start\nBENCH-NOTE bpftrace: f is not in this kernel\n");
+        assert_eq!(p.notes, ["traced: bpftrace did not start", "bpftrace: f is not in this kernel"]);
     }
 
     #[test]
