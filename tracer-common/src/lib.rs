@@ -395,6 +395,9 @@ pub mod names {
     /// A u64 global: 1 when threads can be preempted inside tracing programs (full, lazy or
     /// RT preemption, or not known), 0 when they cannot (none or voluntary); see [`super::chain`].
     pub const TASK_PREEMPTION: &str = "TASK_PREEMPTION";
+    /// A u64 global: the backups attached to each chain that decides by the word rule
+    /// (where threads are preempted inside programs; see [`super::chain`]).
+    pub const WORD_CHAIN_BACKUPS: &str = "WORD_CHAIN_BACKUPS";
     /// A u64 global: bytes waiting in `EVENTS` above which a submit wakes the reader (the
     /// loader sets a quarter of the ring buffer's size).
     pub const EVENTS_WAKE_AT: &str = "EVENTS_WAKE_AT";

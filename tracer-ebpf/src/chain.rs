@@ -243,6 +243,21 @@ fn debug(probe: ProbeId, kind: ChainDebug) {
 #[unsafe(no_mangle)]
 static TASK_PREEMPTION: u64 = 1;
 
+/// Backups attached to each chain that decides by the word rule (patched by the loader:
+/// tracer_common::names::WORD_CHAIN_BACKUPS; `tracer run --backups`): the chain's length for
+/// the rule's "done" (a word whose invocation went through the last attached program).
+#[unsafe(no_mangle)]
+static WORD_CHAIN_BACKUPS: u64 = tracer_common::MAX_BACKUPS as u64;
+
+/// The length of `probe`'s chain of up to `len` programs as attached where it decides by the
+/// word rule (a word is done once the last attached program ran for it).
+#[inline(always)]
+fn word_chain_len(len: usize) -> usize {
+    // SAFETY: read-only global patched by the loader; volatile keeps the compiler from folding it.
+    let backups = unsafe { core::ptr::read_volatile(&WORD_CHAIN_BACKUPS) } as usize;
+    len.min(backups.min(tracer_common::MAX_BACKUPS) + 1)
+}
+
 /// 1 with TRACER_DEBUG_CHAINS (patched by the loader; tracer_common::names::DEBUG_CHAINS).
 #[unsafe(no_mangle)]
 static DEBUG_CHAINS: u64 = 0;
@@ -309,6 +324,11 @@ pub fn run_if(
     wanted: impl FnOnce() -> bool,
     f: impl FnOnce() -> u32,
 ) -> u32 {
+    let len = if word_rule(probe) { word_chain_len(len) } else { len };
+    if len <= 1 && word_rule(probe) {
+        // No backup attached: nobody to tell, the primary acts alone.
+        return if pos == 0 && wanted() { f() } else { 0 };
+    }
     if thread_words(probe) {
         return if wanted() { words_only(probe, ctx, pos, len, f) } else { 0 };
     }

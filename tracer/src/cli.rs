@@ -4,6 +4,9 @@ use std::{ffi::OsString, path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// Backups per probe at most (`--backups`) unless told otherwise.
+pub const DEFAULT_BACKUPS: u8 = 1;
+
 #[derive(Parser, Debug)]
 #[command(name = "tracer", version, about = "eBPF pin accounting tracer: pinned pages and their unpins")]
 pub struct Cli {
@@ -79,6 +82,15 @@ pub struct RunArgs {
     /// it keep up, at some cost to the workload. Below the current value needs CAP_SYS_NICE.
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-20..=19))]
     pub nice: Option<i32>,
+    /// Backups per probe at most, 0 to 3: copies of a probe's program on the same kernel
+    /// function that take the calls the kernel skipped in the programs before them (it skips a
+    /// program already running on that CPU: an interrupt nested in it, or, on kernels that
+    /// preempt threads inside programs such as Debian's 7.x, another thread preempted in it).
+    /// Every backup runs for every call of its probe: 1 costs least. Calls skipped in all of
+    /// them are counted (`probes_skipped`); on a machine with more busy threads than CPUs,
+    /// 3 rescues more of them.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_BACKUPS, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub backups: u8,
     /// Also measure the `sys` latency figure: each Direct I/O system call from entry to exit
     /// (what fio's synchronous engines call clat). Off by default: its probes run for every
     /// read and write system call of every process on the machine.

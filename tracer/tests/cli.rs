@@ -214,6 +214,9 @@ fn bad_arguments_exit_2_with_a_message() {
         &["run", "--nice", "20"],
         &["run", "--nice", "-21"],
         &["run", "--nice", "low"],
+        &["run", "--backups", "4"],
+        &["run", "--backups", "-1"],
+        &["record", "-o", "f", "--backups", "two"],
     ] {
         tracer().args(args).assert().code(2).stderr(predicate::str::contains("error:"));
     }

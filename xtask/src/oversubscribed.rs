@@ -65,8 +65,59 @@ impl Side {
     }
 }
 
-/// The host-side verdict on a console of oversubscribed.sh.
+/// What one pass proved.
+struct Pass {
+    report: String,
+    /// Pin runs the kernel skipped in every program of their chain.
+    pins_skipped: u64,
+}
+
+/// The host-side verdict on a console of oversubscribed.sh: both passes hold, and the one with
+/// every backup lost fewer pin calls than the one with the default.
 pub fn check(console: &str) -> Result<String> {
+    let mut passes = Vec::new();
+    let mut problems = Vec::new();
+    for (label, section) in passes_of(console) {
+        match check_pass(section) {
+            Ok(p) => passes.push((label, p)),
+            Err(e) => problems.push(format!("pass {label}: {e:#}")),
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    let [(first, default), (second, more)] = &passes[..] else {
+        bail!("expected the passes backups=default and backups=3, found {}", passes.len());
+    };
+    if *first != "backups=default" || *second != "backups=3" {
+        bail!("expected the passes backups=default and backups=3, found {first} and {second}");
+    }
+    if more.pins_skipped >= default.pins_skipped {
+        bail!(
+            "--backups 3 lost {} pin calls to skips, the default {}: more backups did not rescue more",
+            more.pins_skipped,
+            default.pins_skipped
+        );
+    }
+    Ok(format!("default {}; --backups 3 {}", default.report, more.report))
+}
+
+/// The console's passes: each OVERSUB-PASS line's label and the lines up to the next one.
+fn passes_of(console: &str) -> Vec<(&str, &str)> {
+    let mut starts: Vec<(usize, &str)> = Vec::new();
+    let mut at = 0;
+    for line in console.split_inclusive('\n') {
+        if let Some((_, label)) = line.trim_end().split_once("OVERSUB-PASS ") {
+            starts.push((at, label));
+        }
+        at += line.len();
+    }
+    let ends = starts.iter().skip(1).map(|&(s, _)| s).chain([console.len()]);
+    starts.iter().zip(ends).map(|(&(s, label), e)| (label, &console[s..e])).collect()
+}
+
+/// The verdict on one pass's lines.
+fn check_pass(console: &str) -> Result<Pass> {
     let mut problems = Vec::new();
     for (tag, what) in [("OVERSUB-FIO", "fio"), ("OVERSUB-TRACER", "tracer run")] {
         match tagged(console, tag).next() {
@@ -96,11 +147,12 @@ pub fn check(console: &str) -> Result<String> {
     if !problems.is_empty() {
         bail!("{} problem(s):\n  {}", problems.len(), problems.join("\n  "));
     }
-    Ok(format!(
+    let report = format!(
         "({} pages pinned, {} rescued pin runs; pin entry points {} pages, {} skipped runs reported; unpin entry \
          points {} of {} pages, {} skipped runs reported; no double)",
         pins.kernel, rescued_pins, pins.pages, pins.skipped_runs, unpins.pages, unpins.kernel, unpins.skipped_runs
-    ))
+    );
+    Ok(Pass { report, pins_skipped: pins.skipped_runs })
 }
 
 #[cfg(test)]
@@ -152,5 +204,17 @@ mod tests {
         // No contention: nothing proven.
         fails(c.replacen("CHAIN pin_user_pages_fast:", "CHAIN pin_user_pages_slow:", 1), "did not contend");
         fails(c.replacen("OVERSUB-TRACER status=0", "OVERSUB-TRACER status=1", 1), "tracer run ended with status=1");
+        // A pass missing, or more backups losing as much as one.
+        let second = c.find("OVERSUB-PASS backups=3").unwrap();
+        fails(c[..second].to_string(), "found 1");
+        fails(c.replacen("OVERSUB-PASS backups=3", "OVERSUB-PASS backups=2", 1), "found backups=default and backups=2");
+        let more = tagged(&c, "OVERSUB-SUMMARY").last().unwrap().to_string();
+        let mut v: Value = serde_json::from_str(&more).unwrap();
+        for p in v["probes_skipped"].as_array_mut().unwrap() {
+            if p["target"] == "pin_user_pages_fast" {
+                p["runs"] = 1_000_000.into();
+            }
+        }
+        fails(c.replace(&more, &v.to_string()), "more backups did not rescue more");
     }
 }

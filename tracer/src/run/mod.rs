@@ -47,7 +47,12 @@ use crate::{
 pub fn check(args: &CheckArgs) -> Result<i32> {
     let facts = Facts::probe_running_kernel();
     let planned = plan(&facts);
-    let (outcomes, load_problem) = match Tracer::load(&facts, &planned, tracer_common::EVENTS_DEFAULT_BYTES) {
+    let (outcomes, load_problem) = match Tracer::load(
+        &facts,
+        &planned,
+        tracer_common::EVENTS_DEFAULT_BYTES,
+        usize::from(crate::cli::DEFAULT_BACKUPS),
+    ) {
         Ok(t) => (t.outcomes.clone(), None),
         Err(
             e @ (LoadError::Stub
@@ -126,7 +131,8 @@ pub async fn run(args: RunArgs, record_to: Option<&Path>) -> Result<i32> {
     // Before the load, so that no thread of the tracer starts at the old priority.
     let command_nice = priority::apply(args.nice)?;
     let wanted = Wanted { syscall_latency: args.syscall_latency };
-    let mut tracer = Tracer::load(&facts, &plan_for(&facts, wanted), args.ring_buffer * 1024)?;
+    let mut tracer =
+        Tracer::load(&facts, &plan_for(&facts, wanted), args.ring_buffer * 1024, usize::from(args.backups))?;
     // Before tracing starts, and only once it can: no empty record file from a failed load.
     let file = match record_to {
         Some(path) => {

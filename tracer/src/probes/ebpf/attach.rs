@@ -86,18 +86,21 @@ pub(super) fn attach_chain(
 /// Backups a chain needs: an invocation is skipped only while another one of the same target
 /// is inside the chain's programs on that CPU. Where threads can be preempted in the programs
 /// (on a kernel with full, lazy or RT preemption: ProbeDef::preemptible), other threads on the
-/// CPU may be inside them: every backup of the catalogue. Where they cannot (no or voluntary
-/// preemption), only the invocations it interrupted can be: none for a target only threads reach, and at most two
-/// for the others (thread, softirq and hardirq context nest; no probed target runs in NMI
-/// context). Each attached backup runs for every invocation, so fewer cost less.
-pub(super) fn backups_needed(def: &ProbeDef, threads_preemptible: bool) -> usize {
-    if threads_preemptible && def.preemptible() {
+/// CPU may be inside them: every backup of the catalogue rescues the most. Where they cannot
+/// (no or voluntary preemption), only the invocations it interrupted can be: none for a target
+/// only threads reach, and at most two for the others (thread, softirq and hardirq context
+/// nest; no probed target runs in NMI context). Each attached backup runs for every
+/// invocation, so fewer cost less: at most `max` (`tracer run --backups`) are attached, and
+/// what the kernel then skips in all of a chain's programs is counted, never hidden.
+pub(super) fn backups_needed(def: &ProbeDef, threads_preemptible: bool, max: usize) -> usize {
+    let needed = if threads_preemptible && def.preemptible() {
         tracer_common::MAX_BACKUPS
     } else if def.in_interrupts() {
         2
     } else {
         0
-    }
+    };
+    needed.min(max)
 }
 
 fn attach(ebpf: &mut Ebpf, btf: Option<&Btf>, method: Method, program: &str, target: &str) -> Result<(), String> {
@@ -203,5 +206,28 @@ pub(super) fn describe(e: &dyn StdError) -> String {
             format!("{head}Verifier output (end): ...{}", &log[cut..])
         }
         _ => one_line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracer_common::{ProbeId, MAX_BACKUPS, PROBES};
+
+    use super::backups_needed;
+
+    #[test]
+    fn backups_are_what_the_kernel_needs_at_most_the_cap() {
+        let pin = &PROBES[ProbeId::PinUserPagesFast as usize];
+        let unpin = &PROBES[ProbeId::UnpinUserFolio as usize];
+        // Threads preempted inside programs: every backup up to the cap, on every target.
+        for max in 0..=MAX_BACKUPS {
+            assert_eq!(backups_needed(pin, true, max), max);
+            assert_eq!(backups_needed(unpin, true, max), max);
+        }
+        assert_eq!(backups_needed(pin, true, 9), MAX_BACKUPS);
+        // Only interrupts nest: none where only threads come, two at most elsewhere.
+        assert_eq!(backups_needed(pin, false, 3), 0);
+        assert_eq!(backups_needed(unpin, false, 3), 2);
+        assert_eq!(backups_needed(unpin, false, 1), 1);
     }
 }

@@ -19,7 +19,7 @@ use aya::{
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
 use tracer_common::{
-    counters as slots, names, PagesHeader, ProbeId, RecordType, LOST_REASONS, PAGES_STACK_FRAMES, PROBE_COUNT,
+    counters as slots, names, PagesHeader, ProbeDef, ProbeId, RecordType, LOST_REASONS, PAGES_STACK_FRAMES, PROBE_COUNT,
 };
 
 use super::{
@@ -100,8 +100,14 @@ pub struct Tracer {
 
 impl Tracer {
     /// Loads the object with a ring buffer of `ring_bytes` (a power of two multiple of the
-    /// page size) and attaches every probe it can. Errors only when nothing can run.
-    pub fn load(facts: &Facts, plan: &[PlannedProbe], ring_bytes: u32) -> Result<Tracer, LoadError> {
+    /// page size) and attaches every probe it can, each with at most `max_backups` backups
+    /// (see [`attach::backups_needed`]). Errors only when nothing can run.
+    pub fn load(
+        facts: &Facts,
+        plan: &[PlannedProbe],
+        ring_bytes: u32,
+        max_backups: usize,
+    ) -> Result<Tracer, LoadError> {
         if OBJECT.is_empty() {
             return Err(LoadError::Stub);
         }
@@ -110,7 +116,7 @@ impl Tracer {
         let cpus = aya::util::nr_cpus().map_err(|(what, e)| LoadError::Cpus(what, e))?;
         // Decided once: the queue program is told by a global, the attach step by this flag.
         let at_queue = acquisitions_at_queue(facts, plan);
-        let mut ebpf = open(facts, plan, at_queue, ring_bytes, btf.as_ref(), cpus)?;
+        let mut ebpf = open(facts, plan, (at_queue, max_backups), ring_bytes, btf.as_ref(), cpus)?;
         // Kept alive for as long as the programs: dropping it closes the log map.
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
@@ -125,8 +131,16 @@ impl Tracer {
         // only if it has to attach after all (block_bio_queue did not).
         let preloaded: Vec<PlannedProbe> =
             plan.iter().filter(|p| !(at_queue && p.def.id == ProbeId::BioIovIterGetPages)).cloned().collect();
-        preload::preload(&mut ebpf, btf.as_ref(), &preloaded, |p| backups_needed(&p.def, threads_preemptible));
-        let (outcomes, backups) = attach_all(&mut ebpf, btf.as_ref(), plan, threads_preemptible, at_queue);
+        preload::preload(&mut ebpf, btf.as_ref(), &preloaded, |p| {
+            backups_needed(&p.def, threads_preemptible, max_backups)
+        });
+        let (outcomes, backups) = attach_all(
+            &mut ebpf,
+            btf.as_ref(),
+            plan,
+            |def| backups_needed(def, threads_preemptible, max_backups),
+            at_queue,
+        );
         if outcomes.iter().all(|o| o.attached.is_none()) {
             return Err(LoadError::NothingAttached);
         }
@@ -513,11 +527,11 @@ pub(super) fn prog_info(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<aya_
 }
 
 /// Opens the object with the facts and the plan written into its globals (`at_queue`:
-/// [`acquisitions_at_queue`]).
+/// [`acquisitions_at_queue`]; `max_backups`: see [`Tracer::load`]).
 fn open(
     facts: &Facts,
     plan: &[PlannedProbe],
-    at_queue: bool,
+    (at_queue, max_backups): (bool, usize),
     ring_bytes: u32,
     btf: Option<&Btf>,
     cpus: usize,
@@ -527,6 +541,7 @@ fn open(
         .map_max_entries(names::COUNTERS, u32::try_from(cpus).unwrap_or(u32::MAX).saturating_mul(slots::SLOTS))
         .override_global(names::OFFSETS, &facts.offsets, true)
         .override_global(names::TASK_PREEMPTION, &u64::from(facts.preemption.in_programs()), true)
+        .override_global(names::WORD_CHAIN_BACKUPS, &(max_backups.min(tracer_common::MAX_BACKUPS) as u64), true)
         .override_global(names::LEARNED_PATHS, &u64::from(facts.learned_paths()), true)
         .override_global(names::DEBUG_CHAINS, &u64::from(debug_chains()), true)
         .override_global(names::BENCH_SKIP, &bench_skip()?, true)
@@ -557,7 +572,7 @@ fn attach_all(
     ebpf: &mut Ebpf,
     btf: Option<&Btf>,
     plan: &[PlannedProbe],
-    threads_preemptible: bool,
+    backups_of: impl Fn(&ProbeDef) -> usize,
     acquisitions_at_queue: bool,
 ) -> (Vec<ProbeOutcome>, Vec<Vec<&'static str>>) {
     let mut outcomes: Vec<ProbeOutcome> = Vec::with_capacity(plan.len());
@@ -575,14 +590,7 @@ fn attach_all(
             continue;
         }
         for &(method, program) in &planned.candidates {
-            match attach_chain(
-                ebpf,
-                btf,
-                method,
-                program,
-                &planned.def,
-                backups_needed(&planned.def, threads_preemptible),
-            ) {
+            match attach_chain(ebpf, btf, method, program, &planned.def, backups_of(&planned.def)) {
                 Ok(attached) => {
                     backups[planned.def.id as usize] = attached;
                     outcome.attached = Some(method);

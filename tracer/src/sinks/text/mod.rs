@@ -184,6 +184,9 @@ fn losses_text(f: &Figures) -> String {
             skip.target, skip.runs
         ));
     }
+    if !f.probes_skipped.is_empty() {
+        s.push_str("  more backups per probe rescue more of those calls (--backups 3; each costs every call one more program run)\n");
+    }
     s
 }
 
@@ -326,8 +329,11 @@ mod tests {
         assert!(text.contains("lost events:    5 (ring_full 4)\n"), "{text}");
         assert!(text.contains("the reader fell behind the probes (a larger --ring-buffer"), "{text}");
         assert!(text.contains("pin_user_pages_fast skipped 1 times (its programs were all busy on that CPU"), "{text}");
-        let f = Figures { lost_by_reason: [("scratch_busy", 4)].into(), ..f };
-        assert!(!figures_text(&f, &[]).contains("ring buffer full"));
+        assert!(text.contains("rescue more of those calls (--backups 3;"), "{text}");
+        let f = Figures { lost_by_reason: [("scratch_busy", 4)].into(), probes_skipped: vec![], ..f };
+        let text = figures_text(&f, &[]);
+        assert!(!text.contains("ring buffer full"));
+        assert!(!text.contains("--backups"), "{text}");
     }
 
     /// Each probe that is off says why in the run's first lines: the run's choice, or another
