@@ -8,12 +8,11 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 use tracer_common::bench_skip;
 
-use super::overhead::{host_cpu, host_tool, qemu_version, tracer_binary, write_doc, Guest};
+use super::overhead::{kernel_parts, DocSection, Guest};
 use super::report::{self, Console, Mode, JOBS};
 use crate::workspace_root;
 
@@ -57,51 +56,31 @@ pub fn ablation(args: &AblationBenchArgs) -> Result<i32> {
     if args.runtime == 0 || args.rounds == 0 {
         bail!("--runtime and --rounds must be at least 1");
     }
-    let mut parts = Vec::new();
-    let label = if args.from_logs.is_empty() {
-        let tracer = tracer_binary(args.tracer.as_deref(), None)?;
-        let bpftool = host_tool("bpftool")?;
-        for kernel in &args.kernels {
-            let log = boot(kernel, args, &tracer.path, &bpftool)?;
-            parts.push(kernel_part(&log)?);
-        }
-        tracer.label
-    } else {
-        for log in &args.from_logs {
-            parts.push(kernel_part(log)?);
-        }
-        "(not recorded)".to_string()
+    let (parts, label) = kernel_parts(
+        &args.kernels,
+        &args.from_logs,
+        (args.tracer.as_deref(), "bpftool"),
+        |kernel, tracer, bpftool| boot(kernel, args, tracer, bpftool),
+        kernel_part,
+    )?;
+    let section = DocSection {
+        begin: BEGIN,
+        end: END,
+        title: "What each part of a page record costs (`cargo xtask bench ablation`)",
+        method: "One VM boot per kernel runs `test/vm/bench-ablation.sh`: the tracer (`tracer run --format \
+                 json`) as it is, then once per part of its page records left out (`TRACER_BENCH_SKIP=PART`, a \
+                 global the loader patches: `owner` the pid, cgroup and command name; `stack` the kernel stack; \
+                 `pages` the page list and each page's folio; `output` the copy into the ring buffer; `record` \
+                 all of it, the program only counts and runs its chain), each pass after an untraced one, on the \
+                 jobs of `cargo xtask bench overhead` that pin (4 KiB randread libaio QD32, 64 KiB read libaio \
+                 QD8). IOPS with BPF statistics off; the programs' ns per run from a shorter run with them on \
+                 after each. Only page records (pins, unpins, put_page) have the switch: bio records and latency \
+                 programs run as they are. A ledger without pages or output does not add up: these runs measure, \
+                 they do not trace."
+            .to_string(),
+        bench: "ablation",
     };
-    let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let mut s = format!("{BEGIN}\n## What each part of a page record costs (`cargo xtask bench ablation`)\n\n");
-    let _ = writeln!(
-        s,
-        "**Method.** One VM boot per kernel runs `test/vm/bench-ablation.sh`: the tracer (`tracer run --format json`) \
-         as it is, then once per part of its page records left out (`TRACER_BENCH_SKIP=PART`, a global the \
-         loader patches: `owner` the pid, cgroup and command name; `stack` the kernel stack; `pages` the \
-         page list and each page's folio; `output` the copy into the ring buffer; `record` all of it, the \
-         program only counts and runs its chain), each pass after an untraced one, on the jobs of \
-         `cargo xtask bench overhead` that pin (4 KiB randread libaio QD32, 64 KiB read libaio QD8). \
-         IOPS with BPF statistics off; the programs' ns per run from a shorter run with them on after \
-         each. Only page records (pins, unpins, put_page) have the switch: bio records and latency \
-         programs run as they are. A ledger without pages or output does not add up: these runs measure, \
-         they do not trace.\n\n**Machine.** Host: {} (the 2-core build host), {}, TCG; tracer: {label}.\n\n\
-         Measured {} (`cargo xtask bench ablation{}`).\n",
-        host_cpu(),
-        qemu_version(),
-        &date[..10],
-        args.kernels.iter().map(|k| format!(" --kernel {k}")).collect::<String>(),
-    );
-    for part in parts {
-        s.push('\n');
-        s.push_str(&part);
-    }
-    s.push_str(END);
-    s.push('\n');
-    println!("\n{s}");
-    if args.write {
-        write_doc(&s, BEGIN, END)?;
-    }
+    section.emit(&args.kernels, &label, &parts, args.write)?;
     Ok(0)
 }
 

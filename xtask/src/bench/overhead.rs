@@ -296,6 +296,67 @@ pub(super) fn write_doc(section: &str, begin: &str, end: &str) -> Result<()> {
     Ok(())
 }
 
+/// Each kernel's part of a bench whose guest script needs the tracer and one host tool:
+/// booted per kernel (`boot(kernel, tracer, tool)` gives the console log), or made from
+/// recorded console logs; with the tracer's label ("(not recorded)" from logs).
+pub(super) fn kernel_parts(
+    kernels: &[String],
+    from_logs: &[PathBuf],
+    (tracer, tool): (Option<&Path>, &str),
+    boot: impl Fn(&str, &Path, &Path) -> Result<PathBuf>,
+    part: impl Fn(&Path) -> Result<String>,
+) -> Result<(Vec<String>, String)> {
+    if !from_logs.is_empty() {
+        let parts = from_logs.iter().map(|log| part(log)).collect::<Result<Vec<_>>>()?;
+        return Ok((parts, "(not recorded)".to_string()));
+    }
+    let tracer = tracer_binary(tracer, None)?;
+    let tool = host_tool(tool)?;
+    let parts = kernels.iter().map(|k| part(&boot(k, &tracer.path, &tool)?)).collect::<Result<Vec<_>>>()?;
+    Ok((parts, tracer.label))
+}
+
+/// A generated section of docs/benchmarks.md of a bench run under TCG on the build host: its
+/// heading, its method, the machine and the date, then each kernel's part.
+pub(super) struct DocSection<'a> {
+    pub begin: &'a str,
+    pub end: &'a str,
+    /// The heading, after `## `.
+    pub title: &'a str,
+    /// The method paragraph, after `**Method.** `.
+    pub method: String,
+    /// The bench's name in `cargo xtask bench NAME`.
+    pub bench: &'a str,
+}
+
+impl DocSection<'_> {
+    /// Prints the section for `kernels` (the tracer `label`, the kernels' `parts`) and, with
+    /// `write`, puts it into docs/benchmarks.md.
+    pub(super) fn emit(&self, kernels: &[String], label: &str, parts: &[String], write: bool) -> Result<()> {
+        let DocSection { begin, end, title, method, bench } = self;
+        let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        let mut s = format!(
+            "{begin}\n## {title}\n\n**Method.** {method}\n\n**Machine.** Host: {} (the 2-core build host), {}, TCG; \
+             tracer: {label}.\n\nMeasured {} (`cargo xtask bench {bench}{}`).\n\n",
+            host_cpu(),
+            qemu_version(),
+            &date[..10],
+            kernels.iter().map(|k| format!(" --kernel {k}")).collect::<String>(),
+        );
+        for part in parts {
+            s.push('\n');
+            s.push_str(part);
+        }
+        s.push_str(end);
+        s.push('\n');
+        println!("\n{s}");
+        if write {
+            write_doc(&s, begin, end)?;
+        }
+        Ok(())
+    }
+}
+
 pub(super) fn host_tool(name: &str) -> Result<PathBuf> {
     kernels::find_program(name)
         .or_else(|| ["/usr/sbin", "/usr/bin"].iter().map(|d| Path::new(d).join(name)).find(|p| p.is_file()))

@@ -11,11 +11,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 
-use super::overhead::{host_cpu, host_tool, qemu_version, tracer_binary, write_doc, Guest};
+use super::overhead::{kernel_parts, DocSection, Guest};
 use crate::workspace_root;
 
 const BEGIN: &str = "<!-- bench profile begin -->";
@@ -329,50 +328,32 @@ pub fn profile(args: &ProfileBenchArgs) -> Result<i32> {
     if args.runtime == 0 {
         bail!("--runtime must be at least 1");
     }
-    let mut parts = Vec::new();
-    let label = if args.from_logs.is_empty() {
-        let tracer = tracer_binary(args.tracer.as_deref(), None)?;
-        let bpftrace = host_tool("bpftrace")?;
-        for kernel in &args.kernels {
-            parts.push(kernel_from_log(&boot(kernel, args, &tracer.path, &bpftrace)?)?);
-        }
-        tracer.label
-    } else {
-        for log in &args.from_logs {
-            parts.push(kernel_from_log(log)?);
-        }
-        "(not recorded)".to_string()
+    let (parts, label) = kernel_parts(
+        &args.kernels,
+        &args.from_logs,
+        (args.tracer.as_deref(), "bpftrace"),
+        |kernel, tracer, bpftrace| boot(kernel, args, tracer, bpftrace),
+        kernel_from_log,
+    )?;
+    let section = DocSection {
+        begin: BEGIN,
+        end: END,
+        title: "Where the CPU goes on a 4 KiB read (`cargo xtask bench profile`)",
+        method: format!(
+            "One VM boot per kernel runs `test/vm/bench-profile.sh`: fio 4 KiB randread libaio QD32 on \
+             `/dev/nullb0`, {} s, untraced, under `tracer run --format json`, untraced again, and under bpftrace \
+             with the overhead bench's script (`test/vm/bench-overhead.bt`), each under a \
+             bpftrace sampler of every CPU's kernel stack (12 frames) and command name at {HZ} Hz (cpu-clock). \
+             fio's samples are classed by their stack (xtask/src/bench/profile.rs, `classify`) and given as µs \
+             of CPU per I/O: samples / {HZ} over the run's I/Os. Under TCG a timer interrupt is taken only \
+             between translated blocks and where interrupts are enabled again, so samples lean towards those \
+             places (the end of an interrupts-off section gets the samples of all of it); classes are robust to \
+             that, single functions less so.",
+            args.runtime,
+        ),
+        bench: "profile",
     };
-    let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let mut s = format!("{BEGIN}\n## Where the CPU goes on a 4 KiB read (`cargo xtask bench profile`)\n\n");
-    let _ = writeln!(
-        s,
-        "**Method.** One VM boot per kernel runs `test/vm/bench-profile.sh`: fio 4 KiB randread libaio QD32 on \
-         `/dev/nullb0`, {} s, untraced, under `tracer run --format json`, untraced again, and under bpftrace with \
-         the overhead bench's script (`test/vm/bench-overhead.bt`), each under a \
-         bpftrace sampler of every CPU's kernel stack (12 frames) and command name at {HZ} Hz (cpu-clock). fio's \
-         samples are classed by their stack (xtask/src/bench/profile.rs, `classify`) and given as µs of CPU \
-         per I/O: samples / {HZ} over the run's I/Os. Under TCG a timer interrupt is taken only between \
-         translated blocks and where interrupts are enabled again, so samples lean towards those places (the \
-         end of an interrupts-off section gets the samples of all of it); classes are robust to that, single \
-         functions less so.\n\n**Machine.** Host: {} (the 2-core build host), {}, TCG; tracer: {label}.\n\n\
-         Measured {} (`cargo xtask bench profile{}`).\n",
-        args.runtime,
-        host_cpu(),
-        qemu_version(),
-        &date[..10],
-        args.kernels.iter().map(|k| format!(" --kernel {k}")).collect::<String>(),
-    );
-    for part in parts {
-        s.push('\n');
-        s.push_str(&part);
-    }
-    s.push_str(END);
-    s.push('\n');
-    println!("\n{s}");
-    if args.write {
-        write_doc(&s, BEGIN, END)?;
-    }
+    section.emit(&args.kernels, &label, &parts, args.write)?;
     Ok(0)
 }
 
