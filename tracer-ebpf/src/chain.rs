@@ -324,8 +324,9 @@ pub fn run_if(
     wanted: impl FnOnce() -> bool,
     f: impl FnOnce() -> u32,
 ) -> u32 {
+    // The attached length where words are kept (the CPU rule does not depend on it).
     let len = if word_rule(probe) { word_chain_len(len) } else { len };
-    if len <= 1 && word_rule(probe) {
+    if len <= 1 {
         // No backup attached: nobody to tell, the primary acts alone.
         return if pos == 0 && wanted() { f() } else { 0 };
     }

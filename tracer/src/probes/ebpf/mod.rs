@@ -131,16 +131,9 @@ impl Tracer {
         // only if it has to attach after all (block_bio_queue did not).
         let preloaded: Vec<PlannedProbe> =
             plan.iter().filter(|p| !(at_queue && p.def.id == ProbeId::BioIovIterGetPages)).cloned().collect();
-        preload::preload(&mut ebpf, btf.as_ref(), &preloaded, |p| {
-            backups_needed(&p.def, threads_preemptible, max_backups)
-        });
-        let (outcomes, backups) = attach_all(
-            &mut ebpf,
-            btf.as_ref(),
-            plan,
-            |def| backups_needed(def, threads_preemptible, max_backups),
-            at_queue,
-        );
+        let backups_of = |def: &ProbeDef| backups_needed(def, threads_preemptible, max_backups);
+        preload::preload(&mut ebpf, btf.as_ref(), &preloaded, |p| backups_of(&p.def));
+        let (outcomes, backups) = attach_all(&mut ebpf, btf.as_ref(), plan, backups_of, at_queue);
         if outcomes.iter().all(|o| o.attached.is_none()) {
             return Err(LoadError::NothingAttached);
         }
