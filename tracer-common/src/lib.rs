@@ -413,6 +413,46 @@ pub mod names {
     /// then on, releases list their unpins), 2 once every probe is (from then on, the unpin
     /// probe skips the unpins releases list). Never set when either cannot be attached.
     pub const BIO_COVER: &str = "BIO_COVER";
+    /// A u64 global: the BTF id of `struct pt_regs` in the running kernel when the loader
+    /// turned the object's direct-load placeholders into calls of the `bpf_rdonly_cast` kfunc
+    /// ([`super::kload`]); 0 when it did not (the programs then use the read helper).
+    pub const KLOAD_TYPE: &str = "KLOAD_TYPE";
+}
+
+/// Direct loads from kernel addresses held as numbers (tracer-ebpf/src/kload.rs): the object
+/// calls a helper of this made-up number where it casts an address, and the loader turns each
+/// such call into a call of the `bpf_rdonly_cast` kfunc (6.2+), after which the verifier lets
+/// the program load from the address as from an untrusted BTF-typed pointer: one
+/// fault-tolerant load instead of a call of the read helper. A kernel without the kfunc keeps
+/// the placeholders, in code the verifier never walks (`KLOAD_TYPE` is 0 there).
+pub mod kload {
+    /// The placeholder's helper number: no helper has it ("kcas").
+    pub const PLACEHOLDER: u32 = 0x6b63_6173;
+    /// `BPF_JMP | BPF_CALL`: the opcode of a call instruction.
+    pub const CALL_OPCODE: u8 = 0x85;
+    /// `src_reg` of a call of a kernel function (`BPF_PSEUDO_KFUNC_CALL`), in the high half
+    /// of an instruction's register byte.
+    pub const PSEUDO_KFUNC_CALL: u8 = 2;
+    /// The kfunc the placeholders become.
+    pub const KFUNC: &str = "bpf_rdonly_cast";
+    /// The struct the cast gives: x86-64's `struct pt_regs`, whose first
+    /// [`CAST_WORDS`] members are 8-byte numbers in every kernel (`r15` to `orig_ax`), so a
+    /// cast pointer reads any of the words at those offsets.
+    pub const CAST_TYPE: &str = "pt_regs";
+    /// Words from a cast pointer a load may read (at constant offsets).
+    pub const CAST_WORDS: usize = 16;
+
+    /// The instruction of a placeholder call, as it lies in the object (little-endian).
+    pub const fn placeholder_insn() -> [u8; 8] {
+        let imm = PLACEHOLDER.to_le_bytes();
+        [CALL_OPCODE, 0, 0, 0, imm[0], imm[1], imm[2], imm[3]]
+    }
+
+    /// The call of the kfunc of BTF id `kfunc_id` (in the kernel's own BTF) that replaces it.
+    pub const fn kfunc_insn(kfunc_id: u32) -> [u8; 8] {
+        let imm = kfunc_id.to_le_bytes();
+        [CALL_OPCODE, PSEUDO_KFUNC_CALL << 4, 0, 0, imm[0], imm[1], imm[2], imm[3]]
+    }
 }
 
 /// Bytes of the `EVENTS` ring buffer unless `--ring-buffer` says otherwise.

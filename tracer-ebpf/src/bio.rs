@@ -170,6 +170,9 @@ fn try_bio_release_pages<const TYPED: bool>(bio: u64, mark_dirty: bool) -> u32 {
     0
 }
 
+// The vec area takes words (crate::kload::copy_words) and the bio's head (fields).
+const _: () = assert!(core::mem::offset_of!(BioWire, vecs) % 8 == 0);
+
 /// The members of a bio a record needs.
 struct BioFields {
     /// The device number (`bi_bdev->bd_dev`).
@@ -299,7 +302,22 @@ fn record<const TYPED: bool>(event: BioEvent, bio: u64, extra_flags: u32, chunk:
             if vecs != 0 && size > 0 {
                 let dst = core::ptr::addr_of_mut!((*w).vecs) as *mut c_void;
                 let src = vecs as *const c_void;
-                let rc = if size <= 16 {
+                let direct = crate::kload::direct() && size <= 64;
+                let rc = if direct {
+                    // Direct loads (crate::kload), a word each: one vec (two words) or four; a
+                    // failed load reads 0, which no vec's page is.
+                    let words = dst as *mut u64;
+                    let copied = if size <= 16 {
+                        crate::kload::copy_words::<2>(words, vecs)
+                    } else {
+                        crate::kload::copy_words::<8>(words, vecs)
+                    };
+                    if copied {
+                        0
+                    } else {
+                        -1
+                    }
+                } else if size <= 16 {
                     generated::bpf_probe_read_kernel(dst, 16, src)
                 } else if size <= 64 {
                     generated::bpf_probe_read_kernel(dst, 64, src)

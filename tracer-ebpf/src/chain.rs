@@ -138,8 +138,14 @@ impl Counts {
     fn busy(&self, i: usize) -> bool {
         let at = self.kernel_at(i);
         if at != 0 {
-            // SAFETY: the read helper on this CPU's count (a u8 on 7.x, an int before: the low
-            // byte of either holds the count, which never reaches 256).
+            if crate::kload::direct() {
+                // A direct load (crate::kload) of the word that starts with this CPU's count
+                // (a u8 on 7.x, an int before: the low byte of either holds the count, which
+                // never reaches 256; the kernel's per-CPU area goes on past it). A failed load
+                // reads 0: not busy, which a hidden skip then counts as lost.
+                return crate::kload::word(at) & 0xff != 0;
+            }
+            // SAFETY: the read helper on this CPU's count (see above).
             match unsafe { bpf_probe_read_kernel(at as *const u8) } {
                 Ok(n) => n != 0,
                 Err(_) => {

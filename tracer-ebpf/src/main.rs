@@ -19,6 +19,7 @@ mod chain;
 mod active;
 mod bio;
 mod exit;
+mod kload;
 mod latency;
 mod owner;
 mod pages;

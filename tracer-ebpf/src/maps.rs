@@ -151,6 +151,7 @@ pub fn lost(reason: LostReason) {
 /// most in registers, plus the return value's slot when fexit programs share the trampoline),
 /// the saved frame pointer and the two return addresses.
 const TRAMPOLINE_WORDS: usize = 10;
+const _: () = assert!(TRAMPOLINE_WORDS <= tracer_common::kload::CAST_WORDS);
 
 /// Kernel text and modules lie above this address on x86-64.
 const KERNEL_TEXT: u64 = 0xffff_ffff_8000_0000;
@@ -168,15 +169,37 @@ pub fn fentry_caller<C: EbpfContext>(ctx: &C) -> Option<u64> {
     // SAFETY: helper for tracing programs; the context is the trampoline's.
     let ip = unsafe { aya_ebpf::helpers::generated::bpf_get_func_ip(ctx.as_ptr()) };
     let mut words = [0u64; TRAMPOLINE_WORDS];
-    // SAFETY: the helper writes at most the local array's size and checks the source.
-    let rc = unsafe {
-        aya_ebpf::helpers::generated::bpf_probe_read_kernel(
-            words.as_mut_ptr() as *mut core::ffi::c_void,
-            (8 * TRAMPOLINE_WORDS) as u32,
-            ctx.as_ptr(),
-        )
-    };
-    if rc != 0 || ip < KERNEL_TEXT {
+    if crate::kload::direct() {
+        // Loads at constant offsets (crate::kload), written out: a loop's variable offset
+        // would not verify.
+        // SAFETY: direct loads are on; every index is below TRAMPOLINE_WORDS <= CAST_WORDS.
+        unsafe {
+            let frame = crate::kload::cast(ctx.as_ptr() as u64);
+            words[0] = core::ptr::read_volatile(&raw const (*frame)[0]);
+            words[1] = core::ptr::read_volatile(&raw const (*frame)[1]);
+            words[2] = core::ptr::read_volatile(&raw const (*frame)[2]);
+            words[3] = core::ptr::read_volatile(&raw const (*frame)[3]);
+            words[4] = core::ptr::read_volatile(&raw const (*frame)[4]);
+            words[5] = core::ptr::read_volatile(&raw const (*frame)[5]);
+            words[6] = core::ptr::read_volatile(&raw const (*frame)[6]);
+            words[7] = core::ptr::read_volatile(&raw const (*frame)[7]);
+            words[8] = core::ptr::read_volatile(&raw const (*frame)[8]);
+            words[9] = core::ptr::read_volatile(&raw const (*frame)[9]);
+        }
+    } else {
+        // SAFETY: the helper writes at most the local array's size and checks the source.
+        let rc = unsafe {
+            aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+                words.as_mut_ptr() as *mut core::ffi::c_void,
+                (8 * TRAMPOLINE_WORDS) as u32,
+                ctx.as_ptr(),
+            )
+        };
+        if rc != 0 {
+            return None;
+        }
+    }
+    if ip < KERNEL_TEXT {
         return None;
     }
     // Unrolled, constant indices: the 6.1 verifier walks a loop here in every program of every

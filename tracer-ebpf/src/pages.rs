@@ -100,19 +100,11 @@ struct HeadAt {
 /// which no struct page address is (vmemmap lies far below the top of the address space).
 /// [`head_of`] is that rule; it is pure, so the host tests it too (tracer-common).
 /// Branch-free (the verifier walks every branch of every loop iteration): a failed read leaves
-/// 0, whose bit 0 is clear, so the page counts as its own folio.
+/// 0, whose bit 0 is clear, so the page counts as its own folio (crate::kload: a direct load
+/// where the kernel allows it).
 #[inline(always)]
 fn folio_of(page: u64, at: HeadAt) -> u64 {
-    let mut info: u64 = 0;
-    // SAFETY: the helper writes 8 bytes into `info` and tolerates any source address.
-    unsafe {
-        generated::bpf_probe_read_kernel(
-            core::ptr::addr_of_mut!(info) as *mut c_void,
-            8,
-            (page.wrapping_add(at.offset) & at.mask) as *const c_void,
-        )
-    };
-    head_of(page, info)
+    head_of(page, crate::kload::word(page.wrapping_add(at.offset) & at.mask))
 }
 
 /// `v`, with everything the compiler knows about it forgotten: a mask applied to the result
@@ -279,6 +271,18 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
     // Reading past the array's end is harmless unless that crosses into unmapped memory; then
     // the record goes out unlisted (counted, not followed).
     let copy_array = |array: u64| -> bool {
+        if crate::kload::direct() && n <= 8 {
+            // Direct loads (crate::kload): one word for a single page, eight as the 64-byte
+            // read would; a failed load reads 0, which no entry of a call's array is.
+            // SAFETY: direct loads are on; `raw` holds PAGES_MAX_ENTRIES >= 8 u64s.
+            return unsafe {
+                if n <= 1 {
+                    crate::kload::copy_words::<1>(raw as *mut u64, array)
+                } else {
+                    crate::kload::copy_words::<8>(raw as *mut u64, array)
+                }
+            };
+        }
         let dst = raw as *mut c_void;
         let src = array as *const c_void;
         // SAFETY: `raw` holds PAGES_MAX_ENTRIES u64s (4096 bytes), as many as the largest size below;

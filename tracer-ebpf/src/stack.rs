@@ -183,6 +183,10 @@ const _: () = assert!(WINDOW_WORDS.is_power_of_two());
 fn still_there(slot: u64, path: *const StackPath, scratch: *mut [u64; WINDOW_WORDS]) -> bool {
     // SAFETY: a value of the map (see pin_stack).
     let (n, reach) = unsafe { ((*path).nr_checks as u64, (*path).reach as u64) };
+    if crate::kload::direct() {
+        // A load per check is cheaper than the copy of the words up to the farthest.
+        return one_by_one(slot, path, n);
+    }
     let room = (slot & !(TASK_STACK_SIZE - 1)) + TASK_STACK_SIZE - slot;
     if reach > WINDOW_WORDS as u64 || 8 * reach > room {
         return one_by_one(slot, path, n);
@@ -207,23 +211,16 @@ fn still_there(slot: u64, path: *const StackPath, scratch: *mut [u64; WINDOW_WOR
     diff == 0
 }
 
-/// The checks of [`still_there`], a read each.
+/// The checks of [`still_there`], a load each (crate::kload: a direct load where the kernel
+/// allows it, else a call of the read helper; a failed read gives 0, which is no return
+/// address: a mismatch).
 #[inline(always)]
 fn one_by_one(slot: u64, path: *const StackPath, n: u64) -> bool {
     let mut diff = 0u64;
     for i in 0..STACK_PATH_CHECKS {
         // SAFETY: a value of the map (see pin_stack).
         let (at, want) = unsafe { ((*path).check_at[i] as u64, (*path).check_word[i]) };
-        let mut word = 0u64;
-        // SAFETY: the helper writes 8 bytes into `word` and checks the source (a failed read
-        // leaves 0, which is no return address: a mismatch).
-        unsafe {
-            generated::bpf_probe_read_kernel(
-                core::ptr::addr_of_mut!(word) as *mut c_void,
-                8,
-                (slot + 8 * (at & 0x7ff)) as *const c_void,
-            )
-        };
+        let word = crate::kload::word(slot + 8 * (at & 0x7ff));
         diff |= below(i, n) & (word ^ want);
     }
     diff == 0

@@ -9,6 +9,7 @@ use std::{
 mod active;
 mod attach;
 mod counter_map;
+mod kload;
 mod paths;
 mod preload;
 
@@ -529,8 +530,10 @@ fn open(
     btf: Option<&Btf>,
     cpus: usize,
 ) -> Result<Ebpf, LoadError> {
+    let patched = kload::patch(OBJECT, btf);
     EbpfLoader::new()
         .btf(btf)
+        .override_global(names::KLOAD_TYPE, &patched.cast_type, true)
         .map_max_entries(names::COUNTERS, u32::try_from(cpus).unwrap_or(u32::MAX).saturating_mul(slots::SLOTS))
         .override_global(names::OFFSETS, &facts.offsets, true)
         .override_global(names::TASK_PREEMPTION, &u64::from(facts.preemption.in_programs()), true)
@@ -555,7 +558,7 @@ fn open(
         .override_global(names::ACQUIRE_AT_QUEUE, &u64::from(at_queue), true)
         .override_global(names::PER_CPU_OFFSET_AT, &active::per_cpu_offset_address(), true)
         .override_global(names::POSSIBLE_CPUS, &(cpus as u64), true)
-        .load(OBJECT)
+        .load(&patched.bytes(OBJECT))
         .map_err(load_error)
 }
 
