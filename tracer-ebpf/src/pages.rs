@@ -149,12 +149,134 @@ fn output(w: *mut PagesWire, size: u64) {
     }
 }
 
+/// Where this kernel's `struct page` keeps compound_head ([`HeadAt`]).
+#[inline(always)]
+fn head_at() -> HeadAt {
+    match member!(page_compound_head) {
+        OFFSET_UNKNOWN => HeadAt { offset: 0, mask: 0 },
+        known => HeadAt { offset: known as u64, mask: u64::MAX },
+    }
+}
+
+/// Writes the record's header at `h` for `n` listed entries with `flags`, the call's stack
+/// included (`number` and `window`: as [`crate::stack::pin_stack`] wants them).
+///
+/// # Safety
+/// `h` is this call's record, exclusively its own; `number` a word of it free meanwhile;
+/// `window` this call's page array buffer, or null where loads are direct (crate::kload).
+#[inline(always)]
+unsafe fn fill_header<C: EbpfContext>(
+    ctx: &C,
+    call: Call,
+    h: *mut PagesHeader,
+    n: u32,
+    flags: u32,
+    number: *mut u64,
+    window: *mut [u64; PAGES_MAX_ENTRIES],
+) {
+    // SAFETY: the caller's promises.
+    unsafe {
+        *h = PagesHeader {
+            record: RecordType::Pages as u32,
+            event: call.event as u32,
+            // SAFETY: helper without preconditions.
+            ts_ns: bpf_ktime_get_ns(),
+            probe: call.probe as u32,
+            gup_flags: call.gup_flags,
+            nr: call.n,
+            n,
+            refs: call.refs,
+            nr_frames: 0,
+            flags,
+            _pad: 0,
+            owner: owner(),
+            frames: [0; PAGES_STACK_FRAMES],
+        };
+        // The kernel stack, straight into the record (a stack map would lose stacks to hash
+        // collisions); releases only down to their caller (RELEASE_STACK_FRAMES). Two calls
+        // with constant sizes: the 6.1 verifier wants the size bounded exactly.
+        let frames = core::ptr::addr_of_mut!((*h).frames) as *mut c_void;
+        // A release is named by its caller only: the one frame it needs, without a walk. The
+        // caller's value is only stored (never tested afterwards), so the verifier's paths
+        // meet again right after (6.1 verified the rest once per path: minutes under TCG).
+        let pin = matches!(call.event, PageEvent::Pin | PageEvent::Get);
+        let caller = if call.trampoline && !pin { crate::maps::fentry_caller(ctx) } else { None };
+        let bytes = if skipped(bench_skip::STACK) {
+            8
+        } else if let Some(caller) = caller {
+            (*h).frames[0] = caller;
+            8
+        } else if pin && call.trampoline && crate::stack::learned_paths() {
+            crate::stack::pin_stack(ctx, call.probe, frames as *mut [u64; PAGES_STACK_FRAMES], number, window)
+        } else if pin {
+            crate::stack::walk(ctx, frames as *mut [u64; PAGES_STACK_FRAMES])
+        } else {
+            generated::bpf_get_stack(ctx.as_ptr(), frames, (8 * RELEASE_STACK_FRAMES) as u32, 0)
+        };
+        if bytes > 0 {
+            (*h).nr_frames = (bytes as u32) / 8;
+        } else {
+            lost(LostReason::StackLost);
+        }
+    }
+}
+
+/// A record of one entry, as [`emit_one`] reserves it.
+#[repr(C)]
+struct PagesOne {
+    header: PagesHeader,
+    entry: PageEntry,
+}
+
+/// [`emit`] for a call of one listed entry where loads are direct (crate::kload), which is
+/// every 4 KiB Direct I/O's pin and most unpins: the record is built in place in the ring
+/// buffer (no buffer to claim, no copy), its entry read with a direct load; the learned
+/// path's checks need no window there. A page array whose entry reads 0 (unreadable) goes out
+/// unlisted, as [`emit`]'s does.
+#[inline(always)]
+fn emit_one<C: EbpfContext>(ctx: &C, call: Call) {
+    let Some(mut slot) = EVENTS.reserve::<PagesOne>(0) else {
+        lost(LostReason::RingFull);
+        return;
+    };
+    let w = slot.as_mut_ptr();
+    let head_off = head_at();
+    let (page, folio) = match call.source {
+        Source::PageArray(array) => {
+            let page = crate::kload::word(array);
+            (page, folio_of(page, head_off))
+        }
+        Source::Range(page) => (page, folio_of(page, head_off)),
+        Source::FolioArray(array) => (0, crate::kload::word(array)),
+        Source::Folio(folio) => (0, folio),
+        Source::Unlisted => (0, 0),
+    };
+    let (n, flags) = if page == 0 && folio == 0 { (0, call.flags | PAGES_FLAG_UNLISTED) } else { (1, call.flags) };
+    // SAFETY: `w` is the reserved, exclusively owned ring buffer slot of a PagesOne; the
+    // header and the entry are written in full before submit (the entry's page word serves
+    // as the stack's number first, then is overwritten); no window: loads are direct here.
+    unsafe {
+        fill_header(ctx, call, &raw mut (*w).header, n, flags, &raw mut (*w).entry.page, core::ptr::null_mut());
+        (*w).entry = PageEntry { page, folio };
+    }
+    if skipped(bench_skip::OUTPUT) {
+        slot.discard(0);
+        return;
+    }
+    slot.submit(submit_flags());
+    submitted();
+}
+
 /// Streams the call as one record: the header and up to [`PAGES_MAX_ENTRIES`] entries, built
 /// in a buffer of this CPU claimed for the call and copied into the ring buffer.
 #[inline(always)]
 pub fn emit<C: EbpfContext>(ctx: &C, call: Call) {
     if call.n == 0 || skipped(bench_skip::RECORD) {
         return;
+    }
+    if call.n == 1 && crate::kload::direct() && !matches!(call.source, Source::Unlisted) && !skipped(bench_skip::PAGES)
+    {
+        return emit_one(ctx, call);
     }
     let Some(busy) = BUSY.get_ptr_mut(0) else { return };
     let mut level = SCRATCH_LEVELS;
@@ -188,10 +310,7 @@ fn owner() -> Owner {
 
 #[inline(always)]
 fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; PAGES_MAX_ENTRIES]) {
-    let head_off = match member!(page_compound_head) {
-        OFFSET_UNKNOWN => HeadAt { offset: 0, mask: 0 },
-        known => HeadAt { offset: known as u64, mask: u64::MAX },
-    };
+    let head_off = head_at();
     let listed = !matches!(call.source, Source::Unlisted) && !skipped(bench_skip::PAGES);
     let mut flags = call.flags;
     if !listed {
@@ -206,51 +325,9 @@ fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; 
     } else {
         call.n
     };
-    // SAFETY: `w` is this CPU's buffer for this nesting level, exclusively ours meanwhile.
-    unsafe {
-        (*w).header = PagesHeader {
-            record: RecordType::Pages as u32,
-            event: call.event as u32,
-            // SAFETY: helper without preconditions.
-            ts_ns: bpf_ktime_get_ns(),
-            probe: call.probe as u32,
-            gup_flags: call.gup_flags,
-            nr: call.n,
-            n,
-            refs: call.refs,
-            nr_frames: 0,
-            flags,
-            _pad: 0,
-            owner: owner(),
-            frames: [0; PAGES_STACK_FRAMES],
-        };
-        // The kernel stack, straight into the record (a stack map would lose stacks to hash
-        // collisions); releases only down to their caller (RELEASE_STACK_FRAMES). Two calls
-        // with constant sizes: the 6.1 verifier wants the size bounded exactly.
-        let frames = core::ptr::addr_of_mut!((*w).header.frames) as *mut c_void;
-        // A release is named by its caller only: the one frame it needs, without a walk. The
-        // caller's value is only stored (never tested afterwards), so the verifier's paths
-        // meet again right after (6.1 verified the rest once per path: minutes under TCG).
-        let pin = matches!(call.event, PageEvent::Pin | PageEvent::Get);
-        let caller = if call.trampoline && !pin { crate::maps::fentry_caller(ctx) } else { None };
-        let bytes = if skipped(bench_skip::STACK) {
-            8
-        } else if let Some(caller) = caller {
-            (*w).header.frames[0] = caller;
-            8
-        } else if pin && call.trampoline && crate::stack::learned_paths() {
-            crate::stack::pin_stack(ctx, call.probe, frames as *mut [u64; PAGES_STACK_FRAMES], raw)
-        } else if pin {
-            crate::stack::walk(ctx, frames as *mut [u64; PAGES_STACK_FRAMES])
-        } else {
-            generated::bpf_get_stack(ctx.as_ptr(), frames, (8 * RELEASE_STACK_FRAMES) as u32, 0)
-        };
-        if bytes > 0 {
-            (*w).header.nr_frames = (bytes as u32) / 8;
-        } else {
-            lost(LostReason::StackLost);
-        }
-    }
+    // SAFETY: `w` is this CPU's buffer for this nesting level, exclusively ours meanwhile; its
+    // page array buffer `raw` is free until the array is copied into it.
+    unsafe { fill_header(ctx, call, &raw mut (*w).header, n, flags, &raw mut (*raw)[0], raw) };
     // The record size, computed before the loops: the loops narrow what the verifier knows of
     // `n` differently at each exit, and a size derived from `n` after them would make it
     // verify the rest of the program once per exit.

@@ -53,16 +53,19 @@ pub fn walk<C: EbpfContext>(ctx: &C, frames: *mut [u64; STACK_PATH_FRAMES]) -> i
 
 /// The kernel stack of a pin call run by an fentry or fexit program, into `frames`: from its
 /// learned path when the stack still holds it, else walked (and sampled when the path is new).
-/// Returns the bytes written, or a negative error, as `bpf_get_stack` does. `scratch` is a
-/// buffer of this CPU for this call (the record's page array buffer, not yet in use).
+/// Returns the bytes written, or a negative error, as `bpf_get_stack` does. `number` is a word
+/// of this call's own, free for the moment; `scratch` a buffer of this CPU for this call (the
+/// record's page array buffer, not yet in use), read only where loads are not direct
+/// (crate::kload): null elsewhere is allowed.
 #[inline(always)]
 pub fn pin_stack<C: EbpfContext>(
     ctx: &C,
     probe: ProbeId,
     frames: *mut [u64; STACK_PATH_FRAMES],
+    number: *mut u64,
     scratch: *mut [u64; WINDOW_WORDS],
 ) -> i64 {
-    let slot = context_number(ctx, scratch);
+    let slot = context_number(ctx, number);
     // SAFETY: helper for tracing programs.
     let function = unsafe { generated::bpf_get_func_ip(ctx.as_ptr()) };
     // SAFETY: helpers for tracing programs; the task pointer is the current task's, and the
@@ -98,12 +101,11 @@ pub fn pin_stack<C: EbpfContext>(
 }
 
 /// The context pointer as a number ([`crate::typed::as_number`]), kept for the moment in the
-/// call's own scratch buffer (claimed for this record, free until the checks' window is read
-/// into it).
+/// call's own word `number` (see pin_stack).
 #[inline(always)]
-fn context_number<C: EbpfContext>(ctx: &C, scratch: *mut [u64; WINDOW_WORDS]) -> u64 {
-    // SAFETY: `scratch` is this call's buffer (see pin_stack), WINDOW_WORDS > 0 u64s.
-    unsafe { crate::typed::as_number(ctx.as_ptr() as u64, &raw mut (*scratch)[0]) }
+fn context_number<C: EbpfContext>(ctx: &C, number: *mut u64) -> u64 {
+    // SAFETY: `number` is this call's own word, free meanwhile (see pin_stack).
+    unsafe { crate::typed::as_number(ctx.as_ptr() as u64, number) }
 }
 
 /// A call whose path's checks failed: the path is dropped after [`STALE_RUN_MAX`] of them in a
