@@ -151,7 +151,6 @@ pub fn lost(reason: LostReason) {
 /// most in registers, plus the return value's slot when fexit programs share the trampoline),
 /// the saved frame pointer and the two return addresses.
 const TRAMPOLINE_WORDS: usize = 10;
-const _: () = assert!(TRAMPOLINE_WORDS <= tracer_common::kload::CAST_WORDS);
 
 /// Kernel text and modules lie above this address on x86-64.
 const KERNEL_TEXT: u64 = 0xffff_ffff_8000_0000;
@@ -170,22 +169,9 @@ pub fn fentry_caller<C: EbpfContext>(ctx: &C) -> Option<u64> {
     let ip = unsafe { aya_ebpf::helpers::generated::bpf_get_func_ip(ctx.as_ptr()) };
     let mut words = [0u64; TRAMPOLINE_WORDS];
     if crate::kload::direct() {
-        // Loads at constant offsets (crate::kload), written out: a loop's variable offset
-        // would not verify.
-        // SAFETY: direct loads are on; every index is below TRAMPOLINE_WORDS <= CAST_WORDS.
-        unsafe {
-            let frame = crate::kload::cast(ctx.as_ptr() as u64);
-            words[0] = core::ptr::read_volatile(&raw const (*frame)[0]);
-            words[1] = core::ptr::read_volatile(&raw const (*frame)[1]);
-            words[2] = core::ptr::read_volatile(&raw const (*frame)[2]);
-            words[3] = core::ptr::read_volatile(&raw const (*frame)[3]);
-            words[4] = core::ptr::read_volatile(&raw const (*frame)[4]);
-            words[5] = core::ptr::read_volatile(&raw const (*frame)[5]);
-            words[6] = core::ptr::read_volatile(&raw const (*frame)[6]);
-            words[7] = core::ptr::read_volatile(&raw const (*frame)[7]);
-            words[8] = core::ptr::read_volatile(&raw const (*frame)[8]);
-            words[9] = core::ptr::read_volatile(&raw const (*frame)[9]);
-        }
+        // SAFETY: direct loads are on; `words` has room for TRAMPOLINE_WORDS <= CAST_WORDS
+        // words. The first word is an argument, which may be 0: the copy's answer says nothing.
+        let _ = unsafe { crate::kload::copy_words::<TRAMPOLINE_WORDS>(words.as_mut_ptr(), ctx.as_ptr() as u64) };
     } else {
         // SAFETY: the helper writes at most the local array's size and checks the source.
         let rc = unsafe {

@@ -149,6 +149,13 @@ fn output(w: *mut PagesWire, size: u64) {
     }
 }
 
+/// Whether the call's record lists its entries (they can be seen, and no benchmark's ablation
+/// leaves them out).
+#[inline(always)]
+fn listed(call: Call) -> bool {
+    !matches!(call.source, Source::Unlisted) && !skipped(bench_skip::PAGES)
+}
+
 /// Where this kernel's `struct page` keeps compound_head ([`HeadAt`]).
 #[inline(always)]
 fn head_at() -> HeadAt {
@@ -274,8 +281,7 @@ pub fn emit<C: EbpfContext>(ctx: &C, call: Call) {
     if call.n == 0 || skipped(bench_skip::RECORD) {
         return;
     }
-    if call.n == 1 && crate::kload::direct() && !matches!(call.source, Source::Unlisted) && !skipped(bench_skip::PAGES)
-    {
+    if call.n == 1 && crate::kload::direct() && listed(call) {
         return emit_one(ctx, call);
     }
     let Some(busy) = BUSY.get_ptr_mut(0) else { return };
@@ -311,7 +317,7 @@ fn owner() -> Owner {
 #[inline(always)]
 fn fill<C: EbpfContext>(ctx: &C, call: Call, w: *mut PagesWire, raw: *mut [u64; PAGES_MAX_ENTRIES]) {
     let head_off = head_at();
-    let listed = !matches!(call.source, Source::Unlisted) && !skipped(bench_skip::PAGES);
+    let listed = listed(call);
     let mut flags = call.flags;
     if !listed {
         flags |= PAGES_FLAG_UNLISTED;

@@ -1,8 +1,6 @@
 //! The object's direct-load placeholders (tracer_common::kload, tracer-ebpf/src/kload.rs)
 //! turned into calls of the `bpf_rdonly_cast` kfunc where the running kernel has it.
 
-use std::borrow::Cow;
-
 use aya::Btf;
 use aya_obj::btf::BtfKind;
 use object::{Object, ObjectSection, SectionKind};
@@ -19,13 +17,12 @@ pub(super) struct Patched {
 
 impl Patched {
     /// The object's bytes.
-    pub fn bytes<'a>(&'a self, original: &'a [u8]) -> Cow<'a, [u8]> {
+    pub fn bytes<'a>(&'a self, original: &'a [u8]) -> &'a [u8] {
         match &self.words {
-            // SAFETY: a u64 slice read as its bytes (u8 has no alignment or validity needs).
-            Some(words) => {
-                Cow::Borrowed(unsafe { std::slice::from_raw_parts(words.as_ptr() as *const u8, original.len()) })
-            }
-            None => Cow::Borrowed(original),
+            // SAFETY: a u64 slice read as its bytes (u8 has no alignment or validity needs);
+            // it holds at least original.len() bytes (patched_words).
+            Some(words) => unsafe { std::slice::from_raw_parts(words.as_ptr() as *const u8, original.len()) },
+            None => original,
         }
     }
 }
@@ -100,7 +97,7 @@ mod tests {
         assert_eq!(bytes.len(), object.len());
         let placeholder = kload::placeholder_insn();
         let call = kload::kfunc_insn(0x1234);
-        let file = object::File::parse(&*bytes).expect("still an ELF object");
+        let file = object::File::parse(bytes).expect("still an ELF object");
         let mut calls = 0;
         for section in file.sections().filter(|s| s.kind() == SectionKind::Text) {
             let data = section.data().unwrap();

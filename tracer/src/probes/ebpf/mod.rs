@@ -558,7 +558,7 @@ fn open(
         .override_global(names::ACQUIRE_AT_QUEUE, &u64::from(at_queue), true)
         .override_global(names::PER_CPU_OFFSET_AT, &active::per_cpu_offset_address(), true)
         .override_global(names::POSSIBLE_CPUS, &(cpus as u64), true)
-        .load(&patched.bytes(OBJECT))
+        .load(patched.bytes(OBJECT))
         .map_err(load_error)
 }
 
