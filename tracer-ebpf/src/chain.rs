@@ -66,6 +66,25 @@ macro_rules! with_backups {
             with_backups!(@filtered #[$attr] [<backup3_ $base>], $id, 3, 4, |$ctx: $ty| $filter, $body);
         }
     };
+    // With invocations the probe only counts, told apart before the chain's bookkeeping by
+    // `$only` (the same answer in every program of the chain): see [`run_or_count`].
+    (@split #[$attr:meta] $name:ident, $id:expr, $pos:literal, $len:literal, |$ctx:ident: $ty:ty| $only:expr, $count:expr, $body:expr) => {
+        #[$attr]
+        pub fn $name($ctx: $ty) -> u32 {
+            let at = aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64;
+            $crate::chain::run_or_count($id, at, $pos, $len, || $only, || $count, || $body)
+        }
+    };
+    (#[$attr:meta] $primary:ident, $base:ident, $id:expr, count_only |$ctx:ident: $ty:ty| $only:expr, $count:expr, $body:expr) => {
+        const _: () = assert!(tracer_common::PROBES[$id as usize].chain_len() == 4, "the catalogue's chain length");
+        const _: () = assert!(tracer_common::PROBES[$id as usize].in_interrupts(), "counts kept for the CPU rule");
+        paste::paste! {
+            with_backups!(@split #[$attr] $primary, $id, 0, 4, |$ctx: $ty| $only, $count, $body);
+            with_backups!(@split #[$attr] [<backup_ $base>], $id, 1, 4, |$ctx: $ty| $only, $count, $body);
+            with_backups!(@split #[$attr] [<backup2_ $base>], $id, 2, 4, |$ctx: $ty| $only, $count, $body);
+            with_backups!(@split #[$attr] [<backup3_ $base>], $id, 3, 4, |$ctx: $ty| $only, $count, $body);
+        }
+    };
     (#[$attr:meta] $primary:ident, $base:ident, $id:expr, |$ctx:ident: $ty:ty| $body:expr) => {
         const _: () = assert!(tracer_common::PROBES[$id as usize].chain_len() == 4, "the catalogue's chain length");
         paste::paste! {
@@ -308,6 +327,84 @@ pub fn primary_running(probe: ProbeId) -> bool {
 #[inline(always)]
 pub fn run(probe: ProbeId, ctx: u64, pos: usize, len: usize, f: impl FnOnce() -> u32) -> u32 {
     run_if(probe, ctx, pos, len, || true, f)
+}
+
+/// Per-CPU, indexed by ProbeId: the context address of the last invocation the primary only
+/// counted ([`run_or_count`]), for the first backup to see that it need not ask again; 0 once
+/// that backup saw it.
+#[map(name = "CHAIN_COUNTED")]
+static COUNTED: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
+
+/// [`run`] for a probe some of whose invocations are only counted (`only()`, the same answer
+/// in every program of the chain: an unpin that a bio's release record lists): those skip the
+/// word rule, and are decided by the CPU rule alone. The primary counts them (`count`) and
+/// leaves the invocation's context address for the first backup, which then returns at once
+/// (and clears it: a later invocation at the same address, the next turn of the caller's loop,
+/// asks again). A backup that does not find its address there asks `only()`, and counts the
+/// invocation, as a rescue, when every program before it is running on its CPU (the kernel
+/// skipped them for it). A count needs no word: were a thread preempted between two programs
+/// of the chain while another one is preempted inside the earlier of them, the invocation is
+/// counted lost or twice, never hidden, and the total of the counts is the same (a counter
+/// does not tell invocations apart). Only for chains that keep counts for the CPU rule
+/// (ProbeDef::in_interrupts).
+#[inline(always)]
+pub fn run_or_count(
+    probe: ProbeId,
+    ctx: u64,
+    pos: usize,
+    len: usize,
+    only: impl FnOnce() -> bool,
+    count: impl FnOnce(),
+    f: impl FnOnce() -> u32,
+) -> u32 {
+    let at = address_of(probe, pos, ctx).unwrap_or(0);
+    let mark = COUNTED.get_ptr_mut(probe as u32);
+    if pos > 0 && at != 0 {
+        if let Some(mark) = mark {
+            // SAFETY: this CPU's entry, a u64.
+            unsafe {
+                if core::ptr::read_volatile(mark) == at {
+                    if pos == 1 {
+                        core::ptr::write_volatile(mark, 0);
+                    }
+                    return 0;
+                }
+            }
+        }
+    }
+    if !only() {
+        if pos == 0 {
+            if let Some(mark) = mark {
+                // A mark left at this address (its backup skipped) is not this invocation's.
+                // SAFETY: this CPU's entry, a u64.
+                unsafe {
+                    if core::ptr::read_volatile(mark) == at {
+                        core::ptr::write_volatile(mark, 0);
+                    }
+                }
+            }
+        }
+        return run(probe, ctx, pos, len, f);
+    }
+    let slot = pos.min(MAX_CHAIN - 1);
+    let counts = Counts::here(probe, slot);
+    let entered = counts.enter(slot);
+    if pos == 0 {
+        // The primary acts for every invocation the kernel runs it for; its count of itself
+        // (where the kernel's is not known) tells the backups of a nested one.
+        count();
+        if let Some(mark) = mark {
+            // SAFETY: this CPU's entry, a u64.
+            unsafe { core::ptr::write_volatile(mark, at) };
+        }
+    } else if cpu_acts(&counts, pos) {
+        act(probe, pos, len, true, ChainDebug::RescuedByCpuRule, || {
+            count();
+            0
+        });
+    }
+    counts.leave(slot, entered);
+    0
 }
 
 /// Whether `probe`'s chain may decide by the word rule (tracer_common::chain), in thread

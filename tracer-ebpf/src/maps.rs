@@ -132,13 +132,16 @@ pub fn bump(at: u32, v: u64) -> bool {
     }
 }
 
-/// Counts one hit of `probe` that observed `amount`.
+/// Counts one hit of `probe` that observed `amount` (an amount of 0, which most probes of the
+/// block layer always pass, adds nothing: no second counter is touched).
 #[inline(always)]
 pub fn count(probe: ProbeId, amount: u64) {
     if !bump(counters::HITS + probe as u32, 1) {
         lost(LostReason::BadIndex);
     }
-    bump(counters::AMOUNT + probe as u32, amount);
+    if amount != 0 {
+        bump(counters::AMOUNT + probe as u32, amount);
+    }
 }
 
 /// Counts an event that could not be recorded.

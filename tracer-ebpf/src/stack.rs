@@ -187,7 +187,7 @@ fn still_there(slot: u64, path: *const StackPath, scratch: *mut [u64; WINDOW_WOR
     let (n, reach) = unsafe { ((*path).nr_checks as u64, (*path).reach as u64) };
     if crate::kload::direct() {
         // A load per check is cheaper than the copy of the words up to the farthest.
-        return one_by_one(slot, path, n);
+        return direct_checks(slot, path, n);
     }
     let room = (slot & !(TASK_STACK_SIZE - 1)) + TASK_STACK_SIZE - slot;
     if reach > WINDOW_WORDS as u64 || 8 * reach > room {
@@ -209,6 +209,24 @@ fn still_there(slot: u64, path: *const StackPath, scratch: *mut [u64; WINDOW_WOR
         // SAFETY: as above.
         let word = unsafe { (*scratch)[at & (WINDOW_WORDS - 1)] };
         diff |= below(i, n) & (word ^ want);
+    }
+    diff == 0
+}
+
+/// The checks of [`still_there`] where loads are direct (crate::kload): a load each, the path's
+/// `n` only (a Direct I/O path has about half of [`STACK_PATH_CHECKS`]). The loop ends at `n`:
+/// the verifiers that allow direct loads (6.2+) prune its exits as one (the code after it
+/// does not depend on where it stopped); the 6.1 one never walks it.
+#[inline(always)]
+fn direct_checks(slot: u64, path: *const StackPath, n: u64) -> bool {
+    let mut diff = 0u64;
+    for i in 0..STACK_PATH_CHECKS {
+        if i as u64 >= n {
+            break;
+        }
+        // SAFETY: a value of the map (see pin_stack).
+        let (at, want) = unsafe { ((*path).check_at[i] as u64, (*path).check_word[i]) };
+        diff |= crate::kload::word(slot + 8 * (at & 0x7ff)) ^ want;
     }
     diff == 0
 }

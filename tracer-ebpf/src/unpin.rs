@@ -32,9 +32,10 @@ enum Shape {
     Folios,
 }
 
-/// `fentry`: run by an fentry program (the record reads the caller from the trampoline's frame).
+/// What a call of a variant releases: where its entries are, how many, and references per
+/// entry; whether it dirties them.
 #[inline(always)]
-fn try_unpin<C: EbpfContext>(ctx: &C, probe: ProbeId, shape: Shape, args: [u64; 3], fentry: bool) -> u32 {
+fn released(shape: Shape, args: [u64; 3]) -> (Source, u64, u64, bool) {
     let [a0, a1, a2] = args;
     // Only the variants that take make_dirty have a third argument (a kprobe would read a
     // stale register for the others).
@@ -47,14 +48,37 @@ fn try_unpin<C: EbpfContext>(ctx: &C, probe: ProbeId, shape: Shape, args: [u64; 
         Shape::FolioRefs => (Source::Folio(a0), 1, a1),
         Shape::Folios => (Source::FolioArray(a0), a1, 1),
     };
+    (source, n, refs, dirty)
+}
+
+/// Counts the pages a call releases.
+#[inline(always)]
+fn count_call(probe: ProbeId, shape: Shape, args: [u64; 3]) {
+    let (_, n, refs, _) = released(shape, args);
     count(probe, n * refs);
-    // Unpins of a bio's pages that its release record lists (crate::bio): counted only.
-    if matches!(shape, Shape::FolioRefs) {
-        let caller = if fentry { crate::maps::fentry_caller(ctx) } else { crate::maps::kprobe_caller(ctx) };
-        if caller.is_some_and(crate::bio::listed_by_release) {
-            return 0;
-        }
+}
+
+/// Whether the call's unpins are listed by the release record of the bio they belong to
+/// (crate::bio): `__bio_release_pages` calls `unpin_user_folio` for each folio of a bio it
+/// names. Such calls are only counted. `fentry`: run by an fentry program (the caller is read
+/// from the trampoline's frame).
+#[inline(always)]
+fn listed_by_release<C: EbpfContext>(ctx: &C, shape: Shape, fentry: bool) -> bool {
+    if !matches!(shape, Shape::FolioRefs) {
+        return false;
     }
+    let caller = if fentry { crate::maps::fentry_caller(ctx) } else { crate::maps::kprobe_caller(ctx) };
+    caller.is_some_and(crate::bio::listed_by_release)
+}
+
+#[inline(always)]
+fn try_unpin<C: EbpfContext>(ctx: &C, probe: ProbeId, shape: Shape, args: [u64; 3], fentry: bool) -> u32 {
+    count_call(probe, shape, args);
+    // (fentry programs count those calls before the chain: crate::chain::run_or_count.)
+    if !fentry && listed_by_release(ctx, shape, false) {
+        return 0;
+    }
+    let (source, n, refs, dirty) = released(shape, args);
     let call = Call {
         event: PageEvent::Unpin,
         probe,
@@ -76,7 +100,9 @@ macro_rules! unpin_probe {
             $fentry,
             $base,
             ProbeId::$id,
-            |ctx: FEntryContext| {
+            count_only |ctx: FEntryContext| listed_by_release(&ctx, Shape::$shape, true),
+            count_call(ProbeId::$id, Shape::$shape, [func_arg(&ctx, 0), func_arg(&ctx, 1), 0]),
+            {
                 let args = [func_arg(&ctx, 0), func_arg(&ctx, 1), func_arg(&ctx, 2)];
                 try_unpin(&ctx, ProbeId::$id, Shape::$shape, args, true)
             }
