@@ -13,7 +13,7 @@ BENCH_LIB=1
 . /root/bench-overhead.sh "$1" "$2" "$3"
 shift 3
 JOBS=${*:-randread-libaio-qd32 read64k-libaio-qd8}
-ABLATIONS="none owner stack pages output record"
+ABLATIONS="none owner stack checks frames pages output record"
 
 echo "BENCH-INFO kernel=$(uname -r) cpus=$(nproc) runtime=$RUNTIME stats_runtime=$STATS_RUNTIME rounds=$ROUNDS" \
     "fio=$(fio --version) ablations=$(echo $ABLATIONS | tr ' ' ,) jobs=$(echo $JOBS | tr ' ' ,)"

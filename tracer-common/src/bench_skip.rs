@@ -13,10 +13,22 @@ pub const PAGES: u64 = 1 << 2;
 pub const OUTPUT: u64 = 1 << 3;
 /// The whole record: the program only counts (and runs its chain).
 pub const RECORD: u64 = 1 << 4;
+/// A learned path's checks of the stack (taken as holding): what is left of the stack's cost
+/// is the path's lookup, the frames' copy and the rewalks.
+pub const CHECKS: u64 = 1 << 5;
+/// A learned path's frames' copy into the record (the record says as many frames, unwritten).
+pub const FRAMES: u64 = 1 << 6;
 
 /// Names of the parts, as `TRACER_BENCH_SKIP` lists them.
-pub const PARTS: [(&str, u64); 5] =
-    [("owner", OWNER), ("stack", STACK), ("pages", PAGES), ("output", OUTPUT), ("record", RECORD)];
+pub const PARTS: [(&str, u64); 7] = [
+    ("owner", OWNER),
+    ("stack", STACK),
+    ("pages", PAGES),
+    ("output", OUTPUT),
+    ("record", RECORD),
+    ("checks", CHECKS),
+    ("frames", FRAMES),
+];
 
 /// The mask of a comma-separated list of part names ("" is none); the first unknown name is
 /// the error.
@@ -41,6 +53,7 @@ mod tests {
         assert_eq!(parse("stack"), Ok(STACK));
         assert_eq!(parse("owner, pages,output"), Ok(OWNER | PAGES | OUTPUT));
         assert_eq!(parse("record,stack,"), Ok(RECORD | STACK));
-        assert_eq!(parse("stack,frames"), Err("frames"));
+        assert_eq!(parse("checks,frames"), Ok(CHECKS | FRAMES));
+        assert_eq!(parse("stack,walk"), Err("walk"));
     }
 }

@@ -46,7 +46,7 @@ static BUSY: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 static BENCH_SKIP: u64 = 0;
 
 #[inline(always)]
-fn skipped(part: u64) -> bool {
+pub fn skipped(part: u64) -> bool {
     // SAFETY: read-only global patched by the loader; volatile keeps the compiler from folding it.
     unsafe { core::ptr::read_volatile(&BENCH_SKIP) & part != 0 }
 }

@@ -91,7 +91,7 @@ pub fn pin_stack<C: EbpfContext>(
         counted(PathCount::Walked);
         return walk(ctx, frames);
     }
-    if !still_there(slot, path, scratch) {
+    if !crate::pages::skipped(tracer_common::bench_skip::CHECKS) && !still_there(slot, path, scratch) {
         counted(PathCount::Walked);
         counted(PathCount::Stale);
         stale(&key, path);
@@ -163,8 +163,10 @@ fn reuse<C: EbpfContext>(
         return bytes;
     }
     counted(PathCount::Reused);
-    // SAFETY: both hold STACK_PATH_FRAMES u64s.
-    unsafe { *frames = (*path).frames };
+    if !crate::pages::skipped(tracer_common::bench_skip::FRAMES) {
+        // SAFETY: both hold STACK_PATH_FRAMES u64s.
+        unsafe { *frames = (*path).frames };
+    }
     (8 * n) as i64
 }
 

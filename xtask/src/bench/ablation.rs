@@ -70,7 +70,8 @@ pub fn ablation(args: &AblationBenchArgs) -> Result<i32> {
         method: "One VM boot per kernel runs `test/vm/bench-ablation.sh`: the tracer (`tracer run --format \
                  json`) as it is, then once per part of its page records left out (`TRACER_BENCH_SKIP=PART`, a \
                  global the loader patches: `owner` the pid, cgroup and command name; `stack` the kernel stack; \
-                 `pages` the page list and each page's folio; `output` the copy into the ring buffer; `record` \
+                 `checks` a learned path's checks of the stack, taken as holding; `frames` the copy of its frames \
+                 into the record; `pages` the page list and each page's folio; `output` the copy into the ring buffer; `record` \
                  all of it, the program only counts and runs its chain), each pass after an untraced one, on the \
                  jobs of `cargo xtask bench overhead` that pin (4 KiB randread libaio QD32, 64 KiB read libaio \
                  QD8). IOPS with BPF statistics off; the programs' ns per run from a shorter run with them on \
