@@ -10,8 +10,8 @@
 
 use proptest::{prelude::*, strategy::ValueTree};
 use tracer_common::chain::{
-    claimable, cpu_rule_acts, owns, word_decide, word_of, word_slot, WordAt, WordSlots, BLOCK_SLOTS, MAX_CHAIN,
-    SLOT_CANDIDATES,
+    claimable, counted_hand_off, cpu_rule_acts, owns, word_decide, word_of, word_slot, WordAt, WordSlots, BLOCK_SLOTS,
+    MAX_CHAIN, SLOT_CANDIDATES,
 };
 
 const CPUS: usize = 2;
@@ -43,6 +43,9 @@ struct Outcome {
     stale_word: bool,
     /// A program of it found no slot for its word (counted by the programs).
     no_word: bool,
+    /// Its thread was preempted after the primary's decision (or the kernel's skip of it) and
+    /// before a backup's.
+    preempted_between: bool,
 }
 
 /// One invocation's progress through the chain.
@@ -121,6 +124,12 @@ struct World {
     /// The CPU rule reads the kernel's counts (`active`), as the programs do where the loader
     /// found them, instead of the programs' own (`running`).
     kernel_counts: bool,
+    /// Every invocation is one the probe only counts: the primary hands it off to the first
+    /// backup through the CPU's mark, the backups decide by the CPU rule otherwise
+    /// (counted_hand_off), whatever the context.
+    counted: bool,
+    /// Each CPU's mark (counted invocations).
+    marks: Vec<u64>,
 }
 
 impl World {
@@ -136,6 +145,8 @@ impl World {
             windows,
             words_everywhere: false,
             kernel_counts: false,
+            counted: false,
+            marks: vec![0; CPUS],
         }
     }
 
@@ -166,7 +177,24 @@ impl World {
                 let pos = call.pos;
                 let out = &mut self.outcomes[call.id];
                 out.ran += 1;
-                let acts = if self.preemptible && (self.words_everywhere || call.ctx < IRQ_STACKS) {
+                let acts = if self.counted {
+                    let busy = |i: usize| if kernel_counts { c.active[i] > 0 } else { c.running[i] > 0 };
+                    if counted_hand_off(pos, &mut self.marks[cpu], call.ctx, busy) {
+                        // The primary's mark: its own, unless an earlier invocation at the same
+                        // address left it (its first backup skipped).
+                        out.stale_word |= out.acts == 0;
+                        if out.acts == 0 && !kernel_counts {
+                            out.window_holder |= (0..pos).any(|i| c.running[i] == 0 && c.active[i] > 0);
+                        }
+                        false
+                    } else {
+                        let acts = cpu_rule_acts(pos, busy);
+                        if !acts && out.acts == 0 && !kernel_counts {
+                            out.window_holder |= (0..pos).any(|i| c.running[i] == 0 && c.active[i] > 0);
+                        }
+                        acts
+                    }
+                } else if self.preemptible && (self.words_everywhere || call.ctx < IRQ_STACKS) {
                     self.table.current = call.id;
                     let writers = self.table.writers.clone();
                     let (acts, at) = word_decide(&mut self.table, PROBE, call.ctx, pos, len, self.block_bits);
@@ -259,6 +287,15 @@ fn simulate_kernel_counts(len: usize, preemptible: bool, choices: Vec<u8>) -> Wo
     simulate_world(w, choices)
 }
 
+/// [`simulate`] of a chain whose every invocation is only counted (counted_hand_off), its CPU
+/// rule over the kernel's counts or the programs' own.
+fn simulate_counted(len: usize, preemptible: bool, kernel_counts: bool, choices: Vec<u8>) -> World {
+    let mut w = World::new(len, preemptible, true, 8);
+    w.kernel_counts = kernel_counts;
+    w.counted = true;
+    simulate_world(w, choices)
+}
+
 fn simulate_world(mut w: World, choices: Vec<u8>) -> World {
     let mut threads: Vec<Thread> =
         (0..THREADS).map(|_| Thread { calls_left: CALLS, call: None, bound: None }).collect();
@@ -284,6 +321,15 @@ fn simulate_world(mut w: World, choices: Vec<u8>) -> World {
                     },
                 };
                 if preemptible_now {
+                    if let Some(c) = cur.and_then(|t| threads[t].call.as_ref()) {
+                        let after_primary = match c.pos {
+                            0 => matches!(c.step, Step::BodyEnd | Step::Exit),
+                            _ => matches!(c.step, Step::Enter | Step::BodyStart | Step::Decide),
+                        };
+                        if after_primary {
+                            w.outcomes[c.id].preempted_between = true;
+                        }
+                    }
                     let next = (0..THREADS).map(|k| (k + cpu + pick.unwrap_or(0) as usize) % THREADS).find(|&k| {
                         !current.contains(&Some(k))
                             && threads[k].bound.is_none_or(|b| b == cpu)
@@ -389,6 +435,34 @@ proptest! {
         check(&w)?;
         for (id, o) in w.outcomes.iter().enumerate() {
             prop_assert!(o.acts == 1 || o.ran == 0 || o.stale_word, "invocation {id} lost for no word: {o:?}");
+        }
+    }
+
+    /// Counted invocations where nothing preempts the programs (interrupts nest, two deep, on
+    /// every step): the primary's hand-off to the first backup never loses nor doubles one;
+    /// over the kernel's counts only an invocation every program skipped goes uncounted, over
+    /// the programs' own a holder in the kernel's window too.
+    #[test]
+    fn atomic_counted_chains_count_each_invocation_once(len in 2usize..=MAX_CHAIN, kernel_counts: bool, choices in prop::collection::vec(any::<u8>(), 0..400)) {
+        let w = simulate_counted(len, false, kernel_counts, choices);
+        check(&w)?;
+        for (id, o) in w.outcomes.iter().enumerate() {
+            prop_assert!(o.acts == 1 || o.ran == 0 || o.window_holder, "invocation {id} lost although a program ran: {o:?}");
+        }
+    }
+
+    /// Counted invocations where threads are preempted inside the programs: one goes uncounted
+    /// only when its thread was preempted after the primary and before a backup's decision, or
+    /// when the mark it found was left by an earlier invocation at its address.
+    #[test]
+    fn preemptible_counted_chains_report_what_they_miss(len in 2usize..=MAX_CHAIN, choices in prop::collection::vec(any::<u8>(), 0..400)) {
+        let w = simulate_counted(len, true, true, choices);
+        // A double needs another thread preempted inside the primary, or in the kernel's skip of
+        // it, while the invocation goes on to a backup: not tracked here.
+        for (id, o) in w.outcomes.iter().enumerate() {
+            if o.acts == 0 && o.ran > 0 {
+                prop_assert!(o.preempted_between || o.stale_word, "invocation {id} lost for no documented cause: {o:?}");
+            }
         }
     }
 

@@ -11,8 +11,8 @@ use aya_ebpf::{
 };
 use tracer_common::{
     chain::{
-        cpu_rule_acts, word_decide, ChainDebug, WordAt, WordSlots, CHAIN_DEBUG_KINDS, MAX_CHAIN, WORD_BLOCK_BITS,
-        WORD_SLOTS,
+        counted_hand_off, cpu_rule_acts, word_decide, ChainDebug, WordAt, WordSlots, CHAIN_DEBUG_KINDS, MAX_CHAIN,
+        WORD_BLOCK_BITS, WORD_SLOTS,
     },
     counters,
     stack_path::TASK_STACK_SIZE,
@@ -337,16 +337,13 @@ static COUNTED: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROBE_COUNT, 0)
 
 /// [`run`] for a probe some of whose invocations are only counted (`only()`, the same answer
 /// in every program of the chain: an unpin that a bio's release record lists): those skip the
-/// word rule, and are decided by the CPU rule alone. The primary counts them (`count`) and
-/// leaves the invocation's context address for the first backup, which then returns at once
-/// (and clears it: a later invocation at the same address, the next turn of the caller's loop,
-/// asks again). A backup that does not find its address there asks `only()`, and counts the
-/// invocation, as a rescue, when every program before it is running on its CPU (the kernel
-/// skipped them for it). A count needs no word: were a thread preempted between two programs
-/// of the chain while another one is preempted inside the earlier of them, the invocation is
-/// counted lost or twice, never hidden, and the total of the counts is the same (a counter
-/// does not tell invocations apart). Only for chains that keep counts for the CPU rule
-/// (ProbeDef::in_interrupts).
+/// word rule, and are decided by the CPU rule alone (tracer_common::chain::counted_hand_off
+/// says why that is exact where nothing preempts the programs, and what preemption can cost).
+/// The primary counts them (`count`) and leaves the invocation's context address for the first
+/// backup, which then returns at once (the caller test is the dear part); a backup that does
+/// not find it tests the invocation and counts a counted one, as a rescue, when every program
+/// before it is running on its CPU (the kernel skipped them for it). Only for chains that keep
+/// counts for the CPU rule (ProbeDef::in_interrupts).
 #[inline(always)]
 pub fn run_or_count(
     probe: ProbeId,
@@ -358,44 +355,46 @@ pub fn run_or_count(
     f: impl FnOnce() -> u32,
 ) -> u32 {
     let at = address_of(probe, pos, ctx).unwrap_or(0);
-    let mark = COUNTED.get_ptr_mut(probe as u32);
-    if pos > 0 && at != 0 {
-        if let Some(mark) = mark {
-            // SAFETY: this CPU's entry, a u64.
-            unsafe {
-                if core::ptr::read_volatile(mark) == at {
-                    if pos == 1 {
-                        core::ptr::write_volatile(mark, 0);
-                    }
-                    return 0;
+    let mark = COUNTED.get_ptr_mut(probe as u32).unwrap_or(core::ptr::null_mut());
+    let slot = pos.min(MAX_CHAIN - 1);
+    if pos > 0 && !mark.is_null() {
+        // SAFETY: this CPU's entry, a u64 (see COUNTED).
+        let mut word = unsafe { core::ptr::read_volatile(mark) };
+        // The kernel's counts are read only when the address matches.
+        if at != 0 && word == at {
+            let counts = Counts::here(probe, slot);
+            if counted_hand_off(pos, &mut word, at, |i| counts.busy(i)) {
+                if word != at {
+                    // SAFETY: as above.
+                    unsafe { core::ptr::write_volatile(mark, word) };
                 }
+                return 0;
             }
         }
     }
     if !only() {
-        if pos == 0 {
-            if let Some(mark) = mark {
-                // A mark left at this address (its backup skipped) is not this invocation's.
-                // SAFETY: this CPU's entry, a u64.
-                unsafe {
-                    if core::ptr::read_volatile(mark) == at {
-                        core::ptr::write_volatile(mark, 0);
-                    }
+        if pos == 0 && !mark.is_null() {
+            // A mark left at this address (its backup skipped) is not this invocation's.
+            // SAFETY: this CPU's entry, a u64 (see COUNTED).
+            unsafe {
+                if core::ptr::read_volatile(mark) == at {
+                    core::ptr::write_volatile(mark, 0);
                 }
             }
         }
         return run(probe, ctx, pos, len, f);
     }
-    let slot = pos.min(MAX_CHAIN - 1);
     let counts = Counts::here(probe, slot);
     let entered = counts.enter(slot);
     if pos == 0 {
         // The primary acts for every invocation the kernel runs it for; its count of itself
         // (where the kernel's is not known) tells the backups of a nested one.
         count();
-        if let Some(mark) = mark {
-            // SAFETY: this CPU's entry, a u64.
-            unsafe { core::ptr::write_volatile(mark, at) };
+        if !mark.is_null() {
+            let mut word = 0;
+            let _ = counted_hand_off(0, &mut word, at, |_| false);
+            // SAFETY: this CPU's entry, a u64 (see COUNTED).
+            unsafe { core::ptr::write_volatile(mark, word) };
         }
     } else if cpu_acts(&counts, pos) {
         act(probe, pos, len, true, ChainDebug::RescuedByCpuRule, || {
