@@ -86,25 +86,25 @@ pub fn cpu_rule_acts(pos: usize, busy: impl Fn(usize) -> bool) -> bool {
     true
 }
 
-/// For an invocation the probe only counts (tracer-ebpf's `chain::run_or_count`), the hand-off
-/// from the primary to the first backup: `mark` is this CPU's word for the probe, where the
-/// primary leaves the context address `at` of each such invocation it counts (for `pos` 0 this
-/// sets it and answers false: the primary counts). A backup that finds its own address there
-/// while the CPU rule says it need not act (`busy(i)`: the program at `i` is running on the
-/// CPU) returns at once (true) without testing the invocation itself, and, if first, clears the
-/// mark (the next invocation at the same address, the next turn of the caller's loop, must not
-/// take it for its own). Otherwise (false) it tests the invocation and, for a counted one,
-/// decides by the CPU rule. Where nothing preempts the programs, every invocation is counted
-/// exactly once unless every program of the chain was skipped, stale marks included (an
-/// earlier invocation at the same address whose first backup was skipped: the CPU rule still
-/// sees the primary busy: tests/chain.rs); a wanted invocation is never taken for a counted
-/// one (a backup tests the invocation whenever the CPU rule says it acts). Where threads are preempted inside the programs, a backup can count
-/// an invocation the primary counted (another thread preempted inside the primary, or in the
-/// kernel's skip of it, when the backup decides), or miss one the kernel skipped (its own
-/// thread preempted after the primary, or the kernel's skip of it, and before the backup's decision, or a mark left at its
-/// address): the kernel's skips less the
-/// rescues counts the misses less the doubles, so the counts' total plus that reported loss is
-/// still the number of invocations.
+/// For an invocation the probe only counts (tracer-ebpf's `chain::run_or_count`), the hand-off from
+/// the primary to the first backup: `mark` is this CPU's word for the probe, where the primary
+/// leaves the context address `at` of each such invocation it counts (for `pos` 0 this sets it and
+/// answers false: the primary counts). A backup that finds its own address there while the CPU rule
+/// says it need not act (`busy(i)`: the program at `i` is running on the CPU) returns at once
+/// (true) without testing the invocation itself, and, if first, clears the mark (the next
+/// invocation at the same address, the next turn of the caller's loop, must not take it for its
+/// own). Otherwise (false) it tests the invocation and, for a counted one, decides by the CPU rule.
+/// Where nothing preempts the programs, every invocation is counted exactly once unless every
+/// program of the chain was skipped, stale marks included (an earlier invocation at the same
+/// address whose first backup was skipped: the CPU rule still sees the primary busy:
+/// tests/chain.rs); a wanted invocation is never taken for a counted one (a backup tests the
+/// invocation whenever the CPU rule says it acts). Where threads are preempted inside the programs,
+/// a backup can count an invocation the primary counted (another thread preempted inside the
+/// primary, or in the kernel's skip of it, when the backup decides), or miss one the kernel skipped
+/// (its own thread preempted after the primary, or the kernel's skip of it, and before the backup's
+/// decision, or a mark left at its address): the kernel's skips less the rescues counts the misses
+/// less the doubles, so the counts' total plus that reported loss is still the number of
+/// invocations.
 #[inline(always)]
 pub fn counted_hand_off(pos: usize, mark: &mut u64, at: u64, busy: impl Fn(usize) -> bool) -> bool {
     if pos == 0 {

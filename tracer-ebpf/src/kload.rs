@@ -17,8 +17,8 @@ use tracer_common::kload::{CAST_WORDS, PLACEHOLDER};
 
 /// The BTF id of the cast's type (`struct pt_regs`, whose first members are u64-sized
 /// numbers: tracer_common::kload::CAST_TYPE) when the loader turned the placeholders into
-/// kfunc calls; 0 when it did not (tracer_common::names::KLOAD_TYPE). A known value to the verifier: it keeps one way only,
-/// and the kfunc's type argument must be a constant.
+/// kfunc calls; 0 when it did not (tracer_common::names::KLOAD_TYPE). A known value to the
+/// verifier: it keeps one way only, and the kfunc's type argument must be a constant.
 #[unsafe(no_mangle)]
 static KLOAD_TYPE: u64 = 0;
 

@@ -73,12 +73,12 @@ fn listed_by_release<C: EbpfContext>(ctx: &C, shape: Shape, fentry: bool) -> boo
 
 #[inline(always)]
 fn try_unpin<C: EbpfContext>(ctx: &C, probe: ProbeId, shape: Shape, args: [u64; 3], fentry: bool) -> u32 {
-    count_call(probe, shape, args);
+    let (source, n, refs, dirty) = released(shape, args);
+    count(probe, n * refs);
     // (fentry programs count those calls before the chain: crate::chain::run_or_count.)
     if !fentry && listed_by_release(ctx, shape, false) {
         return 0;
     }
-    let (source, n, refs, dirty) = released(shape, args);
     let call = Call {
         event: PageEvent::Unpin,
         probe,
