@@ -1,8 +1,14 @@
 //! Block layer and Direct I/O timing records: when a bio is queued, a request issued, a
 //! request or a bio completed, an iomap Direct I/O call begun or completed. The kernel side
-//! only stamps and streams them (no start maps, no matching): userspace pairs starts with
-//! completions (tracer/src/engine/block.rs) into the D2C, Q2C and DIO figures, and ends the bios
-//! of the pin ledger with the completions that list them.
+//! stamps and streams them without matching: userspace pairs starts with completions
+//! (tracer/src/engine/block.rs) into the D2C, Q2C and DIO figures, and ends the bios of the pin
+//! ledger with the completions that list them.
+//!
+//! A request's issue and an unpinned bio's queueing are not streamed when their slot of the
+//! kernel side's stamp table ([`stamp_slot`]) is free: the start time waits there, and the
+//! completion that finds it carries it ([`BlockHeader::start_ns`], [`RqCompleteWire::queued_ns`]):
+//! one record an I/O instead of two or three. A start whose slot another object holds is
+//! streamed as before, so nothing depends on the table's size but the cost.
 
 use core::mem::size_of;
 
@@ -54,6 +60,9 @@ pub struct BlockHeader {
     /// Bios listed after the header ([`RqCompleteWire`]).
     pub nr_bios: u32,
     pub _pad: u32,
+    /// At a completion, the start the stamp table kept for `addr` (the request's issue, or a
+    /// bio-based device's bio's queueing); 0 when its start was streamed, or not seen.
+    pub start_ns: u64,
 }
 
 /// A request's completion and the bios it completes, in request order.
@@ -63,9 +72,55 @@ pub struct RqCompleteWire {
     pub head: BlockHeader,
     /// Bio addresses; the first `head.nr_bios` are valid.
     pub bios: [u64; RQ_MAX_BIOS],
+    /// Each bio's queueing as the stamp table kept it; 0 when streamed, or not seen.
+    pub queued_ns: [u64; RQ_MAX_BIOS],
     /// Each bio's size (bytes still to complete when the request completed).
     pub sizes: [u32; RQ_MAX_BIOS],
 }
 
-const _: () = assert!(size_of::<BlockHeader>() == 48);
-const _: () = assert!(size_of::<RqCompleteWire>() == 48 + 12 * RQ_MAX_BIOS);
+const _: () = assert!(size_of::<BlockHeader>() == 56);
+const _: () = assert!(size_of::<RqCompleteWire>() == 56 + 20 * RQ_MAX_BIOS);
+
+/// Slots of the kernel side's stamp table (requests issued and unpinned bios queued whose
+/// completion has not come yet): more than the requests and bios a machine has in flight at
+/// once, so that few starts find their slot taken and are streamed.
+pub const STAMP_SLOTS: u32 = 1 << 14;
+const _: () = assert!(STAMP_SLOTS.is_power_of_two());
+
+/// The stamp table's slot of a request or bio at `addr`: Fibonacci hashing of the address's
+/// cache line (the kernel allocates both from arrays and slabs of fixed-size objects, so the
+/// low bits repeat and the line number counts up by the object's size).
+#[inline(always)]
+pub const fn stamp_slot(addr: u64) -> u32 {
+    ((addr >> 6).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - STAMP_SLOTS.trailing_zeros())) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+
+    /// Objects laid out as the kernel lays out requests (a tag set's static array) and bios (a
+    /// slab): a few in-flight sets of each barely collide.
+    #[test]
+    fn fixed_size_objects_spread_over_the_slots() {
+        for (base, size, n) in [
+            (0xffff_8880_0410_0000u64, 384u64, 1024u64),
+            (0xffff_8880_1234_5600, 256, 4096),
+            (0xffff_8881_0000_0000, 192, 2048),
+            (0xffff_8881_0000_0000, 4096, 1024),
+        ] {
+            let mut used = std::collections::HashSet::new();
+            for i in 0..n {
+                assert!(stamp_slot(base + i * size) < STAMP_SLOTS);
+                used.insert(stamp_slot(base + i * size));
+            }
+            // A random mapping of n objects into the slots leaves about n^2 / (2 * slots)
+            // collisions; allow twice that.
+            let allowed = (n * n / (2 * STAMP_SLOTS as u64)) * 2 + 1;
+            let collisions = n - used.len() as u64;
+            assert!(collisions <= allowed, "size {size}: {collisions} collisions of {n}, allowed {allowed}");
+        }
+    }
+}

@@ -85,6 +85,26 @@ macro_rules! with_backups {
             with_backups!(@split #[$attr] [<backup3_ $base>], $id, 3, 4, |$ctx: $ty| $only, $count, $body);
         }
     };
+    // With a word of memory of the program's own on this CPU ([`scratch`]) named `$scratch` in
+    // the body.
+    (@scratch #[$attr:meta] $name:ident, $id:expr, $pos:literal, $len:literal, |$ctx:ident: $ty:ty, $scratch:ident| $body:expr) => {
+        #[$attr]
+        pub fn $name($ctx: $ty) -> u32 {
+            $crate::chain::run($id, aya_ebpf::EbpfContext::as_ptr(&$ctx) as u64, $pos, $len, || {
+                let $scratch = $crate::chain::scratch($id, $pos);
+                $body
+            })
+        }
+    };
+    (#[$attr:meta] $primary:ident, $base:ident, $id:expr, |$ctx:ident: $ty:ty, $scratch:ident| $body:expr) => {
+        const _: () = assert!(tracer_common::PROBES[$id as usize].chain_len() == 4, "the catalogue's chain length");
+        paste::paste! {
+            with_backups!(@scratch #[$attr] $primary, $id, 0, 4, |$ctx: $ty, $scratch| $body);
+            with_backups!(@scratch #[$attr] [<backup_ $base>], $id, 1, 4, |$ctx: $ty, $scratch| $body);
+            with_backups!(@scratch #[$attr] [<backup2_ $base>], $id, 2, 4, |$ctx: $ty, $scratch| $body);
+            with_backups!(@scratch #[$attr] [<backup3_ $base>], $id, 3, 4, |$ctx: $ty, $scratch| $body);
+        }
+    };
     (#[$attr:meta] $primary:ident, $base:ident, $id:expr, |$ctx:ident: $ty:ty| $body:expr) => {
         const _: () = assert!(tracer_common::PROBES[$id as usize].chain_len() == 4, "the catalogue's chain length");
         paste::paste! {
@@ -225,6 +245,23 @@ fn address_of(probe: ProbeId, pos: usize, ctx: u64) -> Option<u64> {
     let slot = pos.min(MAX_CHAIN - 1);
     // SAFETY: this program's own entry on this CPU (see ADDRESS); slot < MAX_CHAIN.
     Some(unsafe { crate::typed::as_number(ctx, &raw mut (*a)[slot]) })
+}
+
+/// Per-CPU, indexed by ProbeId, by position: a word each program may use for itself while it
+/// runs ([`scratch`]).
+#[map(name = "CHAIN_SCRATCH")]
+static SCRATCH: PerCpuArray<[u64; MAX_CHAIN]> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
+
+/// The word of the program at `pos` of `probe`'s chain on this CPU, for its own use while it
+/// runs (as [`ADDRESS`]: nothing else writes it meanwhile, the kernel never running a program
+/// inside itself on one CPU); null when the map has no entry.
+#[inline(always)]
+pub fn scratch(probe: ProbeId, pos: usize) -> *mut u64 {
+    match SCRATCH.get_ptr_mut(probe as u32) {
+        // SAFETY: an entry of the map; pos is bounded.
+        Some(a) => unsafe { &raw mut (*a)[pos.min(MAX_CHAIN - 1)] },
+        None => core::ptr::null_mut(),
+    }
 }
 
 /// The invocations' words (tracer_common::chain::word_decide): an array, so a program finds

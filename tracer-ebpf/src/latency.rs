@@ -1,7 +1,9 @@
 //! I/O latency. The block layer's points (bio queued, request issued, request or bio
 //! completed) and the iomap Direct I/O calls' begin and completion are stamped and streamed as
 //! [`BlockHeader`] records, and userspace pairs them into the D2C, Q2C and DIO figures
-//! (tracer/src/engine/block.rs): no start map, no lookup on the I/O path. The system calls
+//! (tracer/src/engine/block.rs). A request's issue and an unpinned bio's queueing wait in the
+//! stamp table instead where their slot is free (crate::stamps), and their completion carries
+//! them: one record an I/O. The system calls
 //! (`--syscall-latency` only) keep their start times in a hash map keyed by the thread, which
 //! the DIO probe marks, and stream one [`LatencyEvent`] per call. All tp_btf (or tracepoints),
 //! so they run on hosts that allow only tracepoints.
@@ -23,6 +25,7 @@ use tracer_common::{
 
 use crate::{
     maps::{count, current_tid, lost, read_at, submit_flags, submitted, EVENTS, NO_COMMON_LRU},
+    stamps,
     typed::load,
 };
 
@@ -63,17 +66,24 @@ fn emit(kind: LatencyKind, dev: u32, op: u32, bytes: u64, start_ns: u64, end_ns:
     }
 }
 
-/// Streams a block record of one header: a start (`dev`, `op` 0: userspace takes them from the
-/// completion) or a bio's completion.
+/// Streams a block record of one header stamped now: a start (`dev`, `op` 0: userspace takes
+/// them from the completion) or a bio's completion.
 #[inline(always)]
 fn block(event: BlockEvent, addr: u64, dev: u32, op: u32, bytes: u32, status: i32) {
+    // SAFETY: helper without preconditions.
+    block_at(unsafe { bpf_ktime_get_ns() }, event, addr, dev, op, bytes, status, 0)
+}
+
+/// [`block`] stamped `ts_ns`, with the start the stamp table kept for a completion.
+#[inline(always)]
+#[allow(clippy::too_many_arguments, reason = "the header's fields, in its order")]
+fn block_at(ts_ns: u64, event: BlockEvent, addr: u64, dev: u32, op: u32, bytes: u32, status: i32, start_ns: u64) {
     match EVENTS.reserve::<BlockHeader>(0) {
         Some(mut entry) => {
             entry.write(BlockHeader {
                 record: RecordType::Block as u32,
                 event: event as u32,
-                // SAFETY: helper without preconditions.
-                ts_ns: unsafe { bpf_ktime_get_ns() },
+                ts_ns,
                 addr,
                 dev,
                 op,
@@ -81,6 +91,7 @@ fn block(event: BlockEvent, addr: u64, dev: u32, op: u32, bytes: u32, status: i3
                 status,
                 nr_bios: 0,
                 _pad: 0,
+                start_ns,
             });
             entry.submit(submit_flags());
             submitted();
@@ -95,13 +106,17 @@ with_backups!(
     tp_btf_block_rq_issue,
     block_rq_issue,
     ProbeId::BlockRqIssue,
-    |ctx: BtfTracePointContext| try_rq_issue(ctx.arg::<u64>(0))
+    |ctx: BtfTracePointContext, scratch| try_rq_issue(ctx.arg::<u64>(0), scratch)
 );
 
 #[inline(always)]
-fn try_rq_issue(rq: u64) -> u32 {
+fn try_rq_issue(rq: u64, scratch: *mut u64) -> u32 {
     count(ProbeId::BlockRqIssue, 0);
-    block(BlockEvent::RqIssue, rq, 0, 0, 0, 0);
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !stamps::keep(stamps::number(rq, scratch), now) {
+        block_at(now, BlockEvent::RqIssue, rq, 0, 0, 0, 0, 0);
+    }
     0
 }
 
@@ -147,7 +162,11 @@ fn try_rq_complete(rq: u64, error: u8, nr_bytes: u64) -> u32 {
             status: error as i32,
             nr_bios: 0,
             _pad: 0,
+            start_ns: 0,
         };
+        // The addresses as numbers for the stamp table: loaded back from the record they are
+        // written to (crate::typed::as_number).
+        (*w).head.start_ns = stamps::take(crate::typed::as_number(rq, &raw mut (*w).head.addr));
         let mut bio: u64 = load(rq, member!(rq_bio)).unwrap_or(0);
         let mut done: u64 = 0;
         let mut n: u32 = 0;
@@ -160,8 +179,8 @@ fn try_rq_complete(rq: u64, error: u8, nr_bytes: u64) -> u32 {
             if done > nr_bytes {
                 break;
             }
-            (*w).bios[i] = bio;
             (*w).sizes[i] = size;
+            (*w).queued_ns[i] = stamps::take(crate::typed::as_number(bio, &raw mut (*w).bios[i]));
             n += 1;
             bio = load(bio, member!(bio_next)).unwrap_or(0);
         }
@@ -178,14 +197,22 @@ with_backups!(
     tp_btf_block_bio_queue,
     block_bio_queue,
     ProbeId::BlockBioQueue,
-    |ctx: BtfTracePointContext| try_bio_queue(ctx.arg::<u64>(0))
+    |ctx: BtfTracePointContext, scratch| try_bio_queue(ctx.arg::<u64>(0), scratch)
 );
 
 #[inline(always)]
-fn try_bio_queue(bio: u64) -> u32 {
+fn try_bio_queue(bio: u64, scratch: *mut u64) -> u32 {
     count(ProbeId::BlockBioQueue, 0);
-    if !crate::bio::acquired_at_queue(bio) {
-        block(BlockEvent::BioQueue, bio, 0, 0, 0, 0);
+    if crate::bio::acquired_at_queue(bio) {
+        // Its start is the acquisition's record: a slot an earlier bio at this address left
+        // owned must not give its completion a stale one.
+        stamps::take(stamps::number(bio, scratch));
+        return 0;
+    }
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !stamps::keep(stamps::number(bio, scratch), now) {
+        block_at(now, BlockEvent::BioQueue, bio, 0, 0, 0, 0, 0);
     }
     0
 }
@@ -197,11 +224,11 @@ with_backups!(
     tp_btf_block_bio_complete,
     block_bio_complete,
     ProbeId::BlockBioComplete,
-    |ctx: BtfTracePointContext| try_bio_complete(ctx.arg::<u64>(1))
+    |ctx: BtfTracePointContext, scratch| try_bio_complete(ctx.arg::<u64>(1), scratch)
 );
 
 #[inline(always)]
-fn try_bio_complete(bio: u64) -> u32 {
+fn try_bio_complete(bio: u64, scratch: *mut u64) -> u32 {
     count(ProbeId::BlockBioComplete, 0);
     // The tracepoint's BTF-typed argument (crate::typed).
     let bdev: u64 = load(bio, member!(bio_bdev)).unwrap_or(0);
@@ -209,7 +236,10 @@ fn try_bio_complete(bio: u64) -> u32 {
     let op = load::<u32>(bio, member!(bio_opf)).map_or(u32::MAX, |f| f & 0xff);
     let bytes: u32 = load(bio, member!(bio_size)).unwrap_or(0);
     let status: u8 = load(bio, member!(bio_status)).unwrap_or(0);
-    block(BlockEvent::BioComplete, bio, dev, op, bytes, status as i32);
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let kept = stamps::take(stamps::number(bio, scratch));
+    block_at(now, BlockEvent::BioComplete, bio, dev, op, bytes, status as i32, kept);
     0
 }
 

@@ -26,6 +26,7 @@ mod pages;
 mod pin;
 mod put;
 mod stack;
+mod stamps;
 mod unpin;
 
 #[cfg(not(test))]

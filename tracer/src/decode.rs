@@ -6,7 +6,7 @@ use tracer_common::{
     BIO_WIRE_VEC_BYTES, PAGES_MAX_ENTRIES, PAGES_STACK_FRAMES,
 };
 
-use crate::model::{BlockRecord, PagesRecord, Record, SymbolsRecord, MAX_SYMBOLS};
+use crate::model::{BlockRecord, ListedBio, PagesRecord, Record, SymbolsRecord, MAX_SYMBOLS};
 
 /// x86_64 page size (the only architecture the stock kernels we support run on).
 const PAGE_SIZE: u64 = 4096;
@@ -157,13 +157,16 @@ pub fn block_record_into(bytes: &[u8], out: &mut BlockRecord) -> Result<(), Deco
     if bytes.len() < std::mem::size_of::<RqCompleteWire>() {
         return Err(DecodeError::Short(bytes.len()));
     }
-    // The listed bios read in place (the whole wire record is 240 bytes).
+    // The listed bios read in place (the whole wire record is 376 bytes).
     let n = (out.head.nr_bios as usize).min(RQ_MAX_BIOS);
-    let (bios, sizes) = (std::mem::offset_of!(RqCompleteWire, bios), std::mem::offset_of!(RqCompleteWire, sizes));
-    let bios = bytes[bios..bios + 8 * n].chunks_exact(8).map(|b| u64::from_ne_bytes(b.try_into().unwrap_or_default()));
+    let u64s =
+        |at: usize| bytes[at..at + 8 * n].chunks_exact(8).map(|b| u64::from_ne_bytes(b.try_into().unwrap_or_default()));
+    let bios = u64s(std::mem::offset_of!(RqCompleteWire, bios));
+    let queued = u64s(std::mem::offset_of!(RqCompleteWire, queued_ns));
+    let sizes = std::mem::offset_of!(RqCompleteWire, sizes);
     let sizes =
         bytes[sizes..sizes + 4 * n].chunks_exact(4).map(|b| u32::from_ne_bytes(b.try_into().unwrap_or_default()));
-    out.bios.extend(bios.zip(sizes));
+    out.bios.extend(bios.zip(sizes).zip(queued).map(|((bio, size), queued_ns)| ListedBio { bio, size, queued_ns }));
     Ok(())
 }
 
@@ -383,13 +386,18 @@ mod tests {
             status: 0,
             nr_bios: 2,
             _pad: 0,
+            start_ns: 3,
         };
-        let mut w = RqCompleteWire { head, bios: [0; RQ_MAX_BIOS], sizes: [0; RQ_MAX_BIOS] };
+        let mut w =
+            RqCompleteWire { head, bios: [0; RQ_MAX_BIOS], queued_ns: [0; RQ_MAX_BIOS], sizes: [0; RQ_MAX_BIOS] };
         w.bios[..3].copy_from_slice(&[0xb1, 0xb2, 0xb3]);
         w.sizes[..3].copy_from_slice(&[4096, 4096, 512]);
+        w.queued_ns[..3].copy_from_slice(&[0, 2, 1]);
         let bytes = bytes_of(&w);
         let Ok(Record::Block(rec)) = decode(&bytes) else { panic!("not a block record") };
-        assert_eq!(rec.bios, vec![(0xb1, 4096), (0xb2, 4096)], "nr_bios bounds the list");
+        let listed = |bio, size, queued_ns| ListedBio { bio, size, queued_ns };
+        assert_eq!(rec.bios, vec![listed(0xb1, 4096, 0), listed(0xb2, 4096, 2)], "nr_bios bounds the list");
+        assert_eq!(rec.head.start_ns, 3);
         // A completion cut short is an error; a start is its header alone.
         assert_eq!(decode(&bytes[..60]), Err(DecodeError::Short(60)));
         let start = BlockHeader { event: BlockEvent::BioQueue as u32, nr_bios: 5, ..head };

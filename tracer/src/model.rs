@@ -31,11 +31,21 @@ impl Record {
 }
 
 /// A decoded block timing record (tracer_common::block): the header, and for a request's
-/// completion the bios it completes with their sizes.
+/// completion the bios it completes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BlockRecord {
     pub head: BlockHeader,
-    pub bios: Vec<(u64, u32)>,
+    pub bios: Vec<ListedBio>,
+}
+
+/// A bio a request's completion lists.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListedBio {
+    pub bio: u64,
+    /// Bytes still to complete when the request completed.
+    pub size: u32,
+    /// Its queueing as the kernel side's stamp table kept it; 0 when streamed, or not seen.
+    pub queued_ns: u64,
 }
 
 /// Values of the FOLL_* flags the audit names, from the traced kernel.

@@ -1,6 +1,8 @@
 //! Block layer and Direct I/O timings: the kernel streams a record when a bio is queued, a
 //! request issued, a request or a bio completed, a DIO call begun or completed
-//! (tracer_common::block), and this pairs them: D2C from a request's issue to its completion,
+//! (tracer_common::block; a completion carries the start itself where the kernel side's stamp
+//! table kept it, and then none was streamed), and this pairs them: D2C from a request's issue
+//! to its completion,
 //! Q2C from a bio's queueing to the completion that lists it (its request's, or its own on a
 //! bio-based device), DIO from a kiocb's begin to its completion. Each block completion also
 //! names the bios it ends, which the pin ledger takes as their End. Pure.
@@ -75,17 +77,17 @@ impl Timings {
         } else if h.event == BlockEvent::RqIssue as u32 {
             self.dropped += start(&mut self.issued, h.addr, h.ts_ns, |&t| t);
         } else if h.event == BlockEvent::RqComplete as u32 {
-            if let Some(issued) = self.issued.remove(&h.addr) {
+            if let Some(issued) = kept_or_streamed(h.start_ns, &mut self.issued, h.addr) {
                 latency(&event(LatencyKind::D2c, h.bytes, issued));
             }
-            for &(bio, size) in rec.bios.iter().take(RQ_MAX_BIOS) {
-                if let Some(queued) = self.queued.remove(&bio) {
-                    latency(&event(LatencyKind::Q2c, size, queued));
+            for b in rec.bios.iter().take(RQ_MAX_BIOS) {
+                if let Some(queued) = kept_or_streamed(b.queued_ns, &mut self.queued, b.bio) {
+                    latency(&event(LatencyKind::Q2c, b.size, queued));
                 }
-                ended.push(end(bio));
+                ended.push(end(b.bio));
             }
         } else if h.event == BlockEvent::BioComplete as u32 {
-            if let Some(queued) = self.queued.remove(&h.addr) {
+            if let Some(queued) = kept_or_streamed(h.start_ns, &mut self.queued, h.addr) {
                 latency(&event(LatencyKind::Q2c, h.bytes, queued));
             }
             ended.push(end(h.addr));
@@ -127,6 +129,18 @@ impl Timings {
     }
 }
 
+/// A completion's start: the one the kernel side kept (`kept`, 0 when none), else the one
+/// streamed for `addr`. A streamed one goes either way: with a kept start, it is an earlier
+/// start of the address whose completion never came.
+fn kept_or_streamed(kept: u64, streamed: &mut Map<u64, u64>, addr: u64) -> Option<u64> {
+    let streamed = streamed.remove(&addr);
+    if kept != 0 {
+        Some(kept)
+    } else {
+        streamed
+    }
+}
+
 /// Keeps a start (`time` tells when it began); when [`MAX_PENDING`] wait, drops the older half
 /// first. Returns how many were dropped.
 fn start<V>(map: &mut Map<u64, V>, addr: u64, value: V, time: impl Fn(&V) -> u64) -> u64 {
@@ -148,8 +162,10 @@ mod tests {
     use tracer_common::block::BlockHeader;
 
     use super::*;
+    use crate::model::ListedBio;
 
     fn rec(event: BlockEvent, ts_ns: u64, addr: u64, bytes: u32, bios: &[(u64, u32)]) -> BlockRecord {
+        let bios: Vec<_> = bios.iter().map(|&(bio, size)| ListedBio { bio, size, queued_ns: 0 }).collect();
         BlockRecord {
             head: BlockHeader {
                 record: RecordType::Block as u32,
@@ -162,8 +178,9 @@ mod tests {
                 status: 0,
                 nr_bios: bios.len() as u32,
                 _pad: 0,
+                start_ns: 0,
             },
-            bios: bios.to_vec(),
+            bios,
         }
     }
 
@@ -193,6 +210,31 @@ mod tests {
         assert_eq!(lat, vec![(D2C, 8192, 30), (Q2C, 4096, 40), (Q2C, 4096, 38)]);
         assert_eq!(ended, vec![0xb1, 0xb2]);
         assert_eq!(t.pending(), (0, 0));
+    }
+
+    #[test]
+    fn starts_the_kernel_kept_come_with_their_completion() {
+        let mut t = Timings::default();
+        // The request's issue and its second bio's queueing were kept; the first bio's queueing
+        // was streamed (its slot was taken).
+        let mut done = rec(BlockEvent::RqComplete, 50, 0xa0, 8192, &[(0xb1, 4096), (0xb2, 4096)]);
+        done.head.start_ns = 20;
+        done.bios[1].queued_ns = 12;
+        let (lat, ended) = run(&mut t, &[rec(BlockEvent::BioQueue, 10, 0xb1, 0, &[]), done]);
+        assert_eq!(lat, vec![(D2C, 8192, 30), (Q2C, 4096, 40), (Q2C, 4096, 38)]);
+        assert_eq!(ended, vec![0xb1, 0xb2]);
+        // A kept start wins over a streamed one of the same address left from an earlier issue
+        // whose completion never came, which goes too.
+        let mut done = rec(BlockEvent::RqComplete, 90, 0xa0, 512, &[]);
+        done.head.start_ns = 80;
+        let (lat, _) = run(&mut t, &[rec(BlockEvent::RqIssue, 60, 0xa0, 0, &[]), done]);
+        assert_eq!(lat, vec![(D2C, 512, 10)]);
+        assert_eq!(t.pending(), (0, 0));
+        // A bio-based device's completion carries its bio's kept queueing.
+        let mut done = rec(BlockEvent::BioComplete, 300, 0xd1, 4096, &[]);
+        done.head.start_ns = 100;
+        let (lat, ended) = run(&mut t, &[done]);
+        assert_eq!((lat, ended), (vec![(Q2C, 4096, 200)], vec![0xd1]));
     }
 
     #[test]

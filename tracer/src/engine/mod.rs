@@ -473,8 +473,10 @@ mod tests {
             status: 0,
             nr_bios: bios.len() as u32,
             _pad: 0,
+            start_ns: 0,
         };
-        Record::Block(crate::model::BlockRecord { head, bios: bios.to_vec() })
+        let bios = bios.iter().map(|&(bio, size)| crate::model::ListedBio { bio, size, queued_ns: 0 }).collect();
+        Record::Block(crate::model::BlockRecord { head, bios })
     }
 
     /// The block layer's completion records end the bios the ledger follows (hold and unpin

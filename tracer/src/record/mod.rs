@@ -8,7 +8,10 @@
 use std::{collections::BTreeMap, io};
 
 use serde::{Deserialize, Serialize};
-use tracer_common::{block::BlockHeader, BioWire, ExitRecord, LatencyEvent, PagesHeader, PROBES};
+use tracer_common::{
+    block::{BlockHeader, RqCompleteWire},
+    BioWire, ExitRecord, LatencyEvent, PagesHeader, PROBES,
+};
 
 mod mapped;
 mod reader;
@@ -90,6 +93,10 @@ pub struct RecordSizes {
     /// kernel side paired the block layer's starts and completions itself).
     #[serde(default)]
     pub block: u32,
+    /// A request's completion with its bios (tracer_common::block::RqCompleteWire; 0 in files
+    /// from tracers that did not write this size down: a layout before the stamp table).
+    #[serde(default)]
+    pub rq_complete: u32,
 }
 
 impl RecordSizes {
@@ -99,8 +106,8 @@ impl RecordSizes {
         let this = RecordSizes::this_build();
         let pages = if self.pages == 0 { 0 } else { this.pages };
         let exit = if self.exit == 0 { 0 } else { this.exit };
-        let block = if self.block == 0 { 0 } else { this.block };
-        *self == RecordSizes { pages, exit, block, ..this }
+        let (block, rq_complete) = if self.block == 0 { (0, 0) } else { (this.block, this.rq_complete) };
+        *self == RecordSizes { pages, exit, block, rq_complete, ..this }
     }
 
     pub fn this_build() -> RecordSizes {
@@ -110,6 +117,7 @@ impl RecordSizes {
             pages: std::mem::size_of::<PagesHeader>() as u32,
             exit: std::mem::size_of::<ExitRecord>() as u32,
             block: std::mem::size_of::<BlockHeader>() as u32,
+            rq_complete: std::mem::size_of::<RqCompleteWire>() as u32,
         }
     }
 }
@@ -380,7 +388,7 @@ fn empty_metadata() -> Metadata {
         start_unix_ns: 0,
         start_monotonic_ns: 0,
         byte_order: String::new(),
-        record_sizes: RecordSizes { latency: 0, bio: 0, pages: 0, exit: 0, block: 0 },
+        record_sizes: RecordSizes { latency: 0, bio: 0, pages: 0, exit: 0, block: 0, rq_complete: 0 },
         probes: Vec::new(),
         req_ops: BTreeMap::new(),
         command: Vec::new(),

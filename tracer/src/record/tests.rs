@@ -169,6 +169,11 @@ fn bad_files_are_one_line_errors() {
     old.record_sizes.bio = 8;
     let w = Writer::new(Vec::new(), &old).unwrap().finish(trailer()).unwrap();
     assert!(err(&w).contains("replay it with that version"), "{}", err(&w));
+    // Block records from before the stamp table: their completions had another layout.
+    let mut old = metadata();
+    old.record_sizes.rq_complete = 0;
+    let w = Writer::new(Vec::new(), &old).unwrap().finish(trailer()).unwrap();
+    assert!(err(&w).contains("replay it with that version"), "{}", err(&w));
     for e in [err(b"hello"), err(&v2), err(&good[..40])] {
         assert!(!e.contains('\n'), "{e}");
     }
