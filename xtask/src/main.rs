@@ -80,6 +80,9 @@ enum BenchCmd {
     /// Where the CPU goes on a 4 KiB read, untraced and traced, from kernel stack samples in
     /// stock-kernel VMs: the programs' dispatch, their bodies, what they call, the rest.
     Profile(bench::ProfileBenchArgs),
+    /// Two tracer builds against each other and bpftrace in one stock-kernel VM boot: IOPS over
+    /// untraced, BPF time an I/O, each program's ns a run side by side.
+    Ab(bench::AbBenchArgs),
 }
 
 fn main() {
@@ -95,6 +98,7 @@ fn main() {
         Cmd::Bench { which: BenchCmd::Ledger(args) } => bench::ledger(&args),
         Cmd::Bench { which: BenchCmd::Ablation(args) } => bench::ablation(&args),
         Cmd::Bench { which: BenchCmd::Profile(args) } => bench::profile(&args),
+        Cmd::Bench { which: BenchCmd::Ab(args) } => bench::ab(&args),
         Cmd::Demo { kernel, duration } => suite::demo(&kernel, duration),
     };
     match result {

@@ -8,7 +8,10 @@
 //! - `ablation`: what each part of the tracer's page records costs (test/vm/bench-ablation.sh).
 //! - `profile`: where the CPU goes on a 4 KiB read, untraced and traced, by kernel stack
 //!   samples (test/vm/bench-profile.sh): dispatch, program bodies, what they call.
+//! - `ab`: two tracer builds against each other and bpftrace in one boot (test/vm/bench-ab.sh),
+//!   the way a kernel-side change is judged under TCG.
 
+mod ab;
 mod ablation;
 mod latency;
 mod ledger;
@@ -16,6 +19,7 @@ mod overhead;
 mod profile;
 mod report;
 
+pub use ab::{ab, AbBenchArgs};
 pub use ablation::{ablation, AblationBenchArgs};
 pub use latency::{latency, LatencyBenchArgs};
 pub use ledger::{ledger, LedgerBenchArgs};

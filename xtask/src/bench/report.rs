@@ -21,6 +21,10 @@ pub enum Mode {
     /// The tracer with parts of its page records left out (test/vm/bench-ablation.sh: a mask
     /// of tracer_common::bench_skip).
     Without(u64),
+    /// Two tracer builds in one boot (test/vm/bench-ab.sh): the one before a change, the one
+    /// after.
+    BuildA,
+    BuildB,
 }
 
 impl Mode {
@@ -31,6 +35,8 @@ impl Mode {
             "bpftrace" => Some(Mode::Bpftrace),
             "floor" => Some(Mode::Floor),
             "chains" => Some(Mode::Chains),
+            "a" => Some(Mode::BuildA),
+            "b" => Some(Mode::BuildB),
             _ => s.strip_prefix("tracer-").and_then(|p| tracer_common::bench_skip::parse(p).ok()).map(Mode::Without),
         }
     }
@@ -269,10 +275,11 @@ pub fn jobs(console: &Console) -> Vec<JobResult> {
         .filter(|n| console.runs.iter().any(|r| r.job == *n))
         .map(|name| {
             let spec = JOBS.iter().find(|j| j.name == name);
-            let modes = [Mode::Untraced, Mode::Tracer, Mode::Bpftrace, Mode::Floor, Mode::Chains]
-                .into_iter()
-                .map(|m| (m, stat(console, name, m)))
-                .collect();
+            let modes =
+                [Mode::Untraced, Mode::Tracer, Mode::Bpftrace, Mode::Floor, Mode::Chains, Mode::BuildA, Mode::BuildB]
+                    .into_iter()
+                    .map(|m| (m, stat(console, name, m)))
+                    .collect();
             JobResult {
                 label: spec.map_or(name, |s| s.label).to_string(),
                 collateral: spec.is_some_and(|s| s.collateral),
