@@ -95,6 +95,55 @@ pub const fn stamp_slot(addr: u64) -> u32 {
     ((addr >> 6).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - STAMP_SLOTS.trailing_zeros())) as u32
 }
 
+/// The stamp table's slots as [`stamp_keep`] and [`stamp_take`] see them: the kernel side's
+/// array map (tracer-ebpf/src/stamps.rs), a model in the tests. Each method is one memory
+/// operation on slot `i`.
+pub trait StampSlots {
+    /// The slot's owner word (0: free); a value no address has when the slot is not there.
+    fn owner(&mut self, i: u32) -> u64;
+    /// Compare-and-swap of the owner word from 0 to `addr`; whether it took the slot.
+    fn claim(&mut self, i: u32, addr: u64) -> bool;
+    /// Stores the slot's time.
+    fn write_time(&mut self, i: u32, ts_ns: u64);
+    /// Loads the slot's time (0 when the slot is not there).
+    fn read_time(&mut self, i: u32) -> u64;
+    /// Exchange of the owner word with 0, after the time's load (a full barrier).
+    fn free(&mut self, i: u32);
+}
+
+/// Keeps `ts_ns` as the start of the request or bio at `addr` in its slot: a free slot is
+/// claimed, one the address owns already (a request issued again, a bio address reused after a
+/// completion the programs never saw) is written again. False when another address owns it:
+/// the caller streams the start.
+#[inline(always)]
+pub fn stamp_keep<S: StampSlots>(slots: &mut S, addr: u64, ts_ns: u64) -> bool {
+    if addr == 0 {
+        return false;
+    }
+    let i = stamp_slot(addr);
+    if slots.owner(i) != addr && !slots.claim(i, addr) {
+        return false;
+    }
+    slots.write_time(i, ts_ns);
+    true
+}
+
+/// The start kept for `addr`, its slot freed; 0 when `addr` owns no slot (its start was
+/// streamed, or not seen).
+#[inline(always)]
+pub fn stamp_take<S: StampSlots>(slots: &mut S, addr: u64) -> u64 {
+    if addr == 0 {
+        return 0;
+    }
+    let i = stamp_slot(addr);
+    if slots.owner(i) != addr {
+        return 0;
+    }
+    let ts_ns = slots.read_time(i);
+    slots.free(i);
+    ts_ns
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
