@@ -96,19 +96,23 @@ pub const fn stamp_slot(addr: u64) -> u32 {
 }
 
 /// The stamp table's slots as [`stamp_keep`] and [`stamp_take`] see them: the kernel side's
-/// array map (tracer-ebpf/src/stamps.rs), a model in the tests. Each method is one memory
-/// operation on slot `i`.
+/// array map (tracer-ebpf/src/stamps.rs), a model in the tests. A slot is looked up once per
+/// call ([`StampSlots::slot`]); each other method is one memory operation on it.
 pub trait StampSlots {
-    /// The slot's owner word (0: free); a value no address has when the slot is not there.
-    fn owner(&mut self, i: u32) -> u64;
+    /// A slot found in the table.
+    type Slot: Copy;
+    /// Slot `i`; None when the table has none (the start is then streamed).
+    fn slot(&mut self, i: u32) -> Option<Self::Slot>;
+    /// The slot's owner word (0: free).
+    fn owner(&mut self, s: Self::Slot) -> u64;
     /// Compare-and-swap of the owner word from 0 to `addr`; whether it took the slot.
-    fn claim(&mut self, i: u32, addr: u64) -> bool;
+    fn claim(&mut self, s: Self::Slot, addr: u64) -> bool;
     /// Stores the slot's time.
-    fn write_time(&mut self, i: u32, ts_ns: u64);
-    /// Loads the slot's time (0 when the slot is not there).
-    fn read_time(&mut self, i: u32) -> u64;
+    fn write_time(&mut self, s: Self::Slot, ts_ns: u64);
+    /// Loads the slot's time.
+    fn read_time(&mut self, s: Self::Slot) -> u64;
     /// Exchange of the owner word with 0, after the time's load (a full barrier).
-    fn free(&mut self, i: u32);
+    fn free(&mut self, s: Self::Slot);
 }
 
 /// Keeps `ts_ns` as the start of the request or bio at `addr` in its slot: a free slot is
@@ -120,11 +124,11 @@ pub fn stamp_keep<S: StampSlots>(slots: &mut S, addr: u64, ts_ns: u64) -> bool {
     if addr == 0 {
         return false;
     }
-    let i = stamp_slot(addr);
-    if slots.owner(i) != addr && !slots.claim(i, addr) {
+    let Some(s) = slots.slot(stamp_slot(addr)) else { return false };
+    if slots.owner(s) != addr && !slots.claim(s, addr) {
         return false;
     }
-    slots.write_time(i, ts_ns);
+    slots.write_time(s, ts_ns);
     true
 }
 
@@ -135,12 +139,12 @@ pub fn stamp_take<S: StampSlots>(slots: &mut S, addr: u64) -> u64 {
     if addr == 0 {
         return 0;
     }
-    let i = stamp_slot(addr);
-    if slots.owner(i) != addr {
+    let Some(s) = slots.slot(stamp_slot(addr)) else { return 0 };
+    if slots.owner(s) != addr {
         return 0;
     }
-    let ts_ns = slots.read_time(i);
-    slots.free(i);
+    let ts_ns = slots.read_time(s);
+    slots.free(s);
     ts_ns
 }
 

@@ -56,6 +56,10 @@ impl Slots {
 }
 
 impl StampSlots for Slots {
+    type Slot = u32;
+    fn slot(&mut self, i: u32) -> Option<u32> {
+        Some(i)
+    }
     fn owner(&mut self, i: u32) -> u64 {
         self.step(|t| t.get(&i).map_or(0, |s| s.0))
     }

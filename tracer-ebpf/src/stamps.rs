@@ -31,45 +31,47 @@ pub struct Stamp {
 #[map(name = "STAMPS")]
 static STAMPS: Array<Stamp> = Array::with_max_entries(STAMP_SLOTS, 0);
 
-/// The map as the rule sees it. Each method looks its slot up again: an array lookup is an
-/// address computation the verifier inlines.
+/// The map as the rule sees it: a slot is the pointer to its value, looked up once per call.
 struct Table;
 
 impl StampSlots for Table {
+    type Slot = *mut Stamp;
+
     #[inline(always)]
-    fn owner(&mut self, i: u32) -> u64 {
+    fn slot(&mut self, i: u32) -> Option<*mut Stamp> {
+        STAMPS.get_ptr_mut(i)
+    }
+
+    #[inline(always)]
+    fn owner(&mut self, s: *mut Stamp) -> u64 {
         // SAFETY: a slot of the map; its owner word changes only by compare-and-swap or exchange.
-        STAMPS.get_ptr(i).map_or(u64::MAX, |s| unsafe { core::ptr::read_volatile(&raw const (*s).owner) })
+        unsafe { core::ptr::read_volatile(&raw const (*s).owner) }
     }
 
     #[inline(always)]
-    fn claim(&mut self, i: u32, addr: u64) -> bool {
+    fn claim(&mut self, s: *mut Stamp, addr: u64) -> bool {
         // SAFETY: as above; BPF v3's compare-and-exchange on the map value.
-        STAMPS.get_ptr_mut(i).is_some_and(|s| unsafe {
+        unsafe {
             atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(&raw mut (*s).owner, 0, addr).1
-        })
-    }
-
-    #[inline(always)]
-    fn write_time(&mut self, i: u32, ts_ns: u64) {
-        if let Some(s) = STAMPS.get_ptr_mut(i) {
-            // SAFETY: a slot of the map, owned by the caller's object (module documentation).
-            unsafe { core::ptr::write_volatile(&raw mut (*s).ts_ns, ts_ns) };
         }
     }
 
     #[inline(always)]
-    fn read_time(&mut self, i: u32) -> u64 {
+    fn write_time(&mut self, s: *mut Stamp, ts_ns: u64) {
+        // SAFETY: a slot of the map, owned by the caller's object (module documentation).
+        unsafe { core::ptr::write_volatile(&raw mut (*s).ts_ns, ts_ns) };
+    }
+
+    #[inline(always)]
+    fn read_time(&mut self, s: *mut Stamp) -> u64 {
         // SAFETY: as in write_time.
-        STAMPS.get_ptr(i).map_or(0, |s| unsafe { core::ptr::read_volatile(&raw const (*s).ts_ns) })
+        unsafe { core::ptr::read_volatile(&raw const (*s).ts_ns) }
     }
 
     #[inline(always)]
-    fn free(&mut self, i: u32) {
-        if let Some(s) = STAMPS.get_ptr_mut(i) {
-            // SAFETY: as in claim; the exchange orders the time's load before the slot is free.
-            unsafe { atomic_xchg::<u64, { AtomicOrdering::SeqCst }>(&raw mut (*s).owner, 0) };
-        }
+    fn free(&mut self, s: *mut Stamp) {
+        // SAFETY: as in claim; the exchange orders the time's load before the slot is free.
+        unsafe { atomic_xchg::<u64, { AtomicOrdering::SeqCst }>(&raw mut (*s).owner, 0) };
     }
 }
 

@@ -147,8 +147,8 @@ fn tables(c: &Console, log: &Path) -> String {
 /// same name has elsewhere in the console, where that target is the only one (the guest script
 /// does not always resolve it): the same program's runs then add up on one row.
 fn with_targets(c: &Console) -> Console {
-    let mut progs = c.progs.clone();
-    for p in progs.iter_mut().filter(|p| !p.name.contains(':')) {
+    let mut out = c.clone();
+    for p in out.progs.iter_mut().filter(|p| !p.name.contains(':')) {
         let targets: BTreeSet<&str> = c
             .progs
             .iter()
@@ -158,15 +158,7 @@ fn with_targets(c: &Console) -> Console {
             p.name = only.to_string();
         }
     }
-    Console {
-        info: c.info.clone(),
-        runs: c.runs.clone(),
-        stats_runs: c.stats_runs.clone(),
-        progs,
-        sessions: c.sessions.clone(),
-        notes: c.notes.clone(),
-        accel: c.accel.clone(),
-    }
+    out
 }
 
 #[cfg(test)]

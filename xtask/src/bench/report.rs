@@ -95,7 +95,7 @@ pub struct ProgRun {
 }
 
 /// A parsed console.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Console {
     /// The fields of the BENCH-INFO line (kernel, cpus, mem_kb, runtime, rounds, versions).
     pub info: BTreeMap<String, String>,
