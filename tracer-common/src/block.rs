@@ -6,7 +6,7 @@
 //!
 //! A request's issue and an unpinned bio's queueing are not streamed when their slot of the
 //! kernel side's stamp table ([`stamp_slot`]) is free: the start time waits there, and the
-//! completion that finds it carries it ([`BlockHeader::start_ns`], [`RqCompleteWire::queued_ns`]):
+//! completion that finds it carries it ([`BlockHeader::start_ns`], [`RqBio::queued_ns`]):
 //! one record an I/O instead of two or three. A start whose slot another object holds is
 //! streamed as before, so nothing depends on the table's size but the cost.
 
@@ -65,21 +65,39 @@ pub struct BlockHeader {
     pub start_ns: u64,
 }
 
-/// A request's completion and the bios it completes, in request order.
+/// A bio a request's completion lists.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RqCompleteWire {
-    pub head: BlockHeader,
-    /// Bio addresses; the first `head.nr_bios` are valid.
-    pub bios: [u64; RQ_MAX_BIOS],
-    /// Each bio's queueing as the stamp table kept it; 0 when streamed, or not seen.
-    pub queued_ns: [u64; RQ_MAX_BIOS],
-    /// Each bio's size (bytes still to complete when the request completed).
-    pub sizes: [u32; RQ_MAX_BIOS],
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RqBio {
+    /// The bio's address.
+    pub bio: u64,
+    /// Its queueing as the stamp table kept it; 0 when streamed, or not seen.
+    pub queued_ns: u64,
+    /// Its size (bytes still to complete when the request completed).
+    pub size: u32,
+    pub _pad: u32,
 }
 
+/// A request's completion and the first bios it completes, in request order, with room for
+/// `N`: the kernel side sends [`RqCompleteOne`] for a request of one bio (most of them) and
+/// [`RqCompleteWire`] otherwise; userspace reads the header's `nr_bios` entries of either.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RqComplete<const N: usize> {
+    pub head: BlockHeader,
+    /// The first `head.nr_bios` are valid.
+    pub bios: [RqBio; N],
+}
+
+/// A completion with room for [`RQ_MAX_BIOS`] bios.
+pub type RqCompleteWire = RqComplete<RQ_MAX_BIOS>;
+/// A completion of a request of one bio.
+pub type RqCompleteOne = RqComplete<1>;
+
 const _: () = assert!(size_of::<BlockHeader>() == 56);
-const _: () = assert!(size_of::<RqCompleteWire>() == 56 + 20 * RQ_MAX_BIOS);
+const _: () = assert!(size_of::<RqBio>() == 24);
+const _: () = assert!(size_of::<RqCompleteWire>() == 56 + 24 * RQ_MAX_BIOS);
+const _: () = assert!(size_of::<RqCompleteOne>() == 56 + 24);
 
 /// Slots of the kernel side's stamp table (requests issued and unpinned bios queued whose
 /// completion has not come yet): more than the requests and bios a machine has in flight at

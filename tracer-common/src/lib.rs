@@ -99,7 +99,7 @@ pub enum RecordType {
     /// A [`stack_path::StackSampleWire`]: a walk and the stack it was taken from, for userspace to
     /// learn the call path from (never passed on to the engine or recorded).
     StackSample = 6,
-    /// A [`block::BlockHeader`] (a [`block::RqCompleteWire`] for a request's completion): a
+    /// A [`block::BlockHeader`] (a [`block::RqComplete`] for a request's completion): a
     /// block layer start or completion, paired in userspace.
     Block = 7,
 }

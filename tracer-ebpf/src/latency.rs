@@ -19,7 +19,7 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use tracer_common::{
-    block::{BlockEvent, BlockHeader, RqCompleteWire, RQ_MAX_BIOS},
+    block::{BlockEvent, BlockHeader, RqComplete, RQ_MAX_BIOS},
     pt_regs, LatencyEvent, LatencyKind, LostReason, ProbeId, RecordType, OFFSET_UNKNOWN,
 };
 
@@ -135,20 +135,34 @@ with_backups!(
 
 /// The request's completion, with the bios it completes: the leading bios whose sizes still
 /// to complete fit in `nr_bytes` (a partial completion ends only the bios it covers whole).
-/// Their own completions are not traced (blk_update_request clears BIO_TRACE_COMPLETION).
+/// Their own completions are not traced (blk_update_request clears BIO_TRACE_COMPLETION). A
+/// request of one bio (its first bio has no next) streams a record with room for one.
 #[inline(always)]
 fn try_rq_complete(rq: u64, error: u8, nr_bytes: u64) -> u32 {
     count(ProbeId::BlockRqComplete, nr_bytes);
-    let Some(mut entry) = EVENTS.reserve::<RqCompleteWire>(0) else {
-        lost(LostReason::RingFull);
-        return 0;
-    };
     // The request is the tracepoint's BTF-typed argument: its members are loaded, not read
-    // with the helper (crate::typed).
+    // with the helper (crate::typed); a load through a NULL bio reads 0.
+    let first: u64 = load(rq, member!(rq_bio)).unwrap_or(0);
+    let next: u64 = load(first, member!(bio_next)).unwrap_or(0);
+    if next == 0 {
+        rq_complete::<1>(rq, first, error, nr_bytes);
+    } else {
+        rq_complete::<RQ_MAX_BIOS>(rq, first, error, nr_bytes);
+    }
+    0
+}
+
+/// [`try_rq_complete`]'s record, with room for `N` bios from `first` on.
+#[inline(always)]
+fn rq_complete<const N: usize>(rq: u64, first: u64, error: u8, nr_bytes: u64) {
+    let Some(mut entry) = EVENTS.reserve::<RqComplete<N>>(0) else {
+        lost(LostReason::RingFull);
+        return;
+    };
     let part: u64 = load(rq, member!(rq_part)).unwrap_or(0);
     let w = entry.as_mut_ptr();
     // SAFETY: `w` points at the reserved, exclusively owned ring buffer slot of an
-    // RqCompleteWire; the header is written whole, the bios up to `nr_bios`, which userspace
+    // RqComplete<N>; the header is written whole, the bios up to `nr_bios`, which userspace
     // bounds its reads with.
     unsafe {
         (*w).head = BlockHeader {
@@ -167,10 +181,10 @@ fn try_rq_complete(rq: u64, error: u8, nr_bytes: u64) -> u32 {
         // The addresses as numbers for the stamp table: loaded back from the record they are
         // written to (crate::typed::as_number).
         (*w).head.start_ns = stamps::take(crate::typed::as_number(rq, &raw mut (*w).head.addr));
-        let mut bio: u64 = load(rq, member!(rq_bio)).unwrap_or(0);
+        let mut bio = first;
         let mut done: u64 = 0;
         let mut n: u32 = 0;
-        for i in 0..RQ_MAX_BIOS {
+        for i in 0..N {
             if bio == 0 {
                 break;
             }
@@ -179,8 +193,10 @@ fn try_rq_complete(rq: u64, error: u8, nr_bytes: u64) -> u32 {
             if done > nr_bytes {
                 break;
             }
-            (*w).sizes[i] = size;
-            (*w).queued_ns[i] = stamps::take(crate::typed::as_number(bio, &raw mut (*w).bios[i]));
+            let listed = &raw mut (*w).bios[i];
+            (*listed).size = size;
+            (*listed)._pad = 0;
+            (*listed).queued_ns = stamps::take(crate::typed::as_number(bio, &raw mut (*listed).bio));
             n += 1;
             bio = load(bio, member!(bio_next)).unwrap_or(0);
         }
@@ -188,7 +204,6 @@ fn try_rq_complete(rq: u64, error: u8, nr_bytes: u64) -> u32 {
     }
     entry.submit(submit_flags());
     submitted();
-    0
 }
 
 // block_bio_queue(struct bio *bio)

@@ -1,7 +1,7 @@
 //! Ring buffer records (raw bytes) to typed records. Pure.
 
 use tracer_common::{
-    block::{BlockEvent, BlockHeader, RqCompleteWire, RQ_MAX_BIOS},
+    block::{BlockEvent, BlockHeader, RqBio, RqCompleteWire, RQ_MAX_BIOS},
     BioRecord, BioWire, ExitRecord, LatencyEvent, PageEntry, PagesHeader, RecordType, BIO_CHUNK_SHIFT, BIO_MAX_VECS,
     BIO_WIRE_VEC_BYTES, PAGES_MAX_ENTRIES, PAGES_STACK_FRAMES,
 };
@@ -154,19 +154,19 @@ pub fn block_record_into(bytes: &[u8], out: &mut BlockRecord) -> Result<(), Deco
     if out.head.event != BlockEvent::RqComplete as u32 {
         return Ok(());
     }
-    if bytes.len() < std::mem::size_of::<RqCompleteWire>() {
-        return Err(DecodeError::Short(bytes.len()));
-    }
-    // The listed bios read in place (the whole wire record is 376 bytes).
+    // The listed bios read in place; a record has room for one bio or for RQ_MAX_BIOS
+    // (tracer_common::block::RqComplete), and lists `nr_bios` of them.
     let n = (out.head.nr_bios as usize).min(RQ_MAX_BIOS);
-    let u64s =
-        |at: usize| bytes[at..at + 8 * n].chunks_exact(8).map(|b| u64::from_ne_bytes(b.try_into().unwrap_or_default()));
-    let bios = u64s(std::mem::offset_of!(RqCompleteWire, bios));
-    let queued = u64s(std::mem::offset_of!(RqCompleteWire, queued_ns));
-    let sizes = std::mem::offset_of!(RqCompleteWire, sizes);
-    let sizes =
-        bytes[sizes..sizes + 4 * n].chunks_exact(4).map(|b| u32::from_ne_bytes(b.try_into().unwrap_or_default()));
-    out.bios.extend(bios.zip(sizes).zip(queued).map(|((bio, size), queued_ns)| ListedBio { bio, size, queued_ns }));
+    let at = std::mem::offset_of!(RqCompleteWire, bios);
+    let entry = std::mem::size_of::<RqBio>();
+    let Some(listed) = bytes.get(at..at + entry * n) else {
+        return Err(DecodeError::Short(bytes.len()));
+    };
+    out.bios.extend(listed.chunks_exact(entry).map(|b| {
+        let word = |at: usize| u64::from_ne_bytes(b[at..at + 8].try_into().unwrap_or_default());
+        let size = u32::from_ne_bytes(b[16..20].try_into().unwrap_or_default());
+        ListedBio { bio: word(0), size, queued_ns: word(8) }
+    }));
     Ok(())
 }
 
@@ -280,7 +280,7 @@ pub fn bytes_of<T: Copy>(record: &T) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use tracer_common::{BioEvent, LatencyKind, Owner, BIO_FLAG_PINNED};
+    use tracer_common::{block::RqCompleteOne, BioEvent, LatencyKind, Owner, BIO_FLAG_PINNED};
 
     use super::*;
     use crate::model::symbols_bytes;
@@ -388,21 +388,29 @@ mod tests {
             _pad: 0,
             start_ns: 3,
         };
-        let mut w =
-            RqCompleteWire { head, bios: [0; RQ_MAX_BIOS], queued_ns: [0; RQ_MAX_BIOS], sizes: [0; RQ_MAX_BIOS] };
-        w.bios[..3].copy_from_slice(&[0xb1, 0xb2, 0xb3]);
-        w.sizes[..3].copy_from_slice(&[4096, 4096, 512]);
-        w.queued_ns[..3].copy_from_slice(&[0, 2, 1]);
+        let bio = |bio, size, queued_ns| RqBio { bio, queued_ns, size, _pad: 0 };
+        let mut w = RqCompleteWire { head, bios: [RqBio::default(); RQ_MAX_BIOS] };
+        w.bios[..3].copy_from_slice(&[bio(0xb1, 4096, 0), bio(0xb2, 4096, 2), bio(0xb3, 512, 1)]);
         let bytes = bytes_of(&w);
         let Ok(Record::Block(rec)) = decode(&bytes) else { panic!("not a block record") };
         let listed = |bio, size, queued_ns| ListedBio { bio, size, queued_ns };
         assert_eq!(rec.bios, vec![listed(0xb1, 4096, 0), listed(0xb2, 4096, 2)], "nr_bios bounds the list");
         assert_eq!(rec.head.start_ns, 3);
-        // A completion cut short is an error; a start is its header alone.
+        // A completion cut short of its listed bios is an error; a start is its header alone.
         assert_eq!(decode(&bytes[..60]), Err(DecodeError::Short(60)));
+        assert_eq!(decode(&bytes[..56 + 24 + 23]), Err(DecodeError::Short(103)));
         let start = BlockHeader { event: BlockEvent::BioQueue as u32, nr_bios: 5, ..head };
         let Ok(Record::Block(rec)) = decode(&bytes_of(&start)) else { panic!("not a block record") };
         assert!(rec.bios.is_empty());
+        // A request of one bio: the record with room for one.
+        let one = RqCompleteOne { head: BlockHeader { nr_bios: 1, ..head }, bios: [bio(0xc1, 512, 7)] };
+        let bytes = bytes_of(&one);
+        assert_eq!(bytes.len(), 80);
+        let Ok(Record::Block(rec)) = decode(&bytes) else { panic!("not a block record") };
+        assert_eq!(rec.bios, vec![listed(0xc1, 512, 7)]);
+        // More bios claimed than the record holds: an error, not a read past it.
+        let two = RqCompleteOne { head: BlockHeader { nr_bios: 2, ..head }, ..one };
+        assert_eq!(decode(&bytes_of(&two)), Err(DecodeError::Short(80)));
         // Too many bios claimed: no more than the wire holds.
         w.head.nr_bios = 99;
         let Ok(Record::Block(rec)) = decode(&bytes_of(&w)) else { panic!("not a block record") };

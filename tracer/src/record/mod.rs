@@ -93,8 +93,9 @@ pub struct RecordSizes {
     /// kernel side paired the block layer's starts and completions itself).
     #[serde(default)]
     pub block: u32,
-    /// A request's completion with its bios (tracer_common::block::RqCompleteWire; 0 in files
-    /// from tracers that did not write this size down: a layout before the stamp table).
+    /// A request's completion with room for all its bios (tracer_common::block::RqCompleteWire;
+    /// 0 in files from tracers that did not write this size down: a layout before the stamp
+    /// table; 376 from those before the completion's bios were entries of 24 bytes).
     #[serde(default)]
     pub rq_complete: u32,
 }
