@@ -145,16 +145,17 @@ fn try_rq_complete(rq: u64, error: u8, nr_bytes: u64) -> u32 {
     let first: u64 = load(rq, member!(rq_bio)).unwrap_or(0);
     let next: u64 = load(first, member!(bio_next)).unwrap_or(0);
     if next == 0 {
-        rq_complete::<1>(rq, first, error, nr_bytes);
+        rq_complete::<1>(rq, first, next, error, nr_bytes);
     } else {
-        rq_complete::<RQ_MAX_BIOS>(rq, first, error, nr_bytes);
+        rq_complete::<RQ_MAX_BIOS>(rq, first, next, error, nr_bytes);
     }
     0
 }
 
-/// [`try_rq_complete`]'s record, with room for `N` bios from `first` on.
+/// [`try_rq_complete`]'s record, with room for `N` bios from `first` on (`next`: the one after
+/// it, already loaded).
 #[inline(always)]
-fn rq_complete<const N: usize>(rq: u64, first: u64, error: u8, nr_bytes: u64) {
+fn rq_complete<const N: usize>(rq: u64, first: u64, next: u64, error: u8, nr_bytes: u64) {
     let Some(mut entry) = EVENTS.reserve::<RqComplete<N>>(0) else {
         lost(LostReason::RingFull);
         return;
@@ -198,7 +199,11 @@ fn rq_complete<const N: usize>(rq: u64, first: u64, error: u8, nr_bytes: u64) {
             (*listed)._pad = 0;
             (*listed).queued_ns = stamps::take(crate::typed::as_number(bio, &raw mut (*listed).bio));
             n += 1;
-            bio = load(bio, member!(bio_next)).unwrap_or(0);
+            // No load for a bio past the record's room, and none again for the second.
+            if i + 1 == N {
+                break;
+            }
+            bio = if i == 0 { next } else { load(bio, member!(bio_next)).unwrap_or(0) };
         }
         (*w).head.nr_bios = n;
     }

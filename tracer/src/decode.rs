@@ -162,11 +162,10 @@ pub fn block_record_into(bytes: &[u8], out: &mut BlockRecord) -> Result<(), Deco
     let Some(listed) = bytes.get(at..at + entry * n) else {
         return Err(DecodeError::Short(bytes.len()));
     };
-    out.bios.extend(listed.chunks_exact(entry).map(|b| {
-        let word = |at: usize| u64::from_ne_bytes(b[at..at + 8].try_into().unwrap_or_default());
-        let size = u32::from_ne_bytes(b[16..20].try_into().unwrap_or_default());
-        ListedBio { bio: word(0), size, queued_ns: word(8) }
-    }));
+    for b in listed.chunks_exact(entry) {
+        let b = read::<RqBio>(b)?;
+        out.bios.push(ListedBio { bio: b.bio, size: b.size, queued_ns: b.queued_ns });
+    }
     Ok(())
 }
 
@@ -269,6 +268,7 @@ impl Plain for PagesHeader {}
 impl Plain for PageEntry {}
 impl Plain for ExitRecord {}
 impl Plain for BlockHeader {}
+impl Plain for RqBio {}
 
 /// The bytes of a record, as the kernel writes them (tests build records with it).
 #[cfg(test)]
