@@ -67,6 +67,23 @@ pub struct Block {
     pub requests_issued: Option<u64>,
     pub requests_completed: Option<u64>,
     pub bytes_completed: Option<u64>,
+    /// Requests completed with no D2C figure: no issue seen (engine::Untimed). Summaries only
+    /// (None in an interval's figures).
+    pub requests_untimed: Option<u64>,
+    /// Starts dropped uncompleted (engine::Untimed). Summaries only.
+    pub starts_dropped: Option<u64>,
+}
+
+#[cfg(test)]
+impl Block {
+    /// No figures (the block probes missing).
+    pub const NONE: Block = Block {
+        requests_issued: None,
+        requests_completed: None,
+        bytes_completed: None,
+        requests_untimed: None,
+        starts_dropped: None,
+    };
 }
 
 /// The counted figures of a span.
@@ -160,6 +177,8 @@ impl Figures {
                 requests_issued: stat(ProbeId::BlockRqIssue).map(|s| s.hits),
                 requests_completed: stat(ProbeId::BlockRqComplete).map(|s| s.hits),
                 bytes_completed: stat(ProbeId::BlockRqComplete).map(|s| s.amount),
+                requests_untimed: None,
+                starts_dropped: None,
             },
             command_exit_status: None,
             probes_missing: outcomes.iter().filter(|o| o.missing()).map(|o| o.def.target).collect(),
@@ -320,6 +339,10 @@ impl Snapshot {
         figures.lost_events += fin.invalid;
         figures.verdict = Some(fin.judgement.verdict);
         figures.filter = fin.filter.clone();
+        if figures.block.requests_completed.is_some() {
+            figures.block.requests_untimed = Some(fin.untimed.requests);
+            figures.block.starts_dropped = Some(fin.untimed.starts_dropped);
+        }
         let l = &fin.ledger;
         let devs = fin.latency.iter().map(|(k, _)| k.dev).chain(l.devices.iter().map(|d| d.dev));
         let devs = devs.chain(l.leaks.iter().map(|x| x.dev)).chain(l.mismatches.iter().map(|m| m.dev));

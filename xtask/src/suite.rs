@@ -939,6 +939,21 @@ fn latency_records(console: &str, phase: &str) -> Vec<LatencyRec> {
         .collect()
 }
 
+/// A phase's summary figures: its block requests completed untimed and starts dropped.
+fn untimed_in(console: &str, phase: &str) -> Result<(u64, u64)> {
+    let prefix = format!("REC {phase} ");
+    let summary = console
+        .lines()
+        .filter_map(|l| l.trim_end_matches('\r').strip_prefix(&prefix))
+        .filter(|j| j.contains("\"type\":\"summary\""))
+        .find_map(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+        .with_context(|| format!("phase {phase}: no summary record"))?;
+    let field = |name: &str| {
+        summary["block"][name].as_u64().with_context(|| format!("phase {phase}: no block.{name} in its summary"))
+    };
+    Ok((field("requests_untimed")?, field("starts_dropped")?))
+}
+
 fn find<'a>(recs: &'a [LatencyRec], figure: &str, dev: &str) -> Result<&'a LatencyRec> {
     recs.iter()
         .find(|r| r.figure == figure && r.dev == dev)
@@ -966,6 +981,16 @@ pub fn check_latency(console: &str) -> Result<String> {
     for phase in ["two-devices", "dm-base", "dm-delay", "ext4"] {
         if !console.contains(&format!("PHASE {phase} status=0")) {
             bail!("phase {phase} failed");
+        }
+    }
+    // Every request of a phase timed: the tracer began before any of its I/O, and an issue
+    // still waiting at a segment's end carries over into the next segment.
+    for phase in ["two-devices", "dm-base", "dm-delay", "ext4"] {
+        let (untimed, dropped) = untimed_in(console, phase)?;
+        if untimed != 0 || dropped != 0 {
+            bail!(
+                "phase {phase}: {untimed} block requests completed untimed, {dropped} starts dropped (expected none)"
+            );
         }
     }
     // 1. virtio-blk and NVMe apart, each with its own figures.
@@ -1134,12 +1159,16 @@ mod tests {
         assert!(verdict.contains("dm-delay 200 ms"), "{verdict}");
         assert!(verdict.contains("sys p50"), "iomap figures are required where the tracepoints attach: {verdict}");
         // A slower median breaks the 5% bound.
-        let slow = latency.replace("\"p50\":206569471", "\"p50\":222000000");
+        let slow = latency.replace("\"p50\":203554815", "\"p50\":222000000");
         assert_ne!(slow, latency);
         assert!(check_latency(&slow).unwrap_err().to_string().contains("dm-delay"));
         // A tracer that had to be killed after SIGINT fails the step.
         let hung = latency.replace("TRACER-EXIT status=0", "TRACER-EXIT status=137");
         assert!(check_latency(&hung).unwrap_err().to_string().contains("SIGINT"));
+        // A completion without its start fails the step.
+        let untimed = latency.replacen("\"requests_untimed\":0", "\"requests_untimed\":3", 1);
+        assert_ne!(untimed, latency);
+        assert!(check_latency(&untimed).unwrap_err().to_string().contains("3 block requests completed untimed"));
     }
 
     /// The pin-path cases of real VM runs: every path's expectation holds on its kernel, fails

@@ -53,6 +53,14 @@ pub struct Timings {
     dio: Map<u64, DioBegin>,
     /// Starts dropped without a completion (see [`MAX_PENDING`]).
     pub dropped: u64,
+    /// Request completions of some bytes with no issue seen, by device (in flight when the
+    /// trace began, the rest of a partial completion, or the issue's record lost): their D2C
+    /// is missing. Bios are not counted: some never pass the queueing tracepoint by design (the
+    /// bios of SG_IO and other passthrough requests; the front a split cuts off, traced as a
+    /// split and not as queued, which NVMe multipath reports completed on its own), so a
+    /// missing Q2C start tells of nothing lost.
+    /// A flush sequence's completion of no bytes (its request never issued) is not counted.
+    pub untimed_by_dev: Vec<(u32, u64)>,
     /// Records of an unknown event.
     pub invalid: u64,
 }
@@ -77,8 +85,10 @@ impl Timings {
         } else if h.event == BlockEvent::RqIssue as u32 {
             self.dropped += start(&mut self.issued, h.addr, h.ts_ns, |&t| t);
         } else if h.event == BlockEvent::RqComplete as u32 {
-            if let Some(issued) = kept_or_streamed(h.start_ns, &mut self.issued, h.addr) {
-                latency(&event(LatencyKind::D2c, h.bytes, issued));
+            match kept_or_streamed(h.start_ns, &mut self.issued, h.addr) {
+                Some(issued) => latency(&event(LatencyKind::D2c, h.bytes, issued)),
+                None if h.bytes > 0 => self.untimed_on(h.dev),
+                None => {}
             }
             for b in rec.bios.iter().take(RQ_MAX_BIOS) {
                 if let Some(queued) = kept_or_streamed(b.queued_ns, &mut self.queued, b.bio) {
@@ -105,6 +115,19 @@ impl Timings {
         }
     }
 
+    /// One more request completion of `dev` timed by no issue ([`Timings::untimed_by_dev`]).
+    fn untimed_on(&mut self, dev: u32) {
+        match self.untimed_by_dev.iter_mut().find(|(d, _)| *d == dev) {
+            Some((_, n)) => *n += 1,
+            None => self.untimed_by_dev.push((dev, 1)),
+        }
+    }
+
+    /// Request completions timed by no issue on the devices `keep` says yes to.
+    pub fn untimed(&self, keep: impl Fn(u32) -> bool) -> u64 {
+        self.untimed_by_dev.iter().filter(|(dev, _)| keep(*dev)).map(|(_, n)| n).sum()
+    }
+
     /// A bio's queueing streamed as its acquisition (`BIO_FLAG_QUEUED`): the start of its Q2C.
     pub fn bio_queued(&mut self, bio: u64, ts_ns: u64) {
         self.dropped += start(&mut self.queued, bio, ts_ns, |&t| t);
@@ -118,6 +141,7 @@ impl Timings {
             queued: self.queued.clone(),
             dio: self.dio.clone(),
             dropped: 0,
+            untimed_by_dev: Vec::new(),
             invalid: 0,
         }
     }
@@ -255,6 +279,8 @@ mod tests {
         let (lat, ended) = run(&mut t, &[rec(BlockEvent::RqComplete, 50, 0xa0, 4096, &[(0xb1, 4096)])]);
         assert!(lat.is_empty());
         assert_eq!(ended, vec![0xb1]);
+        // Counted untimed by its device: the request, not the bio it lists.
+        assert_eq!(t.untimed_by_dev, vec![(7, 1)]);
         // A second completion of a request (the rest of a partial one) times nothing again.
         let (lat, _) = run(
             &mut t,
@@ -265,6 +291,30 @@ mod tests {
             ],
         );
         assert_eq!(lat, vec![(D2C, 512, 10)]);
+        assert_eq!(t.untimed_by_dev, vec![(7, 2)]);
+        // Another device's; a bio completed with no queueing seen, and a flush sequence's end
+        // of no bytes, are not counted.
+        let mut done = rec(BlockEvent::RqComplete, 90, 0xa9, 4096, &[]);
+        done.head.dev = 9;
+        let mut bio = rec(BlockEvent::BioComplete, 95, 0xd1, 4096, &[]);
+        bio.head.dev = 9;
+        run(&mut t, &[done, bio, rec(BlockEvent::RqComplete, 99, 0xaf, 0, &[])]);
+        assert_eq!(t.untimed_by_dev, vec![(7, 2), (9, 1)]);
+        assert_eq!((t.untimed(|_| true), t.untimed(|d| d == 9)), (3, 1));
+        // The next segment counts again.
+        assert_eq!(t.carry_over().untimed(|_| true), 0);
+    }
+
+    #[test]
+    fn completions_with_their_start_are_not_untimed() {
+        let mut t = Timings::default();
+        let mut kept = rec(BlockEvent::RqComplete, 50, 0xa1, 512, &[]);
+        kept.head.start_ns = 40;
+        run(
+            &mut t,
+            &[rec(BlockEvent::RqIssue, 10, 0xa0, 0, &[]), rec(BlockEvent::RqComplete, 20, 0xa0, 512, &[]), kept],
+        );
+        assert_eq!(t.untimed(|_| true), 0);
     }
 
     #[test]

@@ -132,6 +132,20 @@ pub struct Final {
     pub invalid: u64,
     /// What the filter let through, when one was given.
     pub filter: Option<FilterStatus>,
+    /// Block requests completed with no latency figure, and starts never completed.
+    pub untimed: Untimed,
+}
+
+/// The block layer's I/O the latency figures leave out, and why (engine::block::Timings).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Untimed {
+    /// Request completions of some bytes (on the filter's devices) with no issue seen, so no
+    /// D2C: in flight when the trace began, the rest of a partial completion, or the issue's
+    /// record lost.
+    pub requests: u64,
+    /// Starts dropped after waiting for a completion that never came, among
+    /// [`block::MAX_PENDING`] others.
+    pub starts_dropped: u64,
 }
 
 impl Pipeline {
@@ -317,6 +331,15 @@ impl Pipeline {
             procs,
             invalid: self.latency.invalid,
             filter: self.filter_status(),
+            untimed: self.untimed(),
+        }
+    }
+
+    /// The block I/O the latency figures leave out so far (requests on the filter's devices).
+    fn untimed(&self) -> Untimed {
+        Untimed {
+            requests: self.block.untimed(|dev| self.gate.as_ref().is_none_or(|g| g.dev_kept(dev))),
+            starts_dropped: self.block.dropped,
         }
     }
 
@@ -342,9 +365,6 @@ impl Pipeline {
         }
         if self.findings > 0 {
             log::info!("{} leaks or mismatches found while the records streamed", self.findings);
-        }
-        if self.block.dropped > 0 {
-            log::info!("{} block layer starts never saw their completion (dropped, untimed)", self.block.dropped);
         }
         if self.block.invalid > 0 {
             log::warn!("{} block records named an unknown event", self.block.invalid);
@@ -507,6 +527,22 @@ mod tests {
         let lag = median(LatencyKind::UnpinLag).expect("an unpin lag figure");
         assert_eq!(hold.0, 1);
         assert!(hold.1.abs_diff(7 * MS) < MS / 100 && lag.1.abs_diff(2 * MS) < MS / 100, "{hold:?} {lag:?}");
+    }
+
+    /// A request completed with no issue seen is counted untimed, on the filter's devices only.
+    #[test]
+    fn requests_without_their_issue_are_counted_untimed_by_device() {
+        let run = |devs: &[u32]| {
+            let filter = Filter { devs: devs.iter().copied().collect(), label: "test".into(), ..Filter::default() };
+            let mut p = Pipeline::new(Config { filter, ..Config::default() });
+            p.apply(&block(BlockEvent::RqIssue, 12 * MS, 0xa10, &[]));
+            p.apply(&block(BlockEvent::RqComplete, 15 * MS, 0xa10, &[]));
+            p.apply(&block(BlockEvent::RqComplete, 16 * MS, 0xa20, &[]));
+            p.untimed()
+        };
+        assert_eq!(run(&[]), Untimed { requests: 1, starts_dropped: 0 });
+        assert_eq!(run(&[254 << 20]).requests, 1);
+        assert_eq!(run(&[8 << 20]).requests, 0, "another device's request is not the filter's");
     }
 
     /// An acquisition streamed by the bio's queueing (6.2+) is the start of its Q2C too; one

@@ -79,6 +79,10 @@ pub struct Block {
     pub requests_issued: Option<u64>,
     pub requests_completed: Option<u64>,
     pub bytes_completed: Option<u64>,
+    /// Summaries only: requests completed with no latency figure (no issue seen).
+    pub requests_untimed: Option<u64>,
+    /// Summaries only: starts dropped uncompleted.
+    pub starts_dropped: Option<u64>,
 }
 
 /// One process (`"type": "process"`).
@@ -217,6 +221,8 @@ impl FiguresRecord {
                 requests_issued: f.block.requests_issued,
                 requests_completed: f.block.requests_completed,
                 bytes_completed: f.block.bytes_completed,
+                requests_untimed: f.block.requests_untimed,
+                starts_dropped: f.block.starts_dropped,
             },
             command_exit_status: f.command_exit_status,
             probes_missing: f.probes_missing.clone(),

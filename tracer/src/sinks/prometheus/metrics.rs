@@ -146,6 +146,15 @@ fn pins(enc: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fmt::Error
             [(Labels::new(), counter(n))],
         )?;
     }
+    if let Some(n) = f.block.requests_untimed {
+        family(
+            enc,
+            "block_requests_untimed",
+            "Block requests completed with no latency figure: no issue seen (in flight when the trace began, the rest of a partial completion, or the issue's record lost)",
+            MetricType::Counter,
+            [(Labels::new(), counter(n))],
+        )?;
+    }
     Ok(())
 }
 

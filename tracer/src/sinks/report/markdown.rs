@@ -93,6 +93,14 @@ fn totals(s: &mut String, r: &Report) {
         or_dash(b.requests_completed),
         or_dash(b.bytes_completed)
     );
+    if b.requests_untimed.unwrap_or(0) + b.starts_dropped.unwrap_or(0) > 0 {
+        let _ = writeln!(
+            s,
+            "| block requests completed untimed (no issue seen) / starts dropped uncompleted | {} / {} |",
+            or_dash(b.requests_untimed),
+            or_dash(b.starts_dropped)
+        );
+    }
 }
 
 fn probes(s: &mut String, r: &Report) {

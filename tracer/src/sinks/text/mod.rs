@@ -12,7 +12,7 @@ use crate::{
         latency::{kind_name, size_name, Key, Stats},
     },
     probes::plan::{role_name, ProbeOutcome, ACQUIRED_AT_QUEUE},
-    snapshot::{Figures, NameTable, PinAccounting, Process, Recording, Scope, Snapshot, Start},
+    snapshot::{Block, Figures, NameTable, PinAccounting, Process, Recording, Scope, Snapshot, Start},
 };
 
 /// Text on a stream: the start, every interval (unless the dashboard shows them), the end.
@@ -229,6 +229,7 @@ pub fn figures_text(f: &Figures, procs: &[Process]) -> String {
     {
         s.push_str(&format!("block requests: issued {issued}  completed {done}  bytes {bytes}\n"));
     }
+    s.push_str(&untimed_text(&f.block));
     if !procs.is_empty() {
         s.push_str(&format!("  {:>8} {:<16} {:>12} {:>16}\n", "TGID", "COMM", "PINNED", "UNPINNED"));
         for p in procs {
@@ -248,6 +249,19 @@ pub fn figures_text(f: &Figures, procs: &[Process]) -> String {
 }
 
 /// What a filter let through, and what it does not apply to.
+/// The block I/O a summary's latency figures leave out, when there is any.
+fn untimed_text(b: &Block) -> String {
+    let (untimed, dropped) = (b.requests_untimed.unwrap_or(0), b.starts_dropped.unwrap_or(0));
+    if untimed == 0 && dropped == 0 {
+        return String::new();
+    }
+    format!(
+        "latency: {untimed} block requests completed untimed (no issue seen: in flight when the trace \
+         began, the rest of a partial completion, or the issue's record lost), {dropped} starts dropped \
+         uncompleted\n"
+    )
+}
+
 fn filter_text(f: &FilterStatus) -> String {
     let mut s = match f.matched {
         0 => format!("filter {} matched no records\n", f.label),
@@ -302,7 +316,7 @@ mod tests {
     /// the chain's programs were busy, whatever the kernel's preemption.
     #[test]
     fn losses_say_their_cause() {
-        use crate::snapshot::{Block, PinAccounting, Scope, Skipped};
+        use crate::snapshot::{PinAccounting, Scope, Skipped};
         let f = Figures {
             scope: Scope::Summary,
             elapsed_s: 1.0,
@@ -318,7 +332,7 @@ mod tests {
             stack_paths: Default::default(),
             vmstat: None,
             entry_points: vec![],
-            block: Block { requests_issued: None, requests_completed: None, bytes_completed: None },
+            block: Block::NONE,
             command_exit_status: None,
             probes_missing: vec![],
             probes_skipped: vec![Skipped { target: "pin_user_pages_fast", runs: 1 }],
@@ -334,6 +348,12 @@ mod tests {
         let text = figures_text(&f, &[]);
         assert!(!text.contains("ring buffer full"));
         assert!(!text.contains("--backups"), "{text}");
+        // Requests timed by no issue are said, with why; none, not at all.
+        assert!(!text.contains("untimed"), "{text}");
+        let block = Block { requests_untimed: Some(3), starts_dropped: Some(0), ..Block::NONE };
+        let text = figures_text(&Figures { block, ..f }, &[]);
+        assert!(text.contains("latency: 3 block requests completed untimed (no issue seen: in flight when"), "{text}");
+        assert!(text.contains("0 starts dropped uncompleted\n"), "{text}");
     }
 
     /// Each probe that is off says why in the run's first lines: the run's choice, or another
