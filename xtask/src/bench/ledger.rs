@@ -4,7 +4,10 @@
 //!   replay workloads on 6.12: pin, unpin, bio, block and symbols records) is replicated until it
 //!   holds `--events` records (each copy's timestamps moved past the previous copy's), and
 //!   `tracer report` replays it pinned to one CPU: decode, both ledgers, latency histograms,
-//!   everything a live run does with the records. Events per second = records / wall time.
+//!   everything a live run does with the records. Events per second = the kernel events the
+//!   records carry / wall time: a record each, and each start the kernel side's stamp table kept
+//!   for a completion (which the records carried as one more record before: the request's issue,
+//!   a bio's queueing), so that the figure stays comparable when records carry more.
 //! - Memory per outstanding pinned page: synthetic files of FOLL_PIN|FOLL_LONGTERM pin records
 //!   (io_uring registered buffers: 512 distinct pages per call, never unpinned) holding 1e5 and
 //!   1e6 pages, replayed through a pipe (a named file is mapped, and its pages would count in
@@ -20,7 +23,10 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use tracer_common::{Owner, PageEntry, PageEvent, PagesHeader, ProbeId, RecordType, COMM_LEN, PAGES_STACK_FRAMES};
+use tracer_common::{
+    block::{BlockHeader, RqBio},
+    Owner, PageEntry, PageEvent, PagesHeader, ProbeId, RecordType, COMM_LEN, PAGES_STACK_FRAMES,
+};
 
 use crate::workspace_root;
 
@@ -117,9 +123,35 @@ fn timestamps(record: u32) -> &'static [usize] {
     }
 }
 
+/// Offsets of the starts a block record carries (kept by the stamp table; 0 where none was):
+/// the header's, and each listed bio's queueing.
+fn carried_starts(rec: &[u8]) -> Vec<usize> {
+    if u32_at(rec, 0).ok() != Some(RecordType::Block as u32) {
+        return Vec::new();
+    }
+    let head = core::mem::size_of::<BlockHeader>();
+    let nr_bios = u32_at(rec, core::mem::offset_of!(BlockHeader, nr_bios)).unwrap_or(0) as usize;
+    let bios = (0..nr_bios)
+        .map(|i| head + i * core::mem::size_of::<RqBio>() + core::mem::offset_of!(RqBio, queued_ns))
+        .take_while(|at| at + 8 <= rec.len());
+    std::iter::once(core::mem::offset_of!(BlockHeader, start_ns)).chain(bios).collect()
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8).map_or(0, |w| u64::from_le_bytes(w.try_into().unwrap_or_default()))
+}
+
+/// The starts `rec` carries (each an event of its own: a record before the stamp table).
+fn starts_in(rec: &[u8]) -> u64 {
+    carried_starts(rec).into_iter().filter(|&at| u64_at(rec, at) != 0).count() as u64
+}
+
+/// `rec` with its timestamps `by` later (a carried start of 0, none kept, stays 0).
 fn shift(mut rec: Vec<u8>, by: u64) -> Vec<u8> {
     let kind = rec.get(..4).map_or(0, |b| u32::from_le_bytes(b.try_into().unwrap_or_default()));
-    for &at in timestamps(kind) {
+    let starts = carried_starts(&rec).into_iter().filter(|&at| u64_at(&rec, at) != 0);
+    let all: Vec<usize> = timestamps(kind).iter().copied().chain(starts).collect();
+    for at in all {
         if let Some(b) = rec.get_mut(at..at + 8) {
             let ts = u64::from_le_bytes((&*b).try_into().unwrap_or_default());
             b.copy_from_slice(&ts.saturating_add(by).to_le_bytes());
@@ -241,9 +273,17 @@ pub fn ledger(args: &LedgerBenchArgs) -> Result<i32> {
     let stream = dir.join("ledger-throughput.rec");
     let records = (0..copies).flat_map(|c| src.records.iter().map(move |r| shift(r.clone(), c * span)));
     let n = write_file(&stream, &src.metadata, records, copies * span)?;
+    let events = n + copies * src.records.iter().map(|r| starts_in(r)).sum::<u64>();
     let (secs, _, _) = replay(&tracer, &stream, Input::Named)?;
-    println!("| stream | records | seconds (1 core) | events/s |\n|---|---|---|---|");
-    println!("| {} x {copies} | {n} | {secs:.2} | {:.2} M |", args.stream.display(), n as f64 / secs / 1e6);
+    println!(
+        "| stream | records | events (records + starts they carry) | seconds (1 core) | records/s | events/s |\n|---|---|---|---|---|---|"
+    );
+    println!(
+        "| {} x {copies} | {n} | {events} | {secs:.2} | {:.2} M | {:.2} M |",
+        args.stream.display(),
+        n as f64 / secs / 1e6,
+        events as f64 / secs / 1e6
+    );
 
     let longterm = src.metadata["foll"]["longterm"].as_u64().unwrap_or(1 << 8) as u32;
     let mut meta = src.metadata.clone();
@@ -271,4 +311,41 @@ pub fn ledger(args: &LedgerBenchArgs) -> Result<i32> {
         println!("| {} | {rss} | {} | {per:.0} |", calls * 512, rss.saturating_sub(base));
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use tracer_common::block::BlockEvent;
+
+    use super::*;
+
+    /// A request completion of two bios whose issue and first bio's queueing were kept.
+    fn completion(ts: u64, start: u64, queued: [u64; 2]) -> Vec<u8> {
+        let head = core::mem::size_of::<BlockHeader>();
+        let mut rec = vec![0u8; head + 2 * core::mem::size_of::<RqBio>()];
+        let put = |rec: &mut Vec<u8>, at: usize, v: u64| rec[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        rec[..4].copy_from_slice(&(RecordType::Block as u32).to_le_bytes());
+        rec[4..8].copy_from_slice(&(BlockEvent::RqComplete as u32).to_le_bytes());
+        put(&mut rec, core::mem::offset_of!(BlockHeader, ts_ns), ts);
+        put(&mut rec, core::mem::offset_of!(BlockHeader, start_ns), start);
+        let nr = core::mem::offset_of!(BlockHeader, nr_bios);
+        rec[nr..nr + 4].copy_from_slice(&2u32.to_le_bytes());
+        for (i, q) in queued.into_iter().enumerate() {
+            put(&mut rec, head + i * core::mem::size_of::<RqBio>() + core::mem::offset_of!(RqBio, queued_ns), q);
+        }
+        rec
+    }
+
+    /// A copy moves the completion and the starts it carries, not the starts it lacks; each
+    /// carried start counts as an event.
+    #[test]
+    fn copies_move_the_starts_a_completion_carries() {
+        let rec = completion(500, 300, [200, 0]);
+        assert_eq!(starts_in(&rec), 2);
+        assert_eq!(shift(rec, 1000), completion(1500, 1300, [1200, 0]));
+        assert_eq!(starts_in(&completion(500, 0, [0, 0])), 0);
+        // A record cut short lists no bio past its end.
+        let cut = completion(500, 300, [200, 100]);
+        assert_eq!(starts_in(&cut[..cut.len() - 24]), 2);
+    }
 }
