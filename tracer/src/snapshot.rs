@@ -74,6 +74,15 @@ pub struct Block {
     pub starts_dropped: Option<u64>,
 }
 
+impl Block {
+    /// The requests completed untimed and the starts dropped, when either is not 0 (what the
+    /// sinks say of them).
+    pub fn untimed(&self) -> Option<(u64, u64)> {
+        let both = (self.requests_untimed.unwrap_or(0), self.starts_dropped.unwrap_or(0));
+        (both != (0, 0)).then_some(both)
+    }
+}
+
 #[cfg(test)]
 impl Block {
     /// No figures (the block probes missing).

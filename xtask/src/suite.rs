@@ -928,12 +928,17 @@ struct LatencyRec {
     percentiles: BTreeMap<String, f64>,
 }
 
-fn latency_records(console: &str, phase: &str) -> Vec<LatencyRec> {
-    let prefix = format!("REC {phase} ");
+/// The NDJSON records of a phase of the latency script, of one `"type"`.
+fn phase_records<'a>(console: &'a str, phase: &str, kind: &str) -> impl Iterator<Item = &'a str> {
+    let (prefix, kind) = (format!("REC {phase} "), format!("\"type\":\"{kind}\""));
     console
         .lines()
-        .filter_map(|l| l.trim_end_matches('\r').strip_prefix(&prefix))
-        .filter(|j| j.contains("\"type\":\"latency\""))
+        .filter_map(move |l| l.trim_end_matches('\r').strip_prefix(prefix.as_str()))
+        .filter(move |j| j.contains(kind.as_str()))
+}
+
+fn latency_records(console: &str, phase: &str) -> Vec<LatencyRec> {
+    phase_records(console, phase, "latency")
         .filter_map(|j| serde_json::from_str::<LatencyRec>(j).ok())
         .filter(|r| r.scope == "cumulative" && r.size == "all" && r.op == "read")
         .collect()
@@ -941,11 +946,7 @@ fn latency_records(console: &str, phase: &str) -> Vec<LatencyRec> {
 
 /// A phase's summary figures: its block requests completed untimed and starts dropped.
 fn untimed_in(console: &str, phase: &str) -> Result<(u64, u64)> {
-    let prefix = format!("REC {phase} ");
-    let summary = console
-        .lines()
-        .filter_map(|l| l.trim_end_matches('\r').strip_prefix(&prefix))
-        .filter(|j| j.contains("\"type\":\"summary\""))
+    let summary = phase_records(console, phase, "summary")
         .find_map(|j| serde_json::from_str::<serde_json::Value>(j).ok())
         .with_context(|| format!("phase {phase}: no summary record"))?;
     let field = |name: &str| {
@@ -982,10 +983,8 @@ pub fn check_latency(console: &str) -> Result<String> {
         if !console.contains(&format!("PHASE {phase} status=0")) {
             bail!("phase {phase} failed");
         }
-    }
-    // Every request of a phase timed: the tracer began before any of its I/O, and an issue
-    // still waiting at a segment's end carries over into the next segment.
-    for phase in ["two-devices", "dm-base", "dm-delay", "ext4"] {
+        // Every request of a phase timed: the tracer began before any of its I/O, and an issue
+        // still waiting at a segment's end carries over into the next segment.
         let (untimed, dropped) = untimed_in(console, phase)?;
         if untimed != 0 || dropped != 0 {
             bail!(

@@ -137,11 +137,6 @@ impl Gate {
         keep
     }
 
-    /// Whether the figures of device `dev` are kept (without counting a record).
-    pub fn dev_kept(&self, dev: u32) -> bool {
-        self.filter.dev_matches(dev)
-    }
-
     /// Whether a latency record is kept (by device; it names no owner).
     pub fn latency(&mut self, ev: &LatencyEvent) -> bool {
         if self.filter.devs.is_empty() {

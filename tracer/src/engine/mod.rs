@@ -338,7 +338,7 @@ impl Pipeline {
     /// The block I/O the latency figures leave out so far (requests on the filter's devices).
     fn untimed(&self) -> Untimed {
         Untimed {
-            requests: self.block.untimed(|dev| self.gate.as_ref().is_none_or(|g| g.dev_kept(dev))),
+            requests: self.block.untimed(|dev| self.gate.as_ref().is_none_or(|g| g.filter().dev_matches(dev))),
             starts_dropped: self.block.dropped,
         }
     }

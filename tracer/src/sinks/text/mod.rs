@@ -251,10 +251,9 @@ pub fn figures_text(f: &Figures, procs: &[Process]) -> String {
 /// What a filter let through, and what it does not apply to.
 /// The block I/O a summary's latency figures leave out, when there is any.
 fn untimed_text(b: &Block) -> String {
-    let (untimed, dropped) = (b.requests_untimed.unwrap_or(0), b.starts_dropped.unwrap_or(0));
-    if untimed == 0 && dropped == 0 {
+    let Some((untimed, dropped)) = b.untimed() else {
         return String::new();
-    }
+    };
     format!(
         "latency: {untimed} block requests completed untimed (no issue seen: in flight when the trace \
          began, the rest of a partial completion, or the issue's record lost), {dropped} starts dropped \

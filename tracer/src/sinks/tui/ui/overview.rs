@@ -82,8 +82,7 @@ fn pin_lines(shown: &Shown) -> Vec<Line<'static>> {
     if let (Some(i), Some(c)) = (f.block.requests_issued, f.block.requests_completed) {
         out.push(Line::from(format!("block requests: {i} issued, {c} completed")));
     }
-    let (untimed, dropped) = (f.block.requests_untimed.unwrap_or(0), f.block.starts_dropped.unwrap_or(0));
-    if untimed + dropped > 0 {
+    if let Some((untimed, dropped)) = f.block.untimed() {
         out.push(Line::from(format!(
             "  untimed (no issue seen): {untimed} requests; starts dropped uncompleted: {dropped}"
         )));
