@@ -305,6 +305,19 @@ fn overview_shows_rates_totals_losses_and_verdicts() {
     insta::assert_snapshot!(screen);
 }
 
+/// Requests completed without their issue seen are said on the overview, and nothing when none.
+#[test]
+fn overview_says_requests_completed_untimed() {
+    assert!(!drawn(&ticked((120, 30))).contains("untimed"));
+    let mut app = app();
+    app.update(Msg::Resize(120, 30));
+    let mut t = totals();
+    (t.figures.block.requests_untimed, t.figures.block.starts_dropped) = (Some(3), Some(0));
+    app.update(Msg::tick(t, interval()));
+    let screen = drawn(&app);
+    assert!(screen.contains("│  untimed: 3 requests (no issue seen), 0 starts dropped   │"), "{screen}");
+}
+
 #[test]
 fn each_panel_with_figures() {
     for panel in &Panel::ALL[1..] {

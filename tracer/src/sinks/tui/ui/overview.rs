@@ -83,9 +83,7 @@ fn pin_lines(shown: &Shown) -> Vec<Line<'static>> {
         out.push(Line::from(format!("block requests: {i} issued, {c} completed")));
     }
     if let Some((untimed, dropped)) = f.block.untimed() {
-        out.push(Line::from(format!(
-            "  untimed (no issue seen): {untimed} requests; starts dropped uncompleted: {dropped}"
-        )));
+        out.push(Line::from(format!("  untimed: {untimed} requests (no issue seen), {dropped} starts dropped")));
     }
     out
 }
