@@ -22,6 +22,8 @@ pub fn parse_verdict(line: &str, nonce: &str) -> Option<i32> {
 pub struct Fatal {
     pub kind: &'static str,
     pub line: String,
+    /// The report's lines that say who and where ([`fatal_detail`]), as read within the grace.
+    pub details: Vec<String>,
 }
 
 /// Strips a printk timestamp (`[   12.345678] `); None when the line has none.
@@ -39,7 +41,7 @@ fn kernel_message(line: &str) -> Option<&str> {
 /// given the harness's command line), only timestamped kernel messages count, so that
 /// COMMAND printing such words does not fail the run.
 pub fn detect_fatal(line: &str) -> Option<Fatal> {
-    let fatal = |kind| Some(Fatal { kind, line: line.trim().to_string() });
+    let fatal = |kind| Some(Fatal { kind, line: line.trim().to_string(), details: Vec::new() });
     if line.contains("Kernel panic - not syncing") {
         return fatal("kernel panic");
     }
@@ -59,6 +61,22 @@ pub fn detect_fatal(line: &str) -> Option<Fatal> {
     } else {
         None
     }
+}
+
+/// At most this many lines of a fatal report are quoted (see [`fatal_detail`]).
+pub const FATAL_DETAILS: usize = 8;
+
+/// A line of the report that follows a fatal message and says who and where: the stalled
+/// CPUs and tasks of an RCU stall (`rcu: \t...`), the task a backtrace belongs to (`CPU: n
+/// ... PID: p Comm: c`, `task:c state:...`) and where it was (`RIP: ...`). Quoted in the
+/// failure so that a run whose console log is out of reach (CI) still tells who stalled.
+pub fn fatal_detail(line: &str) -> Option<String> {
+    let msg = kernel_message(line)?;
+    let who = msg.starts_with("rcu: \t")
+        || msg.starts_with("RIP: ")
+        || msg.starts_with("task:")
+        || (msg.starts_with("CPU: ") && msg.contains(" Comm: "));
+    who.then(|| msg.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 /// Drops carriage returns, NULs and terminal escape sequences from console bytes: the
@@ -153,6 +171,29 @@ mod tests {
         assert_eq!(k("Oops: so is this"), None);
         assert_eq!(k("[x.y] BUG: not a timestamp"), None);
         assert_eq!(k(""), None);
+    }
+
+    #[test]
+    fn fatal_details_say_who_and_where() {
+        let d = |l: &str| fatal_detail(l);
+        assert_eq!(
+            d("[   26.7] rcu: \t1-...!: (0 ticks this GP) idle=1234/1/0x4000 softirq=10/10 fqs=0"),
+            Some("rcu: 1-...!: (0 ticks this GP) idle=1234/1/0x4000 softirq=10/10 fqs=0".to_string())
+        );
+        assert_eq!(
+            d("[   26.7] CPU: 1 UID: 0 PID: 245 Comm: tracer Not tainted 7.2.13+deb14-cloud-amd64 #1"),
+            Some("CPU: 1 UID: 0 PID: 245 Comm: tracer Not tainted 7.2.13+deb14-cloud-amd64 #1".to_string())
+        );
+        assert_eq!(d("[   26.7] RIP: 0010:do_check+0x1a2/0x3000"), Some("RIP: 0010:do_check+0x1a2/0x3000".to_string()));
+        assert_eq!(
+            d("[   26.7] task:tracer state:R  running task"),
+            Some("task:tracer state:R running task".to_string())
+        );
+        // Registers, plain backtrace lines and COMMAND output are not quoted.
+        assert_eq!(d("[   26.7] RSP: 0018:ffffb0c0 EFLAGS: 00000246"), None);
+        assert_eq!(d("[   26.7]  bpf_check+0x1234/0x2000"), None);
+        assert_eq!(d("[   26.7] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:"), None);
+        assert_eq!(d("RIP: not a kernel message"), None);
     }
 
     #[test]

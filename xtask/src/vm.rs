@@ -28,6 +28,14 @@ const CMDLINE: &str = "console=ttyS0 panic=-1 oops=panic softlockup_panic=1 \
      sysctl.kernel.hung_task_panic=1 sysctl.kernel.panic_on_rcu_stall=1 printk.time=1 \
      edd=off rdinit=/init";
 
+/// Added under TCG: the RCU stall timeout in seconds (the kernel's default is 21). The guest's
+/// clock is the host's wall clock while TCG runs its code 20-50 times slower than hardware, and
+/// a vCPU thread the host does not schedule for a while stops reporting quiescent states: a
+/// stalled kernel still panics, a guest starved for 21 s of the host's time no longer does (one
+/// did on CI on 2026-12-07, while the tracer loaded: stall at 26.7 s of a run that passes
+/// everywhere else). Soft lockups (20 s) and hung tasks (120 s) are left at their defaults.
+const TCG_RCU_STALL_SECS: u32 = 60;
+
 /// How long to keep reading the console after a fatal message (for the backtrace).
 const FATAL_GRACE: Duration = Duration::from_secs(10);
 /// How long QEMU may take to power off after the verdict.
@@ -229,6 +237,9 @@ struct Disks {
 
 fn qemu_command(qemu: &Path, args: &VmArgs, accel: Accel, kernel: &Kernel, initrd: &Path, disks: &Disks) -> Command {
     let mut cmdline = CMDLINE.to_string();
+    if accel != Accel::Kvm {
+        cmdline.push_str(&format!(" rcupdate.rcu_cpu_stall_timeout={TCG_RCU_STALL_SECS}"));
+    }
     if let Some(extra) = &args.append {
         cmdline.push(' ');
         cmdline.push_str(extra);
@@ -396,12 +407,16 @@ impl Report {
         let log = log.display();
         match self.outcome {
             Outcome::Verdict(code) => Ok(code),
-            Outcome::Fatal(f) => Err(anyhow!(
-                "guest {} after {:.1} s: {} (console log: {log})",
-                f.kind,
-                self.elapsed.as_secs_f64(),
-                f.line
-            )),
+            Outcome::Fatal(f) => {
+                let details =
+                    if f.details.is_empty() { String::new() } else { format!(" [{}]", f.details.join(" | ")) };
+                Err(anyhow!(
+                    "guest {} after {:.1} s: {}{details} (console log: {log})",
+                    f.kind,
+                    self.elapsed.as_secs_f64(),
+                    f.line
+                ))
+            }
             Outcome::Timeout => Err(anyhow!(
                 "timeout: no verdict after {timeout_secs} s (--timeout), killed qemu \
                  (console log: {log})"
@@ -536,10 +551,12 @@ fn supervise(mut cmd: Command, log: fs::File, nonce: &str, timeout: Duration, ra
                         verdict = Some((code, Instant::now()));
                     }
                 }
-                if fatal.is_none() {
-                    if let Some(f) = console::detect_fatal(&line) {
-                        fatal = Some((f, Instant::now()));
+                match fatal.as_mut() {
+                    None => fatal = console::detect_fatal(&line).map(|f| (f, Instant::now())),
+                    Some((f, _)) if f.details.len() < console::FATAL_DETAILS => {
+                        f.details.extend(console::fatal_detail(&line));
                     }
+                    Some(_) => {}
                 }
             }
             Ok(Event::Stderr(line)) => {
@@ -550,7 +567,11 @@ fn supervise(mut cmd: Command, log: fs::File, nonce: &str, timeout: Duration, ra
                 if fatal.is_none() && line.contains("KVM internal error") {
                     let at = Instant::now().checked_sub(FATAL_GRACE).unwrap_or(start);
                     fatal = Some((
-                        Fatal { kind: "KVM failure", line: format!("qemu: {} (try --accel tcg)", line.trim()) },
+                        Fatal {
+                            kind: "KVM failure",
+                            line: format!("qemu: {} (try --accel tcg)", line.trim()),
+                            details: Vec::new(),
+                        },
                         at,
                     ));
                 }

@@ -43,6 +43,8 @@ fn kernel_panic_fails_the_run() {
     let why = reason(&out);
     assert!(why.contains("guest kernel panic"), "{why}");
     assert!(why.contains("sysrq triggered crash"), "{why}");
+    // Who and where, from the report after the panic line (the log is out of reach on CI).
+    assert!(why.contains("Comm: sh") && why.contains(" | "), "{why}");
     assert!(why.contains("console log: "), "{why}");
 }
 
