@@ -1096,6 +1096,88 @@ mod tests {
 
     const GOOD: &str = "noise\r\nCASE nullb0-dd-read status=0 pinned=1648 unpinned=1648 lost=0 accounting=measured vm_acquired=1648 vm_released=1648\r\nCASES-DONE\n";
 
+    /// The CASE line `case_print` (test/vm/cases.sh) makes of a case's records, with the host's
+    /// sh and `awk` in PATH (busybox's when `busybox` is given, as in the guest).
+    fn case_line(busybox: Option<&Path>) -> Case {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut path = std::env::var_os("PATH").unwrap_or_default();
+        if let Some(bb) = busybox {
+            std::os::unix::fs::symlink(bb, dir.path().join("awk")).expect("awk link");
+            path = std::env::join_paths(std::iter::once(dir.path().to_path_buf()).chain(std::env::split_paths(&path)))
+                .expect("PATH");
+        }
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(r#". "$1/test/vm/cases.sh"; CASE_NOTE="thp=always owner=fio"; case_print nullb0-x 0 "$2" 784 783"#)
+            .arg("sh")
+            .arg(root)
+            .arg(root.join("xtask/tests/fixtures/case-records.json"))
+            .env("PATH", path)
+            .output()
+            .expect("sh");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let cases = parse_cases(&stdout);
+        assert_eq!(cases.len(), 1, "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        cases[0].clone()
+    }
+
+    #[test]
+    fn case_print_reads_every_field_of_a_case_from_its_records() {
+        let busybox = ["/usr/bin/busybox", "/bin/busybox"].into_iter().map(Path::new).find(|p| p.exists());
+        let mut lines = vec![case_line(None)];
+        lines.extend(busybox.map(|bb| case_line(Some(bb))));
+        for c in &lines {
+            assert_eq!(c, &lines[0], "busybox awk and the host's awk agree");
+            assert_eq!(c.name, "nullb0-x");
+            let expect = [
+                ("status", "0"),
+                ("pinned", "784"),
+                ("unpinned", "784"),
+                ("lost", "15"),
+                ("accounting", "measured"),
+                ("vm_acquired", "784"),
+                ("vm_released", "783"),
+                ("ledger", "clean"),
+                ("ledger_pinned", "512"),
+                ("ledger_referenced", "0"),
+                ("ledger_matched", "512"),
+                ("ledger_acquired", "512"),
+                ("pl_pinned", "784"),
+                ("pl_with_bio", "768"),
+                ("pl_longterm", "16"),
+                ("pl_large", "0"),
+                ("ledger_truncated", "0"),
+                ("procs", "dd/179/1:256:256,kworker_u8/179/1:256:256,fio/182/1:256:256,kworker_u8/182/1:256:256,fio/185/1:16:16,kworker_u8/185/1:16:16,pin-workload/187/1:256:256,kworker_u8/187/1:256:256"),
+                ("pl_unpinned", "784"),
+                ("pl_matched", "784"),
+                ("pl_unknown", "0"),
+                ("pl_unlisted", "0"),
+                ("pl_outstanding", "0"),
+                ("pl_suspect", "0"),
+                ("pl_owner_exited", "0"),
+                ("pl_referenced", "22"),
+                ("pl_ref_with_bio", "0"),
+                ("pl_ref_put", "0"),
+                ("records_submitted", "701"),
+                ("records_read", "701"),
+                ("paths_reused", "4"),
+                ("paths_rewalked", "10"),
+                ("paths_wrong", "0"),
+                ("paths_walked", "108"),
+                ("released_by", "unpin_user_folio<-__bio_release_pages,unpin_user_folio<-io_buffer_unmap"),
+                ("skipped", "pin_user_pages_fast:2,unpin_user_folio:9"),
+                ("lost_why", "ring_full:3,bad_index:1"),
+                ("thp", "always"),
+                ("owner", "fio"),
+            ];
+            for (k, v) in expect {
+                assert_eq!(c.str(k), v, "{k}");
+            }
+            assert_eq!(c.fields.len(), expect.len(), "no other field: {:?}", c.fields.keys());
+        }
+    }
+
     #[test]
     fn parses_case_lines_amid_console_noise() {
         let cases = parse_cases(GOOD);
