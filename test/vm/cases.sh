@@ -149,9 +149,8 @@ function add_sorted(name,   i, j) {
 /"type":"process"/ {
     m = last($0, "\"tgid\":[0-9]*,\"comm\":\"[^\"]*\",\"cgroup\":[0-9]*,\"pages_pinned\":[0-9]*,\"pages_unpinned\":[0-9]*")
     if (m != "") {
-        split(m, f, ",")
         comm = substr(m, index(m, "\"comm\":\"") + 8); comm = substr(comm, 1, index(comm, "\"") - 1); gsub(/ /, "_", comm)
-        procs = procs (procs == "" ? "" : ",") comm "/" val(f[1]) "/" val(last(m, "\"cgroup\":[0-9]*")) ":" val(last(m, "\"pages_pinned\":[0-9]*")) ":" val(last(m, "\"pages_unpinned\":[0-9]*"))
+        procs = procs (procs == "" ? "" : ",") comm "/" num(m, "tgid") "/" num(m, "cgroup") ":" num(m, "pages_pinned") ":" num(m, "pages_unpinned")
     }
 }
 END {
@@ -162,7 +161,7 @@ END {
         o = substr(skipped, RSTART, RLENGTH); head = substr(skipped, 1, RSTART - 1)
         skipped = substr(skipped, RSTART + RLENGTH)
         t = substr(o, 12); t = substr(t, 1, index(t, "\"") - 1)
-        out = out head t ":" val(last(o, "\"runs\":[0-9]*"))
+        out = out head t ":" num(o, "runs")
     }
     skipped = out skipped
     lost = last(summary, "\"lost_by_reason\":[{][^}]*[}]"); lost = substr(lost, 19); sub(/[}]$/, "", lost); gsub(/"/, "", lost)

@@ -141,19 +141,22 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     b.get(at..at + 8).map_or(0, |w| u64::from_le_bytes(w.try_into().unwrap_or_default()))
 }
 
+/// Offsets of the starts `rec` carries: [`carried_starts`] that were kept (not 0).
+fn kept_starts(rec: &[u8]) -> Vec<usize> {
+    carried_starts(rec).into_iter().filter(|&at| u64_at(rec, at) != 0).collect()
+}
+
 /// The starts `rec` carries (each an event of its own: a record before the stamp table).
 fn starts_in(rec: &[u8]) -> u64 {
-    carried_starts(rec).into_iter().filter(|&at| u64_at(rec, at) != 0).count() as u64
+    kept_starts(rec).len() as u64
 }
 
 /// `rec` with its timestamps `by` later (a carried start of 0, none kept, stays 0).
 fn shift(mut rec: Vec<u8>, by: u64) -> Vec<u8> {
-    let kind = rec.get(..4).map_or(0, |b| u32::from_le_bytes(b.try_into().unwrap_or_default()));
-    let starts = carried_starts(&rec).into_iter().filter(|&at| u64_at(&rec, at) != 0);
-    let all: Vec<usize> = timestamps(kind).iter().copied().chain(starts).collect();
-    for at in all {
+    let kind = u32_at(&rec, 0).unwrap_or(0);
+    for at in timestamps(kind).iter().copied().chain(kept_starts(&rec)) {
+        let ts = u64_at(&rec, at);
         if let Some(b) = rec.get_mut(at..at + 8) {
-            let ts = u64::from_le_bytes((&*b).try_into().unwrap_or_default());
             b.copy_from_slice(&ts.saturating_add(by).to_le_bytes());
         }
     }
